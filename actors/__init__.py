@@ -1,0 +1,1 @@
+"""The actors: a bounded-mailbox base, one actor per service environment, routers, a supervisor."""

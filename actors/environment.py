@@ -1,0 +1,292 @@
+"""One actor per service environment (``app@canary``): a bounded mailbox and ``concurrency`` slots.
+
+Each slot is a trio task that takes calls from the mailbox in FIFO order and runs the worker's code
+for them; a call that finds every slot busy waits in the mailbox, and one that finds the mailbox full
+is shed with a 503. A slot that has been idle longer than ``keep_warm`` pays a cold start. Whatever
+the worker does wrong (raises, returns a non-Response) becomes a 500 for that call only (Workers'
+error 1101); the slot carries on with the next call.
+
+Worker code reaches the platform through two objects per slot, reused from call to call so that a
+hop allocates nothing it does not need: ``Context`` (``ctx``: CPU, sleeping, randomness) and ``Env``
+(``env``: vars, secrets and ``Binding`` stubs whose calls go to the target's mailbox).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import random
+from typing import Any, Callable
+
+import trio
+
+from actors.mailbox import Call, Mailbox, ask
+from edge.clock import ModelClock
+from edge.cpu import CorePool, CpuAccount, CpuLimitExceeded
+from edge.errors import CPU_LIMIT, SHED, WORKER_EXCEPTION, platform_error
+from edge.fetch import Request, Response
+from edge.metrics import LogHistogram, RunMetrics, status_class
+from edge.units import parse_duration
+from edge.workers import WorkerCode
+
+log = logging.getLogger("edge.worker")
+
+Post = Callable[[Call], Any]
+"""An actor's entry point: accepts a call (returns None) or answers it at once (a Response)."""
+
+
+class RpcError(Exception):
+    """An RPC method of a bound worker raised; the message is the callee's error, secrets redacted."""
+
+
+class _RpcFailure:
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_seconds(text: str) -> float:
+    return parse_duration(text)
+
+
+def seconds(amount: float | int | str) -> float:
+    """Worker code may say ``ctx.cpu("2ms")`` or ``ctx.cpu(0.002)``."""
+    return _parse_seconds(amount) if isinstance(amount, str) else float(amount)
+
+
+class Context:
+    """``ctx`` for worker code: what the current call costs, and its random stream."""
+
+    __slots__ = ("_actor", "account", "random")
+
+    def __init__(self, actor: EnvironmentActor) -> None:
+        self._actor = actor
+        self.account: CpuAccount | None = None
+        self.random: random.Random = actor.rng
+
+    async def cpu(self, amount: float | int | str) -> None:
+        """Spend CPU on one of the node's cores, charged to the top-level request's budget."""
+        wanted = seconds(amount)
+        actor = self._actor
+        account = self.account
+        assert account is not None, "ctx.cpu() outside a call"
+        granted = account.charge(wanted, actor.key)
+        actor.stats.cpu_seconds += granted
+        if granted > 0:
+            await actor.cores.run(granted)
+        if granted < wanted:
+            raise CpuLimitExceeded(account.used, account.limit)
+
+    async def sleep(self, amount: float | int | str) -> None:
+        """Wait without using CPU (storage, an origin, a timer)."""
+        await self._actor.clock.sleep(seconds(amount))
+
+    def now(self) -> float:
+        return self._actor.clock.now()
+
+
+class Env:
+    """``env`` for worker code: vars, secrets and bindings by name, as attributes."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+    def __getattr__(self, name: str) -> Any:  # only reached for names that are not set
+        known = ", ".join(sorted(k for k in self.__dict__)) or "nothing"
+        raise AttributeError(f"env has no binding, variable or secret {name!r} (it has: {known})")
+
+    def __repr__(self) -> str:  # names only: values may be secrets
+        return f"Env({sorted(self.__dict__)})"
+
+
+class Binding:
+    """``env.NAME``: a service binding. Calls travel to the target actor's mailbox, never a socket."""
+
+    __slots__ = ("_ctx", "_name", "_target", "_post", "_caller", "_clock", "_metrics", "_latency")
+
+    def __init__(self, ctx: Context, name: str, target: str, post: Post, caller: str, clock: ModelClock, metrics: RunMetrics) -> None:
+        self._ctx = ctx
+        self._name = name
+        self._target = target
+        self._post = post
+        self._caller = caller
+        self._clock = clock
+        self._metrics = metrics
+        self._latency: dict[tuple[Any, str, int], LogHistogram] = {}
+
+    async def fetch(self, request: Request | str, init: dict[str, Any] | None = None) -> Response:
+        """Send ``request`` to the bound service, as Workers' ``env.BINDING.fetch(request)``.
+
+        A request with a body hands it over: the caller's copy is used afterwards, which is why a
+        request sent twice must be cloned first (seed 001). Bodiless requests travel as they are.
+        """
+        if isinstance(request, str):
+            request = Request(request, **(init or {}))
+        elif init:
+            request = Request(request, **init)
+        elif request.body_size:
+            request = Request(request)  # consumes the caller's body, or raises if already used
+        return await self._call(None, request, (), None)
+
+    def __getattr__(self, method: str) -> Callable[..., Any]:
+        if method.startswith("_"):
+            raise AttributeError(method)
+        return functools.partial(self._rpc, method)
+
+    async def _rpc(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        result = await self._call(method, None, args, kwargs)
+        if isinstance(result, _RpcFailure):
+            raise RpcError(result.message)
+        if isinstance(result, Response) and method is not None:
+            # The platform answered instead of the method (shed, CPU limit): surface it as an error.
+            raise RpcError(f"{self._target}.{method} failed: {result.status} {(await result.clone().text())}")
+        return result
+
+    async def _call(self, method: str | None, request: Request | None, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> Any:
+        account = self._ctx.account
+        assert account is not None, "a binding called outside a call"
+        account.count_invocation()
+        clock = self._clock
+        call = Call(request, account, None, clock.now(), method, args, kwargs)  # type: ignore[arg-type]
+        result = await ask(self._post, call)
+        status = result.status if isinstance(result, Response) else (500 if isinstance(result, _RpcFailure) else 200)
+        key = (call.served_by, call.version, status_class(status))
+        hist = self._latency.get(key)
+        if hist is None:
+            served = call.served_by
+            labels = (self._caller, self._name, served.service, served.environment, call.version, f"{key[2] + 1}xx")
+            hist = self._latency[key] = self._metrics.histogram(self._metrics.bindings, labels)
+        hist.observe(clock.now() - call.posted_at)
+        if account.exceeded:
+            raise CpuLimitExceeded(account.used, account.limit)
+        return result
+
+
+class EnvironmentActor:
+    """The actor of one service environment."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        environment: str,
+        version: int,
+        worker: WorkerCode,
+        values: dict[str, Any],
+        bindings: dict[str, tuple[str, Post]],
+        secrets: list[str],
+        concurrency: int,
+        mailbox: int,
+        clock: ModelClock,
+        cores: CorePool,
+        rng: random.Random,
+        metrics: RunMetrics,
+        cold_start: Any = None,
+        keep_warm: float = 300.0,
+    ) -> None:
+        self.service = service
+        self.environment = environment
+        self.key = f"{service}@{environment}"
+        self.version = str(version)
+        self.worker = worker
+        self.concurrency = concurrency
+        self.mailbox = Mailbox(mailbox)
+        self.clock = clock
+        self.cores = cores
+        self.rng = rng
+        self.metrics = metrics
+        self.stats = metrics.environment(service, environment)
+        self.stats.mailbox_depth = self.mailbox.__len__
+        self.cold_start = cold_start
+        self.keep_warm = keep_warm
+        self._values = values
+        self._bindings = bindings
+        self._secrets = [s for s in secrets if s]
+        self._logged: set[str] = set()
+
+    def post(self, call: Call) -> Response | None:
+        if self.mailbox.post(call):
+            return None
+        stats = self.stats
+        stats.shed += 1
+        stats.counts(self.version)[status_class(SHED[0])] += 1
+        call.served_by = self
+        call.version = self.version
+        return platform_error(SHED)
+
+    async def run(self) -> None:
+        """Serve until cancelled: ``concurrency`` slots over one mailbox."""
+        async with trio.open_nursery() as nursery:
+            for _ in range(self.concurrency):
+                nursery.start_soon(self._slot)
+
+    async def _slot(self) -> None:
+        ctx = Context(self)
+        env = Env(
+            {
+                **self._values,
+                **{
+                    name: Binding(ctx, name, target, post, self.service, self.clock, self.metrics)
+                    for name, (target, post) in self._bindings.items()
+                },
+            }
+        )
+        warm_until = -math.inf
+        clock = self.clock
+        stats = self.stats
+        while True:
+            call = await self.mailbox.receive()
+            started = clock.now()
+            stats.queue_wait.observe(started - call.posted_at)
+            stats.inflight += 1
+            if self.cold_start is not None and started > warm_until:
+                stats.cold_starts[self.version] = stats.cold_starts.get(self.version, 0) + 1
+                await clock.sleep(self.cold_start.sample(self.rng))
+            ctx.account = call.account
+            result = await self._invoke(call, env, ctx)
+            ctx.account = None
+            status = result.status if isinstance(result, Response) else (500 if isinstance(result, _RpcFailure) else 200)
+            now = clock.now()
+            warm_until = now + self.keep_warm
+            stats.counts(self.version)[status_class(status)] += 1
+            stats.latency.observe(now - call.posted_at)
+            stats.inflight -= 1
+            call.served_by = self
+            call.version = self.version
+            call.on_reply(call, result)
+
+    async def _invoke(self, call: Call, env: Env, ctx: Context) -> Any:
+        """Run the worker for one call; whatever goes wrong is this call's answer, not the slot's end."""
+        try:
+            if call.method is None:
+                result = await self.worker.fetch(call.request, env, ctx)
+                if not isinstance(result, Response):
+                    raise TypeError(f"fetch() must return a Response, returned {type(result).__name__}")
+            else:
+                method = self.worker.rpc.get(call.method)
+                if method is None:
+                    known = ", ".join(sorted(self.worker.rpc)) or "none"
+                    return _RpcFailure(f"{self.service} has no RPC method {call.method!r} (methods: {known})")
+                result = await method(env, ctx, *call.args, **(call.kwargs or {}))
+        except CpuLimitExceeded:
+            return platform_error(CPU_LIMIT)
+        except Exception as exc:
+            self.stats.exceptions += 1
+            message = self._redact(f"{type(exc).__name__}: {exc}")
+            if message not in self._logged and len(self._logged) < 20:
+                self._logged.add(message)
+                log.warning("%s threw (answered 500, error 1101): %s", self.key, message)
+            if call.method is not None:
+                return _RpcFailure(f"{self.service}.{call.method} raised {message}")
+            return platform_error(WORKER_EXCEPTION)
+        if call.account.exceeded:  # the worker caught the limit error and answered anyway
+            return platform_error(CPU_LIMIT)
+        return result
+
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text

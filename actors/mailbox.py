@@ -1,0 +1,152 @@
+"""A bounded mailbox served by a fixed set of consumer tasks, and the Call message that travels in it.
+
+Why not a trio memory channel: a channel round trip costs two task switches and an Event-like
+rendezvous per message, and a channel cannot hand a message straight to an idle consumer while also
+telling the sender "full" without blocking it. This mailbox does three things only:
+
+* ``post`` never blocks: it hands the message to an idle consumer (which is woken with it), queues it
+  FIFO, or refuses it when the queue is at capacity, so that the sender can shed it (503).
+* ``receive`` returns the next queued message without a task switch when there is one, so a busy
+  actor drains its whole backlog per wake-up, and parks the consumer otherwise.
+* idle consumers form a stack: the most recently used one is woken first, which keeps few consumers
+  warm (cold starts) and the rest idle, as an isolate pool does.
+
+Messages are plain objects; the ``Call`` below is what bindings, routers and the ingress exchange.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Callable
+
+import outcome
+from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
+
+
+class Mailbox:
+    """FIFO queue of at most ``capacity`` waiting messages, consumed by any number of tasks."""
+
+    __slots__ = ("capacity", "_queue", "_idle")
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 0:
+            raise ValueError(f"mailbox capacity must be >= 0, got {capacity}")
+        self.capacity = capacity
+        self._queue: deque[Any] = deque()
+        self._idle: list[Task] = []
+
+    def __len__(self) -> int:
+        """Messages waiting (not yet taken by a consumer): the mailbox depth."""
+        return len(self._queue)
+
+    @property
+    def idle_consumers(self) -> int:
+        return len(self._idle)
+
+    def post(self, message: Any) -> bool:
+        """Deliver ``message``; False means the mailbox is full and the caller must shed it."""
+        if self._idle:
+            reschedule(self._idle.pop(), outcome.Value(message))
+            return True
+        if len(self._queue) < self.capacity:
+            self._queue.append(message)
+            return True
+        return False
+
+    def force(self, message: Any) -> None:
+        """Deliver ``message`` even past capacity.
+
+        For replies an actor is owed (answers to calls it made): refusing one would lose a request
+        the actor already accepted, and their number is bounded by the calls it has out.
+        """
+        if self._idle:
+            reschedule(self._idle.pop(), outcome.Value(message))
+        else:
+            self._queue.append(message)
+
+    async def receive(self) -> Any:
+        """The next message, waiting for one if the queue is empty.
+
+        Returning a queued message does not yield to the scheduler; callers that loop on it must
+        reach a checkpoint in handling each message (every actor here does, or drains a bounded
+        backlog and then parks).
+        """
+        if self._queue:
+            return self._queue.popleft()
+        task = current_task()
+        self._idle.append(task)
+
+        def abort(_: Any) -> Abort:
+            self._idle.remove(task)
+            return Abort.SUCCEEDED
+
+        return await wait_task_rescheduled(abort)
+
+
+class Call:
+    """One request travelling to an actor: a fetch (``method is None``) or an RPC method call.
+
+    ``on_reply(call, result)`` is how the answer travels back; it is set by whoever waits (a parked
+    task, a router, the ingress), so that an answer costs a function call, not a channel. The
+    actor that answers writes ``served_by`` (its "service@environment" key) and ``version`` so
+    that metrics and reports can say who answered a request that went through a router.
+    """
+
+    __slots__ = (
+        "request",
+        "account",
+        "method",
+        "args",
+        "kwargs",
+        "on_reply",
+        "posted_at",
+        "served_by",
+        "version",
+    )
+
+    def __init__(
+        self,
+        request: Any,
+        account: Any,
+        on_reply: Callable[[Call, Any], None],
+        posted_at: float,
+        method: str | None = None,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        self.request = request
+        self.account = account
+        self.on_reply = on_reply
+        self.posted_at = posted_at
+        self.method = method
+        self.args = args
+        self.kwargs = kwargs
+        self.served_by: Any = None
+        self.version = ""
+
+
+def discard_reply(call: Call, result: Any) -> None:
+    """The reply target of a call whose caller went away (cancelled): the answer has no reader."""
+
+
+async def ask(post: Callable[[Call], Any], call: Call) -> Any:
+    """Post ``call`` with ``post`` and park the current task until its reply.
+
+    ``post`` returns None when the call was accepted, or an immediate answer (a shed 503, a 404)
+    that is returned without parking: a reply must never reschedule a task that is still running.
+    """
+    task = current_task()
+
+    def wake(_: Call, result: Any) -> None:
+        reschedule(task, outcome.Value(result))
+
+    call.on_reply = wake
+    immediate = post(call)
+    if immediate is not None:
+        return immediate
+
+    def abort(_: Any) -> Abort:
+        call.on_reply = discard_reply
+        return Abort.SUCCEEDED
+
+    return await wait_task_rescheduled(abort)

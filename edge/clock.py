@@ -1,0 +1,154 @@
+"""Time for the model: a virtual clock that owns its timers, a real one, and seeded random streams.
+
+The model never asks trio for the time or sleeps with ``trio.sleep`` directly: it goes through a
+``ModelClock`` so that one model runs in both modes.
+
+Why a clock that holds its own timers: ``trio.sleep`` opens a cancel scope and registers a deadline
+per call, which caps a simulation at a few tens of thousands of timer events a second. Here a sleeping
+task parks with ``wait_task_rescheduled`` and its wake-up goes on a heap. When trio finds nothing
+runnable it asks the clock how long to block (``deadline_to_sleep_time``); the virtual clock answers
+by jumping to its earliest timer, rescheduling that task, and saying "don't block". trio's own
+deadlines (``trio.sleep``, ``fail_after`` in user code) still work: the clock jumps to them when they
+come first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import itertools
+import math
+import random
+from typing import Any, Callable
+
+import trio
+from trio.lowlevel import Abort, current_task, reschedule, wait_task_rescheduled
+
+
+class ModelClock:
+    """What the model needs from time: ``now()``, ``sleep()`` and ``call_later()``."""
+
+    def now(self) -> float:
+        raise NotImplementedError
+
+    async def sleep(self, seconds: float) -> None:
+        raise NotImplementedError
+
+    def call_later(self, seconds: float, fn: Callable[..., Any], *args: Any) -> None:
+        raise NotImplementedError
+
+
+class VirtualClock(trio.abc.Clock, ModelClock):
+    """A trio clock whose time only moves when every task is blocked.
+
+    Timers are heap entries ``[when, seq, task_or_None, fn, args]``; ``seq`` keeps equal times in
+    FIFO order, which makes runs deterministic. A cancelled sleep clears its entry's task instead of
+    searching the heap (lazy deletion).
+    """
+
+    def __init__(self) -> None:
+        self._now = 0.0
+        self._timers: list[list[Any]] = []
+        self._seq = itertools.count()
+        self.events = 0  # timers fired: a cheap progress and speed figure
+
+    # -- trio.abc.Clock ------------------------------------------------------------------
+    def start_clock(self) -> None:
+        pass
+
+    def current_time(self) -> float:
+        return self._now
+
+    def deadline_to_sleep_time(self, deadline: float) -> float:
+        """Nothing is runnable: fire the earliest timer (or trio deadline) and never block."""
+        timers = self._timers
+        pop = heapq.heappop
+        while timers:
+            entry = timers[0]
+            when = entry[0]
+            if deadline <= when:
+                break
+            pop(timers)
+            task = entry[2]
+            fn = entry[3]
+            if task is None and fn is None:
+                continue  # a cancelled sleep
+            if when > self._now:
+                self._now = when
+            self.events += 1
+            if task is not None:
+                reschedule(task)
+                return 0.0
+            fn(*entry[4])
+            # A callback may have woken tasks; give them the floor before firing later timers.
+            return 0.0
+        if deadline == math.inf:
+            # Nothing runnable, no timer, no deadline: only a program that is really stuck gets
+            # here (a run always holds its end-of-run timer), and then trio's blocking is right.
+            return math.inf
+        if deadline > self._now:
+            self._now = deadline
+        return 0.0
+
+    # -- ModelClock ----------------------------------------------------------------------
+    def now(self) -> float:
+        return self._now
+
+    async def sleep(self, seconds: float) -> None:
+        entry = [self._now + seconds, next(self._seq), current_task(), None, ()]
+        heapq.heappush(self._timers, entry)
+
+        def abort(_: Any) -> Abort:
+            entry[2] = None
+            return Abort.SUCCEEDED
+
+        await wait_task_rescheduled(abort)
+
+    def call_later(self, seconds: float, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` from the scheduler at ``now + seconds``; ``fn`` must not block."""
+        heapq.heappush(self._timers, [self._now + seconds, next(self._seq), None, fn, args])
+
+
+class RealClock(ModelClock):
+    """Wall-clock time for live mode: trio's own clock and sleeps."""
+
+    def __init__(self, nursery: trio.Nursery | None = None) -> None:
+        self._nursery = nursery
+
+    def now(self) -> float:
+        return trio.current_time()
+
+    async def sleep(self, seconds: float) -> None:
+        await trio.sleep(seconds)
+
+    def call_later(self, seconds: float, fn: Callable[..., Any], *args: Any) -> None:
+        if self._nursery is None:
+            raise RuntimeError("RealClock.call_later needs a nursery to own its timer tasks")
+
+        async def later() -> None:
+            await trio.sleep(seconds)
+            fn(*args)
+
+        self._nursery.start_soon(later)
+
+
+def random_stream(seed: int, *names: object) -> random.Random:
+    """An independent random stream for one component of one run.
+
+    Each component draws from its own stream, keyed by the run's seed and the component's name, so
+    a change in one place (a canary weight, a new service) does not shift every other draw: runs
+    that differ in one knob stay comparable (common random numbers). The key goes through SHA-256
+    rather than ``hash()`` so that it does not depend on PYTHONHASHSEED.
+    """
+    key = "/".join([str(seed), *map(str, names)]).encode()
+    return random.Random(int.from_bytes(hashlib.sha256(key).digest()[:16], "big"))
+
+
+def seed_trio_scheduler(seed: int) -> None:
+    """Make trio's scheduling order a function of the seed.
+
+    trio shuffles each batch of runnable tasks with a module-level ``random.Random``, to keep code
+    from depending on scheduling order. A simulation must depend on nothing else than its seed, so
+    the run seeds that instance (there is no public API for it).
+    """
+    trio._core._run._r.seed(seed)  # type: ignore[attr-defined]

@@ -1,0 +1,413 @@
+"""Scenario files: msgspec Structs, decoded and validated at the edge, with paths in every error.
+
+A scenario is TOML. Decoding checks types and unknown keys; each Struct's ``__post_init__`` checks
+its own readable values ("250ms", "exp(1ms)", "500/s") so that msgspec attaches the path of the
+failing table; ``validate`` then checks what spans tables (binding targets, split weights, secret
+references, worker modules). Every failure is a ``ConfigError`` naming the file, the path inside it
+(``services[2].split.weights``) and what was expected. Values stay as written: the runtime parses
+them again when it builds the model, which cannot fail after validation.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from edge.distributions import parse_distribution
+from edge.units import parse_duration, parse_rate, parse_ratio
+
+Number = int | float
+Duration = str | int | float
+
+
+class ConfigError(Exception):
+    """A scenario that cannot run; ``str()`` is the message for the user."""
+
+    def __init__(self, file: str, path: str, expected: str) -> None:
+        where = f"{file}: {path}" if path else file
+        super().__init__(f"{where}: {expected}")
+        self.file = file
+        self.path = path
+        self.expected = expected
+
+
+def _check(field: str, parse: Any, value: Any, **kw: Any) -> None:
+    """Run a parser; on failure raise the ValueError msgspec turns into a path-carrying error."""
+    try:
+        parse(value, **kw)
+    except ValueError as exc:
+        raise ValueError(f"@{field}: {exc}") from None
+
+
+class Meta(msgspec.Struct, forbid_unknown_fields=True):
+    name: str = "scenario"
+    duration: Duration = "1m"
+    seed: int = 1
+    cpu_limit: Duration = "50ms"
+    """CPU budget of one top-level request, shared by every worker it reaches."""
+    cores: int = 8
+    max_invocations: int = 32
+    """Service-binding invocations allowed per top-level request (Workers allow 32)."""
+    drain: Duration = "30s"
+    """After traffic stops, how long in-flight requests get to finish before the run ends."""
+
+    def __post_init__(self) -> None:
+        _check("duration", parse_duration, self.duration)
+        _check("cpu_limit", parse_duration, self.cpu_limit)
+        _check("drain", parse_duration, self.drain)
+        if self.cores < 1:
+            raise ValueError(f"@cores: expected at least 1 core, got {self.cores}")
+        if self.max_invocations < 1:
+            raise ValueError(f"@max_invocations: expected at least 1, got {self.max_invocations}")
+
+
+class Model(msgspec.Struct, forbid_unknown_fields=True):
+    """A synthetic worker: behaviour given by distributions instead of code."""
+
+    cpu: Duration = 0
+    latency: Duration = 0
+    """Time spent waiting without CPU (storage, origin fetches)."""
+    errors: Number | str = 0.0
+    error_status: int = 500
+    size: str | int = 0
+    """Response body size in bytes (a distribution is allowed: "exp(2KiB)")."""
+
+    def __post_init__(self) -> None:
+        _check("cpu", parse_distribution, self.cpu, unit="duration")
+        _check("latency", parse_distribution, self.latency, unit="duration")
+        _check("errors", parse_ratio, self.errors)
+        _check("size", parse_distribution, self.size, unit="size")
+        if not 100 <= self.error_status <= 599:
+            raise ValueError(f"@error_status: expected an HTTP status 100..599, got {self.error_status}")
+
+
+class Environment(msgspec.Struct, forbid_unknown_fields=True):
+    """One deployment of a service; unset fields inherit the service's."""
+
+    worker: str | None = None
+    model: Model | None = None
+    vars: dict[str, str] = {}
+    secrets: dict[str, str] = {}
+    bindings: dict[str, str] = {}
+    version: int | None = None
+    tags: dict[str, str] = {}
+    concurrency: int | None = None
+    mailbox: int | None = None
+    cold_start: Duration | None = None
+    keep_warm: Duration | None = None
+
+    def __post_init__(self) -> None:
+        _check_environment_fields(self)
+
+
+def _check_environment_fields(env: Environment | Service) -> None:
+    if env.worker is not None and env.model is not None:
+        raise ValueError("@worker: expected either `worker` (Python code) or `model` (synthetic), not both")
+    if env.concurrency is not None and env.concurrency < 1:
+        raise ValueError(f"@concurrency: expected at least 1, got {env.concurrency}")
+    if env.mailbox is not None and env.mailbox < 0:
+        raise ValueError(f"@mailbox: expected a capacity >= 0, got {env.mailbox}")
+    if env.version is not None and env.version < 1:
+        raise ValueError(f"@version: expected a version number >= 1, got {env.version}")
+    if env.cold_start is not None:
+        _check("cold_start", parse_distribution, env.cold_start, unit="duration")
+    if env.keep_warm is not None:
+        _check("keep_warm", parse_duration, env.keep_warm)
+
+
+class Retry(msgspec.Struct, forbid_unknown_fields=True):
+    """Seed 003's fallback: a failed attempt on another environment is retried on ``to``."""
+
+    on: str = "5xx"
+    methods: list[str] = msgspec.field(default_factory=lambda: ["GET", "HEAD"])
+    to: str = "production"
+
+    def __post_init__(self) -> None:
+        if self.on != "5xx":
+            raise ValueError(f'@on: expected "5xx" (retry when the status is >= 500), got {self.on!r}')
+        self.methods = [m.upper() for m in self.methods]
+
+
+class Split(msgspec.Struct, forbid_unknown_fields=True):
+    weights: dict[str, Number]
+    """Percent of the service's traffic per environment; must sum to 100 (0.1 means 0.1%)."""
+    retry: Retry | None = None
+
+    def __post_init__(self) -> None:
+        for name, weight in self.weights.items():
+            if not (math.isfinite(weight) and 0 <= weight <= 100):
+                raise ValueError(f"@weights.{name}: expected a percentage between 0 and 100, got {weight}")
+        total = sum(self.weights.values())
+        if abs(total - 100) > 1e-9:
+            raise ValueError(f"@weights: expected weights summing to 100 (percent), got {total:g}")
+
+
+class Service(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    routes: list[str] = []
+    """Public routes such as "example.com/*"; a service without routes is private."""
+    worker: str | None = None
+    model: Model | None = None
+    vars: dict[str, str] = {}
+    secrets: dict[str, str] = {}
+    bindings: dict[str, str] = {}
+    version: int | None = None
+    tags: dict[str, str] = {}
+    concurrency: int | None = None
+    mailbox: int | None = None
+    cold_start: Duration | None = None
+    keep_warm: Duration | None = None
+    environments: dict[str, Environment] = {}
+    split: Split | None = None
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ValueError(f"@name: expected a service name of letters, digits, '-' and '_', got {self.name!r}")
+        _check_environment_fields(self)
+
+
+class RequestTemplate(msgspec.Struct, forbid_unknown_fields=True):
+    url: str
+    method: str = "GET"
+    weight: Number = 1
+    headers: dict[str, str] = {}
+    """A value "secret:SERVICE.NAME" is replaced by that service's secret (never printed)."""
+    body: str | None = None
+
+    def __post_init__(self) -> None:
+        self.method = self.method.upper()
+        if not (math.isfinite(self.weight) and self.weight > 0):
+            raise ValueError(f"@weight: expected a positive weight, got {self.weight}")
+        if not _URL.match(self.url):
+            raise ValueError(f'@url: expected an absolute URL like "https://example.com/path", got {self.url!r}')
+        if self.body is not None and self.method in ("GET", "HEAD"):
+            raise ValueError(f"@body: a {self.method} request cannot have a body")
+
+
+class Traffic(msgspec.Struct, forbid_unknown_fields=True):
+    requests: list[RequestTemplate]
+    name: str = ""
+    arrivals: str = "poisson(100/s)"
+    """poisson(RATE) or constant(RATE), RATE like "500/s"."""
+    start: Duration = 0
+    duration: Duration | None = None
+
+    def __post_init__(self) -> None:
+        if not self.requests:
+            raise ValueError("@requests: expected at least one request template")
+        try:
+            parse_arrivals(self.arrivals)
+        except ValueError as exc:
+            raise ValueError(f"@arrivals: {exc}") from None
+        _check("start", parse_duration, self.start)
+        if self.duration is not None:
+            _check("duration", parse_duration, self.duration)
+
+
+class Scenario(msgspec.Struct, forbid_unknown_fields=True):
+    services: list[Service]
+    scenario: Meta = msgspec.field(default_factory=Meta)
+    traffic: list[Traffic] = []
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s]+(/\S*)?$")
+_ARRIVALS = re.compile(r"^\s*(poisson|constant)\(\s*(.+?)\s*\)\s*$")
+_MSGSPEC_ERROR = re.compile(r"^(?:@(?P<field>[\w.\-\[\]]+): )?(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+
+
+def parse_arrivals(text: str) -> tuple[str, float]:
+    """("poisson" | "constant", rate per second) from "poisson(500/s)"."""
+    match = _ARRIVALS.match(text)
+    if not match:
+        raise ValueError(f'expected "poisson(RATE)" or "constant(RATE)" with RATE like "500/s", got {text!r}')
+    rate = parse_rate(match.group(2))
+    if rate <= 0:
+        raise ValueError(f"expected a positive arrival rate, got {match.group(2)!r}")
+    return match.group(1), rate
+
+
+class LoadedScenario(msgspec.Struct):
+    """A validated scenario and where it came from (worker paths are relative to ``base_dir``)."""
+
+    spec: Scenario
+    file: str
+    base_dir: str
+
+
+def load(path: str | Path) -> LoadedScenario:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(str(path), "", f"cannot read scenario file: {exc.strerror}") from None
+    return loads(data, file=str(path), base_dir=str(path.parent))
+
+
+def loads(data: bytes | str, *, file: str, base_dir: str) -> LoadedScenario:
+    try:
+        raw = tomllib.loads(data.decode() if isinstance(data, bytes) else data)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(file, "", f"not valid TOML: {exc}") from None
+    try:
+        spec = msgspec.convert(raw, type=Scenario)
+    except msgspec.ValidationError as exc:
+        match = _MSGSPEC_ERROR.match(str(exc))
+        assert match is not None  # the pattern accepts any text
+        path = _name_dict_keys(raw, match.group("path") or "", str(exc))
+        raise ConfigError(file, _join(_dotted(path), match.group("field") or ""), _lower_first(match.group("msg"))) from None
+    loaded = LoadedScenario(spec=spec, file=file, base_dir=base_dir)
+    validate(loaded)
+    return loaded
+
+
+_SEGMENT = re.compile(r"\.([^.\[]+)|\[(\d+)\]|\[\.\.\.\]")
+
+
+def _name_dict_keys(raw: Any, path: str, message: str) -> str:
+    """Replace msgspec's ``[...]`` (a dict key it does not name) with the key that fails.
+
+    Each candidate key is tried alone: the one whose value reproduces the error is the culprit.
+    Only runs on the error path, so the repeated conversions cost nothing that matters.
+    """
+    while "[...]" in path:
+        head, _, tail = path.partition("[...]")
+        container = raw
+        for name, index in ((m.group(1), m.group(2)) for m in _SEGMENT.finditer(head)):
+            container = container[name] if name is not None else container[int(index)]
+        for key in list(container):
+            trimmed = {key: container[key]}
+            saved = dict(container)
+            container.clear()
+            container.update(trimmed)
+            try:
+                msgspec.convert(raw, type=Scenario)
+                same = False
+            except msgspec.ValidationError as exc:
+                same = str(exc) == message
+            finally:
+                container.clear()
+                container.update(saved)
+            if same:
+                path = f"{head}.{key}{tail}"
+                message = message.replace("[...]", f".{key}", 1)
+                break
+        else:
+            break  # could not tell: keep msgspec's wording
+    return path
+
+
+def _dotted(msgspec_path: str) -> str:
+    return msgspec_path[1:] if msgspec_path.startswith(".") else msgspec_path
+
+
+def _join(path: str, field: str) -> str:
+    return f"{path}.{field}" if path and field else path or field
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+def split_target(target: str) -> tuple[str, str | None]:
+    """"app@canary" -> ("app", "canary"); "app" -> ("app", None)."""
+    service, _, environment = target.partition("@")
+    return service, environment or None
+
+
+def environments_of(service: Service) -> dict[str, Environment]:
+    """The service's environments; a service that lists none has a single "production"."""
+    return service.environments or {"production": Environment()}
+
+
+def serving_environments(service: Service) -> list[str]:
+    """Environments that take the service's own traffic (the others are reached only when pinned)."""
+    if service.split is not None:
+        return [name for name, weight in service.split.weights.items() if weight > 0] or [
+            next(iter(service.split.weights))
+        ]
+    envs = environments_of(service)
+    return ["production"] if "production" in envs else [next(iter(envs))]
+
+
+def validate(loaded: LoadedScenario) -> None:
+    """Checks that span tables: names, binding targets, splits, secret references, worker code."""
+    from edge.workers import WorkerLoadError, load_worker  # workers imports fetch; keep config light
+
+    spec, file = loaded.spec, loaded.file
+
+    def fail(path: str, expected: str) -> ConfigError:
+        return ConfigError(file, path, expected)
+
+    services: dict[str, Service] = {}
+    for i, service in enumerate(spec.services):
+        if service.name in services:
+            raise fail(f"services[{i}].name", f"expected a unique service name, {service.name!r} is defined twice")
+        services[service.name] = service
+    if not services:
+        raise fail("services", "expected at least one service")
+
+    for i, service in enumerate(spec.services):
+        here = f"services[{i}]"
+        envs = environments_of(service)
+        for env_name, env in envs.items():
+            env_path = f"{here}.environments.{env_name}" if service.environments else here
+            bindings = {**service.bindings, **env.bindings}
+            for binding, target in bindings.items():
+                where = f"{env_path}.bindings.{binding}" if binding in env.bindings else f"{here}.bindings.{binding}"
+                target_service, target_env = split_target(target)
+                if target_service not in services:
+                    raise fail(where, f"expected the name of a service, got {target!r} (services: {', '.join(services)})")
+                if target_env is not None and target_env not in environments_of(services[target_service]):
+                    known = ", ".join(environments_of(services[target_service]))
+                    raise fail(where, f"expected an environment of {target_service!r} ({known}), got {target_env!r}")
+            worker = env.worker or (service.worker if env.model is None else None)
+            if worker is None and env.model is None and service.model is None:
+                raise fail(env_path, "expected `worker` (a Python module) or `model` (synthetic behaviour)")
+            if worker is not None:
+                try:
+                    load_worker(Path(loaded.base_dir) / worker)
+                except WorkerLoadError as exc:
+                    raise fail(f"{env_path}.worker" if env.worker else f"{here}.worker", str(exc)) from None
+        if service.split is not None:
+            for env_name in service.split.weights:
+                if env_name not in envs:
+                    raise fail(
+                        f"{here}.split.weights.{env_name}",
+                        f"expected an environment of {service.name!r} ({', '.join(envs)}), got {env_name!r}",
+                    )
+            retry = service.split.retry
+            if retry is not None and retry.to not in envs:
+                raise fail(f"{here}.split.retry.to", f"expected an environment of {service.name!r} ({', '.join(envs)}), got {retry.to!r}")
+
+    public = [s for s in spec.services if s.routes]
+    for t, traffic in enumerate(spec.traffic):
+        for r, template in enumerate(traffic.requests):
+            for header, value in template.headers.items():
+                if value.startswith("secret:"):
+                    ref = value[len("secret:"):]
+                    svc, _, name = ref.partition(".")
+                    where = f"traffic[{t}].requests[{r}].headers.{header}"
+                    if svc not in services:
+                        raise fail(where, f'expected "secret:SERVICE.NAME" naming a service, got service {svc!r}')
+                    if not any(name in {**services[svc].secrets, **e.secrets} for e in environments_of(services[svc]).values()):
+                        raise fail(where, f"expected a secret of {svc!r}, it has no secret {name!r}")
+        if not public:
+            raise fail(f"traffic[{t}]", "expected at least one public service (one with `routes`) to send traffic to")
+
+
+def resolve_secret(spec: Scenario, reference: str) -> str:
+    """The value behind "secret:SERVICE.NAME" (production's, or the first environment defining it)."""
+    svc_name, _, name = reference[len("secret:"):].partition(".")
+    service = next(s for s in spec.services if s.name == svc_name)
+    envs = environments_of(service)
+    ordered = [envs["production"]] if "production" in envs else []
+    for env in ordered + list(envs.values()):
+        if name in env.secrets:
+            return env.secrets[name]
+    return service.secrets[name]

@@ -1,0 +1,122 @@
+"""Shared CPU: one budget per top-level request, and the node's finite pool of cores.
+
+Workers connected by service bindings share the CPU budget of the top-level request and run on one
+thread: while the gateway awaits its AUTH binding it uses no CPU, and the CPU that auth spends is
+charged to the same request. ``CpuAccount`` is that budget; every ``Call`` along a chain carries the
+same account. ``CorePool`` is the machine: CPU work holds a core for its duration, and when every core
+is busy the work waits its turn (FIFO), which is how CPU contention turns into latency.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import outcome
+from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
+
+from edge.clock import ModelClock
+
+CPU_LIMIT_ERROR_CODE = 1102
+"""Cloudflare's "Worker exceeded resource limits" error, which an exhausted CPU budget produces."""
+
+
+class CpuLimitExceeded(Exception):
+    """The top-level request ran out of CPU time; the whole chain fails with it."""
+
+    def __init__(self, used: float, limit: float) -> None:
+        super().__init__(f"exceeded CPU time limit: used {used * 1e3:.3f}ms of {limit * 1e3:.3f}ms")
+        self.used = used
+        self.limit = limit
+
+
+class InvocationLimitExceeded(Exception):
+    """A chain made more service-binding invocations than the platform allows per request."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"too many service binding invocations in one request (limit {limit}): "
+            "is a worker calling itself?"
+        )
+        self.limit = limit
+
+
+class CpuAccount:
+    """The CPU budget and binding-invocation count of one top-level request.
+
+    ``exceeded_at`` names the service environment whose work crossed the limit: the failure belongs
+    to the top-level request, but an operator needs to know which worker burnt the budget.
+    """
+
+    __slots__ = ("limit", "used", "invocations", "max_invocations", "exceeded_at")
+
+    def __init__(self, limit: float, max_invocations: int) -> None:
+        self.limit = limit
+        self.used = 0.0
+        self.invocations = 0
+        self.max_invocations = max_invocations
+        self.exceeded_at: str | None = None
+
+    @property
+    def exceeded(self) -> bool:
+        return self.exceeded_at is not None
+
+    def charge(self, seconds: float, where: str) -> float:
+        """Charge up to ``seconds``; returns what the budget allowed, marking it exceeded if short.
+
+        A request whose budget is already gone raises at once: its chain is being torn down.
+        """
+        if self.exceeded_at is not None:
+            raise CpuLimitExceeded(self.used, self.limit)
+        left = self.limit - self.used
+        if seconds > left:
+            self.exceeded_at = where
+            seconds = left if left > 0 else 0.0
+        self.used += seconds
+        return seconds
+
+    def count_invocation(self) -> None:
+        if self.invocations >= self.max_invocations:
+            raise InvocationLimitExceeded(self.max_invocations)
+        self.invocations += 1
+
+
+class CorePool:
+    """``cores`` CPUs shared by every worker on the node; CPU work queues FIFO for a free one."""
+
+    __slots__ = ("cores", "clock", "_free", "_waiting", "busy_seconds")
+
+    def __init__(self, cores: int, clock: ModelClock) -> None:
+        if cores < 1:
+            raise ValueError(f"a node needs at least one core, got {cores}")
+        self.cores = cores
+        self.clock = clock
+        self._free = cores
+        self._waiting: deque[Task] = deque()
+        self.busy_seconds = 0.0
+
+    @property
+    def queued(self) -> int:
+        return len(self._waiting)
+
+    async def run(self, seconds: float) -> None:
+        """Occupy one core for ``seconds`` of CPU time, waiting for a core if none is free."""
+        if self._free:
+            self._free -= 1
+        else:
+            task = current_task()
+            self._waiting.append(task)
+
+            def abort(_: Any) -> Abort:
+                self._waiting.remove(task)
+                return Abort.SUCCEEDED
+
+            await wait_task_rescheduled(abort)  # woken holding a core handed over by release
+        try:
+            await self.clock.sleep(seconds)
+            self.busy_seconds += seconds
+        finally:
+            if self._waiting:
+                reschedule(self._waiting.popleft(), outcome.Value(None))
+            else:
+                self._free += 1

@@ -1,0 +1,30 @@
+"""Answers the platform itself gives, in Cloudflare's style: ``error code: NNNN`` bodies.
+
+Each carries an ``x-edge-error`` header naming the cause, so that a client (and the run's counters)
+can tell a shed or a CPU-limit failure from a 5xx the worker returned on purpose.
+"""
+
+from __future__ import annotations
+
+from edge.fetch import Response
+
+ERROR_HEADER = "x-edge-error"
+
+WORKER_EXCEPTION = (500, 1101, "exception")
+"""Worker threw exception."""
+CPU_LIMIT = (503, 1102, "cpu-limit")
+"""Worker exceeded resource limits (its request's CPU budget)."""
+SHED = (503, 1200, "shed")
+"""Too many requests queued for the worker: its mailbox was full."""
+NOT_FOUND = (404, 1000, "not-found")
+"""No public route for this host and path (private services have none)."""
+
+
+def platform_error(kind: tuple[int, int, str]) -> Response:
+    status, code, cause = kind
+    return Response(f"error code: {code}", status=status, headers={ERROR_HEADER: cause})
+
+
+def error_cause(response: Response) -> str | None:
+    """The platform cause of ``response`` ("shed", "cpu-limit", ...), None for a worker's own answer."""
+    return response.headers.get(ERROR_HEADER)

@@ -1,0 +1,288 @@
+"""Every metric of a run: the hot-path recorders and the Prometheus families they are exported as.
+
+Why not prometheus-client's ``Counter``/``Histogram`` on the hot path: each observation takes a lock
+and walks the bucket list, several microseconds that a simulation pays per hop. Here the actors
+write plain numbers and ``LogHistogram`` bins, and ``RunCollector`` turns them into metric families
+only when somebody scrapes (or a report is written). All names, help texts, labels and bucket bounds
+live in this module; label values are bounded (service, environment, version, binding names and
+status classes: never a path, an id or a secret).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Iterator
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+CPU_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+
+_E_MIN = -7  # smallest decade kept apart: 100 ns
+_E_MAX = 5  # values from 10^5 s up share the last bin
+_PER_DECADE = 900  # mantissa steps of 0.01 from 1.00 to 9.99: at most 1% relative bin width
+_BINS = (_E_MAX - _E_MIN) * _PER_DECADE + 1
+_POW10 = {e: 10.0**e for e in range(_E_MIN, _E_MAX + 1)}
+
+
+def status_class(status: int) -> int:
+    """Index into ``STATUS_CLASSES`` of an HTTP status."""
+    return status // 100 - 1
+
+
+class LogHistogram:
+    """Counts of non-negative values in decimal log-linear bins (HDR-style, <= 1% relative error).
+
+    Bins are [m, m + 0.01) x 10^e for m in 1.00..9.99: every Prometheus bound of the form d.dd x
+    10^e is a bin edge, so exported ``le`` buckets are exact, and a quantile read from a bin is
+    within 1% of the true value (bin midpoint, clamped to the observed min/max).
+    """
+
+    __slots__ = ("bins", "count", "total", "min", "max")
+
+    def __init__(self) -> None:
+        self.bins = [0] * _BINS
+        self.count = 0
+        self.total = 0.0
+        self.min = math.inf
+        self.max = 0.0
+
+    def observe(self, value: float) -> None:
+        self.count += 1
+        self.total += value
+        if value < self.min:
+            self.min = value
+        if value > self.max:
+            self.max = value
+        self.bins[_bin(value)] += 1
+
+    def quantile(self, q: float) -> float:
+        """The q-quantile (0 <= q <= 1); 0.0 for an empty histogram."""
+        if not self.count:
+            return 0.0
+        if q >= 1.0:
+            return self.max
+        rank = q * self.count
+        seen = 0
+        for index, n in enumerate(self.bins):
+            seen += n
+            if seen > rank:
+                return min(max(_bin_mid(index), self.min), self.max)
+        return self.max
+
+    def count_below(self, bound: float) -> int:
+        """How many observations fell below ``bound`` (exact when ``bound`` is a bin edge)."""
+        return sum(self.bins[: _bin(bound)])
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.count if self.count else 0.0
+
+
+def _bin(value: float) -> int:
+    if value < 1e-7:
+        return 0
+    exponent = math.floor(math.log10(value))
+    if exponent >= _E_MAX:
+        return _BINS - 1
+    mantissa = value / _POW10[exponent]
+    step = int((mantissa - 1.0) * 100.0 + 1e-9)  # the epsilon puts exact edges like 2.5 in their own bin
+    if step >= _PER_DECADE:  # log10 rounding at a decade edge
+        step = _PER_DECADE - 1
+    return (exponent - _E_MIN) * _PER_DECADE + step
+
+
+def _bin_mid(index: int) -> float:
+    exponent, step = divmod(index, _PER_DECADE)
+    return (1.0 + (step + 0.5) / 100.0) * _POW10[exponent + _E_MIN]
+
+
+class EnvironmentStats:
+    """What one service environment actor records."""
+
+    __slots__ = (
+        "service",
+        "environment",
+        "requests",
+        "latency",
+        "queue_wait",
+        "cpu_seconds",
+        "cpu_limit_exceeded",
+        "shed",
+        "exceptions",
+        "cold_starts",
+        "inflight",
+        "mailbox_depth",
+    )
+
+    def __init__(self, service: str, environment: str) -> None:
+        self.service = service
+        self.environment = environment
+        self.requests: dict[str, list[int]] = {}  # version -> counts by status class
+        self.latency = LogHistogram()  # from arrival in the mailbox to the answer
+        self.queue_wait = LogHistogram()  # from arrival in the mailbox to a free slot
+        self.cpu_seconds = 0.0
+        self.cpu_limit_exceeded = 0
+        self.shed = 0
+        self.exceptions = 0
+        self.cold_starts: dict[str, int] = {}
+        self.inflight = 0
+        self.mailbox_depth = lambda: 0
+
+    def counts(self, version: str) -> list[int]:
+        counts = self.requests.get(version)
+        if counts is None:
+            counts = self.requests[version] = [0] * len(STATUS_CLASSES)
+        return counts
+
+
+class ClientStats:
+    """Top-level requests as the clients saw them (after routers and retries)."""
+
+    __slots__ = ("requests", "by_class", "latency", "shed", "not_found", "cpu_limit_exceeded", "retries")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.by_class = [0] * len(STATUS_CLASSES)
+        self.latency = LogHistogram()
+        self.shed = 0
+        self.not_found = 0
+        self.cpu_limit_exceeded = 0
+        self.retries = 0
+
+    @property
+    def errors(self) -> int:
+        return self.by_class[4]
+
+
+class RunMetrics:
+    """Every recorder of one run, keyed by bounded label tuples."""
+
+    def __init__(self) -> None:
+        self.environments: dict[str, EnvironmentStats] = {}
+        # (caller, binding, target, environment, version, status_class) -> latency
+        self.bindings: dict[tuple[str, str, str, str, str, str], LogHistogram] = {}
+        self.ingress: dict[tuple[str, str], LogHistogram] = {}  # (service, environment)
+        self.request_cpu: dict[str, LogHistogram] = {}  # entry service -> CPU of whole chains
+        self.canary_weights: dict[tuple[str, str], float] = {}
+        self.retries: dict[tuple[str, str, str], int] = {}  # (service, from, to)
+        self.clients = ClientStats()
+
+    def environment(self, service: str, environment: str) -> EnvironmentStats:
+        key = f"{service}@{environment}"
+        stats = self.environments.get(key)
+        if stats is None:
+            stats = self.environments[key] = EnvironmentStats(service, environment)
+        return stats
+
+    def histogram(self, table: dict, key: object) -> LogHistogram:
+        hist = table.get(key)
+        if hist is None:
+            hist = table[key] = LogHistogram()
+        return hist
+
+
+def _histogram_family(
+    name: str, doc: str, labels: list[str], series: Iterable[tuple[tuple[str, ...], LogHistogram]], bounds: tuple[float, ...]
+) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, doc, labels=labels)
+    for values, hist in series:
+        buckets = [(repr(bound), float(hist.count_below(bound))) for bound in bounds]
+        buckets.append(("+Inf", float(hist.count)))
+        family.add_metric(list(values), buckets, hist.total)
+    return family
+
+
+class RunCollector(Collector):
+    """Exports a ``RunMetrics`` as Prometheus metric families, read at scrape time."""
+
+    def __init__(self, run: RunMetrics) -> None:
+        self.run = run
+
+    def collect(self) -> Iterator[Metric]:
+        run = self.run
+        envs = list(run.environments.values())
+        se = ["service", "environment"]
+
+        requests = CounterMetricFamily(
+            "edge_requests", "Requests answered by a service environment, per attempt.",
+            labels=["service", "environment", "version", "status_class"],
+        )
+        for s in envs:
+            for version, counts in s.requests.items():
+                for cls, n in zip(STATUS_CLASSES, counts):
+                    if n:
+                        requests.add_metric([s.service, s.environment, version, cls], n)
+        yield requests
+
+        yield _histogram_family(
+            "edge_request_duration_seconds",
+            "Latency of top-level requests at the ingress, by the environment that answered.",
+            se, (((svc, env), h) for (svc, env), h in run.ingress.items()), LATENCY_BUCKETS,
+        )
+        yield _histogram_family(
+            "edge_binding_duration_seconds",
+            "Latency of service-binding calls as the caller saw them.",
+            ["caller", "binding", "target", "environment", "version", "status_class"],
+            run.bindings.items(), LATENCY_BUCKETS,
+        )
+        yield _histogram_family(
+            "edge_queue_wait_seconds",
+            "Time a call waited in an environment's mailbox for a free slot.",
+            se, (((s.service, s.environment), s.queue_wait) for s in envs), LATENCY_BUCKETS,
+        )
+        yield _histogram_family(
+            "edge_request_cpu_seconds",
+            "CPU time of a whole chain (every worker reached through bindings) per top-level request.",
+            ["service"], (((svc,), h) for svc, h in run.request_cpu.items()), CPU_BUCKETS,
+        )
+
+        def per_env(kind, name: str, doc: str, value) -> Metric:
+            family = kind(name, doc, labels=se)
+            for s in envs:
+                family.add_metric([s.service, s.environment], value(s))
+            return family
+
+        yield per_env(CounterMetricFamily, "edge_cpu_seconds", "CPU time spent by a service environment.", lambda s: s.cpu_seconds)
+        yield per_env(CounterMetricFamily, "edge_cpu_limit_exceeded", "Top-level requests whose CPU budget ran out in this environment.", lambda s: s.cpu_limit_exceeded)
+        yield per_env(CounterMetricFamily, "edge_shed", "Calls refused because the environment's mailbox was full (503).", lambda s: s.shed)
+        yield per_env(CounterMetricFamily, "edge_worker_exceptions", "Worker code that raised (answered 500, error 1101).", lambda s: s.exceptions)
+        yield per_env(GaugeMetricFamily, "edge_mailbox_depth", "Calls waiting in the environment's mailbox.", lambda s: s.mailbox_depth())
+        yield per_env(GaugeMetricFamily, "edge_inflight", "Calls being served by the environment.", lambda s: s.inflight)
+
+        cold = CounterMetricFamily(
+            "edge_cold_starts", "Calls that found no warm slot and paid a cold start.",
+            labels=["service", "environment", "version"],
+        )
+        for s in envs:
+            for version, n in s.cold_starts.items():
+                cold.add_metric([s.service, s.environment, version], n)
+        yield cold
+
+        weights = GaugeMetricFamily("edge_canary_weight", "Percent of a service's traffic routed to an environment.", labels=se)
+        for (svc, env), pct in run.canary_weights.items():
+            weights.add_metric([svc, env], pct)
+        yield weights
+
+        retries = CounterMetricFamily(
+            "edge_retries", "Requests retried on another environment after a failed attempt.",
+            labels=["service", "from_environment", "to_environment"],
+        )
+        for (svc, src, dst), n in run.retries.items():
+            retries.add_metric([svc, src, dst], n)
+        yield retries
+
+
+def registry_for(run: RunMetrics) -> CollectorRegistry:
+    """A registry of its own per run: runs in one process never mix their metrics."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RunCollector(run))
+    return registry

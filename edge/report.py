@@ -1,0 +1,204 @@
+"""The run report: typed records (msgspec), JSON, and a readable terminal summary.
+
+Every number comes from the run's recorders (``RunMetrics``), the same ones Prometheus sees. The
+JSON is a pure function of the scenario and seed: no timestamps, no wall-clock figures, dict order
+fixed by the scenario, so two runs with one seed give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import msgspec
+from rich.console import Console
+from rich.table import Table
+
+from edge.metrics import STATUS_CLASSES, LogHistogram
+from edge.runtime import RunResult
+from edge.units import format_duration
+
+
+class Quantiles(msgspec.Struct):
+    """Seconds; from 1%-resolution histograms."""
+
+    p50: float
+    p90: float
+    p99: float
+    max: float
+    mean: float
+
+
+class EnvironmentReport(msgspec.Struct):
+    service: str
+    environment: str
+    version: str
+    requests: int
+    status: dict[str, int]
+    latency_s: Quantiles
+    queue_wait_s: Quantiles
+    cpu_s: float
+    cpu_limit_exceeded: int
+    shed: int
+    exceptions: int
+    cold_starts: int
+
+
+class BindingReport(msgspec.Struct):
+    caller: str
+    binding: str
+    target: str
+    environment: str
+    version: str
+    status_class: str
+    calls: int
+    latency_s: Quantiles
+
+
+class RouterReport(msgspec.Struct):
+    weights: dict[str, float]
+    retries: dict[str, int]
+    """"canary->production": attempts retried on another environment."""
+
+
+class ClientReport(msgspec.Struct):
+    """Top-level requests as clients saw them: after routing, retries and fallbacks."""
+
+    requests: int
+    status: dict[str, int]
+    errors: int
+    error_ratio: float
+    latency_s: Quantiles
+    retries: int
+    shed: int
+    not_found: int
+    cpu_limit_exceeded: int
+    cpu_per_request_s: Quantiles
+    undrained: int
+
+
+class Report(msgspec.Struct):
+    scenario: str
+    seed: int
+    duration_s: float
+    simulated_s: float
+    environments: dict[str, EnvironmentReport]
+    routers: dict[str, RouterReport]
+    bindings: list[BindingReport]
+    clients: ClientReport
+
+
+def _round(x: float) -> float:
+    return float(f"{x:.9g}")
+
+
+def quantiles(hist: LogHistogram) -> Quantiles:
+    return Quantiles(*(_round(hist.quantile(q)) for q in (0.5, 0.9, 0.99)), max=_round(hist.max), mean=_round(hist.mean))
+
+
+def _status(counts: list[int]) -> dict[str, int]:
+    return {cls: n for cls, n in zip(STATUS_CLASSES, counts) if n}
+
+
+def build_report(result: RunResult) -> Report:
+    metrics = result.metrics
+    environments = {}
+    for key, actor in result.topology.environments.items():
+        s = metrics.environments[key]
+        totals = [sum(col) for col in zip(*s.requests.values())] or [0] * len(STATUS_CLASSES)
+        environments[key] = EnvironmentReport(
+            service=s.service,
+            environment=s.environment,
+            version=actor.version,
+            requests=sum(totals),
+            status=_status(totals),
+            latency_s=quantiles(s.latency),
+            queue_wait_s=quantiles(s.queue_wait),
+            cpu_s=_round(s.cpu_seconds),
+            cpu_limit_exceeded=s.cpu_limit_exceeded,
+            shed=s.shed,
+            exceptions=s.exceptions,
+            cold_starts=sum(s.cold_starts.values()),
+        )
+    routers = {
+        service: RouterReport(
+            weights={env: w for (svc, env), w in metrics.canary_weights.items() if svc == service},
+            retries={f"{src}->{dst}": n for (svc, src, dst), n in metrics.retries.items() if svc == service},
+        )
+        for service in result.topology.routers
+    }
+    bindings = [
+        BindingReport(*labels, calls=hist.count, latency_s=quantiles(hist))
+        for labels, hist in sorted(metrics.bindings.items(), key=lambda item: item[0])
+    ]
+    c = metrics.clients
+    cpu = LogHistogram()
+    for hist in metrics.request_cpu.values():
+        cpu.bins = [a + b for a, b in zip(cpu.bins, hist.bins)]
+        cpu.count += hist.count
+        cpu.total += hist.total
+        cpu.min = min(cpu.min, hist.min)
+        cpu.max = max(cpu.max, hist.max)
+    clients = ClientReport(
+        requests=c.requests,
+        status=_status(c.by_class),
+        errors=c.errors,
+        error_ratio=_round(c.errors / c.requests) if c.requests else 0.0,
+        latency_s=quantiles(c.latency),
+        retries=sum(metrics.retries.values()),
+        shed=c.shed,
+        not_found=c.not_found,
+        cpu_limit_exceeded=c.cpu_limit_exceeded,
+        cpu_per_request_s=quantiles(cpu),
+        undrained=result.undrained,
+    )
+    return Report(
+        scenario=result.loaded.spec.scenario.name,
+        seed=result.seed,
+        duration_s=_round(result.duration),
+        simulated_s=_round(result.simulated),
+        environments=environments,
+        routers=routers,
+        bindings=bindings,
+        clients=clients,
+    )
+
+
+def write_json(report: Report, path: str | Path) -> None:
+    """Write atomically: a failed run never leaves half a report behind."""
+    path = Path(path)
+    data = msgspec.json.format(msgspec.json.encode(report), indent=2) + b"\n"
+    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def print_summary(report: Report, console: Console | None = None) -> None:
+    console = console or Console()
+    ms = format_duration
+    table = Table(title=f"{report.scenario} — seed {report.seed}, {ms(report.duration_s)} of traffic", title_justify="left")
+    for column in ("environment", "ver", "requests", "2xx", "4xx", "5xx", "shed", "p50", "p90", "p99", "queue p99", "CPU"):
+        table.add_column(column, justify="left" if column == "environment" else "right")
+    for key, e in report.environments.items():
+        table.add_row(
+            key, e.version, f"{e.requests:,}", f"{e.status.get('2xx', 0):,}", f"{e.status.get('4xx', 0):,}", f"{e.status.get('5xx', 0):,}",
+            f"{e.shed:,}", ms(e.latency_s.p50), ms(e.latency_s.p90), ms(e.latency_s.p99), ms(e.queue_wait_s.p99), ms(e.cpu_s),
+        )
+    console.print(table)
+    c = report.clients
+    console.print(
+        f"clients: {c.requests:,} requests, {c.errors:,} errors ({c.error_ratio:.3%}), "
+        f"p50 {ms(c.latency_s.p50)}, p99 {ms(c.latency_s.p99)}, max {ms(c.latency_s.max)}; "
+        f"retries {c.retries:,}, shed {c.shed:,}, CPU limit exceeded {c.cpu_limit_exceeded:,}; "
+        f"CPU per request p50 {ms(c.cpu_per_request_s.p50)}, p99 {ms(c.cpu_per_request_s.p99)}"
+    )
+    for service, r in report.routers.items():
+        weights = ", ".join(f"{env} {w:g}%" for env, w in r.weights.items())
+        retries = ", ".join(f"{k} {v:,}" for k, v in r.retries.items()) or "none"
+        console.print(f"router {service}: {weights}; retries {retries}")

@@ -1,0 +1,247 @@
+"""Assembles a scenario into actors and runs it: in virtual time here, in real time for ``serve``.
+
+``build`` turns a validated scenario into one ``EnvironmentActor`` per service environment and one
+``RouterActor`` per split service, resolves every binding to its target's entry point, and lays out
+the public routes. ``FrontDoor`` is where top-level requests come in (from simulated traffic or, live,
+from the HTTP ingress): it gives each one its CPU account, posts it to the routed service, and records
+what the client saw. ``simulate`` runs the whole thing on a ``VirtualClock``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import trio
+
+from actors.environment import EnvironmentActor, Post
+from actors.mailbox import Call
+from actors.router import RetryPolicy, RouterActor
+from actors.supervisor import Supervisor
+from edge import config
+from edge.clock import ModelClock, VirtualClock, random_stream, seed_trio_scheduler
+from edge.cpu import CorePool, CpuAccount
+from edge.distributions import parse_distribution
+from edge.errors import ERROR_HEADER, NOT_FOUND, platform_error
+from edge.fetch import Request, Response
+from edge.metrics import RunMetrics, status_class
+from edge.routes import RouteTable
+from edge.units import parse_duration
+from edge.workers import ModelWorker, load_worker
+
+DEFAULT_CONCURRENCY = 256
+DEFAULT_MAILBOX = 1024
+DEFAULT_KEEP_WARM = "5m"
+
+
+class Topology:
+    """The actors of one run and how to reach them."""
+
+    def __init__(self) -> None:
+        self.environments: dict[str, EnvironmentActor] = {}
+        self.routers: dict[str, RouterActor] = {}
+        self.entries: dict[str, Post] = {}  # service -> where its (unpinned) traffic goes
+        self.routes: RouteTable[str] = RouteTable()
+
+    def actors(self) -> list[tuple[str, Any]]:
+        return [*self.environments.items(), *((f"{s}@router", r) for s, r in self.routers.items())]
+
+
+def build(loaded: config.LoadedScenario, *, seed: int, clock: ModelClock, metrics: RunMetrics) -> Topology:
+    spec = loaded.spec
+    meta = spec.scenario
+    cores = CorePool(meta.cores, clock)
+    topology = Topology()
+    pending_bindings: list[tuple[dict[str, tuple[str, Post]], dict[str, str]]] = []
+
+    for service in spec.services:
+        for env_name, env in config.environments_of(service).items():
+            bindings: dict[str, tuple[str, Post]] = {}
+            pending_bindings.append((bindings, {**service.bindings, **env.bindings}))
+            secrets = {**service.secrets, **env.secrets}
+            model = env.model or (service.model if env.worker is None else None)
+            if model is not None:
+                worker = ModelWorker(model.cpu, model.latency, model.errors, model.error_status, model.size).code()
+            else:
+                worker = load_worker(Path(loaded.base_dir) / (env.worker or service.worker))  # type: ignore[operator]
+            cold_start = env.cold_start if env.cold_start is not None else service.cold_start
+            actor = EnvironmentActor(
+                service=service.name,
+                environment=env_name,
+                version=env.version or service.version or 1,
+                worker=worker,
+                values={**service.vars, **env.vars, **secrets},
+                bindings=bindings,
+                secrets=list(secrets.values()),
+                concurrency=env.concurrency or service.concurrency or DEFAULT_CONCURRENCY,
+                mailbox=_first(env.mailbox, service.mailbox, DEFAULT_MAILBOX),
+                clock=clock,
+                cores=cores,
+                rng=random_stream(seed, "environment", service.name, env_name),
+                metrics=metrics,
+                cold_start=None if cold_start is None else parse_distribution(cold_start, unit="duration"),
+                keep_warm=parse_duration(_first(env.keep_warm, service.keep_warm, DEFAULT_KEEP_WARM)),
+            )
+            topology.environments[actor.key] = actor
+
+        serving = config.serving_environments(service)
+        if service.split is not None and len(config.environments_of(service)) > 1:
+            split = service.split
+            router = RouterActor(
+                service=service.name,
+                targets={name: topology.environments[f"{service.name}@{name}"].post for name in config.environments_of(service)},
+                weights={k: float(v) for k, v in split.weights.items()},
+                retry=None if split.retry is None else RetryPolicy(split.retry.to, frozenset(split.retry.methods)),
+                rng=random_stream(seed, "router", service.name),
+                clock=clock,
+                metrics=metrics,
+            )
+            topology.routers[service.name] = router
+            topology.entries[service.name] = router.post
+        else:
+            topology.entries[service.name] = topology.environments[f"{service.name}@{serving[0]}"].post
+        for pattern in service.routes:
+            topology.routes.add(pattern, service.name)
+
+    for bindings, targets in pending_bindings:
+        for name, target in targets.items():
+            target_service, target_env = config.split_target(target)
+            post = topology.entries[target_service] if target_env is None else topology.environments[target].post
+            bindings[name] = (target_service, post)
+    return topology
+
+
+def _first(*values: Any) -> Any:
+    return next(v for v in values if v is not None)
+
+
+class FrontDoor:
+    """Top-level requests: route by host and path, give each a CPU account, record the outcome."""
+
+    def __init__(self, topology: Topology, meta: config.Meta, clock: ModelClock, metrics: RunMetrics) -> None:
+        self.topology = topology
+        self.clock = clock
+        self.metrics = metrics
+        self.cpu_limit = parse_duration(meta.cpu_limit)
+        self.max_invocations = meta.max_invocations
+        self.inflight = 0
+        self._drained: trio.Event | None = None
+
+    def submit(self, request: Request, sent_at: float, done: Callable[[Response], None] | None = None) -> None:
+        """Send a top-level request; ``sent_at`` is when the client meant to send it.
+
+        Latency counts from ``sent_at``, not from when the model got round to it, so that a stalled
+        system shows its stall in the latency it causes (no coordinated omission).
+        """
+        service = self.topology.routes.match(request.host, request.path)
+        if service is None:
+            self._record(None, None, platform_error(NOT_FOUND), sent_at, done)
+            return
+        account = CpuAccount(self.cpu_limit, self.max_invocations)
+        call = Call(request, account, self._completed, sent_at)
+        call.args = (service, done)
+        self.inflight += 1
+        immediate = self.topology.entries[service](call)
+        if immediate is not None:
+            self._completed(call, immediate)
+
+    def _completed(self, call: Call, response: Response) -> None:
+        self.inflight -= 1
+        service, done = call.args
+        self._record(call, service, response, call.posted_at, done)
+        if self.inflight == 0 and self._drained is not None:
+            self._drained.set()
+
+    def _record(self, call: Call | None, service: str | None, response: Response, sent_at: float, done: Any) -> None:
+        metrics = self.metrics
+        clients = metrics.clients
+        latency = self.clock.now() - sent_at
+        clients.requests += 1
+        clients.by_class[status_class(response.status)] += 1
+        clients.latency.observe(latency)
+        cause = response.headers.get(ERROR_HEADER)
+        if cause is not None:
+            if cause == "shed":
+                clients.shed += 1
+            elif cause == "not-found":
+                clients.not_found += 1
+        if call is not None:
+            served = call.served_by
+            metrics.histogram(metrics.ingress, (service, served.environment)).observe(latency)
+            account = call.account
+            metrics.histogram(metrics.request_cpu, service).observe(account.used)
+            if account.exceeded_at is not None:
+                clients.cpu_limit_exceeded += 1
+                svc, _, env = account.exceeded_at.partition("@")
+                metrics.environment(svc, env).cpu_limit_exceeded += 1
+        if done is not None:
+            done(response)
+
+    async def drained(self, timeout: float) -> bool:
+        """Wait (model time) until no top-level request is in flight; False if ``timeout`` ran out."""
+        if self.inflight == 0:
+            return True
+        self._drained = trio.Event()
+        with trio.move_on_after(timeout):
+            await self._drained.wait()
+        return self.inflight == 0
+
+
+class RunResult:
+    def __init__(self, loaded: config.LoadedScenario, seed: int, duration: float, simulated: float, metrics: RunMetrics, topology: Topology, events: int, undrained: int) -> None:
+        self.loaded = loaded
+        self.seed = seed
+        self.duration = duration
+        self.simulated = simulated
+        self.metrics = metrics
+        self.topology = topology
+        self.events = events
+        self.undrained = undrained
+
+
+def simulate(
+    loaded: config.LoadedScenario,
+    *,
+    seed: int | None = None,
+    duration: float | None = None,
+    setup: Callable[[Topology, FrontDoor, VirtualClock], Any] | None = None,
+) -> RunResult:
+    """Run the scenario's traffic for ``duration`` simulated seconds on a virtual clock.
+
+    Deterministic: the seed decides every random draw and trio's scheduling order, and nothing reads
+    the wall clock. ``setup`` lets tests and tools reach the built model before traffic starts.
+    """
+    from edge.traffic import start_traffic  # the shell's traffic drives the runtime, not vice versa
+
+    meta = loaded.spec.scenario
+    seed = meta.seed if seed is None else seed
+    duration = parse_duration(meta.duration) if duration is None else duration
+    clock = VirtualClock()
+    metrics = RunMetrics()
+    topology = build(loaded, seed=seed, clock=clock, metrics=metrics)
+    front = FrontDoor(topology, meta, clock, metrics)
+    state: dict[str, Any] = {}
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            supervisor = Supervisor(nursery)
+            for name, actor in topology.actors():
+                supervisor.start(name, actor)
+            if setup is not None:
+                setup(topology, front, clock)
+            async with trio.open_nursery() as traffic:
+                start_traffic(traffic, loaded, front, clock, seed=seed, until=duration)
+                traffic.start_soon(clock.sleep, duration)  # the run lasts its duration, traffic or not
+            drained = await front.drained(parse_duration(meta.drain))
+            state["undrained"] = 0 if drained else front.inflight
+            state["simulated"] = clock.now()
+            supervisor.stop()
+
+    seed_trio_scheduler(seed)
+    trio.run(main, clock=clock)
+    return RunResult(loaded, seed, duration, state["simulated"], metrics, topology, clock.events, state["undrained"])
+
+
+def default_scenario_path() -> Path:
+    return Path(__file__).with_name("bundled") / "default.toml"
+

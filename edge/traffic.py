@@ -1,0 +1,71 @@
+"""Simulated clients: open arrival streams that send the scenario's request mix to the front door.
+
+An open model keeps sending at its rate whatever the system does (as real users do), so overload
+shows up as queueing, shedding and latency rather than as a politely slowed-down client. Each group
+draws from its own random stream: adding a group or changing a split leaves the others' arrivals
+exactly as they were.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import random
+
+import trio
+
+from edge import config
+from edge.clock import ModelClock, random_stream
+from edge.fetch import Headers, Request
+from edge.units import parse_duration
+
+
+class RequestMix:
+    """Weighted request templates with secrets resolved, ready to stamp out Requests."""
+
+    def __init__(self, spec: config.Scenario, templates: list[config.RequestTemplate]) -> None:
+        self._cumulative = list(itertools.accumulate(t.weight for t in templates))
+        self._total = self._cumulative[-1]
+        self._templates = [
+            (
+                t.url,
+                t.method,
+                Headers(
+                    [
+                        (name, config.resolve_secret(spec, value) if value.startswith("secret:") else value)
+                        for name, value in t.headers.items()
+                    ]
+                ),
+                None if t.body is None else t.body.encode(),
+            )
+            for t in templates
+        ]
+
+    def draw(self, rng: random.Random) -> Request:
+        index = bisect.bisect_right(self._cumulative, rng.random() * self._total)
+        url, method, headers, body = self._templates[min(index, len(self._templates) - 1)]
+        return Request(url, method=method, headers=Headers(headers), body=body)
+
+
+async def open_arrivals(front, clock: ModelClock, rng: random.Random, mix: RequestMix, kind: str, rate: float, start: float, until: float) -> None:
+    """Send requests at ``rate`` per second from ``start`` to ``until`` (Poisson or evenly spaced)."""
+    at = start
+    gap = 1.0 / rate
+    while True:
+        at += rng.expovariate(rate) if kind == "poisson" else gap
+        if at >= until:
+            return
+        wait = at - clock.now()
+        if wait > 0:
+            await clock.sleep(wait)
+        front.submit(mix.draw(rng), at)
+
+
+def start_traffic(nursery: trio.Nursery, loaded: config.LoadedScenario, front, clock: ModelClock, *, seed: int, until: float) -> None:
+    spec = loaded.spec
+    for index, group in enumerate(spec.traffic):
+        kind, rate = config.parse_arrivals(group.arrivals)
+        start = parse_duration(group.start)
+        end = until if group.duration is None else min(until, start + parse_duration(group.duration))
+        rng = random_stream(seed, "traffic", group.name or index)
+        nursery.start_soon(open_arrivals, front, clock, rng, RequestMix(spec, group.requests), kind, rate, start, end)

@@ -1,0 +1,112 @@
+"""Worker code: Python modules shaped like Workers' modules, and synthetic workers from distributions.
+
+A worker module defines ``async def fetch(request, env, ctx)`` and may define more public
+``async def name(env, ctx, *args, **kwargs)`` functions: those are its RPC methods, callable from a
+bound worker as ``await env.BINDING.name(*args, **kwargs)`` (seed 004's pre_process / integration /
+post_process hooks). Each environment loads its own copy of the module, as each Workers environment
+is its own isolate: module-level state is never shared between environments.
+
+``ctx`` (built by the environment actor) is how code tells the model what it costs:
+``await ctx.cpu("2ms")`` spends CPU on a core, charged to the top-level request;
+``await ctx.sleep("5ms")`` waits without CPU; ``ctx.random`` is the environment's seeded stream.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import itertools
+import random
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from edge.distributions import parse_distribution
+from edge.fetch import Response
+from edge.units import parse_ratio
+
+_module_ids = itertools.count()
+
+
+class WorkerLoadError(Exception):
+    """A worker module that cannot serve: unreadable, failing on import, or without ``fetch``."""
+
+
+class WorkerCode:
+    """The callables of one loaded worker."""
+
+    __slots__ = ("fetch", "rpc", "origin")
+
+    def __init__(self, fetch: Callable[..., Any], rpc: dict[str, Callable[..., Any]], origin: str) -> None:
+        self.fetch = fetch
+        self.rpc = rpc
+        self.origin = origin
+
+
+def load_worker(path: str | Path) -> WorkerCode:
+    """Import a fresh copy of the worker module at ``path``."""
+    path = Path(path)
+    if not path.is_file():
+        raise WorkerLoadError(f"expected a readable Python worker module, {str(path)!r} does not exist")
+    name = f"edge_worker_{path.stem}_{next(_module_ids)}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise WorkerLoadError(f"expected a Python module (.py), got {str(path)!r}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look modules up by name
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # the user's import-time error, reported as a config error
+        del sys.modules[name]
+        raise WorkerLoadError(f"worker module {str(path)!r} failed to import: {type(exc).__name__}: {exc}") from None
+    fetch = getattr(module, "fetch", None)
+    if fetch is None or not inspect.iscoroutinefunction(fetch):
+        del sys.modules[name]
+        raise WorkerLoadError(f"expected worker module {str(path)!r} to define `async def fetch(request, env, ctx)`")
+    rpc = {
+        attr: fn
+        for attr, fn in vars(module).items()
+        if not attr.startswith("_")
+        and attr != "fetch"
+        and inspect.iscoroutinefunction(fn)
+        and getattr(fn, "__module__", None) == name
+    }
+    return WorkerCode(fetch, rpc, str(path))
+
+
+class ModelWorker:
+    """A worker whose behaviour is drawn from distributions: CPU, then waiting, then an answer.
+
+    Lets a user model a service they have no code for (or do not want to run) from a few measured
+    figures. Draws come from the environment's own random stream (``ctx.random``).
+    """
+
+    __slots__ = ("cpu", "latency", "errors", "error_status", "size", "_zeros")
+
+    def __init__(self, cpu: Any, latency: Any, errors: Any, error_status: int, size: Any) -> None:
+        self.cpu = parse_distribution(cpu, unit="duration")
+        self.latency = parse_distribution(latency, unit="duration")
+        self.errors = parse_ratio(errors)
+        self.error_status = error_status
+        self.size = parse_distribution(size, unit="size")
+        self._zeros = b""
+
+    def code(self) -> WorkerCode:
+        return WorkerCode(self.fetch, {}, "model")
+
+    async def fetch(self, request: Any, env: Any, ctx: Any) -> Response:
+        rng: random.Random = ctx.random
+        cpu = self.cpu.sample(rng)
+        if cpu > 0:
+            await ctx.cpu(cpu)
+        wait = self.latency.sample(rng)
+        if wait > 0:
+            await ctx.sleep(wait)
+        if self.errors and rng.random() < self.errors:
+            return Response(None, status=self.error_status)
+        size = int(self.size.sample(rng))
+        if size <= 0:
+            return Response(None)
+        if len(self._zeros) < size:
+            self._zeros = bytes(size)
+        return Response(self._zeros[:size])

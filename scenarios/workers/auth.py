@@ -1,0 +1,1 @@
+../../edge/bundled/workers/auth.py

@@ -1,0 +1,73 @@
+"""Shared helpers: build a scenario from TOML text (plus worker sources) and send requests through it."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from edge import config
+from edge.fetch import Request, Response
+from edge.runtime import RunResult, simulate
+
+
+class Sent:
+    """Requests sent at given model times, and the responses they got."""
+
+    def __init__(self) -> None:
+        self.responses: list[tuple[int, Response, float]] = []  # (index, response, latency)
+
+    def by_index(self) -> list[Response]:
+        return [r for _, r, _ in sorted(self.responses, key=lambda item: item[0])]
+
+
+@pytest.fixture
+def make_scenario(tmp_path: Path) -> Callable[..., config.LoadedScenario]:
+    def make(toml: str, workers: dict[str, str] | None = None) -> config.LoadedScenario:
+        for name, source in (workers or {}).items():
+            (tmp_path / name).write_text(textwrap.dedent(source))
+        path = tmp_path / "scenario.toml"
+        path.write_text(textwrap.dedent(toml))
+        return config.load(path)
+
+    return make
+
+
+def send(
+    loaded: config.LoadedScenario,
+    requests: list[Request | tuple[float, Request]],
+    *,
+    seed: int = 1,
+    duration: float = 0.0,
+    setup: Callable[..., Any] | None = None,
+) -> tuple[list[Response], RunResult]:
+    """Submit ``requests`` (at time 0, or at (time, request)) and run until all are answered."""
+    sent = Sent()
+
+    def start(topology, front, clock) -> None:
+        if setup is not None:
+            setup(topology, front, clock)
+        for index, item in enumerate(requests):
+            at, request = item if isinstance(item, tuple) else (0.0, item)
+
+            def fire(index: int = index, request: Request = request, at: float = at) -> None:
+                front.submit(request, at, lambda response: sent.responses.append((index, response, clock.now() - at)))
+
+            clock.call_later(at, fire)
+
+    last = max((item[0] for item in requests if isinstance(item, tuple)), default=0.0)
+    result = simulate(loaded, seed=seed, duration=max(duration, last), setup=start)
+    assert len(sent.responses) == len(requests), "every request must be answered"
+    return sent.by_index(), result
+
+
+def text(response: Response) -> str:
+    """A response body as text, read synchronously (bodies are bytes in memory)."""
+    import trio
+
+    async def read() -> str:
+        return await response.clone().text()
+
+    return trio.run(read)

@@ -1,0 +1,125 @@
+"""Scenario errors name the file, the path inside it and what was expected; the CLI exits 2."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from edge import cli, config
+from edge.runtime import default_scenario_path
+
+GOOD = """
+[[services]]
+name = "gateway"
+routes = ["example.com/*"]
+worker = "gw.py"
+bindings = { APP = "app" }
+
+[[services]]
+name = "app"
+[services.environments.production]
+model = { cpu = "1ms" }
+[services.environments.canary]
+model = { cpu = "1ms" }
+[services.split]
+weights = { production = 99, canary = 1 }
+
+[[traffic]]
+arrivals = "poisson(10/s)"
+requests = [{ url = "https://example.com/" }]
+"""
+
+GW = "async def fetch(request, env, ctx):\n    return await env.APP.fetch(request)\n"
+
+
+def load(tmp_path, toml: str, worker: str = GW) -> config.LoadedScenario:
+    (tmp_path / "gw.py").write_text(worker)
+    path = tmp_path / "s.toml"
+    path.write_text(textwrap.dedent(toml))
+    return config.load(path)
+
+
+def error(tmp_path, toml: str, worker: str = GW) -> config.ConfigError:
+    with pytest.raises(config.ConfigError) as info:
+        load(tmp_path, toml, worker)
+    assert info.value.file.endswith("s.toml")
+    return info.value
+
+
+def test_good_scenario_loads(tmp_path):
+    loaded = load(tmp_path, GOOD)
+    assert [s.name for s in loaded.spec.services] == ["gateway", "app"]
+
+
+def test_default_scenario_is_valid():
+    loaded = config.load(default_scenario_path())
+    assert loaded.spec.scenario.name == "seed-chain"
+
+
+@pytest.mark.parametrize(
+    "old, new, path, expected",
+    [
+        ("production = 99, canary = 1", "production = 90, canary = 1", "services[1].split.weights", "summing to 100"),
+        ("production = 99, canary = 1", "production = 99, canary = -1", "services[1].split.weights.canary", "between 0 and 100"),
+        ("production = 99, canary = 1", "production = 99, canery = 1", "services[1].split.weights.canery", "environment of 'app'"),
+        ('APP = "app"', 'APP = "apq"', "services[0].bindings.APP", "name of a service"),
+        ('APP = "app"', 'APP = "app@preview"', "services[0].bindings.APP", "environment of 'app'"),
+        ('cpu = "1ms" }\n[services.environments.canary]', 'cpu = "1 parsec" }\n[services.environments.canary]', "services[1].environments.production.model.cpu", "duration"),
+        ('cpu = "1ms" }\n[services.split]', 'cpu = "exq(1ms)" }\n[services.split]', "services[1].environments.canary.model.cpu", "expected"),
+        ('"poisson(10/s)"', '"poisson(-10/s)"', "traffic[0].arrivals", "rate"),
+        ('"poisson(10/s)"', '"burst(10/s)"', "traffic[0].arrivals", "poisson(RATE)"),
+        ('url = "https://example.com/"', 'url = "example.com"', "traffic[0].requests[0].url", "absolute URL"),
+        ('routes = ["example.com/*"]', "routes = 3", "services[0].routes", "expected `array`"),
+        ('name = "app"', 'name = "app"\ncolour = "red"', "services[1]", "unknown field `colour`"),
+        ('name = "app"', 'name = "gateway"', "services[1].name", "unique service name"),
+        ('worker = "gw.py"', 'worker = "missing.py"', "services[0].worker", "does not exist"),
+    ],
+)
+def test_errors_name_path_and_expectation(tmp_path, old, new, path, expected):
+    assert old in GOOD
+    exc = error(tmp_path, GOOD.replace(old, new, 1))
+    assert exc.path == path, str(exc)
+    assert expected in exc.expected, str(exc)
+    assert str(exc).startswith(f"{tmp_path / 's.toml'}: {path}: ")
+
+
+def test_worker_without_fetch_or_failing_import(tmp_path):
+    exc = error(tmp_path, GOOD, worker="def handler():\n    pass\n")
+    assert exc.path == "services[0].worker" and "async def fetch" in exc.expected
+    exc = error(tmp_path, GOOD, worker="import does_not_exist\n")
+    assert exc.path == "services[0].worker" and "ModuleNotFoundError" in exc.expected
+
+
+def test_secret_references_are_checked(tmp_path):
+    toml = GOOD.replace('url = "https://example.com/"', 'url = "https://example.com/", headers = { t = "secret:app.NOPE" }')
+    exc = error(tmp_path, toml)
+    assert exc.path == "traffic[0].requests[0].headers.t"
+    assert "no secret 'NOPE'" in exc.expected
+
+
+def test_invalid_toml(tmp_path):
+    exc = error(tmp_path, "[[services]\nname=")
+    assert "not valid TOML" in exc.expected
+
+
+def test_cli_exits_2_with_the_message(tmp_path, capsys):
+    (tmp_path / "gw.py").write_text(GW)
+    bad = tmp_path / "s.toml"
+    bad.write_text(GOOD.replace("production = 99", "production = 98"))
+    out = tmp_path / "out.json"
+    assert cli.main(["run", str(bad), "--json", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}: services[1].split.weights: expected weights summing to 100" in err
+    assert not out.exists()  # nothing half-written
+    assert cli.main(["check", str(tmp_path / "nope.toml")]) == 2
+    assert "cannot read scenario file" in capsys.readouterr().err
+
+
+def test_cli_check_and_graph(tmp_path, capsys):
+    assert cli.main(["check"]) == 0
+    assert "3 services, 4 environments" in capsys.readouterr().out
+    assert cli.main(["graph"]) == 0
+    out = capsys.readouterr().out
+    assert "gateway  [example.com/*]" in out and "auth  [private]" in out
+    assert "production: AUTH -> auth" in out
