@@ -20,6 +20,7 @@ import random
 from typing import Any, Callable
 
 import trio
+from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
 
 from actors.mailbox import Call, Mailbox, ask
 from edge.clock import ModelClock
@@ -28,7 +29,7 @@ from edge.errors import CPU_LIMIT, SHED, WORKER_EXCEPTION, platform_error
 from edge.fetch import Request, Response
 from edge.metrics import LogHistogram, RunMetrics, status_class
 from edge.units import parse_duration
-from edge.workers import WorkerCode
+from edge.workers import ModelWorker, WorkerCode
 
 log = logging.getLogger("edge.worker")
 
@@ -174,7 +175,7 @@ class EnvironmentActor:
         service: str,
         environment: str,
         version: int,
-        worker: WorkerCode,
+        worker: WorkerCode | ModelWorker,
         values: dict[str, Any],
         bindings: dict[str, tuple[str, Post]],
         secrets: list[str],
@@ -206,6 +207,9 @@ class EnvironmentActor:
         self._bindings = bindings
         self._secrets = [s for s in secrets if s]
         self._logged: set[str] = set()
+        self._warm: list[float] = []  # when each idle slot goes cold, most recently used last
+        self._busy = 0  # model calls in service
+        self._slot_waiter: Task | None = None
 
     def post(self, call: Call) -> Response | None:
         if self.mailbox.post(call):
@@ -218,11 +222,39 @@ class EnvironmentActor:
         return platform_error(SHED)
 
     async def run(self) -> None:
-        """Serve until cancelled: ``concurrency`` slots over one mailbox."""
+        """Serve until cancelled."""
+        if isinstance(self.worker, ModelWorker):
+            await self._serve_model_calls()
+            return
         async with trio.open_nursery() as nursery:
             for _ in range(self.concurrency):
                 nursery.start_soon(self._slot)
 
+    def _begin(self, call: Call) -> float:
+        """A call leaves the mailbox for a slot; returns the cold start it must pay first."""
+        now = self.clock.now()
+        stats = self.stats
+        stats.queue_wait.observe(now - call.posted_at)
+        stats.inflight += 1
+        warm_until = self._warm.pop() if self._warm else -math.inf
+        if self.cold_start is not None and now > warm_until:
+            stats.cold_starts[self.version] = stats.cold_starts.get(self.version, 0) + 1
+            return self.cold_start.sample(self.rng)
+        return 0.0
+
+    def _finish(self, call: Call, result: Any) -> None:
+        status = result.status if isinstance(result, Response) else (500 if isinstance(result, _RpcFailure) else 200)
+        now = self.clock.now()
+        self._warm.append(now + self.keep_warm)
+        stats = self.stats
+        stats.counts(self.version)[status_class(status)] += 1
+        stats.latency.observe(now - call.posted_at)
+        stats.inflight -= 1
+        call.served_by = self
+        call.version = self.version
+        call.on_reply(call, result)
+
+    # -- code workers: one task per slot -------------------------------------------------
     async def _slot(self) -> None:
         ctx = Context(self)
         env = Env(
@@ -234,29 +266,87 @@ class EnvironmentActor:
                 },
             }
         )
-        warm_until = -math.inf
-        clock = self.clock
-        stats = self.stats
+        receive = self.mailbox.receive
         while True:
-            call = await self.mailbox.receive()
-            started = clock.now()
-            stats.queue_wait.observe(started - call.posted_at)
-            stats.inflight += 1
-            if self.cold_start is not None and started > warm_until:
-                stats.cold_starts[self.version] = stats.cold_starts.get(self.version, 0) + 1
-                await clock.sleep(self.cold_start.sample(self.rng))
+            call = await receive()
+            cold = self._begin(call)
+            if cold:
+                await self.clock.sleep(cold)
             ctx.account = call.account
             result = await self._invoke(call, env, ctx)
             ctx.account = None
-            status = result.status if isinstance(result, Response) else (500 if isinstance(result, _RpcFailure) else 200)
-            now = clock.now()
-            warm_until = now + self.keep_warm
-            stats.counts(self.version)[status_class(status)] += 1
-            stats.latency.observe(now - call.posted_at)
-            stats.inflight -= 1
-            call.served_by = self
-            call.version = self.version
-            call.on_reply(call, result)
+            self._finish(call, result)
+
+    # -- synthetic workers: the actor's task takes calls, timers carry them through ----------
+    async def _serve_model_calls(self) -> None:
+        """Take calls while a slot is free; each call then advances by timer callbacks.
+
+        A synthetic call has no code to run, so it needs no task of its own: its CPU, its wait and
+        its answer are three scheduled steps. The actor's task is still the one that takes calls out
+        of the mailbox, so queueing, shedding and the concurrency limit are the same as for code.
+        """
+        task = current_task()
+        receive = self.mailbox.receive
+
+        def abort(_: Any) -> Abort:
+            self._slot_waiter = None
+            return Abort.SUCCEEDED
+
+        while True:
+            if self._busy >= self.concurrency:
+                self._slot_waiter = task
+                await wait_task_rescheduled(abort)
+                continue
+            call = await receive()
+            self._busy += 1
+            cold = self._begin(call)
+            if call.method is not None:
+                self._model_done(call, _RpcFailure(f"{self.service} is a synthetic model: it has no RPC methods"))
+            elif cold:
+                self.clock.call_later(cold, self._model_cpu, call)
+            else:
+                self._model_cpu(call)
+
+    def _model_cpu(self, call: Call) -> None:
+        wanted = self.worker.cpu.sample(self.rng)
+        if wanted <= 0:
+            self._model_wait(call)
+            return
+        try:
+            granted = call.account.charge(wanted, self.key)
+        except CpuLimitExceeded:
+            self._model_done(call, platform_error(CPU_LIMIT))
+            return
+        self.stats.cpu_seconds += granted
+        if self.cores.take():
+            self.clock.call_later(granted, self._model_off_core, call, granted, granted < wanted)
+        else:
+            self.cores.wait(functools.partial(self.clock.call_later, granted, self._model_off_core, call, granted, granted < wanted))
+
+    def _model_off_core(self, call: Call, granted: float, short: bool) -> None:
+        self.cores.release(granted)
+        if short:
+            self._model_done(call, platform_error(CPU_LIMIT))
+        else:
+            self._model_wait(call)
+
+    def _model_wait(self, call: Call) -> None:
+        wait = self.worker.latency.sample(self.rng)
+        if wait > 0:
+            self.clock.call_later(wait, self._model_answer, call)
+        else:
+            self._model_answer(call)
+
+    def _model_answer(self, call: Call) -> None:
+        self._model_done(call, self.worker.respond(self.rng))
+
+    def _model_done(self, call: Call, result: Any) -> None:
+        self._busy -= 1
+        self._finish(call, result)
+        waiter = self._slot_waiter
+        if waiter is not None:
+            self._slot_waiter = None
+            reschedule(waiter)
 
     async def _invoke(self, call: Call, env: Env, ctx: Context) -> Any:
         """Run the worker for one call; whatever goes wrong is this call's answer, not the slot's end."""

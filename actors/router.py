@@ -2,14 +2,16 @@
 
 Ingress routes and bindings both reach such a service through its router. For each call the router
 draws an environment by weight (fractional percentages such as 0.1 work: the draw is continuous) and
-forwards the call. Seed 003's fallback is the only reason a reply comes back through the router: a
-retryable call (a fetch whose method is in ``retry.methods``) sent to an environment other than
-``retry.to`` goes out as a clone, and if it answers >= 500 the original is sent to ``retry.to``.
-Every other call is forwarded with its caller's own reply target, so the router costs nothing on the
-way back.
+forwards the call. The draw happens in ``post``, in the sender's turn, as Akka's routers do: a pure
+decision over the router's current weights needs no mailbox round trip, and skipping it saves a task
+switch on every routed call. What the router must decide in its own task goes through its mailbox:
+seed 003's fallback. A retryable call (a fetch whose method is in ``retry.methods``) sent to an
+environment other than ``retry.to`` goes out as a clone with the router as its reply target; a >= 500
+answer makes the router send the original to ``retry.to``. Every other call is forwarded with its
+caller's own reply target, so the router costs nothing on the way back.
 
-Weights change by message (``set_weights``) while the router runs; the current split is exported
-as ``edge_canary_weight``.
+Weights change with ``set_weights`` while the router runs; the split is exported as
+``edge_canary_weight``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 from actors.environment import Post
 from actors.mailbox import Call, Mailbox
 from edge.clock import ModelClock
-from edge.errors import SHED, WORKER_EXCEPTION, platform_error
+from edge.errors import WORKER_EXCEPTION, platform_error
 from edge.fetch import Response
 from edge.metrics import RunMetrics
 
@@ -37,7 +39,7 @@ class RetryPolicy:
 
 
 class RouterActor:
-    environment = "router"  # label of answers the router gives itself (shed, internal errors)
+    environment = "router"  # label of answers the router gives itself (internal errors)
     version = ""
 
     def __init__(
@@ -50,7 +52,6 @@ class RouterActor:
         rng: random.Random,
         clock: ModelClock,
         metrics: RunMetrics,
-        mailbox: int = 65536,
     ) -> None:
         self.service = service
         self.targets = targets
@@ -58,7 +59,7 @@ class RouterActor:
         self.rng = rng
         self.clock = clock
         self.metrics = metrics
-        self.mailbox = Mailbox(mailbox)
+        self.mailbox = Mailbox(0)  # only answers to its own attempts arrive, and those are never refused
         self._table: list[tuple[float, str]] = []
         self.set_weights(weights)
 
@@ -81,27 +82,18 @@ class RouterActor:
             self.metrics.canary_weights[(self.service, name)] = float(weights.get(name, 0.0))
 
     def post(self, call: Call) -> Response | None:
-        if self.mailbox.post(call):
-            return None
-        self.metrics.environment(self.service, self.environment).shed += 1
-        call.served_by = self
-        call.version = ""
-        return platform_error(SHED)
+        try:
+            return self._route(call)
+        except Exception:  # a routing failure (e.g. a used body that cannot be cloned) costs one call
+            log.exception("router of %s failed a call", self.service)
+            call.served_by = self
+            return platform_error(WORKER_EXCEPTION)
 
     async def run(self) -> None:
         receive = self.mailbox.receive
         while True:
-            message = await receive()
-            try:
-                if type(message) is Call:
-                    self._route(message)
-                else:
-                    self._settle(*message)
-            except Exception:  # a router bug must cost one request, not the service
-                log.exception("router of %s failed a call", self.service)
-                call = message if type(message) is Call else message[0]
-                call.served_by = self
-                call.on_reply(call, platform_error(WORKER_EXCEPTION))
+            attempt, result = await receive()
+            self._settle(attempt, result)
 
     def _choose(self) -> str:
         point = self.rng.random() * 100.0
@@ -110,15 +102,17 @@ class RouterActor:
                 return name
         return self._table[-1][1]
 
-    def _route(self, call: Call) -> None:
+    def _route(self, call: Call) -> Response | None:
         name = self._choose()
         retry = self.retry
         if retry is not None and name != retry.to and call.method is None and call.request.method in retry.methods:
             attempt = Call(call.request.clone(), call.account, self._attempt_done, self.clock.now())
             attempt.args = (call, name)
-            self._forward(name, attempt)
-        else:
-            self._forward(name, call)
+            immediate = self.targets[name](attempt)
+            if immediate is not None:
+                self._attempt_done(attempt, immediate)
+            return None
+        return self.targets[name](call)
 
     def _forward(self, name: str, call: Call) -> None:
         immediate = self.targets[name](call)

@@ -54,7 +54,10 @@ class VirtualClock(trio.abc.Clock, ModelClock):
 
     # -- trio.abc.Clock ------------------------------------------------------------------
     def start_clock(self) -> None:
-        pass
+        runner = trio._core._run.GLOBAL_RUN_CONTEXT.runner  # type: ignore[attr-defined]
+        # trio's queue of runnable tasks: after a callback timer, an empty one means the clock can
+        # fire the next timer at once instead of handing control back for an empty scheduler pass.
+        self._runq = runner.runq
 
     def current_time(self) -> float:
         return self._now
@@ -63,6 +66,7 @@ class VirtualClock(trio.abc.Clock, ModelClock):
         """Nothing is runnable: fire the earliest timer (or trio deadline) and never block."""
         timers = self._timers
         pop = heapq.heappop
+        runq = self._runq
         while timers:
             entry = timers[0]
             when = entry[0]
@@ -80,8 +84,8 @@ class VirtualClock(trio.abc.Clock, ModelClock):
                 reschedule(task)
                 return 0.0
             fn(*entry[4])
-            # A callback may have woken tasks; give them the floor before firing later timers.
-            return 0.0
+            if runq:  # the callback woke a task: let it run before time moves on
+                return 0.0
         if deadline == math.inf:
             # Nothing runnable, no timer, no deadline: only a program that is really stuck gets
             # here (a run always holds its end-of-run timer), and then trio's blocking is right.

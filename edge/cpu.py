@@ -9,11 +9,11 @@ is busy the work waits its turn (FIFO), which is how CPU contention turns into l
 
 from __future__ import annotations
 
+import functools
 from collections import deque
-from typing import Any
+from typing import Any, Callable
 
-import outcome
-from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
+from trio.lowlevel import Abort, current_task, reschedule, wait_task_rescheduled
 
 from edge.clock import ModelClock
 
@@ -82,7 +82,11 @@ class CpuAccount:
 
 
 class CorePool:
-    """``cores`` CPUs shared by every worker on the node; CPU work queues FIFO for a free one."""
+    """``cores`` CPUs shared by every worker on the node; CPU work queues FIFO for a free one.
+
+    Waiters are callbacks, called when a core is handed to them: a parked task (code workers) and
+    a timer chain (synthetic workers) queue in the same line.
+    """
 
     __slots__ = ("cores", "clock", "_free", "_waiting", "busy_seconds")
 
@@ -92,31 +96,44 @@ class CorePool:
         self.cores = cores
         self.clock = clock
         self._free = cores
-        self._waiting: deque[Task] = deque()
+        self._waiting: deque[Callable[[], None]] = deque()
         self.busy_seconds = 0.0
 
     @property
     def queued(self) -> int:
         return len(self._waiting)
 
-    async def run(self, seconds: float) -> None:
-        """Occupy one core for ``seconds`` of CPU time, waiting for a core if none is free."""
+    def take(self) -> bool:
+        """Take a free core if there is one."""
         if self._free:
             self._free -= 1
+            return True
+        return False
+
+    def wait(self, then: Callable[[], None]) -> None:
+        """Queue for a core: ``then`` is called holding one, when ``release`` hands it over."""
+        self._waiting.append(then)
+
+    def release(self, seconds: float) -> None:
+        """Give the core back after ``seconds`` of work: to the next in line, or to the pool."""
+        self.busy_seconds += seconds
+        if self._waiting:
+            self._waiting.popleft()()
         else:
-            task = current_task()
-            self._waiting.append(task)
+            self._free += 1
+
+    async def run(self, seconds: float) -> None:
+        """Occupy one core for ``seconds`` of CPU time, waiting for a core if none is free."""
+        if not self.take():
+            handover = functools.partial(reschedule, current_task())
+            self._waiting.append(handover)
 
             def abort(_: Any) -> Abort:
-                self._waiting.remove(task)
+                self._waiting.remove(handover)
                 return Abort.SUCCEEDED
 
-            await wait_task_rescheduled(abort)  # woken holding a core handed over by release
+            await wait_task_rescheduled(abort)  # woken holding the core that release() handed over
         try:
             await self.clock.sleep(seconds)
-            self.busy_seconds += seconds
         finally:
-            if self._waiting:
-                reschedule(self._waiting.popleft(), outcome.Value(None))
-            else:
-                self._free += 1
+            self.release(seconds)

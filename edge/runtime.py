@@ -61,7 +61,7 @@ def build(loaded: config.LoadedScenario, *, seed: int, clock: ModelClock, metric
             secrets = {**service.secrets, **env.secrets}
             model = env.model or (service.model if env.worker is None else None)
             if model is not None:
-                worker = ModelWorker(model.cpu, model.latency, model.errors, model.error_status, model.size).code()
+                worker = ModelWorker(model.cpu, model.latency, model.errors, model.error_status, model.size)
             else:
                 worker = load_worker(Path(loaded.base_dir) / (env.worker or service.worker))  # type: ignore[operator]
             cold_start = env.cold_start if env.cold_start is not None else service.cold_start
@@ -229,9 +229,8 @@ def simulate(
                 supervisor.start(name, actor)
             if setup is not None:
                 setup(topology, front, clock)
-            async with trio.open_nursery() as traffic:
-                start_traffic(traffic, loaded, front, clock, seed=seed, until=duration)
-                traffic.start_soon(clock.sleep, duration)  # the run lasts its duration, traffic or not
+            start_traffic(loaded, front, clock, seed=seed, until=duration)
+            await clock.sleep(duration)
             drained = await front.drained(parse_duration(meta.drain))
             state["undrained"] = 0 if drained else front.inflight
             state["simulated"] = clock.now()

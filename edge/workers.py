@@ -78,7 +78,9 @@ class ModelWorker:
     """A worker whose behaviour is drawn from distributions: CPU, then waiting, then an answer.
 
     Lets a user model a service they have no code for (or do not want to run) from a few measured
-    figures. Draws come from the environment's own random stream (``ctx.random``).
+    figures. The environment actor drives the steps (it serves model calls with timers rather than
+    a task each); this object holds the distributions and makes the answer. Draws come from the
+    environment's own random stream, in a fixed order: CPU, latency, error, size.
     """
 
     __slots__ = ("cpu", "latency", "errors", "error_status", "size", "_zeros")
@@ -91,17 +93,7 @@ class ModelWorker:
         self.size = parse_distribution(size, unit="size")
         self._zeros = b""
 
-    def code(self) -> WorkerCode:
-        return WorkerCode(self.fetch, {}, "model")
-
-    async def fetch(self, request: Any, env: Any, ctx: Any) -> Response:
-        rng: random.Random = ctx.random
-        cpu = self.cpu.sample(rng)
-        if cpu > 0:
-            await ctx.cpu(cpu)
-        wait = self.latency.sample(rng)
-        if wait > 0:
-            await ctx.sleep(wait)
+    def respond(self, rng: random.Random) -> Response:
         if self.errors and rng.random() < self.errors:
             return Response(None, status=self.error_status)
         size = int(self.size.sample(rng))
