@@ -210,8 +210,14 @@ class EnvironmentActor:
         self._warm: list[float] = []  # when each idle slot goes cold, most recently used last
         self._busy = 0  # model calls in service
         self._slot_waiter: Task | None = None
+        if isinstance(worker, ModelWorker):
+            self.post = self._post_model  # type: ignore[method-assign]
 
     def post(self, call: Call) -> Response | None:
+        """Accept a call (None) or shed it (the 503 to answer with)."""
+        return self._queue_or_shed(call)
+
+    def _queue_or_shed(self, call: Call) -> Response | None:
         if self.mailbox.post(call):
             return None
         stats = self.stats
@@ -224,7 +230,7 @@ class EnvironmentActor:
     async def run(self) -> None:
         """Serve until cancelled."""
         if isinstance(self.worker, ModelWorker):
-            await self._serve_model_calls()
+            await self._serve_model_backlog()
             return
         async with trio.open_nursery() as nursery:
             for _ in range(self.concurrency):
@@ -247,7 +253,7 @@ class EnvironmentActor:
         now = self.clock.now()
         self._warm.append(now + self.keep_warm)
         stats = self.stats
-        stats.counts(self.version)[status_class(status)] += 1
+        stats.counts(self.version)[status // 100 - 1] += 1  # status_class(), inlined on the hot path
         stats.latency.observe(now - call.posted_at)
         stats.inflight -= 1
         call.served_by = self
@@ -277,35 +283,44 @@ class EnvironmentActor:
             ctx.account = None
             self._finish(call, result)
 
-    # -- synthetic workers: the actor's task takes calls, timers carry them through ----------
-    async def _serve_model_calls(self) -> None:
-        """Take calls while a slot is free; each call then advances by timer callbacks.
+    # -- synthetic workers: no code to run, so no task per slot ---------------------------
+    def _post_model(self, call: Call) -> Response | None:
+        """Start the call at once if a slot is free and none is queued, else queue or shed it.
 
-        A synthetic call has no code to run, so it needs no task of its own: its CPU, its wait and
-        its answer are three scheduled steps. The actor's task is still the one that takes calls out
-        of the mailbox, so queueing, shedding and the concurrency limit are the same as for code.
+        A synthetic call has no code to run: its CPU, its wait and its answer are timer steps.
+        Starting it in the sender's turn saves waking the actor's task for every call; it is the
+        same as the task taking it at once, since nothing can run in between. Calls that find
+        every slot busy wait in the mailbox, FIFO, and the actor's task starts them as slots free.
         """
+        if self._busy < self.concurrency and not len(self.mailbox):
+            self._model_begin(call)
+            return None
+        return self._queue_or_shed(call)
+
+    async def _serve_model_backlog(self) -> None:
         task = current_task()
-        receive = self.mailbox.receive
 
         def abort(_: Any) -> Abort:
             self._slot_waiter = None
             return Abort.SUCCEEDED
 
         while True:
-            if self._busy >= self.concurrency:
-                self._slot_waiter = task
-                await wait_task_rescheduled(abort)
-                continue
-            call = await receive()
-            self._busy += 1
-            cold = self._begin(call)
-            if call.method is not None:
-                self._model_done(call, _RpcFailure(f"{self.service} is a synthetic model: it has no RPC methods"))
-            elif cold:
-                self.clock.call_later(cold, self._model_cpu, call)
-            else:
-                self._model_cpu(call)
+            while self._busy < self.concurrency and len(self.mailbox):
+                self._model_begin(self.mailbox.take())
+            self._slot_waiter = task
+            await wait_task_rescheduled(abort)
+
+    def _model_begin(self, call: Call) -> None:
+        """Never answers before returning: the caller is still running (it parks afterwards)."""
+        self._busy += 1
+        cold = self._begin(call)
+        if call.method is not None:
+            failure = _RpcFailure(f"{self.service} is a synthetic model: it has no RPC methods")
+            self.clock.call_later(cold, self._model_done, call, failure)
+        elif cold:
+            self.clock.call_later(cold, self._model_cpu, call)
+        else:
+            self._model_cpu(call)
 
     def _model_cpu(self, call: Call) -> None:
         wanted = self.worker.cpu.sample(self.rng)
@@ -315,7 +330,7 @@ class EnvironmentActor:
         try:
             granted = call.account.charge(wanted, self.key)
         except CpuLimitExceeded:
-            self._model_done(call, platform_error(CPU_LIMIT))
+            self.clock.call_later(0.0, self._model_done, call, platform_error(CPU_LIMIT))
             return
         self.stats.cpu_seconds += granted
         if self.cores.take():
@@ -331,11 +346,7 @@ class EnvironmentActor:
             self._model_wait(call)
 
     def _model_wait(self, call: Call) -> None:
-        wait = self.worker.latency.sample(self.rng)
-        if wait > 0:
-            self.clock.call_later(wait, self._model_answer, call)
-        else:
-            self._model_answer(call)
+        self.clock.call_later(self.worker.latency.sample(self.rng), self._model_answer, call)
 
     def _model_answer(self, call: Call) -> None:
         self._model_done(call, self.worker.respond(self.rng))
@@ -344,7 +355,7 @@ class EnvironmentActor:
         self._busy -= 1
         self._finish(call, result)
         waiter = self._slot_waiter
-        if waiter is not None:
+        if waiter is not None and len(self.mailbox):
             self._slot_waiter = None
             reschedule(waiter)
 

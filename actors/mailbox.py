@@ -53,6 +53,10 @@ class Mailbox:
             return True
         return False
 
+    def take(self) -> Any:
+        """The oldest waiting message; the mailbox must not be empty."""
+        return self._queue.popleft()
+
     def force(self, message: Any) -> None:
         """Deliver ``message`` even past capacity.
 

@@ -4,6 +4,8 @@ A model worker draws its CPU time, latency and response size from these for ever
 ``sample`` is on the simulator's hottest path: each one is a single expression (or a short loop)
 over the caller's ``random.Random``, with parameters precomputed at parse time. Runs are
 reproducible because every draw comes from the stream passed in; a distribution holds no state.
+(Normal and lognormal draws use ``rng.gauss``, which keeps every second deviate in the rng for the
+next call; that spare is part of ``rng.getstate()``, so reproducibility holds.)
 
 Parameters are measured values a user has at hand (a mean, a median and a p99, a minimum and a
 tail index) rather than textbook parameters, and ``str()`` gives a canonical form in the same
@@ -42,7 +44,7 @@ def _parse_number(value: str | int | float) -> float:
         raise ValueError(f"expected a non-negative number, got {shown(value)}")
     try:
         number = float(value)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: an int beyond float range
         raise ValueError(f"expected a non-negative number, got {shown(value)}") from None
     if not math.isfinite(number) or number < 0:
         raise ValueError(f"expected a non-negative number, got {shown(value)}")
@@ -76,10 +78,11 @@ class Distribution(abc.ABC):
     def sample(self, rng: random.Random) -> float:
         """One draw, using only ``rng`` (the caller's stream decides reproducibility)."""
 
-    @property
-    @abc.abstractmethod
-    def mean(self) -> float:
-        """The exact mean, from the parameters (what a queueing model or a test checks against)."""
+    mean: float
+    """The exact mean, from the parameters (what a queueing model or a test checks against).
+
+    Declared, not an abstract property: a dataclass field of that name would take the property
+    object as its default."""
 
     def quantile(self, q: float) -> float:
         """The q-quantile, for distributions whose inverse CDF has a closed form."""
@@ -117,7 +120,7 @@ class Const(Distribution):
 class Exponential(Distribution):
     """Memoryless service or think times; one ``rng.random()`` per draw."""
 
-    mean: float  # type: ignore[misc]  # a plain attribute satisfies the abstract property
+    mean: float
     unit: str = "duration"
 
     def sample(self, rng: random.Random) -> float:
@@ -181,13 +184,11 @@ class Normal(Distribution):
 
     def quantile(self, q: float) -> float:
         _check_q(q)
+        if q in (0, 1):
+            return 0.0 if q == 0 else math.inf
         below = _STANDARD_NORMAL.cdf(-self.mu / self.sd)  # the mass truncation removes
         p = below + q * (1 - below)
-        if p <= 0:
-            return 0.0
-        if p >= 1:
-            return math.inf
-        return max(0.0, self.mu + self.sd * _STANDARD_NORMAL.inv_cdf(p))
+        return math.inf if p >= 1 else max(0.0, self.mu + self.sd * _STANDARD_NORMAL.inv_cdf(p))
 
     def __str__(self) -> str:
         fmt = _UNITS[self.unit][1]
@@ -198,22 +199,24 @@ class Normal(Distribution):
 class LogNormal(Distribution):
     """``exp(N(mu, sigma))``: latency with a long right tail, fitted from p50/p99 or mean/sd.
 
-    ``by_mean`` only chooses which pair ``str()`` shows, the one the scenario gave.
+    ``given`` is the pair the scenario gave, kept for ``str()``: reports then show the figures the
+    user wrote rather than ones recomputed (and re-rounded) from mu and sigma.
     """
 
     mu: float
     sigma: float
-    by_mean: bool = False
+    given: tuple[str, float, str, float] = dataclasses.field(compare=False)
     unit: str = "duration"
 
     @classmethod
     def from_quantiles(cls, p50: float, p99: float, unit: str = "duration") -> LogNormal:
-        return cls(math.log(p50), (math.log(p99) - math.log(p50)) / Z_99, False, unit)
+        return cls(math.log(p50), (math.log(p99) - math.log(p50)) / Z_99, ("p50", p50, "p99", p99), unit)
 
     @classmethod
     def from_moments(cls, mean: float, sd: float, unit: str = "duration") -> LogNormal:
-        variance = math.log1p((sd / mean) ** 2)
-        return cls(math.log(mean) - variance / 2, math.sqrt(variance), True, unit)
+        ratio = sd / mean
+        variance = math.log1p(ratio * ratio)
+        return cls(math.log(mean) - variance / 2, math.sqrt(variance), ("mean", mean, "sd", sd), unit)
 
     def sample(self, rng: random.Random) -> float:
         # ``rng.gauss`` rather than ``rng.lognormvariate`` (which calls normalvariate): ~15% faster.
@@ -231,10 +234,8 @@ class LogNormal(Distribution):
 
     def __str__(self) -> str:
         fmt = _UNITS[self.unit][1]
-        if self.by_mean:
-            sd = self.mean * math.sqrt(math.expm1(self.sigma**2))
-            return f"lognormal(mean={fmt(self.mean)}, sd={fmt(sd)})"
-        return f"lognormal(p50={fmt(math.exp(self.mu))}, p99={fmt(math.exp(self.mu + self.sigma * Z_99))})"
+        first, a, second, b = self.given
+        return f"lognormal({first}={fmt(a)}, {second}={fmt(b)})"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -273,7 +274,7 @@ class Gamma(Distribution):
     """Given by mean and coefficient of variation (sd / mean): cv 1 is exponential, cv < 1 is
     more regular (cv = 1/sqrt(k) is Erlang-k), cv > 1 burstier. No closed-form quantile."""
 
-    mean: float  # type: ignore[misc]  # a plain attribute satisfies the abstract property
+    mean: float
     cv: float
     unit: str = "duration"
     _shape: float = dataclasses.field(init=False, repr=False, compare=False)
@@ -349,16 +350,18 @@ _FORMS: dict[str, tuple[tuple[str, ...], ...]] = {
     "pareto": (("min", "alpha"),),
     "gamma": (("mean", "cv"),),
 }
+_USAGE = {
+    "const": "const(value)",
+    "exp": "exp(mean)",
+    "uniform": "uniform(low, high)",
+    "normal": "normal(mean=..., sd=...)",
+    "lognormal": "lognormal(p50=..., p99=...) or lognormal(mean=..., sd=...)",
+    "pareto": "pareto(min=..., alpha=...)",
+    "gamma": "gamma(mean=..., cv=...)",
+}
 _PLAIN_NUMBERS = frozenset({"alpha", "cv"})
 _TOKEN = re.compile(r"[(),:=]|[^(),:=]+")
 _PUNCTUATION = frozenset("(),:=")
-
-
-def _usage(name: str) -> str:
-    forms = _FORMS[name]
-    if len(forms) == 1 and name != "normal":
-        return f"{name}({', '.join(forms[0])})"
-    return " or ".join(f"{name}({', '.join(f'{arg}=…' for arg in form)})" for form in forms)
 
 
 class _Parser:
@@ -368,7 +371,6 @@ class _Parser:
         self.text = text
         self.tokens = [t.strip() for t in _TOKEN.findall(text) if t.strip()]
         self.pos = 0
-        self.parse_value = _UNITS[unit][0]
         self.unit = unit
 
     def fail(self, expected: str) -> ValueError:
@@ -408,21 +410,21 @@ class _Parser:
                 raise ValueError(f"expected mix nested at most {_MAX_DEPTH} deep, got {shown(self.text)}")
             distribution = self.mixture(depth)
         else:
-            distribution = _build(word, self.arguments(word), self.parse_value, self.unit)
+            distribution = _build(word, self.arguments(word), self.unit)
         self.take(")")
         return distribution
 
     def constant(self, word: str) -> Distribution:
-        if word[:1].isalpha():  # a name without "(…)": say which names exist, not "not a duration"
-            raise ValueError(f"expected a value or one of {', '.join(NAMES)} with arguments in (…), got {shown(word)}")
-        return Const(self.parse_value(word), self.unit)
+        if word[:1].isalpha():  # a name without "(...)": say which names exist, not "not a duration"
+            raise ValueError(f"expected a value or one of {', '.join(NAMES)} with arguments in (...), got {shown(word)}")
+        return Const(_UNITS[self.unit][0](word), self.unit)
 
     def arguments(self, name: str) -> list[tuple[str | None, str]]:
         arguments: list[tuple[str | None, str]] = []
         while self.peek() != ")":
             if arguments:
                 self.take(",")
-            first = self.atom(f"an argument of {_usage(name)}")
+            first = self.atom(f"an argument of {_USAGE[name]}")
             if self.peek() == "=":
                 self.pos += 1
                 arguments.append((first, self.atom(f"a value for {first}")))
@@ -446,31 +448,30 @@ class _Parser:
             self.take(":")
             components.append(self.distribution(depth + 1))
         if len(components) < 2:
-            raise ValueError(f'expected mix(WEIGHT: DISTRIBUTION, WEIGHT: DISTRIBUTION, …) with at least two parts, got {shown(self.text)}')
+            expected = "mix(WEIGHT: DISTRIBUTION, WEIGHT: DISTRIBUTION, ...) with at least two parts"
+            raise ValueError(f"expected {expected}, got {shown(self.text)}")
         if not math.isclose(sum(weights), 1.0, rel_tol=0, abs_tol=1e-9):
             raise ValueError(f"expected mix weights summing to 1, got {' + '.join(map(_format_number, weights))} = {sum(weights):g}")
         return Mixture(tuple(weights), tuple(components))
 
 
 def _bind(name: str, arguments: list[tuple[str | None, str]]) -> tuple[tuple[str, ...], dict[str, str]]:
-    """Match arguments to one of ``name``'s forms; the form chosen and its values by argument name."""
-    keys = [key for key, _ in arguments if key is not None]
-    positional = [value for key, value in arguments if key is None]
+    """Match arguments, positional ones first, to one of ``name``'s forms: the form and its values."""
     forms = _FORMS[name]
-    for form in forms:
-        if positional and (len(forms) > 1 or any(key is None for key, _ in arguments[len(positional) :])):
-            break
-        bound = dict(zip(form, positional))
-        if len(positional) <= len(form) and len(set(keys)) == len(keys) and not bound.keys() & set(keys):
-            bound.update((key, value) for key, value in arguments if key is not None)
-            if set(bound) == set(form):
-                return form, bound
+    count = next((i for i, (key, _) in enumerate(arguments) if key is not None), len(arguments))
+    keys = tuple(key for key, _ in arguments[count:] if key is not None)
+    if count + len(keys) == len(arguments) and (count == 0 or len(forms) == 1):  # no positional after a keyword
+        for form in forms:
+            names = form[:count] + keys
+            if len(names) == len(arguments) and sorted(names) == sorted(form):  # not too many positional
+                return form, dict(zip(names, (value for _, value in arguments)))
     given = ", ".join(value if key is None else f"{key}={value}" for key, value in arguments)
-    raise ValueError(f"expected {_usage(name)}, got {shown(f'{name}({given})')}")
+    raise ValueError(f"expected {_USAGE[name]}, got {shown(f'{name}({given})')}")
 
 
-def _build(name: str, arguments: list[tuple[str | None, str]], parse_value: Callable[[Any], float], unit: str) -> Distribution:
+def _build(name: str, arguments: list[tuple[str | None, str]], unit: str) -> Distribution:
     form, texts = _bind(name, arguments)
+    parse_value = _UNITS[unit][0]
     values: dict[str, float] = {}
     for arg in form:
         try:
@@ -505,14 +506,16 @@ def _build(name: str, arguments: list[tuple[str | None, str]], parse_value: Call
         require(values["alpha"] > 1, "alpha", "alpha > 1 (so that the mean exists)")
         return Pareto(values["min"], values["alpha"], unit)
     require(values["mean"] > 0, "mean", "a positive mean")
-    require(values["cv"] > 0, "cv", "a positive cv (for no spread, use a constant)")
+    # Outside this range shape = 1/cv² or scale = mean·cv² can under- or overflow a float; for no
+    # spread at all there is the constant.
+    require(0.001 <= values["cv"] <= 1000, "cv", "a cv between 0.001 and 1000")
     return Gamma(values["mean"], values["cv"], unit)
 
 
 def parse_distribution(value: str | int | float, *, unit: str = "duration") -> Distribution:
     """A distribution from scenario text: a bare value ("2ms", 3) is a constant, otherwise one of
     const(v), exp(mean), uniform(low, high), normal(mean=, sd=), lognormal(p50=, p99=),
-    lognormal(mean=, sd=), pareto(min=, alpha=), gamma(mean=, cv=) or mix(w: dist, w: dist, …).
+    lognormal(mean=, sd=), pareto(min=, alpha=), gamma(mean=, cv=) or mix(w: dist, w: dist, ...).
 
     ``unit`` says how values read: "duration" (``parse_duration``; samples in seconds), "size"
     (``parse_size``; samples rounded to whole bytes) or "number" (plain non-negative floats).
@@ -523,6 +526,12 @@ def parse_distribution(value: str | int | float, *, unit: str = "duration") -> D
     if not isinstance(value, str):
         return Const(_UNITS[unit][0](value), unit)
     distribution = _Parser(value, unit).whole()
+    try:
+        finite = math.isfinite(distribution.mean)
+    except OverflowError:
+        finite = False
+    if not finite:  # only parameters hundreds of digits long get here, but a report must not crash on them
+        raise ValueError(f"expected parameters giving a finite mean, got {shown(value)}")
     if unit == "size" and not isinstance(distribution, Const):
         return Rounded(distribution)
     return distribution

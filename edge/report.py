@@ -8,6 +8,7 @@ fixed by the scenario, so two runs with one seed give byte-identical files.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -180,7 +181,9 @@ def write_json(report: Report, path: str | Path) -> None:
 
 
 def print_summary(report: Report, console: Console | None = None) -> None:
-    console = console or Console()
+    if console is None:
+        # Piped or redirected output is not wrapped to rich's 80-column default: logs keep whole rows.
+        console = Console() if sys.stdout.isatty() else Console(width=160)
     ms = format_duration
     table = Table(title=f"{report.scenario} — seed {report.seed}, {ms(report.duration_s)} of traffic", title_justify="left")
     for column in ("environment", "ver", "requests", "2xx", "4xx", "5xx", "shed", "p50", "p90", "p99", "queue p99", "CPU"):

@@ -60,9 +60,13 @@ def _bare_number(value: object, noun: str, expected: str) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"expected {expected}, got {shown(value)}")
-    if not math.isfinite(value) or value < 0:
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float range
+        number = math.inf
+    if not math.isfinite(number) or number < 0:
         raise ValueError(f"expected a non-negative {noun}, got {shown(value)}")
-    return float(value)
+    return number
 
 
 def _negative(text: str, noun: str) -> None:
@@ -151,7 +155,8 @@ def format_duration(seconds: float) -> str:
     """Three significant digits in the largest unit that keeps the number below its next unit.
 
     "850ns", "12.3µs", "250ms", "1.25s", "59.9s"; from a minute on, whole seconds ("1m30s",
-    "5m0s"), and from an hour on, whole minutes ("2h5m"). Rounding happens before the unit is
+    "5m0s"), from an hour on, whole minutes ("2h5m"), and from 100 hours on, hours to three
+    significant digits again ("150h", "12300h"). Rounding happens before the unit is
     chosen, so 0.99996s is "1s" rather than "1e+03ms". The result parses back with
     ``parse_duration`` to within 1% (from a picosecond up; anything shorter is noise in a model
     and prints in exponent form).
@@ -170,7 +175,9 @@ def format_duration(seconds: float) -> str:
     if whole < 3600:
         return f"{whole // 60}m{whole % 60}s"
     minutes = round(seconds / 60)
-    return f"{minutes // 60}h{minutes % 60}m"
+    if minutes < 100 * 60:
+        return f"{minutes // 60}h{minutes % 60}m"
+    return f"{int(float(f'{seconds / 3600:.3g}'))}h"
 
 
 def format_size(size: int) -> str:
