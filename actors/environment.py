@@ -24,7 +24,7 @@ from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_resch
 
 from actors.mailbox import Call, Mailbox, ask
 from edge.clock import ModelClock
-from edge.cpu import CorePool, CpuAccount, CpuLimitExceeded
+from edge.cpu import CorePool, CpuAccount, CpuLimitExceeded, InvocationLimitExceeded
 from edge.errors import CPU_LIMIT, SHED, WORKER_EXCEPTION, platform_error
 from edge.fetch import Request, Response
 from edge.metrics import LogHistogram, RunMetrics, status_class
@@ -149,7 +149,9 @@ class Binding:
     async def _call(self, method: str | None, request: Request | None, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> Any:
         account = self._ctx.account
         assert account is not None, "a binding called outside a call"
-        account.count_invocation()
+        if account.invocations >= account.max_invocations:
+            raise InvocationLimitExceeded(account.max_invocations)
+        account.invocations += 1
         clock = self._clock
         call = Call(request, account, None, clock.now(), method, args, kwargs)  # type: ignore[arg-type]
         result = await ask(self._post, call)
@@ -161,7 +163,7 @@ class Binding:
             labels = (self._caller, self._name, served.service, served.environment, call.version, f"{key[2] + 1}xx")
             hist = self._latency[key] = self._metrics.histogram(self._metrics.bindings, labels)
         hist.observe(clock.now() - call.posted_at)
-        if account.exceeded:
+        if account.exceeded_at is not None:
             raise CpuLimitExceeded(account.used, account.limit)
         return result
 

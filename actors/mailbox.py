@@ -106,6 +106,7 @@ class Call:
         "posted_at",
         "served_by",
         "version",
+        "waiter",
     )
 
     def __init__(
@@ -127,10 +128,23 @@ class Call:
         self.kwargs = kwargs
         self.served_by: Any = None
         self.version = ""
+        self.waiter: Task | None = None  # the task parked in ask(), if any
 
 
 def discard_reply(call: Call, result: Any) -> None:
     """The reply target of a call whose caller went away (cancelled): the answer has no reader."""
+
+
+def _wake_waiter(call: Call, result: Any) -> None:
+    reschedule(call.waiter, outcome.Value(result))
+
+
+def _abandon(call: Call) -> Callable[[Any], Abort]:
+    def abort(_: Any) -> Abort:
+        call.on_reply = discard_reply
+        return Abort.SUCCEEDED
+
+    return abort
 
 
 async def ask(post: Callable[[Call], Any], call: Call) -> Any:
@@ -139,18 +153,9 @@ async def ask(post: Callable[[Call], Any], call: Call) -> Any:
     ``post`` returns None when the call was accepted, or an immediate answer (a shed 503, a 404)
     that is returned without parking: a reply must never reschedule a task that is still running.
     """
-    task = current_task()
-
-    def wake(_: Call, result: Any) -> None:
-        reschedule(task, outcome.Value(result))
-
-    call.on_reply = wake
+    call.waiter = current_task()
+    call.on_reply = _wake_waiter
     immediate = post(call)
     if immediate is not None:
         return immediate
-
-    def abort(_: Any) -> Abort:
-        call.on_reply = discard_reply
-        return Abort.SUCCEEDED
-
-    return await wait_task_rescheduled(abort)
+    return await wait_task_rescheduled(_abandon(call))

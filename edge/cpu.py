@@ -75,11 +75,6 @@ class CpuAccount:
         self.used += seconds
         return seconds
 
-    def count_invocation(self) -> None:
-        if self.invocations >= self.max_invocations:
-            raise InvocationLimitExceeded(self.max_invocations)
-        self.invocations += 1
-
 
 class CorePool:
     """``cores`` CPUs shared by every worker on the node; CPU work queues FIFO for a free one.

@@ -159,7 +159,8 @@ class FrontDoor:
         clients.requests += 1
         clients.by_class[status_class(response.status)] += 1
         clients.latency.observe(latency)
-        cause = response.headers.get(ERROR_HEADER)
+        status = response.status
+        cause = response.headers.get(ERROR_HEADER) if status >= 400 else None  # platform errors are 4xx/5xx
         if cause is not None:
             if cause == "shed":
                 clients.shed += 1
