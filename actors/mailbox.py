@@ -39,10 +39,6 @@ class Mailbox:
         """Messages waiting (not yet taken by a consumer): the mailbox depth."""
         return len(self._queue)
 
-    @property
-    def idle_consumers(self) -> int:
-        return len(self._idle)
-
     def post(self, message: Any) -> bool:
         """Deliver ``message``; False means the mailbox is full and the caller must shed it."""
         if self._idle:

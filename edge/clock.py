@@ -1,7 +1,7 @@
-"""Time for the model: a virtual clock that owns its timers, a real one, and seeded random streams.
+"""Time for the model: a virtual clock that owns its timers, and seeded random streams.
 
 The model never asks trio for the time or sleeps with ``trio.sleep`` directly: it goes through a
-``ModelClock`` so that one model runs in both modes.
+``ModelClock``, so that the same model can run on real time (live mode) as on virtual time.
 
 Why a clock that holds its own timers: ``trio.sleep`` opens a cancel scope and registers a deadline
 per call, which caps a simulation at a few tens of thousands of timer events a second. Here a sleeping
@@ -111,29 +111,6 @@ class VirtualClock(trio.abc.Clock, ModelClock):
     def call_later(self, seconds: float, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` from the scheduler at ``now + seconds``; ``fn`` must not block."""
         heapq.heappush(self._timers, [self._now + seconds, next(self._seq), None, fn, args])
-
-
-class RealClock(ModelClock):
-    """Wall-clock time for live mode: trio's own clock and sleeps."""
-
-    def __init__(self, nursery: trio.Nursery | None = None) -> None:
-        self._nursery = nursery
-
-    def now(self) -> float:
-        return trio.current_time()
-
-    async def sleep(self, seconds: float) -> None:
-        await trio.sleep(seconds)
-
-    def call_later(self, seconds: float, fn: Callable[..., Any], *args: Any) -> None:
-        if self._nursery is None:
-            raise RuntimeError("RealClock.call_later needs a nursery to own its timer tasks")
-
-        async def later() -> None:
-            await trio.sleep(seconds)
-            fn(*args)
-
-        self._nursery.start_soon(later)
 
 
 def random_stream(seed: int, *names: object) -> random.Random:

@@ -17,10 +17,6 @@ from trio.lowlevel import Abort, current_task, reschedule, wait_task_rescheduled
 
 from edge.clock import ModelClock
 
-CPU_LIMIT_ERROR_CODE = 1102
-"""Cloudflare's "Worker exceeded resource limits" error, which an exhausted CPU budget produces."""
-
-
 class CpuLimitExceeded(Exception):
     """The top-level request ran out of CPU time; the whole chain fails with it."""
 
@@ -93,10 +89,6 @@ class CorePool:
         self._free = cores
         self._waiting: deque[Callable[[], None]] = deque()
         self.busy_seconds = 0.0
-
-    @property
-    def queued(self) -> int:
-        return len(self._waiting)
 
     def take(self) -> bool:
         """Take a free core if there is one."""

@@ -23,8 +23,3 @@ NOT_FOUND = (404, 1000, "not-found")
 def platform_error(kind: tuple[int, int, str]) -> Response:
     status, code, cause = kind
     return Response(f"error code: {code}", status=status, headers={ERROR_HEADER: cause})
-
-
-def error_cause(response: Response) -> str | None:
-    """The platform cause of ``response`` ("shed", "cpu-limit", ...), None for a worker's own answer."""
-    return response.headers.get(ERROR_HEADER)

@@ -79,11 +79,18 @@ class ClientReport(msgspec.Struct):
     undrained: int
 
 
+class NodeReport(msgspec.Struct):
+    cores: int
+    cpu_utilisation: float
+    """Busy core-seconds over available core-seconds for the whole run."""
+
+
 class Report(msgspec.Struct):
     scenario: str
     seed: int
     duration_s: float
     simulated_s: float
+    node: NodeReport
     environments: dict[str, EnvironmentReport]
     routers: dict[str, RouterReport]
     bindings: list[BindingReport]
@@ -154,11 +161,14 @@ def build_report(result: RunResult) -> Report:
         cpu_per_request_s=quantiles(cpu),
         undrained=result.undrained,
     )
+    cores = result.topology.cores
+    assert cores is not None
     return Report(
         scenario=result.loaded.spec.scenario.name,
         seed=result.seed,
         duration_s=_round(result.duration),
         simulated_s=_round(result.simulated),
+        node=NodeReport(cores=cores.cores, cpu_utilisation=_round(cores.busy_seconds / (cores.cores * result.simulated)) if result.simulated else 0.0),
         environments=environments,
         routers=routers,
         bindings=bindings,
@@ -201,6 +211,7 @@ def print_summary(report: Report, console: Console | None = None) -> None:
         f"retries {c.retries:,}, shed {c.shed:,}, CPU limit exceeded {c.cpu_limit_exceeded:,}; "
         f"CPU per request p50 {ms(c.cpu_per_request_s.p50)}, p99 {ms(c.cpu_per_request_s.p99)}"
     )
+    console.print(f"node: {report.node.cores} cores, {report.node.cpu_utilisation:.1%} CPU utilisation")
     for service, r in report.routers.items():
         weights = ", ".join(f"{env} {w:g}%" for env, w in r.weights.items())
         retries = ", ".join(f"{k} {v:,}" for k, v in r.retries.items()) or "none"

@@ -42,6 +42,7 @@ class Topology:
         self.routers: dict[str, RouterActor] = {}
         self.entries: dict[str, Post] = {}  # service -> where its (unpinned) traffic goes
         self.routes: RouteTable[str] = RouteTable()
+        self.cores: CorePool | None = None
 
     def actors(self) -> list[tuple[str, Any]]:
         return [*self.environments.items(), *((f"{s}@router", r) for s, r in self.routers.items())]
@@ -52,6 +53,7 @@ def build(loaded: config.LoadedScenario, *, seed: int, clock: ModelClock, metric
     meta = spec.scenario
     cores = CorePool(meta.cores, clock)
     topology = Topology()
+    topology.cores = cores
     pending_bindings: list[tuple[dict[str, tuple[str, Post]], dict[str, str]]] = []
 
     for service in spec.services:

@@ -36,8 +36,9 @@ def test_cpu_work_queues_for_the_nodes_cores(make_scenario, cores, expected):
         for _ in range(3):
             front.submit(Request("https://example.com/"), 0.0, lambda r: latencies.append(clock.now()))
 
-    send(loaded, [], setup=record)
+    _, result = send(loaded, [], setup=record)
     assert sorted(latencies) == pytest.approx(expected)
+    assert result.topology.cores.busy_seconds == pytest.approx(0.030)
 
 
 def test_cold_start_paid_after_keep_warm_and_counted(make_scenario):
