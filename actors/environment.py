@@ -1,10 +1,12 @@
 """One actor per service environment (``app@canary``): a bounded mailbox and ``concurrency`` slots.
 
-Each slot is a trio task that takes calls from the mailbox in FIFO order and runs the worker's code
-for them; a call that finds every slot busy waits in the mailbox, and one that finds the mailbox full
-is shed with a 503. A slot that has been idle longer than ``keep_warm`` pays a cold start. Whatever
-the worker does wrong (raises, returns a non-Response) becomes a 500 for that call only (Workers'
-error 1101); the slot carries on with the next call.
+A call that finds every slot busy waits in the mailbox (FIFO), and one that finds the mailbox full is
+shed with a 503. A slot that has been idle longer than ``keep_warm`` pays a cold start. For a code
+worker each slot is a trio task that takes calls from the mailbox and runs the worker for them;
+whatever the worker does wrong (raises, returns a non-Response) becomes a 500 for that call only
+(Workers' error 1101) and the slot carries on with the next call. A synthetic worker has no code to
+run, so its calls need no task of their own: their CPU, wait and answer are timer steps, and the
+actor's task only starts the calls that had to wait for a slot.
 
 Worker code reaches the platform through two objects per slot, reused from call to call so that a
 hop allocates nothing it does not need: ``Context`` (``ctx``: CPU, sleeping, randomness) and ``Env``
@@ -213,6 +215,7 @@ class EnvironmentActor:
         self._busy = 0  # model calls in service
         self._slot_waiter: Task | None = None
         if isinstance(worker, ModelWorker):
+            # Bound once here rather than tested on every call: this is the entry of every hop.
             self.post = self._post_model  # type: ignore[method-assign]
 
     def post(self, call: Call) -> Response | None:
