@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+import cachetools
 import trio
 
 from actors.environment import EnvironmentActor, Post
@@ -128,6 +129,9 @@ class FrontDoor:
         self.max_invocations = meta.max_invocations
         self.inflight = 0
         self._drained: trio.Event | None = None
+        # URL -> service: parsing and matching every request's URL is a visible share of a hop;
+        # simulated traffic repeats a few URLs, live traffic may not, hence a bounded LRU.
+        self._routed: cachetools.LRUCache[str, str | None] = cachetools.LRUCache(maxsize=4096)
 
     def submit(self, request: Request, sent_at: float, done: Callable[[Response], None] | None = None) -> None:
         """Send a top-level request; ``sent_at`` is when the client meant to send it.
@@ -135,7 +139,11 @@ class FrontDoor:
         Latency counts from ``sent_at``, not from when the model got round to it, so that a stalled
         system shows its stall in the latency it causes (no coordinated omission).
         """
-        service = self.topology.routes.match(request.host, request.path)
+        url = request.url
+        try:
+            service = self._routed[url]
+        except KeyError:
+            service = self._routed[url] = self.topology.routes.match(request.host, request.path)
         if service is None:
             self._record(None, None, platform_error(NOT_FOUND), sent_at, done)
             return
