@@ -21,12 +21,16 @@ scheduler shuffling is seeded too (``trio._core._run._r``, a private attribute).
 
 from __future__ import annotations
 
-import argparse
 import random
+import sys
 import time
+from pathlib import Path
 
 import trio
 import trio.testing
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from simpy_chain import cli, summarise  # noqa: E402
 
 
 def run_naive_trio_chain(
@@ -66,27 +70,8 @@ def run_naive_trio_chain(
     started = time.perf_counter()
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     wall = time.perf_counter() - started
-    ordered = sorted(latencies)
-    n = len(ordered)
-    return {
-        "completed": n,
-        "mean_latency_s": sum(ordered) / n if n else float("nan"),
-        "p99_latency_s": ordered[min(n - 1, int(0.99 * n))] if n else float("nan"),
-        "wall_s": wall,
-        "sim_req_per_wall_s": n / wall,
-    }
-
-
-def _main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=float, default=2000.0, help="top-level arrivals per second")
-    parser.add_argument("--seconds", type=float, default=10.0, help="simulated seconds")
-    parser.add_argument("--servers", type=int, default=8, help="slots per service")
-    parser.add_argument("--hop-mean", type=float, default=0.001, help="mean service time per hop (s)")
-    parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args()
-    print(run_naive_trio_chain(rate=args.rate, sim_seconds=args.seconds, servers=args.servers, hop_mean=args.hop_mean, seed=args.seed))
+    return summarise(latencies, wall)
 
 
 if __name__ == "__main__":
-    _main()
+    cli(run_naive_trio_chain, __doc__.splitlines()[0])

@@ -63,10 +63,11 @@ def run_simpy_chain(
     started = time.perf_counter()
     env.run(until=sim_seconds)
     wall = time.perf_counter() - started
-    return _summary(latencies, wall)
+    return summarise(latencies, wall)
 
 
-def _summary(latencies: list[float], wall: float) -> dict:
+def summarise(latencies: list[float], wall: float) -> dict:
+    """The figures every chain baseline returns, so the benchmark compares like with like."""
     ordered = sorted(latencies)
     n = len(ordered)
     return {
@@ -78,16 +79,17 @@ def _summary(latencies: list[float], wall: float) -> dict:
     }
 
 
-def _main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def cli(run, description: str) -> None:
+    """Run one chain baseline from the command line with the shared knobs."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--rate", type=float, default=2000.0, help="top-level arrivals per second")
     parser.add_argument("--seconds", type=float, default=10.0, help="simulated seconds")
     parser.add_argument("--servers", type=int, default=8, help="slots per service")
     parser.add_argument("--hop-mean", type=float, default=0.001, help="mean service time per hop (s)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    print(run_simpy_chain(rate=args.rate, sim_seconds=args.seconds, servers=args.servers, hop_mean=args.hop_mean, seed=args.seed))
+    print(run(rate=args.rate, sim_seconds=args.seconds, servers=args.servers, hop_mean=args.hop_mean, seed=args.seed))
 
 
 if __name__ == "__main__":
-    _main()
+    cli(run_simpy_chain, __doc__.splitlines()[0])
