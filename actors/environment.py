@@ -143,7 +143,7 @@ class Binding:
         result = await self._call(method, None, args, kwargs)
         if isinstance(result, _RpcFailure):
             raise RpcError(result.message)
-        if isinstance(result, Response) and method is not None:
+        if isinstance(result, Response):
             # The platform answered instead of the method (shed, CPU limit): surface it as an error.
             raise RpcError(f"{self._target}.{method} failed: {result.status} {(await result.clone().text())}")
         return result
