@@ -113,7 +113,7 @@ class CorePool:
         """Occupy one core for ``seconds`` of CPU time, waiting for a core if none is free."""
         if not self.take():
             handover = functools.partial(reschedule, current_task())
-            self._waiting.append(handover)
+            self.wait(handover)
 
             def abort(_: Any) -> Abort:
                 self._waiting.remove(handover)

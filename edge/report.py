@@ -162,7 +162,6 @@ def build_report(result: RunResult) -> Report:
         undrained=result.undrained,
     )
     cores = result.topology.cores
-    assert cores is not None
     return Report(
         scenario=result.loaded.spec.scenario.name,
         seed=result.seed,

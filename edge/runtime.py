@@ -38,12 +38,12 @@ DEFAULT_KEEP_WARM = "5m"
 class Topology:
     """The actors of one run and how to reach them."""
 
-    def __init__(self) -> None:
+    def __init__(self, cores: CorePool) -> None:
+        self.cores = cores
         self.environments: dict[str, EnvironmentActor] = {}
         self.routers: dict[str, RouterActor] = {}
         self.entries: dict[str, Post] = {}  # service -> where its (unpinned) traffic goes
         self.routes: RouteTable[str] = RouteTable()
-        self.cores: CorePool | None = None
 
     def actors(self) -> list[tuple[str, Any]]:
         return [*self.environments.items(), *((f"{s}@router", r) for s, r in self.routers.items())]
@@ -53,8 +53,7 @@ def build(loaded: config.LoadedScenario, *, seed: int, clock: ModelClock, metric
     spec = loaded.spec
     meta = spec.scenario
     cores = CorePool(meta.cores, clock)
-    topology = Topology()
-    topology.cores = cores
+    topology = Topology(cores)
     pending_bindings: list[tuple[dict[str, tuple[str, Post]], dict[str, str]]] = []
 
     for service in spec.services:
@@ -166,10 +165,10 @@ class FrontDoor:
         metrics = self.metrics
         clients = metrics.clients
         latency = self.clock.now() - sent_at
-        clients.requests += 1
-        clients.by_class[status_class(response.status)] += 1
-        clients.latency.observe(latency)
         status = response.status
+        clients.requests += 1
+        clients.by_class[status_class(status)] += 1
+        clients.latency.observe(latency)
         cause = response.headers.get(ERROR_HEADER) if status >= 400 else None  # platform errors are 4xx/5xx
         if cause is not None:
             if cause == "shed":

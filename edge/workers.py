@@ -35,12 +35,11 @@ class WorkerLoadError(Exception):
 class WorkerCode:
     """The callables of one loaded worker."""
 
-    __slots__ = ("fetch", "rpc", "origin")
+    __slots__ = ("fetch", "rpc")
 
-    def __init__(self, fetch: Callable[..., Any], rpc: dict[str, Callable[..., Any]], origin: str) -> None:
+    def __init__(self, fetch: Callable[..., Any], rpc: dict[str, Callable[..., Any]]) -> None:
         self.fetch = fetch
         self.rpc = rpc
-        self.origin = origin
 
 
 def load_worker(path: str | Path) -> WorkerCode:
@@ -71,7 +70,7 @@ def load_worker(path: str | Path) -> WorkerCode:
         and inspect.iscoroutinefunction(fn)
         and getattr(fn, "__module__", None) == name
     }
-    return WorkerCode(fetch, rpc, str(path))
+    return WorkerCode(fetch, rpc)
 
 
 class ModelWorker:
