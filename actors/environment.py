@@ -19,7 +19,7 @@ import functools
 import logging
 import math
 import random
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import trio
 from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
@@ -83,9 +83,13 @@ class Context:
         if granted < wanted:
             raise CpuLimitExceeded(account.used, account.limit)
 
-    async def sleep(self, amount: float | int | str) -> None:
-        """Wait without using CPU (storage, an origin, a timer)."""
-        await self._actor.clock.sleep(seconds(amount))
+    def sleep(self, amount: float | int | str) -> Awaitable[None]:
+        """Wait without using CPU (storage, an origin, a timer).
+
+        Hands back the clock's own coroutine rather than wrapping it in another: one frame less on
+        a path every worker takes.
+        """
+        return self._actor.clock.sleep(seconds(amount))
 
     def now(self) -> float:
         return self._actor.clock.now()
@@ -120,11 +124,13 @@ class Binding:
         self._metrics = metrics
         self._latency: dict[tuple[Any, str, int], LogHistogram] = {}
 
-    async def fetch(self, request: Request | str, init: dict[str, Any] | None = None) -> Response:
+    def fetch(self, request: Request | str, init: dict[str, Any] | None = None) -> Awaitable[Response]:
         """Send ``request`` to the bound service, as Workers' ``env.BINDING.fetch(request)``.
 
         A request with a body hands it over: the caller's copy is used afterwards, which is why a
         request sent twice must be cloned first (seed 001). Bodiless requests travel as they are.
+        A plain function returning the call's coroutine, so a hop costs one coroutine, not two;
+        a request that cannot be sent raises here, at the call, rather than at the ``await``.
         """
         if isinstance(request, str):
             request = Request(request, **(init or {}))
@@ -132,7 +138,7 @@ class Binding:
             request = Request(request, **init)
         elif request.body_size:
             request = Request(request)  # consumes the caller's body, or raises if already used
-        return await self._call(None, request, (), None)
+        return self._call(None, request, (), None)
 
     def __getattr__(self, method: str) -> Callable[..., Any]:
         if method.startswith("_"):
@@ -157,12 +163,12 @@ class Binding:
         clock = self._clock
         call = Call(request, account, None, clock.now(), method, args, kwargs)  # type: ignore[arg-type]
         result = await ask(self._post, call)
-        status = result.status if isinstance(result, Response) else (500 if isinstance(result, _RpcFailure) else 200)
-        key = (call.served_by, call.version, status_class(status))
+        status = result._status if isinstance(result, Response) else (500 if isinstance(result, _RpcFailure) else 200)
+        key = (call.served_by, call.version, status // 100)
         hist = self._latency.get(key)
         if hist is None:
             served = call.served_by
-            labels = (self._caller, self._name, served.service, served.environment, call.version, f"{key[2] + 1}xx")
+            labels = (self._caller, self._name, served.service, served.environment, call.version, f"{key[2]}xx")
             hist = self._latency[key] = self._metrics.histogram(self._metrics.bindings, labels)
         hist.observe(clock.now() - call.posted_at)
         if account.exceeded_at is not None:
@@ -205,6 +211,7 @@ class EnvironmentActor:
         self.metrics = metrics
         self.stats = metrics.environment(service, environment)
         self.stats.mailbox_depth = self.mailbox.__len__
+        self._counts = self.stats.counts(self.version)  # this version's answers by status class
         self.cold_start = cold_start
         self.keep_warm = keep_warm
         self._values = values
@@ -227,7 +234,7 @@ class EnvironmentActor:
             return None
         stats = self.stats
         stats.shed += 1
-        stats.counts(self.version)[status_class(SHED[0])] += 1
+        self._counts[status_class(SHED[0])] += 1
         call.served_by = self
         call.version = self.version
         return platform_error(SHED)
@@ -247,18 +254,21 @@ class EnvironmentActor:
         stats = self.stats
         stats.queue_wait.observe(now - call.posted_at)
         stats.inflight += 1
+        if self.cold_start is None:
+            return 0.0
         warm_until = self._warm.pop() if self._warm else -math.inf
-        if self.cold_start is not None and now > warm_until:
+        if now > warm_until:
             stats.cold_starts[self.version] = stats.cold_starts.get(self.version, 0) + 1
             return self.cold_start.sample(self.rng)
         return 0.0
 
     def _finish(self, call: Call, result: Any) -> None:
-        status = result.status if isinstance(result, Response) else (500 if isinstance(result, _RpcFailure) else 200)
+        status = result._status if isinstance(result, Response) else (500 if isinstance(result, _RpcFailure) else 200)
         now = self.clock.now()
-        self._warm.append(now + self.keep_warm)
+        if self.cold_start is not None:
+            self._warm.append(now + self.keep_warm)
+        self._counts[status // 100 - 1] += 1  # status_class(), inlined on the hot path
         stats = self.stats
-        stats.counts(self.version)[status // 100 - 1] += 1  # status_class(), inlined on the hot path
         stats.latency.observe(now - call.posted_at)
         stats.inflight -= 1
         call.served_by = self

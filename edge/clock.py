@@ -58,6 +58,7 @@ class VirtualClock(trio.abc.Clock, ModelClock):
         # trio's queue of runnable tasks: after a callback timer, an empty one means the clock can
         # fire the next timer at once instead of handing control back for an empty scheduler pass.
         self._runq = runner.runq
+        runner.io_manager = _RarePolls(runner.io_manager)
 
     def current_time(self) -> float:
         return self._now
@@ -111,6 +112,34 @@ class VirtualClock(trio.abc.Clock, ModelClock):
     def call_later(self, seconds: float, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` from the scheduler at ``now + seconds``; ``fn`` must not block."""
         heapq.heappush(self._timers, [self._now + seconds, next(self._seq), None, fn, args])
+
+
+class _RarePolls:
+    """trio's I/O manager for a virtual-time run, asking the kernel for events only now and then.
+
+    trio polls for I/O (an ``epoll_wait`` syscall) on every scheduler pass, a few per simulated
+    request. A simulation does no I/O; the only descriptor that matters is trio's own wake-up
+    socket (Ctrl+C, ``run_sync_soon`` from a thread), for which one poll in 64 passes (well under
+    a millisecond) is soon enough. A poll that may block (nothing to do) always goes through.
+    """
+
+    _EVERY = 64
+
+    def __init__(self, io_manager: Any) -> None:
+        self._io_manager = io_manager
+        self._poll = io_manager.get_events
+        self.process_events = io_manager.process_events  # called every pass: no __getattr__ detour
+        self._passes = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._io_manager, name)
+
+    def get_events(self, timeout: float) -> Any:
+        if timeout == 0:
+            self._passes += 1
+            if self._passes % self._EVERY:
+                return ()
+        return self._poll(timeout)
 
 
 def random_stream(seed: int, *names: object) -> random.Random:

@@ -143,11 +143,7 @@ def build_report(result: RunResult) -> Report:
     c = metrics.clients
     cpu = LogHistogram()
     for hist in metrics.request_cpu.values():
-        cpu.bins = [a + b for a, b in zip(cpu.bins, hist.bins)]
-        cpu.count += hist.count
-        cpu.total += hist.total
-        cpu.min = min(cpu.min, hist.min)
-        cpu.max = max(cpu.max, hist.max)
+        cpu.add(hist)
     clients = ClientReport(
         requests=c.requests,
         status=_status(c.by_class),

@@ -117,6 +117,11 @@ def _first(*values: Any) -> Any:
     return next(v for v in values if v is not None)
 
 
+SETTLE_EVERY = 4096
+"""Top-level requests between two ``RunMetrics.settle()`` calls: bounds the histograms' unbinned
+values to a few tens of thousands whatever the run's length."""
+
+
 class FrontDoor:
     """Top-level requests: route by host and path, give each a CPU account, record the outcome."""
 
@@ -127,6 +132,7 @@ class FrontDoor:
         self.cpu_limit = parse_duration(meta.cpu_limit)
         self.max_invocations = meta.max_invocations
         self.inflight = 0
+        self._until_settle = SETTLE_EVERY
         self._drained: trio.Event | None = None
         # URL -> service: parsing and matching every request's URL is a visible share of a hop;
         # simulated traffic repeats a few URLs, live traffic may not, hence a bounded LRU.
@@ -138,6 +144,10 @@ class FrontDoor:
         Latency counts from ``sent_at``, not from when the model got round to it, so that a stalled
         system shows its stall in the latency it causes (no coordinated omission).
         """
+        self._until_settle -= 1
+        if not self._until_settle:
+            self._until_settle = SETTLE_EVERY
+            self.metrics.settle()
         url = request.url
         try:
             service = self._routed[url]

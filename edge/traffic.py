@@ -42,7 +42,7 @@ class RequestMix:
     def draw(self, rng: random.Random) -> Request:
         index = bisect.bisect_right(self._cumulative, rng.random() * self._total)
         url, method, headers, body = self._templates[min(index, len(self._templates) - 1)]
-        return Request(url, method=method, headers=Headers(headers), body=body)
+        return Request(url, method=method, headers=headers, body=body)  # Request copies the headers
 
 
 class OpenArrivals:
