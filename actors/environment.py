@@ -211,6 +211,7 @@ class EnvironmentActor:
         self.metrics = metrics
         self.stats = metrics.environment(service, environment)
         self.stats.mailbox_depth = self.mailbox.__len__
+        self._waiting = self.mailbox.waiting
         self._counts = self.stats.counts(self.version)  # this version's answers by status class
         self.cold_start = cold_start
         self.keep_warm = keep_warm
@@ -288,13 +289,27 @@ class EnvironmentActor:
             }
         )
         receive = self.mailbox.receive
+        fetch = self.worker.fetch
         while True:
             call = await receive()
             cold = self._begin(call)
             if cold:
                 await self.clock.sleep(cold)
             ctx.account = call.account
-            result = await self._invoke(call, env, ctx)
+            # Whatever goes wrong is this call's answer, not the slot's end.
+            try:
+                if call.method is None:
+                    result = await fetch(call.request, env, ctx)
+                    if not isinstance(result, Response):
+                        raise TypeError(f"fetch() must return a Response, returned {type(result).__name__}")
+                else:
+                    result = await self._rpc(call, env, ctx)
+                if call.account.exceeded:  # the worker caught the limit error and answered anyway
+                    result = platform_error(CPU_LIMIT)
+            except CpuLimitExceeded:
+                result = platform_error(CPU_LIMIT)
+            except Exception as exc:
+                result = self._failed(call, exc)
             ctx.account = None
             self._finish(call, result)
 
@@ -307,7 +322,7 @@ class EnvironmentActor:
         same as the task taking it at once, since nothing can run in between. Calls that find
         every slot busy wait in the mailbox, FIFO, and the actor's task starts them as slots free.
         """
-        if self._busy < self.concurrency and not len(self.mailbox):
+        if self._busy < self.concurrency and not self._waiting:
             self._model_begin(call)
             return None
         return self._queue_or_shed(call)
@@ -320,7 +335,7 @@ class EnvironmentActor:
             return Abort.SUCCEEDED
 
         while True:
-            while self._busy < self.concurrency and len(self.mailbox):
+            while self._busy < self.concurrency and self._waiting:
                 self._model_begin(self.mailbox.take())
             self._slot_waiter = task
             await wait_task_rescheduled(abort)
@@ -370,37 +385,27 @@ class EnvironmentActor:
         self._busy -= 1
         self._finish(call, result)
         waiter = self._slot_waiter
-        if waiter is not None and len(self.mailbox):
+        if waiter is not None and self._waiting:
             self._slot_waiter = None
             reschedule(waiter)
 
-    async def _invoke(self, call: Call, env: Env, ctx: Context) -> Any:
-        """Run the worker for one call; whatever goes wrong is this call's answer, not the slot's end."""
-        try:
-            if call.method is None:
-                result = await self.worker.fetch(call.request, env, ctx)
-                if not isinstance(result, Response):
-                    raise TypeError(f"fetch() must return a Response, returned {type(result).__name__}")
-            else:
-                method = self.worker.rpc.get(call.method)
-                if method is None:
-                    known = ", ".join(sorted(self.worker.rpc)) or "none"
-                    return _RpcFailure(f"{self.service} has no RPC method {call.method!r} (methods: {known})")
-                result = await method(env, ctx, *call.args, **(call.kwargs or {}))
-        except CpuLimitExceeded:
-            return platform_error(CPU_LIMIT)
-        except Exception as exc:
-            self.stats.exceptions += 1
-            message = self._redact(f"{type(exc).__name__}: {exc}")
-            if message not in self._logged and len(self._logged) < 20:
-                self._logged.add(message)
-                log.warning("%s threw (answered 500, error 1101): %s", self.key, message)
-            if call.method is not None:
-                return _RpcFailure(f"{self.service}.{call.method} raised {message}")
-            return platform_error(WORKER_EXCEPTION)
-        if call.account.exceeded:  # the worker caught the limit error and answered anyway
-            return platform_error(CPU_LIMIT)
-        return result
+    async def _rpc(self, call: Call, env: Env, ctx: Context) -> Any:
+        method = self.worker.rpc.get(call.method)
+        if method is None:
+            known = ", ".join(sorted(self.worker.rpc)) or "none"
+            return _RpcFailure(f"{self.service} has no RPC method {call.method!r} (methods: {known})")
+        return await method(env, ctx, *call.args, **(call.kwargs or {}))
+
+    def _failed(self, call: Call, exc: Exception) -> Any:
+        """The answer to a call whose worker raised: a 500 (error 1101), logged once per message."""
+        self.stats.exceptions += 1
+        message = self._redact(f"{type(exc).__name__}: {exc}")
+        if message not in self._logged and len(self._logged) < 20:
+            self._logged.add(message)
+            log.warning("%s threw (answered 500, error 1101): %s", self.key, message)
+        if call.method is not None:
+            return _RpcFailure(f"{self.service}.{call.method} raised {message}")
+        return platform_error(WORKER_EXCEPTION)
 
     def _redact(self, text: str) -> str:
         for secret in self._secrets:

@@ -17,7 +17,7 @@ Messages are plain objects; the ``Call`` below is what bindings, routers and the
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import outcome
 from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
@@ -26,32 +26,33 @@ from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_resch
 class Mailbox:
     """FIFO queue of at most ``capacity`` waiting messages, consumed by any number of tasks."""
 
-    __slots__ = ("capacity", "_queue", "_idle")
+    __slots__ = ("capacity", "waiting", "_idle")
 
     def __init__(self, capacity: int) -> None:
         if capacity < 0:
             raise ValueError(f"mailbox capacity must be >= 0, got {capacity}")
         self.capacity = capacity
-        self._queue: deque[Any] = deque()
+        # Read-only outside: actors test it for emptiness directly, cheaper than len() on a hot path.
+        self.waiting: deque[Any] = deque()
         self._idle: list[Task] = []
 
     def __len__(self) -> int:
         """Messages waiting (not yet taken by a consumer): the mailbox depth."""
-        return len(self._queue)
+        return len(self.waiting)
 
     def post(self, message: Any) -> bool:
         """Deliver ``message``; False means the mailbox is full and the caller must shed it."""
         if self._idle:
             reschedule(self._idle.pop(), outcome.Value(message))
             return True
-        if len(self._queue) < self.capacity:
-            self._queue.append(message)
+        if len(self.waiting) < self.capacity:
+            self.waiting.append(message)
             return True
         return False
 
     def take(self) -> Any:
         """The oldest waiting message; the mailbox must not be empty."""
-        return self._queue.popleft()
+        return self.waiting.popleft()
 
     def force(self, message: Any) -> None:
         """Deliver ``message`` even past capacity.
@@ -62,7 +63,7 @@ class Mailbox:
         if self._idle:
             reschedule(self._idle.pop(), outcome.Value(message))
         else:
-            self._queue.append(message)
+            self.waiting.append(message)
 
     async def receive(self) -> Any:
         """The next message, waiting for one if the queue is empty.
@@ -71,8 +72,8 @@ class Mailbox:
         reach a checkpoint in handling each message (every actor here does, or drains a bounded
         backlog and then parks).
         """
-        if self._queue:
-            return self._queue.popleft()
+        if self.waiting:
+            return self.waiting.popleft()
         task = current_task()
         self._idle.append(task)
 
@@ -126,6 +127,11 @@ class Call:
         self.version = ""
         self.waiter: Task | None = None  # the task parked in ask(), if any
 
+    def abandon(self, _: Any) -> Abort:
+        """The waiting caller was cancelled: the answer, when it comes, goes nowhere."""
+        self.on_reply = discard_reply
+        return Abort.SUCCEEDED
+
 
 def discard_reply(call: Call, result: Any) -> None:
     """The reply target of a call whose caller went away (cancelled): the answer has no reader."""
@@ -135,23 +141,21 @@ def _wake_waiter(call: Call, result: Any) -> None:
     reschedule(call.waiter, outcome.Value(result))
 
 
-def _abandon(call: Call) -> Callable[[Any], Abort]:
-    def abort(_: Any) -> Abort:
-        call.on_reply = discard_reply
-        return Abort.SUCCEEDED
-
-    return abort
-
-
-async def ask(post: Callable[[Call], Any], call: Call) -> Any:
-    """Post ``call`` with ``post`` and park the current task until its reply.
+def ask(post: Callable[[Call], Any], call: Call) -> Awaitable[Any]:
+    """Post ``call`` with ``post``; awaiting the result parks the current task until the reply.
 
     ``post`` returns None when the call was accepted, or an immediate answer (a shed 503, a 404)
     that is returned without parking: a reply must never reschedule a task that is still running.
+    Call it only to await it at once: the call is posted here, and the reply wakes the task that
+    called ``ask``. A plain function returning trio's trap, so that a hop costs no extra frame.
     """
     call.waiter = current_task()
     call.on_reply = _wake_waiter
     immediate = post(call)
     if immediate is not None:
-        return immediate
-    return await wait_task_rescheduled(_abandon(call))
+        return _answered(immediate)
+    return wait_task_rescheduled(call.abandon)
+
+
+async def _answered(result: Any) -> Any:
+    return result

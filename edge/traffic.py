@@ -14,35 +14,36 @@ import random
 
 from edge import config
 from edge.clock import ModelClock, random_stream
-from edge.fetch import Headers, Request
+from edge.fetch import Request
 from edge.units import parse_duration
 
 
 class RequestMix:
-    """Weighted request templates with secrets resolved, ready to stamp out Requests."""
+    """Weighted request templates with secrets resolved, ready to stamp out Requests.
+
+    Each template is a Request built (and validated) once; a draw hands out a clone of it, which
+    copies fields instead of parsing the URL, method and headers again for every arrival.
+    """
 
     def __init__(self, spec: config.Scenario, templates: list[config.RequestTemplate]) -> None:
         self._cumulative = list(itertools.accumulate(t.weight for t in templates))
         self._total = self._cumulative[-1]
         self._templates = [
-            (
+            Request(
                 t.url,
-                t.method,
-                Headers(
-                    [
-                        (name, config.resolve_secret(spec, value) if value.startswith("secret:") else value)
-                        for name, value in t.headers.items()
-                    ]
-                ),
-                None if t.body is None else t.body.encode(),
+                method=t.method,
+                headers=[
+                    (name, config.resolve_secret(spec, value) if value.startswith("secret:") else value)
+                    for name, value in t.headers.items()
+                ],
+                body=None if t.body is None else t.body.encode(),
             )
             for t in templates
         ]
 
     def draw(self, rng: random.Random) -> Request:
         index = bisect.bisect_right(self._cumulative, rng.random() * self._total)
-        url, method, headers, body = self._templates[min(index, len(self._templates) - 1)]
-        return Request(url, method=method, headers=headers, body=body)  # Request copies the headers
+        return self._templates[min(index, len(self._templates) - 1)].clone()
 
 
 class OpenArrivals:

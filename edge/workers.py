@@ -82,7 +82,7 @@ class ModelWorker:
     environment's own random stream, in a fixed order: CPU, latency, error, size.
     """
 
-    __slots__ = ("cpu", "latency", "errors", "error_status", "size", "_zeros")
+    __slots__ = ("cpu", "latency", "errors", "error_status", "size", "_zeros", "_empty", "_failed")
 
     def __init__(self, cpu: Any, latency: Any, errors: Any, error_status: int, size: Any) -> None:
         self.cpu = parse_distribution(cpu, unit="duration")
@@ -91,13 +91,16 @@ class ModelWorker:
         self.error_status = error_status
         self.size = parse_distribution(size, unit="size")
         self._zeros = b""
+        # Bodiless answers are clones of these: copying is cheaper than validating a new Response.
+        self._empty = Response(None)
+        self._failed = Response(None, status=error_status)
 
     def respond(self, rng: random.Random) -> Response:
         if self.errors and rng.random() < self.errors:
-            return Response(None, status=self.error_status)
+            return self._failed.clone()
         size = int(self.size.sample(rng))
         if size <= 0:
-            return Response(None)
+            return self._empty.clone()
         if len(self._zeros) < size:
             self._zeros = bytes(size)
         return Response(self._zeros[:size])
