@@ -24,6 +24,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))  # runs from a checkout as well as after `pip install .`
 
 from simpy_chain import run_simpy_chain  # noqa: E402
 
