@@ -78,8 +78,25 @@ class RouterActor:
                 cumulative += weight
                 table.append((cumulative, name))
         self._table = table
-        for name in self.targets:
-            self.metrics.canary_weights[(self.service, name)] = float(weights.get(name, 0.0))
+        self.weights = {name: float(weights.get(name, 0.0)) for name in self.targets}
+        for name, weight in self.weights.items():
+            self.metrics.canary_weights[(self.service, name)] = weight
+
+    def set_weight(self, environment: str, percent: float) -> dict[str, float]:
+        """Give ``environment`` ``percent`` and share the rest among the others, keeping their
+        proportions (equal shares if they all had none): a rollout step, or a rollback with 0."""
+        if environment not in self.targets:
+            raise ValueError(f"{self.service} has no environment {environment!r} (has: {', '.join(self.targets)})")
+        if not 0 <= percent <= 100:
+            raise ValueError(f"a weight is a percentage from 0 to 100, got {percent}")
+        others = [name for name in self.targets if name != environment]
+        held = sum(self.weights[name] for name in others)
+        rest = 100.0 - percent
+        weights = {environment: float(percent)}
+        for name in others:
+            weights[name] = rest * (self.weights[name] / held if held > 0 else 1 / len(others))
+        self.set_weights(weights)
+        return self.weights
 
     def post(self, call: Call) -> Response | None:
         try:

@@ -7,6 +7,9 @@ and what was expected).
 from __future__ import annotations
 
 import argparse
+import functools
+import ipaddress
+import logging
 import sys
 import time
 from pathlib import Path
@@ -14,7 +17,8 @@ from pathlib import Path
 from rich.console import Console
 
 from edge import config
-from edge.units import parse_duration
+from edge.admin import DEFAULT_ADMIN_PORT
+from edge.units import parse_duration, parse_size
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -71,6 +75,68 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import trio
+
+    from edge.ingress import Limits
+    from edge.serve import serve
+
+    loaded = _load(args.scenario)
+    if not _is_loopback(args.admin_host):
+        print(f"edge: warning: the admin API listens on {args.admin_host}: anyone who reaches it can change weights", file=sys.stderr)
+    limits = Limits(max_body_bytes=args.max_body, header_timeout=args.client_timeout, body_timeout=args.client_timeout)
+
+    def ready(endpoints) -> None:
+        name = loaded.spec.scenario.name
+        print(f"edge: serving {name} on {endpoints['ingress'].url}", flush=True)
+        print(f"edge: metrics on {endpoints.get('metrics', endpoints['ingress']).url}/metrics", flush=True)
+        print(f"edge: admin API on {endpoints['admin'].url}", flush=True)
+
+    return trio.run(
+        functools.partial(
+            serve, loaded, host=args.host, port=args.port, metrics_port=args.metrics_port,
+            admin_host=args.admin_host, admin_port=args.admin_port, limits=limits, drain=args.drain,
+            seed=args.seed, on_ready=ready,
+        )
+    )
+
+
+def cmd_weight(args: argparse.Namespace) -> int:
+    from edge.admin import AdminError, set_weight
+
+    try:
+        weights = set_weight(args.admin, args.service, args.environment, args.percent)
+    except AdminError as exc:
+        print(f"edge: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"{args.service}: " + ", ".join(f"{env} {pct:g}%" for env, pct in weights.items()))
+    return EXIT_OK
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _percent(text: str) -> float:
+    try:
+        value = float(text.rstrip("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a percentage such as 5 or 0.1, got {text!r}") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"expected a percentage from 0 to 100, got {text!r}")
+    return value
+
+
+def _size(text: str) -> int:
+    try:
+        return int(parse_size(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _duration(text: str) -> float:
     try:
         return parse_duration(text)
@@ -97,11 +163,32 @@ def parser() -> argparse.ArgumentParser:
     graph = sub.add_parser("graph", help="show the bound-services dependency view")
     graph.add_argument("scenario", nargs="?")
     graph.set_defaults(func=cmd_graph)
+
+    serve = sub.add_parser("serve", help="serve a scenario live over HTTP, with /metrics and an admin API")
+    serve.add_argument("scenario", nargs="?", help="scenario TOML (default: the bundled seed topology)")
+    serve.add_argument("--host", default="127.0.0.1", help="address of the ingress (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8787, help="port of the ingress (default 8787; 0 picks one)")
+    serve.add_argument("--metrics-port", type=int, default=None, help="also serve /metrics and /healthz alone on this port")
+    serve.add_argument("--admin-host", default="127.0.0.1", help="address of the admin API (default loopback only)")
+    serve.add_argument("--admin-port", type=int, default=DEFAULT_ADMIN_PORT, help=f"port of the admin API (default {DEFAULT_ADMIN_PORT})")
+    serve.add_argument("--max-body", type=_size, default=1024 * 1024, help='largest request body accepted, e.g. "1MiB" (default); larger gets 413')
+    serve.add_argument("--client-timeout", type=_duration, default=10.0, help='time a client has to send a request head, and then its body (default "10s"); slower gets 408')
+    serve.add_argument("--drain", type=_duration, default=10.0, help='on SIGINT/SIGTERM, how long requests in flight may take to finish (default "10s")')
+    serve.add_argument("--seed", type=int, default=None, help="seed of the synthetic workers' draws")
+    serve.set_defaults(func=cmd_serve)
+
+    weight = sub.add_parser("weight", help="change a canary weight of a running `edge serve`")
+    weight.add_argument("service")
+    weight.add_argument("environment")
+    weight.add_argument("percent", type=_percent, help="new share of the service's traffic, 0-100 (0 rolls back)")
+    weight.add_argument("--admin", default=f"http://127.0.0.1:{DEFAULT_ADMIN_PORT}", help="admin API URL (default %(default)s)")
+    weight.set_defaults(func=cmd_weight)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="edge: %(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
     except config.ConfigError as exc:

@@ -142,6 +142,44 @@ class _RarePolls:
         return self._poll(timeout)
 
 
+class RealClock(ModelClock):
+    """The model's time in live mode: trio's clock, and callback timers served by one task.
+
+    ``call_later`` must not need a task per timer (a synthetic worker sets several per call), so
+    timers wait on a heap and ``run()``, a task in the serving nursery, sleeps until the earliest
+    one. A timer earlier than the one it sleeps for cancels that sleep.
+    """
+
+    def __init__(self) -> None:
+        self._timers: list[tuple[float, int, Callable[..., Any], tuple[Any, ...]]] = []
+        self._seq = itertools.count()
+        self._wake: trio.CancelScope | None = None
+
+    def now(self) -> float:
+        return trio.current_time()
+
+    async def sleep(self, seconds: float) -> None:
+        await trio.sleep(seconds)
+
+    def call_later(self, seconds: float, fn: Callable[..., Any], *args: Any) -> None:
+        when = trio.current_time() + seconds
+        heapq.heappush(self._timers, (when, next(self._seq), fn, args))
+        if self._wake is not None and when < self._wake.deadline:
+            self._wake.deadline = when
+
+    async def run(self) -> None:
+        """Fire timers as they come due, until cancelled."""
+        timers = self._timers
+        while True:
+            now = trio.current_time()
+            while timers and timers[0][0] <= now:
+                _, _, fn, args = heapq.heappop(timers)
+                fn(*args)
+            with trio.CancelScope(deadline=timers[0][0] if timers else math.inf) as self._wake:
+                await trio.sleep_forever()
+            self._wake = None
+
+
 def random_stream(seed: int, *names: object) -> random.Random:
     """An independent random stream for one component of one run.
 

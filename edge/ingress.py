@@ -1,0 +1,308 @@
+"""The HTTP/1.1 ingress of live mode: h11 on trio sockets, one task per connection.
+
+h11 owns the protocol (framing, keep-alive, pipelining, chunked bodies) and never touches a socket;
+this module moves bytes between the socket and h11, applies the limits a public endpoint needs, and
+turns each complete request into a ``Request`` for the handler. What a client gets wrong is its
+connection's problem, never the server's:
+
+* an unparseable request line or header block: 400, then the connection closes;
+* a header block over ``max_header_bytes``: 431, then close;
+* a body over ``max_body_bytes`` (declared or counted while it streams): 413, then close;
+* a client too slow to send its head or body: 408 and close, before any actor sees the request,
+  so a slow client never holds a worker slot;
+* a client that goes away while its request is being served: the handler is cancelled.
+
+Keep-alive connections idle longer than ``idle_timeout`` are closed. ``stop_accepting()`` begins a
+graceful shutdown: listeners close, idle connections close, requests in flight finish (answered
+with ``connection: close``), and ``drained()`` reports when none is left.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Awaitable, Callable
+
+import h11
+import msgspec
+import trio
+
+from edge.fetch import Request, Response
+
+log = logging.getLogger("edge.ingress")
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+_HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "content-length"}
+)
+_RECEIVE_CHUNK = 64 * 1024
+
+
+class Limits(msgspec.Struct, frozen=True):
+    """What one client may ask of the ingress."""
+
+    max_header_bytes: int = 16 * 1024
+    max_body_bytes: int = 1024 * 1024
+    header_timeout: float = 10.0  # from the first byte of a request to the end of its head
+    body_timeout: float = 30.0  # for the whole body, once the head is in
+    idle_timeout: float = 60.0  # a keep-alive connection waiting for its next request
+
+
+class _Reject(Exception):
+    """A request the ingress answers itself (status, message) and then closes the connection."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class HttpServer:
+    """Serves ``handler`` on any number of listeners; see the module docstring for the rules."""
+
+    def __init__(self, handler: Handler, limits: Limits | None = None, server_name: str = "edge") -> None:
+        self.handler = handler
+        self.limits = limits or Limits()
+        self.server_name = server_name.encode()
+        self.in_flight = 0  # requests handed to the handler and not yet answered
+        self.connections = 0
+        self.rejected: dict[int, int] = {}  # status -> count of requests the ingress refused itself
+        self._closing = False
+        self._accepting = trio.CancelScope()
+        self._idle: set[trio.CancelScope] = set()
+        self._serving: set[trio.CancelScope] = set()
+        self._drained = trio.Event()
+        self._drained.set()
+
+    async def serve(self, listeners: list[trio.SocketListener], *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Accept on ``listeners`` until ``stop_accepting``; returns when every connection closed."""
+        async with trio.open_nursery() as connections:
+            with self._accepting:
+                await trio.serve_listeners(self._connection, listeners, handler_nursery=connections, task_status=task_status)
+
+    def stop_accepting(self) -> None:
+        """Begin a graceful shutdown: no new connections, idle ones close, busy ones finish."""
+        self._closing = True
+        self._accepting.cancel()
+        for scope in list(self._idle):
+            scope.cancel()
+
+    async def drained(self, timeout: float) -> bool:
+        """Wait until no request is in flight; False if ``timeout`` seconds were not enough."""
+        with trio.move_on_after(timeout):
+            await self._drained.wait()
+        return self.in_flight == 0
+
+    # -- one connection ------------------------------------------------------------------
+    async def _connection(self, stream: trio.SocketStream) -> None:
+        self.connections += 1
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
+        try:
+            while not self._closing:
+                request = await self._read_request(stream, conn)
+                if request is None:
+                    return
+                response = await self._handle(stream, conn, request)
+                if response is None:  # the client went away
+                    return
+                await self._respond(stream, conn, request.method, response)
+                if conn.our_state is h11.MUST_CLOSE or self._closing:
+                    return
+                conn.start_next_cycle()
+        except _Reject as reject:
+            self.rejected[reject.status] = self.rejected.get(reject.status, 0) + 1
+            await self._reject(stream, conn, reject)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the client hung up while we wrote; nothing left to tell it
+        finally:
+            self.connections -= 1
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+
+    async def _receive(self, stream: trio.SocketStream, conn: h11.Connection) -> None:
+        data = await stream.receive_some(_RECEIVE_CHUNK)
+        conn.receive_data(data)  # b"" tells h11 the peer closed
+
+    async def _read_request(self, stream: trio.SocketStream, conn: h11.Connection) -> Request | _BadRequest | None:
+        """The next complete request, or None when the client closed (or idled out) between requests."""
+        limits = self.limits
+        started = False  # has the next request begun to arrive?
+        head: h11.Request | None = None
+        with trio.CancelScope(deadline=trio.current_time() + limits.idle_timeout) as waiting:
+            self._idle.add(waiting)
+            try:
+                while head is None:
+                    event = self._next_event(conn)
+                    if isinstance(event, h11.Request):
+                        head = event
+                    elif isinstance(event, h11.ConnectionClosed):
+                        return None
+                    else:  # NEED_DATA
+                        await self._receive(stream, conn)
+                        if not started and conn.trailing_data[0]:
+                            # A request has begun: shutdown lets it finish, and its head has
+                            # header_timeout to arrive in full.
+                            started = True
+                            self._idle.discard(waiting)
+                            waiting.deadline = min(waiting.deadline, trio.current_time() + limits.header_timeout)
+            finally:
+                self._idle.discard(waiting)
+        if head is None:  # the wait ran out or shutdown closed an idle connection
+            if started:
+                raise _Reject(408, "request head not received in time")
+            return None
+
+        # h11 only bounds a head that is still incomplete; one that arrived whole is measured here.
+        head_size = len(head.method) + len(head.target) + sum(len(name) + len(value) + 4 for name, value in head.headers)
+        if head_size > limits.max_header_bytes:
+            raise _Reject(431, f"request head of {head_size} bytes is over the {limits.max_header_bytes}-byte limit")
+        headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in head.headers]
+        declared = _content_length(headers)
+        if declared is not None and declared > limits.max_body_bytes:
+            raise _Reject(413, f"request body of {declared} bytes is over the {limits.max_body_bytes}-byte limit")
+        body = await self._read_body(stream, conn)
+        return _to_request(head, headers, body)
+
+    async def _read_body(self, stream: trio.SocketStream, conn: h11.Connection) -> bytes:
+        limits = self.limits
+        if conn.they_are_waiting_for_100_continue:
+            await stream.send_all(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+        chunks: list[bytes] = []
+        size = 0
+        with trio.move_on_after(limits.body_timeout) as slow:
+            while True:
+                event = self._next_event(conn)
+                if event is h11.NEED_DATA:
+                    await self._receive(stream, conn)
+                elif isinstance(event, h11.Data):
+                    size += len(event.data)
+                    if size > limits.max_body_bytes:
+                        raise _Reject(413, f"request body is over the {limits.max_body_bytes}-byte limit")
+                    chunks.append(bytes(event.data))
+                elif isinstance(event, h11.EndOfMessage):
+                    return b"".join(chunks)
+                elif isinstance(event, h11.ConnectionClosed):
+                    raise trio.BrokenResourceError("client closed before its body ended")
+        assert slow.cancelled_caught
+        raise _Reject(408, "request body not received in time")
+
+    def _next_event(self, conn: h11.Connection):
+        try:
+            return conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise _Reject(exc.error_status_hint, str(exc) or "malformed request") from None
+
+    async def _handle(self, stream: trio.SocketStream, conn: h11.Connection, request: Request | _BadRequest) -> Response | None:
+        """Run the handler; None if the client disconnected meanwhile (the handler is cancelled)."""
+        if isinstance(request, _BadRequest):
+            raise _Reject(400, request.message)
+        self.in_flight += 1
+        if self._drained.is_set():
+            self._drained = trio.Event()
+        answer: list[Response] = []
+        hung_up: list[bool] = []
+        try:
+            async with trio.open_nursery() as nursery:
+                self._serving.add(nursery.cancel_scope)
+
+                async def serve() -> None:
+                    try:
+                        answer.append(await self.handler(request))
+                    except Exception:
+                        log.exception("handler failed for %r", request)
+                        answer.append(Response("internal error in the ingress", status=500))
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(serve)
+                nursery.start_soon(self._watch_for_hangup, stream, conn, nursery.cancel_scope, hung_up)
+        finally:
+            self._serving.discard(nursery.cancel_scope)
+            self.in_flight -= 1
+            if self.in_flight == 0:
+                self._drained.set()
+        if answer:
+            return answer[0]
+        if hung_up:
+            return None
+        # abort_in_flight() cut it off: the client is told, not left hanging.
+        return Response("the server is shutting down and could not finish this request in time", status=503)
+
+    def abort_in_flight(self) -> int:
+        """Answer every request still being served with 503 (the drain time ran out); how many."""
+        for scope in list(self._serving):
+            scope.cancel()
+        return len(self._serving)
+
+    async def _watch_for_hangup(self, stream: trio.SocketStream, conn: h11.Connection, scope: trio.CancelScope, hung_up: list[bool]) -> None:
+        """While a request is served, read ahead (pipelined requests wait in h11) and notice EOF."""
+        limit = self.limits.max_header_bytes + self.limits.max_body_bytes
+        while len(conn.trailing_data[0]) <= limit:
+            try:
+                data = await stream.receive_some(_RECEIVE_CHUNK)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
+            if not data:
+                hung_up.append(True)
+                scope.cancel()  # the client is gone: stop serving it
+                return
+            conn.receive_data(data)
+        await trio.sleep_forever()  # enough read ahead: let the handler finish
+
+    async def _respond(self, stream: trio.SocketStream, conn: h11.Connection, method: str, response: Response) -> None:
+        body = await response.bytes()
+        headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers.raw() if name.lower() not in _HOP_BY_HOP]
+        headers.append((b"content-length", str(len(body)).encode()))
+        headers.append((b"server", self.server_name))
+        if self._closing:
+            headers.append((b"connection", b"close"))
+        out = conn.send(h11.Response(status_code=response.status, headers=headers, reason=response.status_text.encode("latin-1")))
+        if body and method != "HEAD" and response.status not in (204, 304):
+            out += conn.send(h11.Data(data=body))
+        out += conn.send(h11.EndOfMessage())
+        await stream.send_all(out)
+
+    async def _reject(self, stream: trio.SocketStream, conn: h11.Connection, reject: _Reject) -> None:
+        if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        body = f"{reject.status} {reject.message}\n".encode()
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()), (b"connection", b"close"), (b"server", self.server_name)]
+        try:
+            with trio.move_on_after(5):
+                await stream.send_all(conn.send(h11.Response(status_code=reject.status, headers=headers, reason=HTTPStatus(reject.status).phrase.encode())) + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
+            pass
+
+
+class _BadRequest:
+    """A request h11 accepted but the fetch API cannot represent (e.g. a GET with a body)."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def _content_length(headers: list[tuple[str, str]]) -> int | None:
+    for name, value in headers:
+        if name == "content-length":
+            return int(value)  # h11 has already checked it is a number
+    return None
+
+
+def _to_request(head: h11.Request, headers: list[tuple[str, str]], body: bytes) -> Request | _BadRequest:
+    target = head.target.decode("latin-1")
+    method = head.method.decode("latin-1")
+    if target.startswith(("http://", "https://")):
+        url = target
+    elif target.startswith("/"):
+        host = next((value for name, value in headers if name == "host"), "")
+        if not host:
+            return _BadRequest("missing Host header")
+        url = f"http://{host}{target}"
+    else:
+        return _BadRequest(f"unsupported request target {target[:100]!r}")
+    try:
+        return Request(url, method=method, headers=headers, body=body or None)
+    except (TypeError, ValueError) as exc:
+        return _BadRequest(str(exc))
+
+

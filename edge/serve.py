@@ -1,0 +1,167 @@
+"""Live mode: the scenario's actors in real time behind the HTTP ingress.
+
+The topology is the one ``edge run`` builds, on a ``RealClock``: synthetic workers wait in real
+time, code workers run for real. Requests come in through ``HttpServer`` and leave through the same
+``FrontDoor`` the simulation uses, so live and simulated runs record the same metrics.
+
+Besides the scenario's routes, the main port answers ``/metrics`` (Prometheus text format) and
+``/healthz`` for requests addressed to the server itself (``localhost`` or an IP address, the way a
+Prometheus scrape or a health check addresses it) when no route claims that host. A separate
+``--metrics-port`` serves them alone. SIGINT/SIGTERM drain: the listeners close, requests in flight
+get ``drain`` seconds to finish, whatever is left is answered 503, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import signal
+from typing import Any, Callable
+
+import trio
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from actors.supervisor import Supervisor
+from edge import config
+from edge.admin import AdminApi
+from edge.clock import RealClock
+from edge.fetch import Request, Response
+from edge.ingress import HttpServer, Limits
+from edge.metrics import RunMetrics, registry_for
+from edge.runtime import FrontDoor, Topology, build
+
+log = logging.getLogger("edge.serve")
+
+
+class Endpoint:
+    """Where a listener ended up (port 0 picks a free port)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+class LiveRuntime:
+    """One live topology and the handlers that expose it."""
+
+    def __init__(self, loaded: config.LoadedScenario, *, seed: int | None = None) -> None:
+        meta = loaded.spec.scenario
+        self.loaded = loaded
+        self.clock = RealClock()
+        self.metrics = RunMetrics()
+        self.registry = registry_for(self.metrics)
+        self.topology: Topology = build(loaded, seed=meta.seed if seed is None else seed, clock=self.clock, metrics=self.metrics)
+        self.front = FrontDoor(self.topology, meta, self.clock, self.metrics)
+        self.admin = AdminApi(self.topology.routers)
+
+    async def handle(self, request: Request) -> Response:
+        """The main port: platform endpoints for requests addressed to the server, else routes."""
+        if _addressed_to_server(request.host) and self.topology.routes.match(request.host, request.path) is None:
+            platform = self.platform_endpoint(request)
+            if platform is not None:
+                return platform
+        return await self.fetch(request)
+
+    def platform_endpoint(self, request: Request) -> Response | None:
+        if request.path == "/metrics":
+            return Response(generate_latest(self.registry), headers={"content-type": CONTENT_TYPE_LATEST})
+        if request.path == "/healthz":
+            return Response("ok\n")
+        return None
+
+    async def metrics_only(self, request: Request) -> Response:
+        """The ``--metrics-port`` handler."""
+        return self.platform_endpoint(request) or Response("not found: /metrics and /healthz only\n", status=404)
+
+    async def fetch(self, request: Request) -> Response:
+        """Send one top-level request through the front door and wait for its answer."""
+        answered = trio.Event()
+        answer: list[Response] = []
+
+        def done(response: Response) -> None:
+            answer.append(response)
+            answered.set()
+
+        self.front.submit(request, self.clock.now(), done)
+        await answered.wait()
+        return answer[0]
+
+    async def run_actors(self, nursery: trio.Nursery) -> Supervisor:
+        supervisor = Supervisor(nursery)
+        for name, actor in self.topology.actors():
+            supervisor.start(name, actor)
+        nursery.start_soon(self.clock.run, name="real clock timers")
+        return supervisor
+
+
+def _addressed_to_server(host: str) -> bool:
+    if host.startswith("["):  # [::1]:8787
+        name = host[1 : host.find("]")]
+    elif host.count(":") == 1:  # 127.0.0.1:8787, localhost:8787
+        name = host.partition(":")[0]
+    else:  # no port, or a bare IPv6 address
+        name = host
+    if name == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+async def _listen(server: HttpServer, nursery: trio.Nursery, host: str, port: int) -> Endpoint:
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    nursery.start_soon(server.serve, listeners)
+    bound = listeners[0].socket.getsockname()
+    return Endpoint(host, bound[1])
+
+
+async def serve(
+    loaded: config.LoadedScenario,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8787,
+    metrics_port: int | None = None,
+    admin_host: str = "127.0.0.1",
+    admin_port: int = 8788,
+    limits: Limits | None = None,
+    drain: float = 10.0,
+    seed: int | None = None,
+    on_ready: Callable[[dict[str, Endpoint]], Any] | None = None,
+) -> int:
+    """Serve until SIGINT/SIGTERM, then drain; returns the exit code (0)."""
+    live = LiveRuntime(loaded, seed=seed)
+    ingress = HttpServer(live.handle, limits)
+    servers = [ingress]
+    async with trio.open_nursery() as nursery:
+        supervisor = await live.run_actors(nursery)
+        endpoints = {"ingress": await _listen(ingress, nursery, host, port)}
+        admin = HttpServer(live.admin)
+        servers.append(admin)
+        endpoints["admin"] = await _listen(admin, nursery, admin_host, admin_port)
+        if metrics_port is not None:
+            metrics_server = HttpServer(live.metrics_only)
+            servers.append(metrics_server)
+            endpoints["metrics"] = await _listen(metrics_server, nursery, host, metrics_port)
+        if on_ready is not None:
+            on_ready(endpoints)
+
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                log.warning("%s: closing listeners, draining requests in flight (up to %gs)", signal.Signals(signum).name, drain)
+                break
+        for server in servers:
+            server.stop_accepting()
+        if not await ingress.drained(drain):
+            cut = ingress.abort_in_flight()
+            log.warning("drain time ran out: %d request(s) answered 503", cut)
+            await ingress.drained(5.0)  # the 503s are written by the connections, give them a moment
+        supervisor.stop()
+        nursery.cancel_scope.cancel()
+    return 0

@@ -1,0 +1,93 @@
+"""Helpers for live-mode tests: a real ``edge serve`` process and a raw socket client."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Served:
+    """A running ``edge serve``: its URLs, and its output once it has stopped."""
+
+    def __init__(self, process: subprocess.Popen, ingress: str, metrics: str, admin: str) -> None:
+        self.process = process
+        self.ingress = ingress  # http://127.0.0.1:PORT
+        self.metrics = metrics  # http://127.0.0.1:PORT/metrics
+        self.admin = admin
+        self.stderr = ""
+        self.returncode: int | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self.ingress.rsplit(":", 1)[1])
+
+    @property
+    def admin_port(self) -> int:
+        return int(self.admin.rsplit(":", 1)[1])
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        """Signal the server, wait for it, and keep its exit code and stderr."""
+        if self.returncode is None:
+            self.process.send_signal(sig)
+            try:
+                _, err = self.process.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                _, err = self.process.communicate()
+            self.stderr = err
+            self.returncode = self.process.returncode
+        return self.returncode
+
+
+@contextlib.contextmanager
+def serve(*args: str, timeout: float = 20.0) -> Iterator[Served]:
+    """Start ``edge serve`` on free ports with ``args`` (a scenario path, flags) and stop it after."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "serve", "--port", "0", "--admin-port", "0", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+    )
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while len(lines) < 3:
+        line = process.stdout.readline()
+        if not line:
+            _, err = process.communicate()
+            raise RuntimeError(f"edge serve exited ({process.returncode}) before it was ready:\n{err}")
+        lines.append(line)
+        if time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError("edge serve did not become ready in time")
+    urls = [re.search(r"(http://\S+)", line).group(1) for line in lines]  # type: ignore[union-attr]
+    served = Served(process, urls[0], urls[1], urls[2])
+    try:
+        yield served
+    finally:
+        served.stop()
+
+
+def exchange(port: int, data: bytes, *, timeout: float = 5.0) -> bytes:
+    """Send raw bytes and read until the server closes (or ``timeout``)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        chunks = []
+        try:
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except socket.timeout:
+            pass
+        return b"".join(chunks)
+
+
+def status_of(raw: bytes) -> int:
+    return int(raw.split(b" ", 2)[1])

@@ -1,0 +1,268 @@
+"""Live mode through real sockets: a real ``edge serve`` process, raw and http.client clients."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from live import ROOT, exchange, serve, status_of
+
+TOKEN = "s3cret-token-0f9a"
+GET = b"GET / HTTP/1.1\r\nHost: example.com\r\nx-custom-token: " + TOKEN.encode() + b"\r\n\r\n"
+
+
+@pytest.fixture(scope="module")
+def default_server():
+    with serve("--max-body", "1KiB", "--client-timeout", "1s") as served:
+        yield served
+
+
+def request(port: int, method: str = "GET", path: str = "/", *, host: str = "example.com", token: str | None = TOKEN, body: bytes | None = None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    headers = {"Host": host}
+    if token is not None:
+        headers["x-custom-token"] = token
+    conn.request(method, path, body=body, headers=headers)
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response.status, data, response
+
+
+def metric_lines(served, name: str) -> list[str]:
+    with urllib.request.urlopen(served.metrics, timeout=5) as answer:
+        return [line for line in answer.read().decode().splitlines() if line.startswith(name)]
+
+
+def test_seed_chain_answers_as_the_seeds_say(default_server):
+    status, body, _ = request(default_server.port, token=None)
+    assert (status, body) == (403, b"x-custom-token does not match, request not allowed")
+    status, body, _ = request(default_server.port, token="wrong")
+    assert status == 403
+    status, body, _ = request(default_server.port)
+    assert status in (200, 500)  # app's synthetic error ratio is 0.1%
+    answered = {line.split("{")[1] for line in metric_lines(default_server, "edge_requests_total")}
+    assert any('service="app"' in labels for labels in answered), answered
+    assert any('service="auth"' in labels for labels in answered)
+
+
+def test_private_services_and_unknown_hosts_get_404(default_server):
+    assert request(default_server.port, host="auth")[0] == 404
+    assert request(default_server.port, host="unknown.example.org")[0] == 404
+    assert request(default_server.port, path="/metrics", host="example.com")[0] in (200, 500)  # the route wins
+
+
+def test_keep_alive_serves_several_requests_on_one_connection(default_server):
+    conn = http.client.HTTPConnection("127.0.0.1", default_server.port, timeout=10)
+    for _ in range(3):
+        conn.request("GET", "/", headers={"Host": "example.com"})
+        response = conn.getresponse()
+        assert response.status == 403 and response.read().startswith(b"x-custom-token")
+    conn.close()
+
+
+def test_pipelined_requests_are_answered_in_order(default_server):
+    pipelined = (
+        b"GET /first HTTP/1.1\r\nHost: example.com\r\n\r\n"
+        + b"GET /second HTTP/1.1\r\nHost: nowhere.test\r\n\r\n"
+        + b"GET /third HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n"
+    )
+    raw = exchange(default_server.port, pipelined)
+    statuses = [int(code) for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", raw)]
+    assert statuses == [403, 404, 403]
+
+
+def test_content_length_and_chunked_bodies_reach_the_workers(default_server):
+    body = json.dumps({"sku": "A-1", "qty": 1}).encode()
+    assert request(default_server.port, "POST", "/api/orders", body=body)[0] in (200, 500)
+    chunked = (
+        b"POST /api/orders HTTP/1.1\r\nHost: example.com\r\nx-custom-token: " + TOKEN.encode()
+        + b"\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        + b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+    )
+    assert status_of(exchange(default_server.port, chunked)) in (200, 500)
+
+
+def test_malformed_requests_get_400_and_the_server_keeps_serving(default_server):
+    for garbage in (b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\nHost: example.com\r\nbad header line\r\n\r\n", b"GET / HTTP/1.1\r\n\r\n"):
+        raw = exchange(default_server.port, garbage)
+        assert status_of(raw) == 400, raw
+        assert b"connection: close" in raw.lower()
+    assert status_of(exchange(default_server.port, GET.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))) in (200, 500)
+
+
+def test_oversized_headers_get_431(default_server):
+    raw = exchange(default_server.port, b"GET / HTTP/1.1\r\nHost: example.com\r\nx-big: " + b"a" * 40_000 + b"\r\n\r\n")
+    assert status_of(raw) == 431
+
+
+def test_bodies_over_the_limit_get_413_declared_or_streamed(default_server):
+    declared = b"POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: 5000\r\n\r\n"
+    assert status_of(exchange(default_server.port, declared)) == 413
+    chunk = b"400\r\n" + b"x" * 0x400 + b"\r\n"
+    streamed = b"POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk * 2
+    assert status_of(exchange(default_server.port, streamed)) == 413
+
+
+def test_slow_clients_time_out_with_408(default_server):
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", default_server.port), timeout=10) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: exa")  # and then nothing
+        raw = sock.recv(65536)
+    assert status_of(raw) == 408
+    assert time.monotonic() - started < 5
+    with socket.create_connection(("127.0.0.1", default_server.port), timeout=10) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: 100\r\n\r\nonly part")
+        assert status_of(sock.recv(65536)) == 408
+
+
+def test_metrics_and_healthz_never_show_the_secret(default_server):
+    request(default_server.port)
+    with urllib.request.urlopen(default_server.metrics, timeout=5) as answer:
+        text = answer.read().decode()
+    assert "edge_request_duration_seconds_bucket" in text and "edge_canary_weight" in text
+    assert TOKEN not in text
+    with urllib.request.urlopen(default_server.ingress + "/healthz", timeout=5) as answer:
+        assert answer.read() == b"ok\n"
+
+
+def edge_weight(served, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "edge.cli", "weight", *args, "--admin", served.admin],
+        capture_output=True, text=True, cwd=ROOT, timeout=30,
+    )
+
+
+def test_weight_changes_while_serving_show_in_metrics_and_routing(tmp_path):
+    with serve() as served:
+        done = edge_weight(served, "app", "canary", "100")
+        assert done.returncode == 0, done.stderr
+        assert "canary 100%" in done.stdout
+        assert 'edge_canary_weight{environment="canary",service="app"} 100.0' in metric_lines(served, "edge_canary_weight")
+        for _ in range(20):
+            request(served.port)
+        canary = [line for line in metric_lines(served, "edge_requests_total") if 'service="app"' in line and 'environment="canary"' in line]
+        assert sum(float(line.rsplit(" ", 1)[1]) for line in canary) >= 20
+        rollback = edge_weight(served, "app", "canary", "0")
+        assert rollback.returncode == 0 and "production 100%" in rollback.stdout
+        assert 'edge_canary_weight{environment="canary",service="app"} 0.0' in metric_lines(served, "edge_canary_weight")
+
+        unknown = edge_weight(served, "app", "blue", "5")
+        assert unknown.returncode == 2 and "no environment 'blue'" in unknown.stderr
+        not_split = edge_weight(served, "auth", "production", "5")
+        assert not_split.returncode == 2 and "no split service 'auth'" in not_split.stderr
+
+
+def test_edge_weight_without_a_server_says_so():
+    done = subprocess.run(
+        [sys.executable, "-m", "edge.cli", "weight", "app", "canary", "5", "--admin", "http://127.0.0.1:9"],
+        capture_output=True, text=True, cwd=ROOT, timeout=30,
+    )
+    assert done.returncode == 2 and "is `edge serve` running?" in done.stderr
+
+
+def test_admin_api_listens_on_loopback_only(default_server):
+    non_loopback = _non_loopback_address()
+    if non_loopback is None:
+        pytest.fail("this machine has no non-loopback IPv4 address to test the admin binding against")
+    with pytest.raises(OSError):
+        socket.create_connection((non_loopback, default_server.admin_port), timeout=2).close()
+    socket.create_connection(("127.0.0.1", default_server.admin_port), timeout=2).close()
+
+
+def _non_loopback_address() -> str | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.255.255.255", 1))  # no packet is sent: this only picks a route
+            address = probe.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") else address
+
+
+SLOW_AND_FAULTY = """
+[scenario]
+name = "slow-and-faulty"
+
+[[services]]
+name = "slow"
+routes = ["slow.test/*"]
+model = {{ latency = "1500ms" }}
+
+[[services]]
+name = "faulty"
+routes = ["faulty.test/*"]
+worker = "{worker}"
+secrets = {{ API_KEY = "hunter2-secret-value" }}
+"""
+
+FAULTY_WORKER = """
+from edge.fetch import Response
+
+async def fetch(request, env, ctx):
+    if request.path == "/boom":
+        raise RuntimeError("failed with key " + env.API_KEY)
+    return Response("fine")
+"""
+
+
+@pytest.fixture
+def slow_and_faulty(tmp_path):
+    worker = tmp_path / "faulty.py"
+    worker.write_text(FAULTY_WORKER)
+    scenario = tmp_path / "slow.toml"
+    scenario.write_text(SLOW_AND_FAULTY.format(worker="faulty.py"))
+    return scenario
+
+
+def test_worker_exception_is_a_500_for_that_request_only_and_the_secret_stays_out(slow_and_faulty):
+    with serve(str(slow_and_faulty)) as served:
+        status, body, response = request(served.port, path="/boom", host="faulty.test", token=None)
+        assert status == 500 and response.getheader("x-edge-error") is not None
+        assert request(served.port, path="/ok", host="faulty.test", token=None)[:2] == (200, b"fine")
+        with urllib.request.urlopen(served.metrics, timeout=5) as answer:
+            text = answer.read().decode()
+        assert 'edge_worker_exceptions_total{environment="production",service="faulty"} 1.0' in text
+        assert "hunter2" not in text
+    assert "hunter2" not in served.stderr and "RuntimeError" in served.stderr
+
+
+def test_sigterm_drains_requests_in_flight_then_exits_0(slow_and_faulty):
+    with serve(str(slow_and_faulty)) as served:
+        results: list[tuple[int, bytes]] = []
+        clients = [
+            threading.Thread(target=lambda: results.append(request(served.port, host="slow.test", token=None)[:2]))
+            for _ in range(3)
+        ]
+        for client in clients:
+            client.start()
+        time.sleep(0.5)  # the three are in flight (1.5 s each)
+        assert served.stop(signal.SIGTERM) == 0
+        for client in clients:
+            client.join(5)
+    assert [status for status, _ in results] == [200, 200, 200]
+    assert "draining" in served.stderr
+    with pytest.raises(OSError):  # and nothing listens any more
+        socket.create_connection(("127.0.0.1", served.port), timeout=2).close()
+
+
+def test_drain_time_running_out_answers_503_not_silence(slow_and_faulty):
+    with serve(str(slow_and_faulty), "--drain", "300ms") as served:
+        results: list[int] = []
+        client = threading.Thread(target=lambda: results.append(request(served.port, host="slow.test", token=None)[0]))
+        client.start()
+        time.sleep(0.5)
+        assert served.stop(signal.SIGINT) == 0
+        client.join(5)
+    assert results == [503]
+    assert "answered 503" in served.stderr
