@@ -26,7 +26,7 @@ from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_resch
 
 from actors.mailbox import Call, Mailbox, ask
 from edge.clock import ModelClock
-from edge.cpu import CorePool, CpuAccount, CpuLimitExceeded, InvocationLimitExceeded
+from edge.cpu import CorePool, CpuAccount, CpuLimitExceeded, CpuMeter, InvocationLimitExceeded
 from edge.errors import CPU_LIMIT, SHED, WORKER_EXCEPTION, platform_error
 from edge.fetch import Request, Response
 from edge.metrics import LogHistogram, RunMetrics, status_class
@@ -197,6 +197,7 @@ class EnvironmentActor:
         metrics: RunMetrics,
         cold_start: Any = None,
         keep_warm: float = 300.0,
+        meter: CpuMeter | None = None,
     ) -> None:
         self.service = service
         self.environment = environment
@@ -215,6 +216,7 @@ class EnvironmentActor:
         self._counts = self.stats.counts(self.version)  # this version's answers by status class
         self.cold_start = cold_start
         self.keep_warm = keep_warm
+        self.meter = meter
         self._values = values
         self._bindings = bindings
         self._secrets = [s for s in secrets if s]
@@ -290,6 +292,22 @@ class EnvironmentActor:
         )
         receive = self.mailbox.receive
         fetch = self.worker.fetch
+        if self.meter is not None:
+            self.meter.watch(current_task(), functools.partial(self._charge_measured, ctx))
+        try:
+            await self._serve_calls(ctx, env, receive, fetch)
+        finally:
+            if self.meter is not None:
+                self.meter.forget(current_task())
+
+    def _charge_measured(self, ctx: Context, seconds: float) -> None:
+        """Live mode: charge the CPU the slot's code really used to the call it serves."""
+        account = ctx.account
+        if account is None or account.exceeded_at is not None:
+            return
+        self.stats.cpu_seconds += account.charge(seconds, self.key)
+
+    async def _serve_calls(self, ctx: Context, env: Env, receive: Callable[[], Any], fetch: Callable[..., Any]) -> None:
         while True:
             call = await receive()
             cold = self._begin(call)
@@ -310,7 +328,8 @@ class EnvironmentActor:
                 result = platform_error(CPU_LIMIT)
             except Exception as exc:
                 result = self._failed(call, exc)
-            ctx.account = None
+            # ctx.account stays set until the next call: the CPU meter charges the rest of this
+            # step (the slot finishing the call) to it.
             self._finish(call, result)
 
     # -- synthetic workers: no code to run, so no task per slot ---------------------------

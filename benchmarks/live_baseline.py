@@ -6,6 +6,7 @@ are meant for reuse from the same script:
 
 * ``ensure_workerd(cache_dir)``: the pinned workerd binary, installed from npm on first use;
 * ``workerd_server(kind, port, cache_dir)``: workerd serving ``benchmarks/workerd/<kind>.capnp``;
+* ``listening_socket(port)`` / ``wait_for_http(url, timeout)``: the same start-up for another server;
 * ``run_wrk(url, connections, seconds, headers)``: one wrk run, parsed;
 * ``check_chain(url)`` / ``http_get(url, headers)``: the functional checks run before measuring.
 
@@ -109,21 +110,6 @@ def workerd_version(binary: Path) -> str:
     return subprocess.run([str(binary), "--version"], capture_output=True, text=True, check=True).stdout.strip()
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _port_answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
 def http_get(url: str, headers: dict[str, str] | None = None, timeout: float = 5.0) -> tuple[int, str]:
     """GET url (plain http) and return (status, body); any status is a result, not an error."""
     match = re.fullmatch(r"http://([^/:]+)(?::(\d+))?(/.*)?", url)
@@ -156,23 +142,44 @@ def wait_for_http(url: str, timeout: float, alive=lambda: True) -> float:
 
 
 @contextlib.contextmanager
-def workerd_server(kind: str, port: int, cache_dir: Path, startup_timeout: float = 30.0) -> Iterator[str]:
-    """Serve benchmarks/workerd/<kind>.capnp on 127.0.0.1:port; yields the base URL.
+def listening_socket(port: int) -> Iterator[socket.socket]:
+    """A TCP socket listening on 127.0.0.1:port (0: a free port), for a server to inherit."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT, not a live listener
+        try:
+            listener.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise RuntimeError(f"cannot listen on 127.0.0.1:{port}: {exc}") from None
+        listener.listen(1024)
+        yield listener
+    finally:
+        listener.close()
 
-    The port is set with ``--socket-addr http=127.0.0.1:PORT`` (the configs' socket is named
-    ``http``), so the .capnp files need no templating. workerd's output goes to a temporary log
-    that is shown if it fails to start.
+
+@contextlib.contextmanager
+def workerd_server(kind: str, port: int, cache_dir: Path, startup_timeout: float = 30.0) -> Iterator[str]:
+    """Serve benchmarks/workerd/<kind>.capnp on 127.0.0.1:port (0: a free port); yields the base URL.
+
+    The port is set from here, not in the .capnp: this process binds 127.0.0.1:port and hands the
+    listening socket to workerd with ``--socket-fd http=<fd>`` (the configs' socket is named
+    ``http``). Unlike ``--socket-addr http=127.0.0.1:PORT``, which works too, that leaves no window
+    in which another process can take the port and answer the readiness check in workerd's place,
+    and a port that is taken fails here, clearly. workerd's output goes to a temporary log that is
+    shown if it fails to start.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    if _port_answers(port):
-        # Else the readiness check below would be answered by whatever already holds the port.
-        raise RuntimeError(f"127.0.0.1:{port} is already in use")
     binary = ensure_workerd(cache_dir)
-    url = f"http://127.0.0.1:{port}/"
-    cmd = [str(binary), "serve", str(WORKERD_DIR / f"{kind}.capnp"), "--socket-addr", f"http=127.0.0.1:{port}"]
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=WORKERD_DIR)
+    config = WORKERD_DIR / f"{kind}.capnp"
+    with listening_socket(port) as listener, tempfile.TemporaryFile() as log:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
+        cmd = [str(binary), "serve", str(config), "--socket-fd", f"http={listener.fileno()}"]
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=WORKERD_DIR,
+            pass_fds=[listener.fileno()],
+        )
+        listener.close()  # workerd has its own copy; ours would keep the port open after it exits
         try:
             try:
                 wait_for_http(url, startup_timeout, alive=lambda: proc.poll() is None)
@@ -305,9 +312,8 @@ def main() -> None:
     ]
     rows = []
     for name, kind, check, headers in targets:
-        port = free_port()
         t0 = time.monotonic()
-        with workerd_server(kind, port, args.cache_dir) as url:
+        with workerd_server(kind, 0, args.cache_dir) as url:
             print(f"{name}: answering on {url} after {time.monotonic() - t0:.2f}s")
             check(url)
             if args.warmup > 0:  # let V8 compile the hot paths before the timed runs

@@ -13,7 +13,10 @@ import functools
 from collections import deque
 from typing import Any, Callable
 
-from trio.lowlevel import Abort, current_task, reschedule, wait_task_rescheduled
+import time
+
+import trio
+from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
 
 from edge.clock import ModelClock
 
@@ -124,3 +127,38 @@ class CorePool:
             await self.clock.sleep(seconds)
         finally:
             self.release(seconds)
+
+
+class CpuMeter(trio.abc.Instrument):
+    """Live mode: the real CPU time of worker code, measured per trio task step and charged.
+
+    In virtual time a worker's CPU is what it declares; live, its Python code really runs, and
+    that is CPU the request chain must pay for too. A slot task is watched with a ``charge``
+    callback; every step it takes (from one ``await`` that parks to the next) is timed with the
+    thread's CPU clock and charged. A step is charged whole to the call the slot holds when the
+    step ends, so the few microseconds in which a slot finishes one call and picks up a queued
+    one go to the new call. Python cannot be preempted: a worker that burns past the limit is
+    failed at its next ``await`` or when it returns, not in the middle of a loop.
+    """
+
+    def __init__(self) -> None:
+        self._watched: dict[Task, Callable[[float], None]] = {}
+        self._started = 0.0
+        self.measured_seconds = 0.0
+
+    def watch(self, task: Task, charge: Callable[[float], None]) -> None:
+        self._watched[task] = charge
+
+    def forget(self, task: Task) -> None:
+        self._watched.pop(task, None)
+
+    def before_task_step(self, task: Task) -> None:
+        if task in self._watched:
+            self._started = time.thread_time()
+
+    def after_task_step(self, task: Task) -> None:
+        charge = self._watched.get(task)
+        if charge is not None:
+            seconds = time.thread_time() - self._started
+            self.measured_seconds += seconds
+            charge(seconds)

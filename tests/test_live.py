@@ -266,3 +266,61 @@ def test_drain_time_running_out_answers_503_not_silence(slow_and_faulty):
         client.join(5)
     assert results == [503]
     assert "answered 503" in served.stderr
+
+
+BURNER = """
+import time
+from edge.fetch import Response
+
+async def fetch(request, env, ctx):
+    started = time.thread_time()
+    while time.thread_time() - started < float(request.headers.get("x-burn") or 0):
+        pass
+    return Response("burnt")
+"""
+
+BURN_SCENARIO = """
+[scenario]
+name = "burn"
+cpu_limit = "40ms"
+
+[[services]]
+name = "front"
+routes = ["burn.test/*"]
+worker = "front.py"
+bindings = { BURNER = "burner" }
+
+[[services]]
+name = "burner"
+worker = "burner.py"
+"""
+
+FRONT = """
+async def fetch(request, env, ctx):
+    return await env.BURNER.fetch(request)
+"""
+
+
+def test_live_cpu_is_measured_and_charged_to_the_whole_chain(tmp_path):
+    (tmp_path / "burner.py").write_text(BURNER)
+    (tmp_path / "front.py").write_text(FRONT)
+    (tmp_path / "burn.toml").write_text(BURN_SCENARIO)
+    with serve(str(tmp_path / "burn.toml")) as served:
+        for _ in range(5):
+            conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=10)
+            conn.request("GET", "/", headers={"Host": "burn.test", "x-burn": "0.01"})
+            assert conn.getresponse().status == 200
+            conn.close()
+        conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=10)
+        conn.request("GET", "/", headers={"Host": "burn.test", "x-burn": "0.06"})  # over the 40 ms limit
+        over = conn.getresponse()
+        assert over.status == 503 and over.getheader("x-edge-error") == "cpu-limit"
+        with urllib.request.urlopen(served.metrics, timeout=5) as answer:
+            text = answer.read().decode()
+    values = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line and not line.startswith("#")}
+    burnt = values['edge_cpu_seconds_total{environment="production",service="burner"}']
+    assert 0.05 + 0.04 * 0.9 <= burnt < 0.05 + 0.04 + 0.05  # 5 x 10 ms, then the 40 ms budget
+    assert values['edge_cpu_limit_exceeded_total{environment="production",service="burner"}'] == 1.0
+    chains = values['edge_request_cpu_seconds_sum{service="front"}']
+    assert chains >= burnt  # the chain's CPU includes the burner's and the front's own
+    assert values['edge_request_cpu_seconds_count{service="front"}'] == 6.0

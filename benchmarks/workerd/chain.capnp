@@ -1,6 +1,7 @@
 # The seed chain on workerd: gateway -> AUTH (auth) -> APP (app), all in one process.
 # Run: workerd serve chain.capnp [--socket-addr http=127.0.0.1:PORT]
-# The address below is only a default: live_baseline.py overrides it by the socket's name.
+# The address below is only a default: live_baseline.py replaces it by the socket's name
+# ("http"), handing workerd a socket it has bound (--socket-fd http=FD).
 
 using Workerd = import "/workerd/workerd.capnp";
 
