@@ -27,7 +27,7 @@ from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_resch
 from actors.mailbox import Call, Mailbox, ask
 from edge.clock import ModelClock
 from edge.cpu import CorePool, CpuAccount, CpuLimitExceeded, CpuMeter, InvocationLimitExceeded
-from edge.errors import CPU_LIMIT, SHED, WORKER_EXCEPTION, platform_error
+from edge.errors import CLIENT_CLOSED, CPU_LIMIT, SHED, WORKER_EXCEPTION, platform_error
 from edge.fetch import Request, Response
 from edge.metrics import LogHistogram, RunMetrics, status_class
 from edge.units import parse_duration
@@ -300,6 +300,23 @@ class EnvironmentActor:
             if self.meter is not None:
                 self.meter.forget(current_task())
 
+    async def _run_worker(self, call: Call, env: Env, ctx: Context, fetch: Callable[..., Any]) -> Any:
+        """The worker's answer to one call; whatever goes wrong is this call's answer, not the slot's end."""
+        try:
+            if call.method is None:
+                result = await fetch(call.request, env, ctx)
+                if not isinstance(result, Response):
+                    raise TypeError(f"fetch() must return a Response, returned {type(result).__name__}")
+            else:
+                result = await self._rpc(call, env, ctx)
+        except CpuLimitExceeded:
+            return platform_error(CPU_LIMIT)
+        except Exception as exc:
+            return self._failed(call, exc)
+        if call.account.exceeded:  # the worker caught the limit error and answered anyway
+            return platform_error(CPU_LIMIT)
+        return result
+
     def _charge_measured(self, ctx: Context, seconds: float) -> None:
         """Live mode: charge the CPU the slot's code really used to the call it serves."""
         account = ctx.account
@@ -314,20 +331,17 @@ class EnvironmentActor:
             if cold:
                 await self.clock.sleep(cold)
             ctx.account = call.account
-            # Whatever goes wrong is this call's answer, not the slot's end.
-            try:
-                if call.method is None:
-                    result = await fetch(call.request, env, ctx)
-                    if not isinstance(result, Response):
-                        raise TypeError(f"fetch() must return a Response, returned {type(result).__name__}")
-                else:
-                    result = await self._rpc(call, env, ctx)
-                if call.account.exceeded:  # the worker caught the limit error and answered anyway
-                    result = platform_error(CPU_LIMIT)
-            except CpuLimitExceeded:
-                result = platform_error(CPU_LIMIT)
-            except Exception as exc:
-                result = self._failed(call, exc)
+            if self.meter is None:
+                result = await self._run_worker(call, env, ctx, fetch)
+            else:
+                # Live, a client can hang up: its call gets a cancel scope (too dear to give every
+                # simulated call one, where nobody hangs up).
+                if not call.cancelled:  # (its caller may have gone while it waited)
+                    with trio.CancelScope() as call.scope:
+                        result = await self._run_worker(call, env, ctx, fetch)
+                    call.scope = None
+                if call.cancelled:
+                    result = platform_error(CLIENT_CLOSED)
             # ctx.account stays set until the next call: the CPU meter charges the rest of this
             # step (the slot finishing the call) to it.
             self._finish(call, result)

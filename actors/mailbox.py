@@ -104,6 +104,8 @@ class Call:
         "served_by",
         "version",
         "waiter",
+        "cancelled",
+        "scope",
     )
 
     def __init__(
@@ -126,10 +128,25 @@ class Call:
         self.served_by: Any = None
         self.version = ""
         self.waiter: Task | None = None  # the task parked in ask(), if any
+        self.cancelled = False
+        self.scope: Any = None  # the cancel scope of the slot running this call, if any
+
+    def cancel(self) -> None:
+        """Nobody wants the answer any more (the client hung up): stop the work it causes.
+
+        A call running in a code slot is cancelled there (its own binding calls are abandoned in
+        turn, so the whole chain below it stops); one still queued is skipped when a slot takes
+        it. Either way its slot is free for other calls at once.
+        """
+        self.cancelled = True
+        if self.scope is not None:
+            self.scope.cancel()
 
     def abandon(self, _: Any) -> Abort:
-        """The waiting caller was cancelled: the answer, when it comes, goes nowhere."""
+        """The waiting caller was cancelled: the answer, when it comes, goes nowhere, and the
+        work done for it stops."""
         self.on_reply = discard_reply
+        self.cancel()
         return Abort.SUCCEEDED
 
 

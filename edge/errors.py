@@ -18,8 +18,11 @@ SHED = (503, 1200, "shed")
 """Too many requests queued for the worker: its mailbox was full."""
 NOT_FOUND = (404, 1000, "not-found")
 """No public route for this host and path (private services have none)."""
+CLIENT_CLOSED = (499, None, "client-closed")
+"""The client went away before the answer (nginx's 499; Cloudflare has no error code for it)."""
 
 
-def platform_error(kind: tuple[int, int, str]) -> Response:
+def platform_error(kind: tuple[int, int | None, str]) -> Response:
     status, code, cause = kind
-    return Response(f"error code: {code}", status=status, headers={ERROR_HEADER: cause})
+    body = f"error code: {code}" if code is not None else "client closed request"
+    return Response(body, status=status, headers={ERROR_HEADER: cause})

@@ -140,11 +140,12 @@ class FrontDoor:
         # simulated traffic repeats a few URLs, live traffic may not, hence a bounded LRU.
         self._routed: cachetools.LRUCache[str, str | None] = cachetools.LRUCache(maxsize=4096)
 
-    def submit(self, request: Request, sent_at: float, done: Callable[[Response], None] | None = None) -> None:
+    def submit(self, request: Request, sent_at: float, done: Callable[[Response], None] | None = None) -> Call | None:
         """Send a top-level request; ``sent_at`` is when the client meant to send it.
 
         Latency counts from ``sent_at``, not from when the model got round to it, so that a stalled
-        system shows its stall in the latency it causes (no coordinated omission).
+        system shows its stall in the latency it causes (no coordinated omission). Returns the
+        call, for the caller to cancel if its client goes away (None when no route matched).
         """
         self._until_settle -= 1
         if not self._until_settle:
@@ -157,7 +158,7 @@ class FrontDoor:
             service = self._routed[url] = self.topology.routes.match(request.host, request.path)
         if service is None:
             self._record(None, None, platform_error(NOT_FOUND), sent_at, done)
-            return
+            return None
         account = CpuAccount(self.cpu_limit, self.max_invocations)
         call = Call(request, account, self._completed, sent_at)
         call.args = (service, done)
@@ -165,6 +166,7 @@ class FrontDoor:
         immediate = self.topology.entries[service](call)
         if immediate is not None:
             self._completed(call, immediate)
+        return call
 
     def _completed(self, call: Call, response: Response) -> None:
         self.inflight -= 1

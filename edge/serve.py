@@ -91,8 +91,12 @@ class LiveRuntime:
             answer.append(response)
             answered.set()
 
-        self.front.submit(request, self.clock.now(), done)
-        await answered.wait()
+        call = self.front.submit(request, self.clock.now(), done)
+        try:
+            await answered.wait()
+        finally:
+            if not answer and call is not None:  # cancelled: the client hung up, or drain ran out
+                call.cancel()
         return answer[0]
 
     async def run_actors(self, nursery: trio.Nursery) -> Supervisor:

@@ -324,3 +324,52 @@ def test_live_cpu_is_measured_and_charged_to_the_whole_chain(tmp_path):
     chains = values['edge_request_cpu_seconds_sum{service="front"}']
     assert chains >= burnt  # the chain's CPU includes the burner's and the front's own
     assert values['edge_request_cpu_seconds_count{service="front"}'] == 6.0
+
+
+HANGUP_SCENARIO = """
+[scenario]
+name = "hangup"
+
+[[services]]
+name = "front"
+routes = ["hangup.test/*"]
+worker = "front.py"
+bindings = { BACK = "back" }
+concurrency = 1
+
+[[services]]
+name = "back"
+worker = "back.py"
+concurrency = 1
+"""
+
+HANGUP_FRONT = """
+async def fetch(request, env, ctx):
+    return await env.BACK.fetch(request)
+"""
+
+HANGUP_BACK = """
+from edge.fetch import Response
+
+async def fetch(request, env, ctx):
+    if request.path == "/slow":
+        await ctx.sleep("5s")
+    return Response("done")
+"""
+
+
+def test_a_client_that_hangs_up_frees_the_slots_of_its_whole_chain(tmp_path):
+    (tmp_path / "front.py").write_text(HANGUP_FRONT)
+    (tmp_path / "back.py").write_text(HANGUP_BACK)
+    (tmp_path / "hangup.toml").write_text(HANGUP_SCENARIO)
+    with serve(str(tmp_path / "hangup.toml")) as served:
+        with socket.create_connection(("127.0.0.1", served.port), timeout=5) as sock:
+            sock.sendall(b"GET /slow HTTP/1.1\r\nHost: hangup.test\r\n\r\n")
+            time.sleep(0.5)  # both services' only slot now holds the slow call
+        started = time.monotonic()
+        status, body, _ = request(served.port, path="/fast", host="hangup.test", token=None)
+        assert (status, body) == (200, b"done")
+        assert time.monotonic() - started < 2  # not the 4.5 s the slow call had left
+        text = "\n".join(metric_lines(served, "edge_"))
+    assert 'edge_requests_total{environment="production",service="back",status_class="4xx",version="1"} 1.0' in text
+    assert 'edge_inflight{environment="production",service="back"} 0.0' in text
