@@ -96,7 +96,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         functools.partial(
             serve, loaded, host=args.host, port=args.port, metrics_port=args.metrics_port,
             admin_host=args.admin_host, admin_port=args.admin_port, limits=limits, drain=args.drain,
-            seed=args.seed, on_ready=ready,
+            seed=args.seed, traffic=args.traffic, on_ready=ready,
         )
     )
 
@@ -175,6 +175,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--client-timeout", type=_duration, default=10.0, help='time a client has to send a request head, and then its body (default "10s"); slower gets 408')
     serve.add_argument("--drain", type=_duration, default=10.0, help='on SIGINT/SIGTERM, how long requests in flight may take to finish (default "10s")')
     serve.add_argument("--seed", type=int, default=None, help="seed of the synthetic workers' draws")
+    serve.add_argument("--traffic", action="store_true", help="also send the scenario's traffic to the ingress, in real time over real sockets")
     serve.set_defaults(func=cmd_serve)
 
     weight = sub.add_parser("weight", help="change a canary weight of a running `edge serve`")

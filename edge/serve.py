@@ -28,6 +28,7 @@ from edge.clock import RealClock
 from edge.cpu import CpuMeter
 from edge.fetch import Request, Response
 from edge.ingress import HttpServer, Limits
+from edge.loadgen import LoadGenerator
 from edge.metrics import RunMetrics, registry_for
 from edge.runtime import FrontDoor, Topology, build
 
@@ -142,9 +143,13 @@ async def serve(
     limits: Limits | None = None,
     drain: float = 10.0,
     seed: int | None = None,
+    traffic: bool = False,
     on_ready: Callable[[dict[str, Endpoint]], Any] | None = None,
 ) -> int:
-    """Serve until SIGINT/SIGTERM, then drain; returns the exit code (0)."""
+    """Serve until SIGINT/SIGTERM, then drain; returns the exit code (0).
+
+    ``traffic`` also drives the scenario's traffic groups at the ingress, over real sockets.
+    """
     live = LiveRuntime(loaded, seed=seed)
     ingress = HttpServer(live.handle, limits)
     servers = [ingress]
@@ -160,11 +165,22 @@ async def serve(
             endpoints["metrics"] = await _listen(metrics_server, nursery, host, metrics_port)
         if on_ready is not None:
             on_ready(endpoints)
+        load = trio.CancelScope()
+        if traffic:
+            target = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+            generator = LoadGenerator(loaded, target, endpoints["ingress"].port, seed=loaded.spec.scenario.seed if seed is None else seed)
+
+            async def drive() -> None:
+                with load:
+                    await generator.run()
+
+            nursery.start_soon(drive)
 
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for signum in signals:
                 log.warning("%s: closing listeners, draining requests in flight (up to %gs)", signal.Signals(signum).name, drain)
                 break
+        load.cancel()
         for server in servers:
             server.stop_accepting()
         if not await ingress.drained(drain):

@@ -373,3 +373,15 @@ def test_a_client_that_hangs_up_frees_the_slots_of_its_whole_chain(tmp_path):
         text = "\n".join(metric_lines(served, "edge_"))
     assert 'edge_requests_total{environment="production",service="back",status_class="4xx",version="1"} 1.0' in text
     assert 'edge_inflight{environment="production",service="back"} 0.0' in text
+
+
+def test_serve_traffic_drives_the_scenarios_traffic_over_real_sockets():
+    with serve("--traffic") as served:
+        deadline = time.monotonic() + 10
+        answered = 0.0
+        while time.monotonic() < deadline and answered < 500:
+            time.sleep(0.5)
+            lines = metric_lines(served, "edge_request_duration_seconds_count")
+            answered = sum(float(line.rsplit(" ", 1)[1]) for line in lines)
+    assert answered >= 500  # the default scenario sends 500/s
+    assert served.returncode == 0

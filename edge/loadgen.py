@@ -1,0 +1,118 @@
+"""``edge serve --traffic``: the scenario's traffic groups, in real time, over real sockets.
+
+The same request mixes the simulation draws from are sent as HTTP/1.1 (h11 as the client side) to
+the server's own ingress, so one command gives live dashboards with realistic traffic. Arrivals are
+open (a request starts at its time whether or not earlier ones have answered), spread over a pool
+of keep-alive connections that grows when every connection is busy.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+
+import h11
+import trio
+
+from edge import config
+from edge.clock import random_stream
+from edge.fetch import Request
+from edge.traffic import RequestMix
+from edge.units import parse_duration
+
+log = logging.getLogger("edge.loadgen")
+
+REQUEST_TIMEOUT = 30.0
+
+
+class LoadStats:
+    def __init__(self) -> None:
+        self.sent = 0
+        self.answered = 0
+        self.failed = 0  # no answer: connection refused or reset, or the timeout
+
+
+class _Connection:
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.h11 = h11.Connection(h11.CLIENT)
+
+    async def exchange(self, request: Request, body: bytes) -> int:
+        """Send one request and read its whole answer; returns the status."""
+        target = request.url.split("://", 1)[1]
+        host, _, rest = target.partition("/")
+        headers = [("host", host), *request.headers.raw(), ("content-length", str(len(body)))]
+        out = self.h11.send(h11.Request(method=request.method, target="/" + rest, headers=headers))
+        if body:
+            out += self.h11.send(h11.Data(data=body))
+        out += self.h11.send(h11.EndOfMessage())
+        await self.stream.send_all(out)
+        status = 0
+        while True:
+            event = self.h11.next_event()
+            if event is h11.NEED_DATA:
+                self.h11.receive_data(await self.stream.receive_some(65536))
+            elif isinstance(event, h11.Response):
+                status = event.status_code
+            elif isinstance(event, h11.EndOfMessage):
+                return status
+            elif isinstance(event, h11.ConnectionClosed):
+                raise trio.BrokenResourceError("server closed the connection")
+
+    def reusable(self) -> bool:
+        if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
+            self.h11.start_next_cycle()
+            return True
+        return False
+
+
+class LoadGenerator:
+    """Open arrival streams against ``host:port``; runs until cancelled or the groups end."""
+
+    def __init__(self, loaded: config.LoadedScenario, host: str, port: int, *, seed: int) -> None:
+        self.loaded = loaded
+        self.host = host
+        self.port = port
+        self.seed = seed
+        self.stats = LoadStats()
+        self._idle: list[_Connection] = []
+
+    async def run(self) -> None:
+        spec = self.loaded.spec
+        async with trio.open_nursery() as nursery:
+            for index, group in enumerate(spec.traffic):
+                kind, rate = config.parse_arrivals(group.arrivals)
+                start = parse_duration(group.start)
+                length = None if group.duration is None else parse_duration(group.duration)
+                rng = random_stream(self.seed, "live-traffic", group.name or index)
+                nursery.start_soon(self._group, RequestMix(spec, group.requests), kind, rate, start, length, rng, nursery)
+
+    async def _group(self, mix: RequestMix, kind: str, rate: float, start: float, length: float | None, rng: random.Random, nursery: trio.Nursery) -> None:
+        await trio.sleep(start)
+        began = at = trio.current_time()
+        while length is None or at - began < length:
+            at += rng.expovariate(rate) if kind == "poisson" else 1.0 / rate
+            await trio.sleep_until(at)
+            nursery.start_soon(self._send, mix.draw(rng))
+
+    async def _send(self, request: Request) -> None:
+        self.stats.sent += 1
+        body = await request.bytes()
+        connection = self._idle.pop() if self._idle else None
+        try:
+            with trio.fail_after(REQUEST_TIMEOUT):
+                if connection is None:
+                    connection = _Connection(await trio.open_tcp_stream(self.host, self.port))
+                await connection.exchange(request, body)
+        except (OSError, trio.BrokenResourceError, trio.TooSlowError, h11.ProtocolError) as exc:
+            self.stats.failed += 1
+            if self.stats.failed in (1, 10, 100, 1000):
+                log.warning("live traffic: %d request(s) got no answer (latest: %s)", self.stats.failed, exc or type(exc).__name__)
+            if connection is not None:
+                await connection.stream.aclose()
+            return
+        self.stats.answered += 1
+        if connection.reusable():
+            self._idle.append(connection)
+        else:
+            await connection.stream.aclose()
