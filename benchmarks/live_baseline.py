@@ -198,18 +198,22 @@ def workerd_server(kind: str, port: int, cache_dir: Path, startup_timeout: float
                     proc.wait()
 
 
-def check_chain(url: str) -> None:
-    """The chain's contract: 200 from app with the token, auth's 403 and message without it."""
-    status, body = http_get(url, TOKEN_HEADERS)
+def check_chain(url: str, headers: dict[str, str] | None = None) -> None:
+    """The chain's contract: 200 from app with the token, auth's 403 and message without it.
+
+    ``headers`` go with both requests (e.g. a ``Host`` for a server that routes on it).
+    """
+    headers = headers or {}
+    status, body = http_get(url, {**headers, **TOKEN_HEADERS})
     if (status, body) != (200, APP_BODY):
         raise RuntimeError(f"chain with token: expected 200 {APP_BODY!r}, got {status} {body!r}")
-    status, body = http_get(url)
+    status, body = http_get(url, headers)
     if (status, body) != (403, DENIED_BODY):
         raise RuntimeError(f"chain without token: expected 403 {DENIED_BODY!r}, got {status} {body!r}")
 
 
-def check_single(url: str) -> None:
-    status, body = http_get(url)
+def check_single(url: str, headers: dict[str, str] | None = None) -> None:
+    status, body = http_get(url, headers)
     if (status, body) != (200, APP_BODY):
         raise RuntimeError(f"single: expected 200 {APP_BODY!r}, got {status} {body!r}")
 
@@ -234,6 +238,7 @@ def parse_wrk(output: str) -> dict:
         return re.search(pattern, output, re.MULTILINE)
 
     rps = find(r"^Requests/sec:\s*([0-9.]+)")
+    mean = find(r"^\s*Latency\s+(\S+)")
     p50 = find(r"^\s*50%\s+(\S+)")
     p99 = find(r"^\s*99%\s+(\S+)")
     if not (rps and p50 and p99):
@@ -243,6 +248,7 @@ def parse_wrk(output: str) -> dict:
     sock = find(r"^\s*Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
     return {
         "rps": float(rps.group(1)),
+        "mean_s": _seconds(mean.group(1)) if mean else None,
         "p50_s": _seconds(p50.group(1)),
         "p99_s": _seconds(p99.group(1)),
         # wrk counts any status >= 400 here; the line is absent when there were none.
@@ -256,7 +262,7 @@ def parse_wrk(output: str) -> dict:
 def run_wrk(url: str, connections: int, seconds: float, headers: dict[str, str]) -> dict:
     """One ``wrk -t1 -c<connections> -d<seconds>s --latency`` run against url.
 
-    Returns ``rps``, ``p50_s``, ``p99_s`` (seconds), ``non_2xx`` (responses with status >= 400),
+    Returns ``rps``, ``mean_s``, ``p50_s``, ``p99_s`` (seconds), ``non_2xx`` (responses with status >= 400),
     ``errors`` (socket errors: connect + read + write + timeout) and ``requests``. One wrk thread,
     so that on a small machine the load generator takes one core and leaves the rest to the server.
     wrk takes whole seconds only: ``seconds`` is rounded, to at least 1.

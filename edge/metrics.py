@@ -237,6 +237,8 @@ class RunMetrics:
         self.canary_weights: dict[tuple[str, str], float] = {}
         self.retries: dict[tuple[str, str, str], int] = {}  # (service, from, to)
         self.clients = ClientStats()
+        # entry service ("" when no route matched) -> top-level answers by status class
+        self.answers: dict[str, list[int]] = {}
 
     def environment(self, service: str, environment: str) -> EnvironmentStats:
         key = f"{service}@{environment}"
@@ -302,6 +304,23 @@ class RunCollector(Collector):
             "edge_request_duration_seconds",
             "Latency of top-level requests at the ingress, by the environment that answered.",
             se, (((svc, env), h) for (svc, env), h in run.ingress.items()), LATENCY_BUCKETS,
+        )
+        answers = CounterMetricFamily(
+            "edge_client_requests",
+            "Top-level requests by entry service and the status the client got, after routing and "
+            "fallbacks (service is empty when no route matched).",
+            labels=["service", "status_class"],
+        )
+        for service, counts in run.answers.items():
+            for cls, n in zip(STATUS_CLASSES, counts):
+                if n:
+                    answers.add_metric([service, cls], n)
+        yield answers
+
+        yield _histogram_family(
+            "edge_environment_duration_seconds",
+            "Latency of the calls a service environment answered (per attempt), from its mailbox to its answer.",
+            se, (((s.service, s.environment), s.latency) for s in envs), LATENCY_BUCKETS,
         )
         yield _histogram_family(
             "edge_binding_duration_seconds",

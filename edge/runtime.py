@@ -25,7 +25,7 @@ from edge.cpu import CorePool, CpuAccount, CpuMeter
 from edge.distributions import parse_distribution
 from edge.errors import ERROR_HEADER, NOT_FOUND, platform_error
 from edge.fetch import Request, Response
-from edge.metrics import RunMetrics, status_class
+from edge.metrics import STATUS_CLASSES, RunMetrics, status_class
 from edge.routes import RouteTable
 from edge.units import parse_duration
 from edge.workers import ModelWorker, load_worker
@@ -181,7 +181,12 @@ class FrontDoor:
         latency = self.clock.now() - sent_at
         status = response.status
         clients.requests += 1
-        clients.by_class[status_class(status)] += 1
+        cls = status_class(status)
+        clients.by_class[cls] += 1
+        answers = metrics.answers.get(service or "")
+        if answers is None:
+            answers = metrics.answers[service or ""] = [0] * len(STATUS_CLASSES)
+        answers[cls] += 1
         clients.latency.observe(latency)
         cause = response.headers.get(ERROR_HEADER) if status >= 400 else None  # platform errors are 4xx/5xx
         if cause is not None:

@@ -52,17 +52,20 @@ def test_export_has_every_family_with_bounded_labels():
     run.histogram(run.request_cpu, "gateway").observe(0.0007)
     run.canary_weights[("app", "canary")] = 1.0
     run.retries[("app", "canary", "production")] = 2
+    run.answers["gateway"] = [0, 7, 0, 1, 0]
     text = generate_latest(registry_for(run)).decode()
     families = {f.name: f for f in text_string_to_metric_families(text)}
     for name in (
         "edge_requests", "edge_request_duration_seconds", "edge_binding_duration_seconds", "edge_queue_wait_seconds",
         "edge_request_cpu_seconds", "edge_cpu_seconds", "edge_cpu_limit_exceeded", "edge_shed",
         "edge_worker_exceptions", "edge_mailbox_depth", "edge_inflight", "edge_cold_starts",
-        "edge_canary_weight", "edge_retries",
+        "edge_canary_weight", "edge_retries", "edge_client_requests", "edge_environment_duration_seconds",
     ):
         assert name in families, name
     assert 'edge_requests_total{environment="canary",service="app",status_class="2xx",version="42"} 5.0' in text
     assert 'edge_retries_total{from_environment="canary",service="app",to_environment="production"} 2.0' in text
+    assert 'edge_client_requests_total{service="gateway",status_class="2xx"} 7.0' in text
+    assert 'edge_environment_duration_seconds_count{environment="canary",service="app"} 1.0' in text
     buckets = [s for s in families["edge_binding_duration_seconds"].samples if s.name.endswith("_bucket")]
     assert len(buckets) == len(LATENCY_BUCKETS) + 1
     assert {s.labels["le"] for s in buckets} >= {"0.0025", "0.005", "+Inf"}
