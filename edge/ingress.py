@@ -37,6 +37,7 @@ _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "content-length"}
 )
 _RECEIVE_CHUNK = 64 * 1024
+_SERVER = (b"server", b"edge")
 
 
 class Limits(msgspec.Struct, frozen=True):
@@ -61,13 +62,12 @@ class _Reject(Exception):
 class HttpServer:
     """Serves ``handler`` on any number of listeners; see the module docstring for the rules."""
 
-    def __init__(self, handler: Handler, limits: Limits | None = None, server_name: str = "edge") -> None:
+    def __init__(self, handler: Handler, limits: Limits | None = None, rejected: dict[int, int] | None = None) -> None:
         self.handler = handler
         self.limits = limits or Limits()
-        self.server_name = server_name.encode()
         self.in_flight = 0  # requests handed to the handler and not yet answered
-        self.connections = 0
-        self.rejected: dict[int, int] = {}  # status -> count of requests the ingress refused itself
+        # status -> requests the ingress answered itself (exported as edge_ingress_rejected_total)
+        self.rejected = {} if rejected is None else rejected
         self._closing = False
         self._accepting = trio.CancelScope()
         self._idle: set[trio.CancelScope] = set()
@@ -75,11 +75,11 @@ class HttpServer:
         self._drained = trio.Event()
         self._drained.set()
 
-    async def serve(self, listeners: list[trio.SocketListener], *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(self, listeners: list[trio.SocketListener]) -> None:
         """Accept on ``listeners`` until ``stop_accepting``; returns when every connection closed."""
         async with trio.open_nursery() as connections:
             with self._accepting:
-                await trio.serve_listeners(self._connection, listeners, handler_nursery=connections, task_status=task_status)
+                await trio.serve_listeners(self._connection, listeners, handler_nursery=connections)
 
     def stop_accepting(self) -> None:
         """Begin a graceful shutdown: no new connections, idle ones close, busy ones finish."""
@@ -96,7 +96,6 @@ class HttpServer:
 
     # -- one connection ------------------------------------------------------------------
     async def _connection(self, stream: trio.SocketStream) -> None:
-        self.connections += 1
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
         try:
             while not self._closing:
@@ -116,7 +115,6 @@ class HttpServer:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the client hung up while we wrote; nothing left to tell it
         finally:
-            self.connections -= 1
             with trio.CancelScope(shield=True):
                 await stream.aclose()
 
@@ -253,7 +251,7 @@ class HttpServer:
         body = await response.bytes()
         headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers.raw() if name.lower() not in _HOP_BY_HOP]
         headers.append((b"content-length", str(len(body)).encode()))
-        headers.append((b"server", self.server_name))
+        headers.append(_SERVER)
         if self._closing:
             headers.append((b"connection", b"close"))
         out = conn.send(h11.Response(status_code=response.status, headers=headers, reason=response.status_text.encode("latin-1")))
@@ -266,7 +264,7 @@ class HttpServer:
         if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
         body = f"{reject.status} {reject.message}\n".encode()
-        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()), (b"connection", b"close"), (b"server", self.server_name)]
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()), (b"connection", b"close"), _SERVER]
         try:
             with trio.move_on_after(5):
                 await stream.send_all(conn.send(h11.Response(status_code=reject.status, headers=headers, reason=HTTPStatus(reject.status).phrase.encode())) + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))

@@ -239,6 +239,7 @@ class RunMetrics:
         self.clients = ClientStats()
         # entry service ("" when no route matched) -> top-level answers by status class
         self.answers: dict[str, list[int]] = {}
+        self.ingress_rejected: dict[int, int] = {}  # live: HTTP status -> requests refused at the door
 
     def environment(self, service: str, environment: str) -> EnvironmentStats:
         key = f"{service}@{environment}"
@@ -365,6 +366,16 @@ class RunCollector(Collector):
         for (svc, env), pct in run.canary_weights.items():
             weights.add_metric([svc, env], pct)
         yield weights
+
+        rejected = CounterMetricFamily(
+            "edge_ingress_rejected",
+            "Live: requests the HTTP ingress answered itself, never reaching a service (400 malformed, "
+            "408 too slow, 413 body too large, 431 head too large).",
+            labels=["status"],
+        )
+        for status, n in sorted(run.ingress_rejected.items()):
+            rejected.add_metric([str(status)], n)
+        yield rejected
 
         retries = CounterMetricFamily(
             "edge_retries", "Requests retried on another environment after a failed attempt.",
