@@ -26,7 +26,7 @@ from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_resch
 
 from actors.mailbox import Call, Mailbox, ask
 from edge.clock import ModelClock
-from edge.cpu import CorePool, CpuAccount, CpuLimitExceeded, CpuMeter, InvocationLimitExceeded
+from edge.cpu import CorePool, CpuAccount, CpuLimitExceeded, InvocationLimitExceeded, metered
 from edge.errors import CLIENT_CLOSED, CPU_LIMIT, SHED, WORKER_EXCEPTION, platform_error
 from edge.fetch import Request, Response
 from edge.metrics import LogHistogram, RunMetrics, status_class
@@ -197,7 +197,7 @@ class EnvironmentActor:
         metrics: RunMetrics,
         cold_start: Any = None,
         keep_warm: float = 300.0,
-        meter: CpuMeter | None = None,
+        live: bool = False,
     ) -> None:
         self.service = service
         self.environment = environment
@@ -216,7 +216,7 @@ class EnvironmentActor:
         self._counts = self.stats.counts(self.version)  # this version's answers by status class
         self.cold_start = cold_start
         self.keep_warm = keep_warm
-        self.meter = meter
+        self.live = live  # real time: worker CPU is measured, and clients can hang up
         self._values = values
         self._bindings = bindings
         self._secrets = [s for s in secrets if s]
@@ -292,13 +292,10 @@ class EnvironmentActor:
         )
         receive = self.mailbox.receive
         fetch = self.worker.fetch
-        if self.meter is not None:
-            self.meter.watch(current_task(), functools.partial(self._charge_measured, ctx))
-        try:
+        if self.live:
+            await self._serve_live_calls(ctx, env, receive, fetch)
+        else:
             await self._serve_calls(ctx, env, receive, fetch)
-        finally:
-            if self.meter is not None:
-                self.meter.forget(current_task())
 
     async def _run_worker(self, call: Call, env: Env, ctx: Context, fetch: Callable[..., Any]) -> Any:
         """The worker's answer to one call; whatever goes wrong is this call's answer, not the slot's end."""
@@ -317,13 +314,6 @@ class EnvironmentActor:
             return platform_error(CPU_LIMIT)
         return result
 
-    def _charge_measured(self, ctx: Context, seconds: float) -> None:
-        """Live mode: charge the CPU the slot's code really used to the call it serves."""
-        account = ctx.account
-        if account is None or account.exceeded_at is not None:
-            return
-        self.stats.cpu_seconds += account.charge(seconds, self.key)
-
     async def _serve_calls(self, ctx: Context, env: Env, receive: Callable[[], Any], fetch: Callable[..., Any]) -> None:
         while True:
             call = await receive()
@@ -331,20 +321,34 @@ class EnvironmentActor:
             if cold:
                 await self.clock.sleep(cold)
             ctx.account = call.account
-            if self.meter is None:
-                result = await self._run_worker(call, env, ctx, fetch)
-            else:
-                # Live, a client can hang up: its call gets a cancel scope (too dear to give every
-                # simulated call one, where nobody hangs up).
-                if not call.cancelled:  # (its caller may have gone while it waited)
-                    with trio.CancelScope() as call.scope:
-                        result = await self._run_worker(call, env, ctx, fetch)
-                    call.scope = None
-                if call.cancelled:
-                    result = platform_error(CLIENT_CLOSED)
-            # ctx.account stays set until the next call: the CPU meter charges the rest of this
-            # step (the slot finishing the call) to it.
+            result = await self._run_worker(call, env, ctx, fetch)
+            ctx.account = None
             self._finish(call, result)
+
+    async def _serve_live_calls(self, ctx: Context, env: Env, receive: Callable[[], Any], fetch: Callable[..., Any]) -> None:
+        """As ``_serve_calls``, plus what real time brings: the worker's CPU is measured, and a
+        call whose client hung up is cancelled (a cancel scope per call is too dear to give every
+        simulated call, where nobody hangs up)."""
+        while True:
+            call = await receive()
+            cold = self._begin(call)
+            if cold:
+                await self.clock.sleep(cold)
+            ctx.account = call.account
+            if not call.cancelled:  # (its caller may have gone while it waited)
+                with trio.CancelScope() as call.scope:
+                    charge = functools.partial(self._charge_measured, call.account)
+                    result = await metered(self._run_worker(call, env, ctx, fetch), charge)
+                call.scope = None
+            if call.cancelled:
+                result = platform_error(CLIENT_CLOSED)
+            ctx.account = None
+            self._finish(call, result)
+
+    def _charge_measured(self, account: CpuAccount, seconds: float) -> None:
+        """Charge the CPU the worker really used to its chain (live mode)."""
+        if account.exceeded_at is None:
+            self.stats.cpu_seconds += account.charge(seconds, self.key)
 
     # -- synthetic workers: no code to run, so no task per slot ---------------------------
     def _post_model(self, call: Call) -> Response | None:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import functools
 from collections import deque
-from typing import Any, Callable
+from typing import Any, Callable, Coroutine, Generator
 
 import time
+import types
 
-import trio
-from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
+from trio.lowlevel import Abort, current_task, reschedule, wait_task_rescheduled
 
 from edge.clock import ModelClock
 
@@ -129,36 +129,31 @@ class CorePool:
             self.release(seconds)
 
 
-class CpuMeter(trio.abc.Instrument):
-    """Live mode: the real CPU time of worker code, measured per trio task step and charged.
+@types.coroutine
+def metered(coro: Coroutine[Any, Any, Any], charge: Callable[[float], None]) -> Generator[Any, Any, Any]:
+    """Run ``coro`` as ``await coro`` would, charging the thread CPU time of each of its steps.
 
-    In virtual time a worker's CPU is what it declares; live, its Python code really runs, and
-    that is CPU the request chain must pay for too. A slot task is watched with a ``charge``
-    callback; every step it takes (from one ``await`` that parks to the next) is timed with the
-    thread's CPU clock and charged. A step is charged whole to the call the slot holds when the
-    step ends, so the few microseconds in which a slot finishes one call and picks up a queued
-    one go to the new call. Python cannot be preempted: a worker that burns past the limit is
-    failed at its next ``await`` or when it returns, not in the middle of a loop.
+    Live mode: worker code really runs, and its CPU is what the chain must pay for. A step is the
+    code between two points where the worker parks (a binding call, a sleep); steps of other
+    tasks interleave between them and are not counted. This drives the coroutine the way ``await``
+    does (send what trio resumes it with, throw what trio throws), with a CPU clock read around
+    each step. Python cannot be preempted, so a worker that burns past its budget fails at its
+    next ``await`` or when it returns, not in the middle of a loop.
     """
-
-    def __init__(self) -> None:
-        self._watched: dict[Task, Callable[[float], None]] = {}
-        self._started = 0.0
-        self.measured_seconds = 0.0
-
-    def watch(self, task: Task, charge: Callable[[float], None]) -> None:
-        self._watched[task] = charge
-
-    def forget(self, task: Task) -> None:
-        self._watched.pop(task, None)
-
-    def before_task_step(self, task: Task) -> None:
-        if task in self._watched:
-            self._started = time.thread_time()
-
-    def after_task_step(self, task: Task) -> None:
-        charge = self._watched.get(task)
-        if charge is not None:
-            seconds = time.thread_time() - self._started
-            self.measured_seconds += seconds
-            charge(seconds)
+    send: Any = None
+    error: BaseException | None = None
+    while True:
+        started = time.thread_time()
+        try:
+            trap = coro.send(send) if error is None else coro.throw(error)
+        except StopIteration as done:
+            charge(time.thread_time() - started)
+            return done.value
+        except BaseException:
+            charge(time.thread_time() - started)
+            raise
+        charge(time.thread_time() - started)
+        try:
+            send, error = (yield trap), None
+        except BaseException as exc:  # noqa: BLE001 - handed to the coroutine, as await does
+            send, error = None, exc

@@ -21,7 +21,7 @@ from actors.router import RetryPolicy, RouterActor
 from actors.supervisor import Supervisor
 from edge import config
 from edge.clock import ModelClock, VirtualClock, random_stream, seed_trio_scheduler
-from edge.cpu import CorePool, CpuAccount, CpuMeter
+from edge.cpu import CorePool, CpuAccount
 from edge.distributions import parse_distribution
 from edge.errors import ERROR_HEADER, NOT_FOUND, platform_error
 from edge.fetch import Request, Response
@@ -49,8 +49,8 @@ class Topology:
         return [*self.environments.items(), *((f"{s}@router", r) for s, r in self.routers.items())]
 
 
-def build(loaded: config.LoadedScenario, *, seed: int, clock: ModelClock, metrics: RunMetrics, meter: CpuMeter | None = None) -> Topology:
-    """The scenario's actors; ``meter`` (live mode) measures code workers' real CPU."""
+def build(loaded: config.LoadedScenario, *, seed: int, clock: ModelClock, metrics: RunMetrics, live: bool = False) -> Topology:
+    """The scenario's actors; ``live`` for real time (measured CPU, cancellable calls)."""
     spec = loaded.spec
     meta = spec.scenario
     cores = CorePool(meta.cores, clock)
@@ -84,7 +84,7 @@ def build(loaded: config.LoadedScenario, *, seed: int, clock: ModelClock, metric
                 metrics=metrics,
                 cold_start=None if cold_start is None else parse_distribution(cold_start, unit="duration"),
                 keep_warm=parse_duration(_first(env.keep_warm, service.keep_warm, DEFAULT_KEEP_WARM)),
-                meter=meter,
+                live=live,
             )
             topology.environments[actor.key] = actor
 

@@ -25,7 +25,6 @@ from actors.supervisor import Supervisor
 from edge import config
 from edge.admin import AdminApi
 from edge.clock import RealClock
-from edge.cpu import CpuMeter
 from edge.fetch import Request, Response
 from edge.ingress import HttpServer, Limits
 from edge.loadgen import LoadGenerator
@@ -57,10 +56,7 @@ class LiveRuntime:
         self.clock = RealClock()
         self.metrics = RunMetrics()
         self.registry = registry_for(self.metrics)
-        self.meter = CpuMeter()
-        self.topology: Topology = build(
-            loaded, seed=meta.seed if seed is None else seed, clock=self.clock, metrics=self.metrics, meter=self.meter
-        )
+        self.topology: Topology = build(loaded, seed=meta.seed if seed is None else seed, clock=self.clock, metrics=self.metrics, live=True)
         self.front = FrontDoor(self.topology, meta, self.clock, self.metrics)
         self.admin = AdminApi(self.topology.routers)
 
@@ -101,7 +97,6 @@ class LiveRuntime:
         return answer[0]
 
     async def run_actors(self, nursery: trio.Nursery) -> Supervisor:
-        trio.lowlevel.add_instrument(self.meter)
         supervisor = Supervisor(nursery)
         for name, actor in self.topology.actors():
             supervisor.start(name, actor)
