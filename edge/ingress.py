@@ -20,8 +20,9 @@ with ``connection: close``), and ``drained()`` reports when none is left.
 from __future__ import annotations
 
 import logging
+import math
 from http import HTTPStatus
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 import h11
 import msgspec
@@ -70,8 +71,8 @@ class HttpServer:
         self.rejected = {} if rejected is None else rejected
         self._closing = False
         self._accepting = trio.CancelScope()
-        self._idle: set[trio.CancelScope] = set()
-        self._serving: set[trio.CancelScope] = set()
+        self._idle: set[_Client] = set()  # waiting for their next request
+        self._serving: set[_Client] = set()  # with a request in the handler
         self._drained = trio.Event()
         self._drained.set()
 
@@ -85,8 +86,8 @@ class HttpServer:
         """Begin a graceful shutdown: no new connections, idle ones close, busy ones finish."""
         self._closing = True
         self._accepting.cancel()
-        for scope in list(self._idle):
-            scope.cancel()
+        for client in list(self._idle):
+            client.reading.cancel()
 
     async def drained(self, timeout: float) -> bool:
         """Wait until no request is in flight; False if ``timeout`` seconds were not enough."""
@@ -96,61 +97,51 @@ class HttpServer:
 
     # -- one connection ------------------------------------------------------------------
     async def _connection(self, stream: trio.SocketStream) -> None:
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
-        try:
-            while not self._closing:
-                request = await self._read_request(stream, conn)
-                if request is None:
-                    return
-                response = await self._handle(stream, conn, request)
-                if response is None:  # the client went away
-                    return
-                await self._respond(stream, conn, request.method, response)
-                if conn.our_state is h11.MUST_CLOSE or self._closing:
-                    return
-                conn.start_next_cycle()
-        except _Reject as reject:
-            self.rejected[reject.status] = self.rejected.get(reject.status, 0) + 1
-            await self._reject(stream, conn, reject)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the client hung up while we wrote; nothing left to tell it
-        finally:
-            with trio.CancelScope(shield=True):
-                await stream.aclose()
+        client = _Client(stream, self.limits)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client.read)
+            try:
+                await self._converse(client)
+            except _Reject as reject:
+                self.rejected[reject.status] = self.rejected.get(reject.status, 0) + 1
+                await self._reject(client, reject)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # the client hung up while we wrote; nothing left to tell it
+            finally:
+                client.reading.cancel()
+                with trio.CancelScope(shield=True):
+                    await stream.aclose()
 
-    async def _receive(self, stream: trio.SocketStream, conn: h11.Connection) -> None:
-        data = await stream.receive_some(_RECEIVE_CHUNK)
-        conn.receive_data(data)  # b"" tells h11 the peer closed
+    async def _converse(self, client: _Client) -> None:
+        """Request after request on one connection, until either side closes it."""
+        conn = client.h11
+        while not self._closing:
+            request = await self._read_request(client)
+            if request is None:
+                return
+            response = await self._handle(client, request)
+            if response is None:  # the client went away
+                return
+            await self._respond(client, request.method, response)
+            if conn.our_state is h11.MUST_CLOSE or self._closing:
+                return
+            conn.start_next_cycle()
+            client.consumed()
 
-    async def _read_request(self, stream: trio.SocketStream, conn: h11.Connection) -> Request | _BadRequest | None:
+    async def _read_request(self, client: _Client) -> Request | _BadRequest | None:
         """The next complete request, or None when the client closed (or idled out) between requests."""
         limits = self.limits
-        started = False  # has the next request begun to arrive?
-        head: h11.Request | None = None
-        with trio.CancelScope(deadline=trio.current_time() + limits.idle_timeout) as waiting:
-            self._idle.add(waiting)
-            try:
-                while head is None:
-                    event = self._next_event(conn)
-                    if isinstance(event, h11.Request):
-                        head = event
-                    elif isinstance(event, h11.ConnectionClosed):
-                        return None
-                    else:  # NEED_DATA
-                        await self._receive(stream, conn)
-                        if not started and conn.trailing_data[0]:
-                            # A request has begun: shutdown lets it finish, and its head has
-                            # header_timeout to arrive in full.
-                            started = True
-                            self._idle.discard(waiting)
-                            waiting.deadline = min(waiting.deadline, trio.current_time() + limits.header_timeout)
-            finally:
-                self._idle.discard(waiting)
-        if head is None:  # the wait ran out or shutdown closed an idle connection
-            if started:
+        client.reading.deadline = trio.current_time() + limits.idle_timeout
+        self._idle.add(client)
+        try:
+            event = await client.next_event(self._head_started)
+        finally:
+            self._idle.discard(client)
+        if event is None or isinstance(event, h11.ConnectionClosed):
+            if client.started:  # the head began but did not end in time
                 raise _Reject(408, "request head not received in time")
             return None
-
+        head: h11.Request = event
         # h11 only bounds a head that is still incomplete; one that arrived whole is measured here.
         head_size = len(head.method) + len(head.target) + sum(len(name) + len(value) + 4 for name, value in head.headers)
         if head_size > limits.max_header_bytes:
@@ -159,95 +150,77 @@ class HttpServer:
         declared = _content_length(headers)
         if declared is not None and declared > limits.max_body_bytes:
             raise _Reject(413, f"request body of {declared} bytes is over the {limits.max_body_bytes}-byte limit")
-        body = await self._read_body(stream, conn)
+        body = await self._read_body(client)
         return _to_request(head, headers, body)
 
-    async def _read_body(self, stream: trio.SocketStream, conn: h11.Connection) -> bytes:
+    def _head_started(self, client: _Client) -> None:
+        """A request has begun to arrive: shutdown lets it finish, and its head has header_timeout."""
+        self._idle.discard(client)
+        client.reading.deadline = min(client.reading.deadline, trio.current_time() + self.limits.header_timeout)
+
+    async def _read_body(self, client: _Client) -> bytes:
         limits = self.limits
+        conn = client.h11
         if conn.they_are_waiting_for_100_continue:
-            await stream.send_all(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+            await client.stream.send_all(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+        client.reading.deadline = trio.current_time() + limits.body_timeout
         chunks: list[bytes] = []
         size = 0
-        with trio.move_on_after(limits.body_timeout) as slow:
-            while True:
-                event = self._next_event(conn)
-                if event is h11.NEED_DATA:
-                    await self._receive(stream, conn)
-                elif isinstance(event, h11.Data):
-                    size += len(event.data)
-                    if size > limits.max_body_bytes:
-                        raise _Reject(413, f"request body is over the {limits.max_body_bytes}-byte limit")
-                    chunks.append(bytes(event.data))
-                elif isinstance(event, h11.EndOfMessage):
-                    return b"".join(chunks)
-                elif isinstance(event, h11.ConnectionClosed):
-                    raise trio.BrokenResourceError("client closed before its body ended")
-        assert slow.cancelled_caught
-        raise _Reject(408, "request body not received in time")
+        while True:
+            event = await client.next_event()
+            if isinstance(event, h11.Data):
+                size += len(event.data)
+                if size > limits.max_body_bytes:
+                    raise _Reject(413, f"request body is over the {limits.max_body_bytes}-byte limit")
+                chunks.append(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                client.reading.deadline = math.inf  # no read timeout while the request is served
+                return b"".join(chunks)
+            elif event is None:
+                raise _Reject(408, "request body not received in time")
+            else:  # ConnectionClosed
+                raise trio.BrokenResourceError("client closed before its body ended")
 
-    def _next_event(self, conn: h11.Connection):
-        try:
-            return conn.next_event()
-        except h11.RemoteProtocolError as exc:
-            raise _Reject(exc.error_status_hint, str(exc) or "malformed request") from None
-
-    async def _handle(self, stream: trio.SocketStream, conn: h11.Connection, request: Request | _BadRequest) -> Response | None:
+    async def _handle(self, client: _Client, request: Request | _BadRequest) -> Response | None:
         """Run the handler; None if the client disconnected meanwhile (the handler is cancelled)."""
         if isinstance(request, _BadRequest):
             raise _Reject(400, request.message)
         self.in_flight += 1
         if self._drained.is_set():
             self._drained = trio.Event()
-        answer: list[Response] = []
-        hung_up: list[bool] = []
+        response: Response | None = None
         try:
-            async with trio.open_nursery() as nursery:
-                self._serving.add(nursery.cancel_scope)
-
-                async def serve() -> None:
-                    try:
-                        answer.append(await self.handler(request))
-                    except Exception:
-                        log.exception("handler failed for %r", request)
-                        answer.append(Response("internal error in the ingress", status=500))
-                    nursery.cancel_scope.cancel()
-
-                nursery.start_soon(serve)
-                nursery.start_soon(self._watch_for_hangup, stream, conn, nursery.cancel_scope, hung_up)
+            with trio.CancelScope() as client.serving:
+                self._serving.add(client)
+                if client.hung_up:
+                    client.serving.cancel()
+                try:
+                    response = await self.handler(request)
+                except Exception:
+                    log.exception("handler failed for %r", request)
+                    response = Response("internal error in the ingress", status=500)
         finally:
-            self._serving.discard(nursery.cancel_scope)
+            self._serving.discard(client)
+            client.serving = None
             self.in_flight -= 1
             if self.in_flight == 0:
                 self._drained.set()
-        if answer:
-            return answer[0]
-        if hung_up:
+        if response is not None:
+            return response
+        if client.hung_up:
             return None
         # abort_in_flight() cut it off: the client is told, not left hanging.
         return Response("the server is shutting down and could not finish this request in time", status=503)
 
     def abort_in_flight(self) -> int:
         """Answer every request still being served with 503 (the drain time ran out); how many."""
-        for scope in list(self._serving):
-            scope.cancel()
-        return len(self._serving)
+        serving = [client for client in self._serving if client.serving is not None]
+        for client in serving:
+            client.serving.cancel()  # type: ignore[union-attr]
+        return len(serving)
 
-    async def _watch_for_hangup(self, stream: trio.SocketStream, conn: h11.Connection, scope: trio.CancelScope, hung_up: list[bool]) -> None:
-        """While a request is served, read ahead (pipelined requests wait in h11) and notice EOF."""
-        limit = self.limits.max_header_bytes + self.limits.max_body_bytes
-        while len(conn.trailing_data[0]) <= limit:
-            try:
-                data = await stream.receive_some(_RECEIVE_CHUNK)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                data = b""
-            if not data:
-                hung_up.append(True)
-                scope.cancel()  # the client is gone: stop serving it
-                return
-            conn.receive_data(data)
-        await trio.sleep_forever()  # enough read ahead: let the handler finish
-
-    async def _respond(self, stream: trio.SocketStream, conn: h11.Connection, method: str, response: Response) -> None:
+    async def _respond(self, client: _Client, method: str, response: Response) -> None:
+        conn = client.h11
         body = await response.bytes()
         headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers.raw() if name.lower() not in _HOP_BY_HOP]
         headers.append((b"content-length", str(len(body)).encode()))
@@ -258,18 +231,85 @@ class HttpServer:
         if body and method != "HEAD" and response.status not in (204, 304):
             out += conn.send(h11.Data(data=body))
         out += conn.send(h11.EndOfMessage())
-        await stream.send_all(out)
+        await client.stream.send_all(out)
 
-    async def _reject(self, stream: trio.SocketStream, conn: h11.Connection, reject: _Reject) -> None:
+    async def _reject(self, client: _Client, reject: _Reject) -> None:
+        conn = client.h11
         if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
         body = f"{reject.status} {reject.message}\n".encode()
         headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()), (b"connection", b"close"), _SERVER]
         try:
             with trio.move_on_after(5):
-                await stream.send_all(conn.send(h11.Response(status_code=reject.status, headers=headers, reason=HTTPStatus(reject.status).phrase.encode())) + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
+                await client.stream.send_all(conn.send(h11.Response(status_code=reject.status, headers=headers, reason=HTTPStatus(reject.status).phrase.encode())) + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
         except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
             pass
+
+
+class _Client:
+    """One connection: h11's state, fed by a reader task that lives as long as the connection.
+
+    The reader owns the socket's receiving side: it is what notices a client hanging up while its
+    request is served (and cancels ``serving``), and its cancel scope's deadline is the read
+    timeout of whatever the connection is waiting for (next request, head, body). One task per
+    connection rather than per request keeps a keep-alive request's cost down.
+    """
+
+    def __init__(self, stream: trio.SocketStream, limits: Limits) -> None:
+        self.stream = stream
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
+        self.read_ahead = limits.max_header_bytes + limits.max_body_bytes
+        self.reading = trio.CancelScope()  # the reader's; cancelled = read timeout or shutdown
+        self.serving: trio.CancelScope | None = None  # the handler's, while a request is served
+        self.hung_up = False
+        self.started = False  # has the request being read begun to arrive?
+        self._done_reading = False
+        self._arrived = trio.Event()
+        self._room = trio.Event()
+
+    async def read(self) -> None:
+        with self.reading:
+            while True:
+                if len(self.h11.trailing_data[0]) > self.read_ahead:
+                    self._room = trio.Event()  # enough read ahead: wait for the requests to be served
+                    await self._room.wait()
+                try:
+                    data = await self.stream.receive_some(_RECEIVE_CHUNK)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    data = b""  # reset by the peer: the same as a hang-up here
+                self.h11.receive_data(data)  # b"" tells h11 the peer closed
+                if not data:
+                    self.hung_up = True
+                    if self.serving is not None:
+                        self.serving.cancel()  # the client is gone: stop serving it
+                    break
+                self._arrived.set()
+        self._done_reading = True
+        self._arrived.set()
+
+    def consumed(self) -> None:
+        """A request cycle ended: the reader may read ahead again."""
+        self.started = False
+        self._room.set()
+
+    async def next_event(self, on_start: Callable[[_Client], None] | None = None) -> Any:
+        """h11's next event, waiting for the reader if h11 needs data; None once reading stopped
+        (timeout, shutdown) with h11 still needing data."""
+        while True:
+            try:
+                event = self.h11.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise _Reject(exc.error_status_hint, str(exc) or "malformed request") from None
+            if event is not h11.NEED_DATA:
+                return event
+            if not self.started and self.h11.trailing_data[0]:
+                self.started = True
+                if on_start is not None:
+                    on_start(self)
+            if self._done_reading:
+                return None
+            self._arrived = trio.Event()
+            await self._arrived.wait()
 
 
 class _BadRequest:
