@@ -327,23 +327,34 @@ class EnvironmentActor:
 
     async def _serve_live_calls(self, ctx: Context, env: Env, receive: Callable[[], Any], fetch: Callable[..., Any]) -> None:
         """As ``_serve_calls``, plus what real time brings: the worker's CPU is measured, and a
-        call whose client hung up is cancelled (a cancel scope per call is too dear to give every
-        simulated call, where nobody hangs up)."""
+        call whose client hung up is cancelled.
+
+        The slot's cancel scope is lent to the call it runs (``Call.cancel`` cancels it), and only
+        a scope that was used up is replaced: entering a scope for every call would cost about as
+        much as the rest of a hop.
+        """
         while True:
-            call = await receive()
-            cold = self._begin(call)
-            if cold:
-                await self.clock.sleep(cold)
-            ctx.account = call.account
-            if not call.cancelled:  # (its caller may have gone while it waited)
-                with trio.CancelScope() as call.scope:
-                    charge = functools.partial(self._charge_measured, call.account)
-                    result = await metered(self._run_worker(call, env, ctx, fetch), charge)
-                call.scope = None
-            if call.cancelled:
-                result = platform_error(CLIENT_CLOSED)
+            with trio.CancelScope() as scope:
+                while True:
+                    call = await receive()
+                    call.scope = scope
+                    cold = self._begin(call)
+                    if cold:
+                        await self.clock.sleep(cold)
+                    ctx.account = call.account
+                    if call.cancelled:  # its caller went away while it waited
+                        result = platform_error(CLIENT_CLOSED)
+                    else:
+                        charge = functools.partial(self._charge_measured, call.account)
+                        result = await metered(self._run_worker(call, env, ctx, fetch), charge)
+                    call.scope = None
+                    ctx.account = None
+                    self._finish(call, result)
+            # Only the running call's cancel() ends up here (anything else cancelling the slot
+            # passes through the scope).
+            call.scope = None
             ctx.account = None
-            self._finish(call, result)
+            self._finish(call, platform_error(CLIENT_CLOSED))
 
     def _charge_measured(self, account: CpuAccount, seconds: float) -> None:
         """Charge the CPU the worker really used to its chain (live mode)."""
