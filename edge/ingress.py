@@ -131,12 +131,12 @@ class HttpServer:
     async def _read_request(self, client: _Client) -> Request | _BadRequest | None:
         """The next complete request, or None when the client closed (or idled out) between requests."""
         limits = self.limits
-        client.reading.deadline = trio.current_time() + limits.idle_timeout
         self._idle.add(client)
         try:
-            event = await client.next_event(self._head_started)
+            event = await client.next_event(limits.idle_timeout, self._head_started)
         finally:
             self._idle.discard(client)
+        client.no_timeout()  # the body has a timeout of its own
         if event is None or isinstance(event, h11.ConnectionClosed):
             if client.started:  # the head began but did not end in time
                 raise _Reject(408, "request head not received in time")
@@ -163,18 +163,17 @@ class HttpServer:
         conn = client.h11
         if conn.they_are_waiting_for_100_continue:
             await client.stream.send_all(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
-        client.reading.deadline = trio.current_time() + limits.body_timeout
         chunks: list[bytes] = []
         size = 0
         while True:
-            event = await client.next_event()
+            event = await client.next_event(limits.body_timeout)
             if isinstance(event, h11.Data):
                 size += len(event.data)
                 if size > limits.max_body_bytes:
                     raise _Reject(413, f"request body is over the {limits.max_body_bytes}-byte limit")
                 chunks.append(bytes(event.data))
             elif isinstance(event, h11.EndOfMessage):
-                client.reading.deadline = math.inf  # no read timeout while the request is served
+                client.no_timeout()  # none while the request is served
                 return b"".join(chunks)
             elif event is None:
                 raise _Reject(408, "request body not received in time")
@@ -292,9 +291,13 @@ class _Client:
         self.started = False
         self._room.set()
 
-    async def next_event(self, on_start: Callable[[_Client], None] | None = None) -> Any:
-        """h11's next event, waiting for the reader if h11 needs data; None once reading stopped
-        (timeout, shutdown) with h11 still needing data."""
+    async def next_event(self, timeout: float, on_start: Callable[[_Client], None] | None = None) -> Any:
+        """h11's next event, waiting up to ``timeout`` for the reader if h11 needs data; None once
+        reading stopped (timeout, shutdown) with h11 still needing data.
+
+        The read deadline is set only when there is something to wait for: a request that arrived
+        whole (most of them) costs no deadline changes, which trio pays for in its deadline heap.
+        """
         while True:
             try:
                 event = self.h11.next_event()
@@ -302,6 +305,8 @@ class _Client:
                 raise _Reject(exc.error_status_hint, str(exc) or "malformed request") from None
             if event is not h11.NEED_DATA:
                 return event
+            if self.reading.deadline == math.inf:
+                self.reading.deadline = trio.current_time() + timeout
             if not self.started and self.h11.trailing_data[0]:
                 self.started = True
                 if on_start is not None:
@@ -310,6 +315,10 @@ class _Client:
                 return None
             self._arrived = trio.Event()
             await self._arrived.wait()
+
+    def no_timeout(self) -> None:
+        if self.reading.deadline != math.inf:
+            self.reading.deadline = math.inf
 
 
 class _BadRequest:
