@@ -386,3 +386,17 @@ def test_serve_traffic_drives_the_scenarios_traffic_over_real_sockets():
             answered = sum(float(line.rsplit(" ", 1)[1]) for line in lines)
     assert answered >= 500  # the default scenario sends 500/s
     assert served.returncode == 0
+
+
+def test_metrics_port_serves_metrics_and_healthz_alone():
+    with socket.socket() as probe:  # a free port for --metrics-port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with serve("--metrics-port", str(port)) as served:
+        assert served.metrics == f"http://127.0.0.1:{port}/metrics"
+        request(served.port)
+        with urllib.request.urlopen(served.metrics, timeout=5) as answer:
+            assert "edge_request_duration_seconds_count" in answer.read().decode()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
+            assert answer.read() == b"ok\n"
+        assert request(port, host="example.com", token=None)[0] == 404  # no routes on the metrics port
