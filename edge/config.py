@@ -189,24 +189,92 @@ class RequestTemplate(msgspec.Struct, forbid_unknown_fields=True):
             raise ValueError(f"@body: a {self.method} request cannot have a body")
 
 
+class Stage(msgspec.Struct, forbid_unknown_fields=True):
+    duration: Duration
+    rate: str
+    """The arrival rate at the end of the stage, reached linearly from the one before."""
+
+    def __post_init__(self) -> None:
+        _check("duration", parse_duration, self.duration)
+        _check("rate", parse_rate, self.rate)
+
+
+class DiurnalShape(msgspec.Struct, forbid_unknown_fields=True):
+    period: Duration = "24h"
+    trough: Number = 0.3
+    """The lowest rate as a fraction of the highest."""
+    peak: Duration = "14h"
+    """When in the period the rate is highest."""
+
+    def __post_init__(self) -> None:
+        _check("period", parse_duration, self.period)
+        _check("peak", parse_duration, self.peak)
+        if parse_duration(self.period) <= 0:
+            raise ValueError(f"@period: expected a positive duration, got {self.period!r}")
+        if not 0 < self.trough <= 1:
+            raise ValueError(f"@trough: expected a fraction in (0, 1], got {self.trough}")
+
+
+class BurstSpec(msgspec.Struct, forbid_unknown_fields=True):
+    at: Duration
+    duration: Duration
+    factor: Number
+    """The rate is multiplied by this while the burst lasts."""
+
+    def __post_init__(self) -> None:
+        _check("at", parse_duration, self.at)
+        _check("duration", parse_duration, self.duration)
+        if not (math.isfinite(self.factor) and self.factor >= 0):
+            raise ValueError(f"@factor: expected a non-negative multiplier, got {self.factor}")
+
+
 class Traffic(msgspec.Struct, forbid_unknown_fields=True):
+    """A group of clients: open (an arrival rate) or closed (``users`` with think time)."""
+
     requests: list[RequestTemplate]
     name: str = ""
-    arrivals: str = "poisson(100/s)"
-    """poisson(RATE) or constant(RATE), RATE like "500/s"."""
+    arrivals: str | None = None
+    """poisson(RATE) or constant(RATE), RATE like "500/s" (the start rate when there are stages);
+    default poisson(100/s) for an open group."""
+    stages: list[Stage] = []
+    diurnal: DiurnalShape | None = None
+    bursts: list[BurstSpec] = []
+    users: int | None = None
+    """A closed group: this many users, each sending, waiting for the answer, thinking, again."""
+    think: str = "0s"
+    """Think time between a user's answer and its next request: a duration distribution."""
+    timeout: Duration | None = None
+    """The client gives up after this long: counted as a timeout (an error), whatever comes later."""
+    max_inflight: int | None = None
+    """Open groups: arrivals that find this many requests of the group outstanding are dropped
+    (and counted), as a load tool whose virtual users are all busy."""
     start: Duration = 0
     duration: Duration | None = None
 
     def __post_init__(self) -> None:
         if not self.requests:
             raise ValueError("@requests: expected at least one request template")
-        try:
-            parse_arrivals(self.arrivals)
-        except ValueError as exc:
-            raise ValueError(f"@arrivals: {exc}") from None
+        if self.users is not None:
+            if self.users < 1:
+                raise ValueError(f"@users: expected at least one user, got {self.users}")
+            for field, value in (("arrivals", self.arrivals), ("stages", self.stages), ("diurnal", self.diurnal), ("bursts", self.bursts), ("max_inflight", self.max_inflight)):
+                if value:
+                    raise ValueError(f"@{field}: a closed group (users = ...) has no arrival rate; drop {field} or users")
+            _check("think", parse_distribution, self.think, unit="duration")
+        elif self.arrivals is not None:
+            try:
+                parse_arrivals(self.arrivals)
+            except ValueError as exc:
+                raise ValueError(f"@arrivals: {exc}") from None
+        if self.max_inflight is not None and self.max_inflight < 1:
+            raise ValueError(f"@max_inflight: expected at least 1, got {self.max_inflight}")
         _check("start", parse_duration, self.start)
         if self.duration is not None:
             _check("duration", parse_duration, self.duration)
+        if self.timeout is not None:
+            _check("timeout", parse_duration, self.timeout)
+            if parse_duration(self.timeout) <= 0:
+                raise ValueError(f"@timeout: expected a positive duration, got {self.timeout!r}")
 
 
 class Scenario(msgspec.Struct, forbid_unknown_fields=True):
@@ -221,14 +289,14 @@ _ARRIVALS = re.compile(r"^\s*(poisson|constant)\(\s*(.+?)\s*\)\s*$")
 _MSGSPEC_ERROR = re.compile(r"^(?:@(?P<field>[\w.\-\[\]]+): )?(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 
 
-def parse_arrivals(text: str) -> tuple[str, float]:
-    """("poisson" | "constant", rate per second) from "poisson(500/s)"."""
-    match = _ARRIVALS.match(text)
+def parse_arrivals(text: str | None) -> tuple[str, float]:
+    """("poisson" | "constant", rate per second) from "poisson(500/s)"; None is poisson(100/s)."""
+    match = _ARRIVALS.match(text if text is not None else "poisson(100/s)")
     if not match:
         raise ValueError(f'expected "poisson(RATE)" or "constant(RATE)" with RATE like "500/s", got {text!r}')
     rate = parse_rate(match.group(2))
-    if rate <= 0:
-        raise ValueError(f"expected a positive arrival rate, got {match.group(2)!r}")
+    if rate < 0:
+        raise ValueError(f"expected an arrival rate >= 0, got {match.group(2)!r}")
     return match.group(1), rate
 
 

@@ -1,23 +1,27 @@
 """``edge serve --traffic``: the scenario's traffic groups, in real time, over real sockets.
 
-The same request mixes the simulation draws from are sent as HTTP/1.1 (h11 as the client side) to
-the server's own ingress, so one command gives live dashboards with realistic traffic. Arrivals are
-open (a request starts at its time whether or not earlier ones have answered), spread over a pool
-of keep-alive connections that grows when every connection is busy.
+The same request mixes and arrival profiles the simulation uses are sent as HTTP/1.1 (h11 as the
+client side) to the server's own ingress, so one command gives live dashboards with realistic
+traffic. Open groups start each request at its time whether or not earlier ones have answered,
+spread over a pool of keep-alive connections that grows when every connection is busy; closed
+groups are one task per user. (Client timeouts and max_inflight apply to simulated runs.)
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
 
 import h11
 import trio
 
 from edge import config
+from edge.arrivals import Arrivals
 from edge.clock import random_stream
+from edge.distributions import Distribution, parse_distribution
 from edge.fetch import Request
-from edge.traffic import RequestMix
+from edge.traffic import RequestMix, rate_profile
 from edge.units import parse_duration
 
 log = logging.getLogger("edge.loadgen")
@@ -81,19 +85,33 @@ class LoadGenerator:
         spec = self.loaded.spec
         async with trio.open_nursery() as nursery:
             for index, group in enumerate(spec.traffic):
-                kind, rate = config.parse_arrivals(group.arrivals)
                 start = parse_duration(group.start)
-                length = None if group.duration is None else parse_duration(group.duration)
+                length = math.inf if group.duration is None else parse_duration(group.duration)
                 rng = random_stream(self.seed, "live-traffic", group.name or index)
-                nursery.start_soon(self._group, RequestMix(spec, group.requests), kind, rate, start, length, rng, nursery)
+                mix = RequestMix(spec, group.requests)
+                if group.users is not None:
+                    think = parse_distribution(group.think, unit="duration")
+                    for user in range(group.users):
+                        nursery.start_soon(self._user, mix, think, start, length, random_stream(self.seed, "live-user", group.name or index, user))
+                else:
+                    kind, _ = config.parse_arrivals(group.arrivals)
+                    arrivals = Arrivals(rate_profile(group), kind, rng)
+                    nursery.start_soon(self._open, mix, arrivals, start, length, rng, nursery)
 
-    async def _group(self, mix: RequestMix, kind: str, rate: float, start: float, length: float | None, rng: random.Random, nursery: trio.Nursery) -> None:
+    async def _open(self, mix: RequestMix, arrivals: Arrivals, start: float, length: float, rng: random.Random, nursery: trio.Nursery) -> None:
         await trio.sleep(start)
-        began = at = trio.current_time()
-        while length is None or at - began < length:
-            at += rng.expovariate(rate) if kind == "poisson" else 1.0 / rate
-            await trio.sleep_until(at)
+        began = trio.current_time()
+        at = 0.0
+        while (at := arrivals.after(at, length)) != math.inf:
+            await trio.sleep_until(began + at)
             nursery.start_soon(self._send, mix.draw(rng))
+
+    async def _user(self, mix: RequestMix, think: Distribution, start: float, length: float, rng: random.Random) -> None:
+        await trio.sleep(start + think.sample(rng))
+        ends = trio.current_time() + length
+        while trio.current_time() < ends:
+            await self._send(mix.draw(rng))
+            await trio.sleep(think.sample(rng))
 
     async def _send(self, request: Request) -> None:
         self.stats.sent += 1

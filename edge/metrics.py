@@ -209,7 +209,7 @@ class EnvironmentStats:
 class ClientStats:
     """Top-level requests as the clients saw them (after routers and retries)."""
 
-    __slots__ = ("requests", "by_class", "latency", "shed", "not_found", "cpu_limit_exceeded", "retries")
+    __slots__ = ("requests", "by_class", "latency", "shed", "not_found", "cpu_limit_exceeded", "retries", "timeouts", "dropped")
 
     def __init__(self) -> None:
         self.requests = 0
@@ -219,10 +219,13 @@ class ClientStats:
         self.not_found = 0
         self.cpu_limit_exceeded = 0
         self.retries = 0
+        self.timeouts = 0  # requests whose client gave up waiting (counted in requests)
+        self.dropped = 0  # arrivals never sent: the group's max_inflight was reached (not in requests)
 
     @property
     def errors(self) -> int:
-        return self.by_class[4]
+        """5xx answers and timeouts: what a user counts as a failure."""
+        return self.by_class[4] + self.timeouts
 
 
 class RunMetrics:
@@ -239,6 +242,8 @@ class RunMetrics:
         self.clients = ClientStats()
         # entry service ("" when no route matched) -> top-level answers by status class
         self.answers: dict[str, list[int]] = {}
+        self.timeouts: dict[str, int] = {}  # entry service -> requests whose client gave up
+        self.dropped: dict[str, int] = {}  # traffic group -> arrivals dropped at max_inflight
         self.ingress_rejected: dict[int, int] = {}  # live: HTTP status -> requests refused at the door
 
     def environment(self, service: str, environment: str) -> EnvironmentStats:
@@ -366,6 +371,21 @@ class RunCollector(Collector):
         for (svc, env), pct in run.canary_weights.items():
             weights.add_metric([svc, env], pct)
         yield weights
+
+        timeouts = CounterMetricFamily(
+            "edge_client_timeouts", "Top-level requests whose client gave up waiting (its timeout), by entry service.",
+            labels=["service"],
+        )
+        for service, n in sorted(run.timeouts.items()):
+            timeouts.add_metric([service], n)
+        yield timeouts
+        dropped = CounterMetricFamily(
+            "edge_client_dropped", "Arrivals an open traffic group could not send: max_inflight requests were outstanding.",
+            labels=["group"],
+        )
+        for group, n in sorted(run.dropped.items()):
+            dropped.add_metric([group], n)
+        yield dropped
 
         rejected = CounterMetricFamily(
             "edge_ingress_rejected",

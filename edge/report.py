@@ -77,6 +77,10 @@ class ClientReport(msgspec.Struct):
     cpu_limit_exceeded: int
     cpu_per_request_s: Quantiles
     undrained: int
+    timeouts: int
+    """Requests whose client gave up (its group's timeout); counted in requests and errors."""
+    dropped: dict[str, int]
+    """Per open group, arrivals never sent because max_inflight requests were outstanding."""
 
 
 class NodeReport(msgspec.Struct):
@@ -156,6 +160,8 @@ def build_report(result: RunResult) -> Report:
         cpu_limit_exceeded=c.cpu_limit_exceeded,
         cpu_per_request_s=quantiles(cpu),
         undrained=result.undrained,
+        timeouts=c.timeouts,
+        dropped=dict(sorted(metrics.dropped.items())),
     )
     cores = result.topology.cores
     return Report(
@@ -205,6 +211,8 @@ def print_summary(report: Report, console: Console | None = None) -> None:
         f"p50 {ms(c.latency_s.p50)}, p99 {ms(c.latency_s.p99)}, max {ms(c.latency_s.max)}; "
         f"retries {c.retries:,}, shed {c.shed:,}, CPU limit exceeded {c.cpu_limit_exceeded:,}; "
         f"CPU per request p50 {ms(c.cpu_per_request_s.p50)}, p99 {ms(c.cpu_per_request_s.p99)}"
+        + (f"; timeouts {c.timeouts:,}" if c.timeouts else "")
+        + (f"; dropped arrivals {sum(c.dropped.values()):,}" if c.dropped else "")
     )
     console.print(f"node: {report.node.cores} cores, {report.node.cpu_utilisation:.1%} CPU utilisation")
     for service, r in report.routers.items():

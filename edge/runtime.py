@@ -119,6 +119,8 @@ def _first(*values: Any) -> Any:
     return next(v for v in values if v is not None)
 
 
+_WAITING, _ANSWERED, _GAVE_UP = "waiting", "answered", "gave up"  # a top-level call's client side
+
 SETTLE_EVERY = 4096
 """Top-level requests between two ``RunMetrics.settle()`` calls: bounds the histograms' unbinned
 values to a few tens of thousands whatever the run's length."""
@@ -140,12 +142,17 @@ class FrontDoor:
         # simulated traffic repeats a few URLs, live traffic may not, hence a bounded LRU.
         self._routed: cachetools.LRUCache[str, str | None] = cachetools.LRUCache(maxsize=4096)
 
-    def submit(self, request: Request, sent_at: float, done: Callable[[Response], None] | None = None) -> Call | None:
+    def submit(
+        self, request: Request, sent_at: float, done: Callable[[Response | None], None] | None = None, timeout: float | None = None
+    ) -> Call | None:
         """Send a top-level request; ``sent_at`` is when the client meant to send it.
 
         Latency counts from ``sent_at``, not from when the model got round to it, so that a stalled
-        system shows its stall in the latency it causes (no coordinated omission). Returns the
-        call, for the caller to cancel if its client goes away (None when no route matched).
+        system shows its stall in the latency it causes (no coordinated omission). A client with a
+        ``timeout`` gives up that long after ``sent_at``: the request counts as a timeout then,
+        ``done(None)`` is called, and the answer that may come later is recorded for the service
+        but not for the client. Returns the call, for the caller to cancel if its client goes
+        away (None when no route matched).
         """
         self._until_settle -= 1
         if not self._until_settle:
@@ -157,12 +164,14 @@ class FrontDoor:
         except KeyError:
             service = self._routed[url] = self.topology.routes.match(request.host, request.path)
         if service is None:
-            self._record(None, None, platform_error(NOT_FOUND), sent_at, done)
+            self._record_client(None, platform_error(NOT_FOUND), sent_at, done)
             return None
         account = CpuAccount(self.cpu_limit, self.max_invocations)
         call = Call(request, account, self._completed, sent_at)
-        call.args = (service, done)
+        call.args = [service, done, _WAITING]
         self.inflight += 1
+        if timeout is not None:
+            self.clock.call_later(sent_at + timeout - self.clock.now(), self._give_up, call, timeout)
         immediate = self.topology.entries[service](call)
         if immediate is not None:
             self._completed(call, immediate)
@@ -170,15 +179,42 @@ class FrontDoor:
 
     def _completed(self, call: Call, response: Response) -> None:
         self.inflight -= 1
-        service, done = call.args
-        self._record(call, service, response, call.posted_at, done)
+        service, done, state = call.args
+        call.args[2] = _ANSWERED
+        self._record_service(call, service, response)
+        if state is _WAITING:
+            self._record_client(service, response, call.posted_at, done)
         if self.inflight == 0 and self._drained is not None:
             self._drained.set()
 
-    def _record(self, call: Call | None, service: str | None, response: Response, sent_at: float, done: Any) -> None:
+    def _give_up(self, call: Call, timeout: float) -> None:
+        service, done, state = call.args
+        if state is not _WAITING:
+            return
+        call.args[2] = _GAVE_UP
+        clients = self.metrics.clients
+        clients.requests += 1
+        clients.timeouts += 1
+        clients.latency.observe(timeout)
+        self.metrics.timeouts[service] = self.metrics.timeouts.get(service, 0) + 1
+        if done is not None:
+            done(None)
+
+    def _record_service(self, call: Call, service: str, response: Response) -> None:
+        """What the entry service did with a top-level request, whether its client waited or not."""
+        metrics = self.metrics
+        metrics.histogram(metrics.ingress, (service, call.served_by.environment)).observe(self.clock.now() - call.posted_at)
+        account = call.account
+        metrics.histogram(metrics.request_cpu, service).observe(account.used)
+        if account.exceeded_at is not None:
+            metrics.clients.cpu_limit_exceeded += 1
+            svc, _, env = account.exceeded_at.partition("@")
+            metrics.environment(svc, env).cpu_limit_exceeded += 1
+
+    def _record_client(self, service: str | None, response: Response, sent_at: float, done: Any) -> None:
+        """What the client saw."""
         metrics = self.metrics
         clients = metrics.clients
-        latency = self.clock.now() - sent_at
         status = response.status
         clients.requests += 1
         cls = status_class(status)
@@ -187,22 +223,13 @@ class FrontDoor:
         if answers is None:
             answers = metrics.answers[service or ""] = [0] * len(STATUS_CLASSES)
         answers[cls] += 1
-        clients.latency.observe(latency)
+        clients.latency.observe(self.clock.now() - sent_at)
         cause = response.headers.get(ERROR_HEADER) if status >= 400 else None  # platform errors are 4xx/5xx
         if cause is not None:
             if cause == "shed":
                 clients.shed += 1
             elif cause == "not-found":
                 clients.not_found += 1
-        if call is not None:
-            served = call.served_by
-            metrics.histogram(metrics.ingress, (service, served.environment)).observe(latency)
-            account = call.account
-            metrics.histogram(metrics.request_cpu, service).observe(account.used)
-            if account.exceeded_at is not None:
-                clients.cpu_limit_exceeded += 1
-                svc, _, env = account.exceeded_at.partition("@")
-                metrics.environment(svc, env).cpu_limit_exceeded += 1
         if done is not None:
             done(response)
 
@@ -258,7 +285,7 @@ def simulate(
                 supervisor.start(name, actor)
             if setup is not None:
                 setup(topology, front, clock)
-            start_traffic(loaded, front, clock, seed=seed, until=duration)
+            start_traffic(loaded, front, clock, metrics, seed=seed, until=duration)
             await clock.sleep(duration)
             drained = await front.drained(parse_duration(meta.drain))
             state["undrained"] = 0 if drained else front.inflight

@@ -1,21 +1,27 @@
-"""Simulated clients: open arrival streams that send the scenario's request mix to the front door.
+"""Simulated clients: traffic groups that send the scenario's request mixes to the front door.
 
-An open model keeps sending at its rate whatever the system does (as real users do), so overload
-shows up as queueing, shedding and latency rather than as a politely slowed-down client. Each group
-draws from its own random stream: adding a group or changing a split leaves the others' arrivals
-exactly as they were.
+An open group keeps sending at its rate (``edge.arrivals``) whatever the system does, as the users of
+a public service do, so overload shows up as queueing, shedding and latency rather than as a politely
+slowed-down client. A closed group is a fixed population of users who wait for each answer and think
+before the next request, as a back office or a batch does: its load falls when the system slows.
+Each group draws from its own random stream: adding a group or changing a split leaves the others'
+arrivals exactly as they were.
 """
 
 from __future__ import annotations
 
 import bisect
 import itertools
+import math
 import random
 
 from edge import config
+from edge.arrivals import Arrivals, Burst, Diurnal, RateProfile
 from edge.clock import ModelClock, random_stream
-from edge.fetch import Request
-from edge.units import parse_duration
+from edge.distributions import Distribution, parse_distribution
+from edge.fetch import Request, Response
+from edge.metrics import RunMetrics
+from edge.units import parse_duration, parse_rate
 
 
 class RequestMix:
@@ -47,41 +53,113 @@ class RequestMix:
 
 
 class OpenArrivals:
-    """An open arrival stream: requests at ``rate`` per second (Poisson or evenly spaced).
+    """An open group: requests at the times its arrival process gives, whatever the system does.
 
-    It is a chain of clock callbacks rather than a task: each arrival schedules the next, so a
-    simulated client costs no task switch per request.
+    A chain of clock callbacks rather than a task: each arrival schedules the next, so a simulated
+    client costs no task switch per request. With ``max_inflight`` the group behaves like a load
+    tool with that many virtual users: an arrival that finds them all waiting is dropped, and
+    counted, rather than sent late (which would hide the overload it is there to show).
     """
 
-    def __init__(self, front, clock: ModelClock, rng: random.Random, mix: RequestMix, kind: str, rate: float, until: float) -> None:
+    def __init__(self, front, clock: ModelClock, rng: random.Random, mix: RequestMix, arrivals: Arrivals, *,
+                 until: float, timeout: float | None, max_inflight: int | None, dropped: dict[str, int], name: str) -> None:
         self.front = front
         self.clock = clock
         self.rng = rng
         self.mix = mix
-        self.poisson = kind == "poisson"
-        self.rate = rate
+        self.arrivals = arrivals
         self.until = until
+        self.timeout = timeout
+        self.max_inflight = max_inflight
+        self.outstanding = 0
+        self.dropped = dropped
+        self.name = name
+        self.origin = 0.0
         self.at = 0.0
 
     def start(self, at: float) -> None:
-        self.at = at
+        self.origin = self.at = at
         self._schedule()
 
     def _schedule(self) -> None:
-        self.at += self.rng.expovariate(self.rate) if self.poisson else 1.0 / self.rate
-        if self.at < self.until:
+        after = self.arrivals.after(self.at - self.origin, self.until - self.origin)
+        if after != math.inf:
+            self.at = self.origin + after
             self.clock.call_later(self.at - self.clock.now(), self._arrive)
 
     def _arrive(self) -> None:
-        self.front.submit(self.mix.draw(self.rng), self.at)
+        if self.max_inflight is None:
+            self.front.submit(self.mix.draw(self.rng), self.at, None, self.timeout)
+        elif self.outstanding < self.max_inflight:
+            self.outstanding += 1
+            self.front.submit(self.mix.draw(self.rng), self.at, self._answered, self.timeout)
+        else:
+            self.dropped[self.name] = self.dropped.get(self.name, 0) + 1
         self._schedule()
 
+    def _answered(self, response: Response | None) -> None:
+        self.outstanding -= 1
 
-def start_traffic(loaded: config.LoadedScenario, front, clock: ModelClock, *, seed: int, until: float) -> None:
+
+class ClosedUsers:
+    """A closed group: each user sends, waits for the answer (or its timeout), thinks, sends again.
+
+    The offered load follows the system: when answers slow down, users send less (Little's law:
+    throughput = users / (response time + think time)). Users start spread over one think time.
+    """
+
+    # A user answered at once (a 404) with no think time would send again at the same instant,
+    # for ever: the clock would never move. Its next request waits at least this long.
+    MIN_GAP = 1e-6
+
+    def __init__(self, front, clock: ModelClock, rng: random.Random, mix: RequestMix, users: int, think: Distribution, *,
+                 until: float, timeout: float | None) -> None:
+        self.front = front
+        self.clock = clock
+        self.rng = rng
+        self.mix = mix
+        self.users = users
+        self.think = think
+        self.until = until
+        self.timeout = timeout
+
+    def start(self, at: float) -> None:
+        for _ in range(self.users):
+            self.clock.call_later(at - self.clock.now() + self.think.sample(self.rng), self._send)
+
+    def _send(self) -> None:
+        if self.clock.now() < self.until:
+            self.front.submit(self.mix.draw(self.rng), self.clock.now(), self._answered, self.timeout)
+
+    def _answered(self, response: Response | None) -> None:
+        self.clock.call_later(max(self.think.sample(self.rng), self.MIN_GAP), self._send)
+
+
+def rate_profile(group: config.Traffic) -> RateProfile:
+    _, base = config.parse_arrivals(group.arrivals)
+    stages = [(parse_duration(stage.duration), parse_rate(stage.rate)) for stage in group.stages]
+    diurnal = None
+    if group.diurnal is not None:
+        d = group.diurnal
+        diurnal = Diurnal(parse_duration(d.period), float(d.trough), parse_duration(d.peak))
+    bursts = [Burst(parse_duration(b.at), parse_duration(b.duration), float(b.factor)) for b in group.bursts]
+    return RateProfile(base, stages, diurnal, bursts)
+
+
+def start_traffic(loaded: config.LoadedScenario, front, clock: ModelClock, metrics: RunMetrics, *, seed: int, until: float) -> None:
     spec = loaded.spec
     for index, group in enumerate(spec.traffic):
-        kind, rate = config.parse_arrivals(group.arrivals)
+        name = group.name or f"group{index}"
         start = parse_duration(group.start)
         end = until if group.duration is None else min(until, start + parse_duration(group.duration))
         rng = random_stream(seed, "traffic", group.name or index)
-        OpenArrivals(front, clock, rng, RequestMix(spec, group.requests), kind, rate, end).start(start)
+        mix = RequestMix(spec, group.requests)
+        timeout = None if group.timeout is None else parse_duration(group.timeout)
+        if group.users is not None:
+            think = parse_distribution(group.think, unit="duration")
+            ClosedUsers(front, clock, rng, mix, group.users, think, until=end, timeout=timeout).start(start)
+        else:
+            kind, _ = config.parse_arrivals(group.arrivals)
+            arrivals = Arrivals(rate_profile(group), kind, rng)
+            OpenArrivals(front, clock, rng, mix, arrivals, until=end, timeout=timeout, max_inflight=group.max_inflight,
+                         dropped=metrics.dropped, name=name).start(start)

@@ -400,3 +400,28 @@ def test_metrics_port_serves_metrics_and_healthz_alone():
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
             assert answer.read() == b"ok\n"
         assert request(port, host="example.com", token=None)[0] == 404  # no routes on the metrics port
+
+
+CLOSED_USERS = """
+[scenario]
+name = "closed"
+
+[[services]]
+name = "api"
+routes = ["api.test/*"]
+model = { latency = "100ms" }
+
+[[traffic]]
+users = 4
+think = "100ms"
+requests = [{ url = "https://api.test/" }]
+"""
+
+
+def test_serve_traffic_runs_closed_users_too(tmp_path):
+    (tmp_path / "closed.toml").write_text(CLOSED_USERS)
+    with serve(str(tmp_path / "closed.toml"), "--traffic") as served:
+        time.sleep(2.0)
+        counts = metric_lines(served, "edge_request_duration_seconds_count")
+    answered = sum(float(line.rsplit(" ", 1)[1]) for line in counts)
+    assert 20 <= answered <= 44  # 4 users x 2 s / (100 ms + 100 ms), less startup

@@ -1,0 +1,150 @@
+"""Traffic models: open arrival profiles (rate, stages, diurnal, bursts), closed users, client
+timeouts and dropped arrivals, checked against the counts they must produce."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from edge import config
+from edge.arrivals import Arrivals, Burst, Diurnal, RateProfile
+from edge.clock import random_stream
+from edge.runtime import simulate
+
+SERVICE = """
+[scenario]
+name = "traffic"
+cores = 64
+
+[[services]]
+name = "api"
+routes = ["api.test/*"]
+model = {{ latency = "{latency}" }}
+concurrency = 100000
+mailbox = 100000
+
+[[traffic]]
+requests = [{{ url = "https://api.test/" }}]
+{traffic}
+"""
+
+
+def run(make_scenario, traffic: str, duration: float, latency: str = "1ms", seed: int = 1):
+    loaded = make_scenario(SERVICE.format(latency=latency, traffic=traffic))
+    return simulate(loaded, seed=seed, duration=duration).metrics
+
+
+def within_poisson(count: int, expected: float, sds: float = 4.0) -> bool:
+    return abs(count - expected) <= sds * math.sqrt(expected)
+
+
+def test_poisson_rate(make_scenario):
+    metrics = run(make_scenario, 'arrivals = "poisson(200/s)"', 60)
+    assert within_poisson(metrics.clients.requests, 12_000)
+
+
+def test_constant_rate_is_exact(make_scenario):
+    metrics = run(make_scenario, 'arrivals = "constant(50/s)"', 10)
+    assert metrics.clients.requests in (499, 500)
+
+
+@pytest.mark.parametrize("kind", ["poisson", "constant"])
+def test_stages_ramp_linearly(make_scenario, kind):
+    stages = f'arrivals = "{kind}(0/s)"\nstages = [{{ duration = "30s", rate = "400/s" }}, {{ duration = "30s", rate = "400/s" }}]'
+    ramp_only = run(make_scenario, stages, 30).clients.requests
+    whole = run(make_scenario, stages, 60).clients.requests
+    if kind == "poisson":
+        assert within_poisson(ramp_only, 6_000)  # half of 400/s over the 30 s ramp
+        assert within_poisson(whole, 18_000)
+    else:
+        assert abs(ramp_only - 6_000) <= 2 and abs(whole - 18_000) <= 2
+
+
+def test_diurnal_curve_averages_between_trough_and_peak(make_scenario):
+    traffic = 'arrivals = "poisson(100/s)"\ndiurnal = { period = "60s", trough = 0.2, peak = "30s" }'
+    metrics = run(make_scenario, traffic, 60)
+    assert within_poisson(metrics.clients.requests, 100 * 60 * 0.6)  # mean of the curve: (1 + 0.2) / 2
+
+
+def test_diurnal_profile_peaks_and_troughs_where_asked():
+    profile = RateProfile(100, diurnal=Diurnal(period=60, trough=0.2, peak=30))
+    assert profile.rate(30) == pytest.approx(100)
+    assert profile.rate(0) == pytest.approx(20)
+    assert profile.rate(15) == pytest.approx(60)
+
+
+def test_bursts_multiply_the_rate_while_they_last(make_scenario):
+    traffic = 'arrivals = "poisson(100/s)"\nbursts = [{ at = "10s", duration = "10s", factor = 5 }]'
+    metrics = run(make_scenario, traffic, 60)
+    assert within_poisson(metrics.clients.requests, 100 * 50 + 500 * 10)
+
+
+def test_thinned_poisson_follows_the_profile_in_each_window():
+    profile = RateProfile(0, stages=[(10, 1000)], bursts=[Burst(12, 2, 3.0)])
+    arrivals = Arrivals(profile, "poisson", random_stream(5, "test"))
+    times, t = [], 0.0
+    while (t := arrivals.after(t, 16)) != math.inf:
+        times.append(t)
+    assert within_poisson(sum(1 for x in times if x < 10), 5_000)
+    assert within_poisson(sum(1 for x in times if 10 <= x < 12), 2_000)
+    assert within_poisson(sum(1 for x in times if 12 <= x < 14), 6_000)
+    assert within_poisson(sum(1 for x in times if 14 <= x < 16), 2_000)
+
+
+def test_closed_users_follow_littles_law(make_scenario):
+    traffic = 'users = 10\nthink = "exp(100ms)"'
+    metrics = run(make_scenario, traffic, 60, latency="50ms")
+    expected = 10 / (0.050 + 0.100) * 60  # users / (response + think) per second
+    assert abs(metrics.clients.requests - expected) / expected < 0.05
+    assert metrics.clients.latency.quantile(0.5) == pytest.approx(0.050, rel=0.02)
+
+
+def test_closed_users_slow_down_with_the_system(make_scenario):
+    fast = run(make_scenario, 'users = 5\nthink = "100ms"', 30, latency="10ms").clients.requests
+    slow = run(make_scenario, 'users = 5\nthink = "100ms"', 30, latency="400ms").clients.requests
+    assert fast == pytest.approx(5 / 0.110 * 30, rel=0.02)
+    assert slow == pytest.approx(5 / 0.500 * 30, rel=0.03)
+
+
+def test_client_timeouts_count_as_errors_at_the_timeout(make_scenario):
+    metrics = run(make_scenario, 'arrivals = "constant(10/s)"\ntimeout = "500ms"', 10, latency="2s")
+    clients = metrics.clients
+    assert clients.timeouts == clients.requests == clients.errors >= 95
+    assert clients.latency.max == pytest.approx(0.5)
+    assert sum(metrics.timeouts.values()) == clients.timeouts
+    assert sum(sum(c) for c in metrics.answers.values()) == 0  # the late answers are not the client's
+
+
+def test_closed_users_move_on_after_a_timeout(make_scenario):
+    metrics = run(make_scenario, 'users = 2\nthink = "0s"\ntimeout = "100ms"', 10, latency="1s")
+    assert metrics.clients.timeouts == metrics.clients.requests == pytest.approx(2 * 10 / 0.1, abs=2)
+
+
+def test_open_group_drops_arrivals_beyond_max_inflight(make_scenario):
+    metrics = run(make_scenario, 'name = "web"\narrivals = "constant(100/s)"\nmax_inflight = 10', 20, latency="1s")
+    sent = metrics.clients.requests
+    dropped = metrics.dropped["web"]
+    assert sent + dropped in (1999, 2000)
+    assert sent == pytest.approx(10 * 20, abs=12)  # ten outstanding, each for one second
+
+
+@pytest.mark.parametrize(
+    "traffic, path, expected",
+    [
+        ('users = 5\narrivals = "poisson(1/s)"', "traffic[0].arrivals", "closed group"),
+        ('users = 0', "traffic[0].users", "at least one user"),
+        ('users = 3\nthink = "exp(1 parsec)"', "traffic[0].think", "expected"),
+        ('stages = [{ duration = "1m", rate = "-5/s" }]', "traffic[0].stages[0].rate", "non-negative rate"),
+        ('stages = [{ duration = "soon", rate = "5/s" }]', "traffic[0].stages[0].duration", "duration"),
+        ('diurnal = { trough = 0 }', "traffic[0].diurnal.trough", "fraction"),
+        ('bursts = [{ at = "1m", duration = "10s", factor = -2 }]', "traffic[0].bursts[0].factor", "non-negative"),
+        ('timeout = "0s"', "traffic[0].timeout", "positive duration"),
+        ('max_inflight = 0', "traffic[0].max_inflight", "at least 1"),
+    ],
+)
+def test_traffic_errors_name_the_path(make_scenario, traffic, path, expected):
+    with pytest.raises(config.ConfigError) as error:
+        make_scenario(SERVICE.format(latency="1ms", traffic=traffic))
+    message = str(error.value)
+    assert f": {path}: " in message and expected in message, message
