@@ -21,6 +21,7 @@ from edge.admin import DEFAULT_ADMIN_PORT
 from edge.units import parse_duration, parse_size
 
 EXIT_OK = 0
+EXIT_THRESHOLDS_FAILED = 1
 EXIT_BAD_INPUT = 2
 
 
@@ -31,7 +32,7 @@ def _load(path: str | None) -> config.LoadedScenario:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from edge.report import build_report, print_summary, write_json
+    from edge.report import build_report, failed_thresholds, print_summary, write_json
     from edge.runtime import simulate
 
     loaded = _load(args.scenario)
@@ -48,7 +49,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"[dim]simulated {result.simulated:,.0f}s in {wall:,.1f}s wall "
             f"({report.clients.requests / wall:,.0f} requests/s, {result.events / wall:,.0f} timer events/s)[/dim]"
         )
-    return EXIT_OK
+    failed = failed_thresholds(report)
+    for t in failed:
+        print(f"edge: threshold failed: {t.threshold} (measured {t.shown()})", file=sys.stderr)
+    return EXIT_THRESHOLDS_FAILED if failed else EXIT_OK
 
 
 def cmd_check(args: argparse.Namespace) -> int:

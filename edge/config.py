@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 
 from edge.distributions import parse_distribution
+from edge.thresholds import parse_threshold
 from edge.units import parse_duration, parse_rate, parse_ratio
 
 Number = int | float
@@ -281,6 +282,15 @@ class Scenario(msgspec.Struct, forbid_unknown_fields=True):
     services: list[Service]
     scenario: Meta = msgspec.field(default_factory=Meta)
     traffic: list[Traffic] = []
+    thresholds: list[str] = []
+    """Pass/fail criteria checked after the run (``edge.thresholds``); a failed one exits 1."""
+
+    def __post_init__(self) -> None:
+        for index, text in enumerate(self.thresholds):
+            try:
+                parse_threshold(text)
+            except ValueError as exc:
+                raise ValueError(f"@thresholds[{index}]: {exc}") from None
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -467,6 +477,14 @@ def validate(loaded: LoadedScenario) -> None:
                         raise fail(where, f"expected a secret of {svc!r}, it has no secret {name!r}")
         if not public:
             raise fail(f"traffic[{t}]", "expected at least one public service (one with `routes`) to send traffic to")
+
+    for i, text in enumerate(spec.thresholds):
+        subject = parse_threshold(text).subject
+        if subject != "clients":
+            svc, _, env_name = subject.partition("@")
+            if svc not in services or env_name not in environments_of(services[svc]):
+                known = ", ".join(f"{s.name}@{e}" for s in spec.services for e in environments_of(s))
+                raise fail(f"thresholds[{i}]", f"expected clients or a service environment ({known}), got {subject!r}")
 
 
 def resolve_secret(spec: Scenario, reference: str) -> str:

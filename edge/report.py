@@ -18,6 +18,7 @@ from rich.table import Table
 
 from edge.metrics import STATUS_CLASSES, LogHistogram
 from edge.runtime import RunResult
+from edge.thresholds import Threshold, ThresholdResult, parse_threshold
 from edge.units import format_duration
 
 
@@ -99,6 +100,8 @@ class Report(msgspec.Struct):
     routers: dict[str, RouterReport]
     bindings: list[BindingReport]
     clients: ClientReport
+    thresholds: list[ThresholdResult]
+    """Each of the scenario's thresholds with the value the run measured; any failed => exit 1."""
 
 
 def _round(x: float) -> float:
@@ -164,7 +167,7 @@ def build_report(result: RunResult) -> Report:
         dropped=dict(sorted(metrics.dropped.items())),
     )
     cores = result.topology.cores
-    return Report(
+    report = Report(
         scenario=result.loaded.spec.scenario.name,
         seed=result.seed,
         duration_s=_round(result.duration),
@@ -174,7 +177,45 @@ def build_report(result: RunResult) -> Report:
         routers=routers,
         bindings=bindings,
         clients=clients,
+        thresholds=[],
     )
+    report.thresholds = [
+        ThresholdResult(threshold=t.text, value=_round(value), passed=t.holds(value))
+        for t in map(parse_threshold, result.loaded.spec.thresholds)
+        for value in [threshold_value(report, t)]
+    ]
+    return report
+
+
+def threshold_value(report: Report, threshold: Threshold) -> float:
+    """What the run measured for ``threshold``'s metric and subject."""
+    metric, stat = threshold.metric, threshold.stat
+    if threshold.subject == "clients":
+        c = report.clients
+        if metric == "latency":
+            return getattr(c.latency_s, stat)  # type: ignore[arg-type]
+        if metric == "cpu per request":
+            return getattr(c.cpu_per_request_s, stat)  # type: ignore[arg-type]
+        if metric in ("error ratio", "effective error ratio"):
+            return c.error_ratio
+        if metric == "dropped":
+            return float(sum(c.dropped.values()))
+        return float(getattr(c, metric))
+    e = report.environments[threshold.subject]
+    errors = e.status.get("5xx", 0)
+    if metric == "latency":
+        return getattr(e.latency_s, stat)  # type: ignore[arg-type]
+    if metric == "queue wait":
+        return getattr(e.queue_wait_s, stat)  # type: ignore[arg-type]
+    if metric == "error ratio":
+        return errors / e.requests if e.requests else 0.0
+    if metric == "errors":
+        return float(errors)
+    return float(getattr(e, metric.replace(" ", "_")))
+
+
+def failed_thresholds(report: Report) -> list[ThresholdResult]:
+    return [t for t in report.thresholds if not t.passed]
 
 
 def write_json(report: Report, path: str | Path) -> None:
@@ -215,6 +256,9 @@ def print_summary(report: Report, console: Console | None = None) -> None:
         + (f"; dropped arrivals {sum(c.dropped.values()):,}" if c.dropped else "")
     )
     console.print(f"node: {report.node.cores} cores, {report.node.cpu_utilisation:.1%} CPU utilisation")
+    for t in report.thresholds:
+        mark = "[green]✓ pass[/green]" if t.passed else "[bold red]✗ FAIL[/bold red]"
+        console.print(f"{mark}  {t.threshold}  (measured {t.shown()})")
     for service, r in report.routers.items():
         weights = ", ".join(f"{env} {w:g}%" for env, w in r.weights.items())
         retries = ", ".join(f"{k} {v:,}" for k, v in r.retries.items()) or "none"

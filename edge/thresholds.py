@@ -1,0 +1,103 @@
+"""Pass/fail criteria of a run, as k6's thresholds: ``"p99 latency of app@canary < 200ms"``.
+
+A threshold is ``[STAT] METRIC [of SUBJECT] OP VALUE``:
+
+* SUBJECT is ``clients`` (the default: top-level requests as users saw them, after fallbacks) or a
+  service environment ``SERVICE@ENV`` (every call it answered, per attempt);
+* METRIC with a STAT (``p50``, ``p90``, ``p99``, ``max``, ``mean``): ``latency``, ``queue wait``
+  (environments), ``cpu per request`` (clients); the value is a duration ("200ms");
+* ``error ratio`` (``effective error ratio`` is the same for clients): a ratio ("0.1%", 0.001);
+* counts: ``requests``, ``errors``, ``timeouts``, ``dropped``, ``shed``, ``retries``,
+  ``cpu_limit_exceeded``, and for environments ``exceptions`` and ``cold starts``;
+* OP: ``<``, ``<=``, ``>``, ``>=``, ``==``, ``!=``.
+
+This module parses (at scenario load, so a typo fails before the run) and compares; what a metric's
+value is in a run is the report's business (``report.threshold_value``).
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from typing import Callable
+
+import msgspec
+
+from edge.units import format_duration, parse_duration, parse_ratio
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    "<=": operator.le, ">=": operator.ge, "==": operator.eq, "!=": operator.ne, "<": operator.lt, ">": operator.gt,
+}
+STATS = ("p50", "p90", "p99", "max", "mean")
+TIMED = ("latency", "queue wait", "cpu per request")
+RATIOS = ("error ratio", "effective error ratio")
+CLIENT_COUNTS = ("requests", "errors", "timeouts", "dropped", "shed", "retries", "cpu_limit_exceeded")
+ENVIRONMENT_COUNTS = ("requests", "errors", "shed", "cpu_limit_exceeded", "exceptions", "cold starts")
+
+_METRIC = "|".join(re.escape(m) for m in sorted({*TIMED, *RATIOS, *CLIENT_COUNTS, *ENVIRONMENT_COUNTS}, key=len, reverse=True))
+_GRAMMAR = re.compile(
+    rf"^\s*(?:(?P<stat>{'|'.join(STATS)})\s+)?(?P<metric>{_METRIC})"
+    r"(?:\s+of\s+(?P<subject>clients|[A-Za-z0-9_-]+@[A-Za-z0-9_-]+))?"
+    r"\s*(?P<op><=|>=|==|!=|<|>)\s*(?P<value>\S+)\s*$"
+)
+EXPECTED = '"[STAT] METRIC [of clients|SERVICE@ENV] OP VALUE", e.g. "p99 latency of app@canary < 200ms"'
+
+
+class Threshold(msgspec.Struct, frozen=True):
+    text: str
+    metric: str
+    stat: str | None
+    subject: str  # "clients" or "service@environment"
+    op: str
+    value: float
+
+    def holds(self, measured: float) -> bool:
+        return _OPS[self.op](measured, self.value)
+
+
+class ThresholdResult(msgspec.Struct):
+    threshold: str
+    value: float
+    """Seconds for timed metrics, a fraction for ratios, else a count."""
+    passed: bool
+
+    def shown(self) -> str:
+        """The measured value in the threshold's own terms: "15.9ms", "0.108%", "3"."""
+        metric = parse_threshold(self.threshold).metric
+        if metric in TIMED:
+            return format_duration(self.value)
+        if metric in RATIOS:
+            return f"{self.value:.3%}"
+        return f"{self.value:g}"
+
+
+def parse_threshold(text: str) -> Threshold:
+    match = _GRAMMAR.match(text)
+    if match is None:
+        raise ValueError(f"expected {EXPECTED}, got {text!r}")
+    stat, metric, subject, op, raw = match.group("stat", "metric", "subject", "op", "value")
+    subject = subject or "clients"
+    on_clients = subject == "clients"
+    if metric in TIMED:
+        if stat is None:
+            raise ValueError(f"{metric} needs a statistic ({', '.join(STATS)}) in {text!r}")
+        if metric == "queue wait" and on_clients:
+            raise ValueError(f"queue wait is a service environment's (of SERVICE@ENV), in {text!r}")
+        if metric == "cpu per request" and not on_clients:
+            raise ValueError(f"cpu per request is the clients' (top-level requests), in {text!r}")
+        value = parse_duration(raw)
+    elif stat is not None:
+        raise ValueError(f"{stat} applies to latency, queue wait and cpu per request, not {metric}, in {text!r}")
+    elif metric in RATIOS:
+        if metric == "effective error ratio" and not on_clients:
+            raise ValueError(f"effective error ratio is the clients' (after fallbacks), in {text!r}")
+        value = parse_ratio(raw)
+    else:
+        allowed = CLIENT_COUNTS if on_clients else ENVIRONMENT_COUNTS
+        if metric not in allowed:
+            raise ValueError(f"{metric} is not counted for {'clients' if on_clients else 'a service environment'} (there: {', '.join(allowed)}), in {text!r}")
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"expected a number after {op!r}, got {raw!r} in {text!r}") from None
+    return Threshold(text=text.strip(), metric=metric, stat=stat, subject=subject, op=op, value=value)
