@@ -123,3 +123,19 @@ def test_cli_check_and_graph(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "gateway  [example.com/*]" in out and "auth  [private]" in out
     assert "production: AUTH -> auth" in out
+
+
+def test_graph_dot_declares_every_environment_and_draws_every_binding(capsys):
+    import re
+
+    assert cli.main(["graph", "--dot"]) == 0
+    dot = capsys.readouterr().out
+    assert dot.startswith("digraph edge {") and dot.rstrip().endswith("}")
+    assert dot.count("{") == dot.count("}")
+    declared = set(re.findall(r'^\s+"([\w@-]+)" \[label=', dot, re.M))
+    assert declared == {"gateway@production", "auth@production", "app@production", "app@canary"}
+    edges = re.findall(r'^\s+"?([\w@-]+)"? -> "([\w@-]+)" \[label="([^"]+)"', dot, re.M)
+    assert ("gateway@production", "auth@production", "AUTH") in edges
+    assert ("gateway@production", "app@canary", "APP 1%") in edges
+    assert ("ingress", "gateway@production", "100%") in edges
+    assert {target for _, target, _ in edges} <= declared
