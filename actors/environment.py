@@ -15,6 +15,7 @@ hop allocates nothing it does not need: ``Context`` (``ctx``: CPU, sleeping, ran
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import math
@@ -27,7 +28,8 @@ from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_resch
 from actors.mailbox import Call, Mailbox, ask
 from edge.clock import ModelClock
 from edge.cpu import CorePool, CpuAccount, CpuLimitExceeded, InvocationLimitExceeded, metered
-from edge.errors import CLIENT_CLOSED, CPU_LIMIT, SHED, WORKER_EXCEPTION, platform_error
+from edge.distributions import Distribution
+from edge.errors import CLIENT_CLOSED, CPU_LIMIT, ERROR_HEADER, SHED, UNAVAILABLE, WORKER_EXCEPTION, platform_error
 from edge.fetch import Request, Response
 from edge.metrics import LogHistogram, RunMetrics, status_class
 from edge.units import parse_duration
@@ -176,6 +178,18 @@ class Binding:
         return result
 
 
+class Faults:
+    """Behaviour injected into a code worker by a timeline ``set``: before its code runs, a call
+    waits ``latency``, spends ``cpu``, or (with probability ``errors``) is answered 500 at once."""
+
+    __slots__ = ("latency", "cpu", "errors")
+
+    def __init__(self, latency: Distribution | None = None, cpu: Distribution | None = None, errors: float = 0.0) -> None:
+        self.latency = latency
+        self.cpu = cpu
+        self.errors = errors
+
+
 class EnvironmentActor:
     """The actor of one service environment."""
 
@@ -217,6 +231,9 @@ class EnvironmentActor:
         self.cold_start = cold_start
         self.keep_warm = keep_warm
         self.live = live  # real time: worker CPU is measured, and clients can hang up
+        self.faults: Faults | None = None  # injected by the timeline (code workers)
+        self.tags: dict[str, str] = {}
+        self.down = False  # crashed (timeline): new calls are refused until it restarts
         self._values = values
         self._bindings = bindings
         self._secrets = [s for s in secrets if s]
@@ -232,15 +249,37 @@ class EnvironmentActor:
         """Accept a call (None) or shed it (the 503 to answer with)."""
         return self._queue_or_shed(call)
 
+    def set_version(self, version: int | str) -> None:
+        """A deploy: answers from now on count under the new version."""
+        self.version = str(version)
+        self._counts = self.stats.counts(self.version)
+
+    def adopt(self, source: EnvironmentActor) -> None:
+        """A promotion: from now on run ``source``'s code or model, as its version."""
+        if isinstance(source.worker, ModelWorker) != isinstance(self.worker, ModelWorker):
+            raise ValueError(f"cannot promote {source.key} into {self.key}: one is code, the other a synthetic model")
+        self.worker = copy.copy(source.worker)
+        self.faults = source.faults
+        self.tags = dict(source.tags)
+        self.set_version(source.version)
+
+    def go_cold(self) -> None:
+        """Every idle slot forgets it was warm: the next calls each pay a cold start."""
+        self._warm.clear()
+
     def _queue_or_shed(self, call: Call) -> Response | None:
+        if self.down:
+            return self._refuse(call, UNAVAILABLE)
         if self.mailbox.post(call):
             return None
-        stats = self.stats
-        stats.shed += 1
-        self._counts[status_class(SHED[0])] += 1
+        self.stats.shed += 1
+        return self._refuse(call, SHED)
+
+    def _refuse(self, call: Call, kind: tuple[int, int | None, str]) -> Response:
+        self._counts[status_class(kind[0])] += 1
         call.served_by = self
         call.version = self.version
-        return platform_error(SHED)
+        return platform_error(kind)
 
     async def run(self) -> None:
         """Serve until cancelled."""
@@ -291,17 +330,20 @@ class EnvironmentActor:
             }
         )
         receive = self.mailbox.receive
-        fetch = self.worker.fetch
         if self.live:
-            await self._serve_live_calls(ctx, env, receive, fetch)
+            await self._serve_live_calls(ctx, env, receive)
         else:
-            await self._serve_calls(ctx, env, receive, fetch)
+            await self._serve_calls(ctx, env, receive)
 
-    async def _run_worker(self, call: Call, env: Env, ctx: Context, fetch: Callable[..., Any]) -> Any:
+    async def _run_worker(self, call: Call, env: Env, ctx: Context) -> Any:
         """The worker's answer to one call; whatever goes wrong is this call's answer, not the slot's end."""
+        if self.faults is not None:
+            injected = await self._inject(ctx)
+            if injected is not None:
+                return injected
         try:
             if call.method is None:
-                result = await fetch(call.request, env, ctx)
+                result = await self.worker.fetch(call.request, env, ctx)  # (a promotion may swap the worker)
                 if not isinstance(result, Response):
                     raise TypeError(f"fetch() must return a Response, returned {type(result).__name__}")
             else:
@@ -314,18 +356,18 @@ class EnvironmentActor:
             return platform_error(CPU_LIMIT)
         return result
 
-    async def _serve_calls(self, ctx: Context, env: Env, receive: Callable[[], Any], fetch: Callable[..., Any]) -> None:
+    async def _serve_calls(self, ctx: Context, env: Env, receive: Callable[[], Any]) -> None:
         while True:
             call = await receive()
             cold = self._begin(call)
             if cold:
                 await self.clock.sleep(cold)
             ctx.account = call.account
-            result = await self._run_worker(call, env, ctx, fetch)
+            result = await self._run_worker(call, env, ctx)
             ctx.account = None
             self._finish(call, result)
 
-    async def _serve_live_calls(self, ctx: Context, env: Env, receive: Callable[[], Any], fetch: Callable[..., Any]) -> None:
+    async def _serve_live_calls(self, ctx: Context, env: Env, receive: Callable[[], Any]) -> None:
         """As ``_serve_calls``, plus what real time brings: the worker's CPU is measured, and a
         call whose client hung up is cancelled.
 
@@ -346,7 +388,7 @@ class EnvironmentActor:
                         result = platform_error(CLIENT_CLOSED)
                     else:
                         charge = functools.partial(self._charge_measured, call.account)
-                        result = await metered(self._run_worker(call, env, ctx, fetch), charge)
+                        result = await metered(self._run_worker(call, env, ctx), charge)
                     call.scope = None
                     ctx.account = None
                     self._finish(call, result)
@@ -355,6 +397,20 @@ class EnvironmentActor:
             call.scope = None
             ctx.account = None
             self._finish(call, platform_error(CLIENT_CLOSED))
+
+    async def _inject(self, ctx: Context) -> Response | None:
+        faults = self.faults
+        assert faults is not None
+        if faults.errors and self.rng.random() < faults.errors:
+            return Response("injected fault", status=500, headers={ERROR_HEADER: "injected"})
+        try:
+            if faults.cpu is not None:
+                await ctx.cpu(faults.cpu.sample(self.rng))
+            if faults.latency is not None:
+                await ctx.sleep(faults.latency.sample(self.rng))
+        except CpuLimitExceeded:
+            return platform_error(CPU_LIMIT)
+        return None
 
     def _charge_measured(self, account: CpuAccount, seconds: float) -> None:
         """Charge the CPU the worker really used to its chain (live mode)."""
@@ -370,7 +426,7 @@ class EnvironmentActor:
         same as the task taking it at once, since nothing can run in between. Calls that find
         every slot busy wait in the mailbox, FIFO, and the actor's task starts them as slots free.
         """
-        if self._busy < self.concurrency and not self._waiting:
+        if self._busy < self.concurrency and not self._waiting and not self.down:
             self._model_begin(call)
             return None
         return self._queue_or_shed(call)

@@ -278,12 +278,69 @@ class Traffic(msgspec.Struct, forbid_unknown_fields=True):
                 raise ValueError(f"@timeout: expected a positive duration, got {self.timeout!r}")
 
 
+TIMELINE_ACTIONS = ("set", "crash", "cold", "weights", "deploy", "promote")
+
+
+class TimelineEvent(msgspec.Struct, forbid_unknown_fields=True):
+    """Something that happens to the topology at a simulated time: the script of a rollout story.
+
+    * ``set`` (target ``SERVICE@ENV``): new behaviour. A synthetic worker's ``latency``, ``cpu``,
+      ``errors`` replace its model's; a code worker gets them injected before its code runs
+      (extra wait, extra CPU, that share of calls answered 500 without running it).
+    * ``crash`` (target ``SERVICE@ENV``, ``duration``): new calls get 503 until it restarts,
+      with every slot cold.
+    * ``cold`` (target ``SERVICE@ENV``): every slot goes cold at once (a cold-start storm).
+    * ``weights`` (target ``SERVICE``, ``weights``): a new split.
+    * ``deploy`` (target ``SERVICE@ENV``): a new version (``version``, default the current + 1)
+      with ``tags``, and optionally new behaviour as ``set``.
+    * ``promote`` (target ``SERVICE@ENV``, ``to`` default "production"): ``to`` takes the target's
+      code or model and version, and all of the service's traffic.
+    """
+
+    at: Duration
+    action: str
+    target: str
+    latency: Duration | None = None
+    cpu: Duration | None = None
+    errors: Number | str | None = None
+    duration: Duration | None = None
+    weights: dict[str, Number] = {}
+    version: int | None = None
+    tags: dict[str, str] = {}
+    to: str = "production"
+
+    def __post_init__(self) -> None:
+        _check("at", parse_duration, self.at)
+        if self.action not in TIMELINE_ACTIONS:
+            raise ValueError(f"@action: expected one of {', '.join(TIMELINE_ACTIONS)}, got {self.action!r}")
+        pinned = "@" in self.target
+        if self.action == "weights":
+            if pinned:
+                raise ValueError(f"@target: weights apply to a service (its router), got {self.target!r}")
+            if not self.weights:
+                raise ValueError("@weights: expected the new split, e.g. { production = 95, canary = 5 }")
+        elif not pinned:
+            raise ValueError(f'@target: expected "SERVICE@ENVIRONMENT" for {self.action}, got {self.target!r}')
+        if self.action == "crash":
+            if self.duration is None:
+                raise ValueError("@duration: expected how long the crash lasts, e.g. \"30s\"")
+            _check("duration", parse_duration, self.duration)
+        for field, unit in (("latency", "duration"), ("cpu", "duration")):
+            if getattr(self, field) is not None:
+                _check(field, parse_distribution, getattr(self, field), unit=unit)
+        if self.errors is not None:
+            _check("errors", parse_ratio, self.errors)
+        if self.version is not None and self.version < 1:
+            raise ValueError(f"@version: expected a version number >= 1, got {self.version}")
+
+
 class Scenario(msgspec.Struct, forbid_unknown_fields=True):
     services: list[Service]
     scenario: Meta = msgspec.field(default_factory=Meta)
     traffic: list[Traffic] = []
     thresholds: list[str] = []
     """Pass/fail criteria checked after the run (``edge.thresholds``); a failed one exits 1."""
+    timeline: list[TimelineEvent] = []
 
     def __post_init__(self) -> None:
         for index, text in enumerate(self.thresholds):
@@ -478,6 +535,28 @@ def validate(loaded: LoadedScenario) -> None:
         if not public:
             raise fail(f"traffic[{t}]", "expected at least one public service (one with `routes`) to send traffic to")
 
+    for i, event in enumerate(spec.timeline):
+        svc, _, env_name = event.target.partition("@")
+        where = f"timeline[{i}]"
+        if svc not in services:
+            raise fail(f"{where}.target", f"expected a service ({', '.join(services)}), got {svc!r}")
+        envs = environments_of(services[svc])
+        if env_name and env_name not in envs:
+            raise fail(f"{where}.target", f"expected an environment of {svc!r} ({', '.join(envs)}), got {env_name!r}")
+        if event.action == "weights":
+            if services[svc].split is None:
+                raise fail(f"{where}.target", f"expected a service with a split, {svc!r} has none")
+            unknown = [name for name in event.weights if name not in envs]
+            if unknown:
+                raise fail(f"{where}.weights.{unknown[0]}", f"expected an environment of {svc!r} ({', '.join(envs)})")
+            if abs(sum(event.weights.values()) - 100) > 1e-9 or any(w < 0 for w in event.weights.values()):
+                raise fail(f"{where}.weights", f"expected weights >= 0 summing to 100 (percent), got {sum(event.weights.values()):g}")
+        if event.action == "promote":
+            if event.to not in envs:
+                raise fail(f"{where}.to", f"expected an environment of {svc!r} ({', '.join(envs)}), got {event.to!r}")
+            if is_model(services[svc], envs[env_name]) != is_model(services[svc], envs[event.to]):
+                raise fail(f"{where}.to", f"expected {event.to!r} and {env_name!r} to be both code or both synthetic models")
+
     for i, text in enumerate(spec.thresholds):
         subject = parse_threshold(text).subject
         if subject != "clients":
@@ -485,6 +564,11 @@ def validate(loaded: LoadedScenario) -> None:
             if svc not in services or env_name not in environments_of(services[svc]):
                 known = ", ".join(f"{s.name}@{e}" for s in spec.services for e in environments_of(s))
                 raise fail(f"thresholds[{i}]", f"expected clients or a service environment ({known}), got {subject!r}")
+
+
+def is_model(service: Service, env: Environment) -> bool:
+    """Does this environment run a synthetic model (rather than worker code)?"""
+    return (env.model or (service.model if env.worker is None else None)) is not None
 
 
 def resolve_secret(spec: Scenario, reference: str) -> str:

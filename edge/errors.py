@@ -20,9 +20,12 @@ NOT_FOUND = (404, 1000, "not-found")
 """No public route for this host and path (private services have none)."""
 CLIENT_CLOSED = (499, None, "client-closed")
 """The client went away before the answer (nginx's 499; Cloudflare has no error code for it)."""
+UNAVAILABLE = (503, None, "unavailable")
+"""The environment is down (a timeline crash) and refuses calls until it restarts."""
 
 
 def platform_error(kind: tuple[int, int | None, str]) -> Response:
+    """The platform's answer for ``kind``: ``error code: NNNN``, or the cause for those without one."""
     status, code, cause = kind
-    body = f"error code: {code}" if code is not None else "client closed request"
+    body = f"error code: {code}" if code is not None else cause.replace("-", " ")
     return Response(body, status=status, headers={ERROR_HEADER: cause})

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from edge.metrics import STATUS_CLASSES, LogHistogram
 from edge.runtime import RunResult
+from edge.timeline import TimelineEntry
 from edge.thresholds import Threshold, ThresholdResult, parse_threshold
 from edge.units import format_duration
 
@@ -102,6 +103,8 @@ class Report(msgspec.Struct):
     clients: ClientReport
     thresholds: list[ThresholdResult]
     """Each of the scenario's thresholds with the value the run measured; any failed => exit 1."""
+    timeline: list[TimelineEntry]
+    """What the scenario's timeline did, when."""
 
 
 def _round(x: float) -> float:
@@ -178,6 +181,7 @@ def build_report(result: RunResult) -> Report:
         bindings=bindings,
         clients=clients,
         thresholds=[],
+        timeline=list(result.timeline),
     )
     report.thresholds = [
         ThresholdResult(threshold=t.text, value=_round(value), passed=t.holds(value))
@@ -256,6 +260,8 @@ def print_summary(report: Report, console: Console | None = None) -> None:
         + (f"; dropped arrivals {sum(c.dropped.values()):,}" if c.dropped else "")
     )
     console.print(f"node: {report.node.cores} cores, {report.node.cpu_utilisation:.1%} CPU utilisation")
+    for entry in report.timeline:
+        console.print(f"[cyan]{format_duration(entry.at_s):>8}[/cyan]  {entry.action} {entry.target}: {entry.detail}")
     for t in report.thresholds:
         mark = "[green]✓ pass[/green]" if t.passed else "[bold red]✗ FAIL[/bold red]"
         console.print(f"{mark}  {t.threshold}  (measured {t.shown()})")

@@ -86,6 +86,7 @@ def build(loaded: config.LoadedScenario, *, seed: int, clock: ModelClock, metric
                 keep_warm=parse_duration(_first(env.keep_warm, service.keep_warm, DEFAULT_KEEP_WARM)),
                 live=live,
             )
+            actor.tags = {**service.tags, **env.tags}
             topology.environments[actor.key] = actor
 
         serving = config.serving_environments(service)
@@ -244,7 +245,10 @@ class FrontDoor:
 
 
 class RunResult:
-    def __init__(self, loaded: config.LoadedScenario, seed: int, duration: float, simulated: float, metrics: RunMetrics, topology: Topology, events: int, undrained: int) -> None:
+    def __init__(
+        self, loaded: config.LoadedScenario, seed: int, duration: float, simulated: float, metrics: RunMetrics,
+        topology: Topology, events: int, undrained: int, timeline: list[Any],
+    ) -> None:
         self.loaded = loaded
         self.seed = seed
         self.duration = duration
@@ -253,6 +257,7 @@ class RunResult:
         self.topology = topology
         self.events = events
         self.undrained = undrained
+        self.timeline = timeline
 
 
 def simulate(
@@ -267,7 +272,8 @@ def simulate(
     Deterministic: the seed decides every random draw and trio's scheduling order, and nothing reads
     the wall clock. ``setup`` lets tests and tools reach the built model before traffic starts.
     """
-    from edge.traffic import start_traffic  # the shell's traffic drives the runtime, not vice versa
+    from edge.timeline import schedule_timeline  # the shell drives the runtime, not vice versa
+    from edge.traffic import start_traffic
 
     meta = loaded.spec.scenario
     seed = meta.seed if seed is None else seed
@@ -277,6 +283,7 @@ def simulate(
     topology = build(loaded, seed=seed, clock=clock, metrics=metrics)
     front = FrontDoor(topology, meta, clock, metrics)
     state: dict[str, Any] = {}
+    timeline: list[Any] = []  # what the scenario's timeline did, in order
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
@@ -286,6 +293,7 @@ def simulate(
             if setup is not None:
                 setup(topology, front, clock)
             start_traffic(loaded, front, clock, metrics, seed=seed, until=duration)
+            schedule_timeline(loaded.spec, topology, clock, timeline)
             await clock.sleep(duration)
             drained = await front.drained(parse_duration(meta.drain))
             state["undrained"] = 0 if drained else front.inflight
@@ -294,7 +302,7 @@ def simulate(
 
     seed_trio_scheduler(seed)
     trio.run(main, clock=clock)
-    return RunResult(loaded, seed, duration, state["simulated"], metrics, topology, clock.events, state["undrained"])
+    return RunResult(loaded, seed, duration, state["simulated"], metrics, topology, clock.events, state["undrained"], timeline)
 
 
 def default_scenario_path() -> Path:

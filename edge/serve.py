@@ -30,6 +30,7 @@ from edge.ingress import HttpServer, Limits
 from edge.loadgen import LoadGenerator
 from edge.metrics import RunMetrics, registry_for
 from edge.runtime import FrontDoor, Topology, build
+from edge.timeline import TimelineEntry, schedule_timeline
 
 log = logging.getLogger("edge.serve")
 
@@ -59,6 +60,7 @@ class LiveRuntime:
         self.topology: Topology = build(loaded, seed=meta.seed if seed is None else seed, clock=self.clock, metrics=self.metrics, live=True)
         self.front = FrontDoor(self.topology, meta, self.clock, self.metrics)
         self.admin = AdminApi(self.topology.routers)
+        self.timeline: list[TimelineEntry] = []
 
     async def handle(self, request: Request) -> Response:
         """The main port: platform endpoints for requests addressed to the server, else routes."""
@@ -150,6 +152,7 @@ async def serve(
     servers = [ingress]
     async with trio.open_nursery() as nursery:
         supervisor = await live.run_actors(nursery)
+        schedule_timeline(loaded.spec, live.topology, live.clock, live.timeline)
         endpoints = {"ingress": await _listen(ingress, nursery, host, port)}
         admin = HttpServer(live.admin)
         servers.append(admin)

@@ -1,0 +1,122 @@
+"""The scenario's timeline: faults, deploys, weight changes and promotions at their times.
+
+Each event is a clock callback that changes the running topology the way an operator (or an
+incident) would: it touches actors and routers only through the few methods they offer for it
+(``set_weights``, ``set_version``, ``go_cold``, ``down``, ``faults``), and records what it did, so
+the report tells the story next to its consequences.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from actors.environment import EnvironmentActor, Faults
+from edge import config
+from edge.clock import ModelClock
+from edge.distributions import parse_distribution
+from edge.runtime import Topology
+from edge.units import parse_duration, parse_ratio
+from edge.workers import ModelWorker
+
+
+class TimelineEntry(msgspec.Struct):
+    """What a timeline event did, for the report."""
+
+    at_s: float
+    action: str
+    target: str
+    detail: str
+
+
+def schedule_timeline(spec: config.Scenario, topology: Topology, clock: ModelClock, log: list[TimelineEntry]) -> None:
+    """Set every timeline event of ``spec`` to happen at its time (from now)."""
+    for event in spec.timeline:
+        clock.call_later(parse_duration(event.at), _apply, event, topology, clock, log)
+
+
+def _apply(event: config.TimelineEvent, topology: Topology, clock: ModelClock, log: list[TimelineEntry]) -> None:
+    detail = _ACTIONS[event.action](event, topology, clock)
+    log.append(TimelineEntry(at_s=round(clock.now(), 9), action=event.action, target=event.target, detail=detail))
+
+
+def _set(event: config.TimelineEvent, topology: Topology, clock: ModelClock) -> str:
+    return _change_behaviour(topology.environments[event.target], event) or "no change"
+
+
+def _change_behaviour(actor: EnvironmentActor, event: config.TimelineEvent) -> str:
+    changes = {
+        name: value for name, value in (("latency", event.latency), ("cpu", event.cpu), ("errors", event.errors)) if value is not None
+    }
+    if not changes:
+        return ""
+    latency = None if event.latency is None else parse_distribution(event.latency, unit="duration")
+    cpu = None if event.cpu is None else parse_distribution(event.cpu, unit="duration")
+    errors = None if event.errors is None else parse_ratio(event.errors)
+    worker = actor.worker
+    if isinstance(worker, ModelWorker):
+        if latency is not None:
+            worker.latency = latency
+        if cpu is not None:
+            worker.cpu = cpu
+        if errors is not None:
+            worker.errors = errors
+    else:
+        faults = actor.faults or Faults()
+        faults.latency = latency if latency is not None else faults.latency
+        faults.cpu = cpu if cpu is not None else faults.cpu
+        faults.errors = errors if errors is not None else faults.errors
+        actor.faults = faults
+    return ", ".join(f"{name} {value}" for name, value in changes.items())
+
+
+def _crash(event: config.TimelineEvent, topology: Topology, clock: ModelClock) -> str:
+    actor = topology.environments[event.target]
+    actor.down = True
+
+    def restart() -> None:
+        actor.down = False
+        actor.go_cold()
+
+    length = parse_duration(event.duration)  # type: ignore[arg-type]
+    clock.call_later(length, restart)
+    return f"down for {event.duration}, then restarts cold"
+
+
+def _cold(event: config.TimelineEvent, topology: Topology, clock: ModelClock) -> str:
+    topology.environments[event.target].go_cold()
+    return "every slot cold"
+
+
+def _weights(event: config.TimelineEvent, topology: Topology, clock: ModelClock) -> str:
+    weights = {name: float(w) for name, w in event.weights.items()}
+    topology.routers[event.target].set_weights(weights)
+    return ", ".join(f"{name} {w:g}%" for name, w in weights.items())
+
+
+def _deploy(event: config.TimelineEvent, topology: Topology, clock: ModelClock) -> str:
+    actor = topology.environments[event.target]
+    version = event.version if event.version is not None else int(actor.version) + 1
+    actor.set_version(version)
+    actor.tags = {**actor.tags, **event.tags}
+    parts = [f"version {version}"]
+    parts += [f"{k}={v}" for k, v in event.tags.items()]
+    behaviour = _change_behaviour(actor, event)
+    return "; ".join(parts + ([behaviour] if behaviour else []))
+
+
+def _promote(event: config.TimelineEvent, topology: Topology, clock: ModelClock) -> str:
+    service = event.target.partition("@")[0]
+    source = topology.environments[event.target]
+    target = topology.environments[f"{service}@{event.to}"]
+    target.adopt(source)
+    router = topology.routers.get(service)
+    if router is not None:
+        router.set_weights({name: (100.0 if name == event.to else 0.0) for name in router.targets})
+    return f"{event.to} now runs version {target.version} and takes all traffic"
+
+
+_ACTIONS: dict[str, Any] = {
+    "set": _set, "crash": _crash, "cold": _cold, "weights": _weights, "deploy": _deploy, "promote": _promote,
+}
