@@ -33,16 +33,31 @@ def _load(path: str | None) -> config.LoadedScenario:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from edge.report import build_report, failed_thresholds, print_summary, write_json
+    from edge.openmetrics import OpenMetricsRecorder
     from edge.runtime import simulate
 
     loaded = _load(args.scenario)
     err = Console(stderr=True)
+    recorder = None
+
+    def record(topology, front, clock) -> None:
+        nonlocal recorder
+        # Samples are stamped from a wall-clock start taken here, in the shell: the model itself
+        # never reads the wall clock (the JSON report stays byte-identical for a seed).
+        start = time.time() if args.openmetrics_start is None else args.openmetrics_start
+        until = args.duration if args.duration is not None else parse_duration(loaded.spec.scenario.duration)
+        recorder = OpenMetricsRecorder(front.metrics, clock, args.scrape_interval, start, until)
+        recorder.begin()
+
     started = time.perf_counter()  # the shell may time itself; the model never reads this clock
-    result = simulate(loaded, seed=args.seed, duration=args.duration)
+    result = simulate(loaded, seed=args.seed, duration=args.duration, setup=record if args.openmetrics else None)
     wall = time.perf_counter() - started
     report = build_report(result)
     if args.json:
         write_json(report, args.json)
+    if recorder is not None:
+        recorder.scrape()  # the state at the end of the run
+        recorder.write(args.openmetrics)
     if not args.quiet:
         print_summary(report)
         err.print(
@@ -53,6 +68,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     for t in failed:
         print(f"edge: threshold failed: {t.threshold} (measured {t.shown()})", file=sys.stderr)
     return EXIT_THRESHOLDS_FAILED if failed else EXIT_OK
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from edge.openmetrics import BackfillError, backfill
+
+    try:
+        print(backfill(args.openmetrics, args.data_dir), end="")
+    except BackfillError as exc:
+        print(f"edge: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"edge: blocks written to {args.data_dir}; serve them with: prometheus --storage.tsdb.path={args.data_dir} "
+          "--config.file=grafana/prometheus.yml --storage.tsdb.retention.time=100y")
+    return EXIT_OK
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -200,7 +228,16 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=_duration, default=None, help='simulated traffic duration, e.g. "10m" (default: the scenario\'s)')
     run.add_argument("--json", metavar="PATH", help="write the JSON report here")
     run.add_argument("-q", "--quiet", action="store_true", help="print nothing")
+    run.add_argument("--openmetrics", metavar="PATH", help="write the run's metrics as timestamped OpenMetrics (for `edge backfill`)")
+    run.add_argument("--scrape-interval", type=_duration, default=15.0, help='simulated time between two OpenMetrics scrapes (default "15s")')
+    run.add_argument("--openmetrics-start", type=float, default=None, metavar="EPOCH",
+                     help="timestamp of simulated time 0, in epoch seconds (default: now, so dashboards' recent ranges show it)")
     run.set_defaults(func=cmd_run)
+
+    backfill = sub.add_parser("backfill", help="turn `edge run --openmetrics` output into Prometheus TSDB blocks (promtool)")
+    backfill.add_argument("openmetrics", help="the file `edge run --openmetrics` wrote")
+    backfill.add_argument("data_dir", help="a Prometheus data directory (--storage.tsdb.path) to write blocks into")
+    backfill.set_defaults(func=cmd_backfill)
 
     check = sub.add_parser("check", help="validate a scenario without running it")
     check.add_argument("scenario", nargs="?")
