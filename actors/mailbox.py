@@ -134,9 +134,10 @@ class Call:
     def cancel(self) -> None:
         """Nobody wants the answer any more (the client hung up): stop the work it causes.
 
-        A call running in a code slot is cancelled there (its own binding calls are abandoned in
-        turn, so the whole chain below it stops); one still queued is skipped when a slot takes
-        it. Either way its slot is free for other calls at once.
+        Live, a call running in a code slot is cancelled there (its own binding calls are
+        abandoned in turn, so the whole chain below it stops), and one still queued is skipped
+        when a slot takes it: either way its slot is free for other calls at once. In virtual
+        time nobody hangs up, and the flag is all there is.
         """
         self.cancelled = True
         if self.scope is not None:

@@ -71,7 +71,7 @@ class _Connection:
 
 
 class LoadGenerator:
-    """Open arrival streams against ``host:port``; runs until cancelled or the groups end."""
+    """The scenario's traffic groups against ``host:port``; runs until cancelled or the groups end."""
 
     def __init__(self, loaded: config.LoadedScenario, host: str, port: int, *, seed: int) -> None:
         self.loaded = loaded

@@ -179,6 +179,9 @@ async def serve(
                 log.warning("%s: closing listeners, draining requests in flight (up to %gs)", signal.Signals(signum).name, drain)
                 break
         load.cancel()
+        if traffic:
+            stats = generator.stats
+            log.warning("live traffic: %d requests sent, %d answered, %d without an answer", stats.sent, stats.answered, stats.failed)
         for server in servers:
             server.stop_accepting()
         if not await ingress.drained(drain):

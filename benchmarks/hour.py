@@ -1,0 +1,70 @@
+"""Wall time to simulate one hour of the default scenario (500 req/s), and what reporting costs.
+
+Two runs in one process, alternating when ``--repeat`` > 1: the bare simulation, and the same with
+everything a user can ask for at the end of a run (an OpenMetrics scrape every 15 simulated
+seconds, the JSON report built and written). The aim: the hour in under two minutes on the 2-core
+machine, reporting under 10% on top.
+
+    python benchmarks/hour.py [--minutes 60] [--repeat 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from edge import config  # noqa: E402
+from edge.openmetrics import OpenMetricsRecorder  # noqa: E402
+from edge.report import build_report, write_json  # noqa: E402
+from edge.runtime import default_scenario_path, simulate  # noqa: E402
+
+
+def bare(loaded: config.LoadedScenario, seconds: float) -> tuple[float, int]:
+    started = time.perf_counter()
+    result = simulate(loaded, seed=1, duration=seconds)
+    return time.perf_counter() - started, result.metrics.clients.requests
+
+
+def reported(loaded: config.LoadedScenario, seconds: float, out: Path) -> tuple[float, int]:
+    recorders = []
+
+    def record(topology, front, clock) -> None:
+        recorders.append(OpenMetricsRecorder(front.metrics, clock, 15.0, 1.7e9, seconds))
+        recorders[0].begin()
+
+    started = time.perf_counter()
+    result = simulate(loaded, seed=1, duration=seconds, setup=record)
+    write_json(build_report(result), out / "report.json")
+    recorders[0].scrape()
+    recorders[0].write(out / "run.om")
+    return time.perf_counter() - started, result.metrics.clients.requests
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=60.0, help="simulated minutes (default 60)")
+    parser.add_argument("--repeat", type=int, default=1)
+    args = parser.parse_args()
+    loaded = config.load(default_scenario_path())
+    seconds = args.minutes * 60
+    best = {"bare": float("inf"), "with reporting": float("inf")}
+    requests = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(args.repeat):
+            wall, requests = bare(loaded, seconds)
+            best["bare"] = min(best["bare"], wall)
+            wall, _ = reported(loaded, seconds, Path(tmp))
+            best["with reporting"] = min(best["with reporting"], wall)
+    print(f"default scenario, {args.minutes:g} simulated minutes, {requests:,} requests (best of {args.repeat})")
+    for name, wall in best.items():
+        print(f"  {name:<16}{wall:8.1f} s wall   {requests / wall:10,.0f} simulated req/s")
+    print(f"  reporting overhead: {best['with reporting'] / best['bare'] - 1:+.1%}   (aim: the hour under 120 s, overhead under 10%)")
+
+
+if __name__ == "__main__":
+    main()
