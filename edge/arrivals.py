@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import random
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 
 class Burst(NamedTuple):
@@ -33,9 +33,9 @@ class RateProfile:
     def __init__(
         self,
         base: float,
-        stages: list[tuple[float, float]] = (),  # (duration, rate at its end)
+        stages: Sequence[tuple[float, float]] = (),  # (duration, rate at its end)
         diurnal: Diurnal | None = None,
-        bursts: list[Burst] = (),
+        bursts: Sequence[Burst] = (),
     ) -> None:
         self._points = [(0.0, base)]
         for duration, target in stages:

@@ -12,7 +12,6 @@ import ipaddress
 import logging
 import sys
 import time
-from pathlib import Path
 
 from rich.console import Console
 
