@@ -31,25 +31,36 @@ def _load(path: str | None) -> config.LoadedScenario:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from edge.report import build_report, failed_thresholds, print_summary, write_json
     from edge.openmetrics import OpenMetricsRecorder
+    from edge.progress import RunProgress
+    from edge.report import build_report, failed_thresholds, print_summary, write_json
     from edge.runtime import simulate
 
     loaded = _load(args.scenario)
     err = Console(stderr=True)
-    recorder = None
+    duration = args.duration if args.duration is not None else parse_duration(loaded.spec.scenario.duration)
+    show_progress = not args.quiet and (err.is_terminal if args.progress is None else args.progress)
+    recorder = progress = None
 
-    def record(topology, front, clock) -> None:
-        nonlocal recorder
-        # Samples are stamped from a wall-clock start taken here, in the shell: the model itself
-        # never reads the wall clock (the JSON report stays byte-identical for a seed).
-        start = time.time() if args.openmetrics_start is None else args.openmetrics_start
-        until = args.duration if args.duration is not None else parse_duration(loaded.spec.scenario.duration)
-        recorder = OpenMetricsRecorder(front.metrics, clock, args.scrape_interval, start, until)
-        recorder.begin()
+    def setup(topology, front, clock) -> None:
+        nonlocal recorder, progress
+        if args.openmetrics:
+            # Samples are stamped from a wall-clock start taken here, in the shell: the model itself
+            # never reads the wall clock (the JSON report stays byte-identical for a seed).
+            start = time.time() if args.openmetrics_start is None else args.openmetrics_start
+            recorder = OpenMetricsRecorder(front.metrics, clock, args.scrape_interval, start, duration)
+            recorder.begin()
+        if show_progress:
+            progress = RunProgress(front.metrics, clock, duration, err)
+            progress.__enter__()
+            progress.begin()
 
     started = time.perf_counter()  # the shell may time itself; the model never reads this clock
-    result = simulate(loaded, seed=args.seed, duration=args.duration, setup=record if args.openmetrics else None)
+    try:
+        result = simulate(loaded, seed=args.seed, duration=duration, interval=args.interval, setup=setup)
+    finally:
+        if progress is not None:
+            progress.__exit__()
     wall = time.perf_counter() - started
     report = build_report(result)
     if args.json:
@@ -57,6 +68,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if recorder is not None:
         recorder.scrape()  # the state at the end of the run
         recorder.write(args.openmetrics)
+    if args.plots:
+        from edge.plots import write_plots
+
+        written = write_plots(report, args.plots)
+        if not args.quiet:
+            err.print(f"[dim]plots: {', '.join(str(p) for p in written)}[/dim]")
     if not args.quiet:
         print_summary(report)
         err.print(
@@ -67,6 +84,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     for t in failed:
         print(f"edge: threshold failed: {t.threshold} (measured {t.shown()})", file=sys.stderr)
     return EXIT_THRESHOLDS_FAILED if failed else EXIT_OK
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from edge.plots import write_plots
+    from edge.report import read_json
+
+    try:
+        report = read_json(args.report)
+    except (OSError, ValueError) as exc:
+        print(f"edge: error: {args.report}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for path in write_plots(report, args.directory):
+        print(path)
+    return EXIT_OK
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
@@ -231,7 +262,17 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--scrape-interval", type=_duration, default=15.0, help='simulated time between two OpenMetrics scrapes (default "15s")')
     run.add_argument("--openmetrics-start", type=float, default=None, metavar="EPOCH",
                      help="timestamp of simulated time 0, in epoch seconds (default: now, so dashboards' recent ranges show it)")
+    run.add_argument("--plots", metavar="DIR", help="draw PNG plots of the run into DIR (latency, traffic, canary, CPU)")
+    run.add_argument("--interval", type=_duration, default=None,
+                     help="simulated time between two points of the report's series and plots (default: about 100 points)")
+    run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                     help="show a live progress bar on stderr (default: when stderr is a terminal)")
     run.set_defaults(func=cmd_run)
+
+    plot = sub.add_parser("plot", help="draw the PNG plots of a JSON report (`edge run --json`)")
+    plot.add_argument("report", help="a JSON report written by `edge run --json`")
+    plot.add_argument("directory", help="where to write the PNG files")
+    plot.set_defaults(func=cmd_plot)
 
     backfill = sub.add_parser("backfill", help="turn `edge run --openmetrics` output into Prometheus TSDB blocks (promtool)")
     backfill.add_argument("openmetrics", help="the file `edge run --openmetrics` wrote")

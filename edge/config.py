@@ -455,6 +455,11 @@ def split_target(target: str) -> tuple[str, str | None]:
     return service, environment or None
 
 
+def group_name(traffic: Traffic, index: int) -> str:
+    """A traffic group's name in reports and metrics: its own, else ``group<index>``."""
+    return traffic.name or f"group{index}"
+
+
 def environments_of(service: Service) -> dict[str, Environment]:
     """The service's environments; a service that lists none has a single "production"."""
     return service.environments or {"production": Environment()}
@@ -521,7 +526,12 @@ def validate(loaded: LoadedScenario) -> None:
                 raise fail(f"{here}.split.retry.to", f"expected an environment of {service.name!r} ({', '.join(envs)}), got {retry.to!r}")
 
     public = [s for s in spec.services if s.routes]
+    group_names: set[str] = set()
     for t, traffic in enumerate(spec.traffic):
+        name = group_name(traffic, t)
+        if name in group_names:
+            raise fail(f"traffic[{t}].name", f"expected a name no other traffic group has, got {name!r} again")
+        group_names.add(name)
         for r, template in enumerate(traffic.requests):
             for header, value in template.headers.items():
                 if value.startswith("secret:"):

@@ -123,17 +123,30 @@ class LogHistogram:
             return 0.0
         if q >= 1.0:
             return self._max
-        index = int(np.searchsorted(np.cumsum(self._bins), q * self._count, side="right"))
-        if index == 0:  # below 100 ns, zeros included: as good as the smallest value seen
-            return self._min
-        if index >= _BINS:
-            return self._max
-        return min(max(_bin_mid(index), self._min), self._max)
+        return min(max(bins_quantile(self._bins, q, self._count), self._min), self._max)
+
+    def bins(self) -> np.ndarray:
+        """A copy of the bin counts: the difference of two copies is what was observed in between."""
+        self.settle()
+        return self._bins.copy()
 
     def count_below(self, bound: float) -> int:
         """How many observations fell below ``bound`` (exact when ``bound`` is a bin edge)."""
         self.settle()
         return int(self._bins[: _bin_index(bound)].sum())
+
+
+def bins_quantile(bins: np.ndarray, q: float, count: int | None = None) -> float:
+    """The q-quantile of a histogram given by its bin counts (``LogHistogram.bins()`` or a
+    difference of two): the midpoint of the bin it falls in, within 1% of the true value."""
+    cumulative = np.cumsum(bins)
+    count = int(cumulative[-1]) if count is None else count
+    if not count:
+        return 0.0
+    index = int(np.searchsorted(cumulative, q * count, side="right"))
+    if index == 0:  # below 100 ns, zeros included
+        return 0.0
+    return _bin_mid(min(index, _BINS - 1))
 
 
 def _bin_indices(values: np.ndarray) -> np.ndarray:
@@ -207,9 +220,9 @@ class EnvironmentStats:
 
 
 class ClientStats:
-    """Top-level requests as the clients saw them (after routers and retries)."""
+    """Top-level requests as one traffic group's clients saw them (after routers and retries)."""
 
-    __slots__ = ("requests", "by_class", "latency", "shed", "not_found", "cpu_limit_exceeded", "retries", "timeouts", "dropped")
+    __slots__ = ("requests", "by_class", "latency", "shed", "not_found", "cpu_limit_exceeded", "timeouts", "dropped")
 
     def __init__(self) -> None:
         self.requests = 0
@@ -218,7 +231,6 @@ class ClientStats:
         self.shed = 0
         self.not_found = 0
         self.cpu_limit_exceeded = 0
-        self.retries = 0
         self.timeouts = 0  # requests whose client gave up waiting (counted in requests)
         self.dropped = 0  # arrivals never sent: the group's max_inflight was reached (not in requests)
 
@@ -226,6 +238,13 @@ class ClientStats:
     def errors(self) -> int:
         """5xx answers and timeouts: what a user counts as a failure."""
         return self.by_class[4] + self.timeouts
+
+    def add(self, other: ClientStats) -> None:
+        """Count ``other``'s requests in this one's."""
+        for name in ("requests", "shed", "not_found", "cpu_limit_exceeded", "timeouts", "dropped"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.by_class = [a + b for a, b in zip(self.by_class, other.by_class)]
+        self.latency.add(other.latency)
 
 
 class RunMetrics:
@@ -239,11 +258,11 @@ class RunMetrics:
         self.request_cpu: dict[str, LogHistogram] = {}  # entry service -> CPU of whole chains
         self.canary_weights: dict[tuple[str, str], float] = {}
         self.retries: dict[tuple[str, str, str], int] = {}  # (service, from, to)
-        self.clients = ClientStats()
+        # traffic group ("http" for requests from the live ingress) -> what its clients saw
+        self.groups: dict[str, ClientStats] = {}
         # entry service ("" when no route matched) -> top-level answers by status class
         self.answers: dict[str, list[int]] = {}
         self.timeouts: dict[str, int] = {}  # entry service -> requests whose client gave up
-        self.dropped: dict[str, int] = {}  # traffic group -> arrivals dropped at max_inflight
         self.ingress_rejected: dict[int, int] = {}  # live: HTTP status -> requests refused at the door
 
     def environment(self, service: str, environment: str) -> EnvironmentStats:
@@ -253,13 +272,28 @@ class RunMetrics:
             stats = self.environments[key] = EnvironmentStats(service, environment)
         return stats
 
+    def group(self, name: str) -> ClientStats:
+        stats = self.groups.get(name)
+        if stats is None:
+            stats = self.groups[name] = ClientStats()
+        return stats
+
+    @property
+    def clients(self) -> ClientStats:
+        """Every group's clients together (a new merged copy: read it, do not record into it)."""
+        total = ClientStats()
+        for stats in self.groups.values():
+            total.add(stats)
+        return total
+
     def histograms(self) -> Iterator[LogHistogram]:
         for stats in self.environments.values():
             yield stats.latency
             yield stats.queue_wait
         for table in (self.bindings, self.ingress, self.request_cpu):
             yield from table.values()
-        yield self.clients.latency
+        for stats in self.groups.values():
+            yield stats.latency
 
     def settle(self) -> None:
         """Bin every histogram's waiting values: keeps memory bounded on a long run."""
@@ -383,8 +417,8 @@ class RunCollector(Collector):
             "edge_client_dropped", "Arrivals an open traffic group could not send: max_inflight requests were outstanding.",
             labels=["group"],
         )
-        for group, n in sorted(run.dropped.items()):
-            dropped.add_metric([group], n)
+        for group, stats in sorted(run.groups.items()):
+            dropped.add_metric([group], stats.dropped)
         yield dropped
 
         rejected = CounterMetricFamily(

@@ -13,10 +13,8 @@ together and in time order.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -24,6 +22,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest
 
 from edge.clock import ModelClock
+from edge.files import write_atomically
 from edge.metrics import RunCollector, RunMetrics
 
 
@@ -75,17 +74,8 @@ class OpenMetricsRecorder:
 
     def write(self, path: str | Path) -> None:
         """Write the OpenMetrics file atomically: a failed run leaves no partial file behind."""
-        path = Path(path)
         text = generate_latest(self)  # type: ignore[arg-type]  # anything with collect() will do
-        fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(text)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        write_atomically(path, text)
 
 
 class BackfillError(Exception):

@@ -7,20 +7,20 @@ fixed by the scenario, so two runs with one seed give byte-identical files.
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import msgspec
 from rich.console import Console
 from rich.table import Table
 
+from edge.files import write_atomically
 from edge.metrics import STATUS_CLASSES, LogHistogram
 from edge.runtime import RunResult
+from edge.series import Series
 from edge.timeline import TimelineEntry
 from edge.thresholds import Threshold, ThresholdResult, parse_threshold
-from edge.units import format_duration
+from edge.units import format_duration, parse_duration
 
 
 class Quantiles(msgspec.Struct):
@@ -85,6 +85,18 @@ class ClientReport(msgspec.Struct):
     """Per open group, arrivals never sent because max_inflight requests were outstanding."""
 
 
+class GroupReport(msgspec.Struct):
+    """One traffic group's clients ("http": requests that came in through the live ingress)."""
+
+    requests: int
+    status: dict[str, int]
+    errors: int
+    error_ratio: float
+    latency_s: Quantiles
+    timeouts: int
+    dropped: int
+
+
 class NodeReport(msgspec.Struct):
     cores: int
     cpu_utilisation: float
@@ -96,15 +108,20 @@ class Report(msgspec.Struct):
     seed: int
     duration_s: float
     simulated_s: float
+    cpu_limit_s: float
+    """The CPU budget of one top-level request, shared by every worker of its chain."""
     node: NodeReport
     environments: dict[str, EnvironmentReport]
     routers: dict[str, RouterReport]
     bindings: list[BindingReport]
     clients: ClientReport
+    groups: dict[str, GroupReport]
     thresholds: list[ThresholdResult]
     """Each of the scenario's thresholds with the value the run measured; any failed => exit 1."""
     timeline: list[TimelineEntry]
     """What the scenario's timeline did, when."""
+    series: Series
+    """The run interval by interval: what the plots show."""
 
 
 def _round(x: float) -> float:
@@ -167,21 +184,32 @@ def build_report(result: RunResult) -> Report:
         cpu_per_request_s=quantiles(cpu),
         undrained=result.undrained,
         timeouts=c.timeouts,
-        dropped=dict(sorted(metrics.dropped.items())),
+        dropped={name: g.dropped for name, g in sorted(metrics.groups.items()) if g.dropped},
     )
+    groups = {
+        name: GroupReport(
+            requests=g.requests, status=_status(g.by_class), errors=g.errors,
+            error_ratio=_round(g.errors / g.requests) if g.requests else 0.0,
+            latency_s=quantiles(g.latency), timeouts=g.timeouts, dropped=g.dropped,
+        )
+        for name, g in metrics.groups.items()
+    }
     cores = result.topology.cores
     report = Report(
         scenario=result.loaded.spec.scenario.name,
         seed=result.seed,
         duration_s=_round(result.duration),
         simulated_s=_round(result.simulated),
+        cpu_limit_s=_round(parse_duration(result.loaded.spec.scenario.cpu_limit)),
         node=NodeReport(cores=cores.cores, cpu_utilisation=_round(cores.busy_seconds / (cores.cores * result.simulated)) if result.simulated else 0.0),
         environments=environments,
         routers=routers,
         bindings=bindings,
         clients=clients,
+        groups=groups,
         thresholds=[],
         timeline=list(result.timeline),
+        series=result.series,
     )
     report.thresholds = [
         ThresholdResult(threshold=t.text, value=_round(value), passed=t.holds(value))
@@ -224,16 +252,13 @@ def failed_thresholds(report: Report) -> list[ThresholdResult]:
 
 def write_json(report: Report, path: str | Path) -> None:
     """Write atomically: a failed run never leaves half a report behind."""
-    path = Path(path)
     data = msgspec.json.format(msgspec.json.encode(report), indent=2) + b"\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_atomically(path, data)
+
+
+def read_json(path: str | Path) -> Report:
+    """A report written by ``write_json``; ValueError (msgspec's, with the path inside) if it is not one."""
+    return msgspec.json.decode(Path(path).read_bytes(), type=Report)
 
 
 def print_summary(report: Report, console: Console | None = None) -> None:
@@ -259,6 +284,13 @@ def print_summary(report: Report, console: Console | None = None) -> None:
         + (f"; timeouts {c.timeouts:,}" if c.timeouts else "")
         + (f"; dropped arrivals {sum(c.dropped.values()):,}" if c.dropped else "")
     )
+    if len(report.groups) > 1:
+        for name, g in report.groups.items():
+            console.print(
+                f"  group {name}: {g.requests:,} requests, {g.errors:,} errors ({g.error_ratio:.3%}), "
+                f"p50 {ms(g.latency_s.p50)}, p99 {ms(g.latency_s.p99)}"
+                + (f"; timeouts {g.timeouts:,}" if g.timeouts else "") + (f"; dropped {g.dropped:,}" if g.dropped else "")
+            )
     console.print(f"node: {report.node.cores} cores, {report.node.cpu_utilisation:.1%} CPU utilisation")
     for entry in report.timeline:
         console.print(f"[cyan]{format_duration(entry.at_s):>8}[/cyan]  {entry.action} {entry.target}: {entry.detail}")

@@ -25,8 +25,9 @@ from edge.cpu import CorePool, CpuAccount
 from edge.distributions import parse_distribution
 from edge.errors import ERROR_HEADER, NOT_FOUND, platform_error
 from edge.fetch import Request, Response
-from edge.metrics import STATUS_CLASSES, RunMetrics, status_class
+from edge.metrics import STATUS_CLASSES, ClientStats, RunMetrics, status_class
 from edge.routes import RouteTable
+from edge.series import Series, SeriesRecorder, default_interval
 from edge.units import parse_duration
 from edge.workers import ModelWorker, load_worker
 
@@ -122,6 +123,9 @@ def _first(*values: Any) -> Any:
 
 _WAITING, _ANSWERED, _GAVE_UP = "waiting", "answered", "gave up"  # a top-level call's client side
 
+LIVE_GROUP = "http"
+"""The traffic group of requests that came in through the live ingress."""
+
 SETTLE_EVERY = 4096
 """Top-level requests between two ``RunMetrics.settle()`` calls: bounds the histograms' unbinned
 values to a few tens of thousands whatever the run's length."""
@@ -137,6 +141,9 @@ class FrontDoor:
         self.cpu_limit = parse_duration(meta.cpu_limit)
         self.max_invocations = meta.max_invocations
         self.inflight = 0
+        # Every routed service's timeout counter exists from the start: a dashboard shows 0, not "no data".
+        for service in topology.entries:
+            metrics.timeouts.setdefault(service, 0)
         self._until_settle = SETTLE_EVERY
         self._drained: trio.Event | None = None
         # URL -> service: parsing and matching every request's URL is a visible share of a hop;
@@ -144,9 +151,11 @@ class FrontDoor:
         self._routed: cachetools.LRUCache[str, str | None] = cachetools.LRUCache(maxsize=4096)
 
     def submit(
-        self, request: Request, sent_at: float, done: Callable[[Response | None], None] | None = None, timeout: float | None = None
+        self, request: Request, sent_at: float, done: Callable[[Response | None], None] | None = None,
+        timeout: float | None = None, client: ClientStats | None = None,
     ) -> Call | None:
-        """Send a top-level request; ``sent_at`` is when the client meant to send it.
+        """Send a top-level request; ``sent_at`` is when the client meant to send it; what the
+        client saw is recorded in ``client`` (its traffic group's stats; by default, "http").
 
         Latency counts from ``sent_at``, not from when the model got round to it, so that a stalled
         system shows its stall in the latency it causes (no coordinated omission). A client with a
@@ -159,17 +168,19 @@ class FrontDoor:
         if not self._until_settle:
             self._until_settle = SETTLE_EVERY
             self.metrics.settle()
+        if client is None:
+            client = self.metrics.group(LIVE_GROUP)
         url = request.url
         try:
             service = self._routed[url]
         except KeyError:
             service = self._routed[url] = self.topology.routes.match(request.host, request.path)
         if service is None:
-            self._record_client(None, platform_error(NOT_FOUND), sent_at, done)
+            self._record_client(client, None, platform_error(NOT_FOUND), sent_at, done)
             return None
         account = CpuAccount(self.cpu_limit, self.max_invocations)
         call = Call(request, account, self._completed, sent_at)
-        call.args = [service, done, _WAITING]
+        call.args = [service, done, _WAITING, client]
         self.inflight += 1
         if timeout is not None:
             self.clock.call_later(sent_at + timeout - self.clock.now(), self._give_up, call, timeout)
@@ -180,20 +191,19 @@ class FrontDoor:
 
     def _completed(self, call: Call, response: Response) -> None:
         self.inflight -= 1
-        service, done, state = call.args
+        service, done, state, client = call.args
         call.args[2] = _ANSWERED
-        self._record_service(call, service, response)
+        self._record_service(call, service, client)
         if state is _WAITING:
-            self._record_client(service, response, call.posted_at, done)
+            self._record_client(client, service, response, call.posted_at, done)
         if self.inflight == 0 and self._drained is not None:
             self._drained.set()
 
     def _give_up(self, call: Call, timeout: float) -> None:
-        service, done, state = call.args
+        service, done, state, clients = call.args
         if state is not _WAITING:
             return
         call.args[2] = _GAVE_UP
-        clients = self.metrics.clients
         clients.requests += 1
         clients.timeouts += 1
         clients.latency.observe(timeout)
@@ -201,21 +211,20 @@ class FrontDoor:
         if done is not None:
             done(None)
 
-    def _record_service(self, call: Call, service: str, response: Response) -> None:
+    def _record_service(self, call: Call, service: str, client: ClientStats) -> None:
         """What the entry service did with a top-level request, whether its client waited or not."""
         metrics = self.metrics
         metrics.histogram(metrics.ingress, (service, call.served_by.environment)).observe(self.clock.now() - call.posted_at)
         account = call.account
         metrics.histogram(metrics.request_cpu, service).observe(account.used)
         if account.exceeded_at is not None:
-            metrics.clients.cpu_limit_exceeded += 1
+            client.cpu_limit_exceeded += 1
             svc, _, env = account.exceeded_at.partition("@")
             metrics.environment(svc, env).cpu_limit_exceeded += 1
 
-    def _record_client(self, service: str | None, response: Response, sent_at: float, done: Any) -> None:
+    def _record_client(self, clients: ClientStats, service: str | None, response: Response, sent_at: float, done: Any) -> None:
         """What the client saw."""
         metrics = self.metrics
-        clients = metrics.clients
         status = response.status
         clients.requests += 1
         cls = status_class(status)
@@ -247,7 +256,7 @@ class FrontDoor:
 class RunResult:
     def __init__(
         self, loaded: config.LoadedScenario, seed: int, duration: float, simulated: float, metrics: RunMetrics,
-        topology: Topology, events: int, undrained: int, timeline: list[Any],
+        topology: Topology, events: int, undrained: int, timeline: list[Any], series: Series,
     ) -> None:
         self.loaded = loaded
         self.seed = seed
@@ -258,6 +267,7 @@ class RunResult:
         self.events = events
         self.undrained = undrained
         self.timeline = timeline
+        self.series = series
 
 
 def simulate(
@@ -265,12 +275,15 @@ def simulate(
     *,
     seed: int | None = None,
     duration: float | None = None,
+    interval: float | None = None,
     setup: Callable[[Topology, FrontDoor, VirtualClock], Any] | None = None,
 ) -> RunResult:
     """Run the scenario's traffic for ``duration`` simulated seconds on a virtual clock.
 
     Deterministic: the seed decides every random draw and trio's scheduling order, and nothing reads
-    the wall clock. ``setup`` lets tests and tools reach the built model before traffic starts.
+    the wall clock. The run is also read every ``interval`` simulated seconds (``RunResult.series``;
+    by default about a hundred points). ``setup`` lets tests and tools reach the built model before
+    traffic starts.
     """
     from edge.timeline import schedule_timeline  # the shell drives the runtime, not vice versa
     from edge.traffic import start_traffic
@@ -284,6 +297,7 @@ def simulate(
     front = FrontDoor(topology, meta, clock, metrics)
     state: dict[str, Any] = {}
     timeline: list[Any] = []  # what the scenario's timeline did, in order
+    recorder = SeriesRecorder(metrics, clock, interval or default_interval(duration), duration)
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
@@ -292,17 +306,19 @@ def simulate(
                 supervisor.start(name, actor)
             if setup is not None:
                 setup(topology, front, clock)
+            recorder.begin()
             start_traffic(loaded, front, clock, metrics, seed=seed, until=duration)
             schedule_timeline(loaded.spec, topology, clock, timeline)
             await clock.sleep(duration)
             drained = await front.drained(parse_duration(meta.drain))
             state["undrained"] = 0 if drained else front.inflight
             state["simulated"] = clock.now()
+            recorder.take()  # the drain, and any part of an interval left at the end
             supervisor.stop()
 
     seed_trio_scheduler(seed)
     trio.run(main, clock=clock)
-    return RunResult(loaded, seed, duration, state["simulated"], metrics, topology, clock.events, state["undrained"], timeline)
+    return RunResult(loaded, seed, duration, state["simulated"], metrics, topology, clock.events, state["undrained"], timeline, recorder.series)
 
 
 def default_scenario_path() -> Path:

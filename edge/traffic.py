@@ -20,7 +20,7 @@ from edge.arrivals import Arrivals, Burst, Diurnal, RateProfile
 from edge.clock import ModelClock, random_stream
 from edge.distributions import Distribution, parse_distribution
 from edge.fetch import Request, Response
-from edge.metrics import RunMetrics
+from edge.metrics import ClientStats, RunMetrics
 from edge.units import parse_duration, parse_rate
 
 
@@ -62,7 +62,7 @@ class OpenArrivals:
     """
 
     def __init__(self, front, clock: ModelClock, rng: random.Random, mix: RequestMix, arrivals: Arrivals, *,
-                 until: float, timeout: float | None, max_inflight: int | None, dropped: dict[str, int], name: str) -> None:
+                 until: float, timeout: float | None, max_inflight: int | None, client: ClientStats) -> None:
         self.front = front
         self.clock = clock
         self.rng = rng
@@ -72,8 +72,7 @@ class OpenArrivals:
         self.timeout = timeout
         self.max_inflight = max_inflight
         self.outstanding = 0
-        self.dropped = dropped
-        self.name = name
+        self.client = client
         self.origin = 0.0
         self.at = 0.0
 
@@ -89,12 +88,12 @@ class OpenArrivals:
 
     def _arrive(self) -> None:
         if self.max_inflight is None:
-            self.front.submit(self.mix.draw(self.rng), self.at, None, self.timeout)
+            self.front.submit(self.mix.draw(self.rng), self.at, None, self.timeout, self.client)
         elif self.outstanding < self.max_inflight:
             self.outstanding += 1
-            self.front.submit(self.mix.draw(self.rng), self.at, self._answered, self.timeout)
+            self.front.submit(self.mix.draw(self.rng), self.at, self._answered, self.timeout, self.client)
         else:
-            self.dropped[self.name] = self.dropped.get(self.name, 0) + 1
+            self.client.dropped += 1
         self._schedule()
 
     def _answered(self, response: Response | None) -> None:
@@ -113,7 +112,7 @@ class ClosedUsers:
     MIN_GAP = 1e-6
 
     def __init__(self, front, clock: ModelClock, rng: random.Random, mix: RequestMix, users: int, think: Distribution, *,
-                 until: float, timeout: float | None) -> None:
+                 until: float, timeout: float | None, client: ClientStats) -> None:
         self.front = front
         self.clock = clock
         self.rng = rng
@@ -122,6 +121,7 @@ class ClosedUsers:
         self.think = think
         self.until = until
         self.timeout = timeout
+        self.client = client
 
     def start(self, at: float) -> None:
         for _ in range(self.users):
@@ -129,7 +129,7 @@ class ClosedUsers:
 
     def _send(self) -> None:
         if self.clock.now() < self.until:
-            self.front.submit(self.mix.draw(self.rng), self.clock.now(), self._answered, self.timeout)
+            self.front.submit(self.mix.draw(self.rng), self.clock.now(), self._answered, self.timeout, self.client)
 
     def _answered(self, response: Response | None) -> None:
         self.clock.call_later(max(self.think.sample(self.rng), self.MIN_GAP), self._send)
@@ -149,17 +149,18 @@ def rate_profile(group: config.Traffic) -> RateProfile:
 def start_traffic(loaded: config.LoadedScenario, front, clock: ModelClock, metrics: RunMetrics, *, seed: int, until: float) -> None:
     spec = loaded.spec
     for index, group in enumerate(spec.traffic):
-        name = group.name or f"group{index}"
+        name = config.group_name(group, index)
         start = parse_duration(group.start)
         end = until if group.duration is None else min(until, start + parse_duration(group.duration))
         rng = random_stream(seed, "traffic", group.name or index)
         mix = RequestMix(spec, group.requests)
         timeout = None if group.timeout is None else parse_duration(group.timeout)
+        client = metrics.group(name)
         if group.users is not None:
             think = parse_distribution(group.think, unit="duration")
-            ClosedUsers(front, clock, rng, mix, group.users, think, until=end, timeout=timeout).start(start)
+            ClosedUsers(front, clock, rng, mix, group.users, think, until=end, timeout=timeout, client=client).start(start)
         else:
             kind, _ = config.parse_arrivals(group.arrivals)
             arrivals = Arrivals(rate_profile(group), kind, rng)
             OpenArrivals(front, clock, rng, mix, arrivals, until=end, timeout=timeout, max_inflight=group.max_inflight,
-                         dropped=metrics.dropped, name=name).start(start)
+                         client=client).start(start)

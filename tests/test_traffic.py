@@ -124,7 +124,7 @@ def test_closed_users_move_on_after_a_timeout(make_scenario):
 def test_open_group_drops_arrivals_beyond_max_inflight(make_scenario):
     metrics = run(make_scenario, 'name = "web"\narrivals = "constant(100/s)"\nmax_inflight = 10', 20, latency="1s")
     sent = metrics.clients.requests
-    dropped = metrics.dropped["web"]
+    dropped = metrics.groups["web"].dropped
     assert sent + dropped in (1999, 2000)
     assert sent == pytest.approx(10 * 20, abs=12)  # ten outstanding, each for one second
 

@@ -1,0 +1,160 @@
+"""A run over time: per-interval figures for the report's plots and its JSON ``series``.
+
+Every ``interval`` simulated seconds the recorder reads the run's recorders and keeps what changed
+since the last reading: counts as differences, and quantiles from the difference of two copies of
+a histogram's bins, so each point describes that interval alone (as a PromQL ``rate`` or
+``histogram_quantile`` over the interval would), with the histogram's 1% resolution. The columns
+are plain lists, one value per interval, so the JSON stays small and a plot takes them as they are.
+"""
+
+from __future__ import annotations
+
+import msgspec
+import numpy as np
+
+from edge.clock import ModelClock
+from edge.metrics import LogHistogram, RunMetrics, bins_quantile
+
+NICE_INTERVALS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400)
+TARGET_POINTS = 120
+
+
+def default_interval(duration: float) -> float:
+    """The smallest round interval giving at most ``TARGET_POINTS`` points over ``duration``."""
+    for interval in NICE_INTERVALS:
+        if duration / interval <= TARGET_POINTS:
+            return float(interval)
+    return float(NICE_INTERVALS[-1])
+
+
+class EnvironmentSeries(msgspec.Struct):
+    """One service environment, per attempt (what it answered, retries included)."""
+
+    requests: list[int]
+    errors: list[int]
+    """5xx answers."""
+    shed: list[int]
+    latency_p50_s: list[float]
+    latency_p90_s: list[float]
+    latency_p99_s: list[float]
+    cpu_s: list[float]
+    """CPU time the environment used in the interval."""
+
+
+class ClientSeries(msgspec.Struct):
+    """Top-level requests as clients saw them."""
+
+    requests: list[int]
+    errors: list[int]
+    """5xx answers and timeouts."""
+    timeouts: list[int]
+    dropped: list[int]
+    latency_p50_s: list[float]
+    latency_p99_s: list[float]
+    cpu_per_request_p50_s: list[float]
+    cpu_per_request_p99_s: list[float]
+
+
+class Series(msgspec.Struct):
+    interval_s: float
+    end_s: list[float]
+    """Each interval's end, simulated seconds from the start (the last may be shorter: the drain)."""
+    clients: ClientSeries
+    environments: dict[str, EnvironmentSeries]
+    weights: dict[str, list[float]]
+    """"service@environment" -> percent of the service's traffic, at each interval's end."""
+
+
+def _round(x: float) -> float:
+    return float(f"{x:.6g}")
+
+
+class _Window:
+    """The bins of some histograms at the last reading; ``take`` gives what came since."""
+
+    def __init__(self) -> None:
+        self.last: np.ndarray | None = None
+
+    def take(self, histograms: list[LogHistogram]) -> np.ndarray:
+        now = sum((h.bins() for h in histograms[1:]), histograms[0].bins()) if histograms else np.zeros(1, dtype=np.int64)
+        since = now if self.last is None else now - self.last
+        self.last = now
+        return since
+
+
+class SeriesRecorder:
+    """Reads a run's metrics every ``interval`` simulated seconds (a chain of clock callbacks)."""
+
+    def __init__(self, metrics: RunMetrics, clock: ModelClock, interval: float, until: float) -> None:
+        if interval <= 0:
+            raise ValueError(f"expected a positive series interval, got {interval}")
+        self.metrics = metrics
+        self.clock = clock
+        self.interval = interval
+        self.until = until
+        self.series = Series(
+            interval_s=interval, end_s=[],
+            clients=ClientSeries([], [], [], [], [], [], [], []), environments={}, weights={},
+        )
+        self._counts: dict[str, float] = {}  # counter -> its value at the last reading
+        self._windows: dict[str, _Window] = {}
+        self._last = 0.0
+
+    def begin(self) -> None:
+        self.clock.call_later(self.interval, self.take)
+
+    def take(self) -> None:
+        """Record the interval that ends now; then schedule the next."""
+        now = self.clock.now()
+        if now <= self._last:  # the end of the run fell on a scheduled reading
+            return
+        self._last = now
+        self._record(now)
+        if now + self.interval <= self.until:
+            self.clock.call_later(self.interval, self.take)
+
+    def _delta(self, key: str, value: float) -> float:
+        before = self._counts.get(key, 0)
+        self._counts[key] = value
+        return value - before
+
+    def _bins(self, key: str, histograms: list[LogHistogram]) -> np.ndarray:
+        window = self._windows.get(key)
+        if window is None:
+            window = self._windows[key] = _Window()
+        return window.take(histograms)
+
+    def _record(self, now: float) -> None:
+        series, metrics = self.series, self.metrics
+        points = len(series.end_s)
+        series.end_s.append(_round(now))
+
+        groups = list(metrics.groups.values())
+        c = series.clients
+        by_class = [sum(g.by_class[4] for g in groups), sum(g.timeouts for g in groups)]
+        c.requests.append(int(self._delta("clients.requests", sum(g.requests for g in groups))))
+        c.errors.append(int(self._delta("clients.errors", sum(by_class))))
+        c.timeouts.append(int(self._delta("clients.timeouts", by_class[1])))
+        c.dropped.append(int(self._delta("clients.dropped", sum(g.dropped for g in groups))))
+        latency = self._bins("clients.latency", [g.latency for g in groups])
+        c.latency_p50_s.append(_round(bins_quantile(latency, 0.5)))
+        c.latency_p99_s.append(_round(bins_quantile(latency, 0.99)))
+        cpu = self._bins("clients.cpu", list(metrics.request_cpu.values()))
+        c.cpu_per_request_p50_s.append(_round(bins_quantile(cpu, 0.5)))
+        c.cpu_per_request_p99_s.append(_round(bins_quantile(cpu, 0.99)))
+
+        for key, stats in metrics.environments.items():
+            e = series.environments.get(key)
+            if e is None:  # an environment's first call: earlier intervals had nothing from it
+                e = series.environments[key] = EnvironmentSeries(*([0] * points for _ in range(3)), *([0.0] * points for _ in range(4)))
+            e.requests.append(int(self._delta(f"{key}.requests", stats.answered)))
+            e.errors.append(int(self._delta(f"{key}.errors", sum(counts[4] for counts in stats.requests.values()))))
+            e.shed.append(int(self._delta(f"{key}.shed", stats.shed)))
+            bins = self._bins(f"{key}.latency", [stats.latency])
+            for column, q in ((e.latency_p50_s, 0.5), (e.latency_p90_s, 0.9), (e.latency_p99_s, 0.99)):
+                column.append(_round(bins_quantile(bins, q)))
+            e.cpu_s.append(_round(self._delta(f"{key}.cpu", stats.cpu_seconds)))
+
+        for (service, environment), percent in metrics.canary_weights.items():
+            column = series.weights.setdefault(f"{service}@{environment}", [0.0] * points)
+            column.append(percent)
