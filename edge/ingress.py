@@ -51,10 +51,6 @@ class Limits(msgspec.Struct, frozen=True):
     idle_timeout: float = 60.0  # a keep-alive connection waiting for its next request
 
 
-REFUSALS = (400, 408, 413, 431)
-"""The statuses the ingress answers itself (h11 may hint others for rare malformations)."""
-
-
 class _Reject(Exception):
     """A request the ingress answers itself (status, message) and then closes the connection."""
 
@@ -73,8 +69,6 @@ class HttpServer:
         self.in_flight = 0  # requests handed to the handler and not yet answered
         # status -> requests the ingress answered itself (exported as edge_ingress_rejected_total)
         self.rejected = {} if rejected is None else rejected
-        for status in REFUSALS:  # counters that exist from the start: a dashboard shows 0, not "no data"
-            self.rejected.setdefault(status, 0)
         self._closing = False
         self._accepting = trio.CancelScope()
         self._idle: set[_Client] = set()  # waiting for their next request

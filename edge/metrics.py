@@ -25,6 +25,8 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 
+INGRESS_REFUSALS = (400, 408, 413, 431)  # malformed, too slow, body too large, head too large
+
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 CPU_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 
@@ -263,7 +265,9 @@ class RunMetrics:
         # entry service ("" when no route matched) -> top-level answers by status class
         self.answers: dict[str, list[int]] = {}
         self.timeouts: dict[str, int] = {}  # entry service -> requests whose client gave up
-        self.ingress_rejected: dict[int, int] = {}  # live: HTTP status -> requests refused at the door
+        # live: HTTP status -> requests refused at the door; the usual statuses exist from the start, so
+        # a dashboard shows 0 rather than "no data" (h11 may hint others for rare malformations)
+        self.ingress_rejected: dict[int, int] = dict.fromkeys(INGRESS_REFUSALS, 0)
 
     def environment(self, service: str, environment: str) -> EnvironmentStats:
         key = f"{service}@{environment}"

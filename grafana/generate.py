@@ -303,6 +303,17 @@ def overview() -> dict[str, Any]:
                    targets((quantile(0.5, "edge_environment_duration_seconds_bucket", "service, environment", S), "p50 {{service}}@{{environment}}"),
                            (quantile(0.99, "edge_environment_duration_seconds_bucket", "service, environment", S), "p99 {{service}}@{{environment}}")),
                    "s"),
+        timeseries(
+            "Requests clients never got answered",
+            "Timeouts: the client gave up waiting (its traffic group's timeout), by entry service (edge_client_timeouts_total). "
+            "Dropped: arrivals an open traffic group could not send, max_inflight requests being outstanding "
+            "(edge_client_dropped_total). Refused: requests the live HTTP ingress answered itself, by status: 400 malformed, "
+            "408 too slow, 413 body too large, 431 head too large (edge_ingress_rejected_total).",
+            targets((f"sum by (service) ({rate('edge_client_timeouts_total', S)})", "timeouts {{service}}"),
+                    (f"sum by (group) ({rate('edge_client_dropped_total')})", "dropped {{group}}"),
+                    (f"sum by (status) ({rate('edge_ingress_rejected_total')})", "refused {{status}}")),
+            "reqps", w=24,
+        ),
     ]
     return dashboard("edge-overview", "edge / Overview", "Traffic, errors and latency of every service environment.",
                      [variable("service", "service", "label_values(edge_requests_total, service)")], panels)
