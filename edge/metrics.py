@@ -10,6 +10,7 @@ status classes: never a path, an id or a secret).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, Iterable, Iterator
 
@@ -168,6 +169,7 @@ def _bin_indices(values: np.ndarray) -> np.ndarray:
     return np.where(small, 0, np.where(top, _BINS - 1, index))
 
 
+@functools.lru_cache(maxsize=256)  # the bucket bounds of every scrape: a handful of values, many times
 def _bin_index(value: float) -> int:
     return int(_bin_indices(np.array([value]))[0])
 
