@@ -17,7 +17,7 @@ from rich.console import Console
 
 from edge import config
 from edge.admin import DEFAULT_ADMIN_PORT
-from edge.units import parse_duration, parse_size
+from edge.units import format_duration, parse_duration, parse_size
 
 EXIT_OK = 0
 EXIT_THRESHOLDS_FAILED = 1
@@ -33,7 +33,7 @@ def _load(path: str | None) -> config.LoadedScenario:
 def cmd_run(args: argparse.Namespace) -> int:
     from edge.openmetrics import OpenMetricsRecorder
     from edge.progress import RunProgress
-    from edge.report import build_report, failed_thresholds, print_summary, write_json
+    from edge.report import abort_check, build_report, failed_thresholds, print_summary, write_json
     from edge.runtime import simulate
 
     loaded = _load(args.scenario)
@@ -57,7 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()  # the shell may time itself; the model never reads this clock
     try:
-        result = simulate(loaded, seed=args.seed, duration=duration, interval=args.interval, setup=setup)
+        result = simulate(loaded, seed=args.seed, duration=duration, interval=args.interval, setup=setup, stop_when=abort_check(loaded))
     finally:
         if progress is not None:
             progress.__exit__()
@@ -81,9 +81,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"({report.clients.requests / wall:,.0f} requests/s, {result.events / wall:,.0f} timer events/s)[/dim]"
         )
     failed = failed_thresholds(report)
+    if report.stopped_early is not None:
+        stop = report.stopped_early
+        print(f"edge: run stopped at {format_duration(stop.at_s)} of {format_duration(duration)}: threshold failed: {stop.threshold}", file=sys.stderr)
     for t in failed:
         print(f"edge: threshold failed: {t.threshold} (measured {t.shown()})", file=sys.stderr)
-    return EXIT_THRESHOLDS_FAILED if failed else EXIT_OK
+    return EXIT_THRESHOLDS_FAILED if failed or report.stopped_early is not None else EXIT_OK
 
 
 def cmd_plot(args: argparse.Namespace) -> int:

@@ -334,20 +334,41 @@ class TimelineEvent(msgspec.Struct, forbid_unknown_fields=True):
             raise ValueError(f"@version: expected a version number >= 1, got {self.version}")
 
 
+class ThresholdRule(msgspec.Struct, forbid_unknown_fields=True):
+    """A threshold with options; a plain string in ``thresholds`` is a rule without them."""
+
+    threshold: str
+    abort: bool = False
+    """Stop the run as soon as this threshold fails (as k6's abortOnFail), instead of at the end.
+    Checked on the run so far at every interval of the report's series."""
+    delay: Duration = "0s"
+    """Do not abort before this much simulated time (as k6's delayAbortEval): early figures are
+    few and noisy."""
+
+    def __post_init__(self) -> None:
+        _check("delay", parse_duration, self.delay)
+
+
 class Scenario(msgspec.Struct, forbid_unknown_fields=True):
     services: list[Service]
     scenario: Meta = msgspec.field(default_factory=Meta)
     traffic: list[Traffic] = []
-    thresholds: list[str] = []
+    thresholds: list[str | ThresholdRule] = []
     """Pass/fail criteria checked after the run (``edge.thresholds``); a failed one exits 1."""
     timeline: list[TimelineEvent] = []
 
     def __post_init__(self) -> None:
-        for index, text in enumerate(self.thresholds):
+        for index, rule in enumerate(threshold_rules(self)):
             try:
-                parse_threshold(text)
+                parse_threshold(rule.threshold)
             except ValueError as exc:
-                raise ValueError(f"@thresholds[{index}]: {exc}") from None
+                where = f"thresholds[{index}]" if isinstance(self.thresholds[index], str) else f"thresholds[{index}].threshold"
+                raise ValueError(f"@{where}: {exc}") from None
+
+
+def threshold_rules(spec: Scenario) -> list[ThresholdRule]:
+    """Every threshold of ``spec`` as a rule, plain strings included."""
+    return [ThresholdRule(t) if isinstance(t, str) else t for t in spec.thresholds]
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -567,8 +588,8 @@ def validate(loaded: LoadedScenario) -> None:
             if is_model(services[svc], envs[env_name]) != is_model(services[svc], envs[event.to]):
                 raise fail(f"{where}.to", f"expected {event.to!r} and {env_name!r} to be both code or both synthetic models")
 
-    for i, text in enumerate(spec.thresholds):
-        subject = parse_threshold(text).subject
+    for i, rule in enumerate(threshold_rules(spec)):
+        subject = parse_threshold(rule.threshold).subject
         if subject != "clients":
             svc, _, env_name = subject.partition("@")
             if svc not in services or env_name not in environments_of(services[svc]):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Callable
 
 import msgspec
 from rich.console import Console
@@ -16,6 +17,7 @@ from rich.table import Table
 
 from edge.files import write_atomically
 from edge.metrics import STATUS_CLASSES, LogHistogram
+from edge.config import LoadedScenario, threshold_rules
 from edge.runtime import RunResult
 from edge.series import Series
 from edge.timeline import TimelineEntry
@@ -97,6 +99,13 @@ class GroupReport(msgspec.Struct):
     dropped: int
 
 
+class StoppedEarly(msgspec.Struct):
+    """A threshold with ``abort = true`` failed during the run: traffic stopped there."""
+
+    at_s: float
+    threshold: str
+
+
 class NodeReport(msgspec.Struct):
     cores: int
     cpu_utilisation: float
@@ -118,6 +127,8 @@ class Report(msgspec.Struct):
     groups: dict[str, GroupReport]
     thresholds: list[ThresholdResult]
     """Each of the scenario's thresholds with the value the run measured; any failed => exit 1."""
+    stopped_early: StoppedEarly | None
+    """Set when an aborting threshold failed during the run (and the run exits 1)."""
     timeline: list[TimelineEntry]
     """What the scenario's timeline did, when."""
     series: Series
@@ -208,12 +219,13 @@ def build_report(result: RunResult) -> Report:
         clients=clients,
         groups=groups,
         thresholds=[],
+        stopped_early=None if result.stopped is None else StoppedEarly(at_s=_round(result.stopped[0]), threshold=result.stopped[1]),
         timeline=list(result.timeline),
         series=result.series,
     )
     report.thresholds = [
         ThresholdResult(threshold=t.text, value=_round(value), passed=t.holds(value))
-        for t in map(parse_threshold, result.loaded.spec.thresholds)
+        for t in (parse_threshold(rule.threshold) for rule in threshold_rules(result.loaded.spec))
         for value in [threshold_value(report, t)]
     ]
     return report
@@ -244,6 +256,26 @@ def threshold_value(report: Report, threshold: Threshold) -> float:
     if metric == "errors":
         return float(errors)
     return float(getattr(e, metric.replace(" ", "_")))
+
+
+def abort_check(loaded: LoadedScenario) -> Callable[[RunResult], str | None] | None:
+    """For ``simulate(stop_when=...)``: the first aborting threshold that fails on the run so far
+    (past its delay), or None; None instead of a check when no threshold aborts."""
+    rules = [
+        (rule.threshold, parse_threshold(rule.threshold), parse_duration(rule.delay))
+        for rule in threshold_rules(loaded.spec) if rule.abort
+    ]
+    if not rules:
+        return None
+
+    def failing(result: RunResult) -> str | None:
+        due = [(text, threshold) for text, threshold, delay in rules if result.simulated >= delay]
+        if not due:
+            return None
+        report = build_report(result)
+        return next((text for text, threshold in due if not threshold.holds(threshold_value(report, threshold))), None)
+
+    return failing
 
 
 def failed_thresholds(report: Report) -> list[ThresholdResult]:
@@ -294,6 +326,8 @@ def print_summary(report: Report, console: Console | None = None) -> None:
     console.print(f"node: {report.node.cores} cores, {report.node.cpu_utilisation:.1%} CPU utilisation")
     for entry in report.timeline:
         console.print(f"[cyan]{format_duration(entry.at_s):>8}[/cyan]  {entry.action} {entry.target}: {entry.detail}")
+    if report.stopped_early is not None:
+        console.print(f"[bold red]stopped early at {format_duration(report.stopped_early.at_s)}:[/bold red] {report.stopped_early.threshold}")
     for t in report.thresholds:
         mark = "[green]✓ pass[/green]" if t.passed else "[bold red]✗ FAIL[/bold red]"
         console.print(f"{mark}  {t.threshold}  (measured {t.shown()})")

@@ -257,6 +257,7 @@ class RunResult:
     def __init__(
         self, loaded: config.LoadedScenario, seed: int, duration: float, simulated: float, metrics: RunMetrics,
         topology: Topology, events: int, undrained: int, timeline: list[Any], series: Series,
+        stopped: tuple[float, str] | None = None,
     ) -> None:
         self.loaded = loaded
         self.seed = seed
@@ -268,6 +269,8 @@ class RunResult:
         self.undrained = undrained
         self.timeline = timeline
         self.series = series
+        self.stopped = stopped
+        """(simulated time, why) when ``stop_when`` ended the traffic early."""
 
 
 def simulate(
@@ -277,13 +280,15 @@ def simulate(
     duration: float | None = None,
     interval: float | None = None,
     setup: Callable[[Topology, FrontDoor, VirtualClock], Any] | None = None,
+    stop_when: Callable[[RunResult], str | None] | None = None,
 ) -> RunResult:
     """Run the scenario's traffic for ``duration`` simulated seconds on a virtual clock.
 
     Deterministic: the seed decides every random draw and trio's scheduling order, and nothing reads
     the wall clock. The run is also read every ``interval`` simulated seconds (``RunResult.series``;
     by default about a hundred points). ``setup`` lets tests and tools reach the built model before
-    traffic starts.
+    traffic starts. ``stop_when`` is asked at every interval, with the run so far: a reason (a
+    string) stops the traffic there; the run then drains and ends as it would have at its end.
     """
     from edge.timeline import schedule_timeline  # the shell drives the runtime, not vice versa
     from edge.traffic import start_traffic
@@ -297,7 +302,21 @@ def simulate(
     front = FrontDoor(topology, meta, clock, metrics)
     state: dict[str, Any] = {}
     timeline: list[Any] = []  # what the scenario's timeline did, in order
-    recorder = SeriesRecorder(metrics, clock, interval or default_interval(duration), duration)
+    interval = interval or default_interval(duration)
+    recorder = SeriesRecorder(metrics, clock, interval, duration)
+    stop = trio.CancelScope()
+
+    def so_far() -> RunResult:
+        return RunResult(loaded, seed, duration, clock.now(), metrics, topology, clock.events, 0, timeline, recorder.series)
+
+    def check() -> None:
+        assert stop_when is not None
+        why = stop_when(so_far())
+        if why is not None:
+            state["stopped"] = (clock.now(), why)
+            stop.cancel()
+        elif clock.now() + interval <= duration:
+            clock.call_later(interval, check)
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
@@ -307,9 +326,14 @@ def simulate(
             if setup is not None:
                 setup(topology, front, clock)
             recorder.begin()
-            start_traffic(loaded, front, clock, metrics, seed=seed, until=duration)
+            if stop_when is not None:
+                clock.call_later(interval, check)
+            groups = start_traffic(loaded, front, clock, metrics, seed=seed, until=duration)
             schedule_timeline(loaded.spec, topology, clock, timeline)
-            await clock.sleep(duration)
+            with stop:
+                await clock.sleep(duration)
+            for group in groups:
+                group.stop()
             drained = await front.drained(parse_duration(meta.drain))
             state["undrained"] = 0 if drained else front.inflight
             state["simulated"] = clock.now()
@@ -318,7 +342,8 @@ def simulate(
 
     seed_trio_scheduler(seed)
     trio.run(main, clock=clock)
-    return RunResult(loaded, seed, duration, state["simulated"], metrics, topology, clock.events, state["undrained"], timeline, recorder.series)
+    return RunResult(loaded, seed, duration, state["simulated"], metrics, topology, clock.events, state["undrained"], timeline, recorder.series,
+                     state.get("stopped"))
 
 
 def default_scenario_path() -> Path:

@@ -86,7 +86,12 @@ class OpenArrivals:
             self.at = self.origin + after
             self.clock.call_later(self.at - self.clock.now(), self._arrive)
 
+    def stop(self) -> None:
+        self.until = self.clock.now()
+
     def _arrive(self) -> None:
+        if self.at >= self.until:  # stopped early, after this arrival was scheduled
+            return
         if self.max_inflight is None:
             self.front.submit(self.mix.draw(self.rng), self.at, None, self.timeout, self.client)
         elif self.outstanding < self.max_inflight:
@@ -123,6 +128,9 @@ class ClosedUsers:
         self.timeout = timeout
         self.client = client
 
+    def stop(self) -> None:
+        self.until = self.clock.now()
+
     def start(self, at: float) -> None:
         for _ in range(self.users):
             self.clock.call_later(at - self.clock.now() + self.think.sample(self.rng), self._send)
@@ -146,8 +154,12 @@ def rate_profile(group: config.Traffic) -> RateProfile:
     return RateProfile(base, stages, diurnal, bursts)
 
 
-def start_traffic(loaded: config.LoadedScenario, front, clock: ModelClock, metrics: RunMetrics, *, seed: int, until: float) -> None:
+def start_traffic(
+    loaded: config.LoadedScenario, front, clock: ModelClock, metrics: RunMetrics, *, seed: int, until: float
+) -> list[OpenArrivals | ClosedUsers]:
+    """Start every traffic group; returns them, for ``stop()`` should the run end early."""
     spec = loaded.spec
+    groups: list[OpenArrivals | ClosedUsers] = []
     for index, group in enumerate(spec.traffic):
         name = config.group_name(group, index)
         start = parse_duration(group.start)
@@ -158,9 +170,12 @@ def start_traffic(loaded: config.LoadedScenario, front, clock: ModelClock, metri
         client = metrics.group(name)
         if group.users is not None:
             think = parse_distribution(group.think, unit="duration")
-            ClosedUsers(front, clock, rng, mix, group.users, think, until=end, timeout=timeout, client=client).start(start)
+            sender: OpenArrivals | ClosedUsers = ClosedUsers(front, clock, rng, mix, group.users, think, until=end, timeout=timeout, client=client)
         else:
             kind, _ = config.parse_arrivals(group.arrivals)
             arrivals = Arrivals(rate_profile(group), kind, rng)
-            OpenArrivals(front, clock, rng, mix, arrivals, until=end, timeout=timeout, max_inflight=group.max_inflight,
-                         client=client).start(start)
+            sender = OpenArrivals(front, clock, rng, mix, arrivals, until=end, timeout=timeout, max_inflight=group.max_inflight,
+                                  client=client)
+        sender.start(start)
+        groups.append(sender)
+    return groups

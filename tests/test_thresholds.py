@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from edge import config
-from edge.report import build_report
+from edge.report import abort_check, build_report
 from edge.runtime import simulate
 from edge.thresholds import parse_threshold
 
@@ -126,3 +126,81 @@ def test_bad_thresholds_exit_2_naming_the_path(tmp_path, threshold, expected):
     done = edge_run(str(scenario(tmp_path, threshold)), "-q")
     assert done.returncode == 2
     assert "thresholds[0]" in done.stderr and expected in done.stderr, done.stderr
+
+
+ABORTING = """
+thresholds = [{rules}]
+
+[scenario]
+name = "abort"
+duration = "10m"
+
+[[services]]
+name = "api"
+routes = ["api.test/*"]
+model = {{ latency = "2ms" }}
+
+[[traffic]]
+arrivals = "constant(100/s)"
+requests = [{{ url = "https://api.test/" }}]
+
+[[timeline]]
+at = "2m"
+action = "set"
+target = "api@production"
+errors = 0.5
+"""
+
+
+def aborting(make_scenario, rules: str):
+    loaded = make_scenario(ABORTING.format(rules=rules))
+    result = simulate(loaded, seed=1, interval=10, stop_when=abort_check(loaded))
+    return result, build_report(result)
+
+
+def test_an_aborting_threshold_stops_the_traffic_at_the_first_interval_it_fails(make_scenario):
+    result, report = aborting(make_scenario, '{ threshold = "error ratio < 5%", abort = true }')
+    # Errors start at 2m; at 50% the cumulative ratio passes 5% 13.3 s later: the 2m20s check sees it.
+    assert report.stopped_early is not None
+    assert report.stopped_early.at_s == 140.0 and report.stopped_early.threshold == "error ratio < 5%"
+    assert report.clients.requests in (13_999, 14_000)  # 100/s until the stop, not one arrival after it
+    assert report.simulated_s < 141  # drained, then ended: not ten minutes
+    assert not report.thresholds[0].passed
+
+
+def test_abort_waits_for_its_delay(make_scenario):
+    _, report = aborting(make_scenario, '{ threshold = "requests > 1000000", abort = true, delay = "1m" }')
+    assert report.stopped_early is not None and report.stopped_early.at_s == 60.0
+
+
+def test_thresholds_without_abort_let_the_run_finish(make_scenario):
+    _, report = aborting(make_scenario, '"error ratio < 5%", { threshold = "requests > 1", abort = true }')
+    assert report.stopped_early is None
+    assert report.clients.requests == 600 * 100
+    assert [t.passed for t in report.thresholds] == [False, True]
+
+
+def test_edge_run_says_where_it_stopped_and_exits_1(tmp_path):
+    path = tmp_path / "a.toml"
+    path.write_text(ABORTING.format(rules='{ threshold = "error ratio < 5%", abort = true }'))
+    done = edge_run(str(path), "--no-progress", "--interval", "10s", "--json", str(tmp_path / "r.json"))
+    assert done.returncode == 1
+    assert "run stopped at 2m20s of 10m0s: threshold failed: error ratio < 5%" in done.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["stopped_early"] == {"at_s": 140.0, "threshold": "error ratio < 5%"}
+
+
+@pytest.mark.parametrize(
+    "rule, path, expected",
+    [
+        ('{ threshold = "p99 latency < soon", abort = true }', "thresholds[0].threshold", "duration"),
+        ('{ threshold = "requests > 1", abortt = true }', "thresholds[0]", "abortt"),
+        ('{ threshold = "requests > 1", abort = true, delay = "-1s" }', "thresholds[0].delay", "duration"),
+        ('{ abort = true }', "thresholds[0]", "threshold"),
+    ],
+)
+def test_bad_threshold_rules_exit_2_naming_the_path(tmp_path, rule, path, expected):
+    scenario_path = tmp_path / "a.toml"
+    scenario_path.write_text(ABORTING.format(rules=rule))
+    done = edge_run(str(scenario_path), "-q")
+    assert done.returncode == 2, done.stderr
+    assert path in done.stderr and expected in done.stderr, done.stderr
