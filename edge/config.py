@@ -179,15 +179,22 @@ class RequestTemplate(msgspec.Struct, forbid_unknown_fields=True):
     headers: dict[str, str] = {}
     """A value "secret:SERVICE.NAME" is replaced by that service's secret (never printed)."""
     body: str | None = None
+    body_size: str | int | None = None
+    """A body of this many bytes (a size or a size distribution, "2KiB", "exp(4KiB)"), drawn per request."""
 
     def __post_init__(self) -> None:
         self.method = self.method.upper()
+        if self.body_size is not None:
+            _check("body_size", parse_distribution, self.body_size, unit="size")
+            if self.body is not None:
+                raise ValueError("@body_size: expected either `body` (a literal) or `body_size`, not both")
         if not (math.isfinite(self.weight) and self.weight > 0):
             raise ValueError(f"@weight: expected a positive weight, got {self.weight}")
         if not _URL.match(self.url):
             raise ValueError(f'@url: expected an absolute URL like "https://example.com/path", got {self.url!r}')
-        if self.body is not None and self.method in ("GET", "HEAD"):
-            raise ValueError(f"@body: a {self.method} request cannot have a body")
+        for field in ("body", "body_size"):
+            if getattr(self, field) is not None and self.method in ("GET", "HEAD"):
+                raise ValueError(f"@{field}: a {self.method} request cannot have a body")
 
 
 class Stage(msgspec.Struct, forbid_unknown_fields=True):

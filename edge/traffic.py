@@ -28,7 +28,8 @@ class RequestMix:
     """Weighted request templates with secrets resolved, ready to stamp out Requests.
 
     Each template is a Request built (and validated) once; a draw hands out a clone of it, which
-    copies fields instead of parsing the URL, method and headers again for every arrival.
+    copies fields instead of parsing the URL, method and headers again for every arrival. A
+    template with a ``body_size`` gets a body of a size drawn for each request.
     """
 
     def __init__(self, spec: config.Scenario, templates: list[config.RequestTemplate]) -> None:
@@ -46,10 +47,18 @@ class RequestMix:
             )
             for t in templates
         ]
+        self._sizes = [None if t.body_size is None else parse_distribution(t.body_size, unit="size") for t in templates]
+        self._filler = b""
 
     def draw(self, rng: random.Random) -> Request:
-        index = bisect.bisect_right(self._cumulative, rng.random() * self._total)
-        return self._templates[min(index, len(self._templates) - 1)].clone()
+        index = min(bisect.bisect_right(self._cumulative, rng.random() * self._total), len(self._templates) - 1)
+        size = self._sizes[index]
+        if size is None:
+            return self._templates[index].clone()
+        length = max(0, round(size.sample(rng)))
+        if len(self._filler) < length:
+            self._filler = b"x" * length
+        return Request(self._templates[index], body=self._filler[:length])
 
 
 class OpenArrivals:

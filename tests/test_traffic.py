@@ -148,3 +148,60 @@ def test_traffic_errors_name_the_path(make_scenario, traffic, path, expected):
         make_scenario(SERVICE.format(latency="1ms", traffic=traffic))
     message = str(error.value)
     assert f": {path}: " in message and expected in message, message
+
+
+SIZED = """
+[scenario]
+name = "sized"
+
+[[services]]
+name = "api"
+routes = ["api.test/*"]
+worker = "sizes.py"
+
+[[traffic]]
+arrivals = "constant(100/s)"
+requests = [
+  {{ method = "POST", url = "https://api.test/", body_size = "{size}" }},
+  {{ method = "GET", url = "https://api.test/", weight = 1 }},
+]
+"""
+
+SIZES_WORKER = '''
+from edge.fetch import Response
+
+SEEN = []
+
+async def fetch(request, env, ctx):
+    SEEN.append((request.method, len(await request.bytes())))
+    return Response("ok")
+'''
+
+
+@pytest.mark.parametrize("size, mean", [("2KiB", 2048), ("exp(4KiB)", 4096)])
+def test_body_size_draws_a_body_per_request(make_scenario, size, mean):
+    import sys
+
+    loaded = make_scenario(SIZED.format(size=size), {"sizes.py": SIZES_WORKER})
+    simulate(loaded, seed=1, duration=20)
+    copies = [name for name in sys.modules if name.startswith("edge_worker_sizes_")]
+    seen = sys.modules[max(copies, key=lambda name: int(name.rsplit("_", 1)[1]))].SEEN  # the run's copy: the last loaded
+    posted = [n for method, n in seen if method == "POST"]
+    assert all(n == 0 for method, n in seen if method == "GET")
+    assert len(posted) == pytest.approx(1000, abs=150)
+    assert sum(posted) / len(posted) == pytest.approx(mean, rel=0.1)
+    assert (len(set(posted)) == 1) == (size == "2KiB")  # a constant size, or one drawn per request
+
+
+@pytest.mark.parametrize(
+    "template, path, expected",
+    [
+        ('{ method = "GET", url = "https://api.test/", body_size = "1KiB" }', "body_size", "cannot have a body"),
+        ('{ method = "POST", url = "https://api.test/", body_size = "1 parsec" }', "body_size", "expected"),
+        ('{ method = "POST", url = "https://api.test/", body = "x", body_size = "1KiB" }', "body_size", "not both"),
+    ],
+)
+def test_bad_body_sizes_name_the_path(make_scenario, template, path, expected):
+    with pytest.raises(config.ConfigError) as raised:
+        make_scenario(SERVICE.format(latency="1ms", traffic="").replace('requests = [{ url = "https://api.test/" }]', f"requests = [{template}]"))
+    assert f"traffic[0].requests[0].{path}" in str(raised.value) and expected in str(raised.value)
