@@ -25,7 +25,7 @@ from typing import Any, Awaitable, Callable
 import trio
 from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
 
-from actors.mailbox import Call, Mailbox, ask
+from actors.mailbox import Call, Mailbox, ask, discard_reply
 from edge.clock import ModelClock
 from edge.cpu import CorePool, CpuAccount, CpuLimitExceeded, InvocationLimitExceeded, metered
 from edge.distributions import Distribution
@@ -81,7 +81,16 @@ class Context:
         granted = account.charge(wanted, actor.key)
         actor.stats.cpu_seconds += granted
         if granted > 0:
-            await actor.cores.run(granted)
+            cores = actor.cores
+            if cores.take():
+                # CorePool.run's no-wait path, inlined: every worker takes it, and each coroutine
+                # level costs again on every resume of the worker's stack.
+                try:
+                    await actor.clock.sleep(granted)
+                finally:
+                    cores.release(granted)
+            else:
+                await cores.run(granted)
         if granted < wanted:
             raise CpuLimitExceeded(account.used, account.limit)
 
@@ -114,13 +123,17 @@ class Env:
 class Binding:
     """``env.NAME``: a service binding. Calls travel to the target actor's mailbox, never a socket."""
 
-    __slots__ = ("_ctx", "_name", "_target", "_post", "_caller", "_clock", "_metrics", "_latency")
+    __slots__ = ("_ctx", "_name", "_target", "_post", "_inline", "_caller", "_clock", "_metrics", "_latency")
 
     def __init__(self, ctx: Context, name: str, target: str, post: Post, caller: str, clock: ModelClock, metrics: RunMetrics) -> None:
         self._ctx = ctx
         self._name = name
         self._target = target
         self._post = post
+        # A binding straight to a code environment (no router between) runs the callee's worker
+        # in this task when it can (``EnvironmentActor.call_inline``); anything else is posted.
+        target_actor = getattr(post, "__self__", None)
+        self._inline = target_actor.call_inline if isinstance(target_actor, EnvironmentActor) and target_actor.inlines_calls else None
         self._caller = caller
         self._clock = clock
         self._metrics = metrics
@@ -164,7 +177,10 @@ class Binding:
         account.invocations += 1
         clock = self._clock
         call = Call(request, account, None, clock.now(), method, args, kwargs)  # type: ignore[arg-type]
-        result = await ask(self._post, call)
+        if self._inline is not None:
+            result = await self._inline(call)
+        else:
+            result = await ask(self._post, call)
         status = result._status if isinstance(result, Response) else (500 if isinstance(result, _RpcFailure) else 200)
         key = (call.served_by, call.version, status // 100)
         hist = self._latency.get(key)
@@ -241,6 +257,9 @@ class EnvironmentActor:
         self._warm: list[float] = []  # when each idle slot goes cold, most recently used last
         self._busy = 0  # model calls in service
         self._slot_waiter: Task | None = None
+        self._slot_objects: dict[Task, tuple[Context, Env]] = {}  # each slot task's ctx and env
+        # Virtual-time code environments serve binding calls in the caller's task (call_inline).
+        self.inlines_calls = not live and not isinstance(worker, ModelWorker)
         if isinstance(worker, ModelWorker):
             # Bound once here rather than tested on every call: this is the entry of every hop.
             self.post = self._post_model  # type: ignore[method-assign]
@@ -329,6 +348,7 @@ class EnvironmentActor:
                 },
             }
         )
+        self._slot_objects[current_task()] = (ctx, env)
         receive = self.mailbox.receive
         if self.live:
             await self._serve_live_calls(ctx, env, receive)
@@ -366,6 +386,34 @@ class EnvironmentActor:
             result = await self._run_worker(call, env, ctx)
             ctx.account = None
             self._finish(call, result)
+
+    async def call_inline(self, call: Call) -> Any:
+        """Serve a binding call in the calling task, on behalf of an idle slot (virtual time).
+
+        A bound call to a code worker would otherwise cost two trio scheduler passes on top of
+        the worker's own: one to wake the slot that takes the call, one to wake the caller with
+        the answer. In virtual time nothing can happen between the caller's post and the slot
+        starting, nor between the answer and the caller resuming (same instant, no timer fires
+        while a task is runnable), so the caller's task runs the worker itself, with the idle
+        slot's ``ctx``/``env``, and the slot counts as busy meanwhile (``Mailbox.lend``). Queueing,
+        shedding and a down environment are unchanged: with no idle slot the call is posted.
+        """
+        slot = None if self.down else self.mailbox.lend()
+        if slot is None:
+            return await ask(self.post, call)
+        ctx, env = self._slot_objects[slot]
+        try:
+            cold = self._begin(call)
+            if cold:
+                await self.clock.sleep(cold)
+            ctx.account = call.account
+            result = await self._run_worker(call, env, ctx)
+            call.on_reply = discard_reply  # the answer is returned to this task, not sent
+            self._finish(call, result)
+            return result
+        finally:
+            ctx.account = None
+            self.mailbox.give_back(slot)
 
     async def _serve_live_calls(self, ctx: Context, env: Env, receive: Callable[[], Any]) -> None:
         """As ``_serve_calls``, plus what real time brings: the worker's CPU is measured, and a

@@ -44,13 +44,31 @@ class VirtualClock(trio.abc.Clock, ModelClock):
     Timers are heap entries ``[when, seq, task_or_None, fn, args]``; ``seq`` keeps equal times in
     FIFO order, which makes runs deterministic. A cancelled sleep clears its entry's task instead of
     searching the heap (lazy deletion).
+
+    A sleep that would be the next thing to happen anyway does not park (``sleep``): when the
+    sleeping task is the only one in trio's current batch, nothing else is runnable, and no timer
+    or trio deadline comes before its wake-up, parking would only lead the scheduler, one pass
+    later, to jump the clock to that wake-up and run this same task alone. The clock moves there at
+    once instead. ``_solo`` is the task for which that holds: the one task the clock made runnable
+    for the pass under way (set through ``_armed`` by ``deadline_to_sleep_time``, confirmed by the
+    I/O manager's ``get_events``, which trio calls once per pass, after the clock and before the
+    batch is formed).
     """
+
+    # Sleeps one task step may skip in a row before it parks anyway: a worker looping on
+    # ``ctx.sleep`` must still reach a checkpoint now and then (Ctrl+C, cancellation).
+    _MAX_SKIPS = 64
 
     def __init__(self) -> None:
         self._now = 0.0
         self._timers: list[list[Any]] = []
         self._seq = itertools.count()
         self.events = 0  # timers fired: a cheap progress and speed figure
+        self._armed: Any = None  # the task deadline_to_sleep_time made runnable, alone, this pass
+        self._solo: Any = None  # the task running alone in the current batch, if known
+        self._skips = 0
+        self._runq: Any = ()
+        self._deadlines: Any = None
 
     # -- trio.abc.Clock ------------------------------------------------------------------
     def start_clock(self) -> None:
@@ -58,7 +76,9 @@ class VirtualClock(trio.abc.Clock, ModelClock):
         # trio's queue of runnable tasks: after a callback timer, an empty one means the clock can
         # fire the next timer at once instead of handing control back for an empty scheduler pass.
         self._runq = runner.runq
-        runner.io_manager = _RarePolls(runner.io_manager)
+        # trio's own deadlines (cancel scopes): a sleep may skip parking only if none comes first.
+        self._deadlines = runner.deadlines
+        runner.io_manager = _RarePolls(runner.io_manager, self)
 
     def current_time(self) -> float:
         return self._now
@@ -83,9 +103,12 @@ class VirtualClock(trio.abc.Clock, ModelClock):
             self.events += 1
             if task is not None:
                 reschedule(task)
+                self._armed = task
                 return 0.0
             fn(*entry[4])
             if runq:  # the callback woke a task: let it run before time moves on
+                if len(runq) == 1:
+                    self._armed = runq[0]
                 return 0.0
         if deadline == math.inf:
             # Nothing runnable, no timer, no deadline: only a program that is really stuck gets
@@ -100,7 +123,20 @@ class VirtualClock(trio.abc.Clock, ModelClock):
         return self._now
 
     async def sleep(self, seconds: float) -> None:
-        entry = [self._now + seconds, next(self._seq), current_task(), None, ()]
+        when = self._now + seconds
+        task = current_task()
+        if task is self._solo and not self._runq and self._skips:
+            # Alone in the batch and nothing woken: if no timer and no trio deadline comes first,
+            # this wake-up is the next event of the run (a timer at the same time fires first,
+            # being older). Skipping the park is what the scheduler would do, minus a pass.
+            timers = self._timers
+            if (not timers or timers[0][0] > when) and self._deadlines.next_deadline() > when:
+                self._skips -= 1
+                self.events += 1
+                if when > self._now:
+                    self._now = when
+                return
+        entry = [when, next(self._seq), task, None, ()]
         heapq.heappush(self._timers, entry)
 
         def abort(_: Any) -> Abort:
@@ -125,8 +161,9 @@ class _RarePolls:
 
     _EVERY = 64
 
-    def __init__(self, io_manager: Any) -> None:
+    def __init__(self, io_manager: Any, clock: VirtualClock) -> None:
         self._io_manager = io_manager
+        self._clock = clock
         self._poll = io_manager.get_events
         self.process_events = io_manager.process_events  # called every pass: no __getattr__ detour
         self._passes = 0
@@ -135,11 +172,20 @@ class _RarePolls:
         return getattr(self._io_manager, name)
 
     def get_events(self, timeout: float) -> Any:
+        # Once per pass, after the clock had its say: the task it armed (if any) runs alone in
+        # this pass unless I/O events wake others (VirtualClock.sleep).
+        clock = self._clock
+        clock._solo = clock._armed
+        clock._armed = None
+        clock._skips = clock._MAX_SKIPS
         if timeout == 0:
             self._passes += 1
             if self._passes % self._EVERY:
                 return ()
-        return self._poll(timeout)
+        events = self._poll(timeout)
+        if events:
+            clock._solo = None
+        return events
 
 
 class RealClock(ModelClock):

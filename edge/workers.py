@@ -103,4 +103,8 @@ class ModelWorker:
             return self._empty.clone()
         if len(self._zeros) < size:
             self._zeros = bytes(size)
-        return Response(self._zeros[:size])
+        # A clone of the empty 200 given the body: the same Response as ``Response(bytes)``,
+        # without validating status and headers again for every answer.
+        response = self._empty.clone()
+        response._body = self._zeros[:size]
+        return response
