@@ -189,6 +189,8 @@ class Binding:
             labels = (self._caller, self._name, served.service, served.environment, call.version, f"{key[2]}xx")
             hist = self._latency[key] = self._metrics.histogram(self._metrics.bindings, labels)
         hist.observe(clock.now() - call.posted_at)
+        if call.routed_to is not None:  # through a router: what this caller got, by its first choice
+            self._metrics.count_routed(self._target, call.routed_to, status)
         if account.exceeded_at is not None:
             raise CpuLimitExceeded(account.used, account.limit)
         return result

@@ -132,6 +132,7 @@ class Call:
         "posted_at",
         "served_by",
         "version",
+        "routed_to",
         "waiter",
         "cancelled",
         "scope",
@@ -156,6 +157,7 @@ class Call:
         self.kwargs = kwargs
         self.served_by: Any = None
         self.version = ""
+        self.routed_to: str | None = None  # the environment a router first chose for this call
         self.waiter: Task | None = None  # the task parked in ask(), if any
         self.cancelled = False
         self.scope: Any = None  # the cancel scope of the slot running this call, if any

@@ -12,10 +12,19 @@ caller's own reply target, so the router costs nothing on the way back.
 
 Weights change with ``set_weights`` while the router runs; the split is exported as
 ``edge_canary_weight``.
+
+As Cloudflare's gradual deployments, a split may be sticky (``affinity``: a key taken from a header
+or cookie is hashed to a fixed point of the 0-100 weight line, so one user keeps one environment,
+and raising the canary's weight only moves users onto it) and may honour an ``override`` header
+that pins a request to a named environment. A retry budget (``RetryBudget``, Linkerd's) caps the
+fallback's retries. Each call records the environment first chosen for it (``Call.routed_to``), so
+what callers finally got can be told per environment: effective against per-attempt success.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import random
 from typing import Any
@@ -30,12 +39,90 @@ from edge.metrics import RunMetrics
 log = logging.getLogger("edge.router")
 
 
-class RetryPolicy:
-    __slots__ = ("to", "methods")
+class RetryBudget:
+    """At most ``ratio`` retries per request plus ``min_per_second`` retries per second, over a
+    sliding ``window`` (kept as ten buckets: the window slides a tenth at a time), as Linkerd's
+    retry budget. A failed attempt beyond it is not retried: a broken canary costs production at
+    most that much extra load, instead of doubling it."""
 
-    def __init__(self, to: str, methods: frozenset[str]) -> None:
+    BUCKETS = 10
+
+    def __init__(self, ratio: float, min_per_second: float, window: float) -> None:
+        self.ratio = ratio
+        self.floor = min_per_second * window
+        self.width = window / self.BUCKETS
+        self._requests = [0] * self.BUCKETS
+        self._retries = [0] * self.BUCKETS
+        self._bucket = 0  # index of the current bucket since time 0
+        self.requests = 0  # in the window
+        self.retries = 0  # in the window
+
+    def _advance(self, now: float) -> int:
+        index = int(now / self.width)
+        if index != self._bucket:
+            for step in range(1, min(index - self._bucket, self.BUCKETS) + 1):
+                slot = (self._bucket + step) % self.BUCKETS
+                self.requests -= self._requests[slot]
+                self.retries -= self._retries[slot]
+                self._requests[slot] = self._retries[slot] = 0
+            self._bucket = index
+        return index % self.BUCKETS
+
+    def note_request(self, now: float) -> None:
+        self._requests[self._advance(now)] += 1
+        self.requests += 1
+
+    def spend(self, now: float) -> bool:
+        """Take one retry from the budget; False (and nothing taken) if it is spent."""
+        slot = self._advance(now)
+        if self.retries + 1 > self.floor + self.ratio * self.requests:
+            return False
+        self._retries[slot] += 1
+        self.retries += 1
+        return True
+
+
+class RetryPolicy:
+    __slots__ = ("to", "methods", "budget")
+
+    def __init__(self, to: str, methods: frozenset[str], budget: RetryBudget | None = None) -> None:
         self.to = to
         self.methods = methods
+        self.budget = budget
+
+
+class Affinity:
+    """Where on the 0-100 weight line a request's key puts it (None: no key, draw at random)."""
+
+    __slots__ = ("header", "cookie")
+
+    def __init__(self, header: str | None = None, cookie: str | None = None) -> None:
+        self.header = header
+        self.cookie = cookie
+
+    def point(self, request: Any) -> float | None:
+        if self.header is not None:
+            key = request.headers.get(self.header)
+        else:
+            key = _cookie(request.headers.get("cookie"), self.cookie)  # type: ignore[arg-type]
+        return None if key is None else key_point(key)
+
+
+def _cookie(header: str | None, name: str) -> str | None:
+    if header is None:
+        return None
+    for pair in header.split(";"):
+        key, sep, value = pair.strip().partition("=")
+        if sep and key == name:
+            return value.strip().strip('"')
+    return None
+
+
+@functools.lru_cache(maxsize=65536)  # a user's key comes back with each of their requests
+def key_point(key: str) -> float:
+    """A key's fixed place in [0, 100): the same in every process and run (not Python's hash)."""
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 * 100.0
 
 
 class RouterActor:
@@ -52,10 +139,14 @@ class RouterActor:
         rng: random.Random,
         clock: ModelClock,
         metrics: RunMetrics,
+        affinity: Affinity | None = None,
+        override: str | None = None,
     ) -> None:
         self.service = service
         self.targets = targets
         self.retry = retry
+        self.affinity = affinity
+        self.override = override
         self.rng = rng
         self.clock = clock
         self.metrics = metrics
@@ -112,17 +203,32 @@ class RouterActor:
             attempt, result = await receive()
             self._settle(attempt, result)
 
-    def _choose(self) -> str:
-        point = self.rng.random() * 100.0
+    def _choose(self, request: Any) -> str:
+        point = None
+        if self.affinity is not None and request is not None:
+            point = self.affinity.point(request)
+        if point is None:
+            point = self.rng.random() * 100.0
         for cumulative, name in self._table:
             if point < cumulative:
                 return name
         return self._table[-1][1]
 
     def _route(self, call: Call) -> Response | None:
-        name = self._choose()
+        request = call.request if call.method is None else None  # RPC calls carry no request
+        if self.override is not None and request is not None:
+            pinned = request.headers.get(self.override)
+            if pinned in self.targets:  # asked for by name: served there, never retried elsewhere
+                call.routed_to = pinned
+                return self.targets[pinned](call)
+        name = self._choose(request)
+        call.routed_to = name
         retry = self.retry
-        if retry is not None and name != retry.to and call.method is None and call.request.method in retry.methods:
+        if retry is None:
+            return self.targets[name](call)
+        if retry.budget is not None:
+            retry.budget.note_request(self.clock.now())
+        if name != retry.to and request is not None and request.method in retry.methods:
             attempt = Call(call.request.clone(), call.account, self._attempt_done, self.clock.now())
             attempt.args = (call, name)
             immediate = self.targets[name](attempt)
@@ -143,11 +249,14 @@ class RouterActor:
     def _settle(self, attempt: Call, result: Any) -> None:
         original, tried = attempt.args
         if isinstance(result, Response) and result.status >= 500:
-            to = self.retry.to  # type: ignore[union-attr]
-            key = (self.service, tried, to)
-            self.metrics.retries[key] = self.metrics.retries.get(key, 0) + 1
-            self._forward(to, original)
-            return
+            retry: RetryPolicy = self.retry  # type: ignore[assignment]
+            if retry.budget is None or retry.budget.spend(self.clock.now()):
+                key = (self.service, tried, retry.to)
+                self.metrics.retries[key] = self.metrics.retries.get(key, 0) + 1
+                self._forward(retry.to, original)
+                return
+            denied = (self.service, tried)
+            self.metrics.retries_denied[denied] = self.metrics.retries_denied.get(denied, 0) + 1
         original.served_by = attempt.served_by
         original.version = attempt.version
         original.on_reply(original, result)

@@ -121,12 +121,33 @@ def _check_environment_fields(env: Environment | Service) -> None:
         _check("keep_warm", parse_duration, env.keep_warm)
 
 
+class RetryBudget(msgspec.Struct, forbid_unknown_fields=True):
+    """Linkerd's retry budget: over the last ``window``, retries may number at most ``ratio`` of
+    the requests plus ``min_per_second`` per second; beyond that a failed attempt is not retried
+    (its caller gets the failure), so a broken canary cannot double the load on production."""
+
+    ratio: Number = 0.2
+    min_per_second: Number = 10
+    window: Duration = "10s"
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.ratio) and self.ratio >= 0):
+            raise ValueError(f"@ratio: expected retries per request >= 0 (0.2 is one retry per five requests), got {self.ratio}")
+        if not (math.isfinite(self.min_per_second) and self.min_per_second >= 0):
+            raise ValueError(f"@min_per_second: expected retries per second >= 0, got {self.min_per_second}")
+        _check("window", parse_duration, self.window)
+        if parse_duration(self.window) <= 0:
+            raise ValueError(f"@window: expected a positive duration, got {self.window!r}")
+
+
 class Retry(msgspec.Struct, forbid_unknown_fields=True):
     """Seed 003's fallback: a failed attempt on another environment is retried on ``to``."""
 
     on: str = "5xx"
     methods: list[str] = msgspec.field(default_factory=lambda: ["GET", "HEAD"])
     to: str = "production"
+    budget: RetryBudget | None = None
+    """Caps retries (none: every retryable failure is retried)."""
 
     def __post_init__(self) -> None:
         if self.on != "5xx":
@@ -134,10 +155,26 @@ class Retry(msgspec.Struct, forbid_unknown_fields=True):
         self.methods = [m.upper() for m in self.methods]
 
 
+class Affinity(msgspec.Struct, forbid_unknown_fields=True):
+    """Sticky assignment: requests carrying the same key see the same environment (while the
+    weights allow: raising the canary's weight only moves users to it, never back)."""
+
+    header: str | None = None
+    cookie: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.header is None) == (self.cookie is None):
+            raise ValueError("@header: expected either `header` or `cookie` to name the affinity key, not both or neither")
+
+
 class Split(msgspec.Struct, forbid_unknown_fields=True):
     weights: dict[str, Number]
     """Percent of the service's traffic per environment; must sum to 100 (0.1 means 0.1%)."""
     retry: Retry | None = None
+    affinity: Affinity | None = None
+    override: str | None = None
+    """A request header naming an environment pins the request to it (Cloudflare's version
+    overrides): for testing a canary by hand at weight 0."""
 
     def __post_init__(self) -> None:
         for name, weight in self.weights.items():

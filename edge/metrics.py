@@ -262,6 +262,9 @@ class RunMetrics:
         self.request_cpu: dict[str, LogHistogram] = {}  # entry service -> CPU of whole chains
         self.canary_weights: dict[tuple[str, str], float] = {}
         self.retries: dict[tuple[str, str, str], int] = {}  # (service, from, to)
+        self.retries_denied: dict[tuple[str, str], int] = {}  # (service, from): failures the budget left unretried
+        # (service, environment first chosen by its router) -> what callers finally got, by status class
+        self.routed: dict[tuple[str, str], list[int]] = {}
         # traffic group ("http" for requests from the live ingress) -> what its clients saw
         self.groups: dict[str, ClientStats] = {}
         # entry service ("" when no route matched) -> top-level answers by status class
@@ -277,6 +280,12 @@ class RunMetrics:
         if stats is None:
             stats = self.environments[key] = EnvironmentStats(service, environment)
         return stats
+
+    def count_routed(self, service: str, environment: str, status: int) -> None:
+        counts = self.routed.get((service, environment))
+        if counts is None:
+            counts = self.routed[(service, environment)] = [0] * len(STATUS_CLASSES)
+        counts[status_class(status)] += 1
 
     def group(self, name: str) -> ClientStats:
         stats = self.groups.get(name)
@@ -444,6 +453,26 @@ class RunCollector(Collector):
         for (svc, src, dst), n in run.retries.items():
             retries.add_metric([svc, src, dst], n)
         yield retries
+
+        denied = CounterMetricFamily(
+            "edge_retries_denied", "Failed attempts not retried because the split's retry budget was spent.",
+            labels=["service", "from_environment"],
+        )
+        for (svc, src), n in run.retries_denied.items():
+            denied.add_metric([svc, src], n)
+        yield denied
+
+        routed = CounterMetricFamily(
+            "edge_routed_requests",
+            "Calls a router sent first to an environment, by the status the caller finally got (after any "
+            "fallback): the effective outcome per environment, where edge_requests_total is per attempt.",
+            labels=["service", "environment", "status_class"],
+        )
+        for (svc, env), counts in run.routed.items():
+            for cls, n in zip(STATUS_CLASSES, counts):
+                if n:
+                    routed.add_metric([svc, env, cls], n)
+        yield routed
 
 
 def registry_for(run: RunMetrics) -> CollectorRegistry:

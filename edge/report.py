@@ -61,10 +61,24 @@ class BindingReport(msgspec.Struct):
     latency_s: Quantiles
 
 
+class Outcome(msgspec.Struct):
+    requests: int
+    errors: int
+    """5xx."""
+    success_ratio: float
+
+
 class RouterReport(msgspec.Struct):
     weights: dict[str, float]
     retries: dict[str, int]
     """"canary->production": attempts retried on another environment."""
+    retries_denied: dict[str, int]
+    """Per environment, failed attempts the retry budget left unretried."""
+    effective: dict[str, Outcome]
+    """Per environment, the calls the router sent there first, by what their callers finally got
+    (after any fallback): the success users saw from each version."""
+    actual: dict[str, Outcome]
+    """Per environment, every attempt it answered (retries included): the version's own success."""
 
 
 class ClientReport(msgspec.Struct):
@@ -147,6 +161,12 @@ def _status(counts: list[int]) -> dict[str, int]:
     return {cls: n for cls, n in zip(STATUS_CLASSES, counts) if n}
 
 
+def _outcome(counts: list[int]) -> Outcome:
+    requests = sum(counts)
+    errors = counts[4]
+    return Outcome(requests, errors, _round(1 - errors / requests) if requests else 1.0)
+
+
 def build_report(result: RunResult) -> Report:
     metrics = result.metrics
     environments = {}
@@ -171,8 +191,17 @@ def build_report(result: RunResult) -> Report:
         service: RouterReport(
             weights={env: w for (svc, env), w in metrics.canary_weights.items() if svc == service},
             retries={f"{src}->{dst}": n for (svc, src, dst), n in metrics.retries.items() if svc == service},
+            retries_denied={src: n for (svc, src), n in metrics.retries_denied.items() if svc == service},
+            effective={
+                env: _outcome(metrics.routed.get((service, env), [0] * len(STATUS_CLASSES)))
+                for env in router.targets
+            },
+            actual={
+                env: _outcome([sum(col) for col in zip(*metrics.environments[f"{service}@{env}"].requests.values())] or [0] * len(STATUS_CLASSES))
+                for env in router.targets
+            },
         )
-        for service in result.topology.routers
+        for service, router in result.topology.routers.items()
     }
     bindings = [
         BindingReport(*labels, calls=hist.count, latency_s=quantiles(hist))
@@ -334,4 +363,11 @@ def print_summary(report: Report, console: Console | None = None) -> None:
     for service, r in report.routers.items():
         weights = ", ".join(f"{env} {w:g}%" for env, w in r.weights.items())
         retries = ", ".join(f"{k} {v:,}" for k, v in r.retries.items()) or "none"
-        console.print(f"router {service}: {weights}; retries {retries}")
+        denied = ", ".join(f"{k} {v:,}" for k, v in r.retries_denied.items())
+        console.print(f"router {service}: {weights}; retries {retries}" + (f"; denied by the budget {denied}" if denied else ""))
+        for env, effective in r.effective.items():
+            actual = r.actual[env]
+            console.print(
+                f"  {service}@{env}: success {effective.success_ratio:.3%} effective ({effective.requests:,} routed there first), "
+                f"{actual.success_ratio:.3%} per attempt ({actual.requests:,} attempts)"
+            )

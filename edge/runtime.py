@@ -17,7 +17,7 @@ import trio
 
 from actors.environment import EnvironmentActor, Post
 from actors.mailbox import Call
-from actors.router import RetryPolicy, RouterActor
+from actors.router import Affinity, RetryBudget, RetryPolicy, RouterActor
 from actors.supervisor import Supervisor
 from edge import config
 from edge.clock import ModelClock, VirtualClock, random_stream, seed_trio_scheduler
@@ -97,10 +97,12 @@ def build(loaded: config.LoadedScenario, *, seed: int, clock: ModelClock, metric
                 service=service.name,
                 targets={name: topology.environments[f"{service.name}@{name}"].post for name in config.environments_of(service)},
                 weights={k: float(v) for k, v in split.weights.items()},
-                retry=None if split.retry is None else RetryPolicy(split.retry.to, frozenset(split.retry.methods)),
+                retry=None if split.retry is None else _retry_policy(split.retry),
                 rng=random_stream(seed, "router", service.name),
                 clock=clock,
                 metrics=metrics,
+                affinity=None if split.affinity is None else Affinity(split.affinity.header, split.affinity.cookie),
+                override=split.override,
             )
             topology.routers[service.name] = router
             topology.entries[service.name] = router.post
@@ -115,6 +117,14 @@ def build(loaded: config.LoadedScenario, *, seed: int, clock: ModelClock, metric
             post = topology.entries[target_service] if target_env is None else topology.environments[target].post
             bindings[name] = (target_service, post)
     return topology
+
+
+def _retry_policy(retry: config.Retry) -> RetryPolicy:
+    budget = retry.budget
+    return RetryPolicy(
+        retry.to, frozenset(retry.methods),
+        None if budget is None else RetryBudget(float(budget.ratio), float(budget.min_per_second), parse_duration(budget.window)),
+    )
 
 
 def _first(*values: Any) -> Any:
@@ -194,6 +204,8 @@ class FrontDoor:
         service, done, state, client = call.args
         call.args[2] = _ANSWERED
         self._record_service(call, service, client)
+        if call.routed_to is not None:
+            self.metrics.count_routed(service, call.routed_to, response.status)
         if state is _WAITING:
             self._record_client(client, service, response, call.posted_at, done)
         if self.inflight == 0 and self._drained is not None:
