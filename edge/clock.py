@@ -61,6 +61,7 @@ class VirtualClock(trio.abc.Clock, ModelClock):
 
     def __init__(self) -> None:
         self._now = 0.0
+        self._closed = False
         self._timers: list[list[Any]] = []
         self._seq = itertools.count()
         self.events = 0  # timers fired: a cheap progress and speed figure
@@ -147,7 +148,17 @@ class VirtualClock(trio.abc.Clock, ModelClock):
 
     def call_later(self, seconds: float, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` from the scheduler at ``now + seconds``; ``fn`` must not block."""
+        if self._closed:
+            return
         heapq.heappush(self._timers, [self._now + seconds, next(self._seq), None, fn, args])
+
+    def close(self) -> None:
+        """The run is over: drop every pending callback and ignore new ones. A chain of callbacks
+        that reschedules itself (a rollout holding, a controller polling) would otherwise keep
+        the clock firing for ever while trio shuts down; sleeping tasks keep their timers."""
+        self._closed = True
+        self._timers = [entry for entry in self._timers if entry[2] is not None]
+        heapq.heapify(self._timers)
 
 
 class _RarePolls:

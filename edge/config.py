@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from edge.distributions import parse_distribution
-from edge.thresholds import parse_threshold
+from edge.thresholds import Threshold, parse_threshold
 from edge.units import parse_duration, parse_rate, parse_ratio
 
 Number = int | float
@@ -185,6 +185,135 @@ class Split(msgspec.Struct, forbid_unknown_fields=True):
             raise ValueError(f"@weights: expected weights summing to 100 (percent), got {total:g}")
 
 
+class RolloutStep(msgspec.Struct, forbid_unknown_fields=True):
+    """A step of a rollout with a gate of its own: wait ``pause`` before it, or for an approval."""
+
+    weight: Number
+    pause: Duration | None = None
+    manual: bool = False
+    """Wait for an approval (timeline action ``approve``, or the admin API live) before this step."""
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.weight) and 0 < self.weight <= 100):
+            raise ValueError(f"@weight: expected a percentage in (0, 100], got {self.weight}")
+        if self.pause is not None:
+            _check("pause", parse_duration, self.pause)
+
+
+class Compare(msgspec.Struct, forbid_unknown_fields=True):
+    """A statistical gate on latency: the canary's against the stable environment's, per interval."""
+
+    test: str = "mann-whitney"
+    alpha: Number = 0.01
+    """Fail when the canary is slower with a one-sided p-value below this."""
+    min_shift: Duration = "0s"
+    """...and its median is slower by more than this (a difference too small to matter is not a failure)."""
+
+    def __post_init__(self) -> None:
+        if self.test != "mann-whitney":
+            raise ValueError(f'@test: expected "mann-whitney", got {self.test!r}')
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"@alpha: expected a probability in (0, 1), got {self.alpha}")
+        _check("min_shift", parse_duration, self.min_shift)
+
+
+class Sequential(msgspec.Struct, forbid_unknown_fields=True):
+    """Wald's sequential probability ratio test on the canary's error ratio, over every canary
+    answer since the rollout began: H0 "error ratio p0" against H1 "p1"; crossing the upper bound
+    rolls back at once, crossing the lower one passes this gate for the rest of the rollout."""
+
+    p0: Number | str
+    p1: Number | str
+    alpha: Number = 0.01
+    """Probability of rolling back a canary at p0 (a false rollback)."""
+    beta: Number = 0.05
+    """Probability of missing a canary at p1."""
+
+    def __post_init__(self) -> None:
+        p0, p1 = parse_ratio(self.p0), parse_ratio(self.p1)
+        if not 0 < p0 < p1 < 1:
+            raise ValueError(f"@p1: expected 0 < p0 < p1 < 1, got p0 {p0:g} and p1 {p1:g}")
+        for name in ("alpha", "beta"):
+            if not 0 < getattr(self, name) < 0.5:
+                raise ValueError(f"@{name}: expected a probability in (0, 0.5), got {getattr(self, name)}")
+
+
+NO_DATA = ("fail", "pass", "hold")
+
+
+class Rollout(msgspec.Struct, forbid_unknown_fields=True):
+    """A progressive rollout of ``canary`` (Flagger/Argo Rollouts style), driven by the router.
+
+    Every ``interval`` the canary's last interval is analysed: the ``gates`` (thresholds on the
+    canary over the interval), the optional statistical gates; a pass moves to the next step's
+    weight, a failure counts, and ``failure_limit`` failures roll back (canary weight 0). After the
+    last step the canary is promoted: ``stable`` takes its version and all the traffic.
+    """
+
+    steps: list[Number | RolloutStep] = []
+    """Canary weights in order, e.g. [0.1, 1, 5, 25, 50, 100]; or use step_weight/max_weight."""
+    step_weight: Number | None = None
+    max_weight: Number = 100
+    canary: str = "canary"
+    stable: str = "production"
+    start: Duration = "0s"
+    interval: Duration = "1m"
+    gates: list[str] = []
+    min_requests: int = 0
+    """Canary answers an interval needs to be judged; fewer is "no data"."""
+    no_data: str = "fail"
+    """What an interval without enough data counts as: "fail" (as Flagger), "pass", or "hold"
+    (neither: the step is analysed again next interval)."""
+    failure_limit: int = 1
+    compare: Compare | None = None
+    sequential: Sequential | None = None
+
+    def __post_init__(self) -> None:
+        if bool(self.steps) == (self.step_weight is not None):
+            raise ValueError("@steps: expected either `steps` (a list of weights) or `step_weight` (and `max_weight`), not both or neither")
+        if self.step_weight is not None and not (0 < self.step_weight <= self.max_weight <= 100):
+            raise ValueError(f"@step_weight: expected 0 < step_weight <= max_weight <= 100, got {self.step_weight} and {self.max_weight}")
+        last = 0.0
+        for index, step in enumerate(rollout_steps(self)):
+            if step.weight <= last:
+                raise ValueError(f"@steps[{index}]: expected weights that increase, got {step.weight} after {last:g}")
+            last = step.weight
+        for name in ("start", "interval"):
+            _check(name, parse_duration, getattr(self, name))
+        if parse_duration(self.interval) <= 0:
+            raise ValueError(f"@interval: expected a positive duration, got {self.interval!r}")
+        if self.no_data not in NO_DATA:
+            raise ValueError(f"@no_data: expected one of {', '.join(NO_DATA)}, got {self.no_data!r}")
+        if self.failure_limit < 1:
+            raise ValueError(f"@failure_limit: expected at least 1, got {self.failure_limit}")
+        if self.min_requests < 0:
+            raise ValueError(f"@min_requests: expected a count >= 0, got {self.min_requests}")
+        for index, text in enumerate(self.gates):
+            try:
+                rollout_gate(text, "x@canary")
+            except ValueError as exc:
+                raise ValueError(f"@gates[{index}]: {exc}") from None
+
+
+def rollout_steps(rollout: Rollout) -> list[RolloutStep]:
+    """The steps as records, from either form."""
+    if rollout.step_weight is not None:
+        count = int(rollout.max_weight // rollout.step_weight)
+        return [RolloutStep(weight=rollout.step_weight * (i + 1)) for i in range(count)]
+    return [RolloutStep(weight=s) if isinstance(s, (int, float)) else s for s in rollout.steps]
+
+
+GATE_METRICS = ("latency", "error ratio", "errors", "requests", "shed", "queue wait")
+
+
+def rollout_gate(text: str, canary: str) -> Threshold:
+    """A gate is a threshold on the canary (``of SERVICE@ENV`` may be left out) over one interval."""
+    threshold = parse_threshold(text, default_subject=canary)
+    if threshold.metric not in GATE_METRICS or threshold.stat == "mean":
+        raise ValueError(f"expected a gate on {', '.join(GATE_METRICS)} (latency and queue wait by p50/p90/p99/max), got {text!r}")
+    return threshold
+
+
 class Service(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     routes: list[str] = []
@@ -202,6 +331,7 @@ class Service(msgspec.Struct, forbid_unknown_fields=True):
     keep_warm: Duration | None = None
     environments: dict[str, Environment] = {}
     split: Split | None = None
+    rollout: Rollout | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -322,7 +452,7 @@ class Traffic(msgspec.Struct, forbid_unknown_fields=True):
                 raise ValueError(f"@timeout: expected a positive duration, got {self.timeout!r}")
 
 
-TIMELINE_ACTIONS = ("set", "crash", "cold", "weights", "deploy", "promote")
+TIMELINE_ACTIONS = ("set", "crash", "cold", "weights", "deploy", "promote", "approve")
 
 
 class TimelineEvent(msgspec.Struct, forbid_unknown_fields=True):
@@ -339,6 +469,7 @@ class TimelineEvent(msgspec.Struct, forbid_unknown_fields=True):
       with ``tags``, and optionally new behaviour as ``set``.
     * ``promote`` (target ``SERVICE@ENV``, ``to`` default "production"): ``to`` takes the target's
       code or model and version, and all of the service's traffic.
+    * ``approve`` (target ``SERVICE``): lets the service's rollout past a ``manual`` step.
     """
 
     at: Duration
@@ -358,7 +489,10 @@ class TimelineEvent(msgspec.Struct, forbid_unknown_fields=True):
         if self.action not in TIMELINE_ACTIONS:
             raise ValueError(f"@action: expected one of {', '.join(TIMELINE_ACTIONS)}, got {self.action!r}")
         pinned = "@" in self.target
-        if self.action == "weights":
+        if self.action == "approve":
+            if pinned:
+                raise ValueError(f"@target: an approval is for a service's rollout, got {self.target!r}")
+        elif self.action == "weights":
             if pinned:
                 raise ValueError(f"@target: weights apply to a service (its router), got {self.target!r}")
             if not self.weights:
@@ -589,6 +723,15 @@ def validate(loaded: LoadedScenario) -> None:
             retry = service.split.retry
             if retry is not None and retry.to not in envs:
                 raise fail(f"{here}.split.retry.to", f"expected an environment of {service.name!r} ({', '.join(envs)}), got {retry.to!r}")
+        if service.rollout is not None:
+            if service.split is None or len(envs) < 2:
+                raise fail(f"{here}.rollout", "expected a split service (environments and `split`): the rollout moves its weights")
+            for role in ("canary", "stable"):
+                name = getattr(service.rollout, role)
+                if name not in envs:
+                    raise fail(f"{here}.rollout.{role}", f"expected an environment of {service.name!r} ({', '.join(envs)}), got {name!r}")
+            if service.rollout.canary == service.rollout.stable:
+                raise fail(f"{here}.rollout.stable", f"expected an environment other than the canary, got {service.rollout.stable!r} for both")
 
     public = [s for s in spec.services if s.routes]
     group_names: set[str] = set()
@@ -618,6 +761,8 @@ def validate(loaded: LoadedScenario) -> None:
         envs = environments_of(services[svc])
         if env_name and env_name not in envs:
             raise fail(f"{where}.target", f"expected an environment of {svc!r} ({', '.join(envs)}), got {env_name!r}")
+        if event.action == "approve" and services[svc].rollout is None:
+            raise fail(f"{where}.target", f"expected a service with a rollout, {svc!r} has none")
         if event.action == "weights":
             if services[svc].split is None:
                 raise fail(f"{where}.target", f"expected a service with a split, {svc!r} has none")

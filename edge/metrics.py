@@ -152,6 +152,15 @@ def bins_quantile(bins: np.ndarray, q: float, count: int | None = None) -> float
     return _bin_mid(min(index, _BINS - 1))
 
 
+@functools.lru_cache(maxsize=1)
+def bin_mids() -> np.ndarray:
+    """Every bin's midpoint: the value a bin stands for when a histogram is read as samples."""
+    mids = np.array([_bin_mid(i) for i in range(_BINS)])
+    mids[0] = 0.0  # below 100 ns, zeros included
+    mids.flags.writeable = False
+    return mids
+
+
 def _bin_indices(values: np.ndarray) -> np.ndarray:
     """The bin of each value. Exponents are corrected after log10 so that a value on a decade edge
     lands in the same bin whatever the last bit of the platform's log10."""
@@ -262,6 +271,8 @@ class RunMetrics:
         self.request_cpu: dict[str, LogHistogram] = {}  # entry service -> CPU of whole chains
         self.canary_weights: dict[tuple[str, str], float] = {}
         self.retries: dict[tuple[str, str, str], int] = {}  # (service, from, to)
+        self.rollout_checks: dict[tuple[str, str], int] = {}  # (service, verdict) -> rollout analyses
+        self.rollout_phase: dict[tuple[str, str], float] = {}  # (service, phase) -> 1 for the current one
         self.retries_denied: dict[tuple[str, str], int] = {}  # (service, from): failures the budget left unretried
         # (service, environment first chosen by its router) -> what callers finally got, by status class
         self.routed: dict[tuple[str, str], list[int]] = {}
@@ -461,6 +472,21 @@ class RunCollector(Collector):
         for (svc, src), n in run.retries_denied.items():
             denied.add_metric([svc, src], n)
         yield denied
+
+        checks = CounterMetricFamily(
+            "edge_rollout_checks", "Analyses of a rollout's canary, by verdict (pass, fail, no_data, hold, rollback).",
+            labels=["service", "verdict"],
+        )
+        for (svc, verdict), n in run.rollout_checks.items():
+            checks.add_metric([svc, verdict], n)
+        yield checks
+        phase = GaugeMetricFamily(
+            "edge_rollout_phase", "1 for a rollout's current phase (pending, progressing, waiting, promoted, rolled back), else 0.",
+            labels=["service", "phase"],
+        )
+        for (svc, name), value in run.rollout_phase.items():
+            phase.add_metric([svc, name], value)
+        yield phase
 
         routed = CounterMetricFamily(
             "edge_routed_requests",

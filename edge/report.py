@@ -18,6 +18,7 @@ from rich.table import Table
 from edge.files import write_atomically
 from edge.metrics import STATUS_CLASSES, LogHistogram
 from edge.config import LoadedScenario, threshold_rules
+from edge.rollout import RolloutReport
 from edge.runtime import RunResult
 from edge.series import Series
 from edge.timeline import TimelineEntry
@@ -145,6 +146,8 @@ class Report(msgspec.Struct):
     """Set when an aborting threshold failed during the run (and the run exits 1)."""
     timeline: list[TimelineEntry]
     """What the scenario's timeline did, when."""
+    rollouts: dict[str, RolloutReport]
+    """Per service with a rollout: where it got to, and every analysis on the way."""
     series: Series
     """The run interval by interval: what the plots show."""
 
@@ -250,6 +253,7 @@ def build_report(result: RunResult) -> Report:
         thresholds=[],
         stopped_early=None if result.stopped is None else StoppedEarly(at_s=_round(result.stopped[0]), threshold=result.stopped[1]),
         timeline=list(result.timeline),
+        rollouts={service: controller.report() for service, controller in result.topology.rollouts.items()},
         series=result.series,
     )
     report.thresholds = [
@@ -355,6 +359,16 @@ def print_summary(report: Report, console: Console | None = None) -> None:
     console.print(f"node: {report.node.cores} cores, {report.node.cpu_utilisation:.1%} CPU utilisation")
     for entry in report.timeline:
         console.print(f"[cyan]{format_duration(entry.at_s):>8}[/cyan]  {entry.action} {entry.target}: {entry.detail}")
+    for service, r in report.rollouts.items():
+        ended = "" if r.ended_at_s is None else f" at {format_duration(r.ended_at_s)}"
+        colour = {"promoted": "green", "rolled back": "red"}.get(r.phase, "yellow")
+        console.print(
+            f"rollout {service}@{r.canary}: [{colour}]{r.phase}{ended}[/{colour}], canary at {r.weight:g}%, "
+            f"{r.steps_passed} steps passed, {r.failures} failed analyses; {r.canary_requests:,} canary answers, {r.canary_errors:,} errors"
+        )
+        for e in r.events:
+            if e.event not in ("pass", "step"):
+                console.print(f"[cyan]{format_duration(e.at_s):>8}[/cyan]  {e.event} ({e.weight:g}%): {e.detail}")
     if report.stopped_early is not None:
         console.print(f"[bold red]stopped early at {format_duration(report.stopped_early.at_s)}:[/bold red] {report.stopped_early.threshold}")
     for t in report.thresholds:

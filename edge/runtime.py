@@ -45,6 +45,7 @@ class Topology:
         self.routers: dict[str, RouterActor] = {}
         self.entries: dict[str, Post] = {}  # service -> where its (unpinned) traffic goes
         self.routes: RouteTable[str] = RouteTable()
+        self.rollouts: dict[str, Any] = {}  # service -> its rollout controller (edge.rollout)
 
     def actors(self) -> list[tuple[str, Any]]:
         return [*self.environments.items(), *((f"{s}@router", r) for s, r in self.routers.items())]
@@ -302,7 +303,8 @@ def simulate(
     traffic starts. ``stop_when`` is asked at every interval, with the run so far: a reason (a
     string) stops the traffic there; the run then drains and ends as it would have at its end.
     """
-    from edge.timeline import schedule_timeline  # the shell drives the runtime, not vice versa
+    from edge.rollout import schedule_rollouts  # the shell drives the runtime, not vice versa
+    from edge.timeline import schedule_timeline
     from edge.traffic import start_traffic
 
     meta = loaded.spec.scenario
@@ -342,6 +344,7 @@ def simulate(
                 clock.call_later(interval, check)
             groups = start_traffic(loaded, front, clock, metrics, seed=seed, until=duration)
             schedule_timeline(loaded.spec, topology, clock, timeline)
+            schedule_rollouts(loaded.spec, topology, clock, metrics)
             with stop:
                 await clock.sleep(duration)
             for group in groups:
@@ -350,6 +353,7 @@ def simulate(
             state["undrained"] = 0 if drained else front.inflight
             state["simulated"] = clock.now()
             recorder.take()  # the drain, and any part of an interval left at the end
+            clock.close()
             supervisor.stop()
 
     seed_trio_scheduler(seed)

@@ -30,6 +30,7 @@ from edge.ingress import HttpServer, Limits
 from edge.loadgen import LoadGenerator
 from edge.metrics import RunMetrics, registry_for
 from edge.runtime import FrontDoor, Topology, build
+from edge.rollout import schedule_rollouts
 from edge.timeline import TimelineEntry, schedule_timeline
 
 log = logging.getLogger("edge.serve")
@@ -153,6 +154,7 @@ async def serve(
     async with trio.open_nursery() as nursery:
         supervisor = await live.run_actors(nursery)
         schedule_timeline(loaded.spec, live.topology, live.clock, live.timeline)
+        schedule_rollouts(loaded.spec, live.topology, live.clock, live.metrics)
         endpoints = {"ingress": await _listen(ingress, nursery, host, port)}
         admin = HttpServer(live.admin)
         servers.append(admin)

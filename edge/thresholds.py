@@ -71,12 +71,13 @@ class ThresholdResult(msgspec.Struct):
         return f"{self.value:g}"
 
 
-def parse_threshold(text: str) -> Threshold:
+def parse_threshold(text: str, default_subject: str = "clients") -> Threshold:
+    """``default_subject`` is the subject of a line without ``of``: a rollout gate's is its canary."""
     match = _GRAMMAR.match(text)
     if match is None:
         raise ValueError(f"expected {EXPECTED}, got {text!r}")
     stat, metric, subject, op, raw = match.group("stat", "metric", "subject", "op", "value")
-    subject = subject or "clients"
+    subject = subject or default_subject
     on_clients = subject == "clients"
     if metric in TIMED:
         if stat is None:

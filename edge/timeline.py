@@ -117,6 +117,10 @@ def _promote(event: config.TimelineEvent, topology: Topology, clock: ModelClock)
     return f"{event.to} now runs version {target.version} and takes all traffic"
 
 
+def _approve(event: config.TimelineEvent, topology: Topology, clock: ModelClock) -> str:
+    return topology.rollouts[event.target].approve()
+
+
 _ACTIONS: dict[str, Any] = {
-    "set": _set, "crash": _crash, "cold": _cold, "weights": _weights, "deploy": _deploy, "promote": _promote,
+    "set": _set, "crash": _crash, "cold": _cold, "weights": _weights, "deploy": _deploy, "promote": _promote, "approve": _approve,
 }
