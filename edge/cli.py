@@ -10,6 +10,7 @@ import argparse
 import functools
 import ipaddress
 import logging
+import os
 import sys
 import time
 
@@ -101,6 +102,51 @@ def cmd_plot(args: argparse.Namespace) -> int:
     for path in write_plots(report, args.directory):
         print(path)
     return EXIT_OK
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from rich.progress import Progress
+
+    from edge.tune import print_table, task_count, tune, write_json
+
+    loaded = _load(args.scenario)
+    if loaded.spec.tune is None:
+        raise config.ConfigError(loaded.file, "tune", "expected a [tune] table (the hypothesis and the schedules to compare)")
+    err = Console(stderr=True)
+    total = task_count(loaded, args.replications)
+    with _executor(args) as executor, Progress(console=err, transient=True, disable=args.quiet) as bar:
+        task = bar.add_task("replications", total=total)
+        result = tune(loaded, replications=args.replications, seed=args.seed, executor=executor,
+                      progress=lambda: bar.advance(task))
+    if args.json:
+        write_json(result, args.json)
+    if args.plot:
+        from edge.plots import write_tune_plot
+
+        write_tune_plot(result, args.plot)
+    if not args.quiet:
+        print_table(result)
+    return EXIT_OK
+
+
+def _executor(args: argparse.Namespace):
+    """Where replications run: a Dask cluster (``--dask ADDRESS``), this machine's cores, or
+    this process (``--jobs 1``)."""
+    import contextlib
+    from concurrent.futures import ProcessPoolExecutor
+
+    if args.dask:
+        from distributed import Client
+
+        @contextlib.contextmanager
+        def dask():
+            with Client(args.dask) as client:
+                yield client.get_executor()
+
+        return dask()
+    if args.jobs == 1:
+        return contextlib.nullcontext(None)
+    return ProcessPoolExecutor(max_workers=args.jobs or os.cpu_count())
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
@@ -281,6 +327,17 @@ def parser() -> argparse.ArgumentParser:
     backfill.add_argument("openmetrics", help="the file `edge run --openmetrics` wrote")
     backfill.add_argument("data_dir", help="a Prometheus data directory (--storage.tsdb.path) to write blocks into")
     backfill.set_defaults(func=cmd_backfill)
+
+    tune = sub.add_parser("tune", help="compare rollout schedules by simulation: catch rates, errors seen, false rollbacks, time")
+    tune.add_argument("scenario", help="a scenario with a rollout and a [tune] table")
+    tune.add_argument("--replications", type=int, default=None, help="replications per schedule and hypothesis (default: the scenario's)")
+    tune.add_argument("--seed", type=int, default=None, help="first seed (replication i uses seed + i under every schedule)")
+    tune.add_argument("--jobs", type=int, default=None, help="worker processes (default: every core; 1 runs in this process)")
+    tune.add_argument("--dask", metavar="ADDRESS", help="run the replications on this Dask scheduler (e.g. tcp://10.0.0.5:8786)")
+    tune.add_argument("--json", metavar="PATH", help="write the estimates as JSON")
+    tune.add_argument("--plot", metavar="PATH", help="draw the trade-off curves as a PNG")
+    tune.add_argument("-q", "--quiet", action="store_true", help="print nothing")
+    tune.set_defaults(func=cmd_tune)
 
     check = sub.add_parser("check", help="validate a scenario without running it")
     check.add_argument("scenario", nargs="?")

@@ -512,6 +512,57 @@ class TimelineEvent(msgspec.Struct, forbid_unknown_fields=True):
             raise ValueError(f"@version: expected a version number >= 1, got {self.version}")
 
 
+class Behaviour(msgspec.Struct, forbid_unknown_fields=True):
+    """A canary's behaviour under a tuning hypothesis, applied as a timeline ``set`` at time 0."""
+
+    errors: Number | str | None = None
+    latency: Duration | None = None
+    cpu: Duration | None = None
+
+    def __post_init__(self) -> None:
+        if self.errors is not None:
+            _check("errors", parse_ratio, self.errors)
+        for field in ("latency", "cpu"):
+            if getattr(self, field) is not None:
+                _check(field, parse_distribution, getattr(self, field), unit="duration")
+
+
+class TuneLimits(msgspec.Struct, forbid_unknown_fields=True):
+    """What a schedule must achieve to be recommended."""
+
+    false_rollback: Number | str = "1%"
+    """At most this probability of rolling back a good canary."""
+    caught: Number | str = "99%"
+    """At least this probability of rolling back a bad one."""
+    errors_seen: int | None = None
+    """At most this many requests (on average) answered with a canary's error, after fallbacks."""
+
+    def __post_init__(self) -> None:
+        _check("false_rollback", parse_ratio, self.false_rollback)
+        _check("caught", parse_ratio, self.caught)
+
+
+class Tune(msgspec.Struct, forbid_unknown_fields=True):
+    """``edge tune``: compare rollout schedules under a hypothesis about the canary."""
+
+    bad: Behaviour
+    """The canary when its version is broken, e.g. { errors = "0.5%" }."""
+    good: Behaviour | None = None
+    """The canary when it is fine; by default it behaves as the stable environment (a synthetic
+    model is copied from it; code is left as it is)."""
+    service: str | None = None
+    """The service whose rollout is tuned (default: the only one with a rollout)."""
+    candidates: list[dict[str, Any]] = []
+    """Rollout settings to compare, each over the scenario's rollout, e.g. { steps = [1, 10, 100],
+    interval = "2m" }; none: a grid of step lists and intervals."""
+    replications: int = 40
+    limits: TuneLimits = msgspec.field(default_factory=TuneLimits)
+
+    def __post_init__(self) -> None:
+        if self.replications < 2:
+            raise ValueError(f"@replications: expected at least 2 (for a confidence interval), got {self.replications}")
+
+
 class ThresholdRule(msgspec.Struct, forbid_unknown_fields=True):
     """A threshold with options; a plain string in ``thresholds`` is a rule without them."""
 
@@ -534,6 +585,7 @@ class Scenario(msgspec.Struct, forbid_unknown_fields=True):
     thresholds: list[str | ThresholdRule] = []
     """Pass/fail criteria checked after the run (``edge.thresholds``); a failed one exits 1."""
     timeline: list[TimelineEvent] = []
+    tune: Tune | None = None
 
     def __post_init__(self) -> None:
         for index, rule in enumerate(threshold_rules(self)):
@@ -588,16 +640,46 @@ def loads(data: bytes | str, *, file: str, base_dir: str) -> LoadedScenario:
         raw = tomllib.loads(data.decode() if isinstance(data, bytes) else data)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(file, "", f"not valid TOML: {exc}") from None
+    spec = convert(raw, Scenario, file)
+    loaded = LoadedScenario(spec=spec, file=file, base_dir=base_dir)
+    validate(loaded)
+    return loaded
+
+
+def convert(raw: Any, type: Any, file: str, at: str = "") -> Any:
+    """``msgspec.convert``, with a failure raised as a ConfigError naming the path (under ``at``)."""
     try:
-        spec = msgspec.convert(raw, type=Scenario)
+        return msgspec.convert(raw, type=type)
     except msgspec.ValidationError as exc:
         match = _MSGSPEC_ERROR.match(str(exc))
         assert match is not None  # the pattern accepts any text
         path = _name_dict_keys(raw, match.group("path") or "", str(exc))
-        raise ConfigError(file, _join(_dotted(path), match.group("field") or ""), _lower_first(match.group("msg"))) from None
-    loaded = LoadedScenario(spec=spec, file=file, base_dir=base_dir)
-    validate(loaded)
-    return loaded
+        raise ConfigError(file, _join(_join(at, _dotted(path)), match.group("field") or ""), _lower_first(match.group("msg"))) from None
+
+
+def tune_candidates(loaded: LoadedScenario) -> list[Rollout]:
+    """The rollouts ``edge tune`` compares: each candidate over the tuned service's rollout, or
+    a grid of step lists and intervals when the scenario lists none."""
+    tune = loaded.spec.tune
+    assert tune is not None
+    base = msgspec.to_builtins(tuned_service(loaded.spec).rollout)
+    for field in ("steps", "step_weight", "max_weight", "interval"):
+        base.pop(field, None)  # a candidate's schedule replaces the scenario's whole
+    candidates = tune.candidates or [
+        {"steps": steps, "interval": interval}
+        for steps in ([1, 5, 25, 50, 100], [5, 25, 50, 100], [10, 50, 100], [1, 10, 100])
+        for interval in ("30s", "1m", "2m")
+    ]
+    return [convert({**base, **candidate}, Rollout, loaded.file, f"tune.candidates[{i}]") for i, candidate in enumerate(candidates)]
+
+
+def tuned_service(spec: Scenario) -> Service:
+    tune = spec.tune
+    assert tune is not None
+    with_rollout = [s for s in spec.services if s.rollout is not None]
+    if tune.service is not None:
+        return next(s for s in with_rollout if s.name == tune.service)
+    return with_rollout[0]
 
 
 _SEGMENT = re.compile(r"\.([^.\[]+)|\[(\d+)\]|\[\.\.\.\]")
@@ -776,6 +858,16 @@ def validate(loaded: LoadedScenario) -> None:
                 raise fail(f"{where}.to", f"expected an environment of {svc!r} ({', '.join(envs)}), got {event.to!r}")
             if is_model(services[svc], envs[env_name]) != is_model(services[svc], envs[event.to]):
                 raise fail(f"{where}.to", f"expected {event.to!r} and {env_name!r} to be both code or both synthetic models")
+
+    if spec.tune is not None:
+        with_rollout = [s.name for s in spec.services if s.rollout is not None]
+        if not with_rollout:
+            raise fail("tune", "expected a service with a `rollout` to tune")
+        if spec.tune.service is None and len(with_rollout) > 1:
+            raise fail("tune.service", f"expected the service to tune, one of {', '.join(with_rollout)}")
+        if spec.tune.service is not None and spec.tune.service not in with_rollout:
+            raise fail("tune.service", f"expected a service with a rollout ({', '.join(with_rollout)}), got {spec.tune.service!r}")
+        tune_candidates(loaded)
 
     for i, rule in enumerate(threshold_rules(spec)):
         subject = parse_threshold(rule.threshold).subject

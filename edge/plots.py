@@ -188,3 +188,35 @@ def _cpu(report: Report) -> Any:
     _legend(used)
     figure.tight_layout()
     return figure
+
+
+def write_tune_plot(result: Any, path: str | Path) -> None:
+    """``edge tune``'s trade-offs: how long a good rollout takes against what a bad canary costs
+    (errors users saw) and how surely it is caught, one point per schedule, with 95% intervals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (cost, sureness) = plt.subplots(1, 2, figsize=(14, 5.5))
+    figure.suptitle(f"edge tune: {result.scenario}, rollout of {result.service} ({result.replications} replications each)")
+    for index, c in enumerate(result.candidates):
+        colour = "C2" if index == result.recommended else ("C0" if c.meets_limits else "C3")
+        x, xerr = c.rollout_time_s.value / 60, [[max(c.rollout_time_s.value - c.rollout_time_s.low, 0) / 60], [max(c.rollout_time_s.high - c.rollout_time_s.value, 0) / 60]]
+        for ax, estimate, scale in ((cost, c.errors_seen, 1.0), (sureness, c.caught, 100.0)):
+            y = estimate.value * scale
+            yerr = [[max(estimate.value - estimate.low, 0) * scale], [max(estimate.high - estimate.value, 0) * scale]]
+            ax.errorbar([x], [y], xerr=xerr, yerr=yerr, fmt="o", color=colour, capsize=3)
+            ax.annotate(str(index), (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    cost.set_xlabel("good canary: minutes to promotion")
+    cost.set_ylabel("bad canary: requests answered with its errors (after fallback)")
+    sureness.set_xlabel("good canary: minutes to promotion")
+    sureness.set_ylabel("bad canary: rolled back (%)")
+    for ax in (cost, sureness):
+        ax.grid(True, alpha=0.3)
+    figure.text(0.01, 0.01, "green: recommended; blue: meets the limits; red: does not. Numbers: the table's rows.", fontsize=8)
+    figure.tight_layout(rect=(0, 0.03, 1, 1))
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
+    plt.close(figure)
+    write_atomically(path, buffer.getvalue())
