@@ -294,14 +294,16 @@ def simulate(
     interval: float | None = None,
     setup: Callable[[Topology, FrontDoor, VirtualClock], Any] | None = None,
     stop_when: Callable[[RunResult], str | None] | None = None,
+    stop_every: float | None = None,
 ) -> RunResult:
     """Run the scenario's traffic for ``duration`` simulated seconds on a virtual clock.
 
     Deterministic: the seed decides every random draw and trio's scheduling order, and nothing reads
     the wall clock. The run is also read every ``interval`` simulated seconds (``RunResult.series``;
     by default about a hundred points). ``setup`` lets tests and tools reach the built model before
-    traffic starts. ``stop_when`` is asked at every interval, with the run so far: a reason (a
-    string) stops the traffic there; the run then drains and ends as it would have at its end.
+    traffic starts. ``stop_when`` is asked every ``stop_every`` (default: every interval), with
+    the run so far: a reason (a string) stops the traffic there; the run then drains and ends as it
+    would have at its end.
     """
     from edge.rollout import schedule_rollouts  # the shell drives the runtime, not vice versa
     from edge.timeline import schedule_timeline
@@ -318,6 +320,7 @@ def simulate(
     timeline: list[Any] = []  # what the scenario's timeline did, in order
     interval = interval or default_interval(duration)
     recorder = SeriesRecorder(metrics, clock, interval, duration)
+    every = stop_every or interval
     stop = trio.CancelScope()
 
     def so_far() -> RunResult:
@@ -329,8 +332,8 @@ def simulate(
         if why is not None:
             state["stopped"] = (clock.now(), why)
             stop.cancel()
-        elif clock.now() + interval <= duration:
-            clock.call_later(interval, check)
+        elif clock.now() + every <= duration:
+            clock.call_later(every, check)
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
@@ -341,7 +344,7 @@ def simulate(
                 setup(topology, front, clock)
             recorder.begin()
             if stop_when is not None:
-                clock.call_later(interval, check)
+                clock.call_later(every, check)
             groups = start_traffic(loaded, front, clock, metrics, seed=seed, until=duration)
             schedule_timeline(loaded.spec, topology, clock, timeline)
             schedule_rollouts(loaded.spec, topology, clock, metrics)

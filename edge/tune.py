@@ -129,7 +129,7 @@ def replicate(task: Task) -> Replication:
     def ended(result: RunResult) -> str | None:
         return "rollout over" if result.topology.rollouts[service.name].ended else None
 
-    result = simulate(run_loaded, seed=task.seed, setup=setup, stop_when=ended, interval=_check_every(rollout))
+    result = simulate(run_loaded, seed=task.seed, setup=setup, stop_when=ended, stop_every=_check_every(rollout))
     report = build_report(result)
     r = report.rollouts[service.name]
     router = report.routers[service.name]
