@@ -6,6 +6,8 @@ reach it steers production-like traffic. It is small and JSON over HTTP, so ``cu
     GET  /weights                      {"app": {"production": 99.0, "canary": 1.0}}
     PUT  /weights/app                  body {"production": 95, "canary": 5}: the whole split
     PUT  /weights/app/canary           body {"percent": 5}: one environment, the rest keep
+    GET  /rollouts                     every rollout: phase, weight, analyses so far
+    POST /rollouts/app/approve         let app's rollout past a manual step
                                        their proportions (0 is a rollback)
 
 Every change takes effect for the next routed call and shows in ``edge_canary_weight``.
@@ -17,6 +19,8 @@ import json
 import logging
 import urllib.error
 import urllib.request
+
+from typing import Any
 
 import msgspec
 
@@ -39,11 +43,14 @@ def _error(status: int, message: str) -> Response:
 class AdminApi:
     """The admin endpoints over a running topology's routers."""
 
-    def __init__(self, routers: dict[str, RouterActor]) -> None:
+    def __init__(self, routers: dict[str, RouterActor], rollouts: dict[str, Any] | None = None) -> None:
         self.routers = routers
+        self.rollouts = {} if rollouts is None else rollouts  # service -> edge.rollout.RolloutController
 
     async def __call__(self, request: Request) -> Response:
         parts = [p for p in request.path.split("/") if p]
+        if parts and parts[0] == "rollouts":
+            return self._rollouts(request, parts)
         if not parts or parts[0] != "weights" or len(parts) > 3:
             return _error(404, f"no admin endpoint {request.path}; try GET /weights")
         if len(parts) == 1:
@@ -69,6 +76,21 @@ class AdminApi:
             return _error(400, str(exc))
         log.warning("weights of %s set to %s", router.service, router.weights)
         return Response.json({router.service: router.weights})
+
+    def _rollouts(self, request: Request, parts: list[str]) -> Response:
+        if len(parts) == 1 and request.method == "GET":
+            return Response(msgspec.json.encode({name: c.report() for name, c in sorted(self.rollouts.items())}),
+                            headers={"content-type": "application/json"})
+        if len(parts) == 3 and parts[2] == "approve":
+            controller = self.rollouts.get(parts[1])
+            if controller is None:
+                return _error(404, f"no rollout of {parts[1]!r} (rollouts: {', '.join(sorted(self.rollouts)) or 'none'})")
+            if request.method != "POST":
+                return _error(405, f"use POST to approve the rollout of {parts[1]}")
+            done = controller.approve()
+            log.warning("rollout of %s: %s", parts[1], done)
+            return Response.json({parts[1]: done})
+        return _error(404, f"no admin endpoint {request.path}; try GET /rollouts or POST /rollouts/SERVICE/approve")
 
     def _weights(self) -> dict[str, dict[str, float]]:
         return {name: dict(router.weights) for name, router in sorted(self.routers.items())}

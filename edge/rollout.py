@@ -289,5 +289,5 @@ def schedule_rollouts(spec: config.Scenario, topology: Topology, clock: ModelClo
         if service.rollout is not None:
             controller = controllers[service.name] = RolloutController(service.name, service.rollout, topology, clock, metrics)
             controller.begin()
-    topology.rollouts = controllers
+    topology.rollouts.update(controllers)  # in place: the admin API holds this dict
     return controllers

@@ -221,6 +221,18 @@ def wald_expected_requests(p0: float, p1: float, alpha: float, beta: float) -> f
     return ((1 - beta) * upper + beta * lower) / drift
 
 
+SCHEDULE_FIELDS = ("steps", "step_weight", "max_weight", "interval")
+
+
+def _shown(field: str, value: object) -> str:
+    """A candidate's own setting, compactly: "sequential 0.1%/0.5%", "gates error ratio < 0.5%"."""
+    if field == "sequential" and isinstance(value, dict):
+        return f"SPRT {value.get('p0')}/{value.get('p1')}"
+    if isinstance(value, list):
+        return f"{field.replace('_', ' ')} {', '.join(map(str, value))}"
+    return f"{field.replace('_', ' ')} {value}"
+
+
 def _r(x: float) -> float:
     return float(f"{x:.6g}")
 
@@ -242,8 +254,9 @@ def summarise(loaded: config.LoadedScenario, replications: list[Replication], se
         if rollout.sequential is not None:
             s = rollout.sequential
             closed = _r(wald_expected_requests(parse_ratio(s.p0), parse_ratio(s.p1), float(s.alpha), float(s.beta)))
+        extras = {k: v for k, v in (tune.candidates[index] if tune.candidates else {}).items() if k not in SCHEDULE_FIELDS}
         result = CandidateResult(
-            schedule=f"{'/'.join(f'{w:g}' for w in steps)} every {rollout.interval}",
+            schedule=f"{'/'.join(f'{w:g}' for w in steps)} every {rollout.interval}" + "".join(f"; {_shown(k, v)}" for k, v in extras.items()),
             steps=steps, interval_s=parse_duration(rollout.interval),
             caught=proportion(len(caught), len(bad)),
             time_to_rollback_s=mean([r.ended_at_s for r in caught if r.ended_at_s is not None]),

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -425,3 +426,52 @@ def test_serve_traffic_runs_closed_users_too(tmp_path):
         counts = metric_lines(served, "edge_request_duration_seconds_count")
     answered = sum(float(line.rsplit(" ", 1)[1]) for line in counts)
     assert 20 <= answered <= 44  # 4 users x 2 s / (100 ms + 100 ms), less startup
+
+
+LIVE_ROLLOUT = """
+[scenario]
+name = "live-rollout"
+
+[[services]]
+name = "app"
+routes = ["example.com/*"]
+[services.environments.production]
+model = { latency = "1ms" }
+[services.environments.canary]
+model = { latency = "1ms" }
+[services.split]
+weights = { production = 100, canary = 0 }
+
+[services.rollout]
+steps = [50, { weight = 100, manual = true }]
+interval = "500ms"
+no_data = "pass"
+"""
+
+
+def admin_call(served, method: str, path: str) -> tuple[int, dict]:
+    request_ = urllib.request.Request(served.admin + path, method=method, data=b"" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(request_, timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_a_live_rollout_waits_for_its_approval_through_the_admin_api(tmp_path):
+    scenario = tmp_path / "rollout.toml"
+    scenario.write_text(LIVE_ROLLOUT)
+    with serve(str(scenario)) as served:
+        deadline = time.monotonic() + 15
+        while admin_call(served, "GET", "/rollouts")[1]["app"]["phase"] != "waiting" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        status, rollouts = admin_call(served, "GET", "/rollouts")
+        assert status == 200 and rollouts["app"]["phase"] == "waiting" and rollouts["app"]["weight"] == 50.0
+        assert admin_call(served, "POST", "/rollouts/db/approve")[0] == 404
+        assert admin_call(served, "GET", "/rollouts/app/approve")[0] == 405
+        status, answer = admin_call(served, "POST", "/rollouts/app/approve")
+        assert status == 200 and "goes on" in answer["app"]
+        while admin_call(served, "GET", "/rollouts")[1]["app"]["phase"] != "promoted" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert 'edge_rollout_phase{phase="promoted",service="app"} 1.0' in metric_lines(served, "edge_rollout_phase")
+        assert 'edge_canary_weight{environment="production",service="app"} 100.0' in metric_lines(served, "edge_canary_weight")
