@@ -10,7 +10,7 @@ Replications are independent, so they run on any ``concurrent.futures.Executor``
 over this machine's cores by default, or a Dask cluster's (``Client.get_executor()``), with no
 other change. Estimates come with 95% confidence intervals (Wilson for probabilities, Student's t
 for means), and a closed-form figure where one exists: Wald's expected sample size for a
-schedule with a sequential test.
+schedule with a sequential test, else the sample a fixed-size test needs (5% level, 80% power).
 """
 
 from __future__ import annotations
@@ -86,7 +86,9 @@ class CandidateResult(msgspec.Struct):
     completed: Estimate
     """P(a good canary is promoted before the scenario's duration runs out)."""
     closed_form_requests: float | None
-    """Wald's expected canary requests to roll back a canary at p1 (schedules with a sequential test)."""
+    """Canary requests the analysis needs in theory: with a sequential test, Wald's expected
+    number to reject p0 when the truth is p1; otherwise the sample a fixed-size one-sided test
+    needs to detect p1 against p0 (5% level, 80% power). None when p0 or p1 is not a known number."""
     meets_limits: bool
 
 
@@ -233,6 +235,15 @@ def _shown(field: str, value: object) -> str:
     return f"{field.replace('_', ' ')} {value}"
 
 
+def fixed_sample_requests(p0: float, p1: float, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Canary answers a one-sided test of "error ratio p0" needs to detect p1 with ``power`` at
+    level ``alpha`` (normal approximation of the binomial): what a fixed-size analysis must see."""
+    from scipy.stats import norm
+
+    z_alpha, z_beta = float(norm.ppf(1 - alpha)), float(norm.ppf(power))
+    return ((z_alpha * math.sqrt(p0 * (1 - p0)) + z_beta * math.sqrt(p1 * (1 - p1))) / (p1 - p0)) ** 2
+
+
 def _r(x: float) -> float:
     return float(f"{x:.6g}")
 
@@ -243,6 +254,7 @@ def summarise(loaded: config.LoadedScenario, replications: list[Replication], se
     service = config.tuned_service(loaded.spec)
     limits = tune.limits
     false_limit, caught_limit = parse_ratio(limits.false_rollback), parse_ratio(limits.caught)
+    rates = _error_rates(loaded, service)
     results = []
     for index, rollout in enumerate(config.tune_candidates(loaded)):
         bad = [r for r in replications if r.candidate == index and r.hypothesis == "bad"]
@@ -254,6 +266,8 @@ def summarise(loaded: config.LoadedScenario, replications: list[Replication], se
         if rollout.sequential is not None:
             s = rollout.sequential
             closed = _r(wald_expected_requests(parse_ratio(s.p0), parse_ratio(s.p1), float(s.alpha), float(s.beta)))
+        elif rates is not None:
+            closed = _r(fixed_sample_requests(*rates))
         extras = {k: v for k, v in (tune.candidates[index] if tune.candidates else {}).items() if k not in SCHEDULE_FIELDS}
         result = CandidateResult(
             schedule=f"{'/'.join(f'{w:g}' for w in steps)} every {rollout.interval}" + "".join(f"; {_shown(k, v)}" for k, v in extras.items()),
@@ -284,6 +298,19 @@ def summarise(loaded: config.LoadedScenario, replications: list[Replication], se
         candidates=results, recommended=recommended,
         limits={"false_rollback": false_limit, "caught": caught_limit, **({"errors_seen": float(limits.errors_seen)} if limits.errors_seen is not None else {})},
     )
+
+
+def _error_rates(loaded: config.LoadedScenario, service: config.Service) -> tuple[float, float] | None:
+    """(p0, p1): the stable environment's modelled error ratio and the bad canary's, when both
+    are known numbers (a code worker's is not)."""
+    tune = loaded.spec.tune
+    assert tune is not None and service.rollout is not None
+    stable = config.environments_of(service)[service.rollout.stable]
+    model = stable.model or service.model
+    if model is None or tune.bad.errors is None:
+        return None
+    p0, p1 = parse_ratio(model.errors), parse_ratio(tune.bad.errors)
+    return (p0, p1) if 0 < p0 < p1 < 1 else None
 
 
 def tune(loaded: config.LoadedScenario, *, replications: int | None = None, seed: int | None = None,

@@ -161,3 +161,17 @@ def test_bad_tune_tables_name_the_path(tmp_path, tune_table, path, expected):
     with pytest.raises(config.ConfigError) as raised:
         config.load(tmp_path / "bad.toml")
     assert path in str(raised.value) and expected in str(raised.value), str(raised.value)
+
+
+def test_fixed_sample_closed_form():
+    from scipy.stats import binom
+
+    from edge.tune import fixed_sample_requests
+
+    # 0.1% against 0.5% at 5% / 80%: checked against the exact binomial test of that size.
+    n = round(fixed_sample_requests(0.001, 0.005))
+    assert n == pytest.approx(775, abs=1)
+    critical = int(binom.isf(0.05, n, 0.001)) + 1  # the fewest errors that reject p0 at 5%
+    assert binom.sf(critical - 1, n, 0.001) <= 0.05
+    assert 0.7 < binom.sf(critical - 1, n, 0.005) < 0.9  # the power the formula promised, near 80%
+    assert fixed_sample_requests(0.01, 0.1) < fixed_sample_requests(0.01, 0.02)  # bigger effects need fewer
