@@ -344,6 +344,14 @@ def _histogram_family(
     return family
 
 
+def _keyed(kind: type, name: str, doc: str, labels: list[str], table: dict[tuple[str, ...], float]) -> Metric:
+    """A family whose samples are a table keyed by their label values."""
+    family = kind(name, doc, labels=labels)
+    for values, value in table.items():
+        family.add_metric(list(values), value)
+    return family
+
+
 class RunCollector(Collector):
     """Exports a ``RunMetrics`` as Prometheus metric families, read at scrape time."""
 
@@ -457,36 +465,24 @@ class RunCollector(Collector):
             rejected.add_metric([str(status)], n)
         yield rejected
 
-        retries = CounterMetricFamily(
-            "edge_retries", "Requests retried on another environment after a failed attempt.",
-            labels=["service", "from_environment", "to_environment"],
+        yield _keyed(
+            CounterMetricFamily, "edge_retries", "Requests retried on another environment after a failed attempt.",
+            ["service", "from_environment", "to_environment"], run.retries,
         )
-        for (svc, src, dst), n in run.retries.items():
-            retries.add_metric([svc, src, dst], n)
-        yield retries
 
-        denied = CounterMetricFamily(
-            "edge_retries_denied", "Failed attempts not retried because the split's retry budget was spent.",
-            labels=["service", "from_environment"],
+        yield _keyed(
+            CounterMetricFamily, "edge_retries_denied", "Failed attempts not retried because the split's retry budget was spent.",
+            ["service", "from_environment"], run.retries_denied,
         )
-        for (svc, src), n in run.retries_denied.items():
-            denied.add_metric([svc, src], n)
-        yield denied
-
-        checks = CounterMetricFamily(
-            "edge_rollout_checks", "Analyses of a rollout's canary, by verdict (pass, fail, no_data, hold, rollback).",
-            labels=["service", "verdict"],
+        yield _keyed(
+            CounterMetricFamily, "edge_rollout_checks", "Analyses of a rollout's canary, by verdict (pass, fail, no_data, hold, rollback).",
+            ["service", "verdict"], run.rollout_checks,
         )
-        for (svc, verdict), n in run.rollout_checks.items():
-            checks.add_metric([svc, verdict], n)
-        yield checks
-        phase = GaugeMetricFamily(
-            "edge_rollout_phase", "1 for a rollout's current phase (pending, progressing, waiting, promoted, rolled back), else 0.",
-            labels=["service", "phase"],
+        yield _keyed(
+            GaugeMetricFamily, "edge_rollout_phase",
+            "1 for a rollout's current phase (pending, progressing, waiting, promoted, rolled back), else 0.",
+            ["service", "phase"], run.rollout_phase,
         )
-        for (svc, name), value in run.rollout_phase.items():
-            phase.add_metric([svc, name], value)
-        yield phase
 
         routed = CounterMetricFamily(
             "edge_routed_requests",

@@ -42,10 +42,10 @@ def _apply(event: config.TimelineEvent, topology: Topology, clock: ModelClock, l
 
 
 def _set(event: config.TimelineEvent, topology: Topology, clock: ModelClock) -> str:
-    return _change_behaviour(topology.environments[event.target], event) or "no change"
+    return change_behaviour(topology.environments[event.target], event) or "no change"
 
 
-def _change_behaviour(actor: EnvironmentActor, event: config.TimelineEvent) -> str:
+def change_behaviour(actor: EnvironmentActor, event: config.TimelineEvent) -> str:
     changes = {
         name: value for name, value in (("latency", event.latency), ("cpu", event.cpu), ("errors", event.errors)) if value is not None
     }
@@ -102,7 +102,7 @@ def _deploy(event: config.TimelineEvent, topology: Topology, clock: ModelClock) 
     actor.tags = {**actor.tags, **event.tags}
     parts = [f"version {version}"]
     parts += [f"{k}={v}" for k, v in event.tags.items()]
-    behaviour = _change_behaviour(actor, event)
+    behaviour = change_behaviour(actor, event)
     return "; ".join(parts + ([behaviour] if behaviour else []))
 
 

@@ -151,7 +151,7 @@ def _check_every(rollout: config.Rollout) -> float:
 
 def _apply(behaviour: config.Behaviour | None, canary, stable) -> None:
     """Give the canary its hypothesised behaviour, as a timeline ``set`` at time 0 would."""
-    from edge.timeline import _change_behaviour
+    from edge.timeline import change_behaviour
     from edge.workers import ModelWorker
 
     if behaviour is None:  # good by default: as the stable environment
@@ -160,7 +160,7 @@ def _apply(behaviour: config.Behaviour | None, canary, stable) -> None:
                 setattr(canary.worker, name, getattr(stable.worker, name))
         return
     event = config.TimelineEvent(at=0, action="set", target=canary.key, errors=behaviour.errors, latency=behaviour.latency, cpu=behaviour.cpu)
-    _change_behaviour(canary, event)
+    change_behaviour(canary, event)
 
 
 def tasks(scenario: str, candidates: int, replications: int, seed: int) -> list[Task]:
@@ -173,14 +173,11 @@ def tasks(scenario: str, candidates: int, replications: int, seed: int) -> list[
 def run_tasks(all_tasks: list[Task], executor: Executor | None, progress=None) -> list[Replication]:
     """Every replication, on ``executor`` (None: in this process), in the tasks' order."""
     if executor is None:
-        results = []
-        for task in all_tasks:
-            results.append(replicate(task))
-            if progress is not None:
-                progress()
-        return results
+        mapped = map(replicate, all_tasks)
+    else:  # a few chunks per worker: fewer round trips, and the last ones still balance
+        mapped = executor.map(replicate, all_tasks, chunksize=max(1, len(all_tasks) // (8 * (os.cpu_count() or 1))))
     results = []
-    for result in executor.map(replicate, all_tasks, chunksize=max(1, len(all_tasks) // (8 * (os.cpu_count() or 1)))):
+    for result in mapped:
         results.append(result)
         if progress is not None:
             progress()
