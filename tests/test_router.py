@@ -13,7 +13,7 @@ from edge.fetch import Request
 from edge.metrics import RunMetrics
 from edge.report import build_report
 from edge.runtime import simulate
-from tests.conftest import send, text
+from conftest import send, text
 
 SCENARIO = """
 [scenario]
