@@ -140,7 +140,11 @@ def _executor(args: argparse.Namespace):
 
         @contextlib.contextmanager
         def dask():
-            with Client(args.dask) as client:
+            try:
+                client = Client(args.dask, timeout="10s")
+            except (OSError, TimeoutError) as exc:
+                raise config.ConfigError("--dask", "", f"cannot reach the Dask scheduler at {args.dask}: {exc}") from None
+            with client:
                 yield client.get_executor()
 
         return dask()

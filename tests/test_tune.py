@@ -175,3 +175,16 @@ def test_fixed_sample_closed_form():
     assert binom.sf(critical - 1, n, 0.001) <= 0.05
     assert 0.7 < binom.sf(critical - 1, n, 0.005) < 0.9  # the power the formula promised, near 80%
     assert fixed_sample_requests(0.01, 0.1) < fixed_sample_requests(0.01, 0.02)  # bigger effects need fewer
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["scenarios/default.toml"], "expected a [tune] table"),
+        (["scenarios/tune-canary.toml", "--dask", "tcp://127.0.0.1:9", "--replications", "2"], "cannot reach the Dask scheduler"),
+    ],
+)
+def test_edge_tune_bad_input_exits_2(args, expected):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-m", "edge.cli", "tune", *args], capture_output=True, text=True, cwd=root, timeout=120)
+    assert done.returncode == 2 and expected in done.stderr and "Traceback" not in done.stderr, done.stderr
