@@ -225,6 +225,10 @@ class EnvironmentStats:
         """Calls this environment answered, every version and status together."""
         return sum(map(sum, self.requests.values()))
 
+    def totals(self) -> list[int]:
+        """Answers by status class, every version together."""
+        return [sum(column) for column in zip(*self.requests.values())] or [0] * len(STATUS_CLASSES)
+
     def counts(self, version: str) -> list[int]:
         counts = self.requests.get(version)
         if counts is None:

@@ -175,7 +175,7 @@ def build_report(result: RunResult) -> Report:
     environments = {}
     for key, actor in result.topology.environments.items():
         s = metrics.environments[key]
-        totals = [sum(col) for col in zip(*s.requests.values())] or [0] * len(STATUS_CLASSES)
+        totals = s.totals()
         environments[key] = EnvironmentReport(
             service=s.service,
             environment=s.environment,
@@ -200,7 +200,7 @@ def build_report(result: RunResult) -> Report:
                 for env in router.targets
             },
             actual={
-                env: _outcome([sum(col) for col in zip(*metrics.environments[f"{service}@{env}"].requests.values())] or [0] * len(STATUS_CLASSES))
+                env: _outcome(metrics.environments[f"{service}@{env}"].totals())
                 for env in router.targets
             },
         )

@@ -29,7 +29,7 @@ import numpy as np
 
 from edge import config
 from edge.clock import ModelClock
-from edge.metrics import STATUS_CLASSES, EnvironmentStats, RunMetrics, bins_quantile, bin_mids
+from edge.metrics import EnvironmentStats, RunMetrics, bins_quantile, bin_mids
 from edge.runtime import Topology
 from edge.thresholds import Threshold
 from edge.units import format_duration, parse_duration, parse_ratio
@@ -67,7 +67,7 @@ class _Reading:
     """An environment's recorders at one instant."""
 
     def __init__(self, stats: EnvironmentStats) -> None:
-        totals = [sum(column) for column in zip(*stats.requests.values())] or [0] * len(STATUS_CLASSES)
+        totals = stats.totals()
         self.answered = sum(totals)
         self.errors = totals[4]
         self.shed = stats.shed
