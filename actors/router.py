@@ -153,6 +153,10 @@ class RouterActor:
         self.mailbox = Mailbox(0)  # only answers to its own attempts arrive, and those are never refused
         self._table: list[tuple[float, str]] = []
         self.set_weights(weights)
+        if retry is not None and retry.budget is not None:  # counters from the start: a dashboard shows 0, not "no data"
+            for name in targets:
+                if name != retry.to:
+                    metrics.retries_denied.setdefault((service, name), 0)
 
     def set_weights(self, weights: dict[str, float]) -> None:
         """Replace the split; weights are percentages summing to 100."""

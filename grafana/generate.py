@@ -391,6 +391,10 @@ def cpu() -> dict[str, Any]:
 def canary() -> dict[str, Any]:
     per_env = "{{service}}@{{environment}}"
 
+    def success(counter: str) -> str:
+        ok = rate(counter, f'{S}, status_class!="5xx"')
+        return f"sum by (service, environment) ({ok})\n/ sum by (service, environment) ({rate(counter, S)})"
+
     def latency(q: float) -> str:
         return quantile(q, "edge_environment_duration_seconds_bucket", "service, environment", S)
 
@@ -416,6 +420,23 @@ def canary() -> dict[str, Any]:
         timeseries("Answers per second by environment and version", "edge_requests_total, per attempt.",
                    targets((f"sum by (service, environment, version) ({rate('edge_requests_total', S)})", per_env + " v{{version}}")),
                    "reqps", w=24, stack=True),
+        timeseries(
+            "Success: effective vs per attempt",
+            "Effective: non-5xx share of what callers finally got for the calls the router sent to each environment first, "
+            "after fallbacks (edge_routed_requests_total). Per attempt: each environment's own answers (edge_requests_total).",
+            targets((success("edge_routed_requests_total"), "effective " + per_env), (success("edge_requests_total"), "attempt " + per_env)),
+            "percentunit", minimum=None,
+        ),
+        timeseries("Retries denied by the budget per second", "Failed attempts the split's retry budget left unretried: their "
+                   "callers got the failure (edge_retries_denied_total).",
+                   targets((f"sum by (service, from_environment) ({rate('edge_retries_denied_total', S)})", "{{service}} {{from_environment}}")),
+                   "reqps"),
+        timeseries("Rollout phase", "1 for the rollout's current phase: pending, progressing, waiting (a pause or an approval), "
+                   "promoted, rolled back (edge_rollout_phase).",
+                   targets((f"edge_rollout_phase{{{S}}} == 1", "{{service}} {{phase}}")), "short", step=True),
+        timeseries("Rollout analyses per second by verdict", "Each interval's verdict on the canary: pass, fail, no_data, hold, "
+                   "rollback (edge_rollout_checks_total).",
+                   targets((f"sum by (service, verdict) ({rate('edge_rollout_checks_total', S)})", "{{service}} {{verdict}}")), "reqps"),
     ]
     return dashboard("edge-canary", "edge / Canary", "Split services: weights, canary vs production errors and latency, fallbacks.",
                      [variable("service", "split service", "label_values(edge_canary_weight, service)", all_value=None)], panels)

@@ -246,7 +246,15 @@ model = {{ cpu = "exp(550us)", latency = "lognormal(p50=2ms, p99=18ms)", errors 
 
 [services.split]
 weights = {{ production = 99, canary = 1 }}
-retry = {{ on = "5xx", methods = ["GET", "HEAD"], to = "production" }}
+retry = {{ on = "5xx", methods = ["GET", "HEAD"], to = "production", budget = {{ ratio = 0.5, min_per_second = 5 }} }}
+
+# A rollout that holds at half the traffic (no interval ever has a million answers): its phase and
+# its analyses feed the rollout panels, and its weight is the one the test sets.
+[services.rollout]
+steps = [50]
+interval = "2s"
+min_requests = 1000000
+no_data = "hold"
 """
 
 RATE_WINDOW = "15s"  # $__rate_interval: 15 scrapes at the test's 1 s interval
