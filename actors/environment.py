@@ -26,14 +26,14 @@ import trio
 from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
 
 from actors.mailbox import Call, Mailbox, ask, discard_reply
-from edge.clock import ModelClock
-from edge.cpu import CorePool, CpuAccount, CpuLimitExceeded, InvocationLimitExceeded, metered
-from edge.distributions import Distribution
-from edge.errors import CLIENT_CLOSED, CPU_LIMIT, ERROR_HEADER, SHED, UNAVAILABLE, WORKER_EXCEPTION, platform_error
-from edge.fetch import Request, Response
-from edge.metrics import LogHistogram, RunMetrics, status_class
-from edge.units import parse_duration
-from edge.workers import ModelWorker, WorkerCode
+from edge.platform.clock import ModelClock
+from edge.platform.cpu import CorePool, CpuAccount, CpuLimitExceeded, InvocationLimitExceeded, metered
+from edge.platform.distributions import Distribution
+from edge.platform.errors import CLIENT_CLOSED, CPU_LIMIT, ERROR_HEADER, SHED, UNAVAILABLE, WORKER_EXCEPTION, platform_error
+from edge.platform.fetch import Request, Response
+from edge.metrics.recorders import LogHistogram, RunMetrics, status_class
+from edge.platform.units import parse_duration
+from edge.platform.workers import ModelWorker, WorkerCode
 
 log = logging.getLogger("edge.worker")
 

@@ -31,10 +31,10 @@ from typing import Any
 
 from actors.environment import Post
 from actors.mailbox import Call, Mailbox
-from edge.clock import ModelClock
-from edge.errors import WORKER_EXCEPTION, platform_error
-from edge.fetch import Response
-from edge.metrics import RunMetrics
+from edge.platform.clock import ModelClock
+from edge.platform.errors import WORKER_EXCEPTION, platform_error
+from edge.platform.fetch import Response
+from edge.metrics.recorders import RunMetrics
 
 log = logging.getLogger("edge.router")
 

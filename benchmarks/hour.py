@@ -23,11 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rich.console import Console  # noqa: E402
 
 from edge import config  # noqa: E402
-from edge.openmetrics import OpenMetricsRecorder  # noqa: E402
-from edge.plots import write_plots  # noqa: E402
-from edge.progress import RunProgress  # noqa: E402
-from edge.report import build_report, write_json  # noqa: E402
-from edge.runtime import default_scenario_path, simulate  # noqa: E402
+from edge.metrics.openmetrics import OpenMetricsRecorder  # noqa: E402
+from edge.report.plots import write_plots  # noqa: E402
+from edge.report.progress import RunProgress  # noqa: E402
+from edge.report.build import build_report, write_json  # noqa: E402
+from edge.engine.runtime import default_scenario_path, simulate  # noqa: E402
 
 
 def bare(loaded: config.LoadedScenario, seconds: float) -> tuple[float, int]:

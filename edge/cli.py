@@ -16,9 +16,9 @@ import time
 
 from rich.console import Console
 
-from edge import config
-from edge.admin import DEFAULT_ADMIN_PORT
-from edge.units import format_duration, parse_duration, parse_size
+from edge.scenario import config
+from edge.live.admin import DEFAULT_ADMIN_PORT
+from edge.platform.units import format_duration, parse_duration, parse_size
 
 EXIT_OK = 0
 EXIT_THRESHOLDS_FAILED = 1
@@ -26,16 +26,16 @@ EXIT_BAD_INPUT = 2
 
 
 def _load(path: str | None) -> config.LoadedScenario:
-    from edge.runtime import default_scenario_path
+    from edge.engine.runtime import default_scenario_path
 
     return config.load(path or default_scenario_path())
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from edge.openmetrics import OpenMetricsRecorder
-    from edge.progress import RunProgress
-    from edge.report import abort_check, build_report, failed_thresholds, print_summary, write_json
-    from edge.runtime import simulate
+    from edge.metrics.openmetrics import OpenMetricsRecorder
+    from edge.report.progress import RunProgress
+    from edge.report.build import abort_check, build_report, failed_thresholds, print_summary, write_json
+    from edge.engine.runtime import simulate
 
     loaded = _load(args.scenario)
     err = Console(stderr=True)
@@ -70,7 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         recorder.scrape()  # the state at the end of the run
         recorder.write(args.openmetrics)
     if args.plots:
-        from edge.plots import write_plots
+        from edge.report.plots import write_plots
 
         written = write_plots(report, args.plots)
         if not args.quiet:
@@ -91,8 +91,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from edge.plots import write_plots
-    from edge.report import read_json
+    from edge.report.plots import write_plots
+    from edge.report.build import read_json
 
     try:
         report = read_json(args.report)
@@ -107,7 +107,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_tune(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
-    from edge.tune import print_table, task_count, tune, write_json
+    from edge.tune.tuner import print_table, task_count, tune, write_json
 
     loaded = _load(args.scenario)
     if loaded.spec.tune is None:
@@ -121,7 +121,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if args.json:
         write_json(result, args.json)
     if args.plot:
-        from edge.plots import write_tune_plot
+        from edge.report.plots import write_tune_plot
 
         write_tune_plot(result, args.plot)
     if not args.quiet:
@@ -154,7 +154,7 @@ def _executor(args: argparse.Namespace):
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    from edge.openmetrics import BackfillError, backfill
+    from edge.metrics.openmetrics import BackfillError, backfill
 
     try:
         print(backfill(args.openmetrics, args.data_dir), end="")
@@ -235,8 +235,8 @@ def _dot(spec: config.Scenario) -> str:
 def cmd_serve(args: argparse.Namespace) -> int:
     import trio
 
-    from edge.ingress import Limits
-    from edge.serve import serve
+    from edge.live.ingress import Limits
+    from edge.live.serve import serve
 
     loaded = _load(args.scenario)
     if not _is_loopback(args.admin_host):
@@ -259,7 +259,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_weight(args: argparse.Namespace) -> int:
-    from edge.admin import AdminError, set_weight
+    from edge.live.admin import AdminError, set_weight
 
     try:
         weights = set_weight(args.admin, args.service, args.environment, args.percent)

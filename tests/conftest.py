@@ -8,9 +8,9 @@ from typing import Any, Callable
 
 import pytest
 
-from edge import config
-from edge.fetch import Request, Response
-from edge.runtime import RunResult, simulate
+from edge.scenario import config
+from edge.platform.fetch import Request, Response
+from edge.engine.runtime import RunResult, simulate
 
 
 class Sent:

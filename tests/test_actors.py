@@ -7,7 +7,7 @@ import math
 import pytest
 from conftest import send, text
 
-from edge.fetch import Request
+from edge.platform.fetch import Request
 
 SPLIT = """
 [scenario]
@@ -83,7 +83,7 @@ def test_post_is_not_retried(make_scenario):
 
 def test_only_5xx_is_retried(make_scenario):
     worker = """
-    from edge.fetch import Response
+    from edge.platform.fetch import Response
     async def fetch(request, env, ctx):
         return Response("gone", status=404)
     """
@@ -116,7 +116,7 @@ concurrency = 1
 
 def test_worker_exception_is_a_500_for_that_request_only(make_scenario):
     worker = """
-    from edge.fetch import Response
+    from edge.platform.fetch import Response
     async def fetch(request, env, ctx):
         await ctx.cpu("1ms")
         if request.path == "/boom":
@@ -188,7 +188,7 @@ def test_cpu_limit_fails_the_top_level_request_and_names_the_burner(make_scenari
         return await env.HEAVY.fetch(request)
     """
     heavy = """
-    from edge.fetch import Response
+    from edge.platform.fetch import Response
     async def fetch(request, env, ctx):
         await ctx.cpu(request.path.strip("/"))
         return Response("done")
@@ -208,7 +208,7 @@ def test_cpu_limit_fails_the_top_level_request_and_names_the_burner(make_scenari
 
 def test_front_cannot_swallow_the_cpu_limit(make_scenario):
     front = """
-    from edge.fetch import Response
+    from edge.platform.fetch import Response
     async def fetch(request, env, ctx):
         try:
             return await env.HEAVY.fetch(request)
@@ -236,7 +236,7 @@ def test_binding_invocations_are_limited_per_request(make_scenario):
     bindings = { SELF = "loop" }
     """
     worker = """
-    from edge.fetch import Response
+    from edge.platform.fetch import Response
     async def fetch(request, env, ctx):
         depth = int(request.headers.get("depth") or 0)
         if depth == int(request.path.strip("/")):
@@ -263,7 +263,7 @@ def test_rpc_methods_are_callable_through_bindings(make_scenario):
     worker = "hooks.py"
     """
     gateway = """
-    from edge.fetch import Response
+    from edge.platform.fetch import Response
     from actors.environment import RpcError
     async def fetch(request, env, ctx):
         before = await env.HOOKS.before(request.path, tag="x")

@@ -7,7 +7,7 @@ import trio
 from conftest import send
 
 from actors.supervisor import Supervisor
-from edge.fetch import Request
+from edge.platform.fetch import Request
 
 CPU_BOUND = """
 [scenario]
@@ -20,7 +20,7 @@ worker = "app.py"
 """
 
 APP = """
-from edge.fetch import Response
+from edge.platform.fetch import Response
 async def fetch(request, env, ctx):
     await ctx.cpu("10ms")
     return Response("ok")

@@ -6,8 +6,10 @@ import textwrap
 
 import pytest
 
-from edge import cli, config
-from edge.runtime import default_scenario_path
+from edge import cli
+
+from edge.scenario import config
+from edge.engine.runtime import default_scenario_path
 
 GOOD = """
 [[services]]

@@ -10,8 +10,8 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge import config
-from edge.runtime import default_scenario_path
+from edge.scenario import config
+from edge.engine.runtime import default_scenario_path
 
 DEFAULT = default_scenario_path()
 BASE = tomllib.loads(DEFAULT.read_text())

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.distributions import (
+from edge.platform.distributions import (
     Z_99,
     Const,
     Distribution,
@@ -30,7 +30,7 @@ from edge.distributions import (
     Uniform,
     parse_distribution,
 )
-from edge.units import shown
+from edge.platform.units import shown
 
 N = 200_000
 FUZZ = settings(max_examples=300, database=None, deadline=None)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.fetch import BodyUsedError, Headers, Request, Response
+from edge.platform.fetch import BodyUsedError, Headers, Request, Response
 
 URL = "https://Example.COM:8443/items/42?q=1&r=two#frag"
 

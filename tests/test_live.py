@@ -209,7 +209,7 @@ secrets = {{ API_KEY = "hunter2-secret-value" }}
 """
 
 FAULTY_WORKER = """
-from edge.fetch import Response
+from edge.platform.fetch import Response
 
 async def fetch(request, env, ctx):
     if request.path == "/boom":
@@ -272,7 +272,7 @@ def test_drain_time_running_out_answers_503_not_silence(slow_and_faulty):
 
 BURNER = """
 import time
-from edge.fetch import Response
+from edge.platform.fetch import Response
 
 async def fetch(request, env, ctx):
     started = time.thread_time()
@@ -351,7 +351,7 @@ async def fetch(request, env, ctx):
 """
 
 HANGUP_BACK = """
-from edge.fetch import Response
+from edge.platform.fetch import Response
 
 async def fetch(request, env, ctx):
     if request.path == "/slow":

@@ -7,7 +7,7 @@ import random
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from edge.metrics import LATENCY_BUCKETS, LogHistogram, RunMetrics, registry_for
+from edge.metrics.recorders import LATENCY_BUCKETS, LogHistogram, RunMetrics, registry_for
 
 
 def test_quantiles_are_within_one_percent():

@@ -10,9 +10,9 @@ import sys
 import msgspec
 import pytest
 
-from edge.report import build_report, read_json, write_json
-from edge.runtime import simulate
-from edge.series import default_interval
+from edge.report.build import build_report, read_json, write_json
+from edge.engine.runtime import simulate
+from edge.metrics.series import default_interval
 
 SCENARIO = """
 [scenario]

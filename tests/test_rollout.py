@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from edge import config
-from edge.metrics import registry_for
-from edge.report import build_report
-from edge.runtime import simulate
+from edge.scenario import config
+from edge.metrics.recorders import registry_for
+from edge.report.build import build_report
+from edge.engine.runtime import simulate
 
 SCENARIO = """
 [scenario]

@@ -8,11 +8,11 @@ import random
 import pytest
 
 from actors.router import RetryBudget, RouterActor, key_point
-from edge.clock import VirtualClock
-from edge.fetch import Request
-from edge.metrics import RunMetrics
-from edge.report import build_report
-from edge.runtime import simulate
+from edge.platform.clock import VirtualClock
+from edge.platform.fetch import Request
+from edge.metrics.recorders import RunMetrics
+from edge.report.build import build_report
+from edge.engine.runtime import simulate
 from conftest import send, text
 
 SCENARIO = """
@@ -34,7 +34,7 @@ weights = {{ production = {production}, canary = {canary} }}
 
 WHO = {
     "who.py": """
-        from edge.fetch import Response
+        from edge.platform.fetch import Response
 
         async def fetch(request, env, ctx):
             return Response(env.WHO)
@@ -175,7 +175,7 @@ def test_a_retry_budget_caps_retries_and_the_rest_fail(make_scenario):
     ],
 )
 def test_bad_split_options_name_the_path(make_scenario, split, path, expected):
-    from edge import config
+    from edge.scenario import config
 
     with pytest.raises(config.ConfigError) as raised:
         scenario(make_scenario, 10, split)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from conftest import send, text
 
-from edge import config
-from edge.fetch import Request
-from edge.runtime import default_scenario_path
+from edge.scenario import config
+from edge.platform.fetch import Request
+from edge.engine.runtime import default_scenario_path
 
 TOKEN = config.resolve_secret(config.load(default_scenario_path()).spec, "secret:auth.SECRET_TOKEN")
 

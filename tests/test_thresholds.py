@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from edge import config
-from edge.report import abort_check, build_report
-from edge.runtime import simulate
-from edge.thresholds import parse_threshold
+from edge.scenario import config
+from edge.report.build import abort_check, build_report
+from edge.engine.runtime import simulate
+from edge.scenario.thresholds import parse_threshold
 
 ROOT = Path(__file__).resolve().parent.parent
 

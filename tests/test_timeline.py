@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from edge import config
-from edge.report import build_report
-from edge.runtime import simulate
+from edge.scenario import config
+from edge.report.build import build_report
+from edge.engine.runtime import simulate
 
 BASE = """
 [scenario]
@@ -37,7 +37,7 @@ weights = { production = 100, canary = 0 }
 """
 
 CODE = '''
-from edge.fetch import Response
+from edge.platform.fetch import Response
 
 async def fetch(request, env, ctx):
     return Response("ok")

@@ -7,10 +7,10 @@ import math
 
 import pytest
 
-from edge import config
-from edge.arrivals import Arrivals, Burst, Diurnal, RateProfile
-from edge.clock import random_stream
-from edge.runtime import simulate
+from edge.scenario import config
+from edge.scenario.arrivals import Arrivals, Burst, Diurnal, RateProfile
+from edge.platform.clock import random_stream
+from edge.engine.runtime import simulate
 
 SERVICE = """
 [scenario]
@@ -168,7 +168,7 @@ requests = [
 """
 
 SIZES_WORKER = '''
-from edge.fetch import Response
+from edge.platform.fetch import Response
 
 SEEN = []
 

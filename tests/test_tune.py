@@ -12,10 +12,10 @@ from concurrent.futures import ProcessPoolExecutor
 import msgspec
 import pytest
 
-from edge import config
-from edge.report import build_report
-from edge.runtime import simulate
-from edge.tune import mean, proportion, tune, wald_expected_requests
+from edge.scenario import config
+from edge.report.build import build_report
+from edge.engine.runtime import simulate
+from edge.tune.tuner import mean, proportion, tune, wald_expected_requests
 
 SCENARIO = """
 [scenario]
@@ -166,7 +166,7 @@ def test_bad_tune_tables_name_the_path(tmp_path, tune_table, path, expected):
 def test_fixed_sample_closed_form():
     from scipy.stats import binom
 
-    from edge.tune import fixed_sample_requests
+    from edge.tune.tuner import fixed_sample_requests
 
     # 0.1% against 0.5% at 5% / 80%: checked against the exact binomial test of that size.
     n = round(fixed_sample_requests(0.001, 0.005))

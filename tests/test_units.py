@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.units import format_duration, format_size, parse_duration, parse_rate, parse_ratio, parse_size
+from edge.platform.units import format_duration, format_size, parse_duration, parse_rate, parse_ratio, parse_size
 
 FUZZ = settings(max_examples=300, database=None, deadline=None)
 

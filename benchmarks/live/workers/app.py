@@ -3,7 +3,7 @@
 A constant answer, so that what is measured is the runtime and its bindings, not the worker's work.
 """
 
-from edge.fetch import Response
+from edge.platform.fetch import Response
 
 
 async def fetch(request, env, ctx):

@@ -1,6 +1,6 @@
 """Private auth, as benchmarks/workerd/auth.js: checks x-custom-token against the SECRET_TOKEN secret."""
 
-from edge.fetch import Response
+from edge.platform.fetch import Response
 
 
 async def fetch(request, env, ctx):

@@ -1,6 +1,6 @@
 """The seed's auth service (seed 001): private, reached only through the gateway's AUTH binding."""
 
-from edge.fetch import Response
+from edge.platform.fetch import Response
 
 
 async def fetch(request, env, ctx):

@@ -27,12 +27,12 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from edge import config
-from edge.clock import ModelClock
-from edge.metrics import EnvironmentStats, RunMetrics, bins_quantile, bin_mids
-from edge.runtime import Topology
-from edge.thresholds import Threshold
-from edge.units import format_duration, parse_duration, parse_ratio
+from edge.scenario import config
+from edge.platform.clock import ModelClock
+from edge.metrics.recorders import EnvironmentStats, RunMetrics, bins_quantile, bin_mids
+from edge.engine.runtime import Topology
+from edge.scenario.thresholds import Threshold
+from edge.platform.units import format_duration, parse_duration, parse_ratio
 
 PHASES = ("pending", "progressing", "waiting", "promoted", "rolled back")
 

@@ -19,17 +19,17 @@ from actors.environment import EnvironmentActor, Post
 from actors.mailbox import Call
 from actors.router import Affinity, RetryBudget, RetryPolicy, RouterActor
 from actors.supervisor import Supervisor
-from edge import config
-from edge.clock import ModelClock, VirtualClock, random_stream, seed_trio_scheduler
-from edge.cpu import CorePool, CpuAccount
-from edge.distributions import parse_distribution
-from edge.errors import ERROR_HEADER, NOT_FOUND, platform_error
-from edge.fetch import Request, Response
-from edge.metrics import STATUS_CLASSES, ClientStats, RunMetrics, status_class
-from edge.routes import RouteTable
-from edge.series import Series, SeriesRecorder, default_interval
-from edge.units import parse_duration
-from edge.workers import ModelWorker, load_worker
+from edge.scenario import config
+from edge.platform.clock import ModelClock, VirtualClock, random_stream, seed_trio_scheduler
+from edge.platform.cpu import CorePool, CpuAccount
+from edge.platform.distributions import parse_distribution
+from edge.platform.errors import ERROR_HEADER, NOT_FOUND, platform_error
+from edge.platform.fetch import Request, Response
+from edge.metrics.recorders import STATUS_CLASSES, ClientStats, RunMetrics, status_class
+from edge.platform.routes import RouteTable
+from edge.metrics.series import Series, SeriesRecorder, default_interval
+from edge.platform.units import parse_duration
+from edge.platform.workers import ModelWorker, load_worker
 
 DEFAULT_CONCURRENCY = 256
 DEFAULT_MAILBOX = 1024
@@ -45,7 +45,7 @@ class Topology:
         self.routers: dict[str, RouterActor] = {}
         self.entries: dict[str, Post] = {}  # service -> where its (unpinned) traffic goes
         self.routes: RouteTable[str] = RouteTable()
-        self.rollouts: dict[str, Any] = {}  # service -> its rollout controller (edge.rollout)
+        self.rollouts: dict[str, Any] = {}  # service -> its rollout controller (edge.engine.rollout)
 
     def actors(self) -> list[tuple[str, Any]]:
         return [*self.environments.items(), *((f"{s}@router", r) for s, r in self.routers.items())]
@@ -305,9 +305,9 @@ def simulate(
     the run so far: a reason (a string) stops the traffic there; the run then drains and ends as it
     would have at its end.
     """
-    from edge.rollout import schedule_rollouts  # the shell drives the runtime, not vice versa
-    from edge.timeline import schedule_timeline
-    from edge.traffic import start_traffic
+    from edge.engine.rollout import schedule_rollouts  # the shell drives the runtime, not vice versa
+    from edge.engine.timeline import schedule_timeline
+    from edge.engine.traffic import start_traffic
 
     meta = loaded.spec.scenario
     seed = meta.seed if seed is None else seed
@@ -366,5 +366,5 @@ def simulate(
 
 
 def default_scenario_path() -> Path:
-    return Path(__file__).with_name("bundled") / "default.toml"
+    return Path(__file__).parent.parent / "bundled" / "default.toml"
 

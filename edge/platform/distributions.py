@@ -28,7 +28,7 @@ from collections.abc import Callable
 from statistics import NormalDist
 from typing import Any
 
-from edge.units import format_duration, format_size, parse_duration, parse_ratio, parse_size, shown
+from edge.platform.units import format_duration, format_size, parse_duration, parse_ratio, parse_size, shown
 
 Z_99 = 2.3263478740408408
 """The standard normal 0.99-quantile: how many sigmas p99 lies above p50 on a log scale."""

@@ -21,9 +21,9 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from edge.distributions import parse_distribution
-from edge.fetch import Response
-from edge.units import parse_ratio
+from edge.platform.distributions import parse_distribution
+from edge.platform.fetch import Response
+from edge.platform.units import parse_ratio
 
 _module_ids = itertools.count()
 

@@ -15,15 +15,15 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
-from edge.files import write_atomically
-from edge.metrics import STATUS_CLASSES, LogHistogram
-from edge.config import LoadedScenario, threshold_rules
-from edge.rollout import RolloutReport
-from edge.runtime import RunResult
-from edge.series import Series
-from edge.timeline import TimelineEntry
-from edge.thresholds import Threshold, ThresholdResult, parse_threshold
-from edge.units import format_duration, parse_duration
+from edge.platform.files import write_atomically
+from edge.metrics.recorders import STATUS_CLASSES, LogHistogram
+from edge.scenario.config import LoadedScenario, threshold_rules
+from edge.engine.rollout import RolloutReport
+from edge.engine.runtime import RunResult
+from edge.metrics.series import Series
+from edge.engine.timeline import TimelineEntry
+from edge.scenario.thresholds import Threshold, ThresholdResult, parse_threshold
+from edge.platform.units import format_duration, parse_duration
 
 
 class Quantiles(msgspec.Struct):

@@ -13,12 +13,12 @@ from typing import Any
 import msgspec
 
 from actors.environment import EnvironmentActor, Faults
-from edge import config
-from edge.clock import ModelClock
-from edge.distributions import parse_distribution
-from edge.runtime import Topology
-from edge.units import parse_duration, parse_ratio
-from edge.workers import ModelWorker
+from edge.scenario import config
+from edge.platform.clock import ModelClock
+from edge.platform.distributions import parse_distribution
+from edge.engine.runtime import Topology
+from edge.platform.units import parse_duration, parse_ratio
+from edge.platform.workers import ModelWorker
 
 
 class TimelineEntry(msgspec.Struct):

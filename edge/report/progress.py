@@ -13,9 +13,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
 
-from edge.clock import ModelClock
-from edge.metrics import RunMetrics
-from edge.units import format_duration
+from edge.platform.clock import ModelClock
+from edge.metrics.recorders import RunMetrics
+from edge.platform.units import format_duration
 
 TICKS = 500
 

@@ -21,9 +21,9 @@ from typing import Iterator
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest
 
-from edge.clock import ModelClock
-from edge.files import write_atomically
-from edge.metrics import RunCollector, RunMetrics
+from edge.platform.clock import ModelClock
+from edge.platform.files import write_atomically
+from edge.metrics.recorders import RunCollector, RunMetrics
 
 
 class OpenMetricsRecorder:

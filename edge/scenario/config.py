@@ -18,9 +18,9 @@ from typing import Any
 
 import msgspec
 
-from edge.distributions import parse_distribution
-from edge.thresholds import Threshold, parse_threshold
-from edge.units import parse_duration, parse_rate, parse_ratio
+from edge.platform.distributions import parse_distribution
+from edge.scenario.thresholds import Threshold, parse_threshold
+from edge.platform.units import parse_duration, parse_rate, parse_ratio
 
 Number = int | float
 Duration = str | int | float
@@ -583,7 +583,7 @@ class Scenario(msgspec.Struct, forbid_unknown_fields=True):
     scenario: Meta = msgspec.field(default_factory=Meta)
     traffic: list[Traffic] = []
     thresholds: list[str | ThresholdRule] = []
-    """Pass/fail criteria checked after the run (``edge.thresholds``); a failed one exits 1."""
+    """Pass/fail criteria checked after the run (``edge.scenario.thresholds``); a failed one exits 1."""
     timeline: list[TimelineEvent] = []
     tune: Tune | None = None
 
@@ -758,7 +758,7 @@ def serving_environments(service: Service) -> list[str]:
 
 def validate(loaded: LoadedScenario) -> None:
     """Checks that span tables: names, binding targets, splits, secret references, worker code."""
-    from edge.workers import WorkerLoadError, load_worker  # workers imports fetch; keep config light
+    from edge.platform.workers import WorkerLoadError, load_worker  # workers imports fetch; keep config light
 
     spec, file = loaded.spec, loaded.file
 

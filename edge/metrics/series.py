@@ -12,8 +12,8 @@ from __future__ import annotations
 import msgspec
 import numpy as np
 
-from edge.clock import ModelClock
-from edge.metrics import LogHistogram, RunMetrics, bins_quantile
+from edge.platform.clock import ModelClock
+from edge.metrics.recorders import LogHistogram, RunMetrics, bins_quantile
 
 NICE_INTERVALS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400)
 TARGET_POINTS = 120

@@ -16,15 +16,15 @@ import random
 import h11
 import trio
 
-from edge import config
-from edge.arrivals import Arrivals
-from edge.clock import random_stream
-from edge.distributions import Distribution, parse_distribution
-from edge.fetch import Request
-from edge.traffic import RequestMix, rate_profile
-from edge.units import parse_duration
+from edge.scenario import config
+from edge.scenario.arrivals import Arrivals
+from edge.platform.clock import random_stream
+from edge.platform.distributions import Distribution, parse_distribution
+from edge.platform.fetch import Request
+from edge.engine.traffic import RequestMix, rate_profile
+from edge.platform.units import parse_duration
 
-log = logging.getLogger("edge.loadgen")
+log = logging.getLogger("edge.live.loadgen")
 
 REQUEST_TIMEOUT = 30.0
 

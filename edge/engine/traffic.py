@@ -1,6 +1,6 @@
 """Simulated clients: traffic groups that send the scenario's request mixes to the front door.
 
-An open group keeps sending at its rate (``edge.arrivals``) whatever the system does, as the users of
+An open group keeps sending at its rate (``edge.scenario.arrivals``) whatever the system does, as the users of
 a public service do, so overload shows up as queueing, shedding and latency rather than as a politely
 slowed-down client. A closed group is a fixed population of users who wait for each answer and think
 before the next request, as a back office or a batch does: its load falls when the system slows.
@@ -15,13 +15,13 @@ import itertools
 import math
 import random
 
-from edge import config
-from edge.arrivals import Arrivals, Burst, Diurnal, RateProfile
-from edge.clock import ModelClock, random_stream
-from edge.distributions import Distribution, parse_distribution
-from edge.fetch import Request, Response
-from edge.metrics import ClientStats, RunMetrics
-from edge.units import parse_duration, parse_rate
+from edge.scenario import config
+from edge.scenario.arrivals import Arrivals, Burst, Diurnal, RateProfile
+from edge.platform.clock import ModelClock, random_stream
+from edge.platform.distributions import Distribution, parse_distribution
+from edge.platform.fetch import Request, Response
+from edge.metrics.recorders import ClientStats, RunMetrics
+from edge.platform.units import parse_duration, parse_rate
 
 
 class RequestMix:

@@ -23,7 +23,7 @@ from typing import Callable
 
 import msgspec
 
-from edge.units import format_duration, parse_duration, parse_ratio
+from edge.platform.units import format_duration, parse_duration, parse_ratio
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le, ">=": operator.ge, "==": operator.eq, "!=": operator.ne, "<": operator.lt, ">": operator.gt,

@@ -6,7 +6,7 @@ can tell a shed or a CPU-limit failure from a 5xx the worker returned on purpose
 
 from __future__ import annotations
 
-from edge.fetch import Response
+from edge.platform.fetch import Response
 
 ERROR_HEADER = "x-edge-error"
 

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import msgspec
 
-from edge import config
-from edge.files import write_atomically
-from edge.report import build_report
-from edge.runtime import RunResult, simulate
-from edge.units import parse_duration, parse_ratio
+from edge.scenario import config
+from edge.platform.files import write_atomically
+from edge.report.build import build_report
+from edge.engine.runtime import RunResult, simulate
+from edge.platform.units import parse_duration, parse_ratio
 
 HYPOTHESES = ("bad", "good")
 
@@ -151,8 +151,8 @@ def _check_every(rollout: config.Rollout) -> float:
 
 def _apply(behaviour: config.Behaviour | None, canary, stable) -> None:
     """Give the canary its hypothesised behaviour, as a timeline ``set`` at time 0 would."""
-    from edge.timeline import change_behaviour
-    from edge.workers import ModelWorker
+    from edge.engine.timeline import change_behaviour
+    from edge.platform.workers import ModelWorker
 
     if behaviour is None:  # good by default: as the stable environment
         if isinstance(canary.worker, ModelWorker) and isinstance(stable.worker, ModelWorker):

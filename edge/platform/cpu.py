@@ -18,7 +18,7 @@ import types
 
 from trio.lowlevel import Abort, current_task, reschedule, wait_task_rescheduled
 
-from edge.clock import ModelClock
+from edge.platform.clock import ModelClock
 
 class CpuLimitExceeded(Exception):
     """The top-level request ran out of CPU time; the whole chain fails with it."""

@@ -28,9 +28,9 @@ import h11
 import msgspec
 import trio
 
-from edge.fetch import Request, Response
+from edge.platform.fetch import Request, Response
 
-log = logging.getLogger("edge.ingress")
+log = logging.getLogger("edge.live.ingress")
 
 Handler = Callable[[Request], Awaitable[Response]]
 

@@ -22,18 +22,18 @@ import trio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from actors.supervisor import Supervisor
-from edge import config
-from edge.admin import AdminApi
-from edge.clock import RealClock
-from edge.fetch import Request, Response
-from edge.ingress import HttpServer, Limits
-from edge.loadgen import LoadGenerator
-from edge.metrics import RunMetrics, registry_for
-from edge.runtime import FrontDoor, Topology, build
-from edge.rollout import schedule_rollouts
-from edge.timeline import TimelineEntry, schedule_timeline
+from edge.scenario import config
+from edge.live.admin import AdminApi
+from edge.platform.clock import RealClock
+from edge.platform.fetch import Request, Response
+from edge.live.ingress import HttpServer, Limits
+from edge.live.loadgen import LoadGenerator
+from edge.metrics.recorders import RunMetrics, registry_for
+from edge.engine.runtime import FrontDoor, Topology, build
+from edge.engine.rollout import schedule_rollouts
+from edge.engine.timeline import TimelineEntry, schedule_timeline
 
-log = logging.getLogger("edge.serve")
+log = logging.getLogger("edge.live.serve")
 
 
 class Endpoint:

@@ -25,9 +25,9 @@ from typing import Any
 import msgspec
 
 from actors.router import RouterActor
-from edge.fetch import Request, Response
+from edge.platform.fetch import Request, Response
 
-log = logging.getLogger("edge.admin")
+log = logging.getLogger("edge.live.admin")
 
 DEFAULT_ADMIN_PORT = 8788
 
@@ -45,7 +45,7 @@ class AdminApi:
 
     def __init__(self, routers: dict[str, RouterActor], rollouts: dict[str, Any] | None = None) -> None:
         self.routers = routers
-        self.rollouts = {} if rollouts is None else rollouts  # service -> edge.rollout.RolloutController
+        self.rollouts = {} if rollouts is None else rollouts  # service -> edge.engine.rollout.RolloutController
 
     async def __call__(self, request: Request) -> Response:
         parts = [p for p in request.path.split("/") if p]

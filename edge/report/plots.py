@@ -20,9 +20,9 @@ import itertools
 from pathlib import Path
 from typing import Any, Callable
 
-from edge.files import write_atomically
-from edge.report import Report
-from edge.series import Series
+from edge.platform.files import write_atomically
+from edge.report.build import Report
+from edge.metrics.series import Series
 
 QUANTILE_STYLES = (("latency_p50_s", "p50", ":"), ("latency_p99_s", "p99", "-"))
 

@@ -1,0 +1,1 @@
+"""Outputs of a run: the JSON report and its summary, PNG plots, the progress bar."""

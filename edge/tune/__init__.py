@@ -1,0 +1,1 @@
+"""edge tune: rollout schedules compared by replication."""
