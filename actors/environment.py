@@ -22,10 +22,12 @@ import math
 import random
 from typing import Any, Awaitable, Callable
 
+import outcome
 import trio
 from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
 
-from actors.mailbox import Call, Mailbox, ask, discard_reply
+from actors.mailbox import Call, Mailbox, ask
+from edge.platform import fibers
 from edge.platform.clock import ModelClock
 from edge.platform.cpu import CorePool, CpuAccount, CpuLimitExceeded, InvocationLimitExceeded, metered
 from edge.platform.distributions import Distribution
@@ -123,17 +125,13 @@ class Env:
 class Binding:
     """``env.NAME``: a service binding. Calls travel to the target actor's mailbox, never a socket."""
 
-    __slots__ = ("_ctx", "_name", "_target", "_post", "_inline", "_caller", "_clock", "_metrics", "_latency")
+    __slots__ = ("_ctx", "_name", "_target", "_post", "_caller", "_clock", "_metrics", "_latency")
 
     def __init__(self, ctx: Context, name: str, target: str, post: Post, caller: str, clock: ModelClock, metrics: RunMetrics) -> None:
         self._ctx = ctx
         self._name = name
         self._target = target
         self._post = post
-        # A binding straight to a code environment (no router between) runs the callee's worker
-        # in this task when it can (``EnvironmentActor.call_inline``); anything else is posted.
-        target_actor = getattr(post, "__self__", None)
-        self._inline = target_actor.call_inline if isinstance(target_actor, EnvironmentActor) and target_actor.inlines_calls else None
         self._caller = caller
         self._clock = clock
         self._metrics = metrics
@@ -177,10 +175,7 @@ class Binding:
         account.invocations += 1
         clock = self._clock
         call = Call(request, account, None, clock.now(), method, args, kwargs)  # type: ignore[arg-type]
-        if self._inline is not None:
-            result = await self._inline(call)
-        else:
-            result = await ask(self._post, call)
+        result = await ask(self._post, call)
         status = result._status if isinstance(result, Response) else (500 if isinstance(result, _RpcFailure) else 200)
         key = (call.served_by, call.version, status // 100)
         hist = self._latency.get(key)
@@ -257,14 +252,19 @@ class EnvironmentActor:
         self._secrets = [s for s in secrets if s]
         self._logged: set[str] = set()
         self._warm: list[float] = []  # when each idle slot goes cold, most recently used last
-        self._busy = 0  # model calls in service
-        self._slot_waiter: Task | None = None
-        self._slot_objects: dict[Task, tuple[Context, Env]] = {}  # each slot task's ctx and env
-        # Virtual-time code environments serve binding calls in the caller's task (call_inline).
-        self.inlines_calls = not live and not isinstance(worker, ModelWorker)
+        self._busy = 0  # synthetic calls in service
+        # Code workers' slots: a slot is a ctx, an env and a consumer of the mailbox (a fiber in
+        # virtual time, a trio task live). Virtual slots come into being when a call finds none
+        # idle, so that a large topology costs little while idle; live ones all start with run().
+        self._slots = concurrency if live else 0
+        self._fibers: dict[fibers.Fiber, None] = {}  # ordered: closed in the order they started
+        self._owner: Task | None = None  # the actor's task while it runs, owner of its fibers
+        self._failure: BaseException | None = None  # what a fiber raised before the task could
         if isinstance(worker, ModelWorker):
             # Bound once here rather than tested on every call: this is the entry of every hop.
             self.post = self._post_model  # type: ignore[method-assign]
+        elif not live:
+            self.post = self._post_to_fiber  # type: ignore[method-assign]
 
     def post(self, call: Call) -> Response | None:
         """Accept a call (None) or shed it (the 503 to answer with)."""
@@ -303,13 +303,31 @@ class EnvironmentActor:
         return platform_error(kind)
 
     async def run(self) -> None:
-        """Serve until cancelled."""
-        if isinstance(self.worker, ModelWorker):
-            await self._serve_model_backlog()
+        """Serve until cancelled.
+
+        Live, a code worker's slots are tasks in this task's nursery. In virtual time every slot
+        is a fiber driven by the clock (and a synthetic worker's calls are timer steps), and this
+        task owns them: it parks until the run cancels it, then closes them; a fault that escapes
+        a fiber (a platform bug, ``SystemExit`` in a worker) is raised here, where the supervisor
+        sees it, as it would see a crashed slot task.
+        """
+        if self.live and not isinstance(self.worker, ModelWorker):
+            async with trio.open_nursery() as nursery:
+                for _ in range(self.concurrency):
+                    nursery.start_soon(self._live_slot)
             return
-        async with trio.open_nursery() as nursery:
-            for _ in range(self.concurrency):
-                nursery.start_soon(self._slot)
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+        self._owner = current_task()
+        try:
+            await wait_task_rescheduled(lambda _: Abort.SUCCEEDED)  # returns only to raise a fault
+        finally:
+            self._owner = None
+            owned, self._fibers = self._fibers, {}
+            self._slots -= len(owned)
+            for fiber in owned:
+                fiber.close()
 
     def _begin(self, call: Call) -> float:
         """A call leaves the mailbox for a slot; returns the cold start it must pay first."""
@@ -338,8 +356,8 @@ class EnvironmentActor:
         call.version = self.version
         call.on_reply(call, result)
 
-    # -- code workers: one task per slot -------------------------------------------------
-    async def _slot(self) -> None:
+    # -- code workers: slots ---------------------------------------------------------------
+    def _new_slot(self) -> tuple[Context, Env]:
         ctx = Context(self)
         env = Env(
             {
@@ -350,12 +368,23 @@ class EnvironmentActor:
                 },
             }
         )
-        self._slot_objects[current_task()] = (ctx, env)
-        receive = self.mailbox.receive
-        if self.live:
-            await self._serve_live_calls(ctx, env, receive)
+        return ctx, env
+
+    async def _serve(self, call: Call, ctx: Context, env: Env) -> None:
+        """Serve one call in a slot: the path of every call to a code worker, virtual or live."""
+        cold = self._begin(call)
+        if cold:
+            await self.clock.sleep(cold)
+        ctx.account = call.account
+        if not self.live:
+            result = await self._run_worker(call, env, ctx)
+        elif call.cancelled:  # its caller went away while it waited
+            result = platform_error(CLIENT_CLOSED)
         else:
-            await self._serve_calls(ctx, env, receive)
+            charge = functools.partial(self._charge_measured, call.account)
+            result = await metered(self._run_worker(call, env, ctx), charge)
+        ctx.account = None
+        self._finish(call, result)
 
     async def _run_worker(self, call: Call, env: Env, ctx: Context) -> Any:
         """The worker's answer to one call; whatever goes wrong is this call's answer, not the slot's end."""
@@ -378,70 +407,52 @@ class EnvironmentActor:
             return platform_error(CPU_LIMIT)
         return result
 
-    async def _serve_calls(self, ctx: Context, env: Env, receive: Callable[[], Any]) -> None:
+    def _post_to_fiber(self, call: Call) -> Response | None:
+        """Virtual time: hand the call to an idle slot, or start a slot for it if fewer than
+        ``concurrency`` exist, else queue or shed it."""
+        if self.down:
+            return self._refuse(call, UNAVAILABLE)
+        if self._slots < self.concurrency and not self.mailbox.has_idle:
+            self._slots += 1
+            fiber = self.clock.start_fiber(self._fiber_slot(call), self._fiber_exit)  # type: ignore[attr-defined]
+            self._fibers[fiber] = None
+            return None
+        return self._queue_or_shed(call)
+
+    async def _fiber_slot(self, call: Call) -> None:
+        ctx, env = self._new_slot()
+        receive = self.mailbox.receive
         while True:
+            await self._serve(call, ctx, env)
             call = await receive()
-            cold = self._begin(call)
-            if cold:
-                await self.clock.sleep(cold)
-            ctx.account = call.account
-            result = await self._run_worker(call, env, ctx)
-            ctx.account = None
-            self._finish(call, result)
 
-    async def call_inline(self, call: Call) -> Any:
-        """Serve a binding call in the calling task, on behalf of an idle slot (virtual time).
+    def _fiber_exit(self, fiber: fibers.Fiber, error: BaseException | None) -> None:
+        """A slot fiber ended, which only a fault does: its owner raises it (see ``run``)."""
+        del self._fibers[fiber]
+        self._slots -= 1
+        if error is None:
+            return
+        if self._owner is not None:
+            reschedule(self._owner, outcome.Error(error))
+        else:
+            self._failure = error
 
-        A bound call to a code worker would otherwise cost two trio scheduler passes on top of
-        the worker's own: one to wake the slot that takes the call, one to wake the caller with
-        the answer. In virtual time nothing can happen between the caller's post and the slot
-        starting, nor between the answer and the caller resuming (same instant, no timer fires
-        while a task is runnable), so the caller's task runs the worker itself, with the idle
-        slot's ``ctx``/``env``, and the slot counts as busy meanwhile (``Mailbox.lend``). Queueing,
-        shedding and a down environment are unchanged: with no idle slot the call is posted.
-        """
-        slot = None if self.down else self.mailbox.lend()
-        if slot is None:
-            return await ask(self.post, call)
-        ctx, env = self._slot_objects[slot]
-        try:
-            cold = self._begin(call)
-            if cold:
-                await self.clock.sleep(cold)
-            ctx.account = call.account
-            result = await self._run_worker(call, env, ctx)
-            call.on_reply = discard_reply  # the answer is returned to this task, not sent
-            self._finish(call, result)
-            return result
-        finally:
-            ctx.account = None
-            self.mailbox.give_back(slot)
-
-    async def _serve_live_calls(self, ctx: Context, env: Env, receive: Callable[[], Any]) -> None:
-        """As ``_serve_calls``, plus what real time brings: the worker's CPU is measured, and a
-        call whose client hung up is cancelled.
+    async def _live_slot(self) -> None:
+        """A live slot: ``_serve`` for each call, plus cancellation when a client hangs up.
 
         The slot's cancel scope is lent to the call it runs (``Call.cancel`` cancels it), and only
         a scope that was used up is replaced: entering a scope for every call would cost about as
         much as the rest of a hop.
         """
+        ctx, env = self._new_slot()
+        receive = self.mailbox.receive
         while True:
             with trio.CancelScope() as scope:
                 while True:
                     call = await receive()
                     call.scope = scope
-                    cold = self._begin(call)
-                    if cold:
-                        await self.clock.sleep(cold)
-                    ctx.account = call.account
-                    if call.cancelled:  # its caller went away while it waited
-                        result = platform_error(CLIENT_CLOSED)
-                    else:
-                        charge = functools.partial(self._charge_measured, call.account)
-                        result = await metered(self._run_worker(call, env, ctx), charge)
+                    await self._serve(call, ctx, env)
                     call.scope = None
-                    ctx.account = None
-                    self._finish(call, result)
             # Only the running call's cancel() ends up here (anything else cancelling the slot
             # passes through the scope).
             call.scope = None
@@ -467,36 +478,22 @@ class EnvironmentActor:
         if account.exceeded_at is None:
             self.stats.cpu_seconds += account.charge(seconds, self.key)
 
-    # -- synthetic workers: no code to run, so no task per slot ---------------------------
+    # -- synthetic workers: no code to run, so no slot objects ------------------------------
     def _post_model(self, call: Call) -> Response | None:
         """Start the call at once if a slot is free and none is queued, else queue or shed it.
 
-        A synthetic call has no code to run: its CPU, its wait and its answer are timer steps.
-        Starting it in the sender's turn saves waking the actor's task for every call; it is the
-        same as the task taking it at once, since nothing can run in between. Calls that find
-        every slot busy wait in the mailbox, FIFO, and the actor's task starts them as slots free.
+        A synthetic call has no code to run: its CPU, its wait and its answer are timer steps,
+        started in the sender's turn. Calls that find every slot busy wait in the mailbox, FIFO,
+        and each finished call starts the oldest waiting one (``_model_done``).
         """
         if self._busy < self.concurrency and not self._waiting and not self.down:
+            self._busy += 1
             self._model_begin(call)
             return None
         return self._queue_or_shed(call)
 
-    async def _serve_model_backlog(self) -> None:
-        task = current_task()
-
-        def abort(_: Any) -> Abort:
-            self._slot_waiter = None
-            return Abort.SUCCEEDED
-
-        while True:
-            while self._busy < self.concurrency and self._waiting:
-                self._model_begin(self.mailbox.take())
-            self._slot_waiter = task
-            await wait_task_rescheduled(abort)
-
     def _model_begin(self, call: Call) -> None:
         """Never answers before returning: the caller is still running (it parks afterwards)."""
-        self._busy += 1
         cold = self._begin(call)
         if call.method is not None:
             failure = _RpcFailure(f"{self.service} is a synthetic model: it has no RPC methods")
@@ -536,12 +533,11 @@ class EnvironmentActor:
         self._model_done(call, self.worker.respond(self.rng))
 
     def _model_done(self, call: Call, result: Any) -> None:
-        self._busy -= 1
         self._finish(call, result)
-        waiter = self._slot_waiter
-        if waiter is not None and self._waiting:
-            self._slot_waiter = None
-            reschedule(waiter)
+        if self._waiting:  # the freed slot takes the oldest waiting call
+            self._model_begin(self.mailbox.take())
+        else:
+            self._busy -= 1
 
     async def _rpc(self, call: Call, env: Env, ctx: Context) -> Any:
         method = self.worker.rpc.get(call.method)

@@ -10,9 +10,6 @@ telling the sender "full" without blocking it. This mailbox does three things on
   actor drains its whole backlog per wake-up, and parks the consumer otherwise.
 * idle consumers form a stack: the most recently used one is woken first, which keeps few consumers
   warm (cold starts) and the rest idle, as an isolate pool does.
-* ``lend`` / ``give_back`` let a sender serve a message in its own task on behalf of an idle
-  consumer (the consumer stays parked, and counts as busy until it is given back): see
-  ``EnvironmentActor.call_inline``, which saves two task switches per binding call that way.
 
 Messages are plain objects; the ``Call`` below is what bindings, routers and the ingress exchange.
 """
@@ -23,13 +20,19 @@ from collections import deque
 from typing import Any, Awaitable, Callable
 
 import outcome
-from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
+from trio.lowlevel import Abort, current_task, reschedule, wait_task_rescheduled
+
+from edge.platform import fibers
 
 
 class Mailbox:
-    """FIFO queue of at most ``capacity`` waiting messages, consumed by any number of tasks."""
+    """FIFO queue of at most ``capacity`` waiting messages, consumed by any number of consumers.
 
-    __slots__ = ("capacity", "waiting", "_idle", "_lent")
+    A consumer is a trio task (live slots, a router) or a fiber (virtual-time slots); an idle one is
+    kept as the function that wakes it with a message, so that ``post`` treats both alike.
+    """
+
+    __slots__ = ("capacity", "waiting", "_idle")
 
     def __init__(self, capacity: int) -> None:
         if capacity < 0:
@@ -37,17 +40,21 @@ class Mailbox:
         self.capacity = capacity
         # Read-only outside: actors test it for emptiness directly, cheaper than len() on a hot path.
         self.waiting: deque[Any] = deque()
-        self._idle: list[Task] = []
-        self._lent: set[Task] = set()  # idle consumers whose turn a sender is using (``lend``)
+        self._idle: list[Callable[[Any], None]] = []
 
     def __len__(self) -> int:
         """Messages waiting (not yet taken by a consumer): the mailbox depth."""
         return len(self.waiting)
 
+    @property
+    def has_idle(self) -> bool:
+        """A consumer is parked in ``receive``: ``post`` would hand it the message."""
+        return bool(self._idle)
+
     def post(self, message: Any) -> bool:
         """Deliver ``message``; False means the mailbox is full and the caller must shed it."""
         if self._idle:
-            reschedule(self._idle.pop(), outcome.Value(message))
+            self._idle.pop()(message)
             return True
         if len(self.waiting) < self.capacity:
             self.waiting.append(message)
@@ -65,31 +72,9 @@ class Mailbox:
         the actor already accepted, and their number is bounded by the calls it has out.
         """
         if self._idle:
-            reschedule(self._idle.pop(), outcome.Value(message))
+            self._idle.pop()(message)
         else:
             self.waiting.append(message)
-
-    def lend(self) -> Task | None:
-        """Take the idle consumer that ``post`` would wake next, for a sender that will serve a
-        message in its own task instead; None if every consumer is busy. The consumer stays
-        parked in ``receive`` and is busy (not woken by ``post``) until ``give_back``."""
-        if not self._idle:
-            return None
-        task = self._idle.pop()
-        self._lent.add(task)
-        return task
-
-    def give_back(self, task: Task) -> None:
-        """Return a lent consumer as if it had just served a message and called ``receive``
-        again: it takes the oldest waiting message (woken with it) or goes back on the idle
-        stack. A consumer cancelled while lent (end of a run) has left and is not put back."""
-        if task not in self._lent:
-            return
-        self._lent.discard(task)
-        if self.waiting:
-            reschedule(task, outcome.Value(self.waiting.popleft()))
-        else:
-            self._idle.append(task)
 
     async def receive(self) -> Any:
         """The next message, waiting for one if the queue is empty.
@@ -100,14 +85,24 @@ class Mailbox:
         """
         if self.waiting:
             return self.waiting.popleft()
+        fiber = fibers.current
+        if fiber is not None:
+            wake = fiber.wake
+            self._idle.append(wake)
+            try:
+                return await fibers.suspend()
+            except GeneratorExit:  # the fiber is closed (end of run): it consumes nothing more
+                self._idle.remove(wake)
+                raise
         task = current_task()
-        self._idle.append(task)
+
+        def wake(message: Any) -> None:
+            reschedule(task, outcome.Value(message))
+
+        self._idle.append(wake)
 
         def abort(_: Any) -> Abort:
-            if task in self._lent:  # cancelled while a sender serves in its place
-                self._lent.discard(task)
-            else:
-                self._idle.remove(task)
+            self._idle.remove(wake)
             return Abort.SUCCEEDED
 
         return await wait_task_rescheduled(abort)
@@ -120,6 +115,10 @@ class Call:
     task, a router, the ingress), so that an answer costs a function call, not a channel. The
     actor that answers writes ``served_by`` (its "service@environment" key) and ``version`` so
     that metrics and reports can say who answered a request that went through a router.
+
+    ``args``/``kwargs`` are an RPC call's arguments and nothing else; ``context`` is what the reply
+    target needs to finish its own work (the front door's record of a top-level request, a
+    router's attempt). The actor that serves the call reads neither ``context`` nor ``waiter``.
     """
 
     __slots__ = (
@@ -133,6 +132,7 @@ class Call:
         "served_by",
         "version",
         "routed_to",
+        "context",
         "waiter",
         "cancelled",
         "scope",
@@ -158,7 +158,8 @@ class Call:
         self.served_by: Any = None
         self.version = ""
         self.routed_to: str | None = None  # the environment a router first chose for this call
-        self.waiter: Task | None = None  # the task parked in ask(), if any
+        self.context: Any = None
+        self.waiter: Any = None  # the task or fiber parked in ask(), if any
         self.cancelled = False
         self.scope: Any = None  # the cancel scope of the slot running this call, if any
 
@@ -186,20 +187,31 @@ def discard_reply(call: Call, result: Any) -> None:
     """The reply target of a call whose caller went away (cancelled): the answer has no reader."""
 
 
-def _wake_waiter(call: Call, result: Any) -> None:
+def _wake_task(call: Call, result: Any) -> None:
     reschedule(call.waiter, outcome.Value(result))
 
 
+def _wake_fiber(call: Call, result: Any) -> None:
+    call.waiter.wake(result)
+
+
 def ask(post: Callable[[Call], Any], call: Call) -> Awaitable[Any]:
-    """Post ``call`` with ``post``; awaiting the result parks the current task until the reply.
+    """Post ``call`` with ``post``; awaiting the result parks the caller (task or fiber) until the reply.
 
     ``post`` returns None when the call was accepted, or an immediate answer (a shed 503, a 404)
     that is returned without parking: a reply must never reschedule a task that is still running.
-    Call it only to await it at once: the call is posted here, and the reply wakes the task that
-    called ``ask``. A plain function returning trio's trap, so that a hop costs no extra frame.
+    Call it only to await it at once: the call is posted here, and the reply wakes whoever called
+    ``ask``. A plain function returning the trap itself, so that a hop costs no extra frame.
     """
+    fiber = fibers.current
+    if fiber is not None:
+        call.waiter = fiber
+        call.on_reply = _wake_fiber
+        immediate = post(call)
+        # A fiber may be woken while it still runs (the answer is queued for it): it suspends anyway.
+        return _answered(immediate) if immediate is not None else fibers.suspend()
     call.waiter = current_task()
-    call.on_reply = _wake_waiter
+    call.on_reply = _wake_task
     immediate = post(call)
     if immediate is not None:
         return _answered(immediate)

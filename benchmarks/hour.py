@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rich.console import Console  # noqa: E402
 
-from edge import config  # noqa: E402
+from edge.scenario import config  # noqa: E402
 from edge.metrics.openmetrics import OpenMetricsRecorder  # noqa: E402
 from edge.report.plots import write_plots  # noqa: E402
 from edge.report.progress import RunProgress  # noqa: E402

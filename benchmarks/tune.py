@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import msgspec  # noqa: E402
 
-from edge import config  # noqa: E402
+from edge.scenario import config  # noqa: E402
 from edge.tune.tuner import task_count, tune  # noqa: E402
 
 SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "tune-canary.toml"

@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE.parent))  # runs from a checkout as well as after `p
 
 from simpy_chain import run_simpy_chain  # noqa: E402
 
-from edge import config  # noqa: E402
+from edge.scenario import config  # noqa: E402
 from edge.engine.runtime import default_scenario_path, simulate  # noqa: E402
 
 

@@ -19,10 +19,13 @@ import heapq
 import itertools
 import math
 import random
-from typing import Any, Callable
+from collections import deque
+from typing import Any, Awaitable, Callable, Coroutine
 
 import trio
 from trio.lowlevel import Abort, current_task, reschedule, wait_task_rescheduled
+
+from edge.platform import fibers
 
 
 class ModelClock:
@@ -39,61 +42,63 @@ class ModelClock:
 
 
 class VirtualClock(trio.abc.Clock, ModelClock):
-    """A trio clock whose time only moves when every task is blocked.
+    """A trio clock whose time only moves when nothing is left to do at the current instant.
 
     Timers are heap entries ``[when, seq, task_or_None, fn, args]``; ``seq`` keeps equal times in
     FIFO order, which makes runs deterministic. A cancelled sleep clears its entry's task instead of
     searching the heap (lazy deletion).
 
-    A sleep that would be the next thing to happen anyway does not park (``sleep``): when the
-    sleeping task is the only one in trio's current batch, nothing else is runnable, and no timer
-    or trio deadline comes before its wake-up, parking would only lead the scheduler, one pass
-    later, to jump the clock to that wake-up and run this same task alone. The clock moves there at
-    once instead. ``_solo`` is the task for which that holds: the one task the clock made runnable
-    for the pass under way (set through ``_armed`` by ``deadline_to_sleep_time``, confirmed by the
-    I/O manager's ``get_events``, which trio calls once per pass, after the clock and before the
-    batch is formed).
+    The clock also drives fibers (``edge.platform.fibers``): worker coroutines it resumes itself.
+    Fibers woken at the current instant wait in ``_ready`` (FIFO) and run before time moves on; a
+    fiber's sleep is a timer whose callback resumes it. Every ``_YIELD_EVERY`` events the clock
+    hands control back to trio for one pass even if no task is runnable, so that a long stretch of
+    fiber and callback work still lets trio deliver Ctrl+C and I/O.
     """
 
-    # Sleeps one task step may skip in a row before it parks anyway: a worker looping on
-    # ``ctx.sleep`` must still reach a checkpoint now and then (Ctrl+C, cancellation).
-    _MAX_SKIPS = 64
+    _YIELD_EVERY = 1024
 
     def __init__(self) -> None:
         self._now = 0.0
         self._closed = False
         self._timers: list[list[Any]] = []
         self._seq = itertools.count()
+        self._ready: deque[tuple[fibers.Fiber, Any]] = deque()
         self.events = 0  # timers fired: a cheap progress and speed figure
-        self._armed: Any = None  # the task deadline_to_sleep_time made runnable, alone, this pass
-        self._solo: Any = None  # the task running alone in the current batch, if known
-        self._skips = 0
         self._runq: Any = ()
-        self._deadlines: Any = None
 
     # -- trio.abc.Clock ------------------------------------------------------------------
     def start_clock(self) -> None:
         runner = trio._core._run.GLOBAL_RUN_CONTEXT.runner  # type: ignore[attr-defined]
-        # trio's queue of runnable tasks: after a callback timer, an empty one means the clock can
-        # fire the next timer at once instead of handing control back for an empty scheduler pass.
+        # trio's queue of runnable tasks: after a callback or fiber step, an empty one means the
+        # clock can go on at once instead of handing control back for an empty scheduler pass.
         self._runq = runner.runq
-        # trio's own deadlines (cancel scopes): a sleep may skip parking only if none comes first.
-        self._deadlines = runner.deadlines
-        runner.io_manager = _RarePolls(runner.io_manager, self)
+        runner.io_manager = _RarePolls(runner.io_manager)
 
     def current_time(self) -> float:
         return self._now
 
     def deadline_to_sleep_time(self, deadline: float) -> float:
-        """Nothing is runnable: fire the earliest timer (or trio deadline) and never block."""
+        """No task is runnable: run ready fibers, then fire timers in order, and never block."""
         timers = self._timers
+        ready = self._ready
         pop = heapq.heappop
         runq = self._runq
-        while timers:
+        step = fibers.step
+        budget = self._YIELD_EVERY
+        while True:
+            while ready:
+                step(*ready.popleft())
+                if runq:  # a fiber woke a task: let it run before the other fibers
+                    return 0.0
+            if not timers:
+                break
             entry = timers[0]
             when = entry[0]
             if deadline <= when:
                 break
+            budget -= 1
+            if not budget:
+                return 0.0  # one trio pass now and then, whatever the model does
             pop(timers)
             task = entry[2]
             fn = entry[3]
@@ -104,12 +109,9 @@ class VirtualClock(trio.abc.Clock, ModelClock):
             self.events += 1
             if task is not None:
                 reschedule(task)
-                self._armed = task
                 return 0.0
             fn(*entry[4])
             if runq:  # the callback woke a task: let it run before time moves on
-                if len(runq) == 1:
-                    self._armed = runq[0]
                 return 0.0
         if deadline == math.inf:
             # Nothing runnable, no timer, no deadline: only a program that is really stuck gets
@@ -123,21 +125,17 @@ class VirtualClock(trio.abc.Clock, ModelClock):
     def now(self) -> float:
         return self._now
 
-    async def sleep(self, seconds: float) -> None:
-        when = self._now + seconds
-        task = current_task()
-        if task is self._solo and not self._runq and self._skips:
-            # Alone in the batch and nothing woken: if no timer and no trio deadline comes first,
-            # this wake-up is the next event of the run (a timer at the same time fires first,
-            # being older). Skipping the park is what the scheduler would do, minus a pass.
-            timers = self._timers
-            if (not timers or timers[0][0] > when) and self._deadlines.next_deadline() > when:
-                self._skips -= 1
-                self.events += 1
-                if when > self._now:
-                    self._now = when
-                return
-        entry = [when, next(self._seq), task, None, ()]
+    def sleep(self, seconds: float) -> Awaitable[None]:
+        """Wait ``seconds`` of model time: a fiber's wake-up is a timer that resumes it, a task's
+        a timer that reschedules it (cheaper than ``trio.sleep``'s cancel scope and deadline)."""
+        fiber = fibers.current
+        if fiber is not None:
+            heapq.heappush(self._timers, [self._now + seconds, next(self._seq), None, fibers.step, (fiber, None)])
+            return fibers.suspend()
+        return self._park(seconds)
+
+    async def _park(self, seconds: float) -> None:
+        entry = [self._now + seconds, next(self._seq), current_task(), None, ()]
         heapq.heappush(self._timers, entry)
 
         def abort(_: Any) -> Abort:
@@ -152,11 +150,19 @@ class VirtualClock(trio.abc.Clock, ModelClock):
             return
         heapq.heappush(self._timers, [self._now + seconds, next(self._seq), None, fn, args])
 
+    def start_fiber(self, coro: Coroutine[Any, Any, Any], on_exit: Callable[[fibers.Fiber, BaseException | None], None]) -> fibers.Fiber:
+        """Make ``coro`` a fiber, to start at the current instant after the fibers already ready."""
+        fiber = fibers.Fiber(coro, self._ready, on_exit)
+        self._ready.append((fiber, None))
+        return fiber
+
     def close(self) -> None:
-        """The run is over: drop every pending callback and ignore new ones. A chain of callbacks
-        that reschedules itself (a rollout holding, a controller polling) would otherwise keep
-        the clock firing for ever while trio shuts down; sleeping tasks keep their timers."""
+        """The run is over: drop every pending callback, ready fiber and fiber timer, and ignore
+        new ones. A chain of callbacks that reschedules itself (a rollout holding, a controller
+        polling) would otherwise keep the clock firing for ever while trio shuts down; sleeping
+        tasks keep their timers. Parked fibers are closed by their owners as they are cancelled."""
         self._closed = True
+        self._ready.clear()
         self._timers = [entry for entry in self._timers if entry[2] is not None]
         heapq.heapify(self._timers)
 
@@ -164,18 +170,17 @@ class VirtualClock(trio.abc.Clock, ModelClock):
 class _RarePolls:
     """trio's I/O manager for a virtual-time run, asking the kernel for events only now and then.
 
-    trio polls for I/O (an ``epoll_wait`` syscall) on every scheduler pass, a few per simulated
-    request. A simulation does no I/O; the only descriptor that matters is trio's own wake-up
-    socket (Ctrl+C, ``run_sync_soon`` from a thread), for which one poll in 64 passes (well under
-    a millisecond) is soon enough. A poll that may block (nothing to do) always goes through.
+    trio polls for I/O (an ``epoll_wait`` syscall) on every scheduler pass. A simulation does no
+    I/O; the only descriptor that matters is trio's own wake-up socket (Ctrl+C, ``run_sync_soon``
+    from a thread), for which one poll in 64 passes is soon enough. A poll that may block (nothing
+    to do) always goes through.
     """
 
     _EVERY = 64
 
-    def __init__(self, io_manager: Any, clock: VirtualClock) -> None:
+    def __init__(self, io_manager: Any) -> None:
         self._io_manager = io_manager
-        self._clock = clock
-        self._poll = io_manager.get_events
+        self.get_events_now = io_manager.get_events
         self.process_events = io_manager.process_events  # called every pass: no __getattr__ detour
         self._passes = 0
 
@@ -183,20 +188,11 @@ class _RarePolls:
         return getattr(self._io_manager, name)
 
     def get_events(self, timeout: float) -> Any:
-        # Once per pass, after the clock had its say: the task it armed (if any) runs alone in
-        # this pass unless I/O events wake others (VirtualClock.sleep).
-        clock = self._clock
-        clock._solo = clock._armed
-        clock._armed = None
-        clock._skips = clock._MAX_SKIPS
         if timeout == 0:
             self._passes += 1
             if self._passes % self._EVERY:
                 return ()
-        events = self._poll(timeout)
-        if events:
-            clock._solo = None
-        return events
+        return self.get_events_now(timeout)
 
 
 class RealClock(ModelClock):

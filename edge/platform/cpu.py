@@ -18,7 +18,9 @@ import types
 
 from trio.lowlevel import Abort, current_task, reschedule, wait_task_rescheduled
 
+from edge.platform import fibers
 from edge.platform.clock import ModelClock
+
 
 class CpuLimitExceeded(Exception):
     """The top-level request ran out of CPU time; the whole chain fails with it."""
@@ -115,18 +117,31 @@ class CorePool:
     async def run(self, seconds: float) -> None:
         """Occupy one core for ``seconds`` of CPU time, waiting for a core if none is free."""
         if not self.take():
-            handover = functools.partial(reschedule, current_task())
-            self.wait(handover)
-
-            def abort(_: Any) -> Abort:
-                self._waiting.remove(handover)
-                return Abort.SUCCEEDED
-
-            await wait_task_rescheduled(abort)  # woken holding the core that release() handed over
+            fiber = fibers.current
+            if fiber is not None:
+                wake = fiber.wake
+                self.wait(wake)
+                try:
+                    await fibers.suspend()  # woken holding the core that release() handed over
+                except GeneratorExit:  # closed while waiting: it holds no core
+                    self._waiting.remove(wake)
+                    raise
+            else:
+                await self._wait_as_task()
         try:
             await self.clock.sleep(seconds)
         finally:
             self.release(seconds)
+
+    async def _wait_as_task(self) -> None:
+        handover = functools.partial(reschedule, current_task())
+        self.wait(handover)
+
+        def abort(_: Any) -> Abort:
+            self._waiting.remove(handover)
+            return Abort.SUCCEEDED
+
+        await wait_task_rescheduled(abort)  # woken holding the core that release() handed over
 
 
 @types.coroutine
