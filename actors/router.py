@@ -39,6 +39,16 @@ from edge.metrics.recorders import RunMetrics
 log = logging.getLogger("edge.router")
 
 
+class _Attempt:
+    """A first attempt's ``context``: the caller's call, and the environment tried."""
+
+    __slots__ = ("original", "tried")
+
+    def __init__(self, original: Call, tried: str) -> None:
+        self.original = original
+        self.tried = tried
+
+
 class RetryBudget:
     """At most ``ratio`` retries per request plus ``min_per_second`` retries per second, over a
     sliding ``window`` (kept as ten buckets: the window slides a tenth at a time), as Linkerd's
@@ -234,7 +244,7 @@ class RouterActor:
             retry.budget.note_request(self.clock.now())
         if name != retry.to and request is not None and request.method in retry.methods:
             attempt = Call(call.request.clone(), call.account, self._attempt_done, self.clock.now())
-            attempt.args = (call, name)
+            attempt.context = _Attempt(call, name)
             immediate = self.targets[name](attempt)
             if immediate is not None:
                 self._attempt_done(attempt, immediate)
@@ -251,7 +261,8 @@ class RouterActor:
         self.mailbox.force((attempt, result))
 
     def _settle(self, attempt: Call, result: Any) -> None:
-        original, tried = attempt.args
+        context: _Attempt = attempt.context
+        original, tried = context.original, context.tried
         if isinstance(result, Response) and result.status >= 500:
             retry: RetryPolicy = self.retry  # type: ignore[assignment]
             if retry.budget is None or retry.budget.spend(self.clock.now()):

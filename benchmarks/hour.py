@@ -27,7 +27,7 @@ from edge.metrics.openmetrics import OpenMetricsRecorder  # noqa: E402
 from edge.report.plots import write_plots  # noqa: E402
 from edge.report.progress import RunProgress  # noqa: E402
 from edge.report.build import build_report, write_json  # noqa: E402
-from edge.engine.runtime import default_scenario_path, simulate  # noqa: E402
+from edge.engine.simulate import default_scenario_path, simulate  # noqa: E402
 
 
 def bare(loaded: config.LoadedScenario, seconds: float) -> tuple[float, int]:

@@ -29,7 +29,7 @@ sys.path.insert(0, str(HERE.parent))  # runs from a checkout as well as after `p
 from simpy_chain import run_simpy_chain  # noqa: E402
 
 from edge.scenario import config  # noqa: E402
-from edge.engine.runtime import default_scenario_path, simulate  # noqa: E402
+from edge.engine.simulate import default_scenario_path, simulate  # noqa: E402
 
 
 def run_edge(path: Path, seconds: float, seed: int) -> dict:

@@ -26,7 +26,7 @@ EXIT_BAD_INPUT = 2
 
 
 def _load(path: str | None) -> config.LoadedScenario:
-    from edge.engine.runtime import default_scenario_path
+    from edge.engine.simulate import default_scenario_path
 
     return config.load(path or default_scenario_path())
 
@@ -35,7 +35,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from edge.metrics.openmetrics import OpenMetricsRecorder
     from edge.report.progress import RunProgress
     from edge.report.build import abort_check, build_report, failed_thresholds, print_summary, write_json
-    from edge.engine.runtime import simulate
+    from edge.engine.simulate import simulate
 
     loaded = _load(args.scenario)
     err = Console(stderr=True)

@@ -10,7 +10,7 @@ import pytest
 
 from edge.scenario import config
 from edge.platform.fetch import Request, Response
-from edge.engine.runtime import RunResult, simulate
+from edge.engine.simulate import RunResult, simulate
 
 
 class Sent:

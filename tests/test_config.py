@@ -9,7 +9,7 @@ import pytest
 from edge import cli
 
 from edge.scenario import config
-from edge.engine.runtime import default_scenario_path
+from edge.engine.simulate import default_scenario_path
 
 GOOD = """
 [[services]]

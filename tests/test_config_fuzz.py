@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge.scenario import config
-from edge.engine.runtime import default_scenario_path
+from edge.engine.simulate import default_scenario_path
 
 DEFAULT = default_scenario_path()
 BASE = tomllib.loads(DEFAULT.read_text())

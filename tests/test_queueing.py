@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from edge.engine.runtime import simulate
+from edge.engine.simulate import simulate
 
 
 def erlang_c_wait(arrival_rate: float, service_rate: float, servers: int) -> float:

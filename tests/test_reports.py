@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from edge.report.build import build_report, read_json, write_json
-from edge.engine.runtime import simulate
+from edge.engine.simulate import simulate
 from edge.metrics.series import default_interval
 
 SCENARIO = """

@@ -8,7 +8,7 @@ import pytest
 from edge.scenario import config
 from edge.metrics.recorders import registry_for
 from edge.report.build import build_report
-from edge.engine.runtime import simulate
+from edge.engine.simulate import simulate
 
 SCENARIO = """
 [scenario]

@@ -12,7 +12,7 @@ from edge.platform.clock import VirtualClock
 from edge.platform.fetch import Request
 from edge.metrics.recorders import RunMetrics
 from edge.report.build import build_report
-from edge.engine.runtime import simulate
+from edge.engine.simulate import simulate
 from conftest import send, text
 
 SCENARIO = """

@@ -6,7 +6,7 @@ from conftest import send, text
 
 from edge.scenario import config
 from edge.platform.fetch import Request
-from edge.engine.runtime import default_scenario_path
+from edge.engine.simulate import default_scenario_path
 
 TOKEN = config.resolve_secret(config.load(default_scenario_path()).spec, "secret:auth.SECRET_TOKEN")
 

@@ -12,7 +12,7 @@ import pytest
 
 from edge.scenario import config
 from edge.report.build import abort_check, build_report
-from edge.engine.runtime import simulate
+from edge.engine.simulate import simulate
 from edge.scenario.thresholds import parse_threshold
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,7 +6,7 @@ import pytest
 
 from edge.scenario import config
 from edge.report.build import build_report
-from edge.engine.runtime import simulate
+from edge.engine.simulate import simulate
 
 BASE = """
 [scenario]

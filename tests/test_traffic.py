@@ -10,7 +10,7 @@ import pytest
 from edge.scenario import config
 from edge.scenario.arrivals import Arrivals, Burst, Diurnal, RateProfile
 from edge.platform.clock import random_stream
-from edge.engine.runtime import simulate
+from edge.engine.simulate import simulate
 
 SERVICE = """
 [scenario]

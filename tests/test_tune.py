@@ -14,7 +14,7 @@ import pytest
 
 from edge.scenario import config
 from edge.report.build import build_report
-from edge.engine.runtime import simulate
+from edge.engine.simulate import simulate
 from edge.tune.tuner import mean, proportion, tune, wald_expected_requests
 
 SCENARIO = """

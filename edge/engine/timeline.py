@@ -16,7 +16,7 @@ from actors.environment import EnvironmentActor, Faults
 from edge.scenario import config
 from edge.platform.clock import ModelClock
 from edge.platform.distributions import parse_distribution
-from edge.engine.runtime import Topology
+from edge.engine.topology import Topology
 from edge.platform.units import parse_duration, parse_ratio
 from edge.platform.workers import ModelWorker
 

@@ -29,7 +29,8 @@ from edge.platform.fetch import Request, Response
 from edge.live.ingress import HttpServer, Limits
 from edge.live.loadgen import LoadGenerator
 from edge.metrics.recorders import RunMetrics, registry_for
-from edge.engine.runtime import FrontDoor, Topology, build
+from edge.engine.front_door import FrontDoor
+from edge.engine.topology import Topology, build, start_actors
 from edge.engine.rollout import schedule_rollouts
 from edge.engine.timeline import TimelineEntry, schedule_timeline
 
@@ -100,9 +101,7 @@ class LiveRuntime:
         return answer[0]
 
     async def run_actors(self, nursery: trio.Nursery) -> Supervisor:
-        supervisor = Supervisor(nursery)
-        for name, actor in self.topology.actors():
-            supervisor.start(name, actor)
+        supervisor = start_actors(self.topology, nursery)
         nursery.start_soon(self.clock.run, name="real clock timers")
         return supervisor
 

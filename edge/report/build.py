@@ -19,7 +19,7 @@ from edge.platform.files import write_atomically
 from edge.metrics.recorders import STATUS_CLASSES, LogHistogram
 from edge.scenario.config import LoadedScenario, threshold_rules
 from edge.engine.rollout import RolloutReport
-from edge.engine.runtime import RunResult
+from edge.engine.simulate import RunResult
 from edge.metrics.series import Series
 from edge.engine.timeline import TimelineEntry
 from edge.scenario.thresholds import Threshold, ThresholdResult, parse_threshold

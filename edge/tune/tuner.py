@@ -27,7 +27,7 @@ import msgspec
 from edge.scenario import config
 from edge.platform.files import write_atomically
 from edge.report.build import build_report
-from edge.engine.runtime import RunResult, simulate
+from edge.engine.simulate import RunResult, simulate
 from edge.platform.units import parse_duration, parse_ratio
 
 HYPOTHESES = ("bad", "good")
