@@ -74,7 +74,7 @@ class Context:
         self.account: CpuAccount | None = None
         self.random: random.Random = actor.rng
 
-    async def cpu(self, amount: float | int | str) -> None:
+    def cpu(self, amount: float | int | str) -> Awaitable[None]:
         """Spend CPU on one of the node's cores, charged to the top-level request's budget."""
         wanted = seconds(amount)
         actor = self._actor
@@ -82,18 +82,20 @@ class Context:
         assert account is not None, "ctx.cpu() outside a call"
         granted = account.charge(wanted, actor.key)
         actor.stats.cpu_seconds += granted
+        fiber = fibers.current
+        if fiber is not None and 0 < granted == wanted and actor.cores.take():
+            # The common case in virtual time, without a coroutine of its own: the timer that
+            # ends the work gives the core back and resumes the worker (``_off_core``).
+            actor.clock.call_later(granted, _off_core, actor.cores, granted, fiber)
+            return fibers.suspend()
+        return self._cpu(wanted, granted)
+
+    async def _cpu(self, wanted: float, granted: float) -> None:
         if granted > 0:
-            cores = actor.cores
-            if cores.take():
-                # CorePool.run's no-wait path, inlined: every worker takes it, and each coroutine
-                # level costs again on every resume of the worker's stack.
-                try:
-                    await actor.clock.sleep(granted)
-                finally:
-                    cores.release(granted)
-            else:
-                await cores.run(granted)
+            await self._actor.cores.run(granted)
         if granted < wanted:
+            account = self.account
+            assert account is not None
             raise CpuLimitExceeded(account.used, account.limit)
 
     def sleep(self, amount: float | int | str) -> Awaitable[None]:
@@ -106,6 +108,11 @@ class Context:
 
     def now(self) -> float:
         return self._actor.clock.now()
+
+
+def _off_core(cores: CorePool, seconds: float, fiber: fibers.Fiber) -> None:
+    cores.release(seconds)
+    fibers.step(fiber, None)
 
 
 class Env:
