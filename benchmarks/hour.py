@@ -3,8 +3,8 @@
 Two runs in one process, alternating when ``--repeat`` > 1: the bare simulation (the series read
 once, at the end), and the same with everything a user can ask for: the series every 30 simulated
 seconds, the live progress bar (drawn by rich as on a terminal, into memory), an OpenMetrics scrape
-every 15 simulated seconds, the JSON report and the four PNG plots. The aim: the hour in under two
-minutes on the 2-core machine, reporting under 10% on top (the engine issue, #11: the bare hour under 45 s).
+every 15 simulated seconds, the JSON report and the four PNG plots. The aim (engine issue #11):
+the bare hour under 45 s on the 2-core machine, reporting under 10% on top.
 
     python benchmarks/hour.py [--minutes 60] [--repeat 1]
 """
