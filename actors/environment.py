@@ -378,41 +378,43 @@ class EnvironmentActor:
         return ctx, env
 
     async def _serve(self, call: Call, ctx: Context, env: Env) -> None:
-        """Serve one call in a slot: the path of every call to a code worker, virtual or live."""
+        """Serve one call in a slot: the path of every call to a code worker, virtual or live.
+
+        Whatever the worker does wrong (raises, returns a non-Response, swallows its CPU limit)
+        becomes this call's answer, never the slot's end. Live, the worker's own steps are
+        metered (their thread CPU is charged to the chain), and a call whose caller went away
+        while it waited is not run. One coroutine level, not two: in virtual time every level
+        is paid again on each resume of the worker.
+        """
         cold = self._begin(call)
         if cold:
             await self.clock.sleep(cold)
         ctx.account = call.account
-        if not self.live:
-            result = await self._run_worker(call, env, ctx)
-        elif call.cancelled:  # its caller went away while it waited
+        result = None
+        if self.live and call.cancelled:
             result = platform_error(CLIENT_CLOSED)
-        else:
-            charge = functools.partial(self._charge_measured, call.account)
-            result = await metered(self._run_worker(call, env, ctx), charge)
+        elif self.faults is not None:
+            result = await self._inject(ctx)
+        if result is None:
+            try:
+                if call.method is None:
+                    work = self.worker.fetch(call.request, env, ctx)  # (a promotion may swap the worker)
+                else:
+                    work = self._rpc(call, env, ctx)
+                if self.live:
+                    work = metered(work, functools.partial(self._charge_measured, call.account))
+                result = await work
+                if call.method is None and not isinstance(result, Response):
+                    raise TypeError(f"fetch() must return a Response, returned {type(result).__name__}")
+            except CpuLimitExceeded:
+                result = platform_error(CPU_LIMIT)
+            except Exception as exc:
+                result = self._failed(call, exc)
+            else:
+                if call.account.exceeded:  # the worker caught the limit error and answered anyway
+                    result = platform_error(CPU_LIMIT)
         ctx.account = None
         self._finish(call, result)
-
-    async def _run_worker(self, call: Call, env: Env, ctx: Context) -> Any:
-        """The worker's answer to one call; whatever goes wrong is this call's answer, not the slot's end."""
-        if self.faults is not None:
-            injected = await self._inject(ctx)
-            if injected is not None:
-                return injected
-        try:
-            if call.method is None:
-                result = await self.worker.fetch(call.request, env, ctx)  # (a promotion may swap the worker)
-                if not isinstance(result, Response):
-                    raise TypeError(f"fetch() must return a Response, returned {type(result).__name__}")
-            else:
-                result = await self._rpc(call, env, ctx)
-        except CpuLimitExceeded:
-            return platform_error(CPU_LIMIT)
-        except Exception as exc:
-            return self._failed(call, exc)
-        if call.account.exceeded:  # the worker caught the limit error and answered anyway
-            return platform_error(CPU_LIMIT)
-        return result
 
     def _post_to_fiber(self, call: Call) -> Response | None:
         """Virtual time: hand the call to an idle slot, or start a slot for it if fewer than
