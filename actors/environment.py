@@ -1,12 +1,12 @@
 """One actor per service environment (``app@canary``): a bounded mailbox and ``concurrency`` slots.
 
 A call that finds every slot busy waits in the mailbox (FIFO), and one that finds the mailbox full is
-shed with a 503. A slot that has been idle longer than ``keep_warm`` pays a cold start. For a code
-worker each slot is a trio task that takes calls from the mailbox and runs the worker for them;
-whatever the worker does wrong (raises, returns a non-Response) becomes a 500 for that call only
-(Workers' error 1101) and the slot carries on with the next call. A synthetic worker has no code to
-run, so its calls need no task of their own: their CPU, wait and answer are timer steps, and the
-actor's task only starts the calls that had to wait for a slot.
+shed with a 503. A slot that has been idle longer than ``keep_warm`` pays a cold start. The actor
+serves calls with one of two strategies. Code workers: each slot takes calls from the mailbox and
+runs the worker for them (``_serve``, in a fiber in virtual time, a trio task live); whatever the
+worker does wrong (raises, returns a non-Response) becomes a 500 for that call only (Workers' error
+1101) and the slot carries on with the next call. Synthetic workers (``actors.synthetic``): no code
+to run, so a call's CPU, wait and answer are timer steps.
 
 Worker code reaches the platform through two objects per slot, reused from call to call so that a
 hop allocates nothing it does not need: ``Context`` (``ctx``: CPU, sleeping, randomness) and ``Env``
@@ -26,7 +26,8 @@ import outcome
 import trio
 from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
 
-from actors.mailbox import Call, Mailbox, ask
+from actors.mailbox import Call, Mailbox, RpcFailure, ask
+from actors.synthetic import SyntheticCalls
 from edge.platform import fibers
 from edge.platform.clock import ModelClock
 from edge.platform.cpu import CorePool, CpuAccount, CpuLimitExceeded, InvocationLimitExceeded, metered
@@ -45,13 +46,6 @@ Post = Callable[[Call], Any]
 
 class RpcError(Exception):
     """An RPC method of a bound worker raised; the message is the callee's error, secrets redacted."""
-
-
-class _RpcFailure:
-    __slots__ = ("message",)
-
-    def __init__(self, message: str) -> None:
-        self.message = message
 
 
 @functools.lru_cache(maxsize=1024)
@@ -167,7 +161,7 @@ class Binding:
 
     async def _rpc(self, method: str, *args: Any, **kwargs: Any) -> Any:
         result = await self._call(method, None, args, kwargs)
-        if isinstance(result, _RpcFailure):
+        if isinstance(result, RpcFailure):
             raise RpcError(result.message)
         if isinstance(result, Response):
             # The platform answered instead of the method (shed, CPU limit): surface it as an error.
@@ -183,7 +177,7 @@ class Binding:
         clock = self._clock
         call = Call(request, account, None, clock.now(), method, args, kwargs)  # type: ignore[arg-type]
         result = await ask(self._post, call)
-        status = result._status if isinstance(result, Response) else (500 if isinstance(result, _RpcFailure) else 200)
+        status = result._status if isinstance(result, Response) else (500 if isinstance(result, RpcFailure) else 200)
         key = (call.served_by, call.version, status // 100)
         hist = self._latency.get(key)
         if hist is None:
@@ -259,7 +253,6 @@ class EnvironmentActor:
         self._secrets = [s for s in secrets if s]
         self._logged: set[str] = set()
         self._warm: list[float] = []  # when each idle slot goes cold, most recently used last
-        self._busy = 0  # synthetic calls in service
         # Code workers' slots: a slot is a ctx, an env and a consumer of the mailbox (a fiber in
         # virtual time, a trio task live). Virtual slots come into being when a call finds none
         # idle, so that a large topology costs little while idle; live ones all start with run().
@@ -267,15 +260,15 @@ class EnvironmentActor:
         self._fibers: dict[fibers.Fiber, None] = {}  # ordered: closed in the order they started
         self._owner: Task | None = None  # the actor's task while it runs, owner of its fibers
         self._failure: BaseException | None = None  # what a fiber raised before the task could
+        # Bound once here rather than tested on every call: this is the entry of every hop.
         if isinstance(worker, ModelWorker):
-            # Bound once here rather than tested on every call: this is the entry of every hop.
-            self.post = self._post_model  # type: ignore[method-assign]
+            self.post = SyntheticCalls(self).post  # type: ignore[method-assign]
         elif not live:
             self.post = self._post_to_fiber  # type: ignore[method-assign]
 
     def post(self, call: Call) -> Response | None:
         """Accept a call (None) or shed it (the 503 to answer with)."""
-        return self._queue_or_shed(call)
+        return self.queue_or_shed(call)
 
     def set_version(self, version: int | str) -> None:
         """A deploy: answers from now on count under the new version."""
@@ -295,7 +288,8 @@ class EnvironmentActor:
         """Every idle slot forgets it was warm: the next calls each pay a cold start."""
         self._warm.clear()
 
-    def _queue_or_shed(self, call: Call) -> Response | None:
+    def queue_or_shed(self, call: Call) -> Response | None:
+        """Queue a call no slot can take now, or refuse it: down (503), mailbox full (shed, 503)."""
         if self.down:
             return self._refuse(call, UNAVAILABLE)
         if self.mailbox.post(call):
@@ -336,7 +330,7 @@ class EnvironmentActor:
             for fiber in owned:
                 fiber.close()
 
-    def _begin(self, call: Call) -> float:
+    def begin(self, call: Call) -> float:
         """A call leaves the mailbox for a slot; returns the cold start it must pay first."""
         now = self.clock.now()
         stats = self.stats
@@ -350,8 +344,8 @@ class EnvironmentActor:
             return self.cold_start.sample(self.rng)
         return 0.0
 
-    def _finish(self, call: Call, result: Any) -> None:
-        status = result._status if isinstance(result, Response) else (500 if isinstance(result, _RpcFailure) else 200)
+    def finish(self, call: Call, result: Any) -> None:
+        status = result._status if isinstance(result, Response) else (500 if isinstance(result, RpcFailure) else 200)
         now = self.clock.now()
         if self.cold_start is not None:
             self._warm.append(now + self.keep_warm)
@@ -386,7 +380,7 @@ class EnvironmentActor:
         while it waited is not run. One coroutine level, not two: in virtual time every level
         is paid again on each resume of the worker.
         """
-        cold = self._begin(call)
+        cold = self.begin(call)
         if cold:
             await self.clock.sleep(cold)
         ctx.account = call.account
@@ -414,7 +408,7 @@ class EnvironmentActor:
                 if call.account.exceeded:  # the worker caught the limit error and answered anyway
                     result = platform_error(CPU_LIMIT)
         ctx.account = None
-        self._finish(call, result)
+        self.finish(call, result)
 
     def _post_to_fiber(self, call: Call) -> Response | None:
         """Virtual time: hand the call to an idle slot, or start a slot for it if fewer than
@@ -426,7 +420,7 @@ class EnvironmentActor:
             fiber = self.clock.start_fiber(self._fiber_slot(call), self._fiber_exit)  # type: ignore[attr-defined]
             self._fibers[fiber] = None
             return None
-        return self._queue_or_shed(call)
+        return self.queue_or_shed(call)
 
     async def _fiber_slot(self, call: Call) -> None:
         ctx, env = self._new_slot()
@@ -466,7 +460,7 @@ class EnvironmentActor:
             # passes through the scope).
             call.scope = None
             ctx.account = None
-            self._finish(call, platform_error(CLIENT_CLOSED))
+            self.finish(call, platform_error(CLIENT_CLOSED))
 
     async def _inject(self, ctx: Context) -> Response | None:
         faults = self.faults
@@ -487,72 +481,11 @@ class EnvironmentActor:
         if account.exceeded_at is None:
             self.stats.cpu_seconds += account.charge(seconds, self.key)
 
-    # -- synthetic workers: no code to run, so no slot objects ------------------------------
-    def _post_model(self, call: Call) -> Response | None:
-        """Start the call at once if a slot is free and none is queued, else queue or shed it.
-
-        A synthetic call has no code to run: its CPU, its wait and its answer are timer steps,
-        started in the sender's turn. Calls that find every slot busy wait in the mailbox, FIFO,
-        and each finished call starts the oldest waiting one (``_model_done``).
-        """
-        if self._busy < self.concurrency and not self._waiting and not self.down:
-            self._busy += 1
-            self._model_begin(call)
-            return None
-        return self._queue_or_shed(call)
-
-    def _model_begin(self, call: Call) -> None:
-        """Never answers before returning: the caller is still running (it parks afterwards)."""
-        cold = self._begin(call)
-        if call.method is not None:
-            failure = _RpcFailure(f"{self.service} is a synthetic model: it has no RPC methods")
-            self.clock.call_later(cold, self._model_done, call, failure)
-        elif cold:
-            self.clock.call_later(cold, self._model_cpu, call)
-        else:
-            self._model_cpu(call)
-
-    def _model_cpu(self, call: Call) -> None:
-        wanted = self.worker.cpu.sample(self.rng)
-        if wanted <= 0:
-            self._model_wait(call)
-            return
-        try:
-            granted = call.account.charge(wanted, self.key)
-        except CpuLimitExceeded:
-            self.clock.call_later(0.0, self._model_done, call, platform_error(CPU_LIMIT))
-            return
-        self.stats.cpu_seconds += granted
-        if self.cores.take():
-            self.clock.call_later(granted, self._model_off_core, call, granted, granted < wanted)
-        else:
-            self.cores.wait(functools.partial(self.clock.call_later, granted, self._model_off_core, call, granted, granted < wanted))
-
-    def _model_off_core(self, call: Call, granted: float, short: bool) -> None:
-        self.cores.release(granted)
-        if short:
-            self._model_done(call, platform_error(CPU_LIMIT))
-        else:
-            self._model_wait(call)
-
-    def _model_wait(self, call: Call) -> None:
-        self.clock.call_later(self.worker.latency.sample(self.rng), self._model_answer, call)
-
-    def _model_answer(self, call: Call) -> None:
-        self._model_done(call, self.worker.respond(self.rng))
-
-    def _model_done(self, call: Call, result: Any) -> None:
-        self._finish(call, result)
-        if self._waiting:  # the freed slot takes the oldest waiting call
-            self._model_begin(self.mailbox.take())
-        else:
-            self._busy -= 1
-
     async def _rpc(self, call: Call, env: Env, ctx: Context) -> Any:
         method = self.worker.rpc.get(call.method)
         if method is None:
             known = ", ".join(sorted(self.worker.rpc)) or "none"
-            return _RpcFailure(f"{self.service} has no RPC method {call.method!r} (methods: {known})")
+            return RpcFailure(f"{self.service} has no RPC method {call.method!r} (methods: {known})")
         return await method(env, ctx, *call.args, **(call.kwargs or {}))
 
     def _failed(self, call: Call, exc: Exception) -> Any:
@@ -563,7 +496,7 @@ class EnvironmentActor:
             self._logged.add(message)
             log.warning("%s threw (answered 500, error 1101): %s", self.key, message)
         if call.method is not None:
-            return _RpcFailure(f"{self.service}.{call.method} raised {message}")
+            return RpcFailure(f"{self.service}.{call.method} raised {message}")
         return platform_error(WORKER_EXCEPTION)
 
     def _redact(self, text: str) -> str:

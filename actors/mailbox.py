@@ -183,6 +183,16 @@ class Call:
         return Abort.SUCCEEDED
 
 
+class RpcFailure:
+    """The answer to an RPC call whose method failed or does not exist; the caller's binding
+    raises it as ``RpcError`` with this message (the callee's error, secrets redacted)."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
 def discard_reply(call: Call, result: Any) -> None:
     """The reply target of a call whose caller went away (cancelled): the answer has no reader."""
 

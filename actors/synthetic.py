@@ -1,0 +1,92 @@
+"""The synthetic strategy of an environment actor: calls served by timer steps, no code to run.
+
+A synthetic worker (``model = {...}``) is a few distributions: CPU, then waiting, then an answer.
+Its calls need neither a slot object nor a task: a call's CPU (holding a core, charged to the
+request's budget), its wait and its answer are clock callbacks. A call that finds a slot free and
+nothing queued starts in the sender's turn; one that finds every slot busy waits in the actor's
+mailbox (FIFO), and each finished call starts the oldest waiting one. A call never completes
+inside ``post``: completions are timer steps, so a reply never reaches a caller still running.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any
+
+from actors.mailbox import Call, RpcFailure
+from edge.platform.cpu import CpuLimitExceeded
+from edge.platform.errors import CPU_LIMIT, platform_error
+from edge.platform.fetch import Response
+
+if TYPE_CHECKING:
+    from actors.environment import EnvironmentActor
+
+
+class SyntheticCalls:
+    """Serves one synthetic environment's calls on behalf of its actor."""
+
+    __slots__ = ("actor", "busy")
+
+    def __init__(self, actor: EnvironmentActor) -> None:
+        self.actor = actor
+        self.busy = 0  # calls in service
+
+    def post(self, call: Call) -> Response | None:
+        """Start the call if a slot is free and none is queued, else queue or shed it."""
+        actor = self.actor
+        if self.busy < actor.concurrency and not actor.mailbox.waiting and not actor.down:
+            self.busy += 1
+            self._begin(call)
+            return None
+        return actor.queue_or_shed(call)
+
+    def _begin(self, call: Call) -> None:
+        actor = self.actor
+        cold = actor.begin(call)
+        if call.method is not None:
+            failure = RpcFailure(f"{actor.service} is a synthetic model: it has no RPC methods")
+            actor.clock.call_later(cold, self._done, call, failure)
+        elif cold:
+            actor.clock.call_later(cold, self._cpu, call)
+        else:
+            self._cpu(call)
+
+    def _cpu(self, call: Call) -> None:
+        actor = self.actor
+        wanted = actor.worker.cpu.sample(actor.rng)
+        if wanted <= 0:
+            self._wait(call)
+            return
+        try:
+            granted = call.account.charge(wanted, actor.key)
+        except CpuLimitExceeded:
+            actor.clock.call_later(0.0, self._done, call, platform_error(CPU_LIMIT))
+            return
+        actor.stats.cpu_seconds += granted
+        if actor.cores.take():
+            actor.clock.call_later(granted, self._off_core, call, granted, granted < wanted)
+        else:
+            actor.cores.wait(functools.partial(actor.clock.call_later, granted, self._off_core, call, granted, granted < wanted))
+
+    def _off_core(self, call: Call, granted: float, short: bool) -> None:
+        self.actor.cores.release(granted)
+        if short:
+            self._done(call, platform_error(CPU_LIMIT))
+        else:
+            self._wait(call)
+
+    def _wait(self, call: Call) -> None:
+        actor = self.actor
+        actor.clock.call_later(actor.worker.latency.sample(actor.rng), self._answer, call)
+
+    def _answer(self, call: Call) -> None:
+        actor = self.actor
+        self._done(call, actor.worker.respond(actor.rng))
+
+    def _done(self, call: Call, result: Any) -> None:
+        actor = self.actor
+        actor.finish(call, result)
+        if actor.mailbox.waiting:  # the freed slot takes the oldest waiting call
+            self._begin(actor.mailbox.take())
+        else:
+            self.busy -= 1
