@@ -136,17 +136,19 @@ class RolloutState:
 # -- events ---------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class Start:
-    pass
+    """The rollout's ``start`` time has come."""
 
 
 @dataclasses.dataclass(frozen=True)
 class PauseOver:
+    """The pause before step ``step`` is over."""
+
     step: int
 
 
 @dataclasses.dataclass(frozen=True)
 class Approve:
-    pass
+    """An operator's approval, for the manual step waiting or the next one."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,6 +178,8 @@ Event = Start | PauseOver | Approve | Analysis
 # -- actions --------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class SetWeight:
+    """The canary's weight, in percent; the router shares the rest among the others as before."""
+
     weight: float
 
 
@@ -197,11 +201,15 @@ class SchedulePauseEnd:
 
 @dataclasses.dataclass(frozen=True)
 class RecordAnalysis:
+    """Count an analysis by verdict (``edge_rollout_checks_total``)."""
+
     verdict: Verdict
 
 
 @dataclasses.dataclass(frozen=True)
 class Log:
+    """An entry of the rollout's history; the controller adds the time and the canary's weight."""
+
     event: Verdict | Milestone
     detail: str
 
