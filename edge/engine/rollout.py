@@ -1,27 +1,22 @@
 """Progressive rollouts: a controller per service moves its router's weights step by step, as
 Flagger and Argo Rollouts do, analysing the canary at every interval.
 
-The controller is a chain of clock callbacks, like the timeline: it acts on the topology only
-through the router (``set_weight``) and the environments (``adopt`` on promotion). Each interval it
-reads what changed in the canary's recorders since the last analysis (counts as differences,
-latency from the difference of histogram bins), so each verdict is about that interval alone:
+The decisions are ``edge.engine.rollout_machine``'s pure ``step``; the controller here is the thin
+part that touches the world. It turns the clock's callbacks (the start, a pause's end, an interval's
+end) and approvals into events, and applies the actions that come back: to the topology only
+through the router (``set_weight``) and the environments (``adopt`` on promotion), to the run's
+metrics, and to the clock (the next callback). It also does the measuring: each interval it reads
+what changed in the canary's recorders since the window began (counts as differences, latency from
+the difference of histogram bins), so each verdict is about that interval alone:
 
-* too few canary answers (``min_requests``) is "no data", which counts as the scenario says:
-  a failure (Flagger's choice), a pass, or a hold (analysed again next interval, nothing counted);
 * ``gates`` are thresholds on the canary over the interval (``p99 latency < 200ms``);
 * ``compare`` is a one-sided Mann-Whitney U test of the canary's latency against the stable
-  environment's over the same interval;
-* ``sequential`` is Wald's SPRT on the canary's error ratio over the whole rollout: crossing its
-  upper bound rolls back at once, crossing the lower one settles that question for good.
-
-A pass moves to the next step (after its ``pause`` or ``manual`` approval, if any); a failure
-counts, and ``failure_limit`` of them roll back (canary weight 0). Passing the last step promotes:
-the stable environment adopts the canary's version and takes all the traffic.
+  environment's over the same interval (run here; the machine compares its p-value and shift);
+* ``sequential`` (Wald's SPRT) and ``min_requests`` need only the window's counts.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import msgspec
@@ -30,11 +25,11 @@ import numpy as np
 from edge.scenario import config
 from edge.platform.clock import ModelClock
 from edge.metrics.recorders import EnvironmentStats, RunMetrics, bins_quantile, bin_mids
+from edge.engine import rollout_machine as machine
+from edge.engine.rollout_machine import Phase
 from edge.engine.topology import Topology
 from edge.scenario.thresholds import Threshold
-from edge.platform.units import format_duration, parse_duration, parse_ratio
-
-PHASES = ("pending", "progressing", "waiting", "promoted", "rolled back")
+from edge.platform.units import parse_duration, parse_ratio
 
 
 class RolloutEvent(msgspec.Struct):
@@ -75,6 +70,24 @@ class _Reading:
         self.queue_wait = stats.queue_wait.bins()
 
 
+def plan_of(rollout: config.Rollout, canary_key: str) -> machine.Plan:
+    """The scenario's rollout settings as the machine's numbers (the strings are parsed here)."""
+    steps = tuple(
+        machine.Step(weight=float(s.weight), pause_s=None if s.pause is None else parse_duration(s.pause), pause_label=s.pause or "", manual=s.manual)
+        for s in config.rollout_steps(rollout)
+    )
+    compare = rollout.compare
+    sequential = rollout.sequential
+    return machine.Plan(
+        steps=steps, interval_s=parse_duration(rollout.interval), interval_label=rollout.interval, stable=rollout.stable,
+        gates=tuple(config.rollout_gate(text, canary_key) for text in rollout.gates),
+        min_requests=rollout.min_requests, no_data=machine.NoData(rollout.no_data), failure_limit=rollout.failure_limit,
+        compare=None if compare is None else machine.CompareLimits(alpha=float(compare.alpha), min_shift_s=parse_duration(compare.min_shift)),
+        sequential=None if sequential is None else machine.SequentialTest(
+            p0=parse_ratio(sequential.p0), p1=parse_ratio(sequential.p1), alpha=float(sequential.alpha), beta=float(sequential.beta)),
+    )
+
+
 class RolloutController:
     def __init__(self, service: str, rollout: config.Rollout, topology: Topology, clock: ModelClock, metrics: RunMetrics) -> None:
         self.service = service
@@ -86,179 +99,104 @@ class RolloutController:
         self.stable_actor = topology.environments[f"{service}@{rollout.stable}"]
         self.clock = clock
         self.metrics = metrics
-        self.steps = config.rollout_steps(rollout)
-        self.gates = [config.rollout_gate(text, self.canary_actor.key) for text in rollout.gates]
-        self.interval = parse_duration(rollout.interval)
-        self.phase = "pending"
-        self.step = -1  # index of the step whose weight the canary has
-        self.failures = 0
+        self.state = machine.RolloutState(plan_of(rollout, self.canary_actor.key))
         self.events: list[RolloutEvent] = []
         self.ended_at: float | None = None
-        self._approved = 0  # approvals given and not yet used by a manual step
-        self._paused_for = -1  # the step whose pause is over
-        self._waiting_for = -1  # the manual step waiting for an approval
-        self._llr = 0.0  # the SPRT's log-likelihood ratio so far
-        self._sprt_settled = False
         self._first: _Reading | None = None  # the canary at the start, for its totals
-        self._last: _Reading | None = None
+        self._last: _Reading | None = None  # the canary when the window began
         self._last_stable: np.ndarray | None = None
-        self._set_phase("pending")
+        self._show_phase()
 
-    # -- the chain of callbacks ---------------------------------------------------------------
+    # -- events in --------------------------------------------------------------------------------
     def begin(self) -> None:
         self.clock.call_later(parse_duration(self.rollout.start), self._start)
 
     def _start(self) -> None:
         self._first = _Reading(self.metrics.environments[self.canary_actor.key])
-        self._log("start", f"{len(self.steps)} steps: {', '.join(f'{s.weight:g}%' for s in self.steps)}, every {self.rollout.interval}")
-        self._set_phase("progressing")
-        self._enter(0)
-
-    def _enter(self, index: int) -> None:
-        """Move to step ``index`` once its pause and approval are behind it."""
-        step = self.steps[index]
-        if step.pause is not None and self._paused_for != index:
-            self._set_phase("waiting")
-            self._log("waiting", f"pause of {step.pause} before {step.weight:g}%")
-            self.clock.call_later(parse_duration(step.pause), self._pause_over, index)
-            return
-        if step.manual:
-            if not self._approved:
-                self._waiting_for = index
-                self._set_phase("waiting")
-                self._log("waiting", f"approval before {step.weight:g}%")
-                return
-            self._approved -= 1
-        self._waiting_for = -1
-        self._set_phase("progressing")
-        self.step = index
-        self.router.set_weight(self.canary, float(step.weight))
-        self._last = _Reading(self.metrics.environments[self.canary_actor.key])
-        self._last_stable = self.metrics.environments[self.stable_actor.key].latency.bins()
-        self._log("step", f"step {index + 1} of {len(self.steps)}")
-        self.clock.call_later(self.interval, self._analyse)
+        self._feed(machine.Start())
 
     def _pause_over(self, index: int) -> None:
-        self._paused_for = index
-        self._enter(index)
+        self._feed(machine.PauseOver(index))
 
     def approve(self) -> str:
         """A manual gate's approval (timeline ``approve``, or the admin API live)."""
-        self._approved += 1
-        if self._waiting_for >= 0:
-            self._log("approved", "")
-            self._enter(self._waiting_for)
-            return "approved: the rollout goes on"
-        return "approved in advance: the next manual step will not wait"
+        resumes = self.state.awaiting >= 0
+        self._feed(machine.Approve())
+        return "approved: the rollout goes on" if resumes else "approved in advance: the next manual step will not wait"
 
     def _analyse(self) -> None:
-        if self.phase != "progressing":
-            return
-        verdict, detail = self._verdict()
-        self.metrics.rollout_checks[(self.service, verdict)] = self.metrics.rollout_checks.get((self.service, verdict), 0) + 1
-        if verdict != "rollback":  # a rollback is logged once, by the ending
-            self._log(verdict, detail)
-        if verdict == "rollback":
-            self._end_with_rollback(detail)
-        elif verdict == "pass":
-            if self.step + 1 < len(self.steps):
-                self._enter(self.step + 1)
-            else:
-                self._promote()
-        elif verdict in ("fail", "no_data"):
-            self.failures += 1
-            if self.failures >= self.rollout.failure_limit:
-                self._end_with_rollback(f"{self.failures} failed analyses (limit {self.rollout.failure_limit})")
-            else:
-                self.clock.call_later(self.interval, self._analyse)
-        else:  # hold
-            self.clock.call_later(self.interval, self._analyse)
+        self._feed(self._measure())
 
-    # -- one interval's verdict ---------------------------------------------------------------------
-    def _verdict(self) -> tuple[str, str]:
+    def _feed(self, event: machine.Event) -> None:
+        self.state, actions = machine.step(self.state, event)
+        for action in actions:
+            self._apply(action)
+        self._show_phase()
+
+    # -- actions out ------------------------------------------------------------------------------
+    def _apply(self, action: machine.Action) -> None:
+        match action:
+            case machine.SetWeight(weight):
+                self.router.set_weight(self.canary, weight)
+            case machine.StartWindow():
+                self._last = _Reading(self.metrics.environments[self.canary_actor.key])
+                self._last_stable = self.metrics.environments[self.stable_actor.key].latency.bins()
+            case machine.ScheduleAnalysis(after_s):
+                self.clock.call_later(after_s, self._analyse)
+            case machine.SchedulePauseEnd(index, after_s):
+                self.clock.call_later(after_s, self._pause_over, index)
+            case machine.RecordAnalysis(verdict):
+                key = (self.service, verdict.value)
+                self.metrics.rollout_checks[key] = self.metrics.rollout_checks.get(key, 0) + 1
+            case machine.Log(event, detail):
+                self._log(event.value, detail)
+            case machine.Promote():
+                self.stable_actor.adopt(self.canary_actor)
+                self.router.set_weights({name: (100.0 if name == self.stable else 0.0) for name in self.router.targets})
+                self.ended_at = self.clock.now()
+                # Logged here, not by the machine: the version is the environment's, after adopting.
+                self._log("promote", f"{self.stable} now runs version {self.stable_actor.version} and takes all traffic")
+            case machine.Rollback(why):
+                self.router.set_weight(self.canary, 0.0)
+                self.ended_at = self.clock.now()
+                self._log("rollback", why)
+
+    # -- one interval's figures -------------------------------------------------------------------
+    def _measure(self) -> machine.Analysis:
+        """The window since the last analysis or step, which then starts again from now."""
         now = _Reading(self.metrics.environments[self.canary_actor.key])
         stable_now = self.metrics.environments[self.stable_actor.key].latency.bins()
         last, stable_last = self._last, self._last_stable
         self._last, self._last_stable = now, stable_now
         assert last is not None and stable_last is not None
         answered, errors = now.answered - last.answered, now.errors - last.errors
-        if self.rollout.sequential is not None and not self._sprt_settled:
-            decided = self._sprt(answered, errors)
-            if decided is not None:
-                return decided
-        if answered < max(self.rollout.min_requests, 1):
-            no_data = self.rollout.no_data
-            reason = f"{answered} canary answers (needs {self.rollout.min_requests})"
-            return ("no_data" if no_data == "fail" else no_data), reason
         window = {
-            "requests": float(answered), "errors": float(errors), "error ratio": errors / answered,
+            "requests": float(answered), "errors": float(errors), "error ratio": errors / answered if answered else 0.0,
             "shed": float(now.shed - last.shed), "latency": now.latency - last.latency, "queue wait": now.queue_wait - last.queue_wait,
         }
-        failed = [gate.text for gate in self.gates if not gate.holds(_value(gate, window))]
-        compare = self.rollout.compare
-        if compare is not None:
-            shown = self._compare(compare, window["latency"], stable_now - stable_last)  # type: ignore[arg-type]
-            if shown:
-                failed.append(shown)
-        if failed:
-            return "fail", "; ".join(failed)
-        return "pass", f"{answered} canary answers, {errors} errors"
-
-    def _sprt(self, answered: int, errors: int) -> tuple[str, str] | None:
-        s = self.rollout.sequential
-        assert s is not None
-        p0, p1 = parse_ratio(s.p0), parse_ratio(s.p1)
-        self._llr += errors * math.log(p1 / p0) + (answered - errors) * math.log((1 - p1) / (1 - p0))
-        upper = math.log((1 - s.beta) / s.alpha)
-        lower = math.log(s.beta / (1 - s.alpha))
-        if self._llr >= upper:
-            return "rollback", f"sequential test: error ratio nearer {p1:.3%} than {p0:.3%} (log-likelihood ratio {self._llr:.2f} >= {upper:.2f})"
-        if self._llr <= lower:
-            self._sprt_settled = True
-            self._log("settled", f"sequential test: error ratio nearer {p0:.3%} (log-likelihood ratio {self._llr:.2f} <= {lower:.2f})")
-        return None
-
-    def _compare(self, compare: config.Compare, canary: np.ndarray, stable: np.ndarray) -> str:
-        """The Mann-Whitney gate's failure line, or "" when it passes (or has nothing to compare)."""
-        from scipy.stats import mannwhitneyu  # a second's import, paid only by rollouts that compare
-
-        if canary.sum() == 0 or stable.sum() == 0:
-            return ""
-        mids = bin_mids()
-        a, b = np.repeat(mids, canary), np.repeat(mids, stable)
-        p = float(mannwhitneyu(a, b, alternative="greater", method="asymptotic").pvalue)
-        shift = bins_quantile(canary, 0.5) - bins_quantile(stable, 0.5)
-        if p < float(compare.alpha) and shift > parse_duration(compare.min_shift):
-            return f"latency above {self.stable}'s (Mann-Whitney p={p:.2g}, median +{format_duration(shift)})"
-        return ""
-
-    # -- endings ----------------------------------------------------------------------------------
-    def _end_with_rollback(self, why: str) -> None:
-        self.router.set_weight(self.canary, 0.0)
-        self.ended_at = self.clock.now()
-        self._set_phase("rolled back")
-        self._log("rollback", why)
-
-    def _promote(self) -> None:
-        self.stable_actor.adopt(self.canary_actor)
-        self.router.set_weights({name: (100.0 if name == self.stable else 0.0) for name in self.router.targets})
-        self.ended_at = self.clock.now()
-        self._set_phase("promoted")
-        self._log("promote", f"{self.stable} now runs version {self.stable_actor.version} and takes all traffic")
+        comparison = None
+        if self.state.plan.compare is not None:
+            comparison = _compare(window["latency"], stable_now - stable_last)  # type: ignore[arg-type]
+        return machine.Analysis(
+            answered=answered, errors=errors, gate_values=tuple(_value(gate, window) for gate in self.state.plan.gates), comparison=comparison,
+        )
 
     # -- records ----------------------------------------------------------------------------------
-    def _set_phase(self, phase: str) -> None:
-        self.phase = phase
-        for name in PHASES:
-            self.metrics.rollout_phase[(self.service, name)] = 1.0 if name == phase else 0.0
+    def _show_phase(self) -> None:
+        for phase in Phase:
+            self.metrics.rollout_phase[(self.service, phase.value)] = 1.0 if phase is self.state.phase else 0.0
 
     def _log(self, event: str, detail: str) -> None:
         weight = self.router.weights.get(self.canary, 0.0)
         self.events.append(RolloutEvent(at_s=round(self.clock.now(), 9), event=event, weight=weight, detail=detail))
 
     @property
+    def phase(self) -> str:
+        return self.state.phase.value
+
+    @property
     def ended(self) -> bool:
-        return self.phase in ("promoted", "rolled back")
+        return self.state.ended
 
     def report(self) -> RolloutReport:
         stats = self.metrics.environments[self.canary_actor.key]
@@ -267,9 +205,21 @@ class RolloutController:
         return RolloutReport(
             canary=self.canary, stable=self.stable, phase=self.phase, weight=self.router.weights.get(self.canary, 0.0),
             steps_passed=sum(1 for e in self.events if e.event == "pass"),
-            failures=self.failures, ended_at_s=None if self.ended_at is None else round(self.ended_at, 9),
+            failures=self.state.failures, ended_at_s=None if self.ended_at is None else round(self.ended_at, 9),
             canary_requests=end.answered - first.answered, canary_errors=end.errors - first.errors, events=list(self.events),
         )
+
+
+def _compare(canary: np.ndarray, stable: np.ndarray) -> machine.Comparison | None:
+    """The Mann-Whitney test of the two windows' latency bins read as samples (None if one is empty)."""
+    from scipy.stats import mannwhitneyu  # a second's import, paid only by rollouts that compare
+
+    if canary.sum() == 0 or stable.sum() == 0:
+        return None
+    mids = bin_mids()
+    a, b = np.repeat(mids, canary), np.repeat(mids, stable)
+    p = float(mannwhitneyu(a, b, alternative="greater", method="asymptotic").pvalue)
+    return machine.Comparison(p_value=p, median_shift_s=bins_quantile(canary, 0.5) - bins_quantile(stable, 0.5))
 
 
 def _value(gate: Threshold, window: dict[str, Any]) -> float:

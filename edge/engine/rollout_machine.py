@@ -1,0 +1,338 @@
+"""A progressive rollout's decisions as a pure state machine: ``step(state, event) -> (state, actions)``.
+
+Nothing here reads a clock, a metric or a random number, or touches an actor: the controller
+(``edge.engine.rollout``) measures each analysis window, turns timers and approvals into events,
+and applies the actions this returns, in order. So every decision can be tested by feeding events.
+
+Phases and what moves them (``Start``, ``PauseOver``, ``Approve``, ``Analysis``):
+
+* pending -> progressing (or waiting, if the first step has a pause or needs an approval): Start.
+* progressing -> progressing at the next step: an analysis passes before the last step.
+* progressing -> waiting: a pass leads to a step with a pause or a manual approval.
+* waiting -> progressing: the pause is over (PauseOver) and any approval is given (Approve).
+* progressing -> promoted: the last step's analysis passes.
+* progressing -> rolled back: ``failure_limit`` failed analyses, or the sequential test's upper bound.
+* promoted, rolled back: final; later events change nothing.
+
+The order of one analysis (the report's history depends on it): the sequential test, which may
+roll back at once or settle for the rest of the rollout; then too few answers ("no data", which
+counts as the scenario says); then the gates and the latency comparison, all judged together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+
+from edge.platform.units import format_duration
+from edge.scenario.thresholds import Threshold
+
+
+class Phase(enum.StrEnum):
+    PENDING = "pending"
+    PROGRESSING = "progressing"
+    WAITING = "waiting"
+    """For a step's pause, or for an approval."""
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolled back"
+
+
+class NoData(enum.StrEnum):
+    """What an analysis with too few canary answers counts as."""
+
+    FAIL = "fail"
+    PASS = "pass"
+    HOLD = "hold"
+    """Neither: the same step is analysed again next interval."""
+
+
+class Verdict(enum.StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    NO_DATA = "no_data"
+    """Too few answers, counted as a failure (``NoData.FAIL``); the other choices give PASS or HOLD."""
+    HOLD = "hold"
+    ROLLBACK = "rollback"
+    """The sequential test's upper bound: a rollback without counting failures."""
+
+
+class Milestone(enum.StrEnum):
+    """History entries that are not an analysis's verdict."""
+
+    START = "start"
+    STEP = "step"
+    SETTLED = "settled"
+    WAITING = "waiting"
+    APPROVED = "approved"
+
+
+# -- the plan: a rollout's settings, parsed -------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Step:
+    weight: float
+    pause_s: float | None = None
+    pause_label: str = ""
+    """The pause as the scenario wrote it, for the history."""
+    manual: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class CompareLimits:
+    """The Mann-Whitney gate fails when both hold: p below ``alpha`` and a median shift above ``min_shift_s``."""
+
+    alpha: float
+    min_shift_s: float
+
+
+@dataclasses.dataclass(frozen=True)
+class SequentialTest:
+    """Wald's SPRT on the canary's error ratio: H0 ``p0`` against H1 ``p1``."""
+
+    p0: float
+    p1: float
+    alpha: float
+    beta: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    steps: tuple[Step, ...]
+    interval_s: float
+    interval_label: str
+    """The interval as the scenario wrote it, for the history."""
+    stable: str
+    """The stable environment's name, for the comparison's failure line."""
+    gates: tuple[Threshold, ...] = ()
+    min_requests: int = 0
+    no_data: NoData = NoData.FAIL
+    failure_limit: int = 1
+    compare: CompareLimits | None = None
+    sequential: SequentialTest | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RolloutState:
+    plan: Plan
+    phase: Phase = Phase.PENDING
+    step: int = -1
+    """The index of the step whose weight the canary has."""
+    failures: int = 0
+    approvals: int = 0
+    """Approvals given and not yet used by a manual step."""
+    paused_for: int = -1
+    """The step whose pause is over."""
+    awaiting: int = -1
+    """The manual step waiting for an approval."""
+    llr: float = 0.0
+    """The sequential test's log-likelihood ratio over every answer so far."""
+    sprt_settled: bool = False
+
+    @property
+    def ended(self) -> bool:
+        return self.phase in (Phase.PROMOTED, Phase.ROLLED_BACK)
+
+
+# -- events ---------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Start:
+    """The rollout's ``start`` time has come."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PauseOver:
+    """The pause before step ``step`` is over."""
+
+    step: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Approve:
+    """An operator's approval, for the manual step waiting or the next one."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """The canary's latency against the stable environment's over the window."""
+
+    p_value: float
+    """One-sided: small when the canary is slower."""
+    median_shift_s: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Analysis:
+    """What the canary did over one interval (the window since the last analysis or step)."""
+
+    answered: int
+    errors: int
+    gate_values: tuple[float, ...]
+    """The measured value of each of the plan's gates, in its order (anything when ``answered`` is 0)."""
+    comparison: Comparison | None = None
+    """None when either side answered nothing: there is nothing to compare."""
+
+
+Event = Start | PauseOver | Approve | Analysis
+
+
+# -- actions --------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class SetWeight:
+    """The canary's weight, in percent; the router shares the rest among the others as before."""
+
+    weight: float
+
+
+@dataclasses.dataclass(frozen=True)
+class StartWindow:
+    """The next analysis measures from now."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduleAnalysis:
+    after_s: float
+
+
+@dataclasses.dataclass(frozen=True)
+class SchedulePauseEnd:
+    step: int
+    after_s: float
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordAnalysis:
+    """Count an analysis by verdict (``edge_rollout_checks_total``)."""
+
+    verdict: Verdict
+
+
+@dataclasses.dataclass(frozen=True)
+class Log:
+    """An entry of the rollout's history; the controller adds the time and the canary's weight."""
+
+    event: Verdict | Milestone
+    detail: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Promote:
+    """The stable environment takes the canary's version and all the traffic."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Rollback:
+    """The canary's weight goes to 0."""
+
+    why: str
+
+
+Action = SetWeight | StartWindow | ScheduleAnalysis | SchedulePauseEnd | RecordAnalysis | Log | Promote | Rollback
+
+
+# -- the transition function ----------------------------------------------------------------------
+def step(state: RolloutState, event: Event) -> tuple[RolloutState, list[Action]]:
+    """The state after ``event`` and what to do about it, in order."""
+    if isinstance(event, Start):
+        if state.phase is not Phase.PENDING:
+            return state, []
+        plan = state.plan
+        weights = ", ".join(f"{s.weight:g}%" for s in plan.steps)
+        started = Log(Milestone.START, f"{len(plan.steps)} steps: {weights}, every {plan.interval_label}")
+        state, actions = _enter(dataclasses.replace(state, phase=Phase.PROGRESSING), 0)
+        return state, [started, *actions]
+    if isinstance(event, PauseOver):
+        if state.phase is not Phase.WAITING:
+            return state, []
+        return _enter(dataclasses.replace(state, paused_for=event.step), event.step)
+    if isinstance(event, Approve):
+        return _approve(state)
+    return _analyse(state, event)
+
+
+def _enter(state: RolloutState, index: int) -> tuple[RolloutState, list[Action]]:
+    """Move to step ``index`` once its pause and approval are behind it."""
+    target = state.plan.steps[index]
+    if target.pause_s is not None and state.paused_for != index:
+        waiting = dataclasses.replace(state, phase=Phase.WAITING)
+        return waiting, [Log(Milestone.WAITING, f"pause of {target.pause_label} before {target.weight:g}%"), SchedulePauseEnd(index, target.pause_s)]
+    approvals = state.approvals
+    if target.manual:
+        if not approvals:
+            waiting = dataclasses.replace(state, phase=Phase.WAITING, awaiting=index)
+            return waiting, [Log(Milestone.WAITING, f"approval before {target.weight:g}%")]
+        approvals -= 1
+    moved = dataclasses.replace(state, phase=Phase.PROGRESSING, step=index, approvals=approvals, awaiting=-1)
+    shown = Log(Milestone.STEP, f"step {index + 1} of {len(state.plan.steps)}")
+    return moved, [SetWeight(target.weight), StartWindow(), shown, ScheduleAnalysis(state.plan.interval_s)]
+
+
+def _approve(state: RolloutState) -> tuple[RolloutState, list[Action]]:
+    """An approval resumes a waiting manual step, or is kept for the next one (even after the end:
+    it is harmless there, and an operator's early approval must not be lost)."""
+    state = dataclasses.replace(state, approvals=state.approvals + 1)
+    if state.awaiting < 0:
+        return state, []
+    state, actions = _enter(state, state.awaiting)
+    return state, [Log(Milestone.APPROVED, ""), *actions]
+
+
+def _analyse(state: RolloutState, window: Analysis) -> tuple[RolloutState, list[Action]]:
+    if state.phase is not Phase.PROGRESSING:
+        return state, []
+    plan = state.plan
+    actions: list[Action] = []
+    verdict: tuple[Verdict, str] | None = None
+    if plan.sequential is not None and not state.sprt_settled:
+        state, verdict, settled = _sprt(state, plan.sequential, window)
+        if settled:
+            actions.append(settled)
+    if verdict is None:
+        verdict = _judge(plan, window)
+    kind, detail = verdict
+    actions.append(RecordAnalysis(kind))
+    if kind is Verdict.ROLLBACK:
+        return _roll_back(state, detail, actions)
+    actions.append(Log(kind, detail))
+    if kind is Verdict.PASS:
+        if state.step + 1 < len(plan.steps):
+            state, entered = _enter(state, state.step + 1)
+            return state, actions + entered
+        return dataclasses.replace(state, phase=Phase.PROMOTED), [*actions, Promote()]
+    if kind in (Verdict.FAIL, Verdict.NO_DATA):
+        state = dataclasses.replace(state, failures=state.failures + 1)
+        if state.failures >= plan.failure_limit:
+            return _roll_back(state, f"{state.failures} failed analyses (limit {plan.failure_limit})", actions)
+    return state, [*actions, ScheduleAnalysis(plan.interval_s)]
+
+
+def _sprt(state: RolloutState, test: SequentialTest, window: Analysis) -> tuple[RolloutState, tuple[Verdict, str] | None, Log | None]:
+    """The test over this window's answers too: a rollback verdict, a settled note, or neither."""
+    p0, p1 = test.p0, test.p1
+    llr = state.llr + window.errors * math.log(p1 / p0) + (window.answered - window.errors) * math.log((1 - p1) / (1 - p0))
+    upper = math.log((1 - test.beta) / test.alpha)
+    lower = math.log(test.beta / (1 - test.alpha))
+    state = dataclasses.replace(state, llr=llr)
+    if llr >= upper:
+        return state, (Verdict.ROLLBACK, f"sequential test: error ratio nearer {p1:.3%} than {p0:.3%} (log-likelihood ratio {llr:.2f} >= {upper:.2f})"), None
+    if llr <= lower:
+        settled = Log(Milestone.SETTLED, f"sequential test: error ratio nearer {p0:.3%} (log-likelihood ratio {llr:.2f} <= {lower:.2f})")
+        return dataclasses.replace(state, sprt_settled=True), None, settled
+    return state, None, None
+
+
+def _judge(plan: Plan, window: Analysis) -> tuple[Verdict, str]:
+    """No data, or the gates and the comparison over the window."""
+    if window.answered < max(plan.min_requests, 1):
+        reason = f"{window.answered} canary answers (needs {plan.min_requests})"
+        return {NoData.FAIL: Verdict.NO_DATA, NoData.PASS: Verdict.PASS, NoData.HOLD: Verdict.HOLD}[plan.no_data], reason
+    failed = [gate.text for gate, value in zip(plan.gates, window.gate_values, strict=True) if not gate.holds(value)]
+    c, limits = window.comparison, plan.compare
+    if limits is not None and c is not None and c.p_value < limits.alpha and c.median_shift_s > limits.min_shift_s:
+        failed.append(f"latency above {plan.stable}'s (Mann-Whitney p={c.p_value:.2g}, median +{format_duration(c.median_shift_s)})")
+    if failed:
+        return Verdict.FAIL, "; ".join(failed)
+    return Verdict.PASS, f"{window.answered} canary answers, {window.errors} errors"
+
+
+def _roll_back(state: RolloutState, why: str, actions: list[Action]) -> tuple[RolloutState, list[Action]]:
+    return dataclasses.replace(state, phase=Phase.ROLLED_BACK), [*actions, Rollback(why)]
