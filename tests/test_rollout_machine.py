@@ -373,4 +373,4 @@ def test_the_machine_needs_no_clock_metrics_trio_or_randomness():
         [sys.executable, "-c", "import sys, edge.engine.rollout_machine; print(' '.join(sorted(sys.modules)))"],
         capture_output=True, text=True, check=True,
     ).stdout.split()
-    assert not {"trio", "numpy", "random", "edge.platform.clock", "edge.metrics", "edge.engine.runtime", "actors"} & set(loaded)
+    assert not {"trio", "numpy", "random", "edge.platform.clock", "edge.metrics", "edge.engine.topology", "actors"} & set(loaded)
