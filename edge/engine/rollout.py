@@ -29,7 +29,8 @@ import numpy as np
 
 from edge.scenario import config
 from edge.platform.clock import ModelClock
-from edge.metrics.recorders import EnvironmentStats, RunMetrics, bins_quantile, bin_mids
+from edge.metrics.histogram import bin_mids, bins_quantile
+from edge.metrics.recorders import EnvironmentStats, RunMetrics
 from edge.engine.runtime import Topology
 from edge.scenario.thresholds import Threshold
 from edge.platform.units import format_duration, parse_duration, parse_ratio
