@@ -1,8 +1,9 @@
 """Every metric family edge exports, declared once, as data.
 
 The exposition (``edge.metrics.exposition``) builds its Prometheus families from these
-declarations, and the tests hold the metrics table of ``docs/architecture.md`` and every ``edge_*``
-name the docs mention to them: a family renamed, relabelled or added here cannot silently leave the
+declarations, ``grafana/generate.py`` takes the names its PromQL selects from them, and the tests
+hold the metrics table of ``docs/architecture.md`` and every ``edge_*`` name the docs and
+dashboards mention to them: a family renamed, relabelled or added here cannot silently leave the
 others behind. Nothing here imports prometheus-client, so a module that only needs a name does not
 pull the exposition in.
 
