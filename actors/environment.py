@@ -34,7 +34,8 @@ from edge.platform.cpu import CorePool, CpuAccount, CpuLimitExceeded, Invocation
 from edge.platform.distributions import Distribution
 from edge.platform.errors import CLIENT_CLOSED, CPU_LIMIT, ERROR_HEADER, SHED, UNAVAILABLE, WORKER_EXCEPTION, platform_error
 from edge.platform.fetch import Request, Response
-from edge.metrics.recorders import LogHistogram, RunMetrics, status_class
+from edge.metrics.histogram import LogHistogram
+from edge.metrics.recorders import RunMetrics, status_class
 from edge.platform.units import parse_duration
 from edge.platform.workers import ModelWorker, WorkerCode
 

@@ -10,6 +10,9 @@ from what this script writes, so after changing a panel run::
 
 Conventions:
 
+* metric names come from ``edge/metrics/families.py`` (``fam.X.name``, or ``fam.X.sample("_bucket")``
+  for a histogram's series), where every family is declared once: a family renamed or dropped
+  there fails here rather than leaving an empty panel (``edge`` must be importable: ``pip install -e .``);
 * every panel and query uses the provisioned datasource ``DATASOURCE`` (uid ``edge-prometheus``);
 * rates use ``$__rate_interval``: Grafana derives it from the datasource's ``timeInterval`` (the 5 s
   scrape interval), so a window always holds enough samples for ``rate()``;
@@ -27,6 +30,8 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+
+from edge.metrics import families as fam
 
 HERE = Path(__file__).resolve().parent
 DASHBOARDS = HERE / "dashboards"
@@ -63,8 +68,8 @@ def or_zero(expr: str, total: str) -> str:
 
 def error_ratio(by: str, selector: str) -> str:
     """Share of answers in class 5xx, per attempt (every answer an environment gave counts)."""
-    total = f"sum by ({by}) ({rate('edge_requests_total', selector)})"
-    errors = f"sum by ({by}) ({rate('edge_requests_total', sel(FIVE_XX, selector))})"
+    total = f"sum by ({by}) ({rate(fam.REQUESTS.name, selector)})"
+    errors = f"sum by ({by}) ({rate(fam.REQUESTS.name, sel(FIVE_XX, selector))})"
     return f"{or_zero(errors, total)}\n/ {total}"
 
 
@@ -76,15 +81,15 @@ def after_fallback(selector: str) -> tuple[str, str]:
     service, what callers saw = answers - retries, of which 5xx = 5xx answers - retries. For a
     service without a split the retries term is 0 and this is its plain answer count.
     """
-    total = f"sum by (service) ({rate('edge_requests_total', selector)})"
-    retries = or_zero(f"sum by (service) ({rate('edge_retries_total', selector)})", total)
-    errors = or_zero(f"sum by (service) ({rate('edge_requests_total', sel(FIVE_XX, selector))})", total)
+    total = f"sum by (service) ({rate(fam.REQUESTS.name, selector)})"
+    retries = or_zero(f"sum by (service) ({rate(fam.RETRIES.name, selector)})", total)
+    errors = or_zero(f"sum by (service) ({rate(fam.REQUESTS.name, sel(FIVE_XX, selector))})", total)
     return f"(\n{indent(errors)}\n  - {indent(retries)[2:]}\n)", f"(\n  {total}\n  - {indent(retries)[2:]}\n)"
 
 
 # Top-level requests by entry service, as the ingress answered them: one per request, after fallbacks.
-ENTRY = "edge_request_duration_seconds_count"
-CLIENT = "edge_client_requests_total"
+ENTRY = fam.REQUEST_DURATION.sample("_count")
+CLIENT = fam.CLIENT_REQUESTS.name
 
 
 def ratio_after_fallback(selector: str) -> str:
@@ -268,6 +273,7 @@ SE = 'service=~"$service", environment=~"$environment"'
 
 
 def overview() -> dict[str, Any]:
+    latency = fam.REQUEST_DURATION.sample("_bucket")
     rps = f"sum by (service, environment) ({rate(ENTRY, S)})"
     panels = [
         stat("Top-level requests per second", "Requests answered at the ingress, every entry service together.",
@@ -275,9 +281,9 @@ def overview() -> dict[str, Any]:
         stat("Error ratio users saw", "5xx among top-level answers, after the routers' fallbacks (edge_client_requests_total).",
              [target(effective_error_ratio("", S))], "percentunit", decimals=2),
         stat("Top-level p99", "99th percentile of top-level latency at the ingress, every entry service together.",
-             [target(f"histogram_quantile(0.99, sum by (le) ({rate('edge_request_duration_seconds_bucket', S)}))")], "s"),
+             [target(f"histogram_quantile(0.99, sum by (le) ({rate(latency, S)}))")], "s"),
         stat("Fallbacks per second", "Failed attempts a router retried on another environment (edge_retries_total).",
-             [target(f"sum({rate('edge_retries_total', S)}) or vector(0)")], "reqps"),
+             [target(f"sum({rate(fam.RETRIES.name, S)}) or vector(0)")], "reqps"),
         timeseries("Top-level requests per second", "By entry service and the environment that answered "
                    "(edge_request_duration_seconds_count).", targets((rps, "{{service}}@{{environment}}")), "reqps", stack=True),
         timeseries("Answers per second by status class (what users got)", "Top-level answers by entry service and status "
@@ -294,14 +300,14 @@ def overview() -> dict[str, Any]:
         ),
         timeseries("Top-level latency p50 / p99",
                    "At the ingress, from arrival to answer, by entry service and the environment that answered.",
-                   targets((quantile(0.5, "edge_request_duration_seconds_bucket", "service, environment", S), "p50 {{service}}@{{environment}}"),
-                           (quantile(0.99, "edge_request_duration_seconds_bucket", "service, environment", S), "p99 {{service}}@{{environment}}")),
+                   targets((quantile(0.5, latency, "service, environment", S), "p50 {{service}}@{{environment}}"),
+                           (quantile(0.99, latency, "service, environment", S), "p99 {{service}}@{{environment}}")),
                    "s"),
         timeseries("Service environments: latency p50 / p99",
                    "Every call each service environment answered, per attempt, from its mailbox to its answer "
                    "(edge_environment_duration_seconds).",
-                   targets((quantile(0.5, "edge_environment_duration_seconds_bucket", "service, environment", S), "p50 {{service}}@{{environment}}"),
-                           (quantile(0.99, "edge_environment_duration_seconds_bucket", "service, environment", S), "p99 {{service}}@{{environment}}")),
+                   targets((quantile(0.5, fam.ENVIRONMENT_DURATION.sample("_bucket"), "service, environment", S), "p50 {{service}}@{{environment}}"),
+                           (quantile(0.99, fam.ENVIRONMENT_DURATION.sample("_bucket"), "service, environment", S), "p99 {{service}}@{{environment}}")),
                    "s"),
         timeseries(
             "Requests clients never got answered",
@@ -309,26 +315,27 @@ def overview() -> dict[str, Any]:
             "Dropped: arrivals an open traffic group could not send, max_inflight requests being outstanding "
             "(edge_client_dropped_total). Refused: requests the live HTTP ingress answered itself, by status: 400 malformed, "
             "408 too slow, 413 body too large, 431 head too large (edge_ingress_rejected_total).",
-            targets((f"sum by (service) ({rate('edge_client_timeouts_total', S)})", "timeouts {{service}}"),
-                    (f"sum by (group) ({rate('edge_client_dropped_total')})", "dropped {{group}}"),
-                    (f"sum by (status) ({rate('edge_ingress_rejected_total')})", "refused {{status}}")),
+            targets((f"sum by (service) ({rate(fam.CLIENT_TIMEOUTS.name, S)})", "timeouts {{service}}"),
+                    (f"sum by (group) ({rate(fam.CLIENT_DROPPED.name)})", "dropped {{group}}"),
+                    (f"sum by (status) ({rate(fam.INGRESS_REJECTED.name)})", "refused {{status}}")),
             "reqps", w=24,
         ),
     ]
     return dashboard("edge-overview", "edge / Overview", "Traffic, errors and latency of every service environment.",
-                     [variable("service", "service", "label_values(edge_requests_total, service)")], panels)
+                     [variable("service", "service", f"label_values({fam.REQUESTS.name}, service)")], panels)
 
 
 def bindings() -> dict[str, Any]:
     b = 'caller=~"$caller", binding=~"$binding", target=~"$target"'
-    bucket = "edge_binding_duration_seconds_bucket"
+    bucket = fam.BINDING_DURATION.sample("_bucket")
+    count = fam.BINDING_DURATION.sample("_count")
     path = "caller, binding, target"
     path_legend = "{{caller}} → {{binding}} → {{target}}"
-    calls = f"sum by ({path}) ({rate('edge_binding_duration_seconds_count', b)})"
-    calls_5xx = f"sum by ({path}) ({rate('edge_binding_duration_seconds_count', sel(b, FIVE_XX))})"
+    calls = f"sum by ({path}) ({rate(count, b)})"
+    calls_5xx = f"sum by ({path}) ({rate(count, sel(b, FIVE_XX))})"
     panels = [
         timeseries("Calls per second", "Service-binding calls by caller → binding → target environment.",
-                   targets((f"sum by ({path}, environment) ({rate('edge_binding_duration_seconds_count', b)})", path_legend + "@{{environment}}")),
+                   targets((f"sum by ({path}, environment) ({rate(count, b)})", path_legend + "@{{environment}}")),
                    "reqps", stack=True),
         timeseries("5xx share of calls", "Calls answered 5xx, as the caller saw them (after the target's fallbacks).",
                    targets((f"(\n  {calls_5xx}\n  or 0 * {calls}\n)\n/ {calls}", path_legend)), "percentunit"),
@@ -339,14 +346,14 @@ def bindings() -> dict[str, Any]:
         timeseries("p99 latency by target environment and version", "Where a slow binding spends its time: canary or production, which version.",
                    targets((quantile(0.99, bucket, f"{path}, environment, version", b), path_legend + "@{{environment}} v{{version}}")), "s"),
         timeseries("Mean latency", "Sum over count of the binding histogram.",
-                   targets((f"sum by ({path}) ({rate('edge_binding_duration_seconds_sum', b)})\n/ {calls}", path_legend)), "s"),
+                   targets((f"sum by ({path}) ({rate(fam.BINDING_DURATION.sample('_sum'), b)})\n/ {calls}", path_legend)), "s"),
         heatmap("Latency distribution of the selected bindings", "Binding calls per latency bucket and second; pick caller, binding "
                 "and target above to look at one edge of the graph.", bucket, b, "s"),
     ]
     variables = [
-        variable("caller", "caller", "label_values(edge_binding_duration_seconds_count, caller)"),
-        variable("binding", "binding", 'label_values(edge_binding_duration_seconds_count{caller=~"$caller"}, binding)'),
-        variable("target", "target", 'label_values(edge_binding_duration_seconds_count{caller=~"$caller", binding=~"$binding"}, target)'),
+        variable("caller", "caller", f"label_values({count}, caller)"),
+        variable("binding", "binding", f'label_values({count}{{caller=~"$caller"}}, binding)'),
+        variable("target", "target", f'label_values({count}{{caller=~"$caller", binding=~"$binding"}}, target)'),
     ]
     return dashboard("edge-bindings", "edge / Per-binding latency", "Caller → binding → target: calls, errors and latency quantiles.",
                      variables, panels)
@@ -354,16 +361,17 @@ def bindings() -> dict[str, Any]:
 
 def cpu() -> dict[str, Any]:
     entry = 'service=~"$entry"'
-    bucket = "edge_request_cpu_seconds_bucket"
-    by_env = f"sum by (service, environment) ({rate('edge_cpu_seconds_total', S)})"
+    bucket = fam.REQUEST_CPU.sample("_bucket")
+    count = fam.REQUEST_CPU.sample("_count")
+    by_env = f"sum by (service, environment) ({rate(fam.CPU.name, S)})"
     panels = [
         stat("Mean CPU per top-level request", "CPU of a whole chain (every worker reached through bindings) per top-level request.",
-             [target(f"sum({rate('edge_request_cpu_seconds_sum', entry)})\n/ sum({rate('edge_request_cpu_seconds_count', entry)})")], "s", w=8),
+             [target(f"sum({rate(fam.REQUEST_CPU.sample('_sum'), entry)})\n/ sum({rate(count, entry)})")], "s", w=8),
         stat("Top-level requests over the CPU limit", "Share of top-level requests whose shared CPU budget ran out (503, error 1102).",
-             [target(f"sum({rate('edge_cpu_limit_exceeded_total')})\n/ sum({rate('edge_request_cpu_seconds_count', entry)})")],
+             [target(f"sum({rate(fam.CPU_LIMIT_EXCEEDED.name)})\n/ sum({rate(count, entry)})")],
              "percentunit", w=8, decimals=2),
         stat("Cores busy", "CPU seconds per second spent by the selected services: the number of cores they keep busy.",
-             [target(f"sum({rate('edge_cpu_seconds_total', S)})")], "short", w=8, decimals=2),
+             [target(f"sum({rate(fam.CPU.name, S)})")], "short", w=8, decimals=2),
         timeseries("CPU per top-level request p50 / p90 / p99", "Distribution of the CPU a top-level request costs along its whole "
                    "binding chain (edge_request_cpu_seconds), by entry service; compare with the scenario's cpu_limit.",
                    targets(*((quantile(q, bucket, "service", entry), f"p{round(q * 100)} {{{{service}}}}") for q in (0.5, 0.9, 0.99))),
@@ -372,17 +380,17 @@ def cpu() -> dict[str, Any]:
         timeseries("CPU by service environment (cores busy)", "rate(edge_cpu_seconds_total): CPU seconds per second.",
                    targets((by_env, "{{service}}@{{environment}}")), "short", stack=True),
         timeseries("Share of CPU by service", "Each service's part of the CPU the selected services spend.",
-                   targets((f"sum by (service) ({rate('edge_cpu_seconds_total', S)})\n/ ignoring (service) group_left\n"
-                            f"sum({rate('edge_cpu_seconds_total', S)})", "{{service}}")), "percentunit", stack=True),
+                   targets((f"sum by (service) ({rate(fam.CPU.name, S)})\n/ ignoring (service) group_left\n"
+                            f"sum({rate(fam.CPU.name, S)})", "{{service}}")), "percentunit", stack=True),
         timeseries("CPU per answered call", "CPU seconds per answer of each service environment (its own work, not its callees').",
-                   targets((f"{by_env}\n/ sum by (service, environment) ({rate('edge_requests_total', S)})", "{{service}}@{{environment}}")), "s"),
+                   targets((f"{by_env}\n/ sum by (service, environment) ({rate(fam.REQUESTS.name, S)})", "{{service}}@{{environment}}")), "s"),
         timeseries("CPU limit exceeded per second", "Top-level requests whose budget ran out, by the service environment that was "
                    "running when it did (not necessarily the one that spent most).",
-                   targets((f"sum by (service, environment) ({rate('edge_cpu_limit_exceeded_total', S)})", "{{service}}@{{environment}}")), "reqps"),
+                   targets((f"sum by (service, environment) ({rate(fam.CPU_LIMIT_EXCEEDED.name, S)})", "{{service}}@{{environment}}")), "reqps"),
     ]
     variables = [
-        variable("entry", "entry service", "label_values(edge_request_cpu_seconds_count, service)"),
-        variable("service", "service", "label_values(edge_cpu_seconds_total, service)"),
+        variable("entry", "entry service", f"label_values({count}, service)"),
+        variable("service", "service", f"label_values({fam.CPU.name}, service)"),
     ]
     return dashboard("edge-cpu", "edge / Shared CPU", "The CPU budget a top-level request shares along its binding chain.",
                      variables, panels)
@@ -396,15 +404,15 @@ def canary() -> dict[str, Any]:
         return f"sum by (service, environment) ({ok})\n/ sum by (service, environment) ({rate(counter, S)})"
 
     def latency(q: float) -> str:
-        return quantile(q, "edge_environment_duration_seconds_bucket", "service, environment", S)
+        return quantile(q, fam.ENVIRONMENT_DURATION.sample("_bucket"), "service, environment", S)
 
-    from_env = f'label_replace({rate("edge_retries_total", S)}, "environment", "$1", "from_environment", "(.*)")'
+    from_env = f'label_replace({rate(fam.RETRIES.name, S)}, "environment", "$1", "from_environment", "(.*)")'
     retried = f"sum by (service, environment) (\n  {from_env}\n)"
     panels = [
         timeseries("Weight by environment", "Percent of the service's traffic each environment gets (edge_canary_weight); "
                    "changes with `edge weight` / the admin API.",
-                   targets((f"edge_canary_weight{{{S}}}", per_env)), "percent", w=16, h=7, step=True),
-        stat("Current weight", "The split the router applies now.", [target(f"edge_canary_weight{{{S}}}", per_env)], "percent", w=8, h=7),
+                   targets((f"{fam.CANARY_WEIGHT.name}{{{S}}}", per_env)), "percent", w=16, h=7, step=True),
+        stat("Current weight", "The split the router applies now.", [target(f"{fam.CANARY_WEIGHT.name}{{{S}}}", per_env)], "percent", w=8, h=7),
         timeseries("5xx ratio per attempt: canary vs production", "Every answer each environment gave, including attempts the "
                    "router then retried elsewhere (edge_requests_total).",
                    targets((error_ratio("service, environment", S), per_env),
@@ -413,33 +421,33 @@ def canary() -> dict[str, Any]:
                    "(edge_environment_duration_seconds): the canary's own latency, failed attempts included.",
                    targets((latency(0.5), "p50 " + per_env), (latency(0.99), "p99 " + per_env)), "s"),
         timeseries("Fallbacks per second", "Attempts that failed (>= 500) and were retried on another environment (edge_retries_total).",
-                   targets((f"sum by (service, from_environment, to_environment) ({rate('edge_retries_total', S)})",
+                   targets((f"sum by (service, from_environment, to_environment) ({rate(fam.RETRIES.name, S)})",
                             "{{service}} {{from_environment}} → {{to_environment}}")), "reqps"),
         timeseries("Share of attempts retried", "Fallbacks over the answers of the environment that failed.",
-                   targets((f"{retried}\n/ sum by (service, environment) ({rate('edge_requests_total', S)})", per_env)), "percentunit"),
+                   targets((f"{retried}\n/ sum by (service, environment) ({rate(fam.REQUESTS.name, S)})", per_env)), "percentunit"),
         timeseries("Answers per second by environment and version", "edge_requests_total, per attempt.",
-                   targets((f"sum by (service, environment, version) ({rate('edge_requests_total', S)})", per_env + " v{{version}}")),
+                   targets((f"sum by (service, environment, version) ({rate(fam.REQUESTS.name, S)})", per_env + " v{{version}}")),
                    "reqps", w=24, stack=True),
         timeseries(
             "Success: effective vs per attempt",
             "Effective: non-5xx share of what callers finally got for the calls the router sent to each environment first, "
             "after fallbacks (edge_routed_requests_total). Per attempt: each environment's own answers (edge_requests_total).",
-            targets((success("edge_routed_requests_total"), "effective " + per_env), (success("edge_requests_total"), "attempt " + per_env)),
+            targets((success(fam.ROUTED_REQUESTS.name), "effective " + per_env), (success(fam.REQUESTS.name), "attempt " + per_env)),
             "percentunit", minimum=None,
         ),
         timeseries("Retries denied by the budget per second", "Failed attempts the split's retry budget left unretried: their "
                    "callers got the failure (edge_retries_denied_total).",
-                   targets((f"sum by (service, from_environment) ({rate('edge_retries_denied_total', S)})", "{{service}} {{from_environment}}")),
+                   targets((f"sum by (service, from_environment) ({rate(fam.RETRIES_DENIED.name, S)})", "{{service}} {{from_environment}}")),
                    "reqps"),
         timeseries("Rollout phase", "1 for the rollout's current phase: pending, progressing, waiting (a pause or an approval), "
                    "promoted, rolled back (edge_rollout_phase).",
-                   targets((f"edge_rollout_phase{{{S}}} == 1", "{{service}} {{phase}}")), "short", step=True),
+                   targets((f"{fam.ROLLOUT_PHASE.name}{{{S}}} == 1", "{{service}} {{phase}}")), "short", step=True),
         timeseries("Rollout analyses per second by verdict", "Each interval's verdict on the canary: pass, fail, no_data, hold, "
                    "rollback (edge_rollout_checks_total).",
-                   targets((f"sum by (service, verdict) ({rate('edge_rollout_checks_total', S)})", "{{service}} {{verdict}}")), "reqps"),
+                   targets((f"sum by (service, verdict) ({rate(fam.ROLLOUT_CHECKS.name, S)})", "{{service}} {{verdict}}")), "reqps"),
     ]
     return dashboard("edge-canary", "edge / Canary", "Split services: weights, canary vs production errors and latency, fallbacks.",
-                     [variable("service", "split service", "label_values(edge_canary_weight, service)", all_value=None)], panels)
+                     [variable("service", "split service", f"label_values({fam.CANARY_WEIGHT.name}, service)", all_value=None)], panels)
 
 
 def actors() -> dict[str, Any]:
@@ -447,22 +455,22 @@ def actors() -> dict[str, Any]:
     panels = [
         timeseries("Mailbox depth (max over the window)", "Calls waiting for a free slot. A gauge read at scrape time; the max "
                    "over the rate window keeps short bursts between scrapes visible.",
-                   targets((f"max by (service, environment) (max_over_time(edge_mailbox_depth{{{SE}}}[{W}]))", per_env)), "short"),
+                   targets((f"max by (service, environment) (max_over_time({fam.MAILBOX_DEPTH.name}{{{SE}}}[{W}]))", per_env)), "short"),
         timeseries("In-flight calls (max over the window)", "Calls being served by a slot of the environment.",
-                   targets((f"max by (service, environment) (max_over_time(edge_inflight{{{SE}}}[{W}]))", per_env)), "short"),
+                   targets((f"max by (service, environment) (max_over_time({fam.INFLIGHT.name}{{{SE}}}[{W}]))", per_env)), "short"),
         timeseries("Queue wait p50 / p99", "From arrival in the mailbox to a free slot (edge_queue_wait_seconds).",
-                   targets((quantile(0.5, "edge_queue_wait_seconds_bucket", "service, environment", SE), "p50 " + per_env),
-                           (quantile(0.99, "edge_queue_wait_seconds_bucket", "service, environment", SE), "p99 " + per_env)), "s"),
+                   targets((quantile(0.5, fam.QUEUE_WAIT.sample("_bucket"), "service, environment", SE), "p50 " + per_env),
+                           (quantile(0.99, fam.QUEUE_WAIT.sample("_bucket"), "service, environment", SE), "p99 " + per_env)), "s"),
         timeseries("Shed per second", "Calls refused because the mailbox was full (503, error 1200).",
-                   targets((f"sum by (service, environment) ({rate('edge_shed_total', SE)})", per_env)), "reqps"),
+                   targets((f"sum by (service, environment) ({rate(fam.SHED.name, SE)})", per_env)), "reqps"),
         timeseries("Cold starts per second", "Calls that found no warm slot (idle longer than keep_warm) and paid a cold start.",
-                   targets((f"sum by (service, environment, version) ({rate('edge_cold_starts_total', SE)})", per_env + " v{{version}}")), "reqps"),
+                   targets((f"sum by (service, environment, version) ({rate(fam.COLD_STARTS.name, SE)})", per_env + " v{{version}}")), "reqps"),
         timeseries("Worker exceptions per second", "Worker code that raised: that call answered 500 (error 1101), the slot carried on.",
-                   targets((f"sum by (service, environment) ({rate('edge_worker_exceptions_total', SE)})", per_env)), "reqps"),
+                   targets((f"sum by (service, environment) ({rate(fam.WORKER_EXCEPTIONS.name, SE)})", per_env)), "reqps"),
     ]
     variables = [
-        variable("service", "service", "label_values(edge_inflight, service)"),
-        variable("environment", "environment", 'label_values(edge_inflight{service=~"$service"}, environment)'),
+        variable("service", "service", f"label_values({fam.INFLIGHT.name}, service)"),
+        variable("environment", "environment", f'label_values({fam.INFLIGHT.name}{{service=~"$service"}}, environment)'),
     ]
     return dashboard("edge-actors", "edge / Actors", "Service environment actors: mailboxes, slots, shedding, cold starts.",
                      variables, panels)

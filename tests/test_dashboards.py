@@ -33,6 +33,8 @@ from typing import Any, Callable, Iterator
 import pytest
 from live import ROOT, serve
 
+from edge.metrics.families import FAMILIES
+
 GRAFANA = ROOT / "grafana"
 DASHBOARD_DIR = GRAFANA / "dashboards"
 EXPECTED = {"overview", "bindings", "cpu", "canary", "actors"}
@@ -126,6 +128,30 @@ def test_every_target_has_an_expr():
             assert len(set(refs)) == len(refs), f"{name}/{panel['title']}: duplicate refIds {refs}"
             for target in panel["targets"]:
                 assert target.get("expr", "").strip(), f"{name}/{panel['title']}/{target['refId']}: empty expr"
+
+
+METRIC = re.compile(r"\bedge_[a-z0-9_]+")
+
+
+def test_every_metric_a_query_selects_is_a_declared_series():
+    # What PromQL selects is a series name: a counter's name with its _total, a histogram's stem with
+    # _bucket, _sum or _count (a bare stem selects nothing). Every family is on some dashboard.
+    series = {name: family for family in FAMILIES for name in family.samples}
+    prose = {family.name for family in FAMILIES} | set(series)
+    used = set()
+    for name, board in dashboards().items():
+        variables = [var for var in board["templating"]["list"] if var["type"] == "query"]
+        promql = [(f"${var['name']}", query) for var in variables for query in (var["definition"], var["query"]["query"])]
+        promql += [(f"{panel['title']}/{target['refId']}", target["expr"]) for panel, target in queries(board)]
+        for where, expr in promql:
+            selected = set(METRIC.findall(expr))
+            assert selected, f"{name}/{where}: selects no edge_* metric: {expr}"
+            assert selected <= set(series), f"{name}/{where}: undeclared series {sorted(selected - set(series))}"
+            used |= {series[metric] for metric in selected}
+        for panel in panels(board):
+            named = set(METRIC.findall(panel.get("description", "")))
+            assert named <= prose, f"{name}/{panel['title']}: the description names undeclared {sorted(named - prose)}"
+    assert used == set(FAMILIES), f"on no dashboard: {sorted(f.name for f in set(FAMILIES) - used)}"
 
 
 def compose_services() -> dict[str, str]:

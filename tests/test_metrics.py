@@ -1,13 +1,22 @@
-"""The run's recorders and their Prometheus export."""
+"""The run's recorders, the declared metric families, their Prometheus export, and the docs that list them."""
 
 from __future__ import annotations
 
+import pathlib
 import random
+import re
 
+import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from edge.metrics.recorders import LATENCY_BUCKETS, LogHistogram, RunMetrics, registry_for
+from edge.metrics.exposition import registry_for
+from edge.metrics.families import FAMILIES, LATENCY_BUCKETS, Family
+from edge.metrics.histogram import LogHistogram
+from edge.metrics.recorders import RunMetrics
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DOCS = ("README.md", "docs/architecture.md", "grafana/README.md")
 
 
 def test_quantiles_are_within_one_percent():
@@ -41,32 +50,96 @@ def test_prometheus_buckets_are_exact_at_their_bounds():
     assert hist.count_below(10.0) == 7
 
 
-def test_export_has_every_family_with_bounded_labels():
+def recorded_run() -> RunMetrics:
+    """A run with something recorded in every table, so every family has at least one series."""
     run = RunMetrics()
     env = run.environment("app", "canary")
     env.counts("42")[1] += 5
     env.latency.observe(0.002)
+    env.queue_wait.observe(0.0001)
     env.cpu_seconds += 0.01
+    env.cold_starts["42"] = 1
     run.histogram(run.bindings, ("gateway", "APP", "app", "canary", "42", "2xx")).observe(0.003)
     run.histogram(run.ingress, ("gateway", "production")).observe(0.004)
     run.histogram(run.request_cpu, "gateway").observe(0.0007)
     run.canary_weights[("app", "canary")] = 1.0
     run.retries[("app", "canary", "production")] = 2
+    run.retries_denied[("app", "canary")] = 1
+    run.rollout_checks[("app", "pass")] = 3
+    run.rollout_phase[("app", "progressing")] = 1.0
+    run.count_routed("app", "canary", 200)
     run.answers["gateway"] = [0, 7, 0, 1, 0]
-    text = generate_latest(registry_for(run)).decode()
+    run.timeouts["gateway"] = 0
+    run.group("steady")
+    return run
+
+
+def test_export_is_every_declared_family_with_its_type_help_and_labels():
+    text = generate_latest(registry_for(recorded_run())).decode()
+    # The text parser names a counter without its _total, as prometheus-client's families do.
+    scraped = {f.name: f for f in text_string_to_metric_families(text)}
+    assert list(scraped) == [f.name.removesuffix("_total") for f in FAMILIES]
+    for family in FAMILIES:
+        metric = scraped[family.name.removesuffix("_total")]
+        assert (metric.type, metric.documentation) == (family.kind, family.help), family.name
+        assert metric.samples, f"{family.name}: no series recorded"
+        for sample in metric.samples:
+            assert sample.name in family.samples, sample.name
+            labels = dict(sample.labels)
+            le = labels.pop("le", None)
+            assert tuple(sorted(labels)) == tuple(sorted(family.labels)), sample
+            if le is not None:
+                assert le in {repr(bound) for bound in family.buckets} | {"+Inf"}, sample
+
+
+def test_export_samples():
+    text = generate_latest(registry_for(recorded_run())).decode()
     families = {f.name: f for f in text_string_to_metric_families(text)}
-    for name in (
-        "edge_requests", "edge_request_duration_seconds", "edge_binding_duration_seconds", "edge_queue_wait_seconds",
-        "edge_request_cpu_seconds", "edge_cpu_seconds", "edge_cpu_limit_exceeded", "edge_shed",
-        "edge_worker_exceptions", "edge_mailbox_depth", "edge_inflight", "edge_cold_starts",
-        "edge_canary_weight", "edge_retries", "edge_client_requests", "edge_environment_duration_seconds",
-    ):
-        assert name in families, name
     assert 'edge_requests_total{environment="canary",service="app",status_class="2xx",version="42"} 5.0' in text
     assert 'edge_retries_total{from_environment="canary",service="app",to_environment="production"} 2.0' in text
     assert 'edge_client_requests_total{service="gateway",status_class="2xx"} 7.0' in text
+    assert 'edge_client_requests_total{service="gateway",status_class="4xx"} 1.0' in text
+    assert 'status_class="1xx"' not in text  # a class never answered has no series
     assert 'edge_environment_duration_seconds_count{environment="canary",service="app"} 1.0' in text
+    assert 'edge_ingress_rejected_total{status="408"} 0.0' in text  # the usual refusals exist from the start
     buckets = [s for s in families["edge_binding_duration_seconds"].samples if s.name.endswith("_bucket")]
     assert len(buckets) == len(LATENCY_BUCKETS) + 1
     assert {s.labels["le"] for s in buckets} >= {"0.0025", "0.005", "+Inf"}
     assert [s.value for s in buckets if s.labels["le"] in ("0.0025", "0.005")] == [0.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    "name, kind, buckets",
+    [("edge_requests", "counter", ()), ("edge_inflight_total", "gauge", ()), ("edge_wait_seconds", "histogram", ()),
+     ("edge_depth", "gauge", (1.0,)), ("requests_total", "counter", ())],
+)
+def test_a_family_that_breaks_the_naming_rules_is_refused(name, kind, buckets):
+    with pytest.raises(ValueError):
+        Family(name, kind, "help", ("service",), buckets)
+
+
+def doc_table_rows() -> list[str]:
+    text = (ROOT / "docs/architecture.md").read_text()
+    return [line for line in text.splitlines() if line.startswith("| `edge_")]
+
+
+def declared_rows() -> list[str]:
+    """The metrics table of docs/architecture.md as the declarations write it."""
+    return [
+        f"| `{f.name}` | {f.kind} | {', '.join(f'`{label}`' for label in f.labels)} | {f.help} |" for f in FAMILIES
+    ]
+
+
+def test_the_architecture_table_is_the_declared_families():
+    expected = declared_rows()
+    assert doc_table_rows() == expected, "docs/architecture.md's metrics table differs from edge/metrics/families.py; " \
+        "the rows should read:\n" + "\n".join(expected)
+
+
+def test_every_metric_the_docs_name_is_declared():
+    # A family's name or one of its series (edge_x_bucket) is fine in prose; anything else is a stale name.
+    declared = {f.name for f in FAMILIES} | {series for f in FAMILIES for series in f.samples}
+    for doc in DOCS:
+        named = set(re.findall(r"\bedge_[a-z0-9_]+", (ROOT / doc).read_text()))
+        assert named, f"{doc} names no metric: is the pattern stale?"
+        assert named <= declared, f"{doc} names undeclared metrics: {sorted(named - declared)}"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from edge.scenario import config
-from edge.metrics.recorders import registry_for
+from edge.metrics.exposition import registry_for
 from edge.report.build import build_report
 from edge.engine.simulate import simulate
 

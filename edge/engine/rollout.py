@@ -24,7 +24,8 @@ import numpy as np
 
 from edge.scenario import config
 from edge.platform.clock import ModelClock
-from edge.metrics.recorders import EnvironmentStats, RunMetrics, bins_quantile, bin_mids
+from edge.metrics.histogram import bin_mids, bins_quantile
+from edge.metrics.recorders import EnvironmentStats, RunMetrics
 from edge.engine import rollout_machine as machine
 from edge.engine.rollout_machine import Phase
 from edge.engine.topology import Topology

@@ -28,7 +28,8 @@ from edge.platform.clock import RealClock
 from edge.platform.fetch import Request, Response
 from edge.live.ingress import HttpServer, Limits
 from edge.live.loadgen import LoadGenerator
-from edge.metrics.recorders import RunMetrics, registry_for
+from edge.metrics.exposition import registry_for
+from edge.metrics.recorders import RunMetrics
 from edge.engine.front_door import FrontDoor
 from edge.engine.topology import Topology, build, start_actors
 from edge.engine.rollout import schedule_rollouts

@@ -1,2 +1,3 @@
-"""Measurement: histograms and the recorders actors write to, the Prometheus exposition read at
-scrape time, series over a run, OpenMetrics export."""
+"""Measurement in parts: ``histogram`` (log-linear bins), ``recorders`` (what actors write to),
+``families`` (every exported metric declared once, as data), ``exposition`` (the Prometheus
+families built from both at scrape time), ``series`` over a run, ``openmetrics`` export."""

@@ -23,7 +23,8 @@ from prometheus_client.openmetrics.exposition import generate_latest
 
 from edge.platform.clock import ModelClock
 from edge.platform.files import write_atomically
-from edge.metrics.recorders import RunCollector, RunMetrics
+from edge.metrics.exposition import RunCollector
+from edge.metrics.recorders import RunMetrics
 
 
 class OpenMetricsRecorder:

@@ -13,7 +13,8 @@ import msgspec
 import numpy as np
 
 from edge.platform.clock import ModelClock
-from edge.metrics.recorders import LogHistogram, RunMetrics, bins_quantile
+from edge.metrics.histogram import LogHistogram, bins_quantile
+from edge.metrics.recorders import RunMetrics
 
 NICE_INTERVALS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400)
 TARGET_POINTS = 120

@@ -16,7 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 from edge.platform.files import write_atomically
-from edge.metrics.recorders import STATUS_CLASSES, LogHistogram
+from edge.metrics.histogram import LogHistogram
+from edge.metrics.recorders import STATUS_CLASSES
 from edge.scenario.config import LoadedScenario, threshold_rules
 from edge.engine.rollout import RolloutReport
 from edge.engine.simulate import RunResult
