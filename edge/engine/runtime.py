@@ -20,7 +20,7 @@ from actors.mailbox import Call
 from actors.router import Affinity, RetryBudget, RetryPolicy, RouterActor
 from actors.supervisor import Supervisor
 from edge.scenario import config
-from edge.platform.clock import ModelClock, VirtualClock, random_stream, seed_trio_scheduler
+from edge.platform.clock import ModelClock, VirtualClock, random_stream
 from edge.platform.cpu import CorePool, CpuAccount
 from edge.platform.distributions import parse_distribution
 from edge.platform.errors import ERROR_HEADER, NOT_FOUND, platform_error
@@ -29,6 +29,7 @@ from edge.metrics.recorders import STATUS_CLASSES, ClientStats, RunMetrics, stat
 from edge.platform.routes import RouteTable
 from edge.metrics.series import Series, SeriesRecorder, default_interval
 from edge.platform.units import parse_duration
+from edge.platform.trio_internals import seed_scheduler
 from edge.platform.workers import ModelWorker, load_worker
 
 DEFAULT_CONCURRENCY = 256
@@ -359,7 +360,7 @@ def simulate(
             clock.close()
             supervisor.stop()
 
-    seed_trio_scheduler(seed)
+    seed_scheduler(seed)
     trio.run(main, clock=clock)
     return RunResult(loaded, seed, duration, state["simulated"], metrics, topology, clock.events, state["undrained"], timeline, recorder.series,
                      state.get("stopped"))

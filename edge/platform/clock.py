@@ -24,6 +24,8 @@ from typing import Any, Callable
 import trio
 from trio.lowlevel import Abort, current_task, reschedule, wait_task_rescheduled
 
+from edge.platform import trio_internals
+
 
 class ModelClock:
     """What the model needs from time: ``now()``, ``sleep()`` and ``call_later()``."""
@@ -52,7 +54,7 @@ class VirtualClock(trio.abc.Clock, ModelClock):
     once instead. ``_solo`` is the task for which that holds: the one task the clock made runnable
     for the pass under way (set through ``_armed`` by ``deadline_to_sleep_time``, confirmed by the
     I/O manager's ``get_events``, which trio calls once per pass, after the clock and before the
-    batch is formed).
+    batch is formed). That takes trio internals (``trio_internals``); without them sleeps park.
     """
 
     # Sleeps one task step may skip in a row before it parks anyway: a worker looping on
@@ -73,13 +75,14 @@ class VirtualClock(trio.abc.Clock, ModelClock):
 
     # -- trio.abc.Clock ------------------------------------------------------------------
     def start_clock(self) -> None:
-        runner = trio._core._run.GLOBAL_RUN_CONTEXT.runner  # type: ignore[attr-defined]
+        # trio's internals, through the fence: on a trio it was not tested with, every sleep parks
+        # and every callback timer hands control back to trio (slower, still correct).
         # trio's queue of runnable tasks: after a callback timer, an empty one means the clock can
         # fire the next timer at once instead of handing control back for an empty scheduler pass.
-        self._runq = runner.runq
+        self._runq = trio_internals.run_queue()
         # trio's own deadlines (cancel scopes): a sleep may skip parking only if none comes first.
-        self._deadlines = runner.deadlines
-        runner.io_manager = _RarePolls(runner.io_manager, self)
+        self._deadlines = trio_internals.cancel_deadlines()
+        trio_internals.wrap_io_manager(lambda io_manager: _RarePolls(io_manager, self))
 
     def current_time(self) -> float:
         return self._now
@@ -168,6 +171,7 @@ class _RarePolls:
     request. A simulation does no I/O; the only descriptor that matters is trio's own wake-up
     socket (Ctrl+C, ``run_sync_soon`` from a thread), for which one poll in 64 passes (well under
     a millisecond) is soon enough. A poll that may block (nothing to do) always goes through.
+    Installed by ``trio_internals.wrap_io_manager``, which states what trio must do for it to work.
     """
 
     _EVERY = 64
@@ -248,12 +252,3 @@ def random_stream(seed: int, *names: object) -> random.Random:
     key = "/".join([str(seed), *map(str, names)]).encode()
     return random.Random(int.from_bytes(hashlib.sha256(key).digest()[:16], "big"))
 
-
-def seed_trio_scheduler(seed: int) -> None:
-    """Make trio's scheduling order a function of the seed.
-
-    trio shuffles each batch of runnable tasks with a module-level ``random.Random``, to keep code
-    from depending on scheduling order. A simulation must depend on nothing else than its seed, so
-    the run seeds that instance (there is no public API for it).
-    """
-    trio._core._run._r.seed(seed)  # type: ignore[attr-defined]
