@@ -13,8 +13,9 @@ floor for our engine (also trio-based) next to SimPy's bar. ``trio.Semaphore`` i
 release hands the unit straight to the longest waiter in its ParkingLot (the value stays 0 while
 anyone waits, so newcomers cannot barge), like ``simpy.Resource``.
 
-Determinism: the arrival and service draws come from ``random.Random(seed)``; trio's own
-scheduler shuffling is seeded too (``trio._core._run._r``, a private attribute).
+Determinism: the arrival and service draws come from ``random.Random(seed)``; the random order of
+trio's scheduler passes (each reverses its batch or not) is seeded too, through edge's fence on
+trio's internals (``edge.platform.trio_internals.seed_scheduler``).
 
     python benchmarks/naive_trio_chain.py [--rate 2000] [--seconds 10] [--servers 8] [--hop-mean 0.001]
 """
@@ -30,7 +31,10 @@ import trio
 import trio.testing
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runs from a checkout as well
 from simpy_chain import cli, summarise  # noqa: E402
+
+from edge.platform.trio_internals import seed_scheduler  # noqa: E402
 
 
 def run_naive_trio_chain(
@@ -66,7 +70,7 @@ def run_naive_trio_chain(
                     await trio.sleep(rng.expovariate(rate))
                     nursery.start_soon(request, gateway, auth, app)
 
-    trio._core._run._r.seed(seed)
+    seed_scheduler(seed)
     started = time.perf_counter()
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     wall = time.perf_counter() - started

@@ -8,7 +8,8 @@ from typing import Any, Callable
 import trio
 
 from edge.scenario import config
-from edge.platform.clock import VirtualClock, seed_trio_scheduler
+from edge.platform.clock import VirtualClock
+from edge.platform.trio_internals import seed_scheduler
 from edge.metrics.recorders import RunMetrics
 from edge.metrics.series import Series, SeriesRecorder, default_interval
 from edge.platform.units import parse_duration
@@ -106,7 +107,7 @@ def simulate(
             clock.close()
             supervisor.stop()
 
-    seed_trio_scheduler(seed)
+    seed_scheduler(seed)
     trio.run(main, clock=clock)
     return RunResult(loaded, seed, duration, state["simulated"], metrics, topology, clock.events, state["undrained"], timeline, recorder.series,
                      state.get("stopped"))

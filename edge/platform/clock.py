@@ -25,7 +25,7 @@ from typing import Any, Awaitable, Callable, Coroutine
 import trio
 from trio.lowlevel import Abort, current_task, reschedule, wait_task_rescheduled
 
-from edge.platform import fibers
+from edge.platform import fibers, trio_internals
 
 
 class ModelClock:
@@ -68,11 +68,10 @@ class VirtualClock(trio.abc.Clock, ModelClock):
 
     # -- trio.abc.Clock ------------------------------------------------------------------
     def start_clock(self) -> None:
-        runner = trio._core._run.GLOBAL_RUN_CONTEXT.runner  # type: ignore[attr-defined]
         # trio's queue of runnable tasks: after a callback or fiber step, an empty one means the
         # clock can go on at once instead of handing control back for an empty scheduler pass.
-        self._runq = runner.runq
-        runner.io_manager = _RarePolls(runner.io_manager)
+        self._runq = trio_internals.run_queue()
+        trio_internals.wrap_io_manager(_RarePolls)
 
     def current_time(self) -> float:
         return self._now
@@ -170,6 +169,7 @@ class VirtualClock(trio.abc.Clock, ModelClock):
 class _RarePolls:
     """trio's I/O manager for a virtual-time run, asking the kernel for events only now and then.
 
+    Installed by ``trio_internals.wrap_io_manager``, which states what trio must do for it to work.
     trio polls for I/O (an ``epoll_wait`` syscall) on every scheduler pass. A simulation does no
     I/O; the only descriptor that matters is trio's own wake-up socket (Ctrl+C, ``run_sync_soon``
     from a thread), for which one poll in 64 passes is soon enough. A poll that may block (nothing
@@ -243,13 +243,3 @@ def random_stream(seed: int, *names: object) -> random.Random:
     """
     key = "/".join([str(seed), *map(str, names)]).encode()
     return random.Random(int.from_bytes(hashlib.sha256(key).digest()[:16], "big"))
-
-
-def seed_trio_scheduler(seed: int) -> None:
-    """Make trio's scheduling order a function of the seed.
-
-    trio shuffles each batch of runnable tasks with a module-level ``random.Random``, to keep code
-    from depending on scheduling order. A simulation must depend on nothing else than its seed, so
-    the run seeds that instance (there is no public API for it).
-    """
-    trio._core._run._r.seed(seed)  # type: ignore[attr-defined]

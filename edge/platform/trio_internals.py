@@ -1,0 +1,126 @@
+"""Every use of trio's private internals, in one place, each checked before use.
+
+trio has no public API for what fast, reproducible virtual time needs: seeding the order in which
+a scheduler pass runs its tasks, seeing the run queue from the clock, and polling for I/O less
+often than once per pass. Nothing else in edge touches
+``trio._core``. Each hook first checks that this trio is a version the hooks were tested on
+(``TESTED``, also the bound in ``pyproject.toml``) and that the objects it reaches have the shape it
+uses; if not, the clock's hooks fall back to what the public API gives (slower, still correct) and
+seeding refuses with ``UnsupportedTrio``, since an unseeded run is not reproducible.
+
+What one scheduler pass of trio 0.25 to 0.35 does (``trio._core._run.unrolled_run``, the same code
+in each): if the run queue ``runner.runq`` is empty, it asks the clock
+``deadline_to_sleep_time(runner.deadlines.next_deadline())`` how long to block; it calls
+``runner.io_manager.get_events(timeout)`` once (from ``trio.run``'s driver loop), then
+``process_events``, expires due deadlines, and takes the whole run queue as the pass's batch. It
+runs the batch by popping from its end, so newest-woken first, except that with probability 1/2
+(``_r.random() < 0.5``, one draw per pass) it reverses the batch first, so oldest-woken first. It
+does not shuffle, unless Hypothesis has been imported in the process: trio's Hypothesis plugin then
+makes it sort the batch by spawn order and ``_r.shuffle`` it (still a function of ``_r``'s seed).
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+import re
+from typing import Any, Callable
+
+import trio
+
+TESTED = ((0, 25), (0, 35))
+"""The oldest and newest trio minor versions the hooks were tested on (every minor in between)."""
+
+SUPPORTED_RANGE = "trio>=0.25,<0.36"
+
+
+class UnsupportedTrio(RuntimeError):
+    """The running trio is not one whose internals the seeding hook was tested on."""
+
+
+def _version_problem() -> str | None:
+    match = re.match(r"(\d+)\.(\d+)", trio.__version__)
+    if match is None or not TESTED[0] <= (int(match[1]), int(match[2])) <= TESTED[1]:
+        return f"trio {trio.__version__} is outside the tested range"
+    return None
+
+
+def _run_module() -> Any:
+    """``trio._core._run``, where the runner and the scheduler's random instance live."""
+    return getattr(getattr(trio, "_core", None), "_run", None)
+
+
+def _runner() -> Any:
+    """The run's ``Runner`` (``trio._core._run.GLOBAL_RUN_CONTEXT.runner``), or None when this trio
+    is untested or the runner lacks a part the clock hooks use: a ``runq`` deque and an
+    ``io_manager`` with ``get_events`` and ``process_events``."""
+    if _version_problem() is not None:
+        return None
+    runner = getattr(getattr(_run_module(), "GLOBAL_RUN_CONTEXT", None), "runner", None)
+    io_manager = getattr(runner, "io_manager", None)
+    if (
+        isinstance(getattr(runner, "runq", None), collections.deque)
+        and callable(getattr(io_manager, "get_events", None))
+        and callable(getattr(io_manager, "process_events", None))
+    ):
+        return runner
+    return None
+
+
+class _MaybeRunnable:
+    """Stands for a run queue the fence cannot see: always true (something may be runnable). A
+    clock reading it hands control back to trio after every callback timer and fiber step, at the
+    cost of a scheduler pass each."""
+
+    def __bool__(self) -> bool:
+        return True
+
+
+def run_queue() -> Any:
+    """trio's queue of runnable tasks (``runner.runq``, a deque in the order tasks were woken).
+
+    Read by the clock between passes, after a callback timer or a fiber step: empty means nothing
+    woke a task, so the clock may go on to the next ready fiber or timer without an empty
+    scheduler pass. Fallback: ``_MaybeRunnable``.
+    """
+    runner = _runner()
+    return _MaybeRunnable() if runner is None else runner.runq
+
+
+def wrap_io_manager(wrap: Callable[[Any], Any]) -> bool:
+    """Put ``wrap(io_manager)`` in place of trio's I/O manager (``runner.io_manager``) for the rest
+    of the run; say whether it was done.
+
+    trio looks the manager up on the runner on every pass and calls its ``get_events(timeout)``
+    exactly once per pass, after the clock's ``deadline_to_sleep_time`` and before the batch is
+    formed, then its ``process_events``; ``timeout == 0`` means a poll that must not block. The
+    wrapper relies on that and must pass every other attribute through. Fallback: trio's own
+    manager stays, polling the kernel every pass.
+    """
+    runner = _runner()
+    if runner is None:
+        return False
+    runner.io_manager = wrap(runner.io_manager)
+    return True
+
+
+def seed_scheduler(seed: int) -> None:
+    """Make the order in which trio runs each pass's batch a function of ``seed``: seed the
+    module-level ``random.Random`` (``trio._core._run._r``) that reverses, or under Hypothesis
+    shuffles, each batch.
+
+    A simulation must depend on its seed alone (same seed, byte-identical report), and nothing
+    public seeds trio's scheduler. No fallback: on an untested trio, or if ``_r`` is not a
+    ``random.Random``, raise ``UnsupportedTrio`` before the run starts rather than run
+    unreproducibly.
+    """
+    problem = _version_problem()
+    scheduler_random = getattr(_run_module(), "_r", None)
+    if problem is None and not isinstance(scheduler_random, random.Random):
+        problem = f"trio {trio.__version__} has no trio._core._run._r random instance"
+    if problem is not None:
+        raise UnsupportedTrio(
+            f"{problem}: reproducible virtual-time runs seed trio's scheduler through its internals, "
+            f"tested with {SUPPORTED_RANGE} (install e.g. 'trio=={TESTED[1][0]}.{TESTED[1][1]}.*')"
+        )
+    scheduler_random.seed(seed)
