@@ -32,7 +32,7 @@ from edge.platform.clock import ModelClock
 from edge.metrics.recorders import EnvironmentStats, RunMetrics, bins_quantile, bin_mids
 from edge.engine.runtime import Topology
 from edge.scenario.thresholds import Threshold
-from edge.platform.units import format_duration, parse_duration, parse_ratio
+from edge.platform.units import format_duration
 
 PHASES = ("pending", "progressing", "waiting", "promoted", "rolled back")
 
@@ -87,8 +87,8 @@ class RolloutController:
         self.clock = clock
         self.metrics = metrics
         self.steps = config.rollout_steps(rollout)
-        self.gates = [config.rollout_gate(text, self.canary_actor.key) for text in rollout.gates]
-        self.interval = parse_duration(rollout.interval)
+        self.gates = rollout.gates
+        self.interval = rollout.interval.seconds
         self.phase = "pending"
         self.step = -1  # index of the step whose weight the canary has
         self.failures = 0
@@ -106,7 +106,7 @@ class RolloutController:
 
     # -- the chain of callbacks ---------------------------------------------------------------
     def begin(self) -> None:
-        self.clock.call_later(parse_duration(self.rollout.start), self._start)
+        self.clock.call_later(self.rollout.start.seconds, self._start)
 
     def _start(self) -> None:
         self._first = _Reading(self.metrics.environments[self.canary_actor.key])
@@ -120,7 +120,7 @@ class RolloutController:
         if step.pause is not None and self._paused_for != index:
             self._set_phase("waiting")
             self._log("waiting", f"pause of {step.pause} before {step.weight:g}%")
-            self.clock.call_later(parse_duration(step.pause), self._pause_over, index)
+            self.clock.call_later(step.pause.seconds, self._pause_over, index)
             return
         if step.manual:
             if not self._approved:
@@ -207,7 +207,7 @@ class RolloutController:
     def _sprt(self, answered: int, errors: int) -> tuple[str, str] | None:
         s = self.rollout.sequential
         assert s is not None
-        p0, p1 = parse_ratio(s.p0), parse_ratio(s.p1)
+        p0, p1 = s.p0.fraction, s.p1.fraction
         self._llr += errors * math.log(p1 / p0) + (answered - errors) * math.log((1 - p1) / (1 - p0))
         upper = math.log((1 - s.beta) / s.alpha)
         lower = math.log(s.beta / (1 - s.alpha))
@@ -228,7 +228,7 @@ class RolloutController:
         a, b = np.repeat(mids, canary), np.repeat(mids, stable)
         p = float(mannwhitneyu(a, b, alternative="greater", method="asymptotic").pvalue)
         shift = bins_quantile(canary, 0.5) - bins_quantile(stable, 0.5)
-        if p < float(compare.alpha) and shift > parse_duration(compare.min_shift):
+        if p < float(compare.alpha) and shift > compare.min_shift.seconds:
             return f"latency above {self.stable}'s (Mann-Whitney p={p:.2g}, median +{format_duration(shift)})"
         return ""
 
