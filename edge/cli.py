@@ -39,7 +39,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     loaded = _load(args.scenario)
     err = Console(stderr=True)
-    duration = args.duration if args.duration is not None else parse_duration(loaded.spec.scenario.duration)
+    duration = args.duration if args.duration is not None else loaded.spec.scenario.duration.seconds
     show_progress = not args.quiet and (err.is_terminal if args.progress is None else args.progress)
     recorder = progress = None
 
@@ -184,7 +184,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
 def _text_graph(spec: config.Scenario) -> str:
     lines = []
     for service in spec.services:
-        exposure = ", ".join(service.routes) if service.routes else "private"
+        exposure = ", ".join(map(str, service.routes)) if service.routes else "private"
         lines.append(f"{service.name}  [{exposure}]")
         for env_name, env in config.environments_of(service).items():
             for name, target in {**service.bindings, **env.bindings}.items():
@@ -209,7 +209,7 @@ def _dot(spec: config.Scenario) -> str:
     for service in spec.services:
         envs = config.environments_of(service)
         out.append(f"  subgraph {q('cluster_' + service.name)} {{")
-        out.append(f"    label={q(service.name + ('  ' + ', '.join(service.routes) if service.routes else '  (private)'))};")
+        out.append(f"    label={q(service.name + ('  ' + ', '.join(map(str, service.routes)) if service.routes else '  (private)'))};")
         for env_name in envs:
             out.append(f"    {q(service.name + '@' + env_name)} [label={q(env_name)}];")
         out.append("  }")
@@ -219,7 +219,7 @@ def _dot(spec: config.Scenario) -> str:
                 out.append(f"  ingress -> {q(service.name + '@' + env_name)} [label={q(f'{weight:g}%')}, style=dashed];")
         for env_name, env in envs.items():
             for binding, target in {**service.bindings, **env.bindings}.items():
-                target_service, pinned = config.split_target(target)
+                target_service, pinned = target.service, target.environment
                 target_split = by_service[target_service].split
                 targets = {pinned: 100} if pinned else (
                     target_split.weights if target_split is not None

@@ -16,10 +16,10 @@ from edge.engine.rollout_machine import (
     Analysis, Approve, CompareLimits, Comparison, Log, Milestone, NoData, PauseOver, Phase, Plan, Promote, RecordAnalysis,
     Rollback, RolloutState, ScheduleAnalysis, SchedulePauseEnd, SequentialTest, SetWeight, Start, StartWindow, Step, Verdict, step,
 )
-from edge.scenario.config import rollout_gate
+from edge.scenario.values import Gate
 
-ERROR_RATIO = rollout_gate("error ratio < 1%", "app@canary")
-P99 = rollout_gate("p99 latency < 50ms", "app@canary")
+ERROR_RATIO = Gate.parse("error ratio < 1%")
+P99 = Gate.parse("p99 latency < 50ms")
 PLAN = Plan(steps=(Step(10), Step(50), Step(100)), interval_s=60.0, interval_label="1m", stable="production", gates=(ERROR_RATIO, P99))
 GOOD = (0.001, 0.010)  # measured error ratio and p99 latency, both inside the gates
 
@@ -143,7 +143,7 @@ def test_a_latency_gate_at_its_limit(p99, passed):
 
 @pytest.mark.parametrize("shed, passed", [(10.0, True), (9.0, True), (11.0, False)], ids=["exactly at the limit", "just under", "just over"])
 def test_an_inclusive_gate_at_its_limit(shed, passed):
-    plan = dataclasses.replace(PLAN, gates=(rollout_gate("shed <= 10", "app@canary"),))
+    plan = dataclasses.replace(PLAN, gates=(Gate.parse("shed <= 10"),))
     _, actions = step(at(0, plan), window(values=(shed,)))
     assert verdict(actions) is (Verdict.PASS if passed else Verdict.FAIL)
 

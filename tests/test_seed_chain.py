@@ -8,7 +8,7 @@ from edge.scenario import config
 from edge.platform.fetch import Request
 from edge.engine.simulate import default_scenario_path
 
-TOKEN = config.resolve_secret(config.load(default_scenario_path()).spec, "secret:auth.SECRET_TOKEN")
+TOKEN = config.resolve_secret(config.load(default_scenario_path()).spec, ("auth", "SECRET_TOKEN"))
 
 
 def default() -> config.LoadedScenario:

@@ -19,7 +19,6 @@ from edge.platform.cpu import CpuAccount
 from edge.platform.errors import ERROR_HEADER, NOT_FOUND, platform_error
 from edge.platform.fetch import Request, Response
 from edge.metrics.recorders import STATUS_CLASSES, ClientStats, RunMetrics, status_class
-from edge.platform.units import parse_duration
 from edge.engine.topology import Topology
 
 LIVE_GROUP = "http"
@@ -52,7 +51,7 @@ class FrontDoor:
         self.topology = topology
         self.clock = clock
         self.metrics = metrics
-        self.cpu_limit = parse_duration(meta.cpu_limit)
+        self.cpu_limit = meta.cpu_limit.seconds
         self.max_invocations = meta.max_invocations
         self.inflight = 0
         # Every routed service's timeout counter exists from the start: a dashboard shows 0, not "no data".

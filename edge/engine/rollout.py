@@ -30,7 +30,6 @@ from edge.engine import rollout_machine as machine
 from edge.engine.rollout_machine import Phase
 from edge.engine.topology import Topology
 from edge.scenario.thresholds import Threshold
-from edge.platform.units import parse_duration, parse_ratio
 
 
 class RolloutEvent(msgspec.Struct):
@@ -71,21 +70,21 @@ class _Reading:
         self.queue_wait = stats.queue_wait.bins()
 
 
-def plan_of(rollout: config.Rollout, canary_key: str) -> machine.Plan:
-    """The scenario's rollout settings as the machine's numbers (the strings are parsed here)."""
+def plan_of(rollout: config.Rollout) -> machine.Plan:
+    """The scenario's rollout settings as the machine's numbers (decoded and checked at load)."""
     steps = tuple(
-        machine.Step(weight=float(s.weight), pause_s=None if s.pause is None else parse_duration(s.pause), pause_label=s.pause or "", manual=s.manual)
+        machine.Step(weight=float(s.weight), pause_s=None if s.pause is None else s.pause.seconds, pause_label="" if s.pause is None else str(s.pause), manual=s.manual)
         for s in config.rollout_steps(rollout)
     )
     compare = rollout.compare
     sequential = rollout.sequential
     return machine.Plan(
-        steps=steps, interval_s=parse_duration(rollout.interval), interval_label=rollout.interval, stable=rollout.stable,
-        gates=tuple(config.rollout_gate(text, canary_key) for text in rollout.gates),
+        steps=steps, interval_s=rollout.interval.seconds, interval_label=str(rollout.interval), stable=rollout.stable,
+        gates=tuple(rollout.gates),
         min_requests=rollout.min_requests, no_data=machine.NoData(rollout.no_data), failure_limit=rollout.failure_limit,
-        compare=None if compare is None else machine.CompareLimits(alpha=float(compare.alpha), min_shift_s=parse_duration(compare.min_shift)),
+        compare=None if compare is None else machine.CompareLimits(alpha=float(compare.alpha), min_shift_s=compare.min_shift.seconds),
         sequential=None if sequential is None else machine.SequentialTest(
-            p0=parse_ratio(sequential.p0), p1=parse_ratio(sequential.p1), alpha=float(sequential.alpha), beta=float(sequential.beta)),
+            p0=sequential.p0.fraction, p1=sequential.p1.fraction, alpha=float(sequential.alpha), beta=float(sequential.beta)),
     )
 
 
@@ -100,7 +99,7 @@ class RolloutController:
         self.stable_actor = topology.environments[f"{service}@{rollout.stable}"]
         self.clock = clock
         self.metrics = metrics
-        self.state = machine.RolloutState(plan_of(rollout, self.canary_actor.key))
+        self.state = machine.RolloutState(plan_of(rollout))
         self.events: list[RolloutEvent] = []
         self.ended_at: float | None = None
         self._first: _Reading | None = None  # the canary at the start, for its totals
@@ -110,7 +109,7 @@ class RolloutController:
 
     # -- events in --------------------------------------------------------------------------------
     def begin(self) -> None:
-        self.clock.call_later(parse_duration(self.rollout.start), self._start)
+        self.clock.call_later(self.rollout.start.seconds, self._start)
 
     def _start(self) -> None:
         self._first = _Reading(self.metrics.environments[self.canary_actor.key])

@@ -12,7 +12,6 @@ from edge.platform.clock import VirtualClock
 from edge.platform.trio_internals import seed_scheduler
 from edge.metrics.recorders import RunMetrics
 from edge.metrics.series import Series, SeriesRecorder, default_interval
-from edge.platform.units import parse_duration
 from edge.engine.front_door import FrontDoor
 from edge.engine.rollout import schedule_rollouts
 from edge.engine.timeline import schedule_timeline
@@ -61,7 +60,7 @@ def simulate(
     """
     meta = loaded.spec.scenario
     seed = meta.seed if seed is None else seed
-    duration = parse_duration(meta.duration) if duration is None else duration
+    duration = meta.duration.seconds if duration is None else duration
     clock = VirtualClock()
     metrics = RunMetrics()
     topology = build(loaded, seed=seed, clock=clock, metrics=metrics)
@@ -100,7 +99,7 @@ def simulate(
                 await clock.sleep(duration)
             for group in groups:
                 group.stop()
-            drained = await front.drained(parse_duration(meta.drain))
+            drained = await front.drained(meta.drain.seconds)
             state["undrained"] = 0 if drained else front.inflight
             state["simulated"] = clock.now()
             recorder.take()  # the drain, and any part of an interval left at the end

@@ -15,9 +15,7 @@ import msgspec
 from actors.environment import EnvironmentActor, Faults
 from edge.scenario import config
 from edge.platform.clock import ModelClock
-from edge.platform.distributions import parse_distribution
 from edge.engine.topology import Topology
-from edge.platform.units import parse_duration, parse_ratio
 from edge.platform.workers import ModelWorker
 
 
@@ -33,27 +31,28 @@ class TimelineEntry(msgspec.Struct):
 def schedule_timeline(spec: config.Scenario, topology: Topology, clock: ModelClock, log: list[TimelineEntry]) -> None:
     """Set every timeline event of ``spec`` to happen at its time (from now)."""
     for event in spec.timeline:
-        clock.call_later(parse_duration(event.at), _apply, event, topology, clock, log)
+        clock.call_later(event.at.seconds, _apply, event, topology, clock, log)
 
 
 def _apply(event: config.TimelineEvent, topology: Topology, clock: ModelClock, log: list[TimelineEntry]) -> None:
     detail = _ACTIONS[event.action](event, topology, clock)
-    log.append(TimelineEntry(at_s=round(clock.now(), 9), action=event.action, target=event.target, detail=detail))
+    log.append(TimelineEntry(at_s=round(clock.now(), 9), action=event.action, target=str(event.target), detail=detail))
 
 
 def _set(event: config.TimelineEvent, topology: Topology, clock: ModelClock) -> str:
-    return change_behaviour(topology.environments[event.target], event) or "no change"
+    return change_behaviour(topology.environments[str(event.target)], event) or "no change"
 
 
-def change_behaviour(actor: EnvironmentActor, event: config.TimelineEvent) -> str:
+def change_behaviour(actor: EnvironmentActor, event: config.TimelineEvent | config.Behaviour) -> str:
+    """A ``set`` (or a tune hypothesis): the event's latency, cpu and errors, those it gives."""
     changes = {
         name: value for name, value in (("latency", event.latency), ("cpu", event.cpu), ("errors", event.errors)) if value is not None
     }
     if not changes:
         return ""
-    latency = None if event.latency is None else parse_distribution(event.latency, unit="duration")
-    cpu = None if event.cpu is None else parse_distribution(event.cpu, unit="duration")
-    errors = None if event.errors is None else parse_ratio(event.errors)
+    latency = None if event.latency is None else event.latency.distribution
+    cpu = None if event.cpu is None else event.cpu.distribution
+    errors = None if event.errors is None else event.errors.fraction
     worker = actor.worker
     if isinstance(worker, ModelWorker):
         if latency is not None:
@@ -72,31 +71,32 @@ def change_behaviour(actor: EnvironmentActor, event: config.TimelineEvent) -> st
 
 
 def _crash(event: config.TimelineEvent, topology: Topology, clock: ModelClock) -> str:
-    actor = topology.environments[event.target]
+    actor = topology.environments[str(event.target)]
     actor.down = True
 
     def restart() -> None:
         actor.down = False
         actor.go_cold()
 
-    length = parse_duration(event.duration)  # type: ignore[arg-type]
+    assert event.duration is not None  # a crash has one (TimelineEvent)
+    length = event.duration.seconds
     clock.call_later(length, restart)
     return f"down for {event.duration}, then restarts cold"
 
 
 def _cold(event: config.TimelineEvent, topology: Topology, clock: ModelClock) -> str:
-    topology.environments[event.target].go_cold()
+    topology.environments[str(event.target)].go_cold()
     return "every slot cold"
 
 
 def _weights(event: config.TimelineEvent, topology: Topology, clock: ModelClock) -> str:
     weights = {name: float(w) for name, w in event.weights.items()}
-    topology.routers[event.target].set_weights(weights)
+    topology.routers[str(event.target)].set_weights(weights)
     return ", ".join(f"{name} {w:g}%" for name, w in weights.items())
 
 
 def _deploy(event: config.TimelineEvent, topology: Topology, clock: ModelClock) -> str:
-    actor = topology.environments[event.target]
+    actor = topology.environments[str(event.target)]
     version = event.version if event.version is not None else int(actor.version) + 1
     actor.set_version(version)
     actor.tags = {**actor.tags, **event.tags}
@@ -107,8 +107,8 @@ def _deploy(event: config.TimelineEvent, topology: Topology, clock: ModelClock) 
 
 
 def _promote(event: config.TimelineEvent, topology: Topology, clock: ModelClock) -> str:
-    service = event.target.partition("@")[0]
-    source = topology.environments[event.target]
+    service = event.target.service
+    source = topology.environments[str(event.target)]
     target = topology.environments[f"{service}@{event.to}"]
     target.adopt(source)
     router = topology.routers.get(service)
@@ -118,7 +118,7 @@ def _promote(event: config.TimelineEvent, topology: Topology, clock: ModelClock)
 
 
 def _approve(event: config.TimelineEvent, topology: Topology, clock: ModelClock) -> str:
-    return topology.rollouts[event.target].approve()
+    return topology.rollouts[str(event.target)].approve()
 
 
 _ACTIONS: dict[str, Any] = {

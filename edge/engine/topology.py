@@ -19,15 +19,13 @@ from actors.supervisor import Supervisor
 from edge.scenario import config
 from edge.platform.clock import ModelClock, random_stream
 from edge.platform.cpu import CorePool
-from edge.platform.distributions import parse_distribution
 from edge.metrics.recorders import RunMetrics
 from edge.platform.routes import RouteTable
-from edge.platform.units import parse_duration
 from edge.platform.workers import ModelWorker, load_worker
 
 DEFAULT_CONCURRENCY = 256
 DEFAULT_MAILBOX = 1024
-DEFAULT_KEEP_WARM = "5m"
+DEFAULT_KEEP_WARM = 300.0  # seconds
 
 
 class Topology:
@@ -51,7 +49,7 @@ def build(loaded: config.LoadedScenario, *, seed: int, clock: ModelClock, metric
     meta = spec.scenario
     cores = CorePool(meta.cores, clock)
     topology = Topology(cores)
-    pending_bindings: list[tuple[dict[str, tuple[str, Post]], dict[str, str]]] = []
+    pending_bindings: list[tuple[dict[str, tuple[str, Post]], dict[str, config.Target]]] = []
 
     for service in spec.services:
         for env_name, env in config.environments_of(service).items():
@@ -60,7 +58,7 @@ def build(loaded: config.LoadedScenario, *, seed: int, clock: ModelClock, metric
             secrets = {**service.secrets, **env.secrets}
             model = env.model or (service.model if env.worker is None else None)
             if model is not None:
-                worker = ModelWorker(model.cpu, model.latency, model.errors, model.error_status, model.size)
+                worker = ModelWorker(model.cpu.distribution, model.latency.distribution, model.errors.fraction, model.error_status, model.size.distribution)
             else:
                 worker = load_worker(Path(loaded.base_dir) / (env.worker or service.worker))  # type: ignore[operator]
             cold_start = env.cold_start if env.cold_start is not None else service.cold_start
@@ -78,8 +76,8 @@ def build(loaded: config.LoadedScenario, *, seed: int, clock: ModelClock, metric
                 cores=cores,
                 rng=random_stream(seed, "environment", service.name, env_name),
                 metrics=metrics,
-                cold_start=None if cold_start is None else parse_distribution(cold_start, unit="duration"),
-                keep_warm=parse_duration(_first(env.keep_warm, service.keep_warm, DEFAULT_KEEP_WARM)),
+                cold_start=None if cold_start is None else cold_start.distribution,
+                keep_warm=_keep_warm(env, service),
                 live=live,
             )
             actor.tags = {**service.tags, **env.tags}
@@ -108,9 +106,8 @@ def build(loaded: config.LoadedScenario, *, seed: int, clock: ModelClock, metric
 
     for bindings, targets in pending_bindings:
         for name, target in targets.items():
-            target_service, target_env = config.split_target(target)
-            post = topology.entries[target_service] if target_env is None else topology.environments[target].post
-            bindings[name] = (target_service, post)
+            post = topology.entries[target.service] if target.environment is None else topology.environments[f"{target.service}@{target.environment}"].post
+            bindings[name] = (target.service, post)
     return topology
 
 
@@ -118,8 +115,13 @@ def _retry_policy(retry: config.Retry) -> RetryPolicy:
     budget = retry.budget
     return RetryPolicy(
         retry.to, frozenset(retry.methods),
-        None if budget is None else RetryBudget(float(budget.ratio), float(budget.min_per_second), parse_duration(budget.window)),
+        None if budget is None else RetryBudget(float(budget.ratio), float(budget.min_per_second), budget.window.seconds),
     )
+
+
+def _keep_warm(env: config.Environment, service: config.Service) -> float:
+    keep_warm = env.keep_warm if env.keep_warm is not None else service.keep_warm
+    return DEFAULT_KEEP_WARM if keep_warm is None else keep_warm.seconds
 
 
 def _first(*values: Any) -> Any:

@@ -16,12 +16,12 @@ import math
 import random
 
 from edge.scenario import config
+from edge.scenario.values import DEFAULT_ARRIVALS
 from edge.scenario.arrivals import Arrivals, Burst, Diurnal, RateProfile
 from edge.platform.clock import ModelClock, random_stream
-from edge.platform.distributions import Distribution, parse_distribution
+from edge.platform.distributions import Distribution
 from edge.platform.fetch import Request, Response
 from edge.metrics.recorders import ClientStats, RunMetrics
-from edge.platform.units import parse_duration, parse_rate
 
 
 class RequestMix:
@@ -40,14 +40,14 @@ class RequestMix:
                 t.url,
                 method=t.method,
                 headers=[
-                    (name, config.resolve_secret(spec, value) if value.startswith("secret:") else value)
+                    (name, config.resolve_secret(spec, value.secret) if value.secret is not None else value.raw)
                     for name, value in t.headers.items()
                 ],
                 body=None if t.body is None else t.body.encode(),
             )
             for t in templates
         ]
-        self._sizes = [None if t.body_size is None else parse_distribution(t.body_size, unit="size") for t in templates]
+        self._sizes = [None if t.body_size is None else t.body_size.distribution for t in templates]
         self._filler = b""
 
     def draw(self, rng: random.Random) -> Request:
@@ -153,13 +153,13 @@ class ClosedUsers:
 
 
 def rate_profile(group: config.Traffic) -> RateProfile:
-    _, base = config.parse_arrivals(group.arrivals)
-    stages = [(parse_duration(stage.duration), parse_rate(stage.rate)) for stage in group.stages]
+    base = (group.arrivals or DEFAULT_ARRIVALS).rate
+    stages = [(stage.duration.seconds, stage.rate.per_second) for stage in group.stages]
     diurnal = None
     if group.diurnal is not None:
         d = group.diurnal
-        diurnal = Diurnal(parse_duration(d.period), float(d.trough), parse_duration(d.peak))
-    bursts = [Burst(parse_duration(b.at), parse_duration(b.duration), float(b.factor)) for b in group.bursts]
+        diurnal = Diurnal(d.period.seconds, float(d.trough), d.peak.seconds)
+    bursts = [Burst(b.at.seconds, b.duration.seconds, float(b.factor)) for b in group.bursts]
     return RateProfile(base, stages, diurnal, bursts)
 
 
@@ -171,18 +171,17 @@ def start_traffic(
     groups: list[OpenArrivals | ClosedUsers] = []
     for index, group in enumerate(spec.traffic):
         name = config.group_name(group, index)
-        start = parse_duration(group.start)
-        end = until if group.duration is None else min(until, start + parse_duration(group.duration))
+        start = group.start.seconds
+        end = until if group.duration is None else min(until, start + group.duration.seconds)
         rng = random_stream(seed, "traffic", group.name or index)
         mix = RequestMix(spec, group.requests)
-        timeout = None if group.timeout is None else parse_duration(group.timeout)
+        timeout = None if group.timeout is None else group.timeout.seconds
         client = metrics.group(name)
         if group.users is not None:
-            think = parse_distribution(group.think, unit="duration")
+            think = group.think.distribution
             sender: OpenArrivals | ClosedUsers = ClosedUsers(front, clock, rng, mix, group.users, think, until=end, timeout=timeout, client=client)
         else:
-            kind, _ = config.parse_arrivals(group.arrivals)
-            arrivals = Arrivals(rate_profile(group), kind, rng)
+            arrivals = Arrivals(rate_profile(group), (group.arrivals or DEFAULT_ARRIVALS).kind, rng)
             sender = OpenArrivals(front, clock, rng, mix, arrivals, until=end, timeout=timeout, max_inflight=group.max_inflight,
                                   client=client)
         sender.start(start)

@@ -17,12 +17,12 @@ import h11
 import trio
 
 from edge.scenario import config
+from edge.scenario.values import DEFAULT_ARRIVALS
 from edge.scenario.arrivals import Arrivals
 from edge.platform.clock import random_stream
-from edge.platform.distributions import Distribution, parse_distribution
+from edge.platform.distributions import Distribution
 from edge.platform.fetch import Request
 from edge.engine.traffic import RequestMix, rate_profile
-from edge.platform.units import parse_duration
 
 log = logging.getLogger("edge.live.loadgen")
 
@@ -85,17 +85,16 @@ class LoadGenerator:
         spec = self.loaded.spec
         async with trio.open_nursery() as nursery:
             for index, group in enumerate(spec.traffic):
-                start = parse_duration(group.start)
-                length = math.inf if group.duration is None else parse_duration(group.duration)
+                start = group.start.seconds
+                length = math.inf if group.duration is None else group.duration.seconds
                 rng = random_stream(self.seed, "live-traffic", group.name or index)
                 mix = RequestMix(spec, group.requests)
                 if group.users is not None:
-                    think = parse_distribution(group.think, unit="duration")
+                    think = group.think.distribution
                     for user in range(group.users):
                         nursery.start_soon(self._user, mix, think, start, length, random_stream(self.seed, "live-user", group.name or index, user))
                 else:
-                    kind, _ = config.parse_arrivals(group.arrivals)
-                    arrivals = Arrivals(rate_profile(group), kind, rng)
+                    arrivals = Arrivals(rate_profile(group), (group.arrivals or DEFAULT_ARRIVALS).kind, rng)
                     nursery.start_soon(self._open, mix, arrivals, start, length, rng, nursery)
 
     async def _open(self, mix: RequestMix, arrivals: Arrivals, start: float, length: float, rng: random.Random, nursery: trio.Nursery) -> None:

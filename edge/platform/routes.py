@@ -16,45 +16,76 @@ class RoutePatternError(ValueError):
     pass
 
 
-def _parse(pattern: str) -> tuple[str, bool, str, bool]:
-    """(host, host is a *. wildcard, path, path ends with *)."""
-    if "://" in pattern:
-        pattern = pattern.split("://", 1)[1]
-    host, slash, path = pattern.partition("/")
-    if not host or not slash:
-        raise RoutePatternError(f'expected a route like "example.com/*" or "*.example.com/api/*", got {pattern!r}')
-    wildcard_host = host.startswith("*.")
-    if wildcard_host:
-        host = host[2:]
-    if "*" in host:
-        raise RoutePatternError(f"expected '*' only as a leading '*.' in the host, got {pattern!r}")
-    path = "/" + path
-    wildcard_path = path.endswith("*")
-    if wildcard_path:
-        path = path[:-1]
-    if "*" in path:
-        raise RoutePatternError(f"expected '*' only at the end of the path, got {pattern!r}")
-    return host.lower(), wildcard_host, path, wildcard_path
+class RoutePattern:
+    """A parsed pattern; ``str()`` is the text as written (what ``edge graph`` shows)."""
+
+    __slots__ = ("text", "host", "wildcard_host", "path", "wildcard_path")
+
+    def __init__(self, text: str, host: str, wildcard_host: bool, path: str, wildcard_path: bool) -> None:
+        self.text = text
+        self.host = host
+        self.wildcard_host = wildcard_host
+        self.path = path
+        self.wildcard_path = wildcard_path
+
+    @classmethod
+    def parse(cls, text: object) -> RoutePattern:
+        if not isinstance(text, str):
+            raise RoutePatternError(f'expected a route like "example.com/*", got {text!r}')
+        pattern = text.split("://", 1)[1] if "://" in text else text
+        host, slash, path = pattern.partition("/")
+        if not host or not slash:
+            raise RoutePatternError(f'expected a route like "example.com/*" or "*.example.com/api/*", got {pattern!r}')
+        wildcard_host = host.startswith("*.")
+        if wildcard_host:
+            host = host[2:]
+        if "*" in host:
+            raise RoutePatternError(f"expected '*' only as a leading '*.' in the host, got {pattern!r}")
+        path = "/" + path
+        wildcard_path = path.endswith("*")
+        if wildcard_path:
+            path = path[:-1]
+        if "*" in path:
+            raise RoutePatternError(f"expected '*' only at the end of the path, got {pattern!r}")
+        return cls(text, host.lower(), wildcard_host, path, wildcard_path)
+
+    @property
+    def specificity(self) -> tuple[int, int, int]:
+        return (0 if self.wildcard_host else 1, len(self.host), len(self.path) * 2 + (0 if self.wildcard_path else 1))
+
+    def matches(self, host: str, path: str) -> bool:
+        """``host`` already lowercase."""
+        if self.wildcard_host:
+            if not (host == self.host or host.endswith("." + self.host)):
+                return False
+        elif host != self.host:
+            return False
+        return path.startswith(self.path) if self.wildcard_path else path == self.path
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"RoutePattern({self.text!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RoutePattern) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
 
 
 class RouteTable(Generic[T]):
     def __init__(self) -> None:
-        self._routes: list[tuple[tuple[int, int, int], str, bool, str, bool, T]] = []
+        self._routes: list[tuple[RoutePattern, T]] = []
 
-    def add(self, pattern: str, target: T) -> None:
-        host, wild_host, path, wild_path = _parse(pattern)
-        specificity = (0 if wild_host else 1, len(host), len(path) * 2 + (0 if wild_path else 1))
-        self._routes.append((specificity, host, wild_host, path, wild_path, target))
-        self._routes.sort(key=lambda route: route[0], reverse=True)
+    def add(self, pattern: RoutePattern, target: T) -> None:
+        self._routes.append((pattern, target))
+        self._routes.sort(key=lambda route: route[0].specificity, reverse=True)
 
     def match(self, host: str, path: str) -> T | None:
         host = host.lower()
-        for _, r_host, wild_host, r_path, wild_path, target in self._routes:
-            if wild_host:
-                if not (host == r_host or host.endswith("." + r_host)):
-                    continue
-            elif host != r_host:
-                continue
-            if path == r_path if not wild_path else path.startswith(r_path):
+        for pattern, target in self._routes:
+            if pattern.matches(host, path):
                 return target
         return None

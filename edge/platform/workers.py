@@ -21,9 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from edge.platform.distributions import parse_distribution
+from edge.platform.distributions import Distribution
 from edge.platform.fetch import Response
-from edge.platform.units import parse_ratio
 
 _module_ids = itertools.count()
 
@@ -84,12 +83,12 @@ class ModelWorker:
 
     __slots__ = ("cpu", "latency", "errors", "error_status", "size", "_zeros", "_empty", "_failed")
 
-    def __init__(self, cpu: Any, latency: Any, errors: Any, error_status: int, size: Any) -> None:
-        self.cpu = parse_distribution(cpu, unit="duration")
-        self.latency = parse_distribution(latency, unit="duration")
-        self.errors = parse_ratio(errors)
+    def __init__(self, cpu: Distribution, latency: Distribution, errors: float, error_status: int, size: Distribution) -> None:
+        self.cpu = cpu
+        self.latency = latency
+        self.errors = errors
         self.error_status = error_status
-        self.size = parse_distribution(size, unit="size")
+        self.size = size
         self._zeros = b""
         # Bodiless answers are clones of these: copying is cheaper than validating a new Response.
         self._empty = Response(None)

@@ -23,8 +23,8 @@ from edge.engine.rollout import RolloutReport
 from edge.engine.simulate import RunResult
 from edge.metrics.series import Series
 from edge.engine.timeline import TimelineEntry
-from edge.scenario.thresholds import Threshold, ThresholdResult, parse_threshold
-from edge.platform.units import format_duration, parse_duration
+from edge.scenario.thresholds import Threshold, ThresholdResult
+from edge.platform.units import format_duration
 
 
 class Quantiles(msgspec.Struct):
@@ -244,7 +244,7 @@ def build_report(result: RunResult) -> Report:
         seed=result.seed,
         duration_s=_round(result.duration),
         simulated_s=_round(result.simulated),
-        cpu_limit_s=_round(parse_duration(result.loaded.spec.scenario.cpu_limit)),
+        cpu_limit_s=_round(result.loaded.spec.scenario.cpu_limit.seconds),
         node=NodeReport(cores=cores.cores, cpu_utilisation=_round(cores.busy_seconds / (cores.cores * result.simulated)) if result.simulated else 0.0),
         environments=environments,
         routers=routers,
@@ -259,7 +259,7 @@ def build_report(result: RunResult) -> Report:
     )
     report.thresholds = [
         ThresholdResult(threshold=t.text, value=_round(value), passed=t.holds(value))
-        for t in (parse_threshold(rule.threshold) for rule in threshold_rules(result.loaded.spec))
+        for t in (rule.threshold for rule in threshold_rules(result.loaded.spec))
         for value in [threshold_value(report, t)]
     ]
     return report
@@ -296,7 +296,7 @@ def abort_check(loaded: LoadedScenario) -> Callable[[RunResult], str | None] | N
     """For ``simulate(stop_when=...)``: the first aborting threshold that fails on the run so far
     (past its delay), or None; None instead of a check when no threshold aborts."""
     rules = [
-        (rule.threshold, parse_threshold(rule.threshold), parse_duration(rule.delay))
+        (rule.threshold.text, rule.threshold, rule.delay.seconds)
         for rule in threshold_rules(loaded.spec) if rule.abort
     ]
     if not rules:

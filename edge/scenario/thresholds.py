@@ -43,16 +43,34 @@ _GRAMMAR = re.compile(
 EXPECTED = '"[STAT] METRIC [of clients|SERVICE@ENV] OP VALUE", e.g. "p99 latency of app@canary < 200ms"'
 
 
-class Threshold(msgspec.Struct, frozen=True):
-    text: str
-    metric: str
-    stat: str | None
-    subject: str  # "clients" or "service@environment"
-    op: str
-    value: float
+class Threshold:
+    """A parsed threshold line. A plain class rather than a Struct: scenario decoding builds it
+    from a string (a msgspec custom type), and a Struct would be decoded from a table instead."""
+
+    __slots__ = ("text", "metric", "stat", "subject", "op", "value")
+
+    def __init__(self, text: str, metric: str, stat: str | None, subject: str, op: str, value: float) -> None:
+        self.text = text
+        self.metric = metric
+        self.stat = stat
+        self.subject = subject  # "clients" or "service@environment"
+        self.op = op
+        self.value = value
 
     def holds(self, measured: float) -> bool:
         return _OPS[self.op](measured, self.value)
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.text!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and (other.text, other.subject) == (self.text, self.subject)  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((self.text, self.subject))
 
 
 class ThresholdResult(msgspec.Struct):
@@ -71,8 +89,10 @@ class ThresholdResult(msgspec.Struct):
         return f"{self.value:g}"
 
 
-def parse_threshold(text: str, default_subject: str = "clients") -> Threshold:
+def parse_threshold(text: object, default_subject: str = "clients") -> Threshold:
     """``default_subject`` is the subject of a line without ``of``: a rollout gate's is its canary."""
+    if not isinstance(text, str):
+        raise ValueError(f"expected {EXPECTED}, got {text!r}")
     match = _GRAMMAR.match(text)
     if match is None:
         raise ValueError(f"expected {EXPECTED}, got {text!r}")
@@ -101,4 +121,4 @@ def parse_threshold(text: str, default_subject: str = "clients") -> Threshold:
             value = float(raw)
         except ValueError:
             raise ValueError(f"expected a number after {op!r}, got {raw!r} in {text!r}") from None
-    return Threshold(text=text.strip(), metric=metric, stat=stat, subject=subject, op=op, value=value)
+    return Threshold(text.strip(), metric, stat, subject, op, value)

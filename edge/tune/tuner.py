@@ -25,10 +25,10 @@ from pathlib import Path
 import msgspec
 
 from edge.scenario import config
+from edge.tune import schedules
 from edge.platform.files import write_atomically
 from edge.report.build import build_report
 from edge.engine.simulate import RunResult, simulate
-from edge.platform.units import parse_duration, parse_ratio
 
 HYPOTHESES = ("bad", "good")
 
@@ -114,7 +114,7 @@ def replicate(task: Task) -> Replication:
     tune = loaded.spec.tune
     assert tune is not None
     service = config.tuned_service(loaded.spec)
-    rollout = config.tune_candidates(loaded)[task.candidate]
+    rollout = schedules.candidates(loaded)[task.candidate]
     spec = msgspec.structs.replace(
         loaded.spec,
         services=[msgspec.structs.replace(s, rollout=rollout) if s.name == service.name else s for s in loaded.spec.services],
@@ -146,7 +146,7 @@ def replicate(task: Task) -> Replication:
 
 def _check_every(rollout: config.Rollout) -> float:
     """How often the run asks whether the rollout is over: a tenth of an interval."""
-    return parse_duration(rollout.interval) / 10
+    return rollout.interval.seconds / 10
 
 
 def _apply(behaviour: config.Behaviour | None, canary, stable) -> None:
@@ -159,8 +159,7 @@ def _apply(behaviour: config.Behaviour | None, canary, stable) -> None:
             for name in ("cpu", "latency", "errors", "error_status", "size"):
                 setattr(canary.worker, name, getattr(stable.worker, name))
         return
-    event = config.TimelineEvent(at=0, action="set", target=canary.key, errors=behaviour.errors, latency=behaviour.latency, cpu=behaviour.cpu)
-    change_behaviour(canary, event)
+    change_behaviour(canary, behaviour)
 
 
 def tasks(scenario: str, candidates: int, replications: int, seed: int) -> list[Task]:
@@ -220,9 +219,6 @@ def wald_expected_requests(p0: float, p1: float, alpha: float, beta: float) -> f
     return ((1 - beta) * upper + beta * lower) / drift
 
 
-SCHEDULE_FIELDS = ("steps", "step_weight", "max_weight", "interval")
-
-
 def _shown(field: str, value: object) -> str:
     """A candidate's own setting, compactly: "sequential 0.1%/0.5%", "gates error ratio < 0.5%"."""
     if field == "sequential" and isinstance(value, dict):
@@ -250,10 +246,10 @@ def summarise(loaded: config.LoadedScenario, replications: list[Replication], se
     assert tune is not None
     service = config.tuned_service(loaded.spec)
     limits = tune.limits
-    false_limit, caught_limit = parse_ratio(limits.false_rollback), parse_ratio(limits.caught)
+    false_limit, caught_limit = limits.false_rollback.fraction, limits.caught.fraction
     rates = _error_rates(loaded, service)
     results = []
-    for index, rollout in enumerate(config.tune_candidates(loaded)):
+    for index, rollout in enumerate(schedules.candidates(loaded)):
         bad = [r for r in replications if r.candidate == index and r.hypothesis == "bad"]
         good = [r for r in replications if r.candidate == index and r.hypothesis == "good"]
         caught = [r for r in bad if r.phase == "rolled back"]
@@ -262,13 +258,13 @@ def summarise(loaded: config.LoadedScenario, replications: list[Replication], se
         closed = None
         if rollout.sequential is not None:
             s = rollout.sequential
-            closed = _r(wald_expected_requests(parse_ratio(s.p0), parse_ratio(s.p1), float(s.alpha), float(s.beta)))
+            closed = _r(wald_expected_requests(s.p0.fraction, s.p1.fraction, float(s.alpha), float(s.beta)))
         elif rates is not None:
             closed = _r(fixed_sample_requests(*rates))
-        extras = {k: v for k, v in (tune.candidates[index] if tune.candidates else {}).items() if k not in SCHEDULE_FIELDS}
+        extras = {k: v for k, v in (tune.candidates[index] if tune.candidates else {}).items() if k not in config.SCHEDULE_FIELDS}
         result = CandidateResult(
             schedule=f"{'/'.join(f'{w:g}' for w in steps)} every {rollout.interval}" + "".join(f"; {_shown(k, v)}" for k, v in extras.items()),
-            steps=steps, interval_s=parse_duration(rollout.interval),
+            steps=steps, interval_s=rollout.interval.seconds,
             caught=proportion(len(caught), len(bad)),
             time_to_rollback_s=mean([r.ended_at_s for r in caught if r.ended_at_s is not None]),
             canary_requests_to_rollback=mean([float(r.canary_requests) for r in caught]),
@@ -306,7 +302,7 @@ def _error_rates(loaded: config.LoadedScenario, service: config.Service) -> tupl
     model = stable.model or service.model
     if model is None or tune.bad.errors is None:
         return None
-    p0, p1 = parse_ratio(model.errors), parse_ratio(tune.bad.errors)
+    p0, p1 = model.errors.fraction, tune.bad.errors.fraction
     return (p0, p1) if 0 < p0 < p1 < 1 else None
 
 
@@ -316,7 +312,7 @@ def tune(loaded: config.LoadedScenario, *, replications: int | None = None, seed
     assert spec.tune is not None
     count = replications or spec.tune.replications
     seed = spec.scenario.seed if seed is None else seed
-    candidates = len(config.tune_candidates(loaded))
+    candidates = len(schedules.candidates(loaded))
     all_tasks = tasks(str(Path(loaded.file).resolve()), candidates, count, seed)
     return summarise(loaded, run_tasks(all_tasks, executor, progress), seed, count)
 
@@ -327,7 +323,7 @@ def write_json(result: TuneResult, path: str | Path) -> None:
 
 def task_count(loaded: config.LoadedScenario, replications: int | None) -> int:
     assert loaded.spec.tune is not None
-    return len(config.tune_candidates(loaded)) * len(HYPOTHESES) * (replications or loaded.spec.tune.replications)
+    return len(schedules.candidates(loaded)) * len(HYPOTHESES) * (replications or loaded.spec.tune.replications)
 
 
 def print_table(result: TuneResult, console=None) -> None:

@@ -1,0 +1,228 @@
+"""The rules of a scenario that span tables, one named check each, run in order after decoding.
+
+A table's own rules are its Struct's ``__post_init__`` (``edge.scenario.config``); these need the
+whole scenario: does a binding name a service, does a split name its environments, does a secret
+reference resolve. Each check raises a ``ConfigError`` with the path of the first offender. The
+order matters only for which of several errors is reported: service names come first, since the
+others look services up by name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterator
+
+from edge.scenario.config import (
+    ConfigError, LoadedScenario, Scenario, Service, TimelineEvent, environments_of, group_name, is_model, threshold_rules,
+)
+
+
+def _services(spec: Scenario) -> dict[str, Service]:
+    return {service.name: service for service in spec.services}
+
+
+def _environment_of(service: Service, name: str) -> str:
+    return f"expected an environment of {service.name!r} ({', '.join(environments_of(service))}), got {name!r}"
+
+
+def check_service_names(loaded: LoadedScenario) -> None:
+    """At least one service, and no name twice."""
+    seen: set[str] = set()
+    for i, service in enumerate(loaded.spec.services):
+        if service.name in seen:
+            raise ConfigError(loaded.file, f"services[{i}].name", f"expected a unique service name, {service.name!r} is defined twice")
+        seen.add(service.name)
+    if not seen:
+        raise ConfigError(loaded.file, "services", "expected at least one service")
+
+
+def _environment_path(service: Service, index: int, env_name: str) -> str:
+    """Where an environment's settings are: its own table, or the service's when it lists none."""
+    return f"services[{index}].environments.{env_name}" if service.environments else f"services[{index}]"
+
+
+def check_binding_targets(loaded: LoadedScenario) -> None:
+    """Every binding names a service, and an environment of it when pinned."""
+    services = _services(loaded.spec)
+    for i, service in enumerate(loaded.spec.services):
+        for env_name, env in environments_of(service).items():
+            for binding, target in {**service.bindings, **env.bindings}.items():
+                where = f"{_environment_path(service, i, env_name)}.bindings.{binding}" if binding in env.bindings else f"services[{i}].bindings.{binding}"
+                if target.service not in services:
+                    raise ConfigError(loaded.file, where, f"expected the name of a service, got {target.raw!r} (services: {', '.join(services)})")
+                target_service = services[target.service]
+                if target.environment is not None and target.environment not in environments_of(target_service):
+                    known = ", ".join(environments_of(target_service))
+                    raise ConfigError(loaded.file, where, f"expected an environment of {target.service!r} ({known}), got {target.environment!r}")
+
+
+def check_worker_modules(loaded: LoadedScenario) -> None:
+    """Every environment runs something, and its worker module loads and has ``fetch``."""
+    from edge.platform.workers import WorkerLoadError, load_worker  # imports the worker code: only here
+
+    for i, service in enumerate(loaded.spec.services):
+        for env_name, env in environments_of(service).items():
+            env_path = _environment_path(service, i, env_name)
+            worker = env.worker or (service.worker if env.model is None else None)
+            if worker is None and env.model is None and service.model is None:
+                raise ConfigError(loaded.file, env_path, "expected `worker` (a Python module) or `model` (synthetic behaviour)")
+            if worker is not None:
+                try:
+                    load_worker(Path(loaded.base_dir) / worker)
+                except WorkerLoadError as exc:
+                    raise ConfigError(loaded.file, f"{env_path}.worker" if env.worker else f"services[{i}].worker", str(exc)) from None
+
+
+def check_split_environments(loaded: LoadedScenario) -> None:
+    """A split's weights and its retry target name environments of the service."""
+    for i, service in enumerate(loaded.spec.services):
+        split, envs = service.split, environments_of(service)
+        if split is None:
+            continue
+        for env_name in split.weights:
+            if env_name not in envs:
+                raise ConfigError(loaded.file, f"services[{i}].split.weights.{env_name}", _environment_of(service, env_name))
+        if split.retry is not None and split.retry.to not in envs:
+            raise ConfigError(loaded.file, f"services[{i}].split.retry.to", _environment_of(service, split.retry.to))
+
+
+def check_rollout_environments(loaded: LoadedScenario) -> None:
+    """A rollout moves the weights of a split service, from one of its environments to another."""
+    for i, service in enumerate(loaded.spec.services):
+        rollout, envs = service.rollout, environments_of(service)
+        if rollout is None:
+            continue
+        if service.split is None or len(envs) < 2:
+            raise ConfigError(loaded.file, f"services[{i}].rollout", "expected a split service (environments and `split`): the rollout moves its weights")
+        for role in ("canary", "stable"):
+            name = getattr(rollout, role)
+            if name not in envs:
+                raise ConfigError(loaded.file, f"services[{i}].rollout.{role}", _environment_of(service, name))
+        if rollout.canary == rollout.stable:
+            raise ConfigError(loaded.file, f"services[{i}].rollout.stable", f"expected an environment other than the canary, got {rollout.stable!r} for both")
+
+
+def check_traffic_groups(loaded: LoadedScenario) -> None:
+    """Traffic groups have names of their own, and something public to send to."""
+    names: set[str] = set()
+    public = any(s.routes for s in loaded.spec.services)
+    for t, traffic in enumerate(loaded.spec.traffic):
+        name = group_name(traffic, t)
+        if name in names:
+            raise ConfigError(loaded.file, f"traffic[{t}].name", f"expected a name no other traffic group has, got {name!r} again")
+        names.add(name)
+        if not public:
+            raise ConfigError(loaded.file, f"traffic[{t}]", "expected at least one public service (one with `routes`) to send traffic to")
+
+
+def check_secret_refs(loaded: LoadedScenario) -> None:
+    """A header's "secret:SERVICE.NAME" names a service that has that secret."""
+    services = _services(loaded.spec)
+    for t, traffic in enumerate(loaded.spec.traffic):
+        for r, template in enumerate(traffic.requests):
+            for header, value in template.headers.items():
+                if value.secret is None:
+                    continue
+                service, name = value.secret
+                where = f"traffic[{t}].requests[{r}].headers.{header}"
+                if service not in services:
+                    raise ConfigError(loaded.file, where, f'expected "secret:SERVICE.NAME" naming a service, got service {service!r}')
+                if not any(name in {**services[service].secrets, **e.secrets} for e in environments_of(services[service]).values()):
+                    raise ConfigError(loaded.file, where, f"expected a secret of {service!r}, it has no secret {name!r}")
+
+
+def check_timeline_targets(loaded: LoadedScenario) -> None:
+    """An event's target is a service (and environment) there is, with what its action needs."""
+    services = _services(loaded.spec)
+    for i, event in enumerate(loaded.spec.timeline):
+        where = f"timeline[{i}].target"
+        service = services.get(event.target.service)
+        if service is None:
+            raise ConfigError(loaded.file, where, f"expected a service ({', '.join(services)}), got {event.target.service!r}")
+        if event.target.environment is not None and event.target.environment not in environments_of(service):
+            raise ConfigError(loaded.file, where, _environment_of(service, event.target.environment))
+        if event.action == "approve" and service.rollout is None:
+            raise ConfigError(loaded.file, where, f"expected a service with a rollout, {service.name!r} has none")
+        if event.action == "weights" and service.split is None:
+            raise ConfigError(loaded.file, where, f"expected a service with a split, {service.name!r} has none")
+        if event.action == "weights" and len(environments_of(service)) < 2:
+            # A split over one environment builds no router (edge.engine.runtime): nothing to reweigh.
+            raise ConfigError(loaded.file, where, f"expected a service split over two or more environments, {service.name!r} has one")
+
+
+def _events(loaded: LoadedScenario, action: str) -> Iterator[tuple[int, TimelineEvent, Service]]:
+    """The timeline's ``action`` events, by index, with their service (``check_timeline_targets`` ran)."""
+    services = _services(loaded.spec)
+    for i, event in enumerate(loaded.spec.timeline):
+        if event.action == action:
+            yield i, event, services[event.target.service]
+
+
+def check_timeline_weights(loaded: LoadedScenario) -> None:
+    """A ``weights`` event is a whole split of the service's environments."""
+    for i, event, service in _events(loaded, "weights"):
+        envs = environments_of(service)
+        unknown = [name for name in event.weights if name not in envs]
+        if unknown:
+            raise ConfigError(loaded.file, f"timeline[{i}].weights.{unknown[0]}", f"expected an environment of {service.name!r} ({', '.join(envs)})")
+        total = sum(event.weights.values())
+        if abs(total - 100) > 1e-9 or any(w < 0 for w in event.weights.values()):
+            raise ConfigError(loaded.file, f"timeline[{i}].weights", f"expected weights >= 0 summing to 100 (percent), got {total:g}")
+
+
+def check_timeline_promotions(loaded: LoadedScenario) -> None:
+    """A promotion goes to an environment of the service that runs the same kind of worker."""
+    for i, event, service in _events(loaded, "promote"):
+        envs = environments_of(service)
+        if event.to not in envs:
+            raise ConfigError(loaded.file, f"timeline[{i}].to", _environment_of(service, event.to))
+        source = event.target.environment
+        assert source is not None  # a promotion's target is pinned (TimelineEvent)
+        if is_model(service, envs[source]) != is_model(service, envs[event.to]):
+            raise ConfigError(loaded.file, f"timeline[{i}].to", f"expected {event.to!r} and {source!r} to be both code or both synthetic models")
+
+
+def check_tuned_service(loaded: LoadedScenario) -> None:
+    """``tune`` names (or implies) one service with a rollout."""
+    tune = loaded.spec.tune
+    if tune is None:
+        return
+    with_rollout = [s.name for s in loaded.spec.services if s.rollout is not None]
+    if not with_rollout:
+        raise ConfigError(loaded.file, "tune", "expected a service with a `rollout` to tune")
+    if tune.service is None and len(with_rollout) > 1:
+        raise ConfigError(loaded.file, "tune.service", f"expected the service to tune, one of {', '.join(with_rollout)}")
+    if tune.service is not None and tune.service not in with_rollout:
+        raise ConfigError(loaded.file, "tune.service", f"expected a service with a rollout ({', '.join(with_rollout)}), got {tune.service!r}")
+
+
+def check_threshold_subjects(loaded: LoadedScenario) -> None:
+    """A threshold is on the clients or on a service environment there is."""
+    spec = loaded.spec
+    known = {f"{s.name}@{e}" for s in spec.services for e in environments_of(s)}
+    for i, rule in enumerate(threshold_rules(spec)):
+        subject = rule.threshold.subject
+        if subject != "clients" and subject not in known:
+            listed = ", ".join(f"{s.name}@{e}" for s in spec.services for e in environments_of(s))
+            raise ConfigError(loaded.file, f"thresholds[{i}]", f"expected clients or a service environment ({listed}), got {subject!r}")
+
+
+CHECKS: tuple[Callable[[LoadedScenario], None], ...] = (
+    check_service_names,
+    check_binding_targets,
+    check_worker_modules,
+    check_split_environments,
+    check_rollout_environments,
+    check_traffic_groups,
+    check_secret_refs,
+    check_timeline_targets,
+    check_timeline_weights,
+    check_timeline_promotions,
+    check_tuned_service,
+    check_threshold_subjects,
+)
+
+
+def run_checks(loaded: LoadedScenario) -> None:
+    for check in CHECKS:
+        check(loaded)

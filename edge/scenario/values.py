@@ -1,0 +1,202 @@
+"""The typed values of a scenario file, parsed once while the file is decoded.
+
+Scenario authors write "250ms", "500/s", "5%", "exp(1ms)", "app@canary"; each such field is
+declared with one of the types below, and ``dec_hook`` (given to ``msgspec.convert``) parses the
+value as written into it. A parser's ValueError becomes a msgspec error carrying the path of the
+field, so ``config.convert`` reports it like any other. Past decoding nothing parses these strings
+again: the runtime reads ``.seconds``, ``.fraction``, ``.distribution``...
+
+Each value keeps ``raw``, what the file said (a string, or a bare TOML number): reports and logs
+echo the configured value as written ("every 1m", "latency exp(2ms)"), and ``enc_hook`` turns a
+value back into it (``edge tune`` lays candidate schedules over a rollout as builtins).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable
+
+from edge.platform.distributions import Distribution, parse_distribution
+from edge.platform.routes import RoutePattern
+from edge.platform.units import parse_duration, parse_rate, parse_ratio
+from edge.scenario.thresholds import Threshold, parse_threshold
+
+Raw = str | int | float
+
+
+class Value:
+    """A parsed scenario value; equal to another of its type written the same way."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: Raw) -> None:
+        self.raw = raw
+
+    def __str__(self) -> str:
+        return str(self.raw)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.raw!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.raw == self.raw  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.raw))
+
+
+class Duration(Value):
+    """Seconds, from "250ms", "1m30s" or a bare number of seconds (never negative)."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self, raw: Raw) -> None:
+        super().__init__(raw)
+        self.seconds = parse_duration(raw)
+
+
+class Rate(Value):
+    """Events per second, from "500/s", "30/m", "2.5k/s"."""
+
+    __slots__ = ("per_second",)
+
+    def __init__(self, raw: Raw) -> None:
+        super().__init__(raw)
+        self.per_second = parse_rate(raw)
+
+
+class Ratio(Value):
+    """A fraction in [0, 1], from "5%", "0.1%" or a bare fraction."""
+
+    __slots__ = ("fraction",)
+
+    def __init__(self, raw: Raw) -> None:
+        super().__init__(raw)
+        self.fraction = parse_ratio(raw)
+
+
+class DurationDistribution(Value):
+    """A random duration ("exp(1ms)", "lognormal(p50=2ms, p99=15ms)"); a bare duration is a constant."""
+
+    __slots__ = ("distribution",)
+    unit = "duration"
+
+    def __init__(self, raw: Raw) -> None:
+        super().__init__(raw)
+        self.distribution: Distribution = parse_distribution(raw, unit=self.unit)
+
+
+class SizeDistribution(DurationDistribution):
+    """A random size in bytes ("exp(2KiB)"); a bare size is a constant."""
+
+    __slots__ = ()
+    unit = "size"
+
+
+_ARRIVALS = re.compile(r"^\s*(poisson|constant)\(\s*(.+?)\s*\)\s*$")
+
+
+class ArrivalProcess(Value):
+    """"poisson(500/s)" or "constant(500/s)": the process ``kind`` and its (start) ``rate`` per second."""
+
+    __slots__ = ("kind", "rate")
+
+    def __init__(self, raw: Raw) -> None:
+        super().__init__(raw)
+        match = _ARRIVALS.match(raw) if isinstance(raw, str) else None
+        if not match:
+            raise ValueError(f'expected "poisson(RATE)" or "constant(RATE)" with RATE like "500/s", got {raw!r}')
+        self.kind = match.group(1)
+        self.rate = parse_rate(match.group(2))
+
+
+DEFAULT_ARRIVALS = ArrivalProcess("poisson(100/s)")
+"""An open group's arrivals when it names none."""
+
+
+class Target(Value):
+    """An environment selector: "app" (the service, through its split) or "app@canary" (pinned)."""
+
+    __slots__ = ("service", "environment")
+
+    def __init__(self, raw: Raw) -> None:
+        if not isinstance(raw, str):
+            raise ValueError(f'expected "SERVICE" or "SERVICE@ENVIRONMENT", got {raw!r}')
+        super().__init__(raw)
+        service, _, environment = raw.partition("@")
+        self.service = service
+        self.environment: str | None = environment or None
+
+    @property
+    def pinned(self) -> bool:
+        return "@" in str(self.raw)
+
+
+SECRET_PREFIX = "secret:"
+
+
+class HeaderValue(Value):
+    """A request header's value, or "secret:SERVICE.NAME": a reference to a service's secret,
+    resolved when the traffic is built (so that no report or log ever holds the secret)."""
+
+    __slots__ = ("secret",)
+
+    def __init__(self, raw: Raw) -> None:
+        if not isinstance(raw, str):
+            raise ValueError(f"expected a string, got {raw!r}")
+        super().__init__(raw)
+        self.secret: tuple[str, str] | None = None
+        if raw.startswith(SECRET_PREFIX):
+            service, _, name = raw[len(SECRET_PREFIX):].partition(".")
+            self.secret = (service, name)
+
+
+GATE_METRICS = ("latency", "error ratio", "errors", "requests", "shed", "queue wait")
+_GATE_SUBJECT = "canary@rollout"
+"""A gate is judged on the canary's last interval whatever subject its line names; parsing needs
+a service environment as the default subject, so that environment-only metrics are accepted."""
+
+
+class Gate(Threshold):
+    """A rollout gate: a threshold on the canary over one interval."""
+
+    __slots__ = ()
+
+    @classmethod
+    def parse(cls, text: object) -> Gate:
+        threshold = parse_threshold(text, default_subject=_GATE_SUBJECT)
+        if threshold.metric not in GATE_METRICS or threshold.stat == "mean":
+            raise ValueError(f"expected a gate on {', '.join(GATE_METRICS)} (latency and queue wait by p50/p90/p99/max), got {text!r}")
+        return cls(threshold.text, threshold.metric, threshold.stat, threshold.subject, threshold.op, threshold.value)
+
+
+_PARSERS: dict[type, Callable[[Any], Any]] = {
+    Duration: Duration,
+    Rate: Rate,
+    Ratio: Ratio,
+    DurationDistribution: DurationDistribution,
+    SizeDistribution: SizeDistribution,
+    ArrivalProcess: ArrivalProcess,
+    Target: Target,
+    HeaderValue: HeaderValue,
+    RoutePattern: RoutePattern.parse,
+    Threshold: parse_threshold,
+    Gate: Gate.parse,
+}
+
+
+def dec_hook(type: type, raw: Any) -> Any:
+    """For ``msgspec.convert``: parse ``raw`` into one of the types above."""
+    parse = _PARSERS.get(type)
+    if parse is None:
+        raise NotImplementedError(f"no decoder for {type!r}")
+    return parse(raw)
+
+
+def enc_hook(value: Any) -> Any:
+    """For ``msgspec.to_builtins``: a value as the file wrote it, which decodes to the same value."""
+    if isinstance(value, Value):
+        return value.raw
+    if isinstance(value, (Threshold, RoutePattern)):
+        return value.text
+    raise NotImplementedError(f"no encoder for {type(value)!r}")
