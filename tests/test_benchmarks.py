@@ -1,8 +1,9 @@
 """The virtual-time benchmarks still run (briefly): a benchmark that rots unseen measures nothing.
 
 These time nothing (speed is read from the benchmarks' own output, not asserted here); they check
-that each script runs on the current code and prints its figures. The live benchmarks need wrk and
-workerd and are run by hand (README).
+that each script runs on the current code and prints its figures (SimPy, the virtual-time yardstick,
+is in the test extras for that). The live benchmarks need wrk and workerd and are run by hand
+(README).
 """
 
 from __future__ import annotations
