@@ -1,4 +1,4 @@
-"""A bounded mailbox served by a fixed set of consumer tasks, and the Call message that travels in it.
+"""A bounded mailbox served by consumers (trio tasks or fibers), and the Call message that travels in it.
 
 Why not a trio memory channel: a channel round trip costs two task switches and an Event-like
 rendezvous per message, and a channel cannot hand a message straight to an idle consumer while also

@@ -5,9 +5,9 @@ The model never asks trio for the time or sleeps with ``trio.sleep`` directly: i
 
 Why a clock that holds its own timers: ``trio.sleep`` opens a cancel scope and registers a deadline
 per call, which caps a simulation at a few tens of thousands of timer events a second. Here a sleeping
-task parks with ``wait_task_rescheduled`` and its wake-up goes on a heap. When trio finds nothing
+fiber (``edge.platform.fibers``) or task puts its wake-up on a heap. When trio finds nothing
 runnable it asks the clock how long to block (``deadline_to_sleep_time``); the virtual clock answers
-by jumping to its earliest timer, rescheduling that task, and saying "don't block". trio's own
+by running ready fibers and firing timers in order until one wakes a task, and saying "don't block". trio's own
 deadlines (``trio.sleep``, ``fail_after`` in user code) still work: the clock jumps to them when they
 come first.
 """
