@@ -256,8 +256,9 @@ class EnvironmentActor:
         self._warm: list[float] = []  # when each idle slot goes cold, most recently used last
         # Code workers' slots: a slot is a ctx, an env and a consumer of the mailbox (a fiber in
         # virtual time, a trio task live). Virtual slots come into being when a call finds none
-        # idle, so that a large topology costs little while idle; live ones all start with run().
-        self._slots = concurrency if live else 0
+        # idle, so that a large topology costs little while idle (``_slots`` counts them); live
+        # ones all start with run().
+        self._slots = 0
         self._fibers: dict[fibers.Fiber, None] = {}  # ordered: closed in the order they started
         self._owner: Task | None = None  # the actor's task while it runs, owner of its fibers
         self._failure: BaseException | None = None  # what a fiber raised before the task could
