@@ -6,13 +6,15 @@ import pathlib
 import random
 import re
 
+import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge.metrics.exposition import registry_for
 from edge.metrics.families import FAMILIES, LATENCY_BUCKETS, Family
-from edge.metrics.histogram import LogHistogram
+from edge.metrics.histogram import Bins, LogHistogram, bin_mids
 from edge.metrics.recorders import RunMetrics
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -48,6 +50,82 @@ def test_prometheus_buckets_are_exact_at_their_bounds():
     assert hist.count_below(0.0025) == 3
     assert hist.count_below(0.005) == 5
     assert hist.count_below(10.0) == 7
+
+
+def test_counts_cover_only_the_decades_observed():
+    hist = LogHistogram()
+    hist.observe(0.0012)
+    hist.observe(0.0099)  # the same decade: 900 bins
+    assert len(hist.bins().counts) == 900
+    hist.observe(0.5)  # two decades up: the range grows to cover the one between
+    assert len(hist.bins().counts) == 3 * 900
+    assert hist.bins().count == 3
+
+
+def test_a_value_on_a_decade_edge_starts_that_decade():
+    hist = LogHistogram()
+    hist.observe(0.001)
+    assert (hist.bins().start, len(hist.bins().counts)) == (4 * 900, 900)  # 10^-3 is 4 decades above 10^-7
+    hist.observe(0.000999)
+    assert hist.bins().start == 3 * 900
+
+
+def test_extremes_share_the_first_and_last_bins():
+    hist = LogHistogram()
+    for v in (0.0, 5e-8, 1e5, 1e9):
+        hist.observe(v)
+    bins = hist.bins()
+    assert bins.start == 0 and bins.end == len(bin_mids())
+    assert bins.counts[0] == 2 and bins.counts[-1] == 2
+
+
+def test_difference_of_copies_is_what_came_between():
+    hist = LogHistogram()
+    hist.observe(0.002)
+    before = hist.bins()
+    hist.observe(3.0)  # widens the range: the copies no longer align
+    since = hist.bins() - before
+    assert since.count == 1 and abs(since.quantile(0.5) - 3.0) / 3.0 < 0.01
+    assert (before - before).count == 0 and (Bins() - before).count == -1
+
+
+def test_empty_bins_read_as_zero():
+    assert Bins().quantile(0.5) == 0.0 and Bins().largest() == 0.0 and len(Bins().samples()) == 0
+    assert (Bins() + Bins()).count == 0
+
+
+def _dense_quantile(values: list[float], q: float) -> float:
+    """The quantile as the earlier dense histogram read it: over all 10,801 bins."""
+    hist = LogHistogram()
+    for v in values:
+        hist.observe(v)
+    bins = hist.bins()
+    dense = np.zeros(len(bin_mids()), dtype=np.int64)
+    dense[bins.start : bins.end] = bins.counts
+    cumulative = np.cumsum(dense)
+    index = int(np.searchsorted(cumulative, q * int(cumulative[-1]), side="right"))
+    return 0.0 if index == 0 else float(bin_mids()[min(index, len(dense) - 1)])
+
+
+_latencies = st.lists(st.floats(min_value=0.0, max_value=1e6, allow_nan=False), min_size=1, max_size=60)
+
+
+@settings(max_examples=200, deadline=None)
+@given(first=_latencies, second=_latencies, q=st.sampled_from([0.0, 0.5, 0.9, 0.99, 0.999]))
+def test_window_quantiles_match_a_histogram_of_the_window_alone(first, second, q):
+    hist = LogHistogram()
+    for v in first:
+        hist.observe(v)
+    before = hist.bins()
+    for v in second:
+        hist.observe(v)
+    window = hist.bins() - before
+    alone = LogHistogram()
+    for v in second:
+        alone.observe(v)
+    assert window.count == len(second)
+    assert window.quantile(q) == alone.bins().quantile(q) == _dense_quantile(second, q)
+    assert sorted(window.samples()) == sorted(alone.bins().samples())
 
 
 def recorded_run() -> RunMetrics:

@@ -205,3 +205,41 @@ def test_bad_body_sizes_name_the_path(make_scenario, template, path, expected):
     with pytest.raises(config.ConfigError) as raised:
         make_scenario(SERVICE.format(latency="1ms", traffic="").replace('requests = [{ url = "https://api.test/" }]', f"requests = [{template}]"))
     assert f"traffic[0].requests[0].{path}" in str(raised.value) and expected in str(raised.value)
+
+
+def test_one_plan_serves_both_drivers(tmp_path):
+    """``plan_traffic`` is what the simulation and ``edge serve --traffic`` both send: each group's
+    kind, window and request stream come from it alone."""
+    from edge.engine.traffic import plan_traffic
+    from edge.scenario import config
+
+    path = tmp_path / "s.toml"
+    path.write_text("""
+[scenario]
+name = "plans"
+duration = "10s"
+[[services]]
+name = "app"
+routes = ["example.com/*"]
+model = { latency = "1ms" }
+[[traffic]]
+name = "open"
+arrivals = "poisson(5/s)"
+requests = [{ url = "https://example.com/" }]
+[[traffic]]
+name = "closed"
+start = "2s"
+duration = "3s"
+users = 4
+think = "100ms"
+requests = [{ url = "https://example.com/a" }]
+""")
+    spec = config.load(path).spec
+    open_group, closed = plan_traffic(spec, seed=7)
+    assert (open_group.name, open_group.start, open_group.length, open_group.users) == ("open", 0.0, math.inf, None)
+    assert open_group.arrivals is not None and open_group.think is None
+    assert (closed.name, closed.start, closed.length, closed.users) == ("closed", 2.0, 3.0, 4)
+    assert closed.arrivals is None and closed.think is not None
+    again = plan_traffic(spec, seed=7)[0]
+    assert [open_group.mix.draw(open_group.rng).url for _ in range(3)] == [again.mix.draw(again.rng).url for _ in range(3)]
+    assert open_group.arrivals.after(0.0, 10.0) != plan_traffic(spec, seed=8)[0].arrivals.after(0.0, 10.0)

@@ -20,11 +20,10 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-import numpy as np
 
 from edge.scenario import config
 from edge.platform.clock import ModelClock
-from edge.metrics.histogram import bin_mids, bins_quantile
+from edge.metrics.histogram import Bins
 from edge.metrics.recorders import EnvironmentStats, RunMetrics
 from edge.engine import rollout_machine as machine
 from edge.engine.rollout_machine import Phase
@@ -104,7 +103,7 @@ class RolloutController:
         self.ended_at: float | None = None
         self._first: _Reading | None = None  # the canary at the start, for its totals
         self._last: _Reading | None = None  # the canary when the window began
-        self._last_stable: np.ndarray | None = None
+        self._last_stable: Bins | None = None
         self._show_phase()
 
     # -- events in --------------------------------------------------------------------------------
@@ -210,25 +209,22 @@ class RolloutController:
         )
 
 
-def _compare(canary: np.ndarray, stable: np.ndarray) -> machine.Comparison | None:
+def _compare(canary: Bins, stable: Bins) -> machine.Comparison | None:
     """The Mann-Whitney test of the two windows' latency bins read as samples (None if one is empty)."""
     from scipy.stats import mannwhitneyu  # a second's import, paid only by rollouts that compare
 
-    if canary.sum() == 0 or stable.sum() == 0:
+    if canary.count == 0 or stable.count == 0:
         return None
-    mids = bin_mids()
-    a, b = np.repeat(mids, canary), np.repeat(mids, stable)
-    p = float(mannwhitneyu(a, b, alternative="greater", method="asymptotic").pvalue)
-    return machine.Comparison(p_value=p, median_shift_s=bins_quantile(canary, 0.5) - bins_quantile(stable, 0.5))
+    p = float(mannwhitneyu(canary.samples(), stable.samples(), alternative="greater", method="asymptotic").pvalue)
+    return machine.Comparison(p_value=p, median_shift_s=canary.quantile(0.5) - stable.quantile(0.5))
 
 
 def _value(gate: Threshold, window: dict[str, Any]) -> float:
     value = window[gate.metric]
-    if isinstance(value, np.ndarray):  # latency or queue wait bins over the interval
+    if isinstance(value, Bins):  # latency or queue wait over the interval
         if gate.stat == "max":
-            nonzero = np.flatnonzero(value)
-            return float(bin_mids()[nonzero[-1]]) if len(nonzero) else 0.0
-        return bins_quantile(value, {"p50": 0.5, "p90": 0.9, "p99": 0.99}[gate.stat])  # type: ignore[index]
+            return value.largest()
+        return value.quantile({"p50": 0.5, "p90": 0.9, "p99": 0.99}[gate.stat])  # type: ignore[index]
     return float(value)
 
 

@@ -11,6 +11,7 @@ arrivals exactly as they were.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import itertools
 import math
 import random
@@ -163,27 +164,63 @@ def rate_profile(group: config.Traffic) -> RateProfile:
     return RateProfile(base, stages, diurnal, bursts)
 
 
+@dataclasses.dataclass(frozen=True)
+class GroupPlan:
+    """One traffic group as both drivers send it: the simulation's clients and ``edge serve --traffic``.
+
+    Open groups have ``arrivals``; closed groups have ``users`` and ``think``. ``rng`` is the
+    group's own stream, drawn in the same order by both drivers, so a live run sends the requests a
+    simulation with the same seed would (at real times instead of simulated ones).
+    """
+
+    name: str
+    start: float
+    length: float
+    """Seconds the group sends for, from ``start`` (``math.inf``: to the end of the run)."""
+    mix: RequestMix
+    rng: random.Random
+    arrivals: Arrivals | None
+    users: int | None
+    think: Distribution | None
+    timeout: float | None
+    max_inflight: int | None
+
+
+def plan_traffic(spec: config.Scenario, *, seed: int) -> list[GroupPlan]:
+    plans = []
+    for index, group in enumerate(spec.traffic):
+        rng = random_stream(seed, "traffic", group.name or index)
+        closed = group.users is not None
+        plans.append(GroupPlan(
+            name=config.group_name(group, index),
+            start=group.start.seconds,
+            length=math.inf if group.duration is None else group.duration.seconds,
+            mix=RequestMix(spec, group.requests),
+            rng=rng,
+            arrivals=None if closed else Arrivals(rate_profile(group), (group.arrivals or DEFAULT_ARRIVALS).kind, rng),
+            users=group.users,
+            think=group.think.distribution if closed else None,
+            timeout=None if group.timeout is None else group.timeout.seconds,
+            max_inflight=group.max_inflight,
+        ))
+    return plans
+
+
 def start_traffic(
     loaded: config.LoadedScenario, front, clock: ModelClock, metrics: RunMetrics, *, seed: int, until: float
 ) -> list[OpenArrivals | ClosedUsers]:
     """Start every traffic group; returns them, for ``stop()`` should the run end early."""
-    spec = loaded.spec
     groups: list[OpenArrivals | ClosedUsers] = []
-    for index, group in enumerate(spec.traffic):
-        name = config.group_name(group, index)
-        start = group.start.seconds
-        end = until if group.duration is None else min(until, start + group.duration.seconds)
-        rng = random_stream(seed, "traffic", group.name or index)
-        mix = RequestMix(spec, group.requests)
-        timeout = None if group.timeout is None else group.timeout.seconds
-        client = metrics.group(name)
-        if group.users is not None:
-            think = group.think.distribution
-            sender: OpenArrivals | ClosedUsers = ClosedUsers(front, clock, rng, mix, group.users, think, until=end, timeout=timeout, client=client)
+    for plan in plan_traffic(loaded.spec, seed=seed):
+        end = min(until, plan.start + plan.length)
+        client = metrics.group(plan.name)
+        sender: OpenArrivals | ClosedUsers
+        if plan.arrivals is None:
+            assert plan.users is not None and plan.think is not None
+            sender = ClosedUsers(front, clock, plan.rng, plan.mix, plan.users, plan.think, until=end, timeout=plan.timeout, client=client)
         else:
-            arrivals = Arrivals(rate_profile(group), (group.arrivals or DEFAULT_ARRIVALS).kind, rng)
-            sender = OpenArrivals(front, clock, rng, mix, arrivals, until=end, timeout=timeout, max_inflight=group.max_inflight,
-                                  client=client)
-        sender.start(start)
+            sender = OpenArrivals(front, clock, plan.rng, plan.mix, plan.arrivals, until=end, timeout=plan.timeout,
+                                  max_inflight=plan.max_inflight, client=client)
+        sender.start(plan.start)
         groups.append(sender)
     return groups

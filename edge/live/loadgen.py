@@ -17,12 +17,10 @@ import h11
 import trio
 
 from edge.scenario import config
-from edge.scenario.values import DEFAULT_ARRIVALS
 from edge.scenario.arrivals import Arrivals
-from edge.platform.clock import random_stream
 from edge.platform.distributions import Distribution
 from edge.platform.fetch import Request
-from edge.engine.traffic import RequestMix, rate_profile
+from edge.engine.traffic import RequestMix, plan_traffic
 
 log = logging.getLogger("edge.live.loadgen")
 
@@ -82,20 +80,14 @@ class LoadGenerator:
         self._idle: list[_Connection] = []
 
     async def run(self) -> None:
-        spec = self.loaded.spec
         async with trio.open_nursery() as nursery:
-            for index, group in enumerate(spec.traffic):
-                start = group.start.seconds
-                length = math.inf if group.duration is None else group.duration.seconds
-                rng = random_stream(self.seed, "live-traffic", group.name or index)
-                mix = RequestMix(spec, group.requests)
-                if group.users is not None:
-                    think = group.think.distribution
-                    for user in range(group.users):
-                        nursery.start_soon(self._user, mix, think, start, length, random_stream(self.seed, "live-user", group.name or index, user))
+            for plan in plan_traffic(self.loaded.spec, seed=self.seed):
+                if plan.arrivals is None:
+                    assert plan.users is not None and plan.think is not None
+                    for _ in range(plan.users):
+                        nursery.start_soon(self._user, plan.mix, plan.think, plan.start, plan.length, plan.rng)
                 else:
-                    arrivals = Arrivals(rate_profile(group), (group.arrivals or DEFAULT_ARRIVALS).kind, rng)
-                    nursery.start_soon(self._open, mix, arrivals, start, length, rng, nursery)
+                    nursery.start_soon(self._open, plan.mix, plan.arrivals, plan.start, plan.length, plan.rng, nursery)
 
     async def _open(self, mix: RequestMix, arrivals: Arrivals, start: float, length: float, rng: random.Random, nursery: trio.Nursery) -> None:
         await trio.sleep(start)

@@ -37,14 +37,17 @@ class LogHistogram:
     and binning each in Python cost a tenth of the whole run. Values wait in a list and are binned
     with numpy when anything reads the histogram, or when the owner calls ``settle()`` to bound
     the list (``RunMetrics.settle`` does it for every histogram of a run).
+
+    Why the counts cover only the decades seen: all twelve decades take 86 KB, and a topology of
+    1,000 services keeps thousands of histograms whose values span two or three decades each.
     """
 
-    __slots__ = ("observe", "_pending", "_bins", "_count", "_total", "_min", "_max")
+    __slots__ = ("observe", "_pending", "_counts", "_count", "_total", "_min", "_max")
 
     def __init__(self) -> None:
         self._pending: list[float] = []
         self.observe: Callable[[float], None] = self._pending.append
-        self._bins = np.zeros(_BINS, dtype=np.int64)
+        self._counts = Bins()
         self._count = 0
         self._total = 0.0
         self._min = math.inf
@@ -57,7 +60,9 @@ class LogHistogram:
             return
         values = np.array(pending, dtype=np.float64)
         pending.clear()
-        self._bins += np.bincount(_bin_indices(values), minlength=_BINS)
+        indices = _bin_indices(values)
+        counts = self._counts = self._counts.covering(int(indices.min()), int(indices.max()) + 1)
+        counts.counts += np.bincount(indices - counts.start, minlength=len(counts.counts))
         self._count += len(values)
         self._total += float(values.sum())
         self._min = min(self._min, float(values.min()))
@@ -67,7 +72,7 @@ class LogHistogram:
         """Merge ``other``'s observations into this histogram."""
         other.settle()
         self.settle()
-        self._bins += other._bins
+        self._counts = self._counts + other._counts
         self._count += other._count
         self._total += other._total
         self._min = min(self._min, other._min)
@@ -105,30 +110,92 @@ class LogHistogram:
             return 0.0
         if q >= 1.0:
             return self._max
-        return min(max(bins_quantile(self._bins, q, self._count), self._min), self._max)
+        return min(max(self._counts.quantile(q), self._min), self._max)
 
-    def bins(self) -> np.ndarray:
+    def bins(self) -> Bins:
         """A copy of the bin counts: the difference of two copies is what was observed in between."""
         self.settle()
-        return self._bins.copy()
+        return self._counts.copy()
 
     def count_below(self, bound: float) -> int:
         """How many observations fell below ``bound`` (exact when ``bound`` is a bin edge)."""
         self.settle()
-        return int(self._bins[: _bin_index(bound)].sum())
+        counts = self._counts
+        return int(counts.counts[: max(0, _bin_index(bound) - counts.start)].sum())
 
 
-def bins_quantile(bins: np.ndarray, q: float, count: int | None = None) -> float:
-    """The q-quantile of a histogram given by its bin counts (``LogHistogram.bins()`` or a
-    difference of two): the midpoint of the bin it falls in, within 1% of the true value."""
-    cumulative = np.cumsum(bins)
-    count = int(cumulative[-1]) if count is None else count
-    if not count:
-        return 0.0
-    index = int(np.searchsorted(cumulative, q * count, side="right"))
-    if index == 0:  # below 100 ns, zeros included
-        return 0.0
-    return _bin_mid(min(index, _BINS - 1))
+class Bins:
+    """Counts of the consecutive bins ``start, start + 1, ...``; every bin outside holds zero.
+
+    What a histogram keeps, and what its readers take: a copy at one instant, or the difference of
+    two copies (what was observed in between), read as a quantile or as samples at bin midpoints.
+    """
+
+    __slots__ = ("start", "counts")
+
+    def __init__(self, start: int = 0, counts: np.ndarray | None = None) -> None:
+        self.start = start
+        self.counts = np.zeros(0, dtype=np.int64) if counts is None else counts
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.counts)
+
+    @property
+    def count(self) -> int:
+        return int(self.counts.sum())
+
+    def copy(self) -> Bins:
+        return Bins(self.start, self.counts.copy())
+
+    def covering(self, start: int, end: int) -> Bins:
+        """These counts over whole decades spanning at least [start, end): self if they already do.
+
+        Whole decades, so that a histogram's range grows a few times in a run, not per value."""
+        if self.start <= start and end <= self.end and len(self.counts):
+            return self
+        if len(self.counts):
+            start, end = min(start, self.start), max(end, self.end)
+        start = start - start % _PER_DECADE
+        end = min(_BINS, end + (-end) % _PER_DECADE)
+        counts = np.zeros(end - start, dtype=np.int64)
+        if len(self.counts):
+            counts[self.start - start : self.end - start] = self.counts
+        return Bins(start, counts)
+
+    def __add__(self, other: Bins) -> Bins:
+        return self._combine(other, 1)
+
+    def __sub__(self, other: Bins) -> Bins:
+        return self._combine(other, -1)
+
+    def _combine(self, other: Bins, sign: int) -> Bins:
+        if not len(other.counts):
+            return self.copy()
+        if not len(self.counts):
+            return Bins(other.start, other.counts * sign)
+        union = self.covering(other.start, other.end).copy()
+        union.counts[other.start - union.start : other.end - union.start] += other.counts * sign
+        return union
+
+    def quantile(self, q: float) -> float:
+        """The q-quantile read from the bins: the midpoint of the bin it falls in, within 1% of
+        the true value; 0.0 when the bins are empty."""
+        cumulative = np.cumsum(self.counts)
+        if not len(cumulative) or not cumulative[-1]:
+            return 0.0
+        local = int(np.searchsorted(cumulative, q * int(cumulative[-1]), side="right"))
+        index = _BINS - 1 if local >= len(cumulative) else self.start + local
+        return 0.0 if index == 0 else _bin_mid(index)  # bin 0: below 100 ns, zeros included
+
+    def largest(self) -> float:
+        """The midpoint of the highest bin holding anything (0.0 when empty)."""
+        nonzero = np.flatnonzero(self.counts)
+        return float(bin_mids()[self.start + nonzero[-1]]) if len(nonzero) else 0.0
+
+    def samples(self) -> np.ndarray:
+        """Every observation as its bin's midpoint, in order."""
+        return np.repeat(bin_mids()[self.start : self.end], self.counts)
 
 
 @functools.lru_cache(maxsize=1)

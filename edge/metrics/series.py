@@ -10,10 +10,9 @@ are plain lists, one value per interval, so the JSON stays small and a plot take
 from __future__ import annotations
 
 import msgspec
-import numpy as np
 
 from edge.platform.clock import ModelClock
-from edge.metrics.histogram import LogHistogram, bins_quantile
+from edge.metrics.histogram import Bins, LogHistogram
 from edge.metrics.recorders import RunMetrics
 
 NICE_INTERVALS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400)
@@ -74,11 +73,11 @@ class _Window:
     """The bins of some histograms at the last reading; ``take`` gives what came since."""
 
     def __init__(self) -> None:
-        self.last: np.ndarray | None = None
+        self.last = Bins()
 
-    def take(self, histograms: list[LogHistogram]) -> np.ndarray:
-        now = sum((h.bins() for h in histograms[1:]), histograms[0].bins()) if histograms else np.zeros(1, dtype=np.int64)
-        since = now if self.last is None else now - self.last
+    def take(self, histograms: list[LogHistogram]) -> Bins:
+        now = sum((h.bins() for h in histograms), Bins())
+        since = now - self.last
         self.last = now
         return since
 
@@ -119,7 +118,7 @@ class SeriesRecorder:
         self._counts[key] = value
         return value - before
 
-    def _bins(self, key: str, histograms: list[LogHistogram]) -> np.ndarray:
+    def _bins(self, key: str, histograms: list[LogHistogram]) -> Bins:
         window = self._windows.get(key)
         if window is None:
             window = self._windows[key] = _Window()
@@ -138,11 +137,11 @@ class SeriesRecorder:
         c.timeouts.append(int(self._delta("clients.timeouts", by_class[1])))
         c.dropped.append(int(self._delta("clients.dropped", sum(g.dropped for g in groups))))
         latency = self._bins("clients.latency", [g.latency for g in groups])
-        c.latency_p50_s.append(_round(bins_quantile(latency, 0.5)))
-        c.latency_p99_s.append(_round(bins_quantile(latency, 0.99)))
+        c.latency_p50_s.append(_round(latency.quantile(0.5)))
+        c.latency_p99_s.append(_round(latency.quantile(0.99)))
         cpu = self._bins("clients.cpu", list(metrics.request_cpu.values()))
-        c.cpu_per_request_p50_s.append(_round(bins_quantile(cpu, 0.5)))
-        c.cpu_per_request_p99_s.append(_round(bins_quantile(cpu, 0.99)))
+        c.cpu_per_request_p50_s.append(_round(cpu.quantile(0.5)))
+        c.cpu_per_request_p99_s.append(_round(cpu.quantile(0.99)))
 
         for key, stats in metrics.environments.items():
             e = series.environments.get(key)
@@ -153,7 +152,7 @@ class SeriesRecorder:
             e.shed.append(int(self._delta(f"{key}.shed", stats.shed)))
             bins = self._bins(f"{key}.latency", [stats.latency])
             for column, q in ((e.latency_p50_s, 0.5), (e.latency_p90_s, 0.9), (e.latency_p99_s, 0.99)):
-                column.append(_round(bins_quantile(bins, q)))
+                column.append(_round(bins.quantile(q)))
             e.cpu_s.append(_round(self._delta(f"{key}.cpu", stats.cpu_seconds)))
 
         for (service, environment), percent in metrics.canary_weights.items():
