@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 from http import HTTPStatus
 from typing import Any, Awaitable, Callable
@@ -62,6 +63,8 @@ from edge.platform.fetch import Request, Response
 log = logging.getLogger("edge.live.ingress")
 client_faults = logging.getLogger("edge.live.ingress.clients")
 client_faults.addFilter(RateLimit(limit=10, interval=10.0))
+bad_answers = logging.getLogger("edge.live.ingress.answers")  # one worker can do it on every request
+bad_answers.addFilter(RateLimit(limit=10, interval=10.0))
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -330,7 +333,7 @@ class HttpServer:
         except (UnicodeEncodeError, h11.LocalProtocolError):
             # Built (and validated) before h11's send: a send that raises leaves h11 in ERROR.
             self.count_fault("invalid_response")
-            log.error("a worker's answer to %s %s cannot be sent as HTTP/1.1 (a header or reason phrase outside "
+            bad_answers.error("a worker's answer to %s %s cannot be sent as HTTP/1.1 (a header or reason phrase outside "
                       "Latin-1, or a CR/LF in a value): answered 500 instead", method, request.path)
             response = platform_error(INVALID_RESPONSE)
             head, body = await self._head_and_body(response)
@@ -361,9 +364,21 @@ class HttpServer:
         await self._send(client, conn.send(h11.Response(status_code=503, headers=self._shed_and_close)) + conn.send(h11.Data(data=self._shed_body)) + conn.send(h11.EndOfMessage()))
 
     async def _send(self, client: _Client, data: bytes) -> None:
-        """Write to a client that must take it within write_timeout, or be dropped."""
+        """Write to a client that must take it within write_timeout, or be dropped.
+
+        Most answers fit in the socket's send buffer: one non-blocking write sends them, without
+        the deadline (a cancel scope in trio's deadline heap) that only a client slow to read needs.
+        """
+        try:
+            sent = os.write(client.fileno, data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:  # reset, broken pipe
+            raise trio.BrokenResourceError(str(exc)) from None
+        if sent == len(data):
+            return
         with trio.move_on_after(self.limits.write_timeout):
-            await client.stream.send_all(data)
+            await client.stream.send_all(memoryview(data)[sent:])
             return
         self.count_fault("write_timeout")
         raise trio.BrokenResourceError("the client did not read its answer in time")
@@ -392,6 +407,7 @@ class _Client:
 
     def __init__(self, stream: trio.SocketStream, limits: Limits) -> None:
         self.stream = stream
+        self.fileno = stream.socket.fileno()
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
         # head and body are consumed as they arrive, so this bounds input waiting behind an answer
         self.read_ahead = limits.max_header_bytes + limits.read_buffer_bytes
