@@ -314,10 +314,12 @@ def overview() -> dict[str, Any]:
             "Timeouts: the client gave up waiting (its traffic group's timeout), by entry service (edge_client_timeouts_total). "
             "Dropped: arrivals an open traffic group could not send, max_inflight requests being outstanding "
             "(edge_client_dropped_total). Refused: requests the live HTTP ingress answered itself, by status: 400 malformed, "
-            "408 too slow, 413 body too large, 431 head too large (edge_ingress_rejected_total).",
+            "408 too slow, 413 body too large, 431 head too large, 503 shed under overload, 505 HTTP version (edge_ingress_rejected_total). "
+            "Faults: worker answers HTTP/1.1 cannot carry (sent as 500) and clients dropped for not reading (edge_ingress_faults_total).",
             targets((f"sum by (service) ({rate(fam.CLIENT_TIMEOUTS.name, S)})", "timeouts {{service}}"),
                     (f"sum by (group) ({rate(fam.CLIENT_DROPPED.name)})", "dropped {{group}}"),
-                    (f"sum by (status) ({rate(fam.INGRESS_REJECTED.name)})", "refused {{status}}")),
+                    (f"sum by (status) ({rate(fam.INGRESS_REJECTED.name)})", "refused {{status}}"),
+                    (f"sum by (kind) ({rate(fam.INGRESS_FAULTS.name)})", "fault {{kind}}")),
             "reqps", w=24,
         ),
     ]

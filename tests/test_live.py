@@ -475,3 +475,51 @@ def test_a_live_rollout_waits_for_its_approval_through_the_admin_api(tmp_path):
             time.sleep(0.1)
         assert 'edge_rollout_phase{phase="promoted",service="app"} 1.0' in metric_lines(served, "edge_rollout_phase")
         assert 'edge_canary_weight{environment="production",service="app"} 100.0' in metric_lines(served, "edge_canary_weight")
+
+
+REDIRECT_SCENARIO = """
+[scenario]
+name = "redirects"
+
+[[services]]
+name = "shop"
+routes = ["shop.test/*"]
+worker = "redirect.py"
+"""
+
+REDIRECT_WORKER = """
+from urllib.parse import unquote
+from edge.platform.fetch import Response
+
+async def fetch(request, env, ctx):
+    if request.path.startswith("/go/"):
+        return Response(None, status=302, headers={"location": unquote(request.path[3:])})
+    if request.path == "/crlf":
+        return Response("x", headers={"x-injected": "a\\r\\nset-cookie: evil=1"})
+    return Response("fine")
+"""
+
+
+def test_a_worker_answer_http_cannot_carry_costs_that_request_only(tmp_path):
+    (tmp_path / "redirect.py").write_text(REDIRECT_WORKER)
+    (tmp_path / "redirects.toml").write_text(REDIRECT_SCENARIO)
+    with serve(str(tmp_path / "redirects.toml")) as served:
+        for _ in range(3):  # before the fix, the first of these ended `edge serve` with exit 1
+            status, body, response = request(served.port, path="/go/%E2%82%AC?token=hunter2", host="shop.test", token=None)
+            assert (status, body, response.getheader("x-edge-error")) == (500, b"error code: 1101", "invalid-response")
+        assert request(served.port, path="/go/ok", host="shop.test", token=None)[0] == 302  # Latin-1 is fine
+        status, _, response = request(served.port, path="/crlf", host="shop.test", token=None)  # refused in the worker
+        assert (status, response.getheader("x-edge-error")) == (500, "exception")
+        assert request(served.port, path="/", host="shop.test", token=None)[:2] == (200, b"fine")
+        assert metric_lines(served, "edge_ingress_faults_total") == [
+            'edge_ingress_faults_total{kind="invalid_response"} 3.0', 'edge_ingress_faults_total{kind="write_timeout"} 0.0',
+        ]
+    assert served.returncode == 0
+    assert "hunter2" not in served.stderr
+    assert served.stderr.count("cannot be sent as HTTP/1.1") == 3  # one line each, no traceback
+
+
+def test_a_malformed_host_is_a_400_with_one_log_line_at_most(default_server):
+    raw = exchange(default_server.port, b"GET /?token=hunter2 HTTP/1.1\r\nHost: [::1\r\n\r\n")
+    assert status_of(raw) == 400
+    assert status_of(exchange(default_server.port, GET.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))) in (200, 500)

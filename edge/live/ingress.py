@@ -10,7 +10,33 @@ connection's problem, never the server's:
 * a body over ``max_body_bytes`` (declared or counted while it streams): 413, then close;
 * a client too slow to send its head or body: 408 and close, before any actor sees the request,
   so a slow client never holds a worker slot;
-* a client that goes away while its request is being served: the handler is cancelled.
+* a request line with an HTTP version other than 1.0 and 1.1: 505, then close;
+* a request with both Content-Length and Transfer-Encoding (RFC 9112 section 6.1, a smuggling
+  vector): 400, then close;
+* a head with a bare LF line ending or an obs-fold continuation line: 400, then close. Both are
+  rejected rather than normalised (RFC 9112 allows either): a server that reads a head differently
+  from the proxy in front of it is how requests get smuggled;
+* a ``Host`` that is not ``host[:port]`` (``[::1``, ``a/b``, ``u@h``): 400, then close;
+* a client that closes its sending side (EOF) while its request is served: EOF alone cannot tell a
+  half-close (``shutdown(SHUT_WR)``, still reading) from a hang-up, so the handler keeps running for
+  up to ``hangup_grace``; an answer by then is written (a half-closed client gets it), otherwise the
+  handler is cancelled, which frees the slots of its whole chain.
+
+Each client fault is one log line at most (status, reason, peer address: never the request's
+target or headers, which carry tokens), through a rate limit (``edge.live.ratelimit``).
+
+What the server gets wrong stays its own request's problem: a worker's answer HTTP/1.1 cannot carry
+(a header name, value or reason phrase outside Latin-1, a CR or LF in a value) is sent as a 500
+(``error code: 1101``, ``x-edge-error: invalid-response``) and counted in ``faults``.
+
+Overload is shed early and cheaply, before any actor sees the request, so that what is admitted
+keeps a bounded latency:
+
+* more than ``max_in_flight`` requests in the handler: 503 with ``Retry-After``, counted as a
+  ``rejected`` 503, and the connection closes (see ``_shed``);
+* more than ``max_connections`` open connections: a new one gets a 503 and is closed;
+* a client that does not take its answer within ``write_timeout`` is dropped (counted);
+* at most ``read_buffer_bytes`` of a connection's input are read ahead of what is being served.
 
 Keep-alive connections idle longer than ``idle_timeout`` are closed. ``stop_accepting()`` begins a
 graceful shutdown: listeners close, idle connections close, requests in flight finish (answered
@@ -21,6 +47,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import re
 from http import HTTPStatus
 from typing import Any, Awaitable, Callable
 
@@ -28,9 +56,15 @@ import h11
 import msgspec
 import trio
 
+from edge.live.ratelimit import RateLimit
+from edge.platform.errors import INVALID_RESPONSE, platform_error
 from edge.platform.fetch import Request, Response
 
 log = logging.getLogger("edge.live.ingress")
+client_faults = logging.getLogger("edge.live.ingress.clients")
+client_faults.addFilter(RateLimit(limit=10, interval=10.0))
+bad_answers = logging.getLogger("edge.live.ingress.answers")  # one worker can do it on every request
+bad_answers.addFilter(RateLimit(limit=10, interval=10.0))
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -39,6 +73,10 @@ _HOP_BY_HOP = frozenset(
 )
 _RECEIVE_CHUNK = 64 * 1024
 _SERVER = (b"server", b"edge")
+_VERSIONS = (b"1.1", b"1.0")
+_BLANK_LINE = re.compile(rb"\n\r?\n")  # the end of a head, as h11 finds it
+# RFC 9110 section 7.2: uri-host [":" port], uri-host an IP literal or a reg-name (no "/", "?", "@", ...)
+_HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-9]*)?")
 
 
 class Limits(msgspec.Struct, frozen=True):
@@ -49,6 +87,12 @@ class Limits(msgspec.Struct, frozen=True):
     header_timeout: float = 10.0  # from the first byte of a request to the end of its head
     body_timeout: float = 30.0  # for the whole body, once the head is in
     idle_timeout: float = 60.0  # a keep-alive connection waiting for its next request
+    write_timeout: float = 10.0  # for one answer to be taken by the client; then it is dropped
+    hangup_grace: float = 1.0  # a request whose client sent EOF keeps its handler this long
+    max_in_flight: int = 512  # requests in the handler; beyond, 503 + Retry-After
+    max_connections: int = 1024  # open connections; beyond, a new one gets 503 and is closed
+    read_buffer_bytes: int = 64 * 1024  # input read ahead of the request being served
+    retry_after: int = 1  # seconds, in the Retry-After of a shed answer
 
 
 class _Reject(Exception):
@@ -63,12 +107,32 @@ class _Reject(Exception):
 class HttpServer:
     """Serves ``handler`` on any number of listeners; see the module docstring for the rules."""
 
-    def __init__(self, handler: Handler, limits: Limits | None = None, rejected: dict[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        limits: Limits | None = None,
+        rejected: dict[int, int] | None = None,
+        faults: dict[str, int] | None = None,
+    ) -> None:
         self.handler = handler
-        self.limits = limits or Limits()
+        self.limits = limits = limits or Limits()
         self.in_flight = 0  # requests handed to the handler and not yet answered
+        self.connections = 0
         # status -> requests the ingress answered itself (exported as edge_ingress_rejected_total)
         self.rejected = {} if rejected is None else rejected
+        # kind -> faults absorbed: invalid_response, write_timeout (edge_ingress_faults_total)
+        self.faults = {} if faults is None else faults
+        shed_body = b"503 overloaded: retry later\n"
+        self._shed_headers = [
+            (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(shed_body)).encode()),
+            (b"retry-after", str(limits.retry_after).encode()), _SERVER,
+        ]
+        self._shed_body = shed_body
+        self._shed_and_close = [*self._shed_headers, (b"connection", b"close")]
+        self._refusal = (
+            b"HTTP/1.1 503 Service Unavailable\r\n" + b"".join(name + b": " + value + b"\r\n" for name, value in self._shed_headers)
+            + b"connection: close\r\n\r\n" + shed_body
+        )
         self._closing = False
         self._accepting = trio.CancelScope()
         self._idle: set[_Client] = set()  # waiting for their next request
@@ -97,13 +161,48 @@ class HttpServer:
 
     # -- one connection ------------------------------------------------------------------
     async def _connection(self, stream: trio.SocketStream) -> None:
+        if self.connections >= self.limits.max_connections:
+            await self._refuse(stream)
+            return
+        self.connections += 1
+        try:
+            await self._converse_on(stream)
+        finally:
+            self.connections -= 1
+
+    async def _refuse(self, stream: trio.SocketStream) -> None:
+        """Over max_connections: a 503 without parsing anything, then close.
+
+        The send side is shut first and the client's bytes drained briefly: closing a socket with
+        unread input resets it, and a reset can destroy the 503 before the client reads it.
+        """
+        self.count_rejected(503)
+        with trio.move_on_after(1.0):
+            try:
+                await stream.send_all(self._refusal)
+                await stream.send_eof()
+                while await stream.receive_some(_RECEIVE_CHUNK):
+                    pass
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+        with trio.CancelScope(shield=True):
+            await stream.aclose()
+
+    def count_rejected(self, status: int) -> None:
+        self.rejected[status] = self.rejected.get(status, 0) + 1
+
+    def count_fault(self, kind: str) -> None:
+        self.faults[kind] = self.faults.get(kind, 0) + 1
+
+    async def _converse_on(self, stream: trio.SocketStream) -> None:
         client = _Client(stream, self.limits)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(client.read)
             try:
                 await self._converse(client)
             except _Reject as reject:
-                self.rejected[reject.status] = self.rejected.get(reject.status, 0) + 1
+                self.count_rejected(reject.status)
+                _log_client_fault(stream, reject.status)
                 await self._reject(client, reject)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass  # the client hung up while we wrote; nothing left to tell it
@@ -119,10 +218,13 @@ class HttpServer:
             request = await self._read_request(client)
             if request is None:
                 return
-            response = await self._handle(client, request)
-            if response is None:  # the client went away
-                return
-            await self._respond(client, request.method, response)
+            if self.in_flight >= self.limits.max_in_flight and not isinstance(request, _BadRequest):
+                await self._shed(client)
+            else:
+                response = await self._handle(client, request)
+                if response is None:  # the client went away
+                    return
+                await self._respond(client, request, response)
             if conn.our_state is h11.MUST_CLOSE or self._closing:
                 return
             conn.start_next_cycle()
@@ -142,12 +244,16 @@ class HttpServer:
                 raise _Reject(408, "request head not received in time")
             return None
         head: h11.Request = event
+        if head.http_version not in _VERSIONS:
+            raise _Reject(505, f"HTTP/{head.http_version.decode()} is not supported: HTTP/1.1 and HTTP/1.0 are")
         # h11 only bounds a head that is still incomplete; one that arrived whole is measured here.
         head_size = len(head.method) + len(head.target) + sum(len(name) + len(value) + 4 for name, value in head.headers)
         if head_size > limits.max_header_bytes:
             raise _Reject(431, f"request head of {head_size} bytes is over the {limits.max_header_bytes}-byte limit")
         headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in head.headers]
         declared = _content_length(headers)
+        if declared is not None and any(name == "transfer-encoding" for name, _ in headers):
+            raise _Reject(400, "a request cannot have both Content-Length and Transfer-Encoding")
         if declared is not None and declared > limits.max_body_bytes:
             raise _Reject(413, f"request body of {declared} bytes is over the {limits.max_body_bytes}-byte limit")
         body = await self._read_body(client)
@@ -162,7 +268,7 @@ class HttpServer:
         limits = self.limits
         conn = client.h11
         if conn.they_are_waiting_for_100_continue:
-            await client.stream.send_all(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+            await self._send(client, conn.send(h11.InformationalResponse(status_code=100, headers=[])))
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -192,11 +298,12 @@ class HttpServer:
             with trio.CancelScope() as client.serving:
                 self._serving.add(client)
                 if client.hung_up:
-                    client.serving.cancel()
+                    client.hangup_deadline()
                 try:
                     response = await self.handler(request)
                 except Exception:
-                    log.exception("handler failed for %r", request)
+                    # a server bug, not the client's: its traceback, but not the query (tokens)
+                    log.exception("handler failed for %s %s", request.method, request.path)
                     response = Response("internal error in the ingress", status=500)
         finally:
             self._serving.discard(client)
@@ -218,19 +325,63 @@ class HttpServer:
             client.serving.cancel()  # type: ignore[union-attr]
         return len(serving)
 
-    async def _respond(self, client: _Client, method: str, response: Response) -> None:
+    async def _respond(self, client: _Client, request: Request, response: Response) -> None:
         conn = client.h11
+        method = request.method
+        try:
+            head, body = await self._head_and_body(response)
+        except (UnicodeEncodeError, h11.LocalProtocolError):
+            # Built (and validated) before h11's send: a send that raises leaves h11 in ERROR.
+            self.count_fault("invalid_response")
+            bad_answers.error("a worker's answer to %s %s cannot be sent as HTTP/1.1 (a header or reason phrase outside "
+                      "Latin-1, or a CR/LF in a value): answered 500 instead", method, request.path)
+            response = platform_error(INVALID_RESPONSE)
+            head, body = await self._head_and_body(response)
+        out = conn.send(head)
+        if body and method != "HEAD" and response.status not in (204, 304):
+            out += conn.send(h11.Data(data=body))
+        out += conn.send(h11.EndOfMessage())
+        await self._send(client, out)
+
+    async def _head_and_body(self, response: Response) -> tuple[h11.Response, bytes]:
         body = await response.bytes()
         headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers.raw() if name.lower() not in _HOP_BY_HOP]
         headers.append((b"content-length", str(len(body)).encode()))
         headers.append(_SERVER)
         if self._closing:
             headers.append((b"connection", b"close"))
-        out = conn.send(h11.Response(status_code=response.status, headers=headers, reason=response.status_text.encode("latin-1")))
-        if body and method != "HEAD" and response.status not in (204, 304):
-            out += conn.send(h11.Data(data=body))
-        out += conn.send(h11.EndOfMessage())
-        await client.stream.send_all(out)
+        return h11.Response(status_code=response.status, headers=headers, reason=response.status_text.encode("latin-1")), body
+
+    async def _shed(self, client: _Client) -> None:
+        """Over max_in_flight: 503 + Retry-After from prepared headers, and the connection closes.
+
+        Closing is what keeps a shed cheap when clients re-send at once: a shed client has to come
+        back through the accept loop, which takes one connection per scheduler pass, instead of
+        cycling on its open connection and taking a turn from every admitted request's each hop.
+        """
+        self.count_rejected(503)
+        conn = client.h11
+        await self._send(client, conn.send(h11.Response(status_code=503, headers=self._shed_and_close)) + conn.send(h11.Data(data=self._shed_body)) + conn.send(h11.EndOfMessage()))
+
+    async def _send(self, client: _Client, data: bytes) -> None:
+        """Write to a client that must take it within write_timeout, or be dropped.
+
+        Most answers fit in the socket's send buffer: one non-blocking write sends them, without
+        the deadline (a cancel scope in trio's deadline heap) that only a client slow to read needs.
+        """
+        try:
+            sent = os.write(client.fileno, data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:  # reset, broken pipe
+            raise trio.BrokenResourceError(str(exc)) from None
+        if sent == len(data):
+            return
+        with trio.move_on_after(self.limits.write_timeout):
+            await client.stream.send_all(memoryview(data)[sent:])
+            return
+        self.count_fault("write_timeout")
+        raise trio.BrokenResourceError("the client did not read its answer in time")
 
     async def _reject(self, client: _Client, reject: _Reject) -> None:
         conn = client.h11
@@ -256,8 +407,11 @@ class _Client:
 
     def __init__(self, stream: trio.SocketStream, limits: Limits) -> None:
         self.stream = stream
+        self.fileno = stream.socket.fileno()
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
-        self.read_ahead = limits.max_header_bytes + limits.max_body_bytes
+        # head and body are consumed as they arrive, so this bounds input waiting behind an answer
+        self.read_ahead = limits.max_header_bytes + limits.read_buffer_bytes
+        self.grace = limits.hangup_grace
         self.reading = trio.CancelScope()  # the reader's; cancelled = read timeout or shutdown
         self.serving: trio.CancelScope | None = None  # the handler's, while a request is served
         self.hung_up = False
@@ -269,7 +423,7 @@ class _Client:
     async def read(self) -> None:
         with self.reading:
             while True:
-                if len(self.h11.trailing_data[0]) > self.read_ahead:
+                if len(_unparsed(self.h11)) > self.read_ahead:
                     self._room = trio.Event()  # enough read ahead: wait for the requests to be served
                     await self._room.wait()
                 try:
@@ -280,11 +434,17 @@ class _Client:
                 if not data:
                     self.hung_up = True
                     if self.serving is not None:
-                        self.serving.cancel()  # the client is gone: stop serving it
+                        self.hangup_deadline()
                     break
                 self._arrived.set()
         self._done_reading = True
         self._arrived.set()
+
+    def hangup_deadline(self) -> None:
+        """EOF: gone, or only half-closed; the handler gets ``hangup_grace`` to answer either way."""
+        serving = self.serving
+        if serving is not None:
+            serving.deadline = min(serving.deadline, trio.current_time() + self.grace)
 
     def consumed(self) -> None:
         """A request cycle ended: the reader may read ahead again."""
@@ -298,16 +458,21 @@ class _Client:
         The read deadline is set only when there is something to wait for: a request that arrived
         whole (most of them) costs no deadline changes, which trio pays for in its deadline heap.
         """
+        conn = self.h11
         while True:
+            if conn.their_state is h11.IDLE:
+                fault = _head_fault(_unparsed(conn))
+                if fault is not None:
+                    raise _Reject(400, fault)
             try:
-                event = self.h11.next_event()
+                event = conn.next_event()
             except h11.RemoteProtocolError as exc:
                 raise _Reject(exc.error_status_hint, str(exc) or "malformed request") from None
             if event is not h11.NEED_DATA:
                 return event
             if self.reading.deadline == math.inf:
                 self.reading.deadline = trio.current_time() + timeout
-            if not self.started and self.h11.trailing_data[0]:
+            if not self.started and _unparsed(conn):
                 self.started = True
                 if on_start is not None:
                     on_start(self)
@@ -328,6 +493,37 @@ class _BadRequest:
         self.message = message
 
 
+def _unparsed(conn: h11.Connection) -> bytearray:
+    """What h11 has received and not parsed yet, without the copy ``trailing_data`` makes.
+
+    h11 has no public view of its buffer; tests/test_ingress.py's framing tests fail if this stops
+    being it (bare LF and obs-fold would be accepted again).
+    """
+    return conn._receive_buffer._data  # type: ignore[attr-defined]
+
+
+def _head_fault(data: bytearray) -> str | None:
+    """Why a complete head waiting in ``data`` must be refused, if it must; None while it is incomplete."""
+    end = _BLANK_LINE.search(data)
+    if end is None:
+        return None
+    stop = end.end()
+    if data.count(b"\n", 0, stop) != data.count(b"\r\n", 0, stop):
+        return "a line of the request head ends in a bare LF, not CRLF"
+    if data.find(b"\n ", 0, stop) >= 0 or data.find(b"\n\t", 0, stop) >= 0:
+        return "obsolete line folding (a header line that begins with a space or tab)"
+    return None
+
+
+def _log_client_fault(stream: trio.SocketStream, status: int) -> None:
+    """One line per client fault, rate-limited: the status and the peer, nothing the client sent."""
+    try:
+        peer = stream.socket.getpeername()[0]
+    except OSError:
+        peer = "?"
+    client_faults.warning("%d %s answered to a client at %s", status, HTTPStatus(status).phrase, peer)
+
+
 def _content_length(headers: list[tuple[str, str]]) -> int | None:
     for name, value in headers:
         if name == "content-length":
@@ -344,12 +540,16 @@ def _to_request(head: h11.Request, headers: list[tuple[str, str]], body: bytes) 
         host = next((value for name, value in headers if name == "host"), "")
         if not host:
             return _BadRequest("missing Host header")
+        if _HOST.fullmatch(host) is None:
+            return _BadRequest(f"malformed Host header {host[:100]!r}")
         url = f"http://{host}{target}"
     else:
         return _BadRequest(f"unsupported request target {target[:100]!r}")
     try:
-        return Request(url, method=method, headers=headers, body=body or None)
+        request = Request(url, method=method, headers=headers, body=body or None)
+        request.host  # noqa: B018 -- parse the URL now (the handler would anyway): a bad one is the client's 400
     except (TypeError, ValueError) as exc:
         return _BadRequest(str(exc))
+    return request
 
 

@@ -149,7 +149,7 @@ async def serve(
     ``traffic`` also drives the scenario's traffic groups at the ingress, over real sockets.
     """
     live = LiveRuntime(loaded, seed=seed)
-    ingress = HttpServer(live.handle, limits, rejected=live.metrics.ingress_rejected)
+    ingress = HttpServer(live.handle, limits, rejected=live.metrics.ingress_rejected, faults=live.metrics.ingress_faults)
     servers = [ingress]
     async with trio.open_nursery() as nursery:
         supervisor = await live.run_actors(nursery)

@@ -65,6 +65,7 @@ _SAMPLES: dict[fam.Family, Callable[[RunMetrics], Samples]] = {
     fam.CLIENT_TIMEOUTS: lambda run: _sorted(run.timeouts),
     fam.CLIENT_DROPPED: lambda run: (((group,), stats.dropped) for group, stats in sorted(run.groups.items())),
     fam.INGRESS_REJECTED: lambda run: _sorted(run.ingress_rejected),
+    fam.INGRESS_FAULTS: lambda run: _sorted(run.ingress_faults),
     fam.RETRIES: lambda run: run.retries.items(),
     fam.RETRIES_DENIED: lambda run: run.retries_denied.items(),
     fam.ROLLOUT_CHECKS: lambda run: run.rollout_checks.items(),

@@ -120,8 +120,16 @@ CLIENT_DROPPED = Family(
 INGRESS_REJECTED = Family(
     "edge_ingress_rejected_total", "counter",
     "Live: requests the HTTP ingress answered itself, never reaching a service (400 malformed, "
-    "408 too slow, 413 body too large, 431 head too large).",
+    "408 too slow, 413 body too large, 431 head too large, 503 overloaded: shed with Retry-After, "
+    "505 HTTP version not supported).",
     ("status",),
+)
+INGRESS_FAULTS = Family(
+    "edge_ingress_faults_total", "counter",
+    "Live: what the HTTP ingress absorbed so one connection's fault stays its own (invalid_response: a "
+    "worker's answer HTTP/1.1 cannot carry, sent as 500; write_timeout: a client that did not read its "
+    "answers, dropped).",
+    ("kind",),
 )
 RETRIES = Family(
     "edge_retries_total", "counter", "Requests retried on another environment after a failed attempt.",
@@ -151,7 +159,7 @@ ROUTED_REQUESTS = Family(
 FAMILIES = (
     REQUESTS, REQUEST_DURATION, CLIENT_REQUESTS, ENVIRONMENT_DURATION, BINDING_DURATION, QUEUE_WAIT, REQUEST_CPU,
     CPU, CPU_LIMIT_EXCEEDED, SHED, WORKER_EXCEPTIONS, MAILBOX_DEPTH, INFLIGHT, COLD_STARTS, CANARY_WEIGHT,
-    CLIENT_TIMEOUTS, CLIENT_DROPPED, INGRESS_REJECTED, RETRIES, RETRIES_DENIED, ROLLOUT_CHECKS, ROLLOUT_PHASE,
+    CLIENT_TIMEOUTS, CLIENT_DROPPED, INGRESS_REJECTED, INGRESS_FAULTS, RETRIES, RETRIES_DENIED, ROLLOUT_CHECKS, ROLLOUT_PHASE,
     ROUTED_REQUESTS,
 )
 

@@ -14,7 +14,10 @@ from edge.metrics.histogram import LogHistogram
 
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 
-INGRESS_REFUSALS = (400, 408, 413, 431)  # malformed, too slow, body too large, head too large
+# malformed, too slow, body too large, head too large, overloaded (shed), HTTP version not supported
+INGRESS_REFUSALS = (400, 408, 413, 431, 503, 505)
+# answers a worker gave that HTTP/1.1 cannot carry (sent as 500), clients that never read (dropped)
+INGRESS_FAULTS = ("invalid_response", "write_timeout")
 
 
 def status_class(status: int) -> int:
@@ -122,6 +125,7 @@ class RunMetrics:
         # live: HTTP status -> requests refused at the door; the usual statuses exist from the start, so
         # a dashboard shows 0 rather than "no data" (h11 may hint others for rare malformations)
         self.ingress_rejected: dict[int, int] = dict.fromkeys(INGRESS_REFUSALS, 0)
+        self.ingress_faults: dict[str, int] = dict.fromkeys(INGRESS_FAULTS, 0)  # kind -> count, live
 
     def environment(self, service: str, environment: str) -> EnvironmentStats:
         key = f"{service}@{environment}"

@@ -12,6 +12,9 @@ ERROR_HEADER = "x-edge-error"
 
 WORKER_EXCEPTION = (500, 1101, "exception")
 """Worker threw exception."""
+INVALID_RESPONSE = (500, 1101, "invalid-response")
+"""The worker's answer cannot be sent as HTTP/1.1 (a header or reason phrase outside Latin-1): as
+workerd, where such a header is a TypeError thrown in the worker, it is error 1101."""
 CPU_LIMIT = (503, 1102, "cpu-limit")
 """Worker exceeded resource limits (its request's CPU budget)."""
 SHED = (503, 1200, "shed")

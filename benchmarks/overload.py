@@ -1,0 +1,234 @@
+"""Overload of a live ``edge serve``: 1 -> 4,096 closed-loop connections in one run.
+
+The server is ``edge serve benchmarks/live/chain.toml`` (gateway -> auth -> app, code workers), a
+process of its own; the clients are asyncio protocols in this process (no wrk needed), each sending
+the chain's request, waiting for the whole answer, and sending the next at once. A shed answer
+(503) is re-sent at once too, unless ``--honor-retry-after``: the hostile case, where shedding has
+to be cheap for good throughput to hold.
+
+Per step (connections 1, 4, 16, ..., 4096): good throughput (2xx per second), p50 and p99 of the
+good answers' latency, the share of 503s, connection errors, and the server's RSS after the step.
+Then ``--slow-readers`` clients that pipeline requests and never read the answers, for the write
+timeout and buffer bounds: the server's RSS while they hang and after they are gone.
+
+    python benchmarks/overload.py [--quick] [--seconds 4] [--max-connections 4096] [--slow-readers 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+REQUEST = b"GET / HTTP/1.1\r\nHost: example.com\r\nx-custom-token: s3cret-token-0f9a\r\n\r\n"
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length: *(\d+)", re.IGNORECASE)
+
+
+@contextlib.contextmanager
+def edge_server(*extra: str):
+    """``edge serve benchmarks/live/chain.toml`` on free ports; yields (port, pid)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "edge.cli", "serve", str(HERE / "live" / "chain.toml"), "--port", "0", "--admin-port", "0", *extra]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT)
+    try:
+        line = proc.stdout.readline()  # the ingress URL comes first
+        match = re.search(r"http://\S+:(\d+)", line)
+        if match is None:
+            raise SystemExit(f"edge serve did not start: {line!r}")
+        yield int(match.group(1)), proc.pid
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class Step:
+    def __init__(self) -> None:
+        self.counting = False
+        self.good: list[float] = []  # latencies of 2xx answers in the window
+        self.shed = 0
+        self.other = 0
+        self.errors = 0
+
+
+class Client(asyncio.Protocol):
+    """One closed-loop connection; reconnects when the server closes it."""
+
+    def __init__(self, step: Step, port: int, honor_retry_after: bool, running: list[bool]) -> None:
+        self.step, self.port, self.honor, self.running = step, port, honor_retry_after, running
+        self.buffer = b""
+        self.sent_at = 0.0
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        self.transport = transport
+        self.send()
+
+    def send(self) -> None:
+        if self.running[0] and self.transport is not None and not self.transport.is_closing():
+            self.sent_at = time.perf_counter()
+            self.transport.write(REQUEST)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            match = _CONTENT_LENGTH.search(self.buffer, 0, end + 2)
+            total = end + 4 + (int(match.group(1)) if match else 0)
+            if len(self.buffer) < total:
+                return
+            status = int(self.buffer[9:12])
+            closing = b"connection: close" in self.buffer[:end].lower()
+            self.buffer = self.buffer[total:]
+            self.record(status, time.perf_counter() - self.sent_at)
+            if closing:
+                self.transport.close()  # type: ignore[union-attr]
+                return
+            if status == 503 and self.honor:
+                asyncio.get_running_loop().call_later(1.0, self.send)
+            else:
+                self.send()
+
+    def record(self, status: int, latency: float) -> None:
+        step = self.step
+        if not step.counting:
+            return
+        if 200 <= status < 300:
+            step.good.append(latency)
+        elif status == 503:
+            step.shed += 1
+        else:
+            step.other += 1
+
+    def connection_lost(self, exc) -> None:  # type: ignore[override]
+        self.transport = None
+        if self.running[0]:
+            asyncio.get_running_loop().create_task(connect(self.step, self.port, self.honor, self.running))
+
+
+async def connect(step: Step, port: int, honor: bool, running: list[bool]) -> None:
+    loop = asyncio.get_running_loop()
+    while running[0]:
+        try:
+            await loop.create_connection(lambda: Client(step, port, honor, running), "127.0.0.1", port)
+            return
+        except OSError:
+            if step.counting:
+                step.errors += 1
+            await asyncio.sleep(0.05)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def run_step(port: int, connections: int, seconds: float, honor: bool) -> Step:
+    step = Step()
+    running = [True]
+    await asyncio.gather(*(connect(step, port, honor, running) for _ in range(connections)))
+    await asyncio.sleep(min(1.0, seconds / 4))  # warm-up: connections settle, queues fill
+    step.counting = True
+    await asyncio.sleep(seconds)
+    step.counting = False
+    running[0] = False
+    for task in [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
+        task.cancel()
+    await asyncio.sleep(0)
+    return step
+
+
+async def slow_readers(port: int, pid: int, count: int, hold: float) -> tuple[int, float]:
+    """``count`` connections that pipeline requests and never read: how many the server dropped, and
+    its RSS at the end of ``hold`` seconds."""
+    socks = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        socks.append(sock)
+    burst = REQUEST * 64
+    deadline = time.monotonic() + hold
+    dropped = set()
+    while time.monotonic() < deadline:
+        for index, sock in enumerate(socks):
+            if index in dropped:
+                continue
+            try:
+                sock.send(burst)
+            except BlockingIOError:
+                pass
+            except OSError:
+                dropped.add(index)
+        await asyncio.sleep(0.2)
+    during = rss_mb(pid)
+    for sock in socks:
+        sock.close()
+    return len(dropped), during
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=4.0, help="measured time per step (default 4)")
+    parser.add_argument("--max-connections", type=int, default=4096, help="last step (default 4096)")
+    parser.add_argument("--factor", type=int, default=4, help="connections grow by this factor per step (default 4)")
+    parser.add_argument("--slow-readers", type=int, default=300, help="clients that never read (default 300; 0 skips)")
+    parser.add_argument("--honor-retry-after", action="store_true", help="shed clients wait Retry-After (1 s) before re-sending")
+    parser.add_argument("--quick", action="store_true", help="1 s per step, 100 slow readers")
+    args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.slow_readers = 1.0, min(args.slow_readers, 100)
+    steps = []
+    n = 1
+    while n <= args.max_connections:
+        steps.append(n)
+        n *= args.factor
+    with edge_server() as (port, pid):
+        time.sleep(0.5)
+        before = rss_mb(pid)
+        print(f"edge serve chain.toml, pid {pid}; RSS at start {before:.0f} MB; {args.seconds:g} s per step; "
+              f"shed clients {'wait Retry-After' if args.honor_retry_after else 're-send at once'}")
+        print(f"{'conns':>6} {'good/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'503 %':>6} {'other':>6} {'conn err':>8} {'RSS MB':>7}")
+        for connections in steps:
+            step = asyncio.run(run_step(port, connections, args.seconds, args.honor_retry_after))
+            answers = len(step.good) + step.shed + step.other
+            shed = 100 * step.shed / answers if answers else 0.0
+            print(f"{connections:>6} {len(step.good) / args.seconds:>8.0f} {percentile(step.good, 0.5) * 1e3:>8.1f} "
+                  f"{percentile(step.good, 0.99) * 1e3:>8.1f} {shed:>6.1f} {step.other:>6} {step.errors:>8} {rss_mb(pid):>7.0f}", flush=True)
+            time.sleep(0.5)
+        if args.slow_readers:
+            hold = 3.0 if args.quick else 8.0
+            dropped, during = asyncio.run(slow_readers(port, pid, args.slow_readers, hold))
+            time.sleep(1.0)
+            print(f"{args.slow_readers} clients that never read, {hold:g} s: server dropped {dropped}; "
+                  f"RSS {during:.0f} MB while they hung, {rss_mb(pid):.0f} MB after they left")
+        print(f"RSS before {before:.0f} MB, after {rss_mb(pid):.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""The HTTP ingress against hostile and broken clients, and broken worker answers: a real HttpServer
+on a real socket (tests/ingress_server.py), raw bytes in, raw bytes out."""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import threading
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edge.live.ingress import Limits
+from edge.live.ratelimit import RateLimit
+from ingress_server import RunningServer, read_all
+
+GOOD = b"GET / HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n"
+STATUS_LINE = re.compile(rb"HTTP/1\.1 (\d{3}) [^\r\n]*\r\n")
+
+
+@pytest.fixture(scope="module")
+def server():
+    with RunningServer(Limits(header_timeout=1.0, body_timeout=1.0, hangup_grace=0.5)) as running:
+        yield running
+
+
+def status_of(raw: bytes) -> int:
+    match = STATUS_LINE.match(raw)
+    assert match, raw[:200]
+    return int(match.group(1))
+
+
+def closes(raw: bytes) -> bool:
+    return b"\r\nconnection: close\r\n" in raw.split(b"\r\n\r\n", 1)[0].lower() + b"\r\n"
+
+
+# -- RFC 9112 framing --------------------------------------------------------------------------------
+def test_content_length_with_transfer_encoding_is_400_and_closes(server):
+    raw = server.exchange(
+        b"POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: example.com\r\n\r\n"
+    )
+    assert status_of(raw) == 400 and closes(raw)
+    assert raw.count(b"HTTP/1.1 ") == 1  # the smuggled second request is never served
+    assert status_of(server.exchange(b"POST / HTTP/1.1\r\nHost: e.com\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")) == 200
+
+
+@pytest.mark.parametrize("version, status", [(b"HTTP/2.0", 505), (b"HTTP/9.9", 505), (b"HTTP/0.9", 505), (b"HTTP/1.0", 200), (b"HTTP/1.1", 200)])
+def test_only_http_1_0_and_1_1_are_served(server, version, status):
+    raw = server.exchange(b"GET / " + version + b"\r\nHost: example.com\r\nConnection: close\r\n\r\n")
+    assert status_of(raw) == status
+    if status == 505:
+        assert closes(raw)
+
+
+@pytest.mark.parametrize("head", [
+    b"GET / HTTP/1.1\nHost: example.com\r\n\r\n",  # bare LF after the request line
+    b"GET / HTTP/1.1\r\nHost: example.com\n\n",  # bare LF ending the head
+    b"GET / HTTP/1.1\r\nHost: example.com\r\nX-A: 1\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: example.com\r\nX-A: 1\r\n folded\r\n\r\n",  # obs-fold, space
+    b"GET / HTTP/1.1\r\nHost: example.com\r\nX-A: 1\r\n\tfolded\r\n\r\n",  # obs-fold, tab
+])
+def test_bare_lf_and_obs_fold_are_400(server, head):
+    raw = server.exchange(head)
+    assert status_of(raw) == 400 and closes(raw)
+
+
+def test_half_closed_client_gets_its_answer_within_the_grace(server):
+    raw = server.exchange(b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n", half_close=True)
+    assert status_of(raw) == 200 and raw.endswith(b"ok")
+    slow_under = server.exchange(b"GET /slow?s=0.3 HTTP/1.1\r\nHost: example.com\r\n\r\n", half_close=True)
+    assert status_of(slow_under) == 200  # 0.3 s < hangup_grace 0.5 s
+    started = time.monotonic()
+    slow_over = server.exchange(b"GET /slow?s=3 HTTP/1.1\r\nHost: example.com\r\n\r\n", half_close=True)
+    assert slow_over == b"" and time.monotonic() - started < 2  # cancelled at the grace, as a hang-up
+
+
+@pytest.mark.parametrize("host", [b"[::1", b"a/b", b"user@example.com", b"exa mple.com", b"[::1]x", b"[zz::1]"])
+def test_malformed_host_is_400_one_line_and_no_query_in_logs(server, caplog, host):
+    caplog.set_level(logging.WARNING)
+    raw = server.exchange(b"GET /p?token=hunter2 HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+    assert status_of(raw) == 400 and closes(raw)
+    records = [r for r in caplog.records if r.name.startswith("edge.live")]
+    assert len(records) <= 1
+    assert all(r.exc_info is None and "hunter2" not in r.getMessage() for r in records)
+
+
+def test_client_fault_logging_is_rate_limited():
+    now = [0.0]
+    limit = RateLimit(limit=3, interval=10.0, clock=lambda: now[0])
+
+    def passes() -> bool:
+        return limit.filter(logging.LogRecord("x", logging.WARNING, __file__, 1, "fault", None, None))
+
+    assert [passes() for _ in range(5)] == [True, True, True, False, False]  # limit, limit + 1, ...
+    now[0] = 9.99
+    assert not passes()
+    now[0] = 10.0
+    record = logging.LogRecord("x", logging.WARNING, __file__, 1, "fault %d", (400,), None)
+    assert limit.filter(record) and record.getMessage() == "fault 400 (and 3 similar line(s) suppressed before it)"
+
+
+# -- a worker answer h11 cannot send --------------------------------------------------------------------
+@pytest.mark.parametrize("path", [b"/euro", b"/reason"])
+def test_an_unsendable_worker_answer_is_a_500_for_that_request_only(server, path, caplog):
+    before = server.server.faults.get("invalid_response", 0)
+    with server.connect() as sock:  # keep-alive: the same connection serves the next request
+        sock.sendall(b"GET " + path + b"?token=hunter2 HTTP/1.1\r\nHost: example.com\r\n\r\n")
+        first = sock.recv(65536)
+        assert status_of(first) == 500 and b"x-edge-error: invalid-response" in first and first.endswith(b"error code: 1101")
+        sock.sendall(GOOD)
+        assert status_of(read_all(sock)) == 200
+    assert server.server.faults["invalid_response"] == before + 1
+    assert "hunter2" not in caplog.text
+
+
+# -- overload ------------------------------------------------------------------------------------------
+def slow_requests(server: RunningServer, count: int, seconds: float) -> tuple[list[threading.Thread], list[int]]:
+    """``count`` more requests taking ``seconds`` each, returned once the server has them all in flight."""
+    expected = server.server.in_flight + count
+    statuses: list[int] = []
+
+    def one() -> None:
+        statuses.append(status_of(server.exchange(b"GET /slow?s=%g HTTP/1.1\r\nHost: e.com\r\nConnection: close\r\n\r\n" % seconds)))
+
+    threads = [threading.Thread(target=one) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 5
+    while server.server.in_flight < expected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return threads, statuses
+
+
+def test_requests_over_max_in_flight_are_shed_with_retry_after():
+    with RunningServer(Limits(max_in_flight=3)) as server:
+        threads, statuses = slow_requests(server, 2, 1.0)
+        assert status_of(server.exchange(b"GET /slow?s=0.1 HTTP/1.1\r\nHost: e.com\r\nConnection: close\r\n\r\n")) == 200  # the 3rd: at the limit
+        more, more_statuses = slow_requests(server, 1, 1.0)  # 3 in flight now
+        threads += more
+        shed = server.exchange(b"GET / HTTP/1.1\r\nHost: e.com\r\n\r\n")  # the 4th: over
+        assert status_of(shed) == 503 and b"\r\nretry-after: 1\r\n" in shed and closes(shed)
+        for thread in threads:
+            thread.join(5)
+        assert statuses + more_statuses == [200, 200, 200]
+        assert status_of(server.exchange(GOOD)) == 200  # admitted again once below the limit
+        assert server.server.rejected == {503: 1}
+
+
+def test_connections_over_max_connections_get_503_and_close():
+    with RunningServer(Limits(max_connections=2)) as server:
+        held = [server.connect(), server.connect()]  # at the limit: both are served
+        for sock in held:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: e.com\r\n\r\n")
+            assert status_of(sock.recv(65536)) == 200
+        over = server.connect()  # one over: refused before it sends anything
+        refused = read_all(over)
+        over.close()
+        assert status_of(refused) == 503 and b"retry-after: 1" in refused and closes(refused)
+        held.pop().close()
+        time.sleep(0.2)  # the server sees the close
+        assert status_of(server.exchange(GOOD)) == 200  # under the limit again
+        held[0].close()
+
+
+def test_a_client_that_does_not_read_is_dropped_at_the_write_timeout():
+    with RunningServer(Limits(write_timeout=0.5)) as server:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.port))
+        sock.sendall(b"GET /big HTTP/1.1\r\nHost: e.com\r\n\r\n")  # 4 MB that it never reads
+        deadline = time.monotonic() + 5
+        while not server.server.faults.get("write_timeout") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.server.faults["write_timeout"] == 1
+        assert server.server.connections == 0
+        sock.close()
+        assert status_of(server.exchange(GOOD)) == 200
+
+
+# -- property: no byte stream breaks the server --------------------------------------------------------
+HEAD_PARTS = st.sampled_from([
+    b"GET / HTTP/1.1\r\n", b"POST /x?a=1 HTTP/1.1\r\n", b"GET / HTTP/2.0\r\n", b"Host: example.com\r\n", b"Host: [::1\r\n",
+    b"Content-Length: 3\r\n", b"Content-Length: -1\r\n", b"Transfer-Encoding: chunked\r\n", b"Transfer-Encoding: gzip\r\n",
+    b"Expect: 100-continue\r\n", b" folded\r\n", b"\n", b"\r\n", b"abc", b"0\r\n\r\n", b"3\r\nabc\r\n", b"\x00\xff",
+    b"Connection: close\r\n", b"Host: a\r\nHost: b\r\n",
+])
+STREAMS = st.one_of(st.binary(max_size=300), st.lists(HEAD_PARTS, max_size=12).map(b"".join))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=STREAMS)
+def test_no_byte_stream_breaks_the_server(server, caplog, data):
+    caplog.clear()
+    with server.connect(timeout=3) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        raw = read_all(sock)
+    while raw:  # every answer is a well-formed HTTP/1.1 response with a 2xx, 4xx or 5xx status
+        match = STATUS_LINE.match(raw)
+        assert match, raw[:200]
+        assert match.group(1)[:1] in b"245" or match.group(1) == b"100"
+        head, _, rest = raw.partition(b"\r\n\r\n")
+        length = re.search(rb"\r\ncontent-length: (\d+)", head.lower())
+        raw = rest[int(length.group(1)):] if length else rest
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert status_of(server.exchange(GOOD)) == 200
