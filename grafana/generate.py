@@ -469,6 +469,9 @@ def actors() -> dict[str, Any]:
                    targets((f"sum by (service, environment, version) ({rate(fam.COLD_STARTS.name, SE)})", per_env + " v{{version}}")), "reqps"),
         timeseries("Worker exceptions per second", "Worker code that raised: that call answered 500 (error 1101), the slot carried on.",
                    targets((f"sum by (service, environment) ({rate(fam.WORKER_EXCEPTIONS.name, SE)})", per_env)), "reqps"),
+        timeseries("Server tasks (live)", "trio tasks alive in edge serve: actors, slots, connections, timers (edge_tasks; 0 in "
+                   "a simulation). Flat under steady load; a rise that stays after load ends is a leak.",
+                   targets((f"max({fam.TASKS.name})", "tasks")), "short"),
     ]
     variables = [
         variable("service", "service", f"label_values({fam.INFLIGHT.name}, service)"),

@@ -523,3 +523,29 @@ def test_a_malformed_host_is_a_400_with_one_log_line_at_most(default_server):
     raw = exchange(default_server.port, b"GET /?token=hunter2 HTTP/1.1\r\nHost: [::1\r\n\r\n")
     assert status_of(raw) == 400
     assert status_of(exchange(default_server.port, GET.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))) in (200, 500)
+
+
+def tasks_now(served) -> int:
+    (line,) = metric_lines(served, "edge_tasks ")
+    return int(float(line.split()[1]))
+
+
+def test_tasks_rise_with_connections_and_fall_back_after_them():
+    """``edge_tasks`` counts the server's trio tasks: a connection is one while it is open, and
+    none is left behind once the clients are gone (a leak would keep the count up)."""
+    with serve() as served:
+        idle = tasks_now(served)
+        assert idle > 3  # actors, listeners, the clock's timers at least
+        sockets = [socket.create_connection(("127.0.0.1", served.port), timeout=5) for _ in range(20)]
+        try:
+            for sock in sockets:
+                sock.sendall(GET)
+                assert status_of(sock.recv(65536)) in (200, 500)
+            assert tasks_now(served) >= idle + 20  # each open keep-alive connection holds its task
+        finally:
+            for sock in sockets:
+                sock.close()
+        deadline = time.monotonic() + 5
+        while (now := tasks_now(served)) != idle and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert now == idle

@@ -75,6 +75,7 @@ class LiveRuntime:
 
     def platform_endpoint(self, request: Request) -> Response | None:
         if request.path == "/metrics":
+            self.metrics.tasks = _count_tasks(trio.lowlevel.current_root_task())
             return Response(generate_latest(self.registry), headers={"content-type": CONTENT_TYPE_LATEST})
         if request.path == "/healthz":
             return Response("ok\n")
@@ -105,6 +106,16 @@ class LiveRuntime:
         supervisor = start_actors(self.topology, nursery)
         nursery.start_soon(self.clock.run, name="real clock timers")
         return supervisor
+
+
+def _count_tasks(task: trio.lowlevel.Task | None) -> int:
+    """Tasks alive under ``task``, itself included (iteratively: nurseries nest as deep as calls do)."""
+    count, stack = 0, [task] if task is not None else []
+    while stack:
+        task = stack.pop()
+        count += 1
+        stack.extend(child for nursery in task.child_nurseries for child in nursery.child_tasks)
+    return count
 
 
 def _addressed_to_server(host: str) -> bool:

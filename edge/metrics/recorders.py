@@ -126,6 +126,7 @@ class RunMetrics:
         # a dashboard shows 0 rather than "no data" (h11 may hint others for rare malformations)
         self.ingress_rejected: dict[int, int] = dict.fromkeys(INGRESS_REFUSALS, 0)
         self.ingress_faults: dict[str, int] = dict.fromkeys(INGRESS_FAULTS, 0)  # kind -> count, live
+        self.tasks = 0  # live: trio tasks alive, counted by the server before each scrape
 
     def environment(self, service: str, environment: str) -> EnvironmentStats:
         key = f"{service}@{environment}"
