@@ -501,3 +501,33 @@ class Response(_Body):
     def __repr__(self) -> str:
         """Status only: headers and body may carry credentials."""
         return f"<Response {self._status}>"
+
+
+def checked_response(result: object) -> Response:
+    """What a worker's ``fetch`` returned, as a plain, well-formed ``Response``, or ``TypeError``.
+
+    The platform reads the answer (status, headers, body) after the worker is done with it, in the
+    ingress and in the caller of a binding: a wrong type there would fail far from its cause, in
+    code that serves other requests too. A constructor already checks what it is given; this
+    catches what was changed afterwards (``response.headers = {...}``, private fields) and
+    subclasses, which are copied into a plain ``Response`` so that no overridden method of theirs
+    runs in platform code.
+    """
+    if not isinstance(result, Response):
+        raise TypeError(f"fetch() must return a Response, returned {type(result).__name__}")
+    headers = getattr(result, "headers", None)
+    if type(headers) is not Headers:
+        raise TypeError(f"Response.headers must be a Headers, found {type(headers).__name__}")
+    status, text, body = result._status, result._status_text, result._body
+    if type(status) is not int or not 200 <= status <= 599:
+        raise TypeError(f"Response status must be an int in 200..599, found {status!r}")
+    if type(text) is not str:
+        raise TypeError(f"Response status text must be a str, found {type(text).__name__}")
+    if body is not None and type(body) is not bytes:
+        raise TypeError(f"Response body must be bytes or None, found {type(body).__name__}")
+    if type(result) is Response:
+        return result
+    plain = object.__new__(Response)
+    plain._status, plain._status_text, plain.headers = status, text, headers.copy()
+    plain._body, plain._body_used = body, bool(result._body_used)
+    return plain
