@@ -33,7 +33,7 @@ from edge.platform.clock import ModelClock
 from edge.platform.cpu import CorePool, CpuAccount, CpuLimitExceeded, InvocationLimitExceeded, metered
 from edge.platform.distributions import Distribution
 from edge.platform.errors import CLIENT_CLOSED, CPU_LIMIT, ERROR_HEADER, SHED, STALLED, UNAVAILABLE, WORKER_EXCEPTION, platform_error
-from edge.platform.fetch import Headers, Request, Response, checked_response
+from edge.platform.fetch import Request, Response, checked_response
 from edge.metrics.histogram import LogHistogram
 from edge.metrics.recorders import RunMetrics, status_class
 from edge.platform.units import parse_duration
@@ -227,7 +227,6 @@ class EnvironmentActor:
         cold_start: Any = None,
         keep_warm: float = 300.0,
         live: bool = False,
-        step_limit: float | None = None,
     ) -> None:
         self.service = service
         self.environment = environment
@@ -247,8 +246,6 @@ class EnvironmentActor:
         self.cold_start = cold_start
         self.keep_warm = keep_warm
         self.live = live  # real time: worker CPU is measured, and clients can hang up
-        # Wall time a worker step may hold the thread before the watchdog interrupts it.
-        self.step_limit = step_limit if step_limit is not None else watchdog.STEP_LIMIT_LIVE if live else watchdog.STEP_LIMIT_VIRTUAL
         self.faults: Faults | None = None  # injected by the timeline (code workers)
         self.tags: dict[str, str] = {}
         self.down = False  # crashed (timeline): new calls are refused until it restarts
@@ -317,18 +314,11 @@ class EnvironmentActor:
         a fiber (a platform bug, ``SystemExit`` in a worker) is raised here, where the supervisor
         sees it, as it would see a crashed slot task.
         """
-        if isinstance(self.worker, ModelWorker):
-            await self._park()
+        if self.live and not isinstance(self.worker, ModelWorker):
+            async with trio.open_nursery() as nursery:
+                for _ in range(self.concurrency):
+                    nursery.start_soon(self._live_slot)
             return
-        with watchdog.armed(self.step_limit, sigint=not self.live):
-            if self.live:
-                async with trio.open_nursery() as nursery:
-                    for _ in range(self.concurrency):
-                        nursery.start_soon(self._live_slot)
-            else:
-                await self._park()
-
-    async def _park(self) -> None:
         if self._failure is not None:
             failure, self._failure = self._failure, None
             raise failure
@@ -412,8 +402,8 @@ class EnvironmentActor:
                 if self.live:
                     work = metered(work, call.account, functools.partial(self._charge_measured, call.account))
                 result = await work
-                if call.method is None and (type(result) is not Response or type(result.headers) is not Headers):
-                    result = checked_response(result)  # a plain, well-formed Response, or TypeError
+                if call.method is None and type(result) is not Response:
+                    result = checked_response(result)  # a plain Response, or TypeError
             except CpuLimitExceeded:
                 result = platform_error(CPU_LIMIT)
             except Exception as exc:

@@ -79,7 +79,6 @@ def build(loaded: config.LoadedScenario, *, seed: int, clock: ModelClock, metric
                 cold_start=None if cold_start is None else cold_start.distribution,
                 keep_warm=_keep_warm(env, service),
                 live=live,
-                step_limit=None if meta.step_limit is None else meta.step_limit.seconds,
             )
             actor.tags = {**service.tags, **env.tags}
             topology.environments[actor.key] = actor

@@ -436,7 +436,7 @@ def _json_response(cls: type[Response], data: Any, status: int = 200, headers: H
 class Response(_Body):
     """An HTTP response as a worker returns it."""
 
-    __slots__ = ("_status", "_status_text", "headers")
+    __slots__ = ("_status", "_status_text", "_headers")
 
     _kind = "Response"
 
@@ -462,8 +462,20 @@ class Response(_Body):
             if status_text is None
             else _normalized_value(status_text, "status text")
         )
-        self.headers = Headers(headers)
-        self._init_body(body, self.headers)
+        self._headers = Headers(headers)
+        self._init_body(body, self._headers)
+
+    @property
+    def headers(self) -> Headers:
+        return self._headers
+
+    @headers.setter
+    def headers(self, headers: Headers) -> None:
+        """Only a ``Headers``: the platform reads them after the worker is done (``Headers(...)``
+        turns a dict or pairs into one)."""
+        if type(headers) is not Headers:
+            raise TypeError(f"Response.headers must be a Headers, not {type(headers).__name__}: wrap it, Headers(...)")
+        self._headers = headers
 
     json = _ClassOrInstanceMethod(_json_response, _Body.json)
 
@@ -493,7 +505,7 @@ class Response(_Body):
         duplicate = object.__new__(type(self))
         duplicate._status = self._status
         duplicate._status_text = self._status_text
-        duplicate.headers = self.headers.copy()
+        duplicate._headers = self._headers.copy()
         duplicate._body = self._body
         duplicate._body_used = False
         return duplicate
@@ -503,31 +515,21 @@ class Response(_Body):
         return f"<Response {self._status}>"
 
 
-def checked_response(result: object) -> Response:
-    """What a worker's ``fetch`` returned, as a plain, well-formed ``Response``, or ``TypeError``.
 
-    The platform reads the answer (status, headers, body) after the worker is done with it, in the
-    ingress and in the caller of a binding: a wrong type there would fail far from its cause, in
-    code that serves other requests too. A constructor already checks what it is given; this
-    catches what was changed afterwards (``response.headers = {...}``, private fields) and
-    subclasses, which are copied into a plain ``Response`` so that no overridden method of theirs
-    runs in platform code.
+def checked_response(result: object) -> Response:
+    """What a worker's ``fetch`` returned, as a plain ``Response``, or ``TypeError``.
+
+    The platform reads the answer after the worker is done with it, in the ingress and in the
+    caller of a binding: a wrong type there would fail far from its cause, in code that serves
+    other requests too. The constructor and the ``headers`` setter check what a worker gives
+    them; a subclass is copied into a plain ``Response``, so that no method it overrides runs in
+    platform code. (Private fields are not guarded: a worker that writes ``_body`` is on its own.)
     """
     if not isinstance(result, Response):
         raise TypeError(f"fetch() must return a Response, returned {type(result).__name__}")
-    headers = getattr(result, "headers", None)
-    if type(headers) is not Headers:
-        raise TypeError(f"Response.headers must be a Headers, found {type(headers).__name__}")
-    status, text, body = result._status, result._status_text, result._body
-    if type(status) is not int or not 200 <= status <= 599:
-        raise TypeError(f"Response status must be an int in 200..599, found {status!r}")
-    if type(text) is not str:
-        raise TypeError(f"Response status text must be a str, found {type(text).__name__}")
-    if body is not None and type(body) is not bytes:
-        raise TypeError(f"Response body must be bytes or None, found {type(body).__name__}")
     if type(result) is Response:
         return result
     plain = object.__new__(Response)
-    plain._status, plain._status_text, plain.headers = status, text, headers.copy()
-    plain._body, plain._body_used = body, bool(result._body_used)
+    plain._status, plain._status_text, plain._headers = result._status, result._status_text, result._headers.copy()
+    plain._body, plain._body_used = result._body, result._body_used
     return plain

@@ -26,9 +26,11 @@ virtual time ``edge run`` never returns. One mechanism covers CPU and wall time,
 A worker that catches ``BaseException`` and carries on spinning is interrupted again every tick,
 but cannot be stopped in-process; nor can a C call that never releases the GIL, nor ``os._exit``.
 
-A genuine Ctrl-C must not pass for a worker fault: while armed, SIGINT goes through ``_on_sigint``,
-which raises ``KeyboardInterrupt`` itself when a worker step holds the thread (in virtual time trio
-would only queue it until the step ends) and otherwise hands over to the handler it replaced.
+A genuine Ctrl-C must not pass for a worker fault: while armed in virtual time, SIGINT goes through
+``_on_sigint``, which raises ``KeyboardInterrupt`` itself when a worker step holds the thread (trio
+would only queue it until the step ends) and otherwise hands over to trio's handler; from then on
+the thread ends any worker step it sees with ``KeyboardInterrupt`` too (the run goes on firing
+timers until trio delivers the interrupt, and a new request may start spinning meanwhile).
 ``from_signal`` tells such a ``KeyboardInterrupt`` (raised by this module's or trio's handler)
 from one a worker raises.
 
@@ -63,6 +65,7 @@ STEP_LIMIT_VIRTUAL = 10.0
 
 CPU = "cpu"
 WALL = "wall"
+SIGINT = "sigint"  # a real Ctrl-C came: any worker step still holding the thread is ended with it
 
 
 class WorkerInterrupted(BaseException):
@@ -78,7 +81,7 @@ class WorkerInterrupted(BaseException):
 class _Steps:
     """What the trio thread publishes for the watchdog, and what the watchdog aims at."""
 
-    __slots__ = ("current", "target")
+    __slots__ = ("current", "target", "sigint")
 
     def __init__(self) -> None:
         self.current: tuple[float, float] | None = None
@@ -86,6 +89,8 @@ class _Steps:
         self.target: tuple[Any, str, float] | None = None
         """What the next signal is for: the step (a ``current`` tuple, or a ``fibers.step`` frame),
         the reason and the limit crossed."""
+        self.sigint = False
+        """A real Ctrl-C came while armed: the run is ending, worker steps must not hold it up."""
 
 
 steps = _Steps()
@@ -137,6 +142,8 @@ def _on_signal(signum: int, frame: types.FrameType | None) -> None:
     elif steps.current is not step:  # live: that step has ended since
         return
     steps.target = None
+    if reason == SIGINT:
+        raise KeyboardInterrupt
     raise WorkerInterrupted(reason, limit)
 
 
@@ -147,18 +154,22 @@ def from_signal(exc: BaseException) -> bool:
         return False
     while tb.tb_next is not None:
         tb = tb.tb_next
-    return tb.tb_frame.f_globals.get("__name__") in _SIGNAL_HANDLERS or tb.tb_frame.f_code is _on_sigint.__code__
+    return tb.tb_frame.f_globals.get("__name__") in _SIGNAL_HANDLERS or tb.tb_frame.f_code in _SIGINT_CODES
 
 
 _replaced_sigint: Any = None
 
 
 def _on_sigint(signum: int, frame: types.FrameType | None) -> None:
+    steps.sigint = True
     if _worker_boundary(frame) is not None:
         raise KeyboardInterrupt
     previous = _replaced_sigint
     if callable(previous):
         previous(signum, frame)
+
+
+_SIGINT_CODES = {_on_sigint.__code__, _on_signal.__code__}
 
 
 class _Watchdog:
@@ -202,6 +213,7 @@ class _Watchdog:
             signal.signal(signal.SIGINT, _replaced_sigint)
         _replaced_sigint = None
         steps.target = None
+        steps.sigint = False
 
     def _watch(self, ident: int) -> None:
         cpu_clock = time.pthread_getcpuclockid(ident)
@@ -217,7 +229,9 @@ class _Watchdog:
             now = time.monotonic()
             if step is not seen:
                 seen, seen_at = step, now
-            if cpu_left is not None and cpu_left < 0:
+            if steps.sigint:
+                self._fire(ident, step, SIGINT, 0.0)
+            elif cpu_left is not None and cpu_left < 0:
                 self._fire(ident, step, CPU, step[1])
             elif now - seen_at >= self.wall_limit:
                 self._fire(ident, step, WALL, self.wall_limit)
