@@ -311,7 +311,7 @@ class EnvironmentActor:
         Live, a code worker's slots are tasks in this task's nursery. In virtual time every slot
         is a fiber driven by the clock (and a synthetic worker's calls are timer steps), and this
         task owns them: it parks until the run cancels it, then closes them; a fault that escapes
-        a fiber (a platform bug, ``SystemExit`` in a worker) is raised here, where the supervisor
+        a fiber (a platform bug, a real Ctrl-C) is raised here, where the supervisor
         sees it, as it would see a crashed slot task.
         """
         if self.live and not isinstance(self.worker, ModelWorker):

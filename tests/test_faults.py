@@ -205,3 +205,20 @@ def test_ctrl_c_stops_edge_run_while_a_worker_spins_and_is_not_taken_for_a_worke
     assert time.monotonic() - sent < 5
     assert process.returncode != 0  # interrupted, not a finished run with one more error
     assert "KeyboardInterrupt" in err and "threw" not in err
+
+
+def test_every_log_record_and_uncaught_traceback_is_redacted():
+    program = f"""
+import logging
+from edge.platform import redact
+logging.basicConfig()
+redact.register(["{SECRET}"])
+try:
+    raise RuntimeError("key {SECRET}")
+except RuntimeError:
+    logging.getLogger("any").exception("failed with %s", "{SECRET}")
+raise ValueError("{SECRET}") from RuntimeError("{SECRET}")
+"""
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert "failed with ***" in done.stderr and "RuntimeError: key ***" in done.stderr
+    assert SECRET not in done.stderr + done.stdout

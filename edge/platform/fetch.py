@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-__all__ = ["BodyUsedError", "Headers", "Request", "Response"]
+__all__ = ["BodyUsedError", "Headers", "InvalidURLError", "Request", "Response"]
 
 _HTTP_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _ABSOLUTE_URL_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^/?#]")
@@ -198,6 +198,11 @@ class Headers:
         return f"Headers({sorted(self._entries)!r})"
 
 
+class InvalidURLError(TypeError, ValueError):
+    """A URL whose host cannot be parsed, found when its parts are first read (URLs are parsed
+    lazily). A TypeError as fetch's invalid-URL error is, and a ValueError as ``urlsplit``'s."""
+
+
 class BodyUsedError(TypeError):
     """A body was read, forwarded or cloned after it had been read.
 
@@ -345,8 +350,12 @@ class Request(_Body):
     def _parts(self) -> tuple[str, str, str]:
         parts = self._url_parts
         if parts is None:
-            split = urlsplit(self._url)
-            parts = self._url_parts = (split.hostname or "", split.path or "/", split.query)
+            try:
+                split = urlsplit(self._url)
+                host = split.hostname or ""
+            except ValueError as exc:  # "http://[::1/": the constructor's cheap check let it through
+                raise InvalidURLError(f"invalid URL {self._url!r}: {exc}") from None
+            parts = self._url_parts = (host, split.path or "/", split.query)
         return parts
 
     @property
