@@ -8,6 +8,7 @@ from typing import Any, Callable
 import trio
 
 from edge.scenario import config
+from edge.platform import watchdog
 from edge.platform.clock import VirtualClock
 from edge.platform.trio_internals import seed_scheduler
 from edge.metrics.recorders import RunMetrics
@@ -85,6 +86,16 @@ def simulate(
             clock.call_later(every, check)
 
     async def main() -> None:
+        # Inside trio.run: the watchdog's Ctrl-C handler wraps trio's. Around the whole nursery:
+        # while a Ctrl-C unwinds it, timers still fire, and a step that spins must still end.
+        step_limit = watchdog.STEP_LIMIT_VIRTUAL if meta.step_limit is None else meta.step_limit.seconds
+        with watchdog.armed(step_limit, sigint=True):
+            try:
+                await run_model()
+            finally:
+                clock.close()  # an interrupted run fires nothing more while trio winds down
+
+    async def run_model() -> None:
         async with trio.open_nursery() as nursery:
             supervisor = start_actors(topology, nursery)
             if setup is not None:

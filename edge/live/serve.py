@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from actors.supervisor import Supervisor
 from edge.scenario import config
 from edge.live.admin import AdminApi
+from edge.platform import watchdog
 from edge.platform.clock import RealClock
 from edge.platform.fetch import Request, Response
 from edge.live.ingress import HttpServer, Limits
@@ -162,6 +163,15 @@ async def serve(
     live = LiveRuntime(loaded, seed=seed)
     ingress = HttpServer(live.handle, limits, rejected=live.metrics.ingress_rejected, faults=live.metrics.ingress_faults)
     servers = [ingress]
+    step_limit = loaded.spec.scenario.step_limit
+    with watchdog.armed(watchdog.STEP_LIMIT_LIVE if step_limit is None else step_limit.seconds, sigint=False):
+        return await _serve(live, ingress, servers, loaded, host=host, port=port, metrics_port=metrics_port, admin_host=admin_host,
+                            admin_port=admin_port, drain=drain, seed=seed, traffic=traffic, on_ready=on_ready)
+
+
+async def _serve(live: LiveRuntime, ingress: HttpServer, servers: list[HttpServer], loaded: config.LoadedScenario, *, host: str, port: int,
+                 metrics_port: int | None, admin_host: str, admin_port: int, drain: float, seed: int | None, traffic: bool,
+                 on_ready: Callable[[dict[str, Endpoint]], Any] | None) -> int:
     async with trio.open_nursery() as nursery:
         supervisor = await live.run_actors(nursery)
         schedule_timeline(loaded.spec, live.topology, live.clock, live.timeline)

@@ -56,6 +56,7 @@ _SAMPLES: dict[fam.Family, Callable[[RunMetrics], Samples]] = {
     fam.CPU_LIMIT_EXCEEDED: _per_environment(lambda s: s.cpu_limit_exceeded),
     fam.SHED: _per_environment(lambda s: s.shed),
     fam.WORKER_EXCEPTIONS: _per_environment(lambda s: s.exceptions),
+    fam.WORKER_STALLS: _per_environment(lambda s: s.stalls),
     fam.MAILBOX_DEPTH: _per_environment(lambda s: s.mailbox_depth()),
     fam.INFLIGHT: _per_environment(lambda s: s.inflight),
     fam.TASKS: lambda run: [((), run.tasks)],

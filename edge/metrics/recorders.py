@@ -38,6 +38,7 @@ class EnvironmentStats:
         "cpu_limit_exceeded",
         "shed",
         "exceptions",
+        "stalls",
         "cold_starts",
         "inflight",
         "mailbox_depth",
@@ -53,6 +54,7 @@ class EnvironmentStats:
         self.cpu_limit_exceeded = 0
         self.shed = 0
         self.exceptions = 0
+        self.stalls = 0  # worker steps the watchdog interrupted for holding the event loop
         self.cold_starts: dict[str, int] = {}
         self.inflight = 0
         self.mailbox_depth = lambda: 0

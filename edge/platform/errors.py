@@ -17,6 +17,9 @@ INVALID_RESPONSE = (500, 1101, "invalid-response")
 workerd, where such a header is a TypeError thrown in the worker, it is error 1101."""
 CPU_LIMIT = (503, 1102, "cpu-limit")
 """Worker exceeded resource limits (its request's CPU budget)."""
+STALLED = (503, 1102, "stalled")
+"""Worker exceeded resource limits: one step held the event loop past the step wall-time limit
+(``time.sleep``, blocking I/O; in virtual time, any real work) and the watchdog interrupted it."""
 SHED = (503, 1200, "shed")
 """Too many requests queued for the worker: its mailbox was full."""
 NOT_FOUND = (404, 1000, "not-found")

@@ -49,6 +49,9 @@ class Meta(msgspec.Struct, forbid_unknown_fields=True):
     cores: int = 8
     max_invocations: int = 32
     """Service-binding invocations allowed per top-level request (Workers allow 32)."""
+    step_limit: Duration | None = None
+    """Wall time one worker step (the code between two awaits) may hold the event loop before the
+    watchdog interrupts it (503, error 1102): default 1s live, 10s in virtual time."""
     drain: Duration = Duration("30s")
     """After traffic stops, how long in-flight requests get to finish before the run ends."""
 
