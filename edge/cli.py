@@ -1,7 +1,9 @@
 """The ``edge`` command.
 
 Exit codes: 0 ok, 1 thresholds failed, 2 bad input (the message names the file, the path inside it
-and what was expected).
+and what was expected, or the output that cannot be written), 130 interrupted by SIGINT (Ctrl-C),
+143 by SIGTERM (128 + the signal's number, as shells report it). An interrupted command prints one
+line and leaves no partial output behind.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import functools
 import ipaddress
 import logging
 import os
+import signal
 import sys
 import time
 
@@ -18,11 +21,13 @@ from rich.console import Console
 
 from edge.scenario import config
 from edge.live.admin import DEFAULT_ADMIN_PORT
+from edge.platform.files import OutputError, check_directory, check_file
 from edge.platform.units import format_duration, parse_duration, parse_size
 
 EXIT_OK = 0
 EXIT_THRESHOLDS_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 def _load(path: str | None) -> config.LoadedScenario:
@@ -38,6 +43,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from edge.engine.simulate import simulate
 
     loaded = _load(args.scenario)
+    _check_outputs(files=(args.json, args.openmetrics), directories=(args.plots,))
     err = Console(stderr=True)
     duration = args.duration if args.duration is not None else loaded.spec.scenario.duration.seconds
     show_progress = not args.quiet and (err.is_terminal if args.progress is None else args.progress)
@@ -99,6 +105,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"edge: error: {args.report}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    _check_outputs(directories=(args.directory,))
     for path in write_plots(report, args.directory):
         print(path)
     return EXIT_OK
@@ -112,6 +119,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     loaded = _load(args.scenario)
     if loaded.spec.tune is None:
         raise config.ConfigError(loaded.file, "tune", "expected a [tune] table (the hypothesis and the schedules to compare)")
+    _check_outputs(files=(args.json, args.plot))
     err = Console(stderr=True)
     total = task_count(loaded, args.replications)
     with _executor(args) as executor, Progress(console=err, transient=True, disable=args.quiet) as bar:
@@ -150,12 +158,36 @@ def _executor(args: argparse.Namespace):
         return dask()
     if args.jobs == 1:
         return contextlib.nullcontext(None)
-    return ProcessPoolExecutor(max_workers=args.jobs or os.cpu_count())
+
+    @contextlib.contextmanager
+    def processes():
+        executor = ProcessPoolExecutor(max_workers=args.jobs or os.cpu_count(), initializer=_replication_process)
+        try:
+            yield executor
+        except BaseException:
+            # Interrupted (or failed): queued replications are dropped and running ones stopped now,
+            # rather than waited for by the executor's exit.
+            running = list((getattr(executor, "_processes", None) or {}).values())  # no public way before 3.14's terminate_workers
+            executor.shutdown(wait=False, cancel_futures=True)
+            for process in running:
+                process.terminate()
+            raise
+        executor.shutdown()
+
+    return processes()
+
+
+def _replication_process() -> None:
+    """A replication process leaves interrupts to the command: Ctrl-C reaches the whole process
+    group, and each child would print a traceback of its own; the command terminates them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     from edge.metrics.openmetrics import BackfillError, backfill
 
+    _check_outputs(directories=(args.data_dir,))
     try:
         print(backfill(args.openmetrics, args.data_dir), end="")
     except BackfillError as exc:
@@ -375,14 +407,61 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_outputs(files=(), directories=()) -> None:
+    """Every output the command will write, checked before it runs (a run can take minutes)."""
+    for path in files:
+        if path is not None:
+            check_file(path)
+    for path in directories:
+        if path is not None:
+            check_directory(path)
+
+
+class _Signals:
+    """Which signal interrupted the command. SIGTERM is turned into SIGINT so that both take one
+    path: trio delivers SIGINT as KeyboardInterrupt at a point where it is safe, and everything
+    between here and the signal unwinds (``finally`` blocks remove temporary files)."""
+
+    received = signal.SIGINT
+
+    @classmethod
+    def install(cls) -> None:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, cls._terminate)
+
+    @classmethod
+    def _terminate(cls, signum: int, frame) -> None:
+        cls.received = signal.SIGTERM
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started in the background: nobody relays SIGINT
+            raise KeyboardInterrupt
+        signal.raise_signal(signal.SIGINT)
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """KeyboardInterrupt, alone or as every member of trio's exception groups."""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(KeyboardInterrupt)[1] is None
+    return isinstance(exc, KeyboardInterrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="edge: %(levelname)s %(name)s: %(message)s")
+    _Signals.install()
     try:
         return args.func(args)
     except config.ConfigError as exc:
         print(f"edge: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OutputError as exc:
+        print(f"edge: error: cannot write output: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BaseException as exc:
+        if not _interrupted(exc):
+            raise
+        signum = _Signals.received
+        print(f"edge: interrupted by {signal.Signals(signum).name}", file=sys.stderr)
+        return EXIT_INTERRUPTED[signum]
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
-from edge.platform.files import write_atomically
+from edge.platform.files import write_output
 from edge.metrics.histogram import LogHistogram
 from edge.metrics.recorders import STATUS_CLASSES
 from edge.scenario.config import LoadedScenario, threshold_rules
@@ -319,7 +319,7 @@ def failed_thresholds(report: Report) -> list[ThresholdResult]:
 def write_json(report: Report, path: str | Path) -> None:
     """Write atomically: a failed run never leaves half a report behind."""
     data = msgspec.json.format(msgspec.json.encode(report), indent=2) + b"\n"
-    write_atomically(path, data)
+    write_output(path, data)
 
 
 def read_json(path: str | Path) -> Report:
