@@ -1,4 +1,6 @@
-"""Output files: checked before a run, then written whole or not at all, where the user meant.
+"""Input and output files. Inputs: regular files of bounded size, read without blocking.
+
+Outputs: checked before a run, then written whole or not at all, where the user meant.
 
 A run can take minutes; an output path it cannot write is refused before it starts
 (``check_file``, ``check_directory``), by creating and removing a file where the output
@@ -29,6 +31,41 @@ from pathlib import Path
 _OWN_DESCRIPTOR = re.compile(r"^/(?:dev/fd|proc/self/fd)/(\d+)$")
 _STANDARD = {"/dev/stdout": 1, "/dev/stderr": 2}
 _MAX_LINKS = 40  # as the kernel's ELOOP limit
+
+
+class InputError(Exception):
+    """An input that is not a regular file, or cannot be read; ``str()`` says why."""
+
+
+def read_input(path: str | Path, limit: int) -> bytes:
+    """The file's bytes, if it is a regular file (symlinks followed); at most ``limit + 1`` bytes
+    are read, so a caller sees that a file is too large without reading all of it.
+
+    Opened without blocking and checked on the open descriptor: a FIFO would block the open (and
+    then the read), ``/dev/zero`` never ends; only what was opened is checked, so nothing can swap
+    the path in between."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise InputError(f"cannot read file: {exc.strerror}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise InputError(f"expected a regular file, got {_file_kind(mode)}")
+        with open(fd, "rb", closefd=False) as file:
+            return file.read(limit + 1)
+    except OSError as exc:
+        raise InputError(f"cannot read file: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "something else"
 
 
 class OutputError(Exception):
