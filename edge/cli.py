@@ -20,7 +20,7 @@ import time
 from rich.console import Console
 
 from edge.scenario import config
-from edge.live.admin import DEFAULT_ADMIN_PORT
+from edge.live.admin import DEFAULT_ADMIN_PORT, TOKEN_ENV
 from edge.platform.files import OutputError, check_directory, check_file
 from edge.platform.units import format_duration, parse_duration, parse_size
 
@@ -270,7 +270,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from edge.live.ingress import Limits
     from edge.live.serve import serve
 
+    from edge.live.admin import new_token
+
     loaded = _load(args.scenario)
+    token = _admin_token(args)
+    generated = token is None
+    token = token or new_token()
     if not _is_loopback(args.admin_host):
         print(f"edge: warning: the admin API listens on {args.admin_host}: anyone who reaches it can change weights", file=sys.stderr)
     limits = Limits(max_body_bytes=args.max_body, header_timeout=args.client_timeout, body_timeout=args.client_timeout)
@@ -280,11 +285,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"edge: serving {name} on {endpoints['ingress'].url}", flush=True)
         print(f"edge: metrics on {endpoints.get('metrics', endpoints['ingress']).url}/metrics", flush=True)
         print(f"edge: admin API on {endpoints['admin'].url}", flush=True)
+        if generated:  # printed this once, on stdout; never logged
+            print(f"edge: admin token {token} (send `Authorization: Bearer TOKEN`; `edge weight` reads {TOKEN_ENV})", flush=True)
 
     return trio.run(
         functools.partial(
             serve, loaded, host=args.host, port=args.port, metrics_port=args.metrics_port,
-            admin_host=args.admin_host, admin_port=args.admin_port, limits=limits, drain=args.drain,
+            admin_host=args.admin_host, admin_port=args.admin_port, admin_token=token, limits=limits, drain=args.drain,
             seed=args.seed, traffic=args.traffic, on_ready=ready,
         )
     )
@@ -293,13 +300,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_weight(args: argparse.Namespace) -> int:
     from edge.live.admin import AdminError, set_weight
 
+    token = _admin_token(args)
+    if token is None:
+        print(f"edge: error: no admin token: set {TOKEN_ENV} (or pass --admin-token) to the token `edge serve` printed at start", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
-        weights = set_weight(args.admin, args.service, args.environment, args.percent)
+        weights = set_weight(args.admin, args.service, args.environment, args.percent, token=token)
     except AdminError as exc:
         print(f"edge: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(f"{args.service}: " + ", ".join(f"{env} {pct:g}%" for env, pct in weights.items()))
     return EXIT_OK
+
+
+def _admin_token(args: argparse.Namespace) -> str | None:
+    """The operator's admin token: ``--admin-token``, else the environment (which, unlike a flag,
+    other users cannot read in ``ps``); None when neither is set."""
+    from edge.live.admin import token_problem
+
+    token = args.admin_token if args.admin_token is not None else os.environ.get(TOKEN_ENV) or None
+    if token is not None and (problem := token_problem(token)) is not None:
+        where = "--admin-token" if args.admin_token is not None else TOKEN_ENV
+        raise config.ConfigError(where, "", f"not a usable admin token: {problem}")
+    return token
 
 
 def _is_loopback(host: str) -> bool:
@@ -391,6 +414,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--metrics-port", type=int, default=None, help="also serve /metrics and /healthz alone on this port")
     serve.add_argument("--admin-host", default="127.0.0.1", help="address of the admin API (default loopback only)")
     serve.add_argument("--admin-port", type=int, default=DEFAULT_ADMIN_PORT, help=f"port of the admin API (default {DEFAULT_ADMIN_PORT})")
+    serve.add_argument("--admin-token", metavar="TOKEN", default=None,
+                       help=f"the admin API's token (default: ${TOKEN_ENV}, else one generated and printed at start)")
     serve.add_argument("--max-body", type=_size, default=1024 * 1024, help='largest request body accepted, e.g. "1MiB" (default); larger gets 413')
     serve.add_argument("--client-timeout", type=_duration, default=10.0, help='time a client has to send a request head, and then its body (default "10s"); slower gets 408')
     serve.add_argument("--drain", type=_duration, default=10.0, help='on SIGINT/SIGTERM, how long requests in flight may take to finish (default "10s")')
@@ -403,6 +428,8 @@ def parser() -> argparse.ArgumentParser:
     weight.add_argument("environment")
     weight.add_argument("percent", type=_percent, help="new share of the service's traffic, 0-100 (0 rolls back)")
     weight.add_argument("--admin", default=f"http://127.0.0.1:{DEFAULT_ADMIN_PORT}", help="admin API URL (default %(default)s)")
+    weight.add_argument("--admin-token", metavar="TOKEN", default=None,
+                        help=f"the token `edge serve` printed or was given (default: ${TOKEN_ENV})")
     weight.set_defaults(func=cmd_weight)
     return p
 
