@@ -55,7 +55,7 @@ class Endpoint:
 class LiveRuntime:
     """One live topology and the handlers that expose it."""
 
-    def __init__(self, loaded: config.LoadedScenario, *, seed: int | None = None) -> None:
+    def __init__(self, loaded: config.LoadedScenario, *, admin_token: str, seed: int | None = None) -> None:
         meta = loaded.spec.scenario
         self.loaded = loaded
         self.clock = RealClock()
@@ -63,7 +63,7 @@ class LiveRuntime:
         self.registry = registry_for(self.metrics)
         self.topology: Topology = build(loaded, seed=meta.seed if seed is None else seed, clock=self.clock, metrics=self.metrics, live=True)
         self.front = FrontDoor(self.topology, meta, self.clock, self.metrics)
-        self.admin = AdminApi(self.topology.routers, self.topology.rollouts)
+        self.admin = AdminApi(self.topology.routers, self.topology.rollouts, token=admin_token)
         self.timeline: list[TimelineEntry] = []
 
     async def handle(self, request: Request) -> Response:
@@ -150,6 +150,7 @@ async def serve(
     metrics_port: int | None = None,
     admin_host: str = "127.0.0.1",
     admin_port: int = 8788,
+    admin_token: str,
     limits: Limits | None = None,
     drain: float = 10.0,
     seed: int | None = None,
@@ -160,7 +161,7 @@ async def serve(
 
     ``traffic`` also drives the scenario's traffic groups at the ingress, over real sockets.
     """
-    live = LiveRuntime(loaded, seed=seed)
+    live = LiveRuntime(loaded, admin_token=admin_token, seed=seed)
     ingress = HttpServer(live.handle, limits, rejected=live.metrics.ingress_rejected, faults=live.metrics.ingress_faults)
     servers = [ingress]
     step_limit = loaded.spec.scenario.step_limit
@@ -180,6 +181,7 @@ async def _serve(live: LiveRuntime, ingress: HttpServer, servers: list[HttpServe
         admin = HttpServer(live.admin)
         servers.append(admin)
         endpoints["admin"] = await _listen(admin, nursery, admin_host, admin_port)
+        live.admin.listening_on(admin_host, endpoints["admin"].port)  # before its first request: _listen did not yield
         if metrics_port is not None:
             metrics_server = HttpServer(live.metrics_only)
             servers.append(metrics_server)

@@ -15,7 +15,7 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
-from edge.platform.files import write_atomically
+from edge.platform.files import InputError, read_input, write_output
 from edge.metrics.histogram import LogHistogram
 from edge.metrics.recorders import STATUS_CLASSES
 from edge.scenario.config import LoadedScenario, threshold_rules
@@ -319,12 +319,22 @@ def failed_thresholds(report: Report) -> list[ThresholdResult]:
 def write_json(report: Report, path: str | Path) -> None:
     """Write atomically: a failed run never leaves half a report behind."""
     data = msgspec.json.format(msgspec.json.encode(report), indent=2) + b"\n"
-    write_atomically(path, data)
+    write_output(path, data)
+
+
+MAX_REPORT_BYTES = 256 * 1024 * 1024
+"""A week of simulated time at the default 100 points is a few MB; this only stops /dev/zero."""
 
 
 def read_json(path: str | Path) -> Report:
     """A report written by ``write_json``; ValueError (msgspec's, with the path inside) if it is not one."""
-    return msgspec.json.decode(Path(path).read_bytes(), type=Report)
+    try:
+        data = read_input(path, MAX_REPORT_BYTES)
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
+    if len(data) > MAX_REPORT_BYTES:
+        raise ValueError(f"expected a report of at most {MAX_REPORT_BYTES:,} bytes, got more")
+    return msgspec.json.decode(data, type=Report)
 
 
 def print_summary(report: Report, console: Console | None = None) -> None:
