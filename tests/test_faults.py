@@ -129,7 +129,7 @@ def test_a_worker_step_that_holds_the_loop_is_stopped_at_the_step_limit(make_sce
     assert 0.2 <= elapsed < 5  # the limit, not the 30 s sleep nor for ever
 
 
-def test_a_worker_that_swallows_the_interruption_keeps_its_answer_but_is_counted(make_scenario):
+def test_a_worker_that_swallows_the_interruption_keeps_its_answer_and_no_stall_is_counted(make_scenario):
     responses, result = send(scenario(make_scenario, step_limit="200ms"), [Request("https://example.com/swallow")])
     assert [(r.status, text(r)) for r in responses] == [(200, "swallowed")]
     assert result.metrics.environments["app@production"].stalls == 0  # nothing reached the platform
