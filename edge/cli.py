@@ -165,12 +165,14 @@ def _executor(args: argparse.Namespace):
         try:
             yield executor
         except BaseException:
-            # Interrupted (or failed): queued replications are dropped and running ones stopped now,
-            # rather than waited for by the executor's exit.
+            # Interrupted (or failed): running replications are stopped now rather than waited for.
+            # With its processes gone the pool is broken and fails every pending replication itself;
+            # cancelling them too (cancel_futures) races with that, and on Python 3.11 the pool's
+            # thread then prints an InvalidStateError traceback.
             running = list((getattr(executor, "_processes", None) or {}).values())  # no public way before 3.14's terminate_workers
-            executor.shutdown(wait=False, cancel_futures=True)
             for process in running:
                 process.terminate()
+            executor.shutdown(wait=True)
             raise
         executor.shutdown()
 
