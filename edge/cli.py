@@ -93,7 +93,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"edge: run stopped at {format_duration(stop.at_s)} of {format_duration(duration)}: threshold failed: {stop.threshold}", file=sys.stderr)
     for t in failed:
         print(f"edge: threshold failed: {t.threshold} (measured {t.shown()})", file=sys.stderr)
-    return EXIT_THRESHOLDS_FAILED if failed or report.stopped_early is not None else EXIT_OK
+    unanswered = report.clients.unanswered
+    if unanswered:
+        drain = format_duration(loaded.spec.scenario.drain.seconds)
+        print(f"edge: {unanswered:,} request(s) never answered: still waiting when the run ended, after its {drain} drain", file=sys.stderr)
+    return EXIT_THRESHOLDS_FAILED if failed or unanswered or report.stopped_early is not None else EXIT_OK
 
 
 def cmd_plot(args: argparse.Namespace) -> int:

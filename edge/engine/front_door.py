@@ -16,7 +16,7 @@ from actors.mailbox import Call
 from edge.scenario import config
 from edge.platform.clock import ModelClock
 from edge.platform.cpu import CpuAccount
-from edge.platform.errors import ERROR_HEADER, NOT_FOUND, platform_error
+from edge.platform.errors import ERROR_HEADER, NOT_FOUND, WALL_LIMIT, platform_error
 from edge.platform.fetch import Request, Response
 from edge.metrics.recorders import STATUS_CLASSES, ClientStats, RunMetrics, status_class
 from edge.engine.topology import Topology
@@ -53,6 +53,7 @@ class FrontDoor:
         self.metrics = metrics
         self.cpu_limit = meta.cpu_limit.seconds
         self.max_invocations = meta.max_invocations
+        self.request_limit = None if meta.request_limit is None else meta.request_limit.seconds
         self.inflight = 0
         # Every routed service's timeout counter exists from the start: a dashboard shows 0, not "no data".
         for service in topology.entries:
@@ -95,8 +96,11 @@ class FrontDoor:
         call = Call(request, account, self._completed, sent_at)
         call.context = TopLevel(service, done, client)
         self.inflight += 1
+        client.waiting += 1
         if timeout is not None:
             self.clock.call_later(sent_at + timeout - self.clock.now(), self._give_up, call, timeout)
+        if self.request_limit is not None:
+            self.clock.call_later(sent_at + self.request_limit - self.clock.now(), self._cut, call)
         immediate = self.topology.entries[service](call)
         if immediate is not None:
             self._completed(call, immediate)
@@ -110,6 +114,7 @@ class FrontDoor:
             self.metrics.count_routed(top.service, call.routed_to, response.status)
         if top.waiting:
             top.waiting = False
+            top.client.waiting -= 1
             self._record_client(top.client, top.service, response, call.posted_at, top.done)
         if self.inflight == 0 and self._drained is not None:
             self._drained.set()
@@ -120,12 +125,25 @@ class FrontDoor:
             return
         top.waiting = False
         clients = top.client
+        clients.waiting -= 1
         clients.requests += 1
         clients.timeouts += 1
         clients.latency.observe(timeout)
         self.metrics.timeouts[top.service] = self.metrics.timeouts.get(top.service, 0) + 1
         if top.done is not None:
             top.done(None)
+
+    def _cut(self, call: Call) -> None:
+        """The request's ``request_limit`` ran out before its answer: the platform answers 504 now,
+        and the work stops (live; in virtual time the late answer still counts for the service).
+        An answer due at the very instant the limit runs out is too late: this timer was set first."""
+        top: TopLevel = call.context
+        if not top.waiting:
+            return
+        top.waiting = False
+        top.client.waiting -= 1
+        self._record_client(top.client, top.service, platform_error(WALL_LIMIT), call.posted_at, top.done)
+        call.cancel()
 
     def _record_service(self, call: Call, service: str, client: ClientStats) -> None:
         """What the entry service did with a top-level request, whether its client waited or not."""
@@ -158,6 +176,17 @@ class FrontDoor:
                 clients.not_found += 1
         if done is not None:
             done(response)
+
+    def close(self) -> int:
+        """The run is over: every request whose client still waits is counted as never answered
+        (a request and an error of its group). Returns how many there were."""
+        unanswered = 0
+        for client in self.metrics.groups.values():
+            client.unanswered += client.waiting
+            client.requests += client.waiting
+            unanswered += client.waiting
+            client.waiting = 0
+        return unanswered
 
     async def drained(self, timeout: float) -> bool:
         """Wait (model time) until no top-level request is in flight; False if ``timeout`` ran out."""

@@ -23,7 +23,7 @@ from edge.engine.traffic import start_traffic
 class RunResult:
     def __init__(
         self, loaded: config.LoadedScenario, seed: int, duration: float, simulated: float, metrics: RunMetrics,
-        topology: Topology, events: int, undrained: int, timeline: list[Any], series: Series,
+        topology: Topology, events: int, unanswered: int, timeline: list[Any], series: Series,
         stopped: tuple[float, str] | None = None,
     ) -> None:
         self.loaded = loaded
@@ -33,7 +33,7 @@ class RunResult:
         self.metrics = metrics
         self.topology = topology
         self.events = events
-        self.undrained = undrained
+        self.unanswered = unanswered
         self.timeline = timeline
         self.series = series
         self.stopped = stopped
@@ -110,8 +110,8 @@ def simulate(
                 await clock.sleep(duration)
             for group in groups:
                 group.stop()
-            drained = await front.drained(meta.drain.seconds)
-            state["undrained"] = 0 if drained else front.inflight
+            await front.drained(meta.drain.seconds)
+            state["unanswered"] = front.close()
             state["simulated"] = clock.now()
             recorder.take()  # the drain, and any part of an interval left at the end
             clock.close()
@@ -119,7 +119,7 @@ def simulate(
 
     seed_scheduler(seed)
     trio.run(main, clock=clock)
-    return RunResult(loaded, seed, duration, state["simulated"], metrics, topology, clock.events, state["undrained"], timeline, recorder.series,
+    return RunResult(loaded, seed, duration, state["simulated"], metrics, topology, clock.events, state["unanswered"], timeline, recorder.series,
                      state.get("stopped"))
 
 

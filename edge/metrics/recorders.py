@@ -78,7 +78,8 @@ class EnvironmentStats:
 class ClientStats:
     """Top-level requests as one traffic group's clients saw them (after routers and retries)."""
 
-    __slots__ = ("requests", "by_class", "latency", "shed", "not_found", "cpu_limit_exceeded", "timeouts", "dropped")
+    __slots__ = ("requests", "by_class", "latency", "shed", "not_found", "cpu_limit_exceeded", "timeouts", "dropped",
+                 "unanswered", "waiting")
 
     def __init__(self) -> None:
         self.requests = 0
@@ -89,15 +90,19 @@ class ClientStats:
         self.cpu_limit_exceeded = 0
         self.timeouts = 0  # requests whose client gave up waiting (counted in requests)
         self.dropped = 0  # arrivals never sent: the group's max_inflight was reached (not in requests)
+        # requests still without an answer (or a timeout) when the run ended: counted in requests
+        # and errors, with no latency (they have none to observe)
+        self.unanswered = 0
+        self.waiting = 0  # sent and routed, no answer and no timeout yet
 
     @property
     def errors(self) -> int:
-        """5xx answers and timeouts: what a user counts as a failure."""
-        return self.by_class[4] + self.timeouts
+        """5xx answers, timeouts and requests never answered: what a user counts as a failure."""
+        return self.by_class[4] + self.timeouts + self.unanswered
 
     def add(self, other: ClientStats) -> None:
         """Count ``other``'s requests in this one's."""
-        for name in ("requests", "shed", "not_found", "cpu_limit_exceeded", "timeouts", "dropped"):
+        for name in ("requests", "shed", "not_found", "cpu_limit_exceeded", "timeouts", "dropped", "unanswered", "waiting"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.by_class = [a + b for a, b in zip(self.by_class, other.by_class)]
         self.latency.add(other.latency)

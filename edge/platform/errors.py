@@ -26,6 +26,8 @@ NOT_FOUND = (404, 1000, "not-found")
 """No public route for this host and path (private services have none)."""
 CLIENT_CLOSED = (499, None, "client-closed")
 """The client went away before the answer (nginx's 499; Cloudflare has no error code for it)."""
+WALL_LIMIT = (504, None, "wall-limit")
+"""The top-level request was not answered within the scenario's ``request_limit`` (off unless set)."""
 UNAVAILABLE = (503, None, "unavailable")
 """The environment is down (a timeline crash) and refuses calls until it restarts."""
 

@@ -96,9 +96,11 @@ class ClientReport(msgspec.Struct):
     not_found: int
     cpu_limit_exceeded: int
     cpu_per_request_s: Quantiles
-    undrained: int
     timeouts: int
     """Requests whose client gave up (its group's timeout); counted in requests and errors."""
+    unanswered: int
+    """Requests still without an answer (nor a timeout) when the run ended, after its drain; counted
+    in requests and errors, not in latency."""
     dropped: dict[str, int]
     """Per open group, arrivals never sent because max_inflight requests were outstanding."""
 
@@ -112,6 +114,7 @@ class GroupReport(msgspec.Struct):
     error_ratio: float
     latency_s: Quantiles
     timeouts: int
+    unanswered: int
     dropped: int
 
 
@@ -226,15 +229,15 @@ def build_report(result: RunResult) -> Report:
         not_found=c.not_found,
         cpu_limit_exceeded=c.cpu_limit_exceeded,
         cpu_per_request_s=quantiles(cpu),
-        undrained=result.undrained,
         timeouts=c.timeouts,
+        unanswered=c.unanswered,
         dropped={name: g.dropped for name, g in sorted(metrics.groups.items()) if g.dropped},
     )
     groups = {
         name: GroupReport(
             requests=g.requests, status=_status(g.by_class), errors=g.errors,
             error_ratio=_round(g.errors / g.requests) if g.requests else 0.0,
-            latency_s=quantiles(g.latency), timeouts=g.timeouts, dropped=g.dropped,
+            latency_s=quantiles(g.latency), timeouts=g.timeouts, unanswered=g.unanswered, dropped=g.dropped,
         )
         for name, g in metrics.groups.items()
     }
@@ -358,6 +361,7 @@ def print_summary(report: Report, console: Console | None = None) -> None:
         f"retries {c.retries:,}, shed {c.shed:,}, CPU limit exceeded {c.cpu_limit_exceeded:,}; "
         f"CPU per request p50 {ms(c.cpu_per_request_s.p50)}, p99 {ms(c.cpu_per_request_s.p99)}"
         + (f"; timeouts {c.timeouts:,}" if c.timeouts else "")
+        + (f"; [bold red]never answered {c.unanswered:,}[/bold red]" if c.unanswered else "")
         + (f"; dropped arrivals {sum(c.dropped.values()):,}" if c.dropped else "")
     )
     if len(report.groups) > 1:
@@ -365,7 +369,8 @@ def print_summary(report: Report, console: Console | None = None) -> None:
             console.print(
                 f"  group {name}: {g.requests:,} requests, {g.errors:,} errors ({g.error_ratio:.3%}), "
                 f"p50 {ms(g.latency_s.p50)}, p99 {ms(g.latency_s.p99)}"
-                + (f"; timeouts {g.timeouts:,}" if g.timeouts else "") + (f"; dropped {g.dropped:,}" if g.dropped else "")
+                + (f"; timeouts {g.timeouts:,}" if g.timeouts else "")
+                + (f"; never answered {g.unanswered:,}" if g.unanswered else "") + (f"; dropped {g.dropped:,}" if g.dropped else "")
             )
     console.print(f"node: {report.node.cores} cores, {report.node.cpu_utilisation:.1%} CPU utilisation")
     for entry in report.timeline:

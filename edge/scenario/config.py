@@ -82,8 +82,14 @@ class Meta(msgspec.Struct, forbid_unknown_fields=True):
     watchdog interrupts it (503, error 1102): default 1s live, 10s in virtual time."""
     drain: Duration = Duration("30s")
     """After traffic stops, how long in-flight requests get to finish before the run ends."""
+    request_limit: Duration | None = None
+    """Wall time a top-level request may take from its arrival: at it, the platform answers 504
+    itself and (live) stops the work. Off by default, as on Cloudflare, which sets no wall-time
+    limit on a request whose client is still connected."""
 
     def __post_init__(self) -> None:
+        if self.request_limit is not None and self.request_limit.seconds <= 0:
+            raise ValueError(f"@request_limit: expected a positive duration, got {self.request_limit.raw!r}")
         if self.cores < 1:
             raise ValueError(f"@cores: expected at least 1 core, got {self.cores}")
         if self.max_invocations < 1:
