@@ -212,6 +212,24 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    """Wrangler configuration files as one scenario (``edge.scenario.wrangler``)."""
+    from pathlib import Path
+
+    from edge.platform.files import write_output
+    from edge.scenario.wrangler import import_files
+
+    text = import_files(args.files)
+    if args.output is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    if Path(args.output).is_file() and not args.force:
+        raise OutputError(f"{args.output}: exists; pass --force to replace it")
+    _check_outputs(files=(args.output,))
+    write_output(args.output, text.encode())
+    return EXIT_OK
+
+
 def cmd_graph(args: argparse.Namespace) -> int:
     """The "Bound Services" view (seed 002): who calls whom, through which binding."""
     spec = _load(args.scenario).spec
@@ -407,6 +425,12 @@ def parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a scenario without running it")
     check.add_argument("scenario", nargs="?")
     check.set_defaults(func=cmd_check)
+
+    imp = sub.add_parser("import", help="turn wrangler.toml / wrangler.json(c) files into a scenario with placeholder models")
+    imp.add_argument("files", nargs="+", metavar="WRANGLER_FILE", help="wrangler.toml, wrangler.json or wrangler.jsonc; several form one topology")
+    imp.add_argument("-o", "--output", metavar="PATH", help="write the scenario here (default: stdout)")
+    imp.add_argument("--force", action="store_true", help="replace PATH if it exists")
+    imp.set_defaults(func=cmd_import)
 
     graph = sub.add_parser("graph", help="show the bound-services dependency view")
     graph.add_argument("scenario", nargs="?")
