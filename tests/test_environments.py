@@ -341,3 +341,19 @@ def test_edge_graph_lists_each_environment_with_its_routes(tmp_path):
         "  production  [production.app.edge.workers.dev/*]",
         "  staging  [staging.app.edge.workers.dev/*, staging.app.test/*]",
     ]
+
+
+def test_route_table_keeps_most_specific_first_and_equals_in_order_among_many_hosts():
+    from edge.platform.routes import RoutePattern, RouteTable
+
+    table: RouteTable[str] = RouteTable()
+    for i in range(10_000):
+        table.add(RoutePattern.parse(f"e{i}.app.edge.workers.dev/*"), f"e{i}")
+    for pattern, target in (("*.workers.dev/*", "wild"), ("e7.app.edge.workers.dev/x", "exact path"),
+                            ("a.test/*", "first"), ("https://a.test/*", "second")):
+        table.add(RoutePattern.parse(pattern), target)
+    assert table.match("E9999.app.edge.workers.dev", "/") == "e9999"
+    assert table.match("e7.app.edge.workers.dev", "/x") == "exact path"
+    assert table.match("e7.app.edge.workers.dev", "/y") == "e7"
+    assert table.match("other.workers.dev", "/") == "wild"
+    assert table.match("a.test", "/") == "first"  # equally specific: the one added first
