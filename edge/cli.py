@@ -240,8 +240,10 @@ def cmd_graph(args: argparse.Namespace) -> int:
 def _text_graph(spec: config.Scenario) -> str:
     lines = []
     for service in spec.services:
-        exposure = ", ".join(map(str, service.routes)) if service.routes else "private"
+        exposure = ", ".join(map(str, service.routes)) if service.routes else "public" if config.is_public(service) else "private"
         lines.append(f"{service.name}  [{exposure}]")
+        for env_name, routes in config.environment_routes(spec.scenario, service).items():
+            lines.append(f"  {env_name}  [{', '.join(map(str, routes))}]")
         for env_name, env in config.environments_of(service).items():
             for name, target in {**service.bindings, **env.bindings}.items():
                 lines.append(f"  {env_name}: {name} -> {target}")
@@ -265,7 +267,7 @@ def _dot(spec: config.Scenario) -> str:
     for service in spec.services:
         envs = config.environments_of(service)
         out.append(f"  subgraph {q('cluster_' + service.name)} {{")
-        out.append(f"    label={q(service.name + ('  ' + ', '.join(map(str, service.routes)) if service.routes else '  (private)'))};")
+        out.append(f"    label={q(service.name + ('  ' + ', '.join(map(str, service.routes)) if service.routes else '' if config.is_public(service) else '  (private)'))};")
         for env_name in envs:
             out.append(f"    {q(service.name + '@' + env_name)} [label={q(env_name)}];")
         out.append("  }")
@@ -274,6 +276,8 @@ def _dot(spec: config.Scenario) -> str:
             for env_name, weight in weights.items():
                 out.append(f"  ingress -> {q(service.name + '@' + env_name)} [label={q(f'{weight:g}%')}, style=dashed];")
         for env_name, env in envs.items():
+            if env.routes:
+                out.append(f"  ingress -> {q(service.name + '@' + env_name)} [label={q(', '.join(map(str, env.routes)))}, style=dashed];")
             for binding, target in {**service.bindings, **env.bindings}.items():
                 target_service, pinned = target.service, target.environment
                 target_split = by_service[target_service].split

@@ -1,7 +1,8 @@
 """The front door: where top-level requests come in, from simulated traffic or the live ingress.
 
 It routes each request by host and path, gives it its CPU account (the budget every worker of its
-chain shares), posts it to the routed service, and records what the client saw. Simulated and live
+chain shares), posts it to the routed service (its split) or environment (an environment's route),
+and records what the client saw. Simulated and live
 runs go through the same door, so they record the same metrics.
 """
 
@@ -12,6 +13,7 @@ from typing import Any, Callable
 import cachetools
 import trio
 
+from actors.environment import Post
 from actors.mailbox import Call
 from edge.scenario import config
 from edge.platform.clock import ModelClock
@@ -60,9 +62,9 @@ class FrontDoor:
             metrics.timeouts.setdefault(service, 0)
         self._until_settle = SETTLE_EVERY
         self._drained: trio.Event | None = None
-        # URL -> service: parsing and matching every request's URL is a visible share of a hop;
+        # URL -> (service, where it goes): parsing and matching every request's URL is a visible share of a hop;
         # simulated traffic repeats a few URLs, live traffic may not, hence a bounded LRU.
-        self._routed: cachetools.LRUCache[str, str | None] = cachetools.LRUCache(maxsize=4096)
+        self._routed: cachetools.LRUCache[str, tuple[str, Post] | None] = cachetools.LRUCache(maxsize=4096)
 
     def submit(
         self, request: Request, sent_at: float, done: Callable[[Response | None], None] | None = None,
@@ -86,12 +88,13 @@ class FrontDoor:
             client = self.metrics.group(LIVE_GROUP)
         url = request.url
         try:
-            service = self._routed[url]
+            route = self._routed[url]
         except KeyError:
-            service = self._routed[url] = self.topology.routes.match(request.host, request.path)
-        if service is None:
+            route = self._routed[url] = self.topology.routes.match(request.host, request.path)
+        if route is None:
             self._record_client(client, None, platform_error(NOT_FOUND), sent_at, done)
             return None
+        service, post = route
         account = CpuAccount(self.cpu_limit, self.max_invocations)
         call = Call(request, account, self._completed, sent_at)
         call.context = TopLevel(service, done, client)
@@ -101,7 +104,7 @@ class FrontDoor:
             self.clock.call_later(sent_at + timeout - self.clock.now(), self._give_up, call, timeout)
         if self.request_limit is not None:
             self.clock.call_later(sent_at + self.request_limit - self.clock.now(), self._cut, call)
-        immediate = self.topology.entries[service](call)
+        immediate = post(call)
         if immediate is not None:
             self._completed(call, immediate)
         return call
@@ -174,6 +177,8 @@ class FrontDoor:
                 clients.shed += 1
             elif cause == "not-found":
                 clients.not_found += 1
+            elif cause == "unknown-environment":
+                clients.unknown_environment += 1
         if done is not None:
             done(response)
 

@@ -78,7 +78,7 @@ class EnvironmentStats:
 class ClientStats:
     """Top-level requests as one traffic group's clients saw them (after routers and retries)."""
 
-    __slots__ = ("requests", "by_class", "latency", "shed", "not_found", "cpu_limit_exceeded", "timeouts", "dropped",
+    __slots__ = ("requests", "by_class", "latency", "shed", "not_found", "unknown_environment", "cpu_limit_exceeded", "timeouts", "dropped",
                  "unanswered", "waiting")
 
     def __init__(self) -> None:
@@ -87,6 +87,7 @@ class ClientStats:
         self.latency = LogHistogram()
         self.shed = 0
         self.not_found = 0
+        self.unknown_environment = 0  # 400: the override header named no environment of the service
         self.cpu_limit_exceeded = 0
         self.timeouts = 0  # requests whose client gave up waiting (counted in requests)
         self.dropped = 0  # arrivals never sent: the group's max_inflight was reached (not in requests)
@@ -102,7 +103,7 @@ class ClientStats:
 
     def add(self, other: ClientStats) -> None:
         """Count ``other``'s requests in this one's."""
-        for name in ("requests", "shed", "not_found", "cpu_limit_exceeded", "timeouts", "dropped", "unanswered", "waiting"):
+        for name in ("requests", "shed", "not_found", "unknown_environment", "cpu_limit_exceeded", "timeouts", "dropped", "unanswered", "waiting"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.by_class = [a + b for a, b in zip(self.by_class, other.by_class)]
         self.latency.add(other.latency)

@@ -24,6 +24,9 @@ SHED = (503, 1200, "shed")
 """Too many requests queued for the worker: its mailbox was full."""
 NOT_FOUND = (404, 1000, "not-found")
 """No public route for this host and path (private services have none)."""
+UNKNOWN_ENVIRONMENT = (400, None, "unknown-environment")
+"""The split's override header named no environment of the service: refused, never served by
+another environment (the caller asked for that one by name)."""
 CLIENT_CLOSED = (499, None, "client-closed")
 """The client went away before the answer (nginx's 499; Cloudflare has no error code for it)."""
 WALL_LIMIT = (504, None, "wall-limit")

@@ -94,6 +94,8 @@ class ClientReport(msgspec.Struct):
     retries: int
     shed: int
     not_found: int
+    unknown_environment: int
+    """Requests whose override header named no environment of their service (400)."""
     cpu_limit_exceeded: int
     cpu_per_request_s: Quantiles
     timeouts: int
@@ -227,6 +229,7 @@ def build_report(result: RunResult) -> Report:
         retries=sum(metrics.retries.values()),
         shed=c.shed,
         not_found=c.not_found,
+        unknown_environment=c.unknown_environment,
         cpu_limit_exceeded=c.cpu_limit_exceeded,
         cpu_per_request_s=quantiles(cpu),
         timeouts=c.timeouts,
@@ -361,6 +364,7 @@ def print_summary(report: Report, console: Console | None = None) -> None:
         f"retries {c.retries:,}, shed {c.shed:,}, CPU limit exceeded {c.cpu_limit_exceeded:,}; "
         f"CPU per request p50 {ms(c.cpu_per_request_s.p50)}, p99 {ms(c.cpu_per_request_s.p99)}"
         + (f"; timeouts {c.timeouts:,}" if c.timeouts else "")
+        + (f"; unknown environment {c.unknown_environment:,}" if c.unknown_environment else "")
         + (f"; [bold red]never answered {c.unanswered:,}[/bold red]" if c.unanswered else "")
         + (f"; dropped arrivals {sum(c.dropped.values()):,}" if c.dropped else "")
     )

@@ -86,8 +86,13 @@ class Meta(msgspec.Struct, forbid_unknown_fields=True):
     """Wall time a top-level request may take from its arrival: at it, the platform answers 504
     itself and (live) stops the work. Off by default, as on Cloudflare, which sets no wall-time
     limit on a request whose client is still connected."""
+    workers_subdomain: str = "edge"
+    """The account's workers.dev subdomain: each environment of a public service also answers at
+    its preview hostname ENVIRONMENT.SERVICE.SUBDOMAIN.workers.dev (``preview_host``)."""
 
     def __post_init__(self) -> None:
+        if not _LABEL.match(self.workers_subdomain):
+            raise ValueError(f"@workers_subdomain: expected a DNS label (lowercase letters, digits and '-'), got {self.workers_subdomain!r}")
         if self.request_limit is not None and self.request_limit.seconds <= 0:
             raise ValueError(f"@request_limit: expected a positive duration, got {self.request_limit.raw!r}")
         if self.cores < 1:
@@ -133,7 +138,11 @@ class _Deployment(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class Environment(_Deployment):
-    """One deployment of a service; unset fields inherit the service's."""
+    """One deployment of a service; unset fields inherit the service's (``vars``, ``secrets``,
+    ``bindings`` and ``tags`` key by key). Its ``routes`` are its own: a request matching one is
+    served by this environment, never split."""
+
+    routes: Annotated[list[RoutePattern], Entries] = []
 
 
 def _check_deployment_fields(env: _Deployment) -> None:
@@ -330,6 +339,9 @@ class Service(_Deployment, kw_only=True):
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
             raise ValueError(f"@name: expected a service name of letters, digits, '-' and '_', got {self.name!r}")
+        for env_name in self.environments:  # part of a preview hostname and of "SERVICE@ENV"
+            if not _NAME.match(env_name):
+                raise ValueError(f"@environments.{env_name}: expected an environment name of letters, digits, '-' and '_'")
         _check_deployment_fields(self)
 
 
@@ -578,6 +590,7 @@ def threshold_rules(spec: Scenario) -> list[ThresholdRule]:
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s]+(/\S*)?$")
 # "@FIELD: " starts a __post_init__ error: the field within the failing table (a header name may hold spaces).
 _MSGSPEC_ERROR = re.compile(r"^(?:@(?P<field>[^\n]+?): )?(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
@@ -773,6 +786,28 @@ def serving_environments(service: Service) -> list[str]:
         ]
     envs = environments_of(service)
     return ["production"] if "production" in envs else [next(iter(envs))]
+
+
+def is_public(service: Service) -> bool:
+    """Has the service a route (its own or an environment's)? Private services have none, nor
+    preview hostnames: only bindings reach them (seed 001's auth)."""
+    return bool(service.routes) or any(env.routes for env in environments_of(service).values())
+
+
+def preview_host(meta: Meta, service: str, environment: str) -> str:
+    """The environment's generated hostname, as Workers Services gave each environment one."""
+    return f"{environment}.{service}.{meta.workers_subdomain}.workers.dev".lower()
+
+
+def environment_routes(meta: Meta, service: Service) -> dict[str, list[RoutePattern]]:
+    """Per environment of a public service, the routes that reach it alone: its preview hostname
+    first, then its own ``routes``; none for a private service."""
+    if not is_public(service):
+        return {}
+    return {
+        name: [RoutePattern.parse(f"{preview_host(meta, service.name, name)}/*"), *env.routes]
+        for name, env in environments_of(service).items()
+    }
 
 
 def is_model(service: Service, env: Environment) -> bool:
