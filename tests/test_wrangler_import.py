@@ -76,9 +76,11 @@ def test_environments_carry_their_own_vars_and_bindings_to_environment_workers(t
     # [env.staging] deploys as the worker "my-worker-staging": binding to that name is binding to the environment
     assert str(frontend.environments["production"].bindings["API"]) == "my-worker"
     assert str(frontend.environments["staging"].bindings["API"]) == "my-worker@staging"
+    # an environment's own routes are its own: requests on them go to that environment
+    assert [str(r) for r in api.environments["staging"].routes] == ["staging.example.org/*"]
+    assert api.environments["production"].routes == []  # the top level's are the service's
     top = header(text)
-    assert "env.staging.routes staging.example.org/*: edge environments have no routes of their own" in top
-    assert "env.staging.routes www.staging.example.org/*" in top
+    assert "routes" not in top
     assert "    kv_namespaces: KV (MY_NAMESPACE)" in top and "env.staging.kv_namespaces: KV (MY_NAMESPACE)" in top
 
 

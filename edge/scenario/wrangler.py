@@ -206,9 +206,8 @@ def _add_file(state: _Import, file: str, raw: dict[str, Any]) -> None:
         envs[env_name] = _section(state, file, section, f"env.{_shown(env_name)}.", deploy, raw, skipped)
     service = _Service(name, file, envs)
     for env_name, env in envs.items():
-        if env_name != service.serving and env.routes and env.routes != envs[service.serving].routes:
-            skipped.append(f"{env.section or 'top-level '}routes {', '.join(env.routes)}: edge environments have no routes of their own; "
-                           f"the service is public on {service.serving}'s")
+        if env_name != service.serving and env.routes == envs[service.serving].routes:
+            env.routes = []  # inherited from the top level, whose routes the service already has
     state.services[name] = service
 
 
@@ -422,7 +421,9 @@ def _service(service: _Service) -> str:
                 out.append("\n" + _table(("services", key), values))
         return "".join(out)
     for env_name, env in service.envs.items():
-        values = {key: getattr(env, key) for key in ("vars", "bindings") if getattr(env, key)}
+        # The serving environment's routes are the service's (above); another's are its own.
+        keys = ("vars", "bindings") if env_name == service.serving else ("routes", "vars", "bindings")
+        values = {key: getattr(env, key) for key in keys if getattr(env, key)}
         out.append("\n" + _table(("services", "environments", env_name), values))
     return "".join(out)
 
