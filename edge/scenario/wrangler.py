@@ -14,7 +14,8 @@ Wrangler's rules kept here:
 * Bindings and ``vars`` are not inherited by ``[env.NAME]`` (Cloudflare: "Bindings, such as vars or
   kv_namespaces, are not inheritable"); ``route``/``routes``, ``workers_dev`` and ``limits`` are.
   In edge an environment inherits the service's vars and bindings, so a file with environments
-  gets them per environment.
+  gets them per environment. An ``[env.NAME]``'s own routes become that environment's routes; the
+  top level's are the service's.
 * An ``[env.NAME]`` deploys as a worker of its own, named ``env.NAME.name`` or ``NAME-ENV``: a
   binding to that worker name targets the environment (``auth-staging`` → ``auth@staging``), as does
   a binding's ``environment`` (the dashboard's service environments).
