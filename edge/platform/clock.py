@@ -214,14 +214,14 @@ class RealClock(ModelClock):
     precise to tens of microseconds), re-armed when an earlier timer arrives; without one (not
     Linux) it falls back to a cancel scope's deadline. Waking from epoll still takes tens of
     microseconds, so the timerfd is armed ``_LEAD`` early and ``run()`` spends the rest yielding to
-    the other tasks (trio checkpoints) until the timer is due: at most 100 µs of polling per wake-up,
-    which did not show in the server's CPU use at 500 req/s. A callback that sets a timer counts from the
+    the other tasks (trio checkpoints) until the timer is due: at most 200 µs of polling per wake-up,
+    which did not show in the server's CPU use at 500 req/s (100 µs left 1.5 ms waits 60-100 µs late). A callback that sets a timer counts from the
     time its own timer was due rather than from when it ran, as in virtual time: a chain of steps
     (a synthetic call's CPU, then its wait) keeps the model's total instead of adding each step's
     wake-up delay.
     """
 
-    _LEAD = 100e-6  # about what a wake-up from epoll takes on a busy two-core machine
+    _LEAD = 200e-6  # about what waking a process blocked in epoll takes on a busy two-core VM
 
     def __init__(self) -> None:
         self._timers: list[list[Any]] = []
