@@ -1,0 +1,162 @@
+"""The live clock keeps the model's time: sub-millisecond waits last what they say (issue 13 item 7).
+
+trio's own deadlines go through epoll's whole-millisecond timeout, so a 150 µs ``trio.sleep``
+lasts about 1.1 ms; ``RealClock`` waits on a timerfd. The tolerances are the issue's (0.1 ms at
+the median) and hold on a busy two-core machine; the medians are over many waits because a single
+wait can always be delayed by another process.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import AsyncIterator
+
+import pytest
+import trio
+
+from edge.platform import clock as clock_module, timerfd
+from edge.platform.clock import RealClock
+
+TOLERANCE = 100e-6
+
+
+@pytest.fixture
+async def clock() -> AsyncIterator[RealClock]:
+    real = RealClock()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(real.run)
+        yield real
+        nursery.cancel_scope.cancel()
+
+
+async def sleep_durations(clock: RealClock, seconds: float, times: int) -> list[float]:
+    durations = []
+    for _ in range(times):
+        began = time.perf_counter()
+        await clock.sleep(seconds)
+        durations.append(time.perf_counter() - began)
+    return durations
+
+
+@pytest.mark.parametrize("seconds", [150e-6, 1.5e-3])
+async def test_a_live_sleep_lasts_what_it_says_within_a_tenth_of_a_millisecond_at_the_median(clock, seconds):
+    durations = await sleep_durations(clock, seconds, 200)
+    median = statistics.median(durations)
+    assert median <= seconds + TOLERANCE, f"{seconds * 1e6:.0f} µs sleeps took {median * 1e6:.0f} µs at the median"
+    assert min(durations) >= seconds  # woken early, the clock waits out the rest: never short
+
+
+async def test_trio_sleep_is_what_the_clock_improves_on():
+    """The premise: without the timerfd, a 150 µs wait is rounded up to epoll's millisecond."""
+    durations = []
+    for _ in range(50):
+        began = time.perf_counter()
+        await trio.sleep(150e-6)
+        durations.append(time.perf_counter() - began)
+    assert statistics.median(durations) > 150e-6 + TOLERANCE
+
+
+async def test_a_chain_of_callbacks_keeps_the_models_total(clock):
+    """Each step counts from when the previous one was due, not from when it ran: 300 steps of
+    150 µs take 45 ms, not 45 ms plus 300 wake-up delays."""
+    done = trio.Event()
+
+    def step(left: int) -> None:
+        if left:
+            clock.call_later(150e-6, step, left - 1)
+        else:
+            done.set()
+
+    began = time.perf_counter()
+    clock.call_later(150e-6, step, 299)
+    await done.wait()
+    assert 45e-3 <= time.perf_counter() - began <= 45e-3 + 1e-3
+
+
+async def test_a_callback_run_late_sets_its_next_timer_from_when_it_was_due(clock):
+    """The loop held up for 10 ms: the step due at 1 ms runs at ~10 ms, and its 4 ms successor,
+    due at 5 ms by the model's time, fires at once rather than 4 ms later."""
+    fired = trio.Event()
+    at: dict[str, float] = {}
+
+    def first() -> None:
+        at["first"] = time.perf_counter()
+        clock.call_later(0.004, second)
+
+    def second() -> None:
+        at["second"] = time.perf_counter()
+        fired.set()
+
+    clock.call_later(0.001, first)
+    time.sleep(0.01)  # blocks the trio thread, as a busy loop would
+    await fired.wait()
+    assert at["second"] - at["first"] < 0.002
+
+
+async def test_an_earlier_timer_wakes_the_clock_before_the_one_it_waits_for(clock):
+    fired: list[tuple[str, float]] = []
+    done = trio.Event()
+    began = time.perf_counter()
+    clock.call_later(0.05, lambda: (fired.append(("late", time.perf_counter() - began)), done.set()))
+    await trio.sleep(0.005)  # the clock is now waiting for the 50 ms timer
+    set_at = time.perf_counter() - began
+    clock.call_later(0.0005, lambda: fired.append(("early", time.perf_counter() - began)))
+    await done.wait()
+    assert [name for name, _ in fired] == ["early", "late"]
+    assert fired[0][1] - set_at < 0.0005 + 0.005  # not held until the 50 ms timer
+
+
+async def test_timers_due_at_the_same_time_fire_in_the_order_they_were_set(clock):
+    order: list[int] = []
+    done = trio.Event()
+    for i in range(5):
+        clock.call_later(0.001, order.append, i)
+    clock.call_later(0.001, done.set)
+    await done.wait()
+    assert order == [0, 1, 2, 3, 4]
+
+
+async def test_a_cancelled_sleep_ends_at_once_and_later_timers_still_fire(clock):
+    with trio.move_on_after(0.002):
+        await clock.sleep(10.0)
+    fired = trio.Event()
+    clock.call_later(0.001, fired.set)
+    with trio.fail_after(1):
+        await fired.wait()
+
+
+async def test_a_zero_sleep_ends_without_waiting(clock):
+    began = time.perf_counter()
+    for _ in range(100):
+        await clock.sleep(0.0)
+    assert time.perf_counter() - began < 0.05  # 100 times trio's 1 ms would be 0.1 s
+
+
+async def test_without_a_timerfd_the_clock_falls_back_to_trios_deadlines(monkeypatch):
+    """Not Linux: the same timers, at trio's millisecond precision."""
+    monkeypatch.setattr(clock_module.timerfd, "open_timer", lambda: None)
+    real = RealClock()
+    order: list[str] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(real.run)
+        real.call_later(0.02, order.append, "late")
+        await trio.sleep(0.005)
+        real.call_later(0.001, order.append, "early")
+        await real.sleep(0.03)
+        nursery.cancel_scope.cancel()
+    assert order == ["early", "late"]
+
+
+async def test_a_timerfd_armed_at_zero_still_expires():
+    """0 would disarm a timerfd: ``arm`` turns it into the smallest delay instead."""
+    timer = timerfd.open_timer()
+    assert timer is not None
+    try:
+        timer.arm(0.0)
+        with trio.fail_after(1):
+            await trio.lowlevel.wait_readable(timer)
+        timer.clear()
+        timer.clear()  # nothing left to read: not an error
+    finally:
+        timer.close()
