@@ -49,6 +49,10 @@ import logging
 import math
 import os
 import re
+import socket
+import struct
+import sys
+import time
 from http import HTTPStatus
 from typing import Any, Awaitable, Callable
 
@@ -56,6 +60,7 @@ import h11
 import msgspec
 import trio
 
+from edge.live.admission import ADMIT, SHED, AdaptiveLimit
 from edge.live.ratelimit import RateLimit
 from edge.platform.errors import INVALID_RESPONSE, platform_error
 from edge.platform.fetch import Request, Response
@@ -72,6 +77,11 @@ _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "content-length"}
 )
 _RECEIVE_CHUNK = 64 * 1024
+# Linux's SO_TIMESTAMPNS (the socket module does not name it): recvmsg then says when the data
+# reached the socket, and an accepted socket inherits it from its listener.
+_SO_TIMESTAMPNS = 35 if sys.platform == "linux" else None
+_TIMESPEC = struct.Struct("@qq")
+_ANCILLARY_SIZE = socket.CMSG_SPACE(_TIMESPEC.size)
 _SERVER = (b"server", b"edge")
 _VERSIONS = (b"1.1", b"1.0")
 _BLANK_LINE = re.compile(rb"\n\r?\n")  # the end of a head, as h11 finds it
@@ -90,6 +100,11 @@ class Limits(msgspec.Struct, frozen=True):
     write_timeout: float = 10.0  # for one answer to be taken by the client; then it is dropped
     hangup_grace: float = 1.0  # a request whose client sent EOF keeps its handler this long
     max_in_flight: int = 512  # requests in the handler; beyond, 503 + Retry-After
+    # Admission control (edge.live.admission): the limit on requests in flight, at most max_in_flight,
+    # shrinks while every request of an interval waited over the target before being read, and a
+    # request that waited longer than an interval (in the accept backlog, say) is shed.
+    queue_delay_target: float = 0.005  # seconds; 0 turns it off (a fixed max_in_flight)
+    queue_delay_interval: float = 0.1
     max_connections: int = 1024  # open connections; beyond, a new one gets 503 and is closed
     read_buffer_bytes: int = 64 * 1024  # input read ahead of the request being served
     retry_after: int = 1  # seconds, in the Retry-After of a shed answer
@@ -133,6 +148,11 @@ class HttpServer:
             b"HTTP/1.1 503 Service Unavailable\r\n" + b"".join(name + b": " + value + b"\r\n" for name, value in self._shed_headers)
             + b"connection: close\r\n\r\n" + shed_body
         )
+        self.admission = (
+            AdaptiveLimit(limits.queue_delay_target, limits.queue_delay_interval, limits.max_in_flight)
+            if limits.queue_delay_target else None
+        )
+        self._waiters: list[trio.Event] = []  # requests waiting for a slot, oldest first
         self._closing = False
         self._accepting = trio.CancelScope()
         self._idle: set[_Client] = set()  # waiting for their next request
@@ -142,6 +162,9 @@ class HttpServer:
 
     async def serve(self, listeners: list[trio.SocketListener]) -> None:
         """Accept on ``listeners`` until ``stop_accepting``; returns when every connection closed."""
+        if _SO_TIMESTAMPNS is not None:
+            for listener in listeners:
+                listener.socket.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
         async with trio.open_nursery() as connections:
             with self._accepting:
                 await trio.serve_listeners(self._connection, listeners, handler_nursery=connections)
@@ -215,13 +238,17 @@ class HttpServer:
         """Request after request on one connection, until either side closes it."""
         conn = client.h11
         while not self._closing:
-            request = await self._read_request(client)
-            if request is None:
+            received = await self._read_request(client)
+            if received is None:
                 return
-            if self.in_flight >= self.limits.max_in_flight and not isinstance(request, _BadRequest):
+            if not await self._admit(client):
                 await self._shed(client)
             else:
-                response = await self._handle(client, request)
+                request = _to_request(*received)
+                try:
+                    response = await self._handle(client, request)
+                finally:
+                    self._leave()
                 if response is None:  # the client went away
                     return
                 await self._respond(client, request, response)
@@ -230,8 +257,12 @@ class HttpServer:
             conn.start_next_cycle()
             client.consumed()
 
-    async def _read_request(self, client: _Client) -> Request | _BadRequest | None:
-        """The next complete request, or None when the client closed (or idled out) between requests."""
+    async def _read_request(self, client: _Client) -> tuple[h11.Request, bytes] | None:
+        """The next complete request (head, body), or None when the client closed (or idled out)
+        between requests; its queueing delay in ``client.delay``.
+
+        The head's fields are checked as bytes: the ``Request`` is built only for what is admitted.
+        """
         limits = self.limits
         self._idle.add(client)
         try:
@@ -244,20 +275,19 @@ class HttpServer:
                 raise _Reject(408, "request head not received in time")
             return None
         head: h11.Request = event
+        client.delay = time.time() - client.arrived
         if head.http_version not in _VERSIONS:
             raise _Reject(505, f"HTTP/{head.http_version.decode()} is not supported: HTTP/1.1 and HTTP/1.0 are")
         # h11 only bounds a head that is still incomplete; one that arrived whole is measured here.
         head_size = len(head.method) + len(head.target) + sum(len(name) + len(value) + 4 for name, value in head.headers)
         if head_size > limits.max_header_bytes:
             raise _Reject(431, f"request head of {head_size} bytes is over the {limits.max_header_bytes}-byte limit")
-        headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in head.headers]
-        declared = _content_length(headers)
-        if declared is not None and any(name == "transfer-encoding" for name, _ in headers):
+        declared = _content_length(head.headers)
+        if declared is not None and any(name == b"transfer-encoding" for name, _ in head.headers):
             raise _Reject(400, "a request cannot have both Content-Length and Transfer-Encoding")
         if declared is not None and declared > limits.max_body_bytes:
             raise _Reject(413, f"request body of {declared} bytes is over the {limits.max_body_bytes}-byte limit")
-        body = await self._read_body(client)
-        return _to_request(head, headers, body)
+        return head, await self._read_body(client)
 
     def _head_started(self, client: _Client) -> None:
         """A request has begun to arrive: shutdown lets it finish, and its head has header_timeout."""
@@ -286,13 +316,60 @@ class HttpServer:
             else:  # ConnectionClosed
                 raise trio.BrokenResourceError("client closed before its body ended")
 
-    async def _handle(self, client: _Client, request: Request | _BadRequest) -> Response | None:
-        """Run the handler; None if the client disconnected meanwhile (the handler is cancelled)."""
-        if isinstance(request, _BadRequest):
-            raise _Reject(400, request.message)
+    async def _admit(self, client: _Client) -> bool:
+        """Take a slot in flight for the request just read (True), or tell it to be shed (False).
+
+        A request over the limit waits for a slot, newest first (under overload a FIFO would make
+        every request wait about as long as the oldest may), until it has waited an interval in all.
+        A request never waits while it fits under the limit, so nothing waits without overload.
+        """
+        admission = self.admission
+        if admission is None:
+            if self.in_flight >= self.limits.max_in_flight:
+                return False
+            self._enter()
+            return True
+        decision = admission.decide(trio.current_time(), client.delay, self.in_flight)
+        if decision is ADMIT:
+            self._enter()
+            return True
+        if decision is SHED:
+            return False
+        waiter = trio.Event()  # set by _leave, which hands its slot over
+        self._waiters.append(waiter)
+        try:
+            with trio.move_on_after(admission.interval - client.delay):
+                await waiter.wait()
+        except BaseException:
+            if waiter.is_set():
+                self._leave()
+            else:
+                self._waiters.remove(waiter)
+            raise
+        if waiter.is_set():
+            return True
+        self._waiters.remove(waiter)
+        return False
+
+    def _enter(self) -> None:
         self.in_flight += 1
         if self._drained.is_set():
             self._drained = trio.Event()
+
+    def _leave(self) -> None:
+        """A request left the handler: its slot goes to the newest waiting request, if it fits."""
+        if self._waiters and self.in_flight <= self.admission.limit:  # type: ignore[union-attr]
+            self._waiters.pop().set()
+            return
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            self._drained.set()
+
+    async def _handle(self, client: _Client, request: Request | _BadRequest) -> Response | None:
+        """Run the handler in the slot taken; None if the client disconnected meanwhile (the handler
+        is cancelled)."""
+        if isinstance(request, _BadRequest):
+            raise _Reject(400, request.message)
         response: Response | None = None
         try:
             with trio.CancelScope() as client.serving:
@@ -308,9 +385,6 @@ class HttpServer:
         finally:
             self._serving.discard(client)
             client.serving = None
-            self.in_flight -= 1
-            if self.in_flight == 0:
-                self._drained.set()
         if response is not None:
             return response
         if client.hung_up:
@@ -407,7 +481,10 @@ class _Client:
 
     def __init__(self, stream: trio.SocketStream, limits: Limits) -> None:
         self.stream = stream
+        self.socket = stream.socket
         self.fileno = stream.socket.fileno()
+        self.arrived = 0.0  # when the request being read reached the socket (time.time())
+        self.delay = 0.0  # how long the last request waited before its head was parsed
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
         # head and body are consumed as they arrive, so this bounds input waiting behind an answer
         self.read_ahead = limits.max_header_bytes + limits.read_buffer_bytes
@@ -427,9 +504,11 @@ class _Client:
                     self._room = trio.Event()  # enough read ahead: wait for the requests to be served
                     await self._room.wait()
                 try:
-                    data = await self.stream.receive_some(_RECEIVE_CHUNK)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    data, ancillary, _, _ = await self.socket.recvmsg(_RECEIVE_CHUNK, _ANCILLARY_SIZE)
+                except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
                     data = b""  # reset by the peer: the same as a hang-up here
+                if data and self.h11.their_state is h11.IDLE and not _unparsed(self.h11):
+                    self.arrived = _received_at(ancillary)  # the first bytes of a request
                 self.h11.receive_data(data)  # b"" tells h11 the peer closed
                 if not data:
                     self.hung_up = True
@@ -449,6 +528,8 @@ class _Client:
     def consumed(self) -> None:
         """A request cycle ended: the reader may read ahead again."""
         self.started = False
+        if _unparsed(self.h11):  # pipelined: it has waited behind its own connection until now
+            self.arrived = time.time()
         self._room.set()
 
     async def next_event(self, timeout: float, on_start: Callable[[_Client], None] | None = None) -> Any:
@@ -524,14 +605,24 @@ def _log_client_fault(stream: trio.SocketStream, status: int) -> None:
     client_faults.warning("%d %s answered to a client at %s", status, HTTPStatus(status).phrase, peer)
 
 
-def _content_length(headers: list[tuple[str, str]]) -> int | None:
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
     for name, value in headers:
-        if name == "content-length":
+        if name == b"content-length":
             return int(value)  # h11 has already checked it is a number
     return None
 
 
-def _to_request(head: h11.Request, headers: list[tuple[str, str]], body: bytes) -> Request | _BadRequest:
+def _received_at(ancillary: list[tuple[int, int, bytes]]) -> float:
+    """When the data recvmsg returned reached the socket (time.time()); now without a timestamp."""
+    for _, _, data in ancillary:
+        if len(data) >= _TIMESPEC.size:
+            seconds, nanoseconds = _TIMESPEC.unpack_from(data)
+            return seconds + nanoseconds * 1e-9
+    return time.time()
+
+
+def _to_request(head: h11.Request, body: bytes) -> Request | _BadRequest:
+    headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in head.headers]
     target = head.target.decode("latin-1")
     method = head.method.decode("latin-1")
     if target.startswith(("http://", "https://")):
