@@ -28,12 +28,15 @@ from __future__ import annotations
 import math
 
 ADMIT, WAIT, SHED = "admit", "wait", "shed"
+# The least the limit goes down to: what keeps a CPU-bound server busy (benchmarks/overload.py: the
+# chain's best throughput is at 4 to 64 connections) and a few slow requests from starving the rest.
+FLOOR = 4
 
 
 class AdaptiveLimit:
     """Decides, request by request, whether to admit; ``limit`` is the current concurrency limit."""
 
-    __slots__ = ("target", "interval", "ceiling", "limit", "_interval_end", "_min", "_limited")
+    __slots__ = ("target", "interval", "ceiling", "floor", "limit", "_interval_end", "_min", "_limited")
 
     def __init__(self, target: float, interval: float, ceiling: int) -> None:
         if not (target > 0 and interval > target and ceiling >= 1):
@@ -44,20 +47,22 @@ class AdaptiveLimit:
         self.target = target
         self.interval = interval
         self.ceiling = ceiling
+        self.floor = min(ceiling, FLOOR)
         self.limit = ceiling
         self._interval_end = -math.inf
         self._min = math.inf  # the least delay seen in the current interval
         self._limited = False  # has the limit refused a request in it?
 
-    def decide(self, now: float, delay: float, in_flight: int) -> str:
+    def decide(self, now: float, delay: float, in_flight: int, first: bool) -> str:
         """``ADMIT``, ``WAIT`` (for a slot, until it has waited ``interval`` in all) or ``SHED``, for
-        a request that waited ``delay`` seconds, taken up at ``now`` with ``in_flight`` being served."""
+        a request that waited ``delay`` seconds, taken up at ``now`` with ``in_flight`` being served;
+        ``first``: the first request of its connection (its delay includes the accept backlog)."""
         if now >= self._interval_end:
             self._adapt(now)
+        if first and delay > self.interval:
+            return SHED  # stale in the backlog: says nothing about how the admitted work fares
         if delay < self._min:
             self._min = delay
-        if delay > self.interval:
-            return SHED
         if in_flight >= self.limit:
             self._limited = True
             return WAIT
@@ -65,13 +70,15 @@ class AdaptiveLimit:
 
     def _adapt(self, now: float) -> None:
         """The interval that ended sets the limit for the next one."""
-        # An interval followed by one without any request is no standing queue: the server idled.
-        if now < self._interval_end + self.interval and (self._limited or self._min > self.target):
+        least = self._min
+        # No signal without a request taken up, nor from an interval followed by one without any
+        # (the server idled: no standing queue).
+        if least < math.inf and now < self._interval_end + self.interval and (self._limited or least > self.target):
             # The delay grows with the work in flight (each pass runs every request's next step):
             # scale the limit towards where the least delay would be the target, by 2x at most.
-            scale = min(2.0, max(0.5, self.target / self._min)) if self._min > 0 else 2.0
+            scale = min(2.0, max(0.5, self.target / least)) if least > 0 else 2.0
             limit = round(self.limit * scale)
-            self.limit = min(self.ceiling, limit if scale <= 1 else max(limit, self.limit + 1)) or 1
+            self.limit = min(self.ceiling, max(self.floor, limit if scale <= 1 else max(limit, self.limit + 1)))
         self._interval_end = now + self.interval
         self._min = math.inf
         self._limited = False

@@ -45,6 +45,7 @@ with ``connection: close``), and ``drained()`` reports when none is left.
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import os
@@ -152,7 +153,7 @@ class HttpServer:
             AdaptiveLimit(limits.queue_delay_target, limits.queue_delay_interval, limits.max_in_flight)
             if limits.queue_delay_target else None
         )
-        self._waiters: list[trio.Event] = []  # requests waiting for a slot, oldest first
+        self._waiters: collections.deque[trio.Event] = collections.deque()  # waiting for a slot, oldest first
         self._closing = False
         self._accepting = trio.CancelScope()
         self._idle: set[_Client] = set()  # waiting for their next request
@@ -329,7 +330,7 @@ class HttpServer:
                 return False
             self._enter()
             return True
-        decision = admission.decide(trio.current_time(), client.delay, self.in_flight)
+        decision = admission.decide(trio.current_time(), client.delay, self.in_flight, client.first)
         if decision is ADMIT:
             self._enter()
             return True
@@ -338,7 +339,7 @@ class HttpServer:
         waiter = trio.Event()  # set by _leave, which hands its slot over
         self._waiters.append(waiter)
         try:
-            with trio.move_on_after(admission.interval - client.delay):
+            with trio.move_on_after(max(0.0, admission.interval - client.delay)):
                 await waiter.wait()
         except BaseException:
             if waiter.is_set():
@@ -359,7 +360,7 @@ class HttpServer:
     def _leave(self) -> None:
         """A request left the handler: its slot goes to the newest waiting request, if it fits."""
         if self._waiters and self.in_flight <= self.admission.limit:  # type: ignore[union-attr]
-            self._waiters.pop().set()
+            self._waiters.popleft().set()
             return
         self.in_flight -= 1
         if self.in_flight == 0:
@@ -485,6 +486,7 @@ class _Client:
         self.fileno = stream.socket.fileno()
         self.arrived = 0.0  # when the request being read reached the socket (time.time())
         self.delay = 0.0  # how long the last request waited before its head was parsed
+        self.first = True  # is it the connection's first request?
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
         # head and body are consumed as they arrive, so this bounds input waiting behind an answer
         self.read_ahead = limits.max_header_bytes + limits.read_buffer_bytes
@@ -528,6 +530,7 @@ class _Client:
     def consumed(self) -> None:
         """A request cycle ended: the reader may read ahead again."""
         self.started = False
+        self.first = False
         if _unparsed(self.h11):  # pipelined: it has waited behind its own connection until now
             self.arrived = time.time()
         self._room.set()
