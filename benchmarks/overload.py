@@ -8,8 +8,9 @@ the chain's request, waiting for the whole answer, and sending the next at once.
 to be cheap for good throughput to hold.
 
 Per step (connections 1, 4, 16, ..., 4096): good throughput (2xx per second), p50 and p99 of the
-good answers' latency, the share of 503s and their median latency, connection errors, and the
-server's RSS after the step. Then ``--slow-readers`` clients that pipeline requests and never read
+good answers' latency, the share of 503s and their median latency, the median lag of the clients'
+own event loop (which every latency measured here includes: the clients share the machine's CPUs
+with the server), connection errors, and the server's RSS after the step. Then ``--slow-readers`` clients that pipeline requests and never read
 the answers, for the write timeout and buffer bounds: the server's RSS while they hang and after
 they are gone.
 
@@ -92,6 +93,7 @@ class Step:
         self.counting = False
         self.good: list[float] = []  # latencies of 2xx answers in the window
         self.shed: list[float] = []  # latencies of 503s
+        self.lag: list[float] = []  # the clients' own event loop lag
         self.other = 0
         self.errors = 0
 
@@ -172,15 +174,26 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+async def lag_probe(step: Step, running: list[bool]) -> None:
+    """How late this process's own event loop wakes up: the clients' measured latencies include it."""
+    while running[0]:
+        asked = time.perf_counter()
+        await asyncio.sleep(0.01)
+        if step.counting:
+            step.lag.append(time.perf_counter() - asked - 0.01)
+
+
 async def run_step(port: int, connections: int, seconds: float, honor: bool) -> Step:
     step = Step()
     running = [True]
     await asyncio.gather(*(connect(step, port, honor, running) for _ in range(connections)))
+    probe = asyncio.create_task(lag_probe(step, running))
     await asyncio.sleep(min(1.0, seconds / 4))  # warm-up: connections settle, queues fill
     step.counting = True
     await asyncio.sleep(seconds)
     step.counting = False
     running[0] = False
+    await probe
     for task in [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
         task.cancel()
     await asyncio.sleep(0)
@@ -222,13 +235,13 @@ def run_steps(limits: dict[str, float], label: str, steps: list[int], args: argp
         before = rss_mb(pid)
         print(f"{label}: pid {pid}; RSS at start {before:.0f} MB; {args.seconds:g} s per step; "
               f"shed clients {'wait Retry-After' if args.honor_retry_after else 're-send at once'}")
-        print(f"{'conns':>6} {'good/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'503 %':>6} {'503 p50':>8} {'other':>6} {'conn err':>8} {'RSS MB':>7}")
+        print(f"{'conns':>6} {'good/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'503 %':>6} {'503 p50':>8} {'cl. lag':>8} {'other':>6} {'conn err':>8} {'RSS MB':>7}")
         for connections in steps:
             step = asyncio.run(run_step(port, connections, args.seconds, args.honor_retry_after))
             answers = len(step.good) + len(step.shed) + step.other
             shed = 100 * len(step.shed) / answers if answers else 0.0
             print(f"{connections:>6} {len(step.good) / args.seconds:>8.0f} {percentile(step.good, 0.5) * 1e3:>8.1f} "
-                  f"{percentile(step.good, 0.99) * 1e3:>8.1f} {shed:>6.1f} {percentile(step.shed, 0.5) * 1e3:>8.1f} "
+                  f"{percentile(step.good, 0.99) * 1e3:>8.1f} {shed:>6.1f} {percentile(step.shed, 0.5) * 1e3:>8.1f} {percentile(step.lag, 0.5) * 1e3:>8.1f} "
                   f"{step.other:>6} {step.errors:>8} {rss_mb(pid):>7.0f}", flush=True)
             time.sleep(0.5)
         if args.slow_readers:

@@ -1,6 +1,7 @@
 """A real ``HttpServer`` on a real loopback socket, run by trio in a thread, for blocking test clients.
 
-The handler answers by path: ``/`` 200, ``/slow?s=SECONDS`` after that long, ``/big`` 4 MB,
+The handler answers by path: ``/`` 200, ``/slow?s=SECONDS`` after that long, ``/block?s=SECONDS``
+after blocking the event loop that long (a CPU-bound worker: every other request waits), ``/big`` 4 MB,
 ``/euro`` a redirect whose ``location`` holds a character outside Latin-1, ``/reason`` such a
 reason phrase.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 import trio
 
@@ -19,6 +21,8 @@ from edge.platform.fetch import Request, Response
 async def handler(request: Request) -> Response:
     if request.path == "/slow":
         await trio.sleep(float(request.query.partition("=")[2] or 1))
+    elif request.path == "/block":
+        time.sleep(float(request.query.partition("=")[2]))
     elif request.path == "/big":
         return Response(b"x" * (4 << 20))
     elif request.path == "/euro":

@@ -1,24 +1,29 @@
-"""Admission control: a limit on requests in flight that the queueing delay adapts (CoDel's signal).
+"""Admission control: a limit on requests in flight, adapted from the queueing delay (CoDel's signal).
 
 A request's queueing delay is how long it waited before the server took it up: from its first byte
 reaching the socket (the kernel's receive timestamp, so a wait in the accept backlog counts) to the
-ingress parsing its head. In a trio server that is the scheduler's lag, and it grows with the work
-in flight: every pass runs every runnable request's next step. Bursts make some requests wait; only
-a server past its capacity makes *every* request wait, so the signal is the minimum delay over an
-interval (CoDel: Nichols and Jacobson, "Controlling Queue Delay", 2012).
+ingress parsing its head. In a trio server that is mostly the scheduler's lag, which grows with the
+work in flight: every pass runs every runnable request's next step. Bursts make some requests wait;
+only a server past its capacity makes *every* request wait, so the signal is the least delay over
+an interval (CoDel: Nichols and Jacobson, "Controlling Queue Delay", 2012).
 
-* Each ``interval``, if the least delay over it was above ``target`` (overloaded), the limit shrinks
-  in proportion (``target / delay``, halving at most); if requests were refused by the limit while
-  the queue kept up, it grows by a tenth. Between ``1`` and ``ceiling`` (``max_in_flight``).
-* A request that waited longer than a whole interval is shed whatever the limit: that is no burst
-  but a standing queue (clients re-sending at once wait in the accept backlog), and serving it would
-  put that wait into the latency of what is admitted.
+* At the end of each ``interval``, if the least delay was over ``target``, the limit shrinks in
+  proportion (``target / least``, halving at most); if the limit made a request wait while the
+  least delay was under the target, it grows the same way (doubling at most). Between ``FLOOR`` and
+  ``ceiling`` (``max_in_flight``); it starts at the ceiling.
+* A request over the limit waits for a slot (the ingress queues it, oldest first) until it has
+  waited ``interval`` in all, then it is shed. So nothing waits without overload, and what is
+  admitted has waited at most an interval.
+* The first request of a connection that waited more than an interval, in the accept backlog, is
+  shed at once: clients that re-send at once after a 503 make the backlog a standing queue, and
+  serving from it would put seconds of wait into the latency of what is admitted. Such a request
+  says how long the backlog is, not how the admitted work fares, so it is no part of the signal.
 
-Why a limit rather than shedding on the delay alone, as CoDel drops packets or wangle's ``Codel``
-sloughs requests: clients that re-send at once after a 503 keep every request waiting when every
-request is shed, and the delay never comes back under the target (measured: 0 good answers at 256
-connections). A limit keeps the requests it admits being served, whose next ones wait little, and
-sheds only the excess.
+Why a limit, and not shedding on the delay alone as CoDel drops packets (or wangle's ``Codel``
+sloughs requests): with clients that re-send at once, shedding every late request leaves only late
+requests (each shed one comes back through the backlog) and the delay never comes back under the
+target: 0 good answers at 256 connections in benchmarks/overload.py. A limit keeps serving the
+connections it admitted, whose next requests wait little, and sheds the excess.
 
 Pure: the caller passes the time, so the tests drive it with a fake clock.
 """
@@ -28,8 +33,9 @@ from __future__ import annotations
 import math
 
 ADMIT, WAIT, SHED = "admit", "wait", "shed"
-# The least the limit goes down to: what keeps a CPU-bound server busy (benchmarks/overload.py: the
-# chain's best throughput is at 4 to 64 connections) and a few slow requests from starving the rest.
+# The least the limit goes down to. A lower limit does not make the scheduler's lag smaller once it
+# is made of the passes themselves and of shedding (measured: the limit then fell to 1-2 and good
+# throughput with it); the chain's best throughput is at 4 to 64 connections (benchmarks/overload.py).
 FLOOR = 4
 
 

@@ -46,6 +46,7 @@ with ``connection: close``), and ``drained()`` reports when none is left.
 from __future__ import annotations
 
 import collections
+import errno
 import logging
 import math
 import os
@@ -82,6 +83,9 @@ _RECEIVE_CHUNK = 64 * 1024
 # reached the socket, and an accepted socket inherits it from its listener.
 _SO_TIMESTAMPNS = 35 if sys.platform == "linux" else None
 _TIMESPEC = struct.Struct("@qq")
+# as trio's SocketListener and serve_listeners: a connection gone before accept() took it; out of fds
+_ACCEPT_IGNORED_ERRNOS = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM})
+_ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 _ANCILLARY_SIZE = socket.CMSG_SPACE(_TIMESPEC.size)
 _SERVER = (b"server", b"edge")
 _VERSIONS = (b"1.1", b"1.0")
@@ -168,7 +172,62 @@ class HttpServer:
                 listener.socket.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
         async with trio.open_nursery() as connections:
             with self._accepting:
-                await trio.serve_listeners(self._connection, listeners, handler_nursery=connections)
+                async with trio.open_nursery() as accepting:
+                    for listener in listeners:
+                        accepting.start_soon(self._accept, listener, connections)
+
+    async def _accept(self, listener: trio.SocketListener, connections: trio.Nursery) -> None:
+        """Accept connections one per scheduler pass, as ``trio.serve_listeners`` does.
+
+        One per pass is what keeps shedding from starving admitted work when shed clients come
+        back at once (accepting up to 16 per pass, benchmarks/overload.py fell to under 10 good
+        answers per second at 256 connections). A connection whose first request waited over an
+        interval in the backlog is answered its 503 right here, from its first read (``_stale``):
+        no task, no h11, a tenth of the CPU of shedding it on the ordinary path.
+        """
+        backlog = socket.socket(fileno=os.dup(listener.socket.fileno()))  # for synchronous accept()
+        try:
+            while True:
+                await trio.lowlevel.wait_readable(backlog)
+                try:
+                    sock, _ = backlog.accept()
+                except OSError as exc:
+                    if exc.errno in _ACCEPT_CAPACITY_ERRNOS:
+                        log.error("accept failed (%s): retrying in 0.1 s", os.strerror(exc.errno))
+                        await trio.sleep(0.1)
+                    elif not isinstance(exc, BlockingIOError) and exc.errno not in _ACCEPT_IGNORED_ERRNOS:
+                        raise
+                    continue
+                sock.setblocking(False)
+                try:
+                    data, ancillary, _, _ = sock.recvmsg(_RECEIVE_CHUNK, _ANCILLARY_SIZE)
+                except OSError:  # nothing sent yet (BlockingIOError) or reset: the reader will see
+                    data, ancillary = b"", []
+                arrived = _received_at(ancillary) if data else 0.0
+                if data and self._stale(data, arrived):
+                    self.count_rejected(503)
+                    try:
+                        sock.send(self._refusal)
+                    except OSError:
+                        pass
+                    sock.close()
+                    continue
+                connections.start_soon(self._connection, trio.SocketStream(trio.socket.from_stdlib_socket(sock)), data, arrived)
+        finally:
+            backlog.close()
+
+    def _stale(self, head: bytes, arrived: float) -> bool:
+        """Is this first read a whole bodiless request head that waited over an interval?
+
+        Only then can the connection close at once after its 503: unread input, a body still on
+        its way, would make the close a reset, which can destroy the 503 before the client reads it.
+        Anything else takes the ordinary path, where the admission sheds it all the same.
+        """
+        admission = self.admission
+        if admission is None or time.time() - arrived <= admission.interval or not head.endswith(b"\r\n\r\n"):
+            return False
+        lowered = head.lower()
+        return b"content-length" not in lowered and b"transfer-encoding" not in lowered
 
     def stop_accepting(self) -> None:
         """Begin a graceful shutdown: no new connections, idle ones close, busy ones finish."""
@@ -184,13 +243,14 @@ class HttpServer:
         return self.in_flight == 0
 
     # -- one connection ------------------------------------------------------------------
-    async def _connection(self, stream: trio.SocketStream) -> None:
+    async def _connection(self, stream: trio.SocketStream, data: bytes, arrived: float) -> None:
+        """One connection, ``data`` its first read (at ``arrived``), done while accepting it."""
         if self.connections >= self.limits.max_connections:
             await self._refuse(stream)
             return
         self.connections += 1
         try:
-            await self._converse_on(stream)
+            await self._converse_on(stream, data, arrived)
         finally:
             self.connections -= 1
 
@@ -218,8 +278,8 @@ class HttpServer:
     def count_fault(self, kind: str) -> None:
         self.faults[kind] = self.faults.get(kind, 0) + 1
 
-    async def _converse_on(self, stream: trio.SocketStream) -> None:
-        client = _Client(stream, self.limits)
+    async def _converse_on(self, stream: trio.SocketStream, data: bytes, arrived: float) -> None:
+        client = _Client(stream, self.limits, data, arrived)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(client.read)
             try:
@@ -242,8 +302,9 @@ class HttpServer:
             received = await self._read_request(client)
             if received is None:
                 return
-            if not await self._admit(client):
-                await self._shed(client)
+            refusal = await self._admit(client)
+            if refusal is not None:
+                await self._shed(client, refusal)
             else:
                 request = _to_request(*received)
                 try:
@@ -317,25 +378,28 @@ class HttpServer:
             else:  # ConnectionClosed
                 raise trio.BrokenResourceError("client closed before its body ended")
 
-    async def _admit(self, client: _Client) -> bool:
-        """Take a slot in flight for the request just read (True), or tell it to be shed (False).
+    async def _admit(self, client: _Client) -> list[tuple[bytes, bytes]] | None:
+        """Take a slot in flight for the request just read (None), or say how to shed it: the
+        headers of its 503, which close the connection or keep it.
 
-        A request over the limit waits for a slot, newest first (under overload a FIFO would make
-        every request wait about as long as the oldest may), until it has waited an interval in all.
-        A request never waits while it fits under the limit, so nothing waits without overload.
+        A request over the limit waits for a slot, oldest first, until it has waited an interval in
+        all; nothing waits while requests fit under the limit. One that waited that long is shed
+        but its connection kept: a connection the server took is worth keeping (its next request
+        is fresh, while a new one comes through the accept backlog, stale under overload), and one
+        that re-sends at once costs a parse and a 503 per interval.
         """
         admission = self.admission
         if admission is None:
             if self.in_flight >= self.limits.max_in_flight:
-                return False
+                return self._shed_and_close
             self._enter()
-            return True
+            return None
         decision = admission.decide(trio.current_time(), client.delay, self.in_flight, client.first)
         if decision is ADMIT:
             self._enter()
-            return True
+            return None
         if decision is SHED:
-            return False
+            return self._shed_and_close
         waiter = trio.Event()  # set by _leave, which hands its slot over
         self._waiters.append(waiter)
         try:
@@ -348,9 +412,9 @@ class HttpServer:
                 self._waiters.remove(waiter)
             raise
         if waiter.is_set():
-            return True
+            return None
         self._waiters.remove(waiter)
-        return False
+        return self._shed_headers
 
     def _enter(self) -> None:
         self.in_flight += 1
@@ -427,16 +491,17 @@ class HttpServer:
             headers.append((b"connection", b"close"))
         return h11.Response(status_code=response.status, headers=headers, reason=response.status_text.encode("latin-1")), body
 
-    async def _shed(self, client: _Client) -> None:
-        """Over max_in_flight: 503 + Retry-After from prepared headers, and the connection closes.
+    async def _shed(self, client: _Client, headers: list[tuple[bytes, bytes]]) -> None:
+        """503 + Retry-After from prepared headers, closing the connection or not.
 
-        Closing is what keeps a shed cheap when clients re-send at once: a shed client has to come
-        back through the accept loop, which takes one connection per scheduler pass, instead of
-        cycling on its open connection and taking a turn from every admitted request's each hop.
+        Closing is what keeps a shed cheap when clients re-send at once and the shed is immediate:
+        a shed client has to come back through the accept loop, which takes one connection per
+        scheduler pass, instead of cycling on its open connection and taking a turn from every
+        admitted request's each hop.
         """
         self.count_rejected(503)
         conn = client.h11
-        await self._send(client, conn.send(h11.Response(status_code=503, headers=self._shed_and_close)) + conn.send(h11.Data(data=self._shed_body)) + conn.send(h11.EndOfMessage()))
+        await self._send(client, conn.send(h11.Response(status_code=503, headers=headers)) + conn.send(h11.Data(data=self._shed_body)) + conn.send(h11.EndOfMessage()))
 
     async def _send(self, client: _Client, data: bytes) -> None:
         """Write to a client that must take it within write_timeout, or be dropped.
@@ -480,11 +545,11 @@ class _Client:
     connection rather than per request keeps a keep-alive request's cost down.
     """
 
-    def __init__(self, stream: trio.SocketStream, limits: Limits) -> None:
+    def __init__(self, stream: trio.SocketStream, limits: Limits, data: bytes, arrived: float) -> None:
         self.stream = stream
         self.socket = stream.socket
         self.fileno = stream.socket.fileno()
-        self.arrived = 0.0  # when the request being read reached the socket (time.time())
+        self.arrived = arrived  # when the request being read reached the socket (time.time())
         self.delay = 0.0  # how long the last request waited before its head was parsed
         self.first = True  # is it the connection's first request?
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
@@ -498,6 +563,8 @@ class _Client:
         self._done_reading = False
         self._arrived = trio.Event()
         self._room = trio.Event()
+        if data:
+            self.h11.receive_data(data)
 
     async def read(self) -> None:
         with self.reading:
