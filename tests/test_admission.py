@@ -17,40 +17,44 @@ def limiter(ceiling: int = 64) -> AdaptiveLimit:
 def run_interval(limit: AdaptiveLimit, start: float, delays: list[float], in_flight: int = 0) -> None:
     """Requests (not first on their connection) taken up within [start, start + INTERVAL)."""
     for index, delay in enumerate(delays):
-        limit.decide(start + index * INTERVAL / (2 * len(delays)), delay, in_flight, first=False)
+        limit.decide(start + index * INTERVAL / (2 * len(delays)), delay, in_flight, 0, first=False)
 
 
-def test_admits_under_the_limit_and_makes_the_request_at_the_limit_wait():
+def test_admits_under_the_limit_and_queues_up_to_the_limit_over_it():
     limit = limiter(ceiling=8)
     assert limit.limit == 8  # starts at the ceiling
-    assert limit.decide(0.0, 0.0, 7, first=False) == ADMIT  # just under
-    assert limit.decide(0.0, 0.0, 8, first=False) == WAIT  # at
-    assert limit.decide(0.0, 0.0, 9, first=False) == WAIT  # over
+    assert limit.decide(0.0, 0.0, 7, 0, first=False) == ADMIT  # just under
+    assert limit.decide(0.0, 0.0, 8, 0, first=False) == WAIT  # at
+    assert limit.decide(0.0, 0.0, 9, 0, first=False) == WAIT  # over
+    assert limit.decide(0.0, 0.0, 8, 7, first=False) == WAIT  # the queue just under the limit
+    assert limit.decide(0.0, 0.0, 8, 8, first=False) == SHED  # at
 
 
-def test_a_first_request_stale_in_the_backlog_is_shed_at_once():
-    limit = limiter()
-    assert limit.decide(0.0, INTERVAL, 0, first=True) == ADMIT  # waited exactly an interval
-    assert limit.decide(0.0, INTERVAL + 1e-6, 0, first=True) == SHED  # just over
+def test_a_first_request_stale_in_the_backlog_is_shed_unless_a_slot_would_stay_empty():
+    limit = limiter(ceiling=8)
+    assert limit.decide(0.0, INTERVAL, 8, 0, first=True) == WAIT  # waited exactly an interval
+    assert limit.decide(0.0, INTERVAL + 1e-6, 8, 0, first=True) == SHED  # just over, the limit reached
+    assert limit.decide(0.0, INTERVAL + 1e-6, 7, 1, first=True) == SHED  # a slot free, but one waits for it
+    assert limit.decide(0.0, INTERVAL + 1e-6, 7, 0, first=True) == ADMIT  # nobody else wants the slot
     # a later request of a connection: its wait is the server's lag, which the limit acts on
-    assert limit.decide(0.0, 10 * INTERVAL, 0, first=False) == ADMIT
+    assert limit.decide(0.0, 10 * INTERVAL, 0, 0, first=False) == ADMIT
 
 
 def test_the_least_delay_at_the_target_keeps_the_limit_and_just_over_shrinks_it():
     limit = limiter()
     run_interval(limit, 0.0, [0.050, TARGET, 0.020])  # least exactly the target
-    limit.decide(INTERVAL, 0.0, 0, first=False)  # the next interval begins: the last one is judged
+    limit.decide(INTERVAL, 0.0, 0, 0, first=False)  # the next interval begins: the last one is judged
     assert limit.limit == 64
     limit = limiter()
     run_interval(limit, 0.0, [0.050, TARGET * 1.25, 0.020])  # least just over
-    limit.decide(INTERVAL, 0.0, 0, first=False)
+    limit.decide(INTERVAL, 0.0, 0, 0, first=False)
     assert limit.limit == round(64 / 1.25)  # in proportion: target / least
 
 
 def test_one_request_under_the_target_means_no_standing_queue():
     limit = limiter()
     run_interval(limit, 0.0, [0.5] * 50 + [0.001] + [0.5] * 50)  # a burst: most waited, not all
-    limit.decide(INTERVAL, 0.0, 0, first=False)
+    limit.decide(INTERVAL, 0.0, 0, 0, first=False)
     assert limit.limit == 64
 
 
@@ -59,7 +63,7 @@ def test_the_limit_halves_at_most_per_interval_and_stops_at_the_floor():
     expected = [32, 16, 8, FLOOR, FLOOR]
     for step, want in enumerate(expected):
         run_interval(limit, step * INTERVAL, [1.0, 2.0])  # 200x the target: halve, no more
-        limit.decide((step + 1) * INTERVAL, 1.0, 0, first=False)
+        limit.decide((step + 1) * INTERVAL, 1.0, 0, 0, first=False)
         assert limit.limit == want
 
 
@@ -67,7 +71,7 @@ def intervals(limit: AdaptiveLimit, contents: list[tuple[list[float], int]]) -> 
     """Consecutive intervals, each (delays, in_flight); the limit once the last one is judged."""
     for step, (delays, in_flight) in enumerate(contents):
         run_interval(limit, step * INTERVAL, delays, in_flight)
-    limit.decide(len(contents) * INTERVAL, 0.0, 0, first=False)
+    limit.decide(len(contents) * INTERVAL, 0.0, 0, 0, first=False)
     return limit.limit
 
 
@@ -86,11 +90,11 @@ def test_the_limit_grows_when_it_made_requests_wait_and_the_queue_kept_up():
 def test_an_idle_interval_and_stale_requests_are_no_signal():
     limit = limiter()
     run_interval(limit, 0.0, [1.0])
-    limit.decide(2 * INTERVAL + 0.01, 0.0, 0, first=False)  # a whole interval without requests first
+    limit.decide(2 * INTERVAL + 0.01, 0.0, 0, 0, first=False)  # a whole interval without requests first
     assert limit.limit == 64
     limit = limiter()
     for index in range(20):  # only stale first requests: shed, and the limit does not move
-        assert limit.decide(index * INTERVAL / 4, 2.0, 0, first=True) == SHED
+        assert limit.decide(index * INTERVAL / 4, 2.0, 64, 0, first=True) == SHED
     assert limit.limit == 64
 
 

@@ -59,19 +59,24 @@ class AdaptiveLimit:
         self._min = math.inf  # the least delay seen in the current interval
         self._limited = False  # has the limit refused a request in it?
 
-    def decide(self, now: float, delay: float, in_flight: int, first: bool) -> str:
-        """``ADMIT``, ``WAIT`` (for a slot, until it has waited ``interval`` in all) or ``SHED``, for
-        a request that waited ``delay`` seconds, taken up at ``now`` with ``in_flight`` being served;
-        ``first``: the first request of its connection (its delay includes the accept backlog)."""
+    def decide(self, now: float, delay: float, in_flight: int, waiting: int, first: bool) -> str:
+        """``ADMIT``, ``WAIT`` (for a slot, until it has waited ``interval`` in all; no more wait
+        than ``limit``) or ``SHED``, for
+        a request that waited ``delay`` seconds, taken up at ``now`` with ``in_flight`` being served
+        and ``waiting`` waiting for a slot; ``first``: the first request of its connection (its delay
+        includes the accept backlog)."""
         if now >= self._interval_end:
             self._adapt(now)
         if first and delay > self.interval:
-            return SHED  # stale in the backlog: says nothing about how the admitted work fares
+            # Stale in the backlog: it says nothing about how the admitted work fares. It takes a
+            # slot nobody else wants (the connections being served came and went) rather than
+            # leave it empty: otherwise each such departure would lower good throughput for good.
+            return ADMIT if in_flight < self.limit and not waiting else SHED
         if delay < self._min:
             self._min = delay
         if in_flight >= self.limit:
             self._limited = True
-            return WAIT
+            return WAIT if waiting < self.limit else SHED
         return ADMIT
 
     def _adapt(self, now: float) -> None:
