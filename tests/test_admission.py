@@ -30,12 +30,10 @@ def test_admits_under_the_limit_and_queues_up_to_the_limit_over_it():
     assert limit.decide(0.0, 0.0, 8, 8, first=False) == SHED  # at
 
 
-def test_a_first_request_stale_in_the_backlog_is_shed_unless_a_slot_would_stay_empty():
+def test_a_first_request_stale_in_the_backlog_is_shed_at_once():
     limit = limiter(ceiling=8)
-    assert limit.decide(0.0, INTERVAL, 8, 0, first=True) == WAIT  # waited exactly an interval
-    assert limit.decide(0.0, INTERVAL + 1e-6, 8, 0, first=True) == SHED  # just over, the limit reached
-    assert limit.decide(0.0, INTERVAL + 1e-6, 7, 1, first=True) == SHED  # a slot free, but one waits for it
-    assert limit.decide(0.0, INTERVAL + 1e-6, 7, 0, first=True) == ADMIT  # nobody else wants the slot
+    assert limit.decide(0.0, INTERVAL, 0, 0, first=True) == ADMIT  # waited exactly an interval
+    assert limit.decide(0.0, INTERVAL + 1e-6, 0, 0, first=True) == SHED  # just over, slots free or not
     # a later request of a connection: its wait is the server's lag, which the limit acts on
     assert limit.decide(0.0, 10 * INTERVAL, 0, 0, first=False) == ADMIT
 
@@ -94,7 +92,7 @@ def test_an_idle_interval_and_stale_requests_are_no_signal():
     assert limit.limit == 64
     limit = limiter()
     for index in range(20):  # only stale first requests: shed, and the limit does not move
-        assert limit.decide(index * INTERVAL / 4, 2.0, 64, 0, first=True) == SHED
+        assert limit.decide(index * INTERVAL / 4, 2.0, 0, 0, first=True) == SHED
     assert limit.limit == 64
 
 

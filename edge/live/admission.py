@@ -12,8 +12,8 @@ an interval (CoDel: Nichols and Jacobson, "Controlling Queue Delay", 2012).
   least delay was under the target, it grows the same way (doubling at most). Between ``FLOOR`` and
   ``ceiling`` (``max_in_flight``); it starts at the ceiling.
 * A request over the limit waits for a slot (the ingress queues it, oldest first) until it has
-  waited ``interval`` in all, then it is shed. So nothing waits without overload, and what is
-  admitted has waited at most an interval.
+  waited ``interval`` in all, then it is shed; at most ``limit`` wait, beyond that it is shed at
+  once. Nothing waits without overload, and what is admitted has waited at most an interval.
 * The first request of a connection that waited more than an interval, in the accept backlog, is
   shed at once: clients that re-send at once after a 503 make the backlog a standing queue, and
   serving from it would put seconds of wait into the latency of what is admitted. Such a request
@@ -23,7 +23,7 @@ Why a limit, and not shedding on the delay alone as CoDel drops packets (or wang
 sloughs requests): with clients that re-send at once, shedding every late request leaves only late
 requests (each shed one comes back through the backlog) and the delay never comes back under the
 target: 0 good answers at 256 connections in benchmarks/overload.py. A limit keeps serving the
-connections it admitted, whose next requests wait little, and sheds the excess.
+connections it took, whose next requests wait little, and sheds the excess.
 
 Pure: the caller passes the time, so the tests drive it with a fake clock.
 """
@@ -68,10 +68,7 @@ class AdaptiveLimit:
         if now >= self._interval_end:
             self._adapt(now)
         if first and delay > self.interval:
-            # Stale in the backlog: it says nothing about how the admitted work fares. It takes a
-            # slot nobody else wants (the connections being served came and went) rather than
-            # leave it empty: otherwise each such departure would lower good throughput for good.
-            return ADMIT if in_flight < self.limit and not waiting else SHED
+            return SHED  # stale in the backlog: it says nothing about how the admitted work fares
         if delay < self._min:
             self._min = delay
         if in_flight >= self.limit:
