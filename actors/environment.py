@@ -28,12 +28,12 @@ from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_resch
 
 from actors.mailbox import Call, Mailbox, RpcFailure, ask
 from actors.synthetic import SyntheticCalls
-from edge.platform import fibers
+from edge.platform import fibers, redact, watchdog
 from edge.platform.clock import ModelClock
 from edge.platform.cpu import CorePool, CpuAccount, CpuLimitExceeded, InvocationLimitExceeded, metered
 from edge.platform.distributions import Distribution
-from edge.platform.errors import CLIENT_CLOSED, CPU_LIMIT, ERROR_HEADER, SHED, UNAVAILABLE, WORKER_EXCEPTION, platform_error
-from edge.platform.fetch import Request, Response
+from edge.platform.errors import CLIENT_CLOSED, CPU_LIMIT, ERROR_HEADER, SHED, STALLED, UNAVAILABLE, WORKER_EXCEPTION, platform_error
+from edge.platform.fetch import Request, Response, checked_response
 from edge.metrics.histogram import LogHistogram
 from edge.metrics.recorders import RunMetrics, status_class
 from edge.platform.units import parse_duration
@@ -251,7 +251,7 @@ class EnvironmentActor:
         self.down = False  # crashed (timeline): new calls are refused until it restarts
         self._values = values
         self._bindings = bindings
-        self._secrets = [s for s in secrets if s]
+        redact.register(secrets)
         self._logged: set[str] = set()
         self._warm: list[float] = []  # when each idle slot goes cold, most recently used last
         # Code workers' slots: a slot is a ctx, an env and a consumer of the mailbox (a fiber in
@@ -311,7 +311,7 @@ class EnvironmentActor:
         Live, a code worker's slots are tasks in this task's nursery. In virtual time every slot
         is a fiber driven by the clock (and a synthetic worker's calls are timer steps), and this
         task owns them: it parks until the run cancels it, then closes them; a fault that escapes
-        a fiber (a platform bug, ``SystemExit`` in a worker) is raised here, where the supervisor
+        a fiber (a platform bug, a real Ctrl-C) is raised here, where the supervisor
         sees it, as it would see a crashed slot task.
         """
         if self.live and not isinstance(self.worker, ModelWorker):
@@ -376,11 +376,13 @@ class EnvironmentActor:
     async def _serve(self, call: Call, ctx: Context, env: Env) -> None:
         """Serve one call in a slot: the path of every call to a code worker, virtual or live.
 
-        Whatever the worker does wrong (raises, returns a non-Response, swallows its CPU limit)
-        becomes this call's answer, never the slot's end. Live, the worker's own steps are
-        metered (their thread CPU is charged to the chain), and a call whose caller went away
-        while it waited is not run. One coroutine level, not two: in virtual time every level
-        is paid again on each resume of the worker.
+        Whatever the worker does wrong (raises anything, ``SystemExit`` and ``KeyboardInterrupt``
+        included; returns garbage; swallows its CPU limit; holds the thread until the watchdog
+        interrupts it) becomes this call's answer, never the slot's end. What is not the worker's
+        passes through (``_not_the_workers``). Live, the worker's own steps are metered (their
+        thread CPU is charged to the chain), and a call whose caller went away while it waited is
+        not run. One coroutine level, not two: in virtual time every level is paid again on each
+        resume of the worker.
         """
         cold = self.begin(call)
         if cold:
@@ -398,14 +400,16 @@ class EnvironmentActor:
                 else:
                     work = self._rpc(call, env, ctx)
                 if self.live:
-                    work = metered(work, functools.partial(self._charge_measured, call.account))
+                    work = metered(work, call.account, functools.partial(self._charge_measured, call.account))
                 result = await work
-                if call.method is None and not isinstance(result, Response):
-                    raise TypeError(f"fetch() must return a Response, returned {type(result).__name__}")
+                if call.method is None and type(result) is not Response:
+                    result = checked_response(result)  # a plain Response, or TypeError
             except CpuLimitExceeded:
                 result = platform_error(CPU_LIMIT)
             except Exception as exc:
                 result = self._failed(call, exc)
+            except BaseException as exc:
+                result = self._interrupted(call, exc)
             else:
                 if call.account.exceeded:  # the worker caught the limit error and answered anyway
                     result = platform_error(CPU_LIMIT)
@@ -452,17 +456,20 @@ class EnvironmentActor:
         ctx, env = self._new_slot()
         receive = self.mailbox.receive
         while True:
+            running: Call | None = None
             with trio.CancelScope() as scope:
                 while True:
                     call = await receive()
-                    call.scope = scope
+                    call.scope, running = scope, call
                     await self._serve(call, ctx, env)
-                    call.scope = None
+                    call.scope = running = None
             # Only the running call's cancel() ends up here (anything else cancelling the slot
-            # passes through the scope).
-            call.scope = None
-            ctx.account = None
-            self.finish(call, platform_error(CLIENT_CLOSED))
+            # passes through the scope). A worker that caught the Cancelled and answered has been
+            # answered already; the cancellation then ends the slot's next checkpoint.
+            if running is not None:
+                running.scope = None
+                ctx.account = None
+                self.finish(running, platform_error(CLIENT_CLOSED))
 
     async def _inject(self, ctx: Context) -> Response | None:
         faults = self.faults
@@ -490,18 +497,55 @@ class EnvironmentActor:
             return RpcFailure(f"{self.service} has no RPC method {call.method!r} (methods: {known})")
         return await method(env, ctx, *call.args, **(call.kwargs or {}))
 
-    def _failed(self, call: Call, exc: Exception) -> Any:
+    def _failed(self, call: Call, exc: BaseException) -> Any:
         """The answer to a call whose worker raised: a 500 (error 1101), logged once per message."""
         self.stats.exceptions += 1
-        message = self._redact(f"{type(exc).__name__}: {exc}")
-        if message not in self._logged and len(self._logged) < 20:
-            self._logged.add(message)
-            log.warning("%s threw (answered 500, error 1101): %s", self.key, message)
+        message = redact.redact(f"{type(exc).__name__}: {exc}")
+        self._warn_once(message, "threw (answered 500, error 1101)")
         if call.method is not None:
             return RpcFailure(f"{self.service}.{call.method} raised {message}")
         return platform_error(WORKER_EXCEPTION)
 
-    def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+    def _interrupted(self, call: Call, exc: BaseException) -> Any:
+        """A ``BaseException`` out of the worker: the watchdog's interruption, a worker's own
+        ``SystemExit``/``KeyboardInterrupt``/..., or what is not the worker's, raised again."""
+        theirs = _not_the_workers(exc)
+        if theirs is not None:
+            raise theirs
+        if not isinstance(exc, watchdog.WorkerInterrupted):
+            return self._failed(call, exc)
+        if exc.reason == watchdog.CPU:
+            if not call.account.exceeded:  # the step's last instant was not charged yet
+                call.account.charge(math.inf, self.key)
+            return platform_error(CPU_LIMIT)
+        self.stats.stalls += 1
+        self._warn_once(str(exc), "was stopped (answered 503, error 1102)")
+        return platform_error(STALLED)
+
+    def _warn_once(self, message: str, outcome: str) -> None:
+        if message not in self._logged and len(self._logged) < 20:
+            self._logged.add(message)
+            log.warning("%s %s: %s", self.key, outcome, message)
+
+
+def _not_the_workers(exc: BaseException) -> BaseException | None:
+    """Exceptions that pass through a worker but belong to the runtime or the user at the keyboard.
+
+    trio's cancellation (alone or in a group: a worker's nursery); a ``GeneratorExit`` thrown into
+    ``_serve`` itself, which is the slot being closed at the end of a run (a worker's own raise
+    has the worker's frames below ``_serve`` in its traceback); a real Ctrl-C (raised by a signal
+    handler, see ``watchdog.from_signal``). Returns what to raise again (of a group, its
+    cancellations: the worker's own errors in it are its call's to answer), or None.
+    """
+    if isinstance(exc, trio.Cancelled):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(trio.Cancelled)[0]
+    if isinstance(exc, GeneratorExit):
+        return exc if exc.__traceback__ is None or exc.__traceback__.tb_next is None else None
+    if isinstance(exc, KeyboardInterrupt) and watchdog.from_signal(exc):
+        return exc
+    return None
+
+
+watchdog.boundary(EnvironmentActor._serve, EnvironmentActor._rpc)

@@ -16,7 +16,8 @@ Weights change with ``set_weights`` while the router runs; the split is exported
 As Cloudflare's gradual deployments, a split may be sticky (``affinity``: a key taken from a header
 or cookie is hashed to a fixed point of the 0-100 weight line, so one user keeps one environment,
 and raising the canary's weight only moves users onto it) and may honour an ``override`` header
-that pins a request to a named environment. A retry budget (``RetryBudget``, Linkerd's) caps the
+that pins a request to a named environment; a name the service does not have is answered 400
+(``unknown-environment``) by the router itself, never by the split. A retry budget (``RetryBudget``, Linkerd's) caps the
 fallback's retries. Each call records the environment first chosen for it (``Call.routed_to``), so
 what callers finally got can be told per environment: effective against per-attempt success.
 """
@@ -32,7 +33,7 @@ from typing import Any
 from actors.environment import Post
 from actors.mailbox import Call, Mailbox
 from edge.platform.clock import ModelClock
-from edge.platform.errors import WORKER_EXCEPTION, platform_error
+from edge.platform.errors import UNKNOWN_ENVIRONMENT, WORKER_EXCEPTION, platform_error
 from edge.platform.fetch import Response
 from edge.metrics.recorders import RunMetrics
 
@@ -232,7 +233,10 @@ class RouterActor:
         request = call.request if call.method is None else None  # RPC calls carry no request
         if self.override is not None and request is not None:
             pinned = request.headers.get(self.override)
-            if pinned in self.targets:  # asked for by name: served there, never retried elsewhere
+            if pinned is not None:  # asked for by name: served there or nowhere, never retried elsewhere
+                if pinned not in self.targets:
+                    call.served_by = self
+                    return platform_error(UNKNOWN_ENVIRONMENT)
                 call.routed_to = pinned
                 return self.targets[pinned](call)
         name = self._choose(request)

@@ -1,7 +1,9 @@
 """The ``edge`` command.
 
 Exit codes: 0 ok, 1 thresholds failed, 2 bad input (the message names the file, the path inside it
-and what was expected).
+and what was expected, or the output that cannot be written), 130 interrupted by SIGINT (Ctrl-C),
+143 by SIGTERM (128 + the signal's number, as shells report it). An interrupted command prints one
+line and leaves no partial output behind.
 """
 
 from __future__ import annotations
@@ -11,18 +13,21 @@ import functools
 import ipaddress
 import logging
 import os
+import signal
 import sys
 import time
 
 from rich.console import Console
 
 from edge.scenario import config
-from edge.live.admin import DEFAULT_ADMIN_PORT
+from edge.live.admin import DEFAULT_ADMIN_PORT, TOKEN_ENV
+from edge.platform.files import OutputError, check_directory, check_file
 from edge.platform.units import format_duration, parse_duration, parse_size
 
 EXIT_OK = 0
 EXIT_THRESHOLDS_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 def _load(path: str | None) -> config.LoadedScenario:
@@ -38,6 +43,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from edge.engine.simulate import simulate
 
     loaded = _load(args.scenario)
+    _check_outputs(files=(args.json, args.openmetrics), directories=(args.plots,))
     err = Console(stderr=True)
     duration = args.duration if args.duration is not None else loaded.spec.scenario.duration.seconds
     show_progress = not args.quiet and (err.is_terminal if args.progress is None else args.progress)
@@ -87,7 +93,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"edge: run stopped at {format_duration(stop.at_s)} of {format_duration(duration)}: threshold failed: {stop.threshold}", file=sys.stderr)
     for t in failed:
         print(f"edge: threshold failed: {t.threshold} (measured {t.shown()})", file=sys.stderr)
-    return EXIT_THRESHOLDS_FAILED if failed or report.stopped_early is not None else EXIT_OK
+    unanswered = report.clients.unanswered
+    if unanswered:
+        drain = format_duration(loaded.spec.scenario.drain.seconds)
+        print(f"edge: {unanswered:,} request(s) never answered: still waiting when the run ended, after its {drain} drain", file=sys.stderr)
+    return EXIT_THRESHOLDS_FAILED if failed or unanswered or report.stopped_early is not None else EXIT_OK
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -99,6 +109,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"edge: error: {args.report}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    _check_outputs(directories=(args.directory,))
     for path in write_plots(report, args.directory):
         print(path)
     return EXIT_OK
@@ -112,6 +123,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     loaded = _load(args.scenario)
     if loaded.spec.tune is None:
         raise config.ConfigError(loaded.file, "tune", "expected a [tune] table (the hypothesis and the schedules to compare)")
+    _check_outputs(files=(args.json, args.plot))
     err = Console(stderr=True)
     total = task_count(loaded, args.replications)
     with _executor(args) as executor, Progress(console=err, transient=True, disable=args.quiet) as bar:
@@ -150,12 +162,38 @@ def _executor(args: argparse.Namespace):
         return dask()
     if args.jobs == 1:
         return contextlib.nullcontext(None)
-    return ProcessPoolExecutor(max_workers=args.jobs or os.cpu_count())
+
+    @contextlib.contextmanager
+    def processes():
+        executor = ProcessPoolExecutor(max_workers=args.jobs or os.cpu_count(), initializer=_replication_process)
+        try:
+            yield executor
+        except BaseException:
+            # Interrupted (or failed): running replications are stopped now rather than waited for.
+            # With its processes gone the pool is broken and fails every pending replication itself;
+            # cancelling them too (cancel_futures) races with that, and on Python 3.11 the pool's
+            # thread then prints an InvalidStateError traceback.
+            running = list((getattr(executor, "_processes", None) or {}).values())  # no public way before 3.14's terminate_workers
+            for process in running:
+                process.terminate()
+            executor.shutdown(wait=True)
+            raise
+        executor.shutdown()
+
+    return processes()
+
+
+def _replication_process() -> None:
+    """A replication process leaves interrupts to the command: Ctrl-C reaches the whole process
+    group, and each child would print a traceback of its own; the command terminates them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     from edge.metrics.openmetrics import BackfillError, backfill
 
+    _check_outputs(directories=(args.data_dir,))
     try:
         print(backfill(args.openmetrics, args.data_dir), end="")
     except BackfillError as exc:
@@ -174,6 +212,24 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    """Wrangler configuration files as one scenario (``edge.scenario.wrangler``)."""
+    from pathlib import Path
+
+    from edge.platform.files import write_output
+    from edge.scenario.wrangler import import_files
+
+    text = import_files(args.files)
+    if args.output is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    if Path(args.output).is_file() and not args.force:
+        raise OutputError(f"{args.output}: exists; pass --force to replace it")
+    _check_outputs(files=(args.output,))
+    write_output(args.output, text.encode())
+    return EXIT_OK
+
+
 def cmd_graph(args: argparse.Namespace) -> int:
     """The "Bound Services" view (seed 002): who calls whom, through which binding."""
     spec = _load(args.scenario).spec
@@ -184,8 +240,10 @@ def cmd_graph(args: argparse.Namespace) -> int:
 def _text_graph(spec: config.Scenario) -> str:
     lines = []
     for service in spec.services:
-        exposure = ", ".join(map(str, service.routes)) if service.routes else "private"
+        exposure = ", ".join(map(str, service.routes)) if service.routes else "public" if config.is_public(service) else "private"
         lines.append(f"{service.name}  [{exposure}]")
+        for env_name, routes in config.environment_routes(spec.scenario, service).items():
+            lines.append(f"  {env_name}  [{', '.join(map(str, routes))}]")
         for env_name, env in config.environments_of(service).items():
             for name, target in {**service.bindings, **env.bindings}.items():
                 lines.append(f"  {env_name}: {name} -> {target}")
@@ -209,7 +267,7 @@ def _dot(spec: config.Scenario) -> str:
     for service in spec.services:
         envs = config.environments_of(service)
         out.append(f"  subgraph {q('cluster_' + service.name)} {{")
-        out.append(f"    label={q(service.name + ('  ' + ', '.join(map(str, service.routes)) if service.routes else '  (private)'))};")
+        out.append(f"    label={q(service.name + ('  ' + ', '.join(map(str, service.routes)) if service.routes else '' if config.is_public(service) else '  (private)'))};")
         for env_name in envs:
             out.append(f"    {q(service.name + '@' + env_name)} [label={q(env_name)}];")
         out.append("  }")
@@ -218,6 +276,8 @@ def _dot(spec: config.Scenario) -> str:
             for env_name, weight in weights.items():
                 out.append(f"  ingress -> {q(service.name + '@' + env_name)} [label={q(f'{weight:g}%')}, style=dashed];")
         for env_name, env in envs.items():
+            if env.routes:
+                out.append(f"  ingress -> {q(service.name + '@' + env_name)} [label={q(', '.join(map(str, env.routes)))}, style=dashed];")
             for binding, target in {**service.bindings, **env.bindings}.items():
                 target_service, pinned = target.service, target.environment
                 target_split = by_service[target_service].split
@@ -238,7 +298,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from edge.live.ingress import Limits
     from edge.live.serve import serve
 
+    from edge.live.admin import new_token
+
     loaded = _load(args.scenario)
+    token = _admin_token(args)
+    generated = token is None
+    token = token or new_token()
     if not _is_loopback(args.admin_host):
         print(f"edge: warning: the admin API listens on {args.admin_host}: anyone who reaches it can change weights", file=sys.stderr)
     limits = Limits(max_body_bytes=args.max_body, header_timeout=args.client_timeout, body_timeout=args.client_timeout)
@@ -248,11 +313,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"edge: serving {name} on {endpoints['ingress'].url}", flush=True)
         print(f"edge: metrics on {endpoints.get('metrics', endpoints['ingress']).url}/metrics", flush=True)
         print(f"edge: admin API on {endpoints['admin'].url}", flush=True)
+        if generated:  # printed this once, on stdout; never logged
+            print(f"edge: admin token {token} (send `Authorization: Bearer TOKEN`; `edge weight` reads {TOKEN_ENV})", flush=True)
 
     return trio.run(
         functools.partial(
             serve, loaded, host=args.host, port=args.port, metrics_port=args.metrics_port,
-            admin_host=args.admin_host, admin_port=args.admin_port, limits=limits, drain=args.drain,
+            admin_host=args.admin_host, admin_port=args.admin_port, admin_token=token, limits=limits, drain=args.drain,
             seed=args.seed, traffic=args.traffic, on_ready=ready,
         )
     )
@@ -261,13 +328,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_weight(args: argparse.Namespace) -> int:
     from edge.live.admin import AdminError, set_weight
 
+    token = _admin_token(args)
+    if token is None:
+        print(f"edge: error: no admin token: set {TOKEN_ENV} (or pass --admin-token) to the token `edge serve` printed at start", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
-        weights = set_weight(args.admin, args.service, args.environment, args.percent)
+        weights = set_weight(args.admin, args.service, args.environment, args.percent, token=token)
     except AdminError as exc:
         print(f"edge: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(f"{args.service}: " + ", ".join(f"{env} {pct:g}%" for env, pct in weights.items()))
     return EXIT_OK
+
+
+def _admin_token(args: argparse.Namespace) -> str | None:
+    """The operator's admin token: ``--admin-token``, else the environment (which, unlike a flag,
+    other users cannot read in ``ps``); None when neither is set."""
+    from edge.live.admin import token_problem
+
+    token = args.admin_token if args.admin_token is not None else os.environ.get(TOKEN_ENV) or None
+    if token is not None and (problem := token_problem(token)) is not None:
+        where = "--admin-token" if args.admin_token is not None else TOKEN_ENV
+        raise config.ConfigError(where, "", f"not a usable admin token: {problem}")
+    return token
 
 
 def _is_loopback(host: str) -> bool:
@@ -347,6 +430,12 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("scenario", nargs="?")
     check.set_defaults(func=cmd_check)
 
+    imp = sub.add_parser("import", help="turn wrangler.toml / wrangler.json(c) files into a scenario with placeholder models")
+    imp.add_argument("files", nargs="+", metavar="WRANGLER_FILE", help="wrangler.toml, wrangler.json or wrangler.jsonc; several form one topology")
+    imp.add_argument("-o", "--output", metavar="PATH", help="write the scenario here (default: stdout)")
+    imp.add_argument("--force", action="store_true", help="replace PATH if it exists")
+    imp.set_defaults(func=cmd_import)
+
     graph = sub.add_parser("graph", help="show the bound-services dependency view")
     graph.add_argument("scenario", nargs="?")
     graph.add_argument("--dot", action="store_true", help="Graphviz dot instead of text (pipe to `dot -Tsvg`)")
@@ -359,6 +448,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--metrics-port", type=int, default=None, help="also serve /metrics and /healthz alone on this port")
     serve.add_argument("--admin-host", default="127.0.0.1", help="address of the admin API (default loopback only)")
     serve.add_argument("--admin-port", type=int, default=DEFAULT_ADMIN_PORT, help=f"port of the admin API (default {DEFAULT_ADMIN_PORT})")
+    serve.add_argument("--admin-token", metavar="TOKEN", default=None,
+                       help=f"the admin API's token (default: ${TOKEN_ENV}, else one generated and printed at start)")
     serve.add_argument("--max-body", type=_size, default=1024 * 1024, help='largest request body accepted, e.g. "1MiB" (default); larger gets 413')
     serve.add_argument("--client-timeout", type=_duration, default=10.0, help='time a client has to send a request head, and then its body (default "10s"); slower gets 408')
     serve.add_argument("--drain", type=_duration, default=10.0, help='on SIGINT/SIGTERM, how long requests in flight may take to finish (default "10s")')
@@ -371,18 +462,67 @@ def parser() -> argparse.ArgumentParser:
     weight.add_argument("environment")
     weight.add_argument("percent", type=_percent, help="new share of the service's traffic, 0-100 (0 rolls back)")
     weight.add_argument("--admin", default=f"http://127.0.0.1:{DEFAULT_ADMIN_PORT}", help="admin API URL (default %(default)s)")
+    weight.add_argument("--admin-token", metavar="TOKEN", default=None,
+                        help=f"the token `edge serve` printed or was given (default: ${TOKEN_ENV})")
     weight.set_defaults(func=cmd_weight)
     return p
+
+
+def _check_outputs(files=(), directories=()) -> None:
+    """Every output the command will write, checked before it runs (a run can take minutes)."""
+    for path in files:
+        if path is not None:
+            check_file(path)
+    for path in directories:
+        if path is not None:
+            check_directory(path)
+
+
+class _Signals:
+    """Which signal interrupted the command. SIGTERM is turned into SIGINT so that both take one
+    path: trio delivers SIGINT as KeyboardInterrupt at a point where it is safe, and everything
+    between here and the signal unwinds (``finally`` blocks remove temporary files)."""
+
+    received = signal.SIGINT
+
+    @classmethod
+    def install(cls) -> None:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, cls._terminate)
+
+    @classmethod
+    def _terminate(cls, signum: int, frame) -> None:
+        cls.received = signal.SIGTERM
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started in the background: nobody relays SIGINT
+            raise KeyboardInterrupt
+        signal.raise_signal(signal.SIGINT)
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """KeyboardInterrupt, alone or as every member of trio's exception groups."""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(KeyboardInterrupt)[1] is None
+    return isinstance(exc, KeyboardInterrupt)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="edge: %(levelname)s %(name)s: %(message)s")
+    _Signals.install()
     try:
         return args.func(args)
     except config.ConfigError as exc:
         print(f"edge: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OutputError as exc:
+        print(f"edge: error: cannot write output: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BaseException as exc:
+        if not _interrupted(exc):
+            raise
+        signum = _Signals.received
+        print(f"edge: interrupted by {signal.Signals(signum).name}", file=sys.stderr)
+        return EXIT_INTERRUPTED[signum]
 
 
 if __name__ == "__main__":

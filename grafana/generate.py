@@ -467,8 +467,14 @@ def actors() -> dict[str, Any]:
                    targets((f"sum by (service, environment) ({rate(fam.SHED.name, SE)})", per_env)), "reqps"),
         timeseries("Cold starts per second", "Calls that found no warm slot (idle longer than keep_warm) and paid a cold start.",
                    targets((f"sum by (service, environment, version) ({rate(fam.COLD_STARTS.name, SE)})", per_env + " v{{version}}")), "reqps"),
-        timeseries("Worker exceptions per second", "Worker code that raised: that call answered 500 (error 1101), the slot carried on.",
-                   targets((f"sum by (service, environment) ({rate(fam.WORKER_EXCEPTIONS.name, SE)})", per_env)), "reqps"),
+        timeseries("Worker exceptions and stalls per second",
+                   "Worker code that raised: that call answered 500 (error 1101), the slot carried on. Stalled: a step held the "
+                   "event loop past the step limit and the watchdog stopped it (503, error 1102).",
+                   targets((f"sum by (service, environment) ({rate(fam.WORKER_EXCEPTIONS.name, SE)})", "raised " + per_env),
+                           (f"sum by (service, environment) ({rate(fam.WORKER_STALLS.name, SE)})", "stalled " + per_env)), "reqps"),
+        timeseries("Server tasks (live)", "trio tasks alive in edge serve: actors, slots, connections, timers (edge_tasks; 0 in "
+                   "a simulation). Flat under steady load; a rise that stays after load ends is a leak.",
+                   targets((f"max({fam.TASKS.name})", "tasks")), "short"),
     ]
     variables = [
         variable("service", "service", f"label_values({fam.INFLIGHT.name}, service)"),

@@ -14,6 +14,12 @@ from pathlib import Path
 from typing import Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
+ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+"""The admin API's token of every server ``serve`` starts (through EDGE_ADMIN_TOKEN)."""
+
+
+def admin_headers() -> dict[str, str]:
+    return {"authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 class Served:
@@ -24,6 +30,7 @@ class Served:
         self.ingress = ingress  # http://127.0.0.1:PORT
         self.metrics = metrics  # http://127.0.0.1:PORT/metrics
         self.admin = admin
+        self.stdout = ""  # what it printed after the ready lines, once it has stopped
         self.stderr = ""
         self.returncode: int | None = None
 
@@ -40,19 +47,20 @@ class Served:
         if self.returncode is None:
             self.process.send_signal(sig)
             try:
-                _, err = self.process.communicate(timeout=timeout)
+                out, err = self.process.communicate(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-                _, err = self.process.communicate()
-            self.stderr = err
+                out, err = self.process.communicate()
+            self.stdout, self.stderr = out, err
             self.returncode = self.process.returncode
         return self.returncode
 
 
 @contextlib.contextmanager
-def serve(*args: str, timeout: float = 20.0) -> Iterator[Served]:
-    """Start ``edge serve`` on free ports with ``args`` (a scenario path, flags) and stop it after."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+def serve(*args: str, timeout: float = 20.0, env: dict[str, str] | None = None) -> Iterator[Served]:
+    """Start ``edge serve`` on free ports with ``args`` (a scenario path, flags) and stop it after;
+    its admin token is ADMIN_TOKEN unless ``env`` says otherwise."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "EDGE_ADMIN_TOKEN": ADMIN_TOKEN, **(env or {})}
     process = subprocess.Popen(
         [sys.executable, "-m", "edge.cli", "serve", "--port", "0", "--admin-port", "0", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,

@@ -115,7 +115,7 @@ def test_cli_exits_2_with_the_message(tmp_path, capsys):
     assert f"{bad}: services[1].split.weights: expected weights summing to 100" in err
     assert not out.exists()  # nothing half-written
     assert cli.main(["check", str(tmp_path / "nope.toml")]) == 2
-    assert "cannot read scenario file" in capsys.readouterr().err
+    assert "cannot read file: No such file or directory" in capsys.readouterr().err
 
 
 def test_cli_check_and_graph(tmp_path, capsys):

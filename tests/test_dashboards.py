@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
-from live import ROOT, serve
+from live import ROOT, admin_headers, serve
 
 from edge.metrics.families import FAMILIES
 
@@ -442,7 +442,7 @@ def resolve_variables(board: dict[str, Any], prometheus: Prometheus) -> tuple[di
 def put_weight(admin: str, service: str, environment: str, percent: float) -> dict[str, Any]:
     request = urllib.request.Request(
         f"{admin}/weights/{service}/{environment}", data=json.dumps({"percent": percent}).encode(), method="PUT",
-        headers={"content-type": "application/json"},
+        headers={"content-type": "application/json", **admin_headers()},
     )
     with urllib.request.urlopen(request, timeout=5) as answer:
         return json.loads(answer.read())

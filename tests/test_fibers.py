@@ -187,5 +187,5 @@ def test_worker_finally_runs_when_the_run_ends_mid_call(make_scenario, tmp_path)
         clock.call_later(0.0, front.submit, Request("https://example.com/"), 0.0)
 
     result = simulate(loaded, seed=1, duration=1.0, setup=setup)
-    assert result.undrained == 1
+    assert result.unanswered == 1
     assert marker.exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
 import signal
 import socket
@@ -16,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from live import ROOT, exchange, serve, status_of
+from live import ADMIN_TOKEN, ROOT, admin_headers, exchange, serve, status_of
 
 TOKEN = "s3cret-token-0f9a"
 GET = b"GET / HTTP/1.1\r\nHost: example.com\r\nx-custom-token: " + TOKEN.encode() + b"\r\n\r\n"
@@ -141,7 +142,7 @@ def test_metrics_and_healthz_never_show_the_secret(default_server):
 def edge_weight(served, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "edge.cli", "weight", *args, "--admin", served.admin],
-        capture_output=True, text=True, cwd=ROOT, timeout=30,
+        capture_output=True, text=True, cwd=ROOT, timeout=30, env={**os.environ, "EDGE_ADMIN_TOKEN": ADMIN_TOKEN},
     )
 
 
@@ -168,7 +169,7 @@ def test_weight_changes_while_serving_show_in_metrics_and_routing(tmp_path):
 def test_edge_weight_without_a_server_says_so():
     done = subprocess.run(
         [sys.executable, "-m", "edge.cli", "weight", "app", "canary", "5", "--admin", "http://127.0.0.1:9"],
-        capture_output=True, text=True, cwd=ROOT, timeout=30,
+        capture_output=True, text=True, cwd=ROOT, timeout=30, env={**os.environ, "EDGE_ADMIN_TOKEN": ADMIN_TOKEN},
     )
     assert done.returncode == 2 and "is `edge serve` running?" in done.stderr
 
@@ -450,7 +451,7 @@ no_data = "pass"
 
 
 def admin_call(served, method: str, path: str) -> tuple[int, dict]:
-    request_ = urllib.request.Request(served.admin + path, method=method, data=b"" if method == "POST" else None)
+    request_ = urllib.request.Request(served.admin + path, method=method, data=b"" if method == "POST" else None, headers=admin_headers())
     try:
         with urllib.request.urlopen(request_, timeout=10) as answer:
             return answer.status, json.loads(answer.read())
@@ -523,3 +524,29 @@ def test_a_malformed_host_is_a_400_with_one_log_line_at_most(default_server):
     raw = exchange(default_server.port, b"GET /?token=hunter2 HTTP/1.1\r\nHost: [::1\r\n\r\n")
     assert status_of(raw) == 400
     assert status_of(exchange(default_server.port, GET.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))) in (200, 500)
+
+
+def tasks_now(served) -> int:
+    (line,) = metric_lines(served, "edge_tasks ")
+    return int(float(line.split()[1]))
+
+
+def test_tasks_rise_with_connections_and_fall_back_after_them():
+    """``edge_tasks`` counts the server's trio tasks: a connection is one while it is open, and
+    none is left behind once the clients are gone (a leak would keep the count up)."""
+    with serve() as served:
+        idle = tasks_now(served)
+        assert idle > 3  # actors, listeners, the clock's timers at least
+        sockets = [socket.create_connection(("127.0.0.1", served.port), timeout=5) for _ in range(20)]
+        try:
+            for sock in sockets:
+                sock.sendall(GET)
+                assert status_of(sock.recv(65536)) in (200, 500)
+            assert tasks_now(served) >= idle + 20  # each open keep-alive connection holds its task
+        finally:
+            for sock in sockets:
+                sock.close()
+        deadline = time.monotonic() + 5
+        while (now := tasks_now(served)) != idle and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert now == idle

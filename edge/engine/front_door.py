@@ -1,7 +1,8 @@
 """The front door: where top-level requests come in, from simulated traffic or the live ingress.
 
 It routes each request by host and path, gives it its CPU account (the budget every worker of its
-chain shares), posts it to the routed service, and records what the client saw. Simulated and live
+chain shares), posts it to the routed service (its split) or environment (an environment's route),
+and records what the client saw. Simulated and live
 runs go through the same door, so they record the same metrics.
 """
 
@@ -12,11 +13,12 @@ from typing import Any, Callable
 import cachetools
 import trio
 
+from actors.environment import Post
 from actors.mailbox import Call
 from edge.scenario import config
 from edge.platform.clock import ModelClock
 from edge.platform.cpu import CpuAccount
-from edge.platform.errors import ERROR_HEADER, NOT_FOUND, platform_error
+from edge.platform.errors import ERROR_HEADER, NOT_FOUND, WALL_LIMIT, platform_error
 from edge.platform.fetch import Request, Response
 from edge.metrics.recorders import STATUS_CLASSES, ClientStats, RunMetrics, status_class
 from edge.engine.topology import Topology
@@ -53,15 +55,16 @@ class FrontDoor:
         self.metrics = metrics
         self.cpu_limit = meta.cpu_limit.seconds
         self.max_invocations = meta.max_invocations
+        self.request_limit = None if meta.request_limit is None else meta.request_limit.seconds
         self.inflight = 0
         # Every routed service's timeout counter exists from the start: a dashboard shows 0, not "no data".
         for service in topology.entries:
             metrics.timeouts.setdefault(service, 0)
         self._until_settle = SETTLE_EVERY
         self._drained: trio.Event | None = None
-        # URL -> service: parsing and matching every request's URL is a visible share of a hop;
+        # URL -> (service, where it goes): parsing and matching every request's URL is a visible share of a hop;
         # simulated traffic repeats a few URLs, live traffic may not, hence a bounded LRU.
-        self._routed: cachetools.LRUCache[str, str | None] = cachetools.LRUCache(maxsize=4096)
+        self._routed: cachetools.LRUCache[str, tuple[str, Post] | None] = cachetools.LRUCache(maxsize=4096)
 
     def submit(
         self, request: Request, sent_at: float, done: Callable[[Response | None], None] | None = None,
@@ -85,19 +88,23 @@ class FrontDoor:
             client = self.metrics.group(LIVE_GROUP)
         url = request.url
         try:
-            service = self._routed[url]
+            route = self._routed[url]
         except KeyError:
-            service = self._routed[url] = self.topology.routes.match(request.host, request.path)
-        if service is None:
+            route = self._routed[url] = self.topology.routes.match(request.host, request.path)
+        if route is None:
             self._record_client(client, None, platform_error(NOT_FOUND), sent_at, done)
             return None
+        service, post = route
         account = CpuAccount(self.cpu_limit, self.max_invocations)
         call = Call(request, account, self._completed, sent_at)
         call.context = TopLevel(service, done, client)
         self.inflight += 1
+        client.waiting += 1
         if timeout is not None:
             self.clock.call_later(sent_at + timeout - self.clock.now(), self._give_up, call, timeout)
-        immediate = self.topology.entries[service](call)
+        if self.request_limit is not None:
+            self.clock.call_later(sent_at + self.request_limit - self.clock.now(), self._cut, call)
+        immediate = post(call)
         if immediate is not None:
             self._completed(call, immediate)
         return call
@@ -110,6 +117,7 @@ class FrontDoor:
             self.metrics.count_routed(top.service, call.routed_to, response.status)
         if top.waiting:
             top.waiting = False
+            top.client.waiting -= 1
             self._record_client(top.client, top.service, response, call.posted_at, top.done)
         if self.inflight == 0 and self._drained is not None:
             self._drained.set()
@@ -120,12 +128,25 @@ class FrontDoor:
             return
         top.waiting = False
         clients = top.client
+        clients.waiting -= 1
         clients.requests += 1
         clients.timeouts += 1
         clients.latency.observe(timeout)
         self.metrics.timeouts[top.service] = self.metrics.timeouts.get(top.service, 0) + 1
         if top.done is not None:
             top.done(None)
+
+    def _cut(self, call: Call) -> None:
+        """The request's ``request_limit`` ran out before its answer: the platform answers 504 now,
+        and the work stops (live; in virtual time the late answer still counts for the service).
+        An answer due at the very instant the limit runs out is too late: this timer was set first."""
+        top: TopLevel = call.context
+        if not top.waiting:
+            return
+        top.waiting = False
+        top.client.waiting -= 1
+        self._record_client(top.client, top.service, platform_error(WALL_LIMIT), call.posted_at, top.done)
+        call.cancel()
 
     def _record_service(self, call: Call, service: str, client: ClientStats) -> None:
         """What the entry service did with a top-level request, whether its client waited or not."""
@@ -156,8 +177,21 @@ class FrontDoor:
                 clients.shed += 1
             elif cause == "not-found":
                 clients.not_found += 1
+            elif cause == "unknown-environment":
+                clients.unknown_environment += 1
         if done is not None:
             done(response)
+
+    def close(self) -> int:
+        """The run is over: every request whose client still waits is counted as never answered
+        (a request and an error of its group). Returns how many there were."""
+        unanswered = 0
+        for client in self.metrics.groups.values():
+            client.unanswered += client.waiting
+            client.requests += client.waiting
+            unanswered += client.waiting
+            client.waiting = 0
+        return unanswered
 
     async def drained(self, timeout: float) -> bool:
         """Wait (model time) until no top-level request is in flight; False if ``timeout`` ran out."""

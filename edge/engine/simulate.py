@@ -8,6 +8,7 @@ from typing import Any, Callable
 import trio
 
 from edge.scenario import config
+from edge.platform import watchdog
 from edge.platform.clock import VirtualClock
 from edge.platform.trio_internals import seed_scheduler
 from edge.metrics.recorders import RunMetrics
@@ -22,7 +23,7 @@ from edge.engine.traffic import start_traffic
 class RunResult:
     def __init__(
         self, loaded: config.LoadedScenario, seed: int, duration: float, simulated: float, metrics: RunMetrics,
-        topology: Topology, events: int, undrained: int, timeline: list[Any], series: Series,
+        topology: Topology, events: int, unanswered: int, timeline: list[Any], series: Series,
         stopped: tuple[float, str] | None = None,
     ) -> None:
         self.loaded = loaded
@@ -32,7 +33,7 @@ class RunResult:
         self.metrics = metrics
         self.topology = topology
         self.events = events
-        self.undrained = undrained
+        self.unanswered = unanswered
         self.timeline = timeline
         self.series = series
         self.stopped = stopped
@@ -85,6 +86,16 @@ def simulate(
             clock.call_later(every, check)
 
     async def main() -> None:
+        # Inside trio.run: the watchdog's Ctrl-C handler wraps trio's. Around the whole nursery:
+        # while a Ctrl-C unwinds it, timers still fire, and a step that spins must still end.
+        step_limit = watchdog.STEP_LIMIT_VIRTUAL if meta.step_limit is None else meta.step_limit.seconds
+        with watchdog.armed(step_limit, sigint=True):
+            try:
+                await run_model()
+            finally:
+                clock.close()  # an interrupted run fires nothing more while trio winds down
+
+    async def run_model() -> None:
         async with trio.open_nursery() as nursery:
             supervisor = start_actors(topology, nursery)
             if setup is not None:
@@ -99,8 +110,8 @@ def simulate(
                 await clock.sleep(duration)
             for group in groups:
                 group.stop()
-            drained = await front.drained(meta.drain.seconds)
-            state["undrained"] = 0 if drained else front.inflight
+            await front.drained(meta.drain.seconds)
+            state["unanswered"] = front.close()
             state["simulated"] = clock.now()
             recorder.take()  # the drain, and any part of an interval left at the end
             clock.close()
@@ -108,7 +119,7 @@ def simulate(
 
     seed_scheduler(seed)
     trio.run(main, clock=clock)
-    return RunResult(loaded, seed, duration, state["simulated"], metrics, topology, clock.events, state["undrained"], timeline, recorder.series,
+    return RunResult(loaded, seed, duration, state["simulated"], metrics, topology, clock.events, state["unanswered"], timeline, recorder.series,
                      state.get("stopped"))
 
 

@@ -1,7 +1,9 @@
 """Assembly: a validated scenario turned into its actors, and the start-up both drivers share.
 
 ``build`` makes one ``EnvironmentActor`` per service environment and one ``RouterActor`` per split
-service, resolves every binding to its target's entry point, and lays out the public routes.
+service, resolves every binding to its target's entry point, and lays out the public routes: a service's
+lead to its entry point (the split), an environment's (its own and its preview hostname) to that
+environment alone.
 ``start_actors`` puts them in a nursery under a supervisor. The virtual driver (``simulate``) and
 the live one (``edge.live.serve``) both go through these, so that what runs is the same model.
 """
@@ -36,7 +38,7 @@ class Topology:
         self.environments: dict[str, EnvironmentActor] = {}
         self.routers: dict[str, RouterActor] = {}
         self.entries: dict[str, Post] = {}  # service -> where its (unpinned) traffic goes
-        self.routes: RouteTable[str] = RouteTable()
+        self.routes: RouteTable[tuple[str, Post]] = RouteTable()  # -> (service, where the request goes)
         self.rollouts: dict[str, Any] = {}  # service -> its rollout controller (edge.engine.rollout)
 
     def actors(self) -> list[tuple[str, Any]]:
@@ -84,7 +86,8 @@ def build(loaded: config.LoadedScenario, *, seed: int, clock: ModelClock, metric
             topology.environments[actor.key] = actor
 
         serving = config.serving_environments(service)
-        if service.split is not None and len(config.environments_of(service)) > 1:
+        # An override header needs its router even over one environment: a name it does not know is refused there.
+        if service.split is not None and (len(config.environments_of(service)) > 1 or service.split.override is not None):
             split = service.split
             router = RouterActor(
                 service=service.name,
@@ -102,7 +105,10 @@ def build(loaded: config.LoadedScenario, *, seed: int, clock: ModelClock, metric
         else:
             topology.entries[service.name] = topology.environments[f"{service.name}@{serving[0]}"].post
         for pattern in service.routes:
-            topology.routes.add(pattern, service.name)
+            topology.routes.add(pattern, (service.name, topology.entries[service.name]))
+        for env_name, patterns in config.environment_routes(meta, service).items():
+            for pattern in patterns:
+                topology.routes.add(pattern, (service.name, topology.environments[f"{service.name}@{env_name}"].post))
 
     for bindings, targets in pending_bindings:
         for name, target in targets.items():

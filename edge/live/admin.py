@@ -11,16 +11,32 @@ reach it steers production-like traffic. It is small and JSON over HTTP, so ``cu
                                        their proportions (0 is a rollback)
 
 Every change takes effect for the next routed call and shows in ``edge_canary_weight``.
+
+Every request must carry the API's token, ``Authorization: Bearer TOKEN`` (compared in constant
+time): ``edge serve`` generates one at start and prints it once, or takes the operator's
+(``--admin-token``, ``EDGE_ADMIN_TOKEN``). A web page can make a browser send requests to
+127.0.0.1 too; two more checks keep one out even if it learns the port (DNS rebinding):
+
+* ``Host`` (and an absolute request target) must name this listener: ``localhost`` or its IP
+  address (any IP address when it listens on all of them), with its port. A rebound name such as
+  ``attacker.example:8788`` is answered 421.
+* a request carrying an ``Origin`` other than the listener itself is answered 403, and no answer
+  carries CORS headers, so a browser lets no other site read one.
+
+The token is never logged: the server logs what changed, not who asked.
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import logging
+import secrets
 import urllib.error
 import urllib.request
-
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -30,6 +46,21 @@ from edge.platform.fetch import Request, Response
 log = logging.getLogger("edge.live.admin")
 
 DEFAULT_ADMIN_PORT = 8788
+TOKEN_ENV = "EDGE_ADMIN_TOKEN"
+MIN_TOKEN_LENGTH = 16
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def token_problem(token: str) -> str | None:
+    """Why ``token`` cannot be the admin token (without repeating it: it may be a real one)."""
+    if len(token) < MIN_TOKEN_LENGTH:
+        return f"expected at least {MIN_TOKEN_LENGTH} characters, got {len(token)}"
+    if not all("!" <= c <= "~" for c in token):
+        return "expected printable ASCII without spaces (it travels in an HTTP header)"
+    return None
 
 
 class _Percent(msgspec.Struct, forbid_unknown_fields=True):
@@ -43,11 +74,67 @@ def _error(status: int, message: str) -> Response:
 class AdminApi:
     """The admin endpoints over a running topology's routers."""
 
-    def __init__(self, routers: dict[str, RouterActor], rollouts: dict[str, Any] | None = None) -> None:
+    def __init__(self, routers: dict[str, RouterActor], rollouts: dict[str, Any] | None = None, *, token: str) -> None:
         self.routers = routers
         self.rollouts = {} if rollouts is None else rollouts  # service -> edge.engine.rollout.RolloutController
+        self._token = token.encode()
+        self._listener: tuple[str, int] | None = None  # until listening_on: every request is misdirected
+
+    def listening_on(self, host: str, port: int) -> None:
+        """Where the API listens, which is what a request's Host must name."""
+        self._listener = (host, port)
 
     async def __call__(self, request: Request) -> Response:
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        return await self._handle(request)
+
+    def _refusal(self, request: Request) -> Response | None:
+        host = request.headers.get("host")
+        if host is None or not self._names_listener(host) or not self._names_listener(urlsplit(request.url).netloc):
+            return _error(421, "this is the admin API: address it as localhost or its IP address, with its port")
+        origin = request.headers.get("origin")
+        if origin is not None:
+            parts = urlsplit(origin)
+            if parts.scheme != "http" or parts.path or not self._names_listener(parts.netloc):
+                return _error(403, "cross-origin requests to the admin API are refused")
+        scheme, _, given = (request.headers.get("authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not given:
+            return _unauthorized("expected `Authorization: Bearer TOKEN` with the token `edge serve` printed at start")
+        if not hmac.compare_digest(given.strip().encode(), self._token):
+            return _unauthorized("wrong admin token")
+        return None
+
+    def _names_listener(self, authority: str) -> bool:
+        """Is ``authority`` (HOST[:PORT]) this listener: its port, and localhost or an IP address it
+        listens on? A DNS name other than localhost never is: that is what rebinding needs."""
+        if self._listener is None:
+            return False
+        try:
+            parts = urlsplit(f"//{authority}")
+            port = parts.port or 80
+        except ValueError:
+            return False
+        name, (bound, bound_port) = parts.hostname or "", self._listener
+        if port != bound_port or parts.username is not None or parts.password is not None:
+            return False
+        if name == "localhost":
+            return bound == "localhost" or _is_loopback(bound) or _is_wildcard(bound)
+        try:
+            address = ipaddress.ip_address(name)
+        except ValueError:
+            return False
+        if _is_wildcard(bound):
+            return True
+        if bound == "localhost":
+            return address.is_loopback
+        try:
+            return address == ipaddress.ip_address(bound)
+        except ValueError:
+            return False  # bound by a DNS name: only that listener's addresses were meant
+
+    async def _handle(self, request: Request) -> Response:
         parts = [p for p in request.path.split("/") if p]
         if parts and parts[0] == "rollouts":
             return self._rollouts(request, parts)
@@ -96,6 +183,23 @@ class AdminApi:
         return {name: dict(router.weights) for name, router in sorted(self.routers.items())}
 
 
+def _unauthorized(message: str) -> Response:
+    response = _error(401, message)
+    response.headers.set("www-authenticate", 'Bearer realm="edge admin"')
+    return response
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_wildcard(host: str) -> bool:
+    return host in ("", "0.0.0.0", "::")
+
+
 def _example(parts: int) -> str:
     return '{"production": 95, "canary": 5}' if parts == 2 else '{"percent": 5}'
 
@@ -104,11 +208,12 @@ class AdminError(Exception):
     """The admin API could not be reached or refused the change; the message says which."""
 
 
-def set_weight(admin_url: str, service: str, environment: str, percent: float, timeout: float = 5.0) -> dict[str, float]:
+def set_weight(admin_url: str, service: str, environment: str, percent: float, *, token: str, timeout: float = 5.0) -> dict[str, float]:
     """What ``edge weight SERVICE ENV PCT`` does: one PUT, and the split the server now applies."""
     url = f"{admin_url.rstrip('/')}/weights/{service}/{environment}"
     data = json.dumps({"percent": percent}).encode()
-    request = urllib.request.Request(url, data=data, method="PUT", headers={"content-type": "application/json"})
+    headers = {"content-type": "application/json", "authorization": f"Bearer {token}"}
+    request = urllib.request.Request(url, data=data, method="PUT", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as answer:
             return json.loads(answer.read())[service]
@@ -117,6 +222,8 @@ def set_weight(admin_url: str, service: str, environment: str, percent: float, t
             message = json.loads(exc.read())["error"]
         except (ValueError, KeyError):
             message = exc.reason
+        if exc.code == 401:
+            message = f"the admin API refused the token ({message}): use the one `edge serve` printed at start"
         raise AdminError(f"{url}: {exc.code} {message}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)

@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from actors.supervisor import Supervisor
 from edge.scenario import config
 from edge.live.admin import AdminApi
+from edge.platform import watchdog
 from edge.platform.clock import RealClock
 from edge.platform.fetch import Request, Response
 from edge.live.ingress import HttpServer, Limits
@@ -54,7 +55,7 @@ class Endpoint:
 class LiveRuntime:
     """One live topology and the handlers that expose it."""
 
-    def __init__(self, loaded: config.LoadedScenario, *, seed: int | None = None) -> None:
+    def __init__(self, loaded: config.LoadedScenario, *, admin_token: str, seed: int | None = None) -> None:
         meta = loaded.spec.scenario
         self.loaded = loaded
         self.clock = RealClock()
@@ -62,7 +63,7 @@ class LiveRuntime:
         self.registry = registry_for(self.metrics)
         self.topology: Topology = build(loaded, seed=meta.seed if seed is None else seed, clock=self.clock, metrics=self.metrics, live=True)
         self.front = FrontDoor(self.topology, meta, self.clock, self.metrics)
-        self.admin = AdminApi(self.topology.routers, self.topology.rollouts)
+        self.admin = AdminApi(self.topology.routers, self.topology.rollouts, token=admin_token)
         self.timeline: list[TimelineEntry] = []
 
     async def handle(self, request: Request) -> Response:
@@ -75,6 +76,7 @@ class LiveRuntime:
 
     def platform_endpoint(self, request: Request) -> Response | None:
         if request.path == "/metrics":
+            self.metrics.tasks = _count_tasks(trio.lowlevel.current_root_task())
             return Response(generate_latest(self.registry), headers={"content-type": CONTENT_TYPE_LATEST})
         if request.path == "/healthz":
             return Response("ok\n")
@@ -105,6 +107,16 @@ class LiveRuntime:
         supervisor = start_actors(self.topology, nursery)
         nursery.start_soon(self.clock.run, name="real clock timers")
         return supervisor
+
+
+def _count_tasks(task: trio.lowlevel.Task | None) -> int:
+    """Tasks alive under ``task``, itself included (iteratively: nurseries nest as deep as calls do)."""
+    count, stack = 0, [task] if task is not None else []
+    while stack:
+        task = stack.pop()
+        count += 1
+        stack.extend(child for nursery in task.child_nurseries for child in nursery.child_tasks)
+    return count
 
 
 def _addressed_to_server(host: str) -> bool:
@@ -138,6 +150,7 @@ async def serve(
     metrics_port: int | None = None,
     admin_host: str = "127.0.0.1",
     admin_port: int = 8788,
+    admin_token: str,
     limits: Limits | None = None,
     drain: float = 10.0,
     seed: int | None = None,
@@ -148,9 +161,18 @@ async def serve(
 
     ``traffic`` also drives the scenario's traffic groups at the ingress, over real sockets.
     """
-    live = LiveRuntime(loaded, seed=seed)
+    live = LiveRuntime(loaded, admin_token=admin_token, seed=seed)
     ingress = HttpServer(live.handle, limits, rejected=live.metrics.ingress_rejected, faults=live.metrics.ingress_faults)
     servers = [ingress]
+    step_limit = loaded.spec.scenario.step_limit
+    with watchdog.armed(watchdog.STEP_LIMIT_LIVE if step_limit is None else step_limit.seconds, sigint=False):
+        return await _serve(live, ingress, servers, loaded, host=host, port=port, metrics_port=metrics_port, admin_host=admin_host,
+                            admin_port=admin_port, drain=drain, seed=seed, traffic=traffic, on_ready=on_ready)
+
+
+async def _serve(live: LiveRuntime, ingress: HttpServer, servers: list[HttpServer], loaded: config.LoadedScenario, *, host: str, port: int,
+                 metrics_port: int | None, admin_host: str, admin_port: int, drain: float, seed: int | None, traffic: bool,
+                 on_ready: Callable[[dict[str, Endpoint]], Any] | None) -> int:
     async with trio.open_nursery() as nursery:
         supervisor = await live.run_actors(nursery)
         schedule_timeline(loaded.spec, live.topology, live.clock, live.timeline)
@@ -159,6 +181,7 @@ async def serve(
         admin = HttpServer(live.admin)
         servers.append(admin)
         endpoints["admin"] = await _listen(admin, nursery, admin_host, admin_port)
+        live.admin.listening_on(admin_host, endpoints["admin"].port)  # before its first request: _listen did not yield
         if metrics_port is not None:
             metrics_server = HttpServer(live.metrics_only)
             servers.append(metrics_server)

@@ -56,8 +56,10 @@ _SAMPLES: dict[fam.Family, Callable[[RunMetrics], Samples]] = {
     fam.CPU_LIMIT_EXCEEDED: _per_environment(lambda s: s.cpu_limit_exceeded),
     fam.SHED: _per_environment(lambda s: s.shed),
     fam.WORKER_EXCEPTIONS: _per_environment(lambda s: s.exceptions),
+    fam.WORKER_STALLS: _per_environment(lambda s: s.stalls),
     fam.MAILBOX_DEPTH: _per_environment(lambda s: s.mailbox_depth()),
     fam.INFLIGHT: _per_environment(lambda s: s.inflight),
+    fam.TASKS: lambda run: [((), run.tasks)],
     fam.COLD_STARTS: lambda run: (
         ((s.service, s.environment, version), n) for s in run.environments.values() for version, n in s.cold_starts.items()
     ),

@@ -102,8 +102,17 @@ CPU_LIMIT_EXCEEDED = Family(
 )
 SHED = Family("edge_shed_total", "counter", "Calls refused because the environment's mailbox was full (503).", _SE)
 WORKER_EXCEPTIONS = Family("edge_worker_exceptions_total", "counter", "Worker code that raised (answered 500, error 1101).", _SE)
+WORKER_STALLS = Family(
+    "edge_worker_stalls_total", "counter",
+    "Worker steps interrupted for holding the event loop past the step wall-time limit (503, error 1102).", _SE,
+)
 MAILBOX_DEPTH = Family("edge_mailbox_depth", "gauge", "Calls waiting in the environment's mailbox.", _SE)
 INFLIGHT = Family("edge_inflight", "gauge", "Calls being served by the environment.", _SE)
+TASKS = Family(
+    "edge_tasks", "gauge",
+    "Live: trio tasks alive in the server (actors, slots, connections, timers), read at scrape time; "
+    "0 in a simulation. Flat under steady load: a rise that stays is a leak.", (),
+)
 COLD_STARTS = Family(
     "edge_cold_starts_total", "counter", "Calls that found no warm slot and paid a cold start.",
     ("service", "environment", "version"),
@@ -158,7 +167,7 @@ ROUTED_REQUESTS = Family(
 # In the order a scrape lists them.
 FAMILIES = (
     REQUESTS, REQUEST_DURATION, CLIENT_REQUESTS, ENVIRONMENT_DURATION, BINDING_DURATION, QUEUE_WAIT, REQUEST_CPU,
-    CPU, CPU_LIMIT_EXCEEDED, SHED, WORKER_EXCEPTIONS, MAILBOX_DEPTH, INFLIGHT, COLD_STARTS, CANARY_WEIGHT,
+    CPU, CPU_LIMIT_EXCEEDED, SHED, WORKER_EXCEPTIONS, WORKER_STALLS, MAILBOX_DEPTH, INFLIGHT, TASKS, COLD_STARTS, CANARY_WEIGHT,
     CLIENT_TIMEOUTS, CLIENT_DROPPED, INGRESS_REJECTED, INGRESS_FAULTS, RETRIES, RETRIES_DENIED, ROLLOUT_CHECKS, ROLLOUT_PHASE,
     ROUTED_REQUESTS,
 )

@@ -22,7 +22,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest
 
 from edge.platform.clock import ModelClock
-from edge.platform.files import write_atomically
+from edge.platform.files import write_output
 from edge.metrics.exposition import RunCollector
 from edge.metrics.recorders import RunMetrics
 
@@ -76,7 +76,7 @@ class OpenMetricsRecorder:
     def write(self, path: str | Path) -> None:
         """Write the OpenMetrics file atomically: a failed run leaves no partial file behind."""
         text = generate_latest(self)  # type: ignore[arg-type]  # anything with collect() will do
-        write_atomically(path, text)
+        write_output(path, text)
 
 
 class BackfillError(Exception):

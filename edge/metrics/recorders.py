@@ -38,6 +38,7 @@ class EnvironmentStats:
         "cpu_limit_exceeded",
         "shed",
         "exceptions",
+        "stalls",
         "cold_starts",
         "inflight",
         "mailbox_depth",
@@ -53,6 +54,7 @@ class EnvironmentStats:
         self.cpu_limit_exceeded = 0
         self.shed = 0
         self.exceptions = 0
+        self.stalls = 0  # worker steps the watchdog interrupted for holding the event loop
         self.cold_starts: dict[str, int] = {}
         self.inflight = 0
         self.mailbox_depth = lambda: 0
@@ -76,7 +78,8 @@ class EnvironmentStats:
 class ClientStats:
     """Top-level requests as one traffic group's clients saw them (after routers and retries)."""
 
-    __slots__ = ("requests", "by_class", "latency", "shed", "not_found", "cpu_limit_exceeded", "timeouts", "dropped")
+    __slots__ = ("requests", "by_class", "latency", "shed", "not_found", "unknown_environment", "cpu_limit_exceeded", "timeouts", "dropped",
+                 "unanswered", "waiting")
 
     def __init__(self) -> None:
         self.requests = 0
@@ -84,18 +87,23 @@ class ClientStats:
         self.latency = LogHistogram()
         self.shed = 0
         self.not_found = 0
+        self.unknown_environment = 0  # 400: the override header named no environment of the service
         self.cpu_limit_exceeded = 0
         self.timeouts = 0  # requests whose client gave up waiting (counted in requests)
         self.dropped = 0  # arrivals never sent: the group's max_inflight was reached (not in requests)
+        # requests still without an answer (or a timeout) when the run ended: counted in requests
+        # and errors, with no latency (they have none to observe)
+        self.unanswered = 0
+        self.waiting = 0  # sent and routed, no answer and no timeout yet
 
     @property
     def errors(self) -> int:
-        """5xx answers and timeouts: what a user counts as a failure."""
-        return self.by_class[4] + self.timeouts
+        """5xx answers, timeouts and requests never answered: what a user counts as a failure."""
+        return self.by_class[4] + self.timeouts + self.unanswered
 
     def add(self, other: ClientStats) -> None:
         """Count ``other``'s requests in this one's."""
-        for name in ("requests", "shed", "not_found", "cpu_limit_exceeded", "timeouts", "dropped"):
+        for name in ("requests", "shed", "not_found", "unknown_environment", "cpu_limit_exceeded", "timeouts", "dropped", "unanswered", "waiting"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.by_class = [a + b for a, b in zip(self.by_class, other.by_class)]
         self.latency.add(other.latency)
@@ -126,6 +134,7 @@ class RunMetrics:
         # a dashboard shows 0 rather than "no data" (h11 may hint others for rare malformations)
         self.ingress_rejected: dict[int, int] = dict.fromkeys(INGRESS_REFUSALS, 0)
         self.ingress_faults: dict[str, int] = dict.fromkeys(INGRESS_FAULTS, 0)  # kind -> count, live
+        self.tasks = 0  # live: trio tasks alive, counted by the server before each scrape
 
     def environment(self, service: str, environment: str) -> EnvironmentStats:
         key = f"{service}@{environment}"

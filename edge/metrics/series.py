@@ -46,7 +46,7 @@ class ClientSeries(msgspec.Struct):
 
     requests: list[int]
     errors: list[int]
-    """5xx answers and timeouts."""
+    """5xx answers, timeouts and (in the last interval) requests never answered."""
     timeouts: list[int]
     dropped: list[int]
     latency_p50_s: list[float]
@@ -131,10 +131,9 @@ class SeriesRecorder:
 
         groups = list(metrics.groups.values())
         c = series.clients
-        by_class = [sum(g.by_class[4] for g in groups), sum(g.timeouts for g in groups)]
         c.requests.append(int(self._delta("clients.requests", sum(g.requests for g in groups))))
-        c.errors.append(int(self._delta("clients.errors", sum(by_class))))
-        c.timeouts.append(int(self._delta("clients.timeouts", by_class[1])))
+        c.errors.append(int(self._delta("clients.errors", sum(g.errors for g in groups))))
+        c.timeouts.append(int(self._delta("clients.timeouts", sum(g.timeouts for g in groups))))
         c.dropped.append(int(self._delta("clients.dropped", sum(g.dropped for g in groups))))
         latency = self._bins("clients.latency", [g.latency for g in groups])
         c.latency_p50_s.append(_round(latency.quantile(0.5)))

@@ -19,6 +19,7 @@ import heapq
 import itertools
 import math
 import random
+import time
 from collections import deque
 from typing import Any, Awaitable, Callable, Coroutine
 
@@ -172,26 +173,30 @@ class _RarePolls:
     Installed by ``trio_internals.wrap_io_manager``, which states what trio must do for it to work.
     trio polls for I/O (an ``epoll_wait`` syscall) on every scheduler pass. A simulation does no
     I/O; the only descriptor that matters is trio's own wake-up socket (Ctrl+C, ``run_sync_soon``
-    from a thread), for which one poll in 64 passes is soon enough. A poll that may block (nothing
-    to do) always goes through.
+    from a thread), for which one poll every 20 ms of wall time is soon enough. The interval is
+    wall time rather than a count of passes because a pass may carry up to 1024 timer events: one
+    poll in 64 passes let a Ctrl+C wait two seconds. A poll that finds nothing changes nothing, so
+    the wall clock does not reach the model. A poll that may block (nothing to do) always goes
+    through.
     """
 
-    _EVERY = 64
+    _INTERVAL = 0.02
 
     def __init__(self, io_manager: Any) -> None:
         self._io_manager = io_manager
         self.get_events_now = io_manager.get_events
         self.process_events = io_manager.process_events  # called every pass: no __getattr__ detour
-        self._passes = 0
+        self._next_poll = 0.0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._io_manager, name)
 
     def get_events(self, timeout: float) -> Any:
         if timeout == 0:
-            self._passes += 1
-            if self._passes % self._EVERY:
+            now = time.monotonic()
+            if now < self._next_poll:
                 return ()
+            self._next_poll = now + self._INTERVAL
         return self.get_events_now(timeout)
 
 

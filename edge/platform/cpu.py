@@ -18,7 +18,7 @@ import types
 
 from trio.lowlevel import Abort, current_task, reschedule, wait_task_rescheduled
 
-from edge.platform import fibers
+from edge.platform import fibers, watchdog
 from edge.platform.clock import ModelClock
 
 
@@ -145,30 +145,42 @@ class CorePool:
 
 
 @types.coroutine
-def metered(coro: Coroutine[Any, Any, Any], charge: Callable[[float], None]) -> Generator[Any, Any, Any]:
+def metered(coro: Coroutine[Any, Any, Any], account: CpuAccount, charge: Callable[[float], None]) -> Generator[Any, Any, Any]:
     """Run ``coro`` as ``await coro`` would, charging the thread CPU time of each of its steps.
 
     Live mode: worker code really runs, and its CPU is what the chain must pay for. A step is the
     code between two points where the worker parks (a binding call, a sleep); steps of other
     tasks interleave between them and are not counted. This drives the coroutine the way ``await``
     does (send what trio resumes it with, throw what trio throws), with a CPU clock read around
-    each step. Python cannot be preempted, so a worker that burns past its budget fails at its
-    next ``await`` or when it returns, not in the middle of a loop.
+    each step. While a step runs, ``watchdog.steps.current`` says when it started and how much of
+    ``account``'s budget it may use: the watchdog interrupts a step that goes past that (or past
+    the wall limit) with ``WorkerInterrupted``, since Python cannot be preempted otherwise.
     """
     send: Any = None
     error: BaseException | None = None
+    steps = watchdog.steps
     while True:
         started = time.thread_time()
+        steps.current = (started, account.limit - account.used)
         try:
             trap = coro.send(send) if error is None else coro.throw(error)
         except StopIteration as done:
+            steps.current = None
             charge(time.thread_time() - started)
             return done.value
         except BaseException:
+            steps.current = None
             charge(time.thread_time() - started)
             raise
+        steps.current = None
         charge(time.thread_time() - started)
         try:
             send, error = (yield trap), None
+        except GeneratorExit:  # closed while parked: close the worker too, as await does
+            coro.close()
+            raise
         except BaseException as exc:  # noqa: BLE001 - handed to the coroutine, as await does
             send, error = None, exc
+
+
+watchdog.boundary(metered)

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-__all__ = ["BodyUsedError", "Headers", "Request", "Response"]
+__all__ = ["BodyUsedError", "Headers", "InvalidURLError", "Request", "Response"]
 
 _HTTP_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _ABSOLUTE_URL_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^/?#]")
@@ -198,6 +198,11 @@ class Headers:
         return f"Headers({sorted(self._entries)!r})"
 
 
+class InvalidURLError(TypeError, ValueError):
+    """A URL whose host cannot be parsed, found when its parts are first read (URLs are parsed
+    lazily). A TypeError as fetch's invalid-URL error is, and a ValueError as ``urlsplit``'s."""
+
+
 class BodyUsedError(TypeError):
     """A body was read, forwarded or cloned after it had been read.
 
@@ -345,8 +350,12 @@ class Request(_Body):
     def _parts(self) -> tuple[str, str, str]:
         parts = self._url_parts
         if parts is None:
-            split = urlsplit(self._url)
-            parts = self._url_parts = (split.hostname or "", split.path or "/", split.query)
+            try:
+                split = urlsplit(self._url)
+                host = split.hostname or ""
+            except ValueError as exc:  # "http://[::1/": the constructor's cheap check let it through
+                raise InvalidURLError(f"invalid URL {self._url!r}: {exc}") from None
+            parts = self._url_parts = (host, split.path or "/", split.query)
         return parts
 
     @property
@@ -436,7 +445,7 @@ def _json_response(cls: type[Response], data: Any, status: int = 200, headers: H
 class Response(_Body):
     """An HTTP response as a worker returns it."""
 
-    __slots__ = ("_status", "_status_text", "headers")
+    __slots__ = ("_status", "_status_text", "_headers")
 
     _kind = "Response"
 
@@ -462,8 +471,20 @@ class Response(_Body):
             if status_text is None
             else _normalized_value(status_text, "status text")
         )
-        self.headers = Headers(headers)
-        self._init_body(body, self.headers)
+        self._headers = Headers(headers)
+        self._init_body(body, self._headers)
+
+    @property
+    def headers(self) -> Headers:
+        return self._headers
+
+    @headers.setter
+    def headers(self, headers: Headers) -> None:
+        """Only a ``Headers``: the platform reads them after the worker is done (``Headers(...)``
+        turns a dict or pairs into one)."""
+        if type(headers) is not Headers:
+            raise TypeError(f"Response.headers must be a Headers, not {type(headers).__name__}: wrap it, Headers(...)")
+        self._headers = headers
 
     json = _ClassOrInstanceMethod(_json_response, _Body.json)
 
@@ -493,7 +514,7 @@ class Response(_Body):
         duplicate = object.__new__(type(self))
         duplicate._status = self._status
         duplicate._status_text = self._status_text
-        duplicate.headers = self.headers.copy()
+        duplicate._headers = self._headers.copy()
         duplicate._body = self._body
         duplicate._body_used = False
         return duplicate
@@ -501,3 +522,23 @@ class Response(_Body):
     def __repr__(self) -> str:
         """Status only: headers and body may carry credentials."""
         return f"<Response {self._status}>"
+
+
+
+def checked_response(result: object) -> Response:
+    """What a worker's ``fetch`` returned, as a plain ``Response``, or ``TypeError``.
+
+    The platform reads the answer after the worker is done with it, in the ingress and in the
+    caller of a binding: a wrong type there would fail far from its cause, in code that serves
+    other requests too. The constructor and the ``headers`` setter check what a worker gives
+    them; a subclass is copied into a plain ``Response``, so that no method it overrides runs in
+    platform code. (Private fields are not guarded: a worker that writes ``_body`` is on its own.)
+    """
+    if not isinstance(result, Response):
+        raise TypeError(f"fetch() must return a Response, returned {type(result).__name__}")
+    if type(result) is Response:
+        return result
+    plain = object.__new__(Response)
+    plain._status, plain._status_text, plain._headers = result._status, result._status_text, result._headers.copy()
+    plain._body, plain._body_used = result._body, result._body_used
+    return plain

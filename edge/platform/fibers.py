@@ -42,7 +42,7 @@ class Fiber:
 
     ``on_exit(fiber, error)`` is called once when the coroutine ends: ``error`` is None when it
     returned, else what it raised (worker faults are caught below this, in the actor, so an error
-    here is a platform bug or a ``BaseException`` such as ``SystemExit``).
+    here is a platform bug or a real Ctrl-C).
     """
 
     __slots__ = ("coro", "_ready", "on_exit")

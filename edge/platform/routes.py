@@ -7,6 +7,8 @@ a longer path beats a shorter one.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -76,16 +78,26 @@ class RoutePattern:
 
 
 class RouteTable(Generic[T]):
+    """Patterns by host: an exact host is looked up, so that thousands of environments' preview
+    hostnames cost a lookup rather than a scan; wildcard hosts are scanned after it (an exact host
+    beats any wildcard). Each list is kept most specific first, equals in the order added."""
+
     def __init__(self) -> None:
-        self._routes: list[tuple[RoutePattern, T]] = []
+        self._exact: dict[str, list[tuple[RoutePattern, T]]] = {}
+        self._wildcard: list[tuple[RoutePattern, T]] = []
 
     def add(self, pattern: RoutePattern, target: T) -> None:
-        self._routes.append((pattern, target))
-        self._routes.sort(key=lambda route: route[0].specificity, reverse=True)
+        routes = self._wildcard if pattern.wildcard_host else self._exact.setdefault(pattern.host, [])
+        bisect.insort_right(routes, (pattern, target), key=_most_specific_first)
 
     def match(self, host: str, path: str) -> T | None:
         host = host.lower()
-        for pattern, target in self._routes:
+        for pattern, target in itertools.chain(self._exact.get(host, ()), self._wildcard):
             if pattern.matches(host, path):
                 return target
         return None
+
+
+def _most_specific_first(route: tuple[RoutePattern, object]) -> tuple[int, int, int]:
+    host, length, path = route[0].specificity
+    return (-host, -length, -path)

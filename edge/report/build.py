@@ -15,7 +15,7 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
-from edge.platform.files import write_atomically
+from edge.platform.files import InputError, read_input, write_output
 from edge.metrics.histogram import LogHistogram
 from edge.metrics.recorders import STATUS_CLASSES
 from edge.scenario.config import LoadedScenario, threshold_rules
@@ -94,11 +94,15 @@ class ClientReport(msgspec.Struct):
     retries: int
     shed: int
     not_found: int
+    unknown_environment: int
+    """Requests whose override header named no environment of their service (400)."""
     cpu_limit_exceeded: int
     cpu_per_request_s: Quantiles
-    undrained: int
     timeouts: int
     """Requests whose client gave up (its group's timeout); counted in requests and errors."""
+    unanswered: int
+    """Requests still without an answer (nor a timeout) when the run ended, after its drain; counted
+    in requests and errors, not in latency."""
     dropped: dict[str, int]
     """Per open group, arrivals never sent because max_inflight requests were outstanding."""
 
@@ -112,6 +116,7 @@ class GroupReport(msgspec.Struct):
     error_ratio: float
     latency_s: Quantiles
     timeouts: int
+    unanswered: int
     dropped: int
 
 
@@ -224,17 +229,18 @@ def build_report(result: RunResult) -> Report:
         retries=sum(metrics.retries.values()),
         shed=c.shed,
         not_found=c.not_found,
+        unknown_environment=c.unknown_environment,
         cpu_limit_exceeded=c.cpu_limit_exceeded,
         cpu_per_request_s=quantiles(cpu),
-        undrained=result.undrained,
         timeouts=c.timeouts,
+        unanswered=c.unanswered,
         dropped={name: g.dropped for name, g in sorted(metrics.groups.items()) if g.dropped},
     )
     groups = {
         name: GroupReport(
             requests=g.requests, status=_status(g.by_class), errors=g.errors,
             error_ratio=_round(g.errors / g.requests) if g.requests else 0.0,
-            latency_s=quantiles(g.latency), timeouts=g.timeouts, dropped=g.dropped,
+            latency_s=quantiles(g.latency), timeouts=g.timeouts, unanswered=g.unanswered, dropped=g.dropped,
         )
         for name, g in metrics.groups.items()
     }
@@ -319,12 +325,22 @@ def failed_thresholds(report: Report) -> list[ThresholdResult]:
 def write_json(report: Report, path: str | Path) -> None:
     """Write atomically: a failed run never leaves half a report behind."""
     data = msgspec.json.format(msgspec.json.encode(report), indent=2) + b"\n"
-    write_atomically(path, data)
+    write_output(path, data)
+
+
+MAX_REPORT_BYTES = 256 * 1024 * 1024
+"""A week of simulated time at the default 100 points is a few MB; this only stops /dev/zero."""
 
 
 def read_json(path: str | Path) -> Report:
     """A report written by ``write_json``; ValueError (msgspec's, with the path inside) if it is not one."""
-    return msgspec.json.decode(Path(path).read_bytes(), type=Report)
+    try:
+        data = read_input(path, MAX_REPORT_BYTES)
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
+    if len(data) > MAX_REPORT_BYTES:
+        raise ValueError(f"expected a report of at most {MAX_REPORT_BYTES:,} bytes, got more")
+    return msgspec.json.decode(data, type=Report)
 
 
 def print_summary(report: Report, console: Console | None = None) -> None:
@@ -348,6 +364,8 @@ def print_summary(report: Report, console: Console | None = None) -> None:
         f"retries {c.retries:,}, shed {c.shed:,}, CPU limit exceeded {c.cpu_limit_exceeded:,}; "
         f"CPU per request p50 {ms(c.cpu_per_request_s.p50)}, p99 {ms(c.cpu_per_request_s.p99)}"
         + (f"; timeouts {c.timeouts:,}" if c.timeouts else "")
+        + (f"; unknown environment {c.unknown_environment:,}" if c.unknown_environment else "")
+        + (f"; [bold red]never answered {c.unanswered:,}[/bold red]" if c.unanswered else "")
         + (f"; dropped arrivals {sum(c.dropped.values()):,}" if c.dropped else "")
     )
     if len(report.groups) > 1:
@@ -355,7 +373,8 @@ def print_summary(report: Report, console: Console | None = None) -> None:
             console.print(
                 f"  group {name}: {g.requests:,} requests, {g.errors:,} errors ({g.error_ratio:.3%}), "
                 f"p50 {ms(g.latency_s.p50)}, p99 {ms(g.latency_s.p99)}"
-                + (f"; timeouts {g.timeouts:,}" if g.timeouts else "") + (f"; dropped {g.dropped:,}" if g.dropped else "")
+                + (f"; timeouts {g.timeouts:,}" if g.timeouts else "")
+                + (f"; never answered {g.unanswered:,}" if g.unanswered else "") + (f"; dropped {g.dropped:,}" if g.dropped else "")
             )
     console.print(f"node: {report.node.cores} cores, {report.node.cpu_utilisation:.1%} CPU utilisation")
     for entry in report.timeline:

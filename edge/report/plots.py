@@ -20,7 +20,7 @@ import itertools
 from pathlib import Path
 from typing import Any, Callable
 
-from edge.platform.files import write_atomically
+from edge.platform.files import write_output
 from edge.report.build import Report
 from edge.metrics.series import Series
 
@@ -43,7 +43,7 @@ def write_plots(report: Report, directory: str | Path) -> list[Path]:
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
         _close(figure)
-        write_atomically(directory / name, buffer.getvalue())
+        write_output(directory / name, buffer.getvalue())
         written.append(directory / name)
     return written
 
@@ -219,4 +219,4 @@ def write_tune_plot(result: Any, path: str | Path) -> None:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
     plt.close(figure)
-    write_atomically(path, buffer.getvalue())
+    write_output(path, buffer.getvalue())

@@ -12,8 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Iterator
 
+from edge.platform.routes import RoutePattern
 from edge.scenario.config import (
-    ConfigError, LoadedScenario, Scenario, Service, TimelineEvent, environments_of, group_name, is_model, threshold_rules,
+    ConfigError, LoadedScenario, Scenario, Service, TimelineEvent, environment_routes, environments_of, group_name, is_model,
+    is_public, threshold_rules,
 )
 
 
@@ -102,10 +104,38 @@ def check_rollout_environments(loaded: LoadedScenario) -> None:
             raise ConfigError(loaded.file, f"services[{i}].rollout.stable", f"expected an environment other than the canary, got {rollout.stable!r} for both")
 
 
+def check_routes(loaded: LoadedScenario) -> None:
+    """No route pattern leads to two places (two services, a service and one of its environments,
+    two environments); a generated preview hostname counts as its environment's route. Overlapping
+    patterns are fine: the most specific wins."""
+    claimed: dict[tuple[str, bool, str, bool], tuple[str, str]] = {}  # pattern -> (owner, how it is known)
+
+    def claim(pattern: RoutePattern, owner: str, where: str, known_as: str) -> None:
+        key = (pattern.host, pattern.wildcard_host, pattern.path, pattern.wildcard_path)
+        first_owner, first_known_as = claimed.setdefault(key, (owner, known_as))
+        if first_owner != owner:
+            raise ConfigError(loaded.file, where, f"expected a route no other service or environment has, {str(pattern)!r} "
+                              f"is already {first_known_as}")
+
+    meta = loaded.spec.scenario
+    for i, service in enumerate(loaded.spec.services):
+        for env_name, routes in environment_routes(meta, service).items():
+            owner = f"{service.name}@{env_name}"
+            claim(routes[0], owner, _environment_path(service, i, env_name), f"the preview hostname of {owner}")
+    for i, service in enumerate(loaded.spec.services):
+        for r, pattern in enumerate(service.routes):
+            where = f"services[{i}].routes[{r}]"
+            claim(pattern, service.name, where, f"a route of {service.name} ({where})")
+        for env_name, env in environments_of(service).items():
+            for r, pattern in enumerate(env.routes):
+                where, owner = f"services[{i}].environments.{env_name}.routes[{r}]", f"{service.name}@{env_name}"
+                claim(pattern, owner, where, f"a route of {owner} ({where})")
+
+
 def check_traffic_groups(loaded: LoadedScenario) -> None:
     """Traffic groups have names of their own, and something public to send to."""
     names: set[str] = set()
-    public = any(s.routes for s in loaded.spec.services)
+    public = any(is_public(s) for s in loaded.spec.services)
     for t, traffic in enumerate(loaded.spec.traffic):
         name = group_name(traffic, t)
         if name in names:
@@ -213,6 +243,7 @@ CHECKS: tuple[Callable[[LoadedScenario], None], ...] = (
     check_worker_modules,
     check_split_environments,
     check_rollout_environments,
+    check_routes,
     check_traffic_groups,
     check_secret_refs,
     check_timeline_targets,

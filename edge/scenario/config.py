@@ -7,6 +7,13 @@ so that msgspec attaches the path of the failing one; ``edge.scenario.checks`` t
 spans tables (binding targets, split weights, secret references, worker modules). Every failure is
 a ``ConfigError`` naming the file, the path inside it (``services[2].split.weights``) and what was
 expected.
+
+Limits (``LIMITS``) bound what a file can ask for, so that a hostile or runaway generated file
+fails with a message instead of hanging, recursing or running out of memory: a scenario is a
+regular file of at most 8 MiB, nested at most 32 deep, with at most 10,000 services and 10,000
+environments in all, and at most 1,000 entries in any other list or table (vars, routes, traffic
+groups, request templates, ...; the timeline 10,000). benchmarks/scale.py's 1,000 services fit
+with room to spare.
 """
 
 from __future__ import annotations
@@ -15,11 +22,12 @@ import math
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
 from edge.platform.fetch import Request
+from edge.platform.files import InputError, read_input
 from edge.platform.routes import RoutePattern
 from edge.scenario.thresholds import Threshold, parse_threshold
 from edge.scenario.values import (
@@ -27,6 +35,26 @@ from edge.scenario.values import (
 )
 
 Number = int | float
+
+MAX_FILE_BYTES = 8 * 1024 * 1024
+MAX_DEPTH = 32
+"""Tables and arrays inside one another; the deepest a scenario needs is about 6."""
+MAX_SERVICES = 10_000
+MAX_ENVIRONMENTS = 10_000
+"""In all, across services: each is an actor with its own metrics."""
+MAX_TIMELINE = 10_000
+MAX_ENTRIES = 1_000
+"""Any other list or table: vars, secrets, bindings, tags, routes, environments of a service,
+traffic groups, request templates, headers, stages, bursts, steps, gates, thresholds, candidates."""
+LIMITS = {"file bytes": MAX_FILE_BYTES, "depth": MAX_DEPTH, "services": MAX_SERVICES, "environments": MAX_ENVIRONMENTS,
+          "timeline events": MAX_TIMELINE, "entries of any other list or table": MAX_ENTRIES}
+
+
+def _at_most(count: int) -> msgspec.Meta:
+    return msgspec.Meta(max_length=count)
+
+
+Entries = _at_most(MAX_ENTRIES)
 
 
 class ConfigError(Exception):
@@ -49,10 +77,24 @@ class Meta(msgspec.Struct, forbid_unknown_fields=True):
     cores: int = 8
     max_invocations: int = 32
     """Service-binding invocations allowed per top-level request (Workers allow 32)."""
+    step_limit: Duration | None = None
+    """Wall time one worker step (the code between two awaits) may hold the event loop before the
+    watchdog interrupts it (503, error 1102): default 1s live, 10s in virtual time."""
     drain: Duration = Duration("30s")
     """After traffic stops, how long in-flight requests get to finish before the run ends."""
+    request_limit: Duration | None = None
+    """Wall time a top-level request may take from its arrival: at it, the platform answers 504
+    itself and (live) stops the work. Off by default, as on Cloudflare, which sets no wall-time
+    limit on a request whose client is still connected."""
+    workers_subdomain: str = "edge"
+    """The account's workers.dev subdomain: each environment of a public service also answers at
+    its preview hostname ENVIRONMENT.SERVICE.SUBDOMAIN.workers.dev (``preview_host``)."""
 
     def __post_init__(self) -> None:
+        if not _LABEL.match(self.workers_subdomain):
+            raise ValueError(f"@workers_subdomain: expected a DNS label (lowercase letters, digits and '-'), got {self.workers_subdomain!r}")
+        if self.request_limit is not None and self.request_limit.seconds <= 0:
+            raise ValueError(f"@request_limit: expected a positive duration, got {self.request_limit.raw!r}")
         if self.cores < 1:
             raise ValueError(f"@cores: expected at least 1 core, got {self.cores}")
         if self.max_invocations < 1:
@@ -81,11 +123,11 @@ class _Deployment(msgspec.Struct, forbid_unknown_fields=True):
 
     worker: str | None = None
     model: Model | None = None
-    vars: dict[str, str] = {}
-    secrets: dict[str, str] = {}
-    bindings: dict[str, Target] = {}
+    vars: Annotated[dict[str, str], Entries] = {}
+    secrets: Annotated[dict[str, str], Entries] = {}
+    bindings: Annotated[dict[str, Target], Entries] = {}
     version: int | None = None
-    tags: dict[str, str] = {}
+    tags: Annotated[dict[str, str], Entries] = {}
     concurrency: int | None = None
     mailbox: int | None = None
     cold_start: DurationDistribution | None = None
@@ -96,7 +138,11 @@ class _Deployment(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class Environment(_Deployment):
-    """One deployment of a service; unset fields inherit the service's."""
+    """One deployment of a service; unset fields inherit the service's (``vars``, ``secrets``,
+    ``bindings`` and ``tags`` key by key). Its ``routes`` are its own: a request matching one is
+    served by this environment, never split."""
+
+    routes: Annotated[list[RoutePattern], Entries] = []
 
 
 def _check_deployment_fields(env: _Deployment) -> None:
@@ -132,7 +178,7 @@ class Retry(msgspec.Struct, forbid_unknown_fields=True):
     """Seed 003's fallback: a failed attempt on another environment is retried on ``to``."""
 
     on: str = "5xx"
-    methods: list[str] = msgspec.field(default_factory=lambda: ["GET", "HEAD"])
+    methods: Annotated[list[str], Entries] = msgspec.field(default_factory=lambda: ["GET", "HEAD"])
     to: str = "production"
     budget: RetryBudget | None = None
     """Caps retries (none: every retryable failure is retried)."""
@@ -156,7 +202,7 @@ class Affinity(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class Split(msgspec.Struct, forbid_unknown_fields=True):
-    weights: dict[str, Number]
+    weights: Annotated[dict[str, Number], Entries]
     """Percent of the service's traffic per environment; must sum to 100 (0.1 means 0.1%)."""
     retry: Retry | None = None
     affinity: Affinity | None = None
@@ -235,7 +281,7 @@ class Rollout(msgspec.Struct, forbid_unknown_fields=True):
     last step the canary is promoted: ``stable`` takes its version and all the traffic.
     """
 
-    steps: list[Number | RolloutStep] = []
+    steps: Annotated[list[Number | RolloutStep], Entries] = []
     """Canary weights in order, e.g. [0.1, 1, 5, 25, 50, 100]; or use step_weight/max_weight."""
     step_weight: Number | None = None
     max_weight: Number = 100
@@ -243,7 +289,7 @@ class Rollout(msgspec.Struct, forbid_unknown_fields=True):
     stable: str = "production"
     start: Duration = Duration("0s")
     interval: Duration = Duration("1m")
-    gates: list[Gate] = []
+    gates: Annotated[list[Gate], Entries] = []
     """Thresholds on the canary over one interval (``of SERVICE@ENV`` may be left out)."""
     min_requests: int = 0
     """Canary answers an interval needs to be judged; fewer is "no data"."""
@@ -284,15 +330,18 @@ def rollout_steps(rollout: Rollout) -> list[RolloutStep]:
 
 class Service(_Deployment, kw_only=True):
     name: str
-    routes: list[RoutePattern] = []
+    routes: Annotated[list[RoutePattern], Entries] = []
     """Public routes such as "example.com/*"; a service without routes is private."""
-    environments: dict[str, Environment] = {}
+    environments: Annotated[dict[str, Environment], Entries] = {}
     split: Split | None = None
     rollout: Rollout | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
             raise ValueError(f"@name: expected a service name of letters, digits, '-' and '_', got {self.name!r}")
+        for env_name in self.environments:  # part of a preview hostname and of "SERVICE@ENV"
+            if not _NAME.match(env_name):
+                raise ValueError(f"@environments.{env_name}: expected an environment name of letters, digits, '-' and '_'")
         _check_deployment_fields(self)
 
 
@@ -300,7 +349,7 @@ class RequestTemplate(msgspec.Struct, forbid_unknown_fields=True):
     url: str
     method: str = "GET"
     weight: Number = 1
-    headers: dict[str, HeaderValue] = {}
+    headers: Annotated[dict[str, HeaderValue], Entries] = {}
     """A value "secret:SERVICE.NAME" is replaced by that service's secret (never printed)."""
     body: str | None = None
     body_size: SizeDistribution | None = None
@@ -372,14 +421,14 @@ class BurstSpec(msgspec.Struct, forbid_unknown_fields=True):
 class Traffic(msgspec.Struct, forbid_unknown_fields=True):
     """A group of clients: open (an arrival rate) or closed (``users`` with think time)."""
 
-    requests: list[RequestTemplate]
+    requests: Annotated[list[RequestTemplate], Entries]
     name: str = ""
     arrivals: ArrivalProcess | None = None
     """poisson(RATE) or constant(RATE), RATE like "500/s" (the start rate when there are stages);
     default poisson(100/s) for an open group."""
-    stages: list[Stage] = []
+    stages: Annotated[list[Stage], Entries] = []
     diurnal: DiurnalShape | None = None
-    bursts: list[BurstSpec] = []
+    bursts: Annotated[list[BurstSpec], Entries] = []
     users: int | None = None
     """A closed group: this many users, each sending, waiting for the answer, thinking, again."""
     think: DurationDistribution = DurationDistribution("0s")
@@ -434,9 +483,9 @@ class TimelineEvent(msgspec.Struct, forbid_unknown_fields=True):
     cpu: DurationDistribution | None = None
     errors: Ratio | None = None
     duration: Duration | None = None
-    weights: dict[str, Number] = {}
+    weights: Annotated[dict[str, Number], Entries] = {}
     version: int | None = None
-    tags: dict[str, str] = {}
+    tags: Annotated[dict[str, str], Entries] = {}
     to: str = "production"
 
     def __post_init__(self) -> None:
@@ -489,7 +538,7 @@ class Tune(msgspec.Struct, forbid_unknown_fields=True):
     model is copied from it; code is left as it is)."""
     service: str | None = None
     """The service whose rollout is tuned (default: the only one with a rollout)."""
-    candidates: list[dict[str, Any]] = []
+    candidates: Annotated[list[dict[str, Any]], Entries] = []
     """Rollout settings to compare, each over the scenario's rollout, e.g. { steps = [1, 10, 100],
     interval = "2m" }; none: a grid of step lists and intervals."""
     replications: int = 40
@@ -513,13 +562,13 @@ class ThresholdRule(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class Scenario(msgspec.Struct, forbid_unknown_fields=True):
-    services: list[Service]
+    services: Annotated[list[Service], _at_most(MAX_SERVICES)]
     scenario: Meta = msgspec.field(default_factory=Meta)
-    traffic: list[Traffic] = []
-    thresholds: list[str | ThresholdRule] = []
+    traffic: Annotated[list[Traffic], Entries] = []
+    thresholds: Annotated[list[str | ThresholdRule], Entries] = []
     """Pass/fail criteria checked after the run (``edge.scenario.thresholds``); a failed one exits 1.
     Decoding leaves only rules: a plain string becomes a rule without options."""
-    timeline: list[TimelineEvent] = []
+    timeline: Annotated[list[TimelineEvent], _at_most(MAX_TIMELINE)] = []
     tune: Tune | None = None
 
     def __post_init__(self) -> None:
@@ -541,6 +590,7 @@ def threshold_rules(spec: Scenario) -> list[ThresholdRule]:
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s]+(/\S*)?$")
 # "@FIELD: " starts a __post_init__ error: the field within the failing table (a header name may hold spaces).
 _MSGSPEC_ERROR = re.compile(r"^(?:@(?P<field>[^\n]+?): )?(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
@@ -558,22 +608,34 @@ class LoadedScenario(msgspec.Struct):
 
 
 def load(path: str | Path) -> LoadedScenario:
-    path = Path(path)
+    return loads(_read(path), file=str(path), base_dir=str(Path(path).parent))
+
+
+def _read(path: str | Path) -> bytes:
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(str(path), "", f"cannot read scenario file: {exc.strerror}") from None
-    return loads(data, file=str(path), base_dir=str(path.parent))
+        return read_input(path, MAX_FILE_BYTES)
+    except InputError as exc:
+        raise ConfigError(str(path), "", str(exc)) from None
 
 
 def loads(data: bytes | str, *, file: str, base_dir: str) -> LoadedScenario:
     from edge.scenario.checks import run_checks  # the checks read this module's types
 
+    data = data if isinstance(data, bytes) else data.encode()
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(file, "", f"expected a scenario of at most {MAX_FILE_BYTES:,} bytes (8 MiB), got more")
+    _check_key_lengths(data, file)
     try:
-        raw = tomllib.loads(data.decode() if isinstance(data, bytes) else data)
+        raw = tomllib.loads(data.decode())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(file, "", f"not valid TOML: {exc}") from None
+    except RecursionError:  # arrays or inline tables nested hundreds deep: tomllib recurses per level
+        raise ConfigError(file, "", f"expected tables and arrays nested at most {MAX_DEPTH} deep, got far deeper") from None
+    _check_depth(raw, file)
     spec = convert(raw, Scenario, file)
+    environments = sum(len(environments_of(s)) for s in spec.services)
+    if environments > MAX_ENVIRONMENTS:
+        raise ConfigError(file, "services", f"expected at most {MAX_ENVIRONMENTS:,} environments in all, got {environments:,}")
     loaded = LoadedScenario(spec=spec, file=file, base_dir=base_dir)
     run_checks(loaded)
     if spec.tune is not None:
@@ -581,6 +643,44 @@ def loads(data: bytes | str, *, file: str, base_dir: str) -> LoadedScenario:
             candidate_rollout(loaded, candidate, f"tune.candidates[{i}]") for i, candidate in enumerate(spec.tune.candidates)
         ]
     return loaded
+
+
+MAX_KEY_PARTS = 1_000
+"""tomllib's cost grows with the square of a dotted key's length (``a.b.c...``): 100k parts run
+the machine out of memory. Past the depth limit anyway; this bound only keeps the parser's cost
+small before ``_check_depth`` says so."""
+_KEY_PART = re.compile(rb"""(?<![\w-])(?:[\w-]++|"[^"\n]*+"|'[^'\n]*+')[ \t]*+\.[ \t]*+""")
+
+
+def _check_key_lengths(data: bytes, file: str) -> None:
+    """Refuse a dotted key of more than ``MAX_KEY_PARTS`` parts before tomllib sees it: one
+    linear pass over lines with that many dots (a part is a bare or quoted key and its dot)."""
+    for number, line in enumerate(data.split(b"\n"), 1):
+        if line.count(b".") < MAX_KEY_PARTS:
+            continue
+        run, end = 0, -1
+        for part in _KEY_PART.finditer(line):
+            run = run + 1 if part.start() == end else 1
+            end = part.end()
+            if run >= MAX_KEY_PARTS:
+                raise ConfigError(file, f"line {number}", f"expected tables and arrays nested at most {MAX_DEPTH} deep, "
+                                  f"got a dotted key of {MAX_KEY_PARTS:,} parts or more")
+
+
+def _check_depth(raw: dict[str, Any], file: str) -> None:
+    """Tables and arrays at most ``MAX_DEPTH`` deep (a walk with its own stack: no recursion)."""
+    stack: list[tuple[Any, str, int]] = [(raw, "", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if isinstance(value, dict):
+            children = ((_join(path, str(k)), v) for k, v in value.items())
+        elif isinstance(value, list):
+            children = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+        else:
+            continue
+        if depth > MAX_DEPTH:
+            raise ConfigError(file, path, f"expected tables and arrays nested at most {MAX_DEPTH} deep")
+        stack.extend((child, child_path, depth + 1) for child_path, child in children)
 
 
 def convert(raw: Any, type: Any, file: str, at: str = "") -> Any:
@@ -592,7 +692,11 @@ def convert(raw: Any, type: Any, file: str, at: str = "") -> Any:
         match = _MSGSPEC_ERROR.match(str(exc))
         assert match is not None  # the pattern accepts any text
         path = _name_dict_keys(raw, match.group("path") or "", str(exc))
-        raise ConfigError(file, _join(_join(at, _dotted(path)), match.group("field") or ""), _lower_first(match.group("msg"))) from None
+        message = _TOO_LONG.sub(lambda m: f"expected at most {int(m.group(1)):,} entries", _lower_first(match.group("msg")))
+        raise ConfigError(file, _join(_join(at, _dotted(path)), match.group("field") or ""), message) from None
+
+
+_TOO_LONG = re.compile(r"^expected `(?:array|object)` of length <= (\d+)$")
 
 
 SCHEDULE_FIELDS = ("steps", "step_weight", "max_weight", "interval")
@@ -682,6 +786,28 @@ def serving_environments(service: Service) -> list[str]:
         ]
     envs = environments_of(service)
     return ["production"] if "production" in envs else [next(iter(envs))]
+
+
+def is_public(service: Service) -> bool:
+    """Has the service a route (its own or an environment's)? Private services have none, nor
+    preview hostnames: only bindings reach them (seed 001's auth)."""
+    return bool(service.routes) or any(env.routes for env in environments_of(service).values())
+
+
+def preview_host(meta: Meta, service: str, environment: str) -> str:
+    """The environment's generated hostname, as Workers Services gave each environment one."""
+    return f"{environment}.{service}.{meta.workers_subdomain}.workers.dev".lower()
+
+
+def environment_routes(meta: Meta, service: Service) -> dict[str, list[RoutePattern]]:
+    """Per environment of a public service, the routes that reach it alone: its preview hostname
+    first, then its own ``routes``; none for a private service."""
+    if not is_public(service):
+        return {}
+    return {
+        name: [RoutePattern.parse(f"{preview_host(meta, service.name, name)}/*"), *env.routes]
+        for name, env in environments_of(service).items()
+    }
 
 
 def is_model(service: Service, env: Environment) -> bool:

@@ -7,8 +7,8 @@ A threshold is ``[STAT] METRIC [of SUBJECT] OP VALUE``:
 * METRIC with a STAT (``p50``, ``p90``, ``p99``, ``max``, ``mean``): ``latency``, ``queue wait``
   (environments), ``cpu per request`` (clients); the value is a duration ("200ms");
 * ``error ratio`` (``effective error ratio`` is the same for clients): a ratio ("0.1%", 0.001);
-* counts: ``requests``, ``errors``, ``timeouts``, ``dropped``, ``shed``, ``retries``,
-  ``cpu_limit_exceeded``, and for environments ``exceptions`` and ``cold starts``;
+* counts: ``requests``, ``errors``, ``timeouts``, ``unanswered`` (still waiting when the run
+  ended: also in requests and errors), ``dropped``, ``shed``, ``retries``, ``cpu_limit_exceeded``, and for environments ``exceptions`` and ``cold starts``;
 * OP: ``<``, ``<=``, ``>``, ``>=``, ``==``, ``!=``.
 
 This module parses (at scenario load, so a typo fails before the run) and compares; what a metric's
@@ -31,7 +31,7 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 STATS = ("p50", "p90", "p99", "max", "mean")
 TIMED = ("latency", "queue wait", "cpu per request")
 RATIOS = ("error ratio", "effective error ratio")
-CLIENT_COUNTS = ("requests", "errors", "timeouts", "dropped", "shed", "retries", "cpu_limit_exceeded")
+CLIENT_COUNTS = ("requests", "errors", "timeouts", "unanswered", "dropped", "shed", "retries", "cpu_limit_exceeded")
 ENVIRONMENT_COUNTS = ("requests", "errors", "shed", "cpu_limit_exceeded", "exceptions", "cold starts")
 
 _METRIC = "|".join(re.escape(m) for m in sorted({*TIMED, *RATIOS, *CLIENT_COUNTS, *ENVIRONMENT_COUNTS}, key=len, reverse=True))

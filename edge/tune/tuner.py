@@ -26,7 +26,7 @@ import msgspec
 
 from edge.scenario import config
 from edge.tune import schedules
-from edge.platform.files import write_atomically
+from edge.platform.files import write_output
 from edge.report.build import build_report
 from edge.engine.simulate import RunResult, simulate
 
@@ -318,7 +318,7 @@ def tune(loaded: config.LoadedScenario, *, replications: int | None = None, seed
 
 
 def write_json(result: TuneResult, path: str | Path) -> None:
-    write_atomically(path, msgspec.json.format(msgspec.json.encode(result), indent=2) + b"\n")
+    write_output(path, msgspec.json.format(msgspec.json.encode(result), indent=2) + b"\n")
 
 
 def task_count(loaded: config.LoadedScenario, replications: int | None) -> int:

@@ -1,0 +1,224 @@
+"""Fault isolation in virtual time: whatever a worker does costs its own request, and the run goes on.
+
+Live mode (a real ``edge serve``) is in ``test_live_faults.py``; random faults in
+``test_fault_properties.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from conftest import send, text
+
+from edge.platform.fetch import Request
+
+SECRET = "hunter2-very-secret"
+
+SCENARIO = f"""
+[scenario]
+step_limit = "{{step_limit}}"
+
+[[services]]
+name = "app"
+routes = ["example.com/*"]
+worker = "app.py"
+concurrency = 1
+secrets = {{{{ KEY = "{SECRET}" }}}}
+"""
+
+WORKER = """
+import sys, time
+from edge.platform.fetch import Headers, Response
+
+class Custom(BaseException):
+    pass
+
+class Sneaky(Response):
+    @property
+    def status(self):
+        raise RuntimeError("platform code must not run a worker's property")
+
+async def fetch(request, env, ctx):
+    fault = request.path.strip("/")
+    await ctx.cpu("1ms")
+    if fault == "exit":
+        sys.exit("bye " + env.KEY)
+    if fault == "keyboard":
+        raise KeyboardInterrupt(env.KEY)
+    if fault == "generator-exit":
+        raise GeneratorExit
+    if fault == "custom":
+        raise Custom(env.KEY)
+    if fault == "group":
+        raise BaseExceptionGroup("many", [ValueError("a"), Custom("b")])
+    if fault == "runtime":
+        raise RuntimeError(env.KEY)
+    if fault == "none":
+        return None
+    if fault == "int":
+        return 42
+    if fault == "dict-headers":
+        response = Response("x")
+        response.headers = {"a": "b"}
+        return response
+    if fault == "status-700":
+        return Response("x", status=700)
+    if fault == "status-str":
+        return Response("x", status="200")
+    if fault == "body-int":
+        return Response(42)
+    if fault == "spin":
+        while True:
+            pass
+    if fault == "sleep":
+        time.sleep(30)
+    if fault == "swallow":
+        while True:
+            try:
+                while True:
+                    time.sleep(1)
+            except BaseException:
+                break  # caught the interruption once, then answers as if nothing happened
+        return Response("swallowed")
+    if fault == "subclass":
+        return Sneaky("sub", headers={"x-kept": "yes"})
+    return Response("fine")
+"""
+
+RAISED = ["exit", "keyboard", "generator-exit", "custom", "group", "runtime"]
+GARBAGE = ["none", "int", "dict-headers", "status-700", "status-str", "body-int"]
+
+
+def scenario(make_scenario, step_limit: str = "10s"):
+    return make_scenario(SCENARIO.format(step_limit=step_limit), {"app.py": WORKER})
+
+
+@pytest.mark.parametrize("fault", RAISED + GARBAGE)
+def test_a_worker_fault_is_a_1101_for_its_request_only_and_the_run_goes_on(make_scenario, caplog, fault):
+    paths = ["/", f"/{fault}", "/", f"/{fault}", "/"]
+    responses, result = send(scenario(make_scenario), [Request(f"https://example.com{p}") for p in paths])
+    assert [r.status for r in responses] == [200, 500, 200, 500, 200]
+    assert text(responses[1]) == "error code: 1101" and responses[1].headers.get("x-edge-error") == "exception"
+    assert text(responses[4]) == "fine"
+    stats = result.metrics.environments["app@production"]
+    assert stats.exceptions == 2
+    assert SECRET not in caplog.text
+
+
+def test_a_response_subclass_is_answered_as_a_plain_response(make_scenario):
+    [response], _ = send(scenario(make_scenario), [Request("https://example.com/subclass")])
+    assert type(response).__name__ == "Response" and response.status == 200
+    assert text(response) == "sub" and response.headers.get("x-kept") == "yes"
+
+
+@pytest.mark.parametrize("fault", ["spin", "sleep"])
+def test_a_worker_step_that_holds_the_loop_is_stopped_at_the_step_limit(make_scenario, fault):
+    started = time.monotonic()
+    paths = ["/", f"/{fault}", "/"]
+    responses, result = send(scenario(make_scenario, step_limit="200ms"), [Request(f"https://example.com{p}") for p in paths])
+    elapsed = time.monotonic() - started
+    assert [r.status for r in responses] == [200, 503, 200]
+    assert text(responses[1]) == "error code: 1102" and responses[1].headers.get("x-edge-error") == "stalled"
+    assert result.metrics.environments["app@production"].stalls == 1
+    assert 0.2 <= elapsed < 5  # the limit, not the 30 s sleep nor for ever
+
+
+def test_a_worker_that_swallows_the_interruption_keeps_its_answer_and_no_stall_is_counted(make_scenario):
+    responses, result = send(scenario(make_scenario, step_limit="200ms"), [Request("https://example.com/swallow")])
+    assert [(r.status, text(r)) for r in responses] == [(200, "swallowed")]
+    assert result.metrics.environments["app@production"].stalls == 0  # nothing reached the platform
+
+
+def test_steps_under_the_step_limit_are_left_alone(make_scenario):
+    worker = """
+    import time
+    from edge.platform.fetch import Response
+    async def fetch(request, env, ctx):
+        time.sleep(0.15)  # real time, under the 400 ms limit
+        await ctx.sleep("1ms")
+        time.sleep(0.15)  # a second step: the limit is per step, not per request
+        return Response("slow but fine")
+    """
+    loaded = make_scenario(SCENARIO.format(step_limit="400ms"), {"app.py": worker})
+    responses, result = send(loaded, [Request("https://example.com/")])
+    assert [r.status for r in responses] == [200]
+    assert result.metrics.environments["app@production"].stalls == 0
+
+
+RUN_SCENARIO = f"""
+[scenario]
+duration = "2s"
+step_limit = "{{step_limit}}"
+
+[[services]]
+name = "app"
+routes = ["example.com/*"]
+worker = "app.py"
+secrets = {{{{ KEY = "{SECRET}" }}}}
+
+[[traffic]]
+name = "users"
+arrivals = "constant(5/s)"
+requests = [{{{{ url = "https://example.com/{{fault}}" }}}}]
+"""
+
+
+def edge_run(tmp_path, fault: str, step_limit: str = "10s", **kwargs):
+    (tmp_path / "app.py").write_text(textwrap.dedent(WORKER))
+    (tmp_path / "run.toml").write_text(RUN_SCENARIO.format(fault=fault, step_limit=step_limit))
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    return subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "run", str(tmp_path / "run.toml"), "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kwargs,
+    )
+
+
+def test_edge_run_survives_sys_exit_in_a_worker_and_prints_no_secret(tmp_path):
+    out, err = edge_run(tmp_path, "exit").communicate(timeout=60)
+    assert "10 errors" in out, out
+    assert "SystemExit: bye ***" in err and SECRET not in out + err
+
+
+def test_edge_run_with_a_spinning_worker_ends(tmp_path):
+    process = edge_run(tmp_path, "spin", step_limit="100ms")
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert "10 errors" in out and "step wall-time limit (100ms)" in err
+
+
+def test_ctrl_c_stops_edge_run_while_a_worker_spins_and_is_not_taken_for_a_worker_fault(tmp_path):
+    process = edge_run(tmp_path, "spin", step_limit="60s")  # the watchdog would take a minute
+    try:
+        time.sleep(3)  # started, and spinning
+        sent = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+        process.wait()
+    assert time.monotonic() - sent < 5
+    assert process.returncode == 130  # interrupted, not a finished run with one more error
+    assert err == "edge: interrupted by SIGINT\n"
+
+
+def test_every_log_record_and_uncaught_traceback_is_redacted():
+    program = f"""
+import logging
+from edge.platform import redact
+logging.basicConfig()
+redact.register(["{SECRET}"])
+try:
+    raise RuntimeError("key {SECRET}")
+except RuntimeError:
+    logging.getLogger("any").exception("failed with %s", "{SECRET}")
+raise ValueError("{SECRET}") from RuntimeError("{SECRET}")
+"""
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert "failed with ***" in done.stderr and "RuntimeError: key ***" in done.stderr
+    assert SECRET not in done.stderr + done.stdout

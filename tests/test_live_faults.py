@@ -1,0 +1,169 @@
+"""Fault isolation live: a real ``edge serve`` whose worker misbehaves, and real HTTP clients.
+
+Each fault costs its own request (the platform's status and error code, counted in /metrics), the
+server goes on serving, and SIGTERM still stops it while workers spin.
+"""
+
+from __future__ import annotations
+
+import http.client
+import signal
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from live import serve
+
+SECRET = "hunter2-live-secret"
+
+SCENARIO = f"""
+[scenario]
+name = "faults"
+cpu_limit = "50ms"
+{{extra}}
+
+[[services]]
+name = "w"
+routes = ["w.test/*"]
+worker = "w.py"
+concurrency = 4
+secrets = {{{{ KEY = "{SECRET}" }}}}
+"""
+
+WORKER = """
+import sys, time
+from edge.platform.fetch import Response
+
+class Custom(BaseException):
+    pass
+
+def burn(seconds):
+    started = time.thread_time()
+    while time.thread_time() - started < seconds:
+        pass
+
+async def fetch(request, env, ctx):
+    fault = request.path.strip("/")
+    if fault == "exit":
+        sys.exit("bye " + env.KEY)
+    if fault == "keyboard":
+        raise KeyboardInterrupt(env.KEY)
+    if fault == "custom":
+        raise Custom(env.KEY)
+    if fault == "generator-exit":
+        raise GeneratorExit
+    if fault == "int":
+        return 42
+    if fault == "dict-headers":
+        response = Response("x")
+        response.headers = {"a": env.KEY}
+        return response
+    if fault == "burn":
+        burn(float(request.headers.get("x-burn")))
+    if fault == "spin":
+        while True:
+            pass
+    if fault == "sleep":
+        time.sleep(5)
+    return Response("fine")
+"""
+
+
+@pytest.fixture
+def scenario(tmp_path):
+    def make(extra: str = "") -> str:
+        (tmp_path / "w.py").write_text(WORKER)
+        (tmp_path / "faults.toml").write_text(SCENARIO.format(extra=extra))
+        return str(tmp_path / "faults.toml")
+
+    return make
+
+
+def get(port: int, path: str, headers: dict[str, str] | None = None, host: str = "w.test"):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+    started = time.monotonic()
+    conn.request("GET", path, headers={"Host": host, **(headers or {})})
+    response = conn.getresponse()
+    body = response.read()
+    conn.close()
+    return response.status, response.getheader("x-edge-error"), body, time.monotonic() - started
+
+
+def metrics(served) -> dict[str, float]:
+    with urllib.request.urlopen(served.metrics, timeout=5) as answer:
+        lines = answer.read().decode().splitlines()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in lines if line and not line.startswith("#")}
+
+
+ENV = '{environment="production",service="w"}'
+
+
+def test_anything_a_worker_raises_or_returns_wrong_is_a_1101_and_serve_goes_on(scenario):
+    faults = ["exit", "keyboard", "custom", "generator-exit", "int", "dict-headers"]
+    with serve(scenario()) as served:
+        for fault in faults:
+            status, cause, body, _ = get(served.port, f"/{fault}")
+            assert (status, cause, body) == (500, "exception", b"error code: 1101"), fault
+            assert get(served.port, "/")[:3] == (200, None, b"fine")
+        assert metrics(served)[f"edge_worker_exceptions_total{ENV}"] == len(faults)
+    assert served.returncode == 0
+    assert "SystemExit: bye ***" in served.stderr and SECRET not in served.stderr
+
+
+def test_cpu_just_under_the_budget_passes_and_just_over_is_stopped_with_1102(scenario):
+    with serve(scenario()) as served:
+        assert get(served.port, "/burn", {"x-burn": "0.045"})[:3] == (200, None, b"fine")
+        status, cause, body, _ = get(served.port, "/burn", {"x-burn": "0.055"})
+        assert (status, cause, body) == (503, "cpu-limit", b"error code: 1102")
+        status, cause, _, elapsed = get(served.port, "/spin")
+        assert (status, cause) == (503, "cpu-limit")
+        assert elapsed < 1.0  # 50 ms of CPU, plus the machine's other load
+        assert get(served.port, "/")[:3] == (200, None, b"fine")
+        values = metrics(served)
+    assert values[f"edge_cpu_limit_exceeded_total{ENV}"] == 2
+    assert values['edge_request_cpu_seconds_sum{service="w"}'] < 0.045 + 2 * 0.05 + 0.02
+
+
+def test_a_blocking_worker_is_stopped_at_the_step_limit_while_others_are_served(scenario):
+    with serve(scenario('step_limit = "300ms"')) as served:
+        blocked: list[tuple] = []
+        client = threading.Thread(target=lambda: blocked.append(get(served.port, "/sleep")))
+        client.start()
+        time.sleep(0.1)  # the worker now sleeps in the event loop's thread
+        status, _, body, waited = get(served.port, "/healthz", host="127.0.0.1")
+        assert (status, body) == (200, b"ok\n") and waited < 1.0  # not the 5 s sleep
+        client.join(10)
+        [(status, cause, body, elapsed)] = blocked
+        assert (status, cause, body) == (503, "stalled", b"error code: 1102")
+        assert 0.3 <= elapsed < 1.5
+        assert get(served.port, "/")[:3] == (200, None, b"fine")
+        assert metrics(served)[f"edge_worker_stalls_total{ENV}"] == 1
+    assert "step wall-time limit (300ms)" in served.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_serve_stops_on_a_signal_while_workers_keep_spinning(scenario, sig):
+    with serve(scenario()) as served:
+        answers: list[int] = []
+        stop = threading.Event()
+
+        def spin_forever() -> None:
+            while not stop.is_set():
+                try:
+                    answers.append(get(served.port, "/spin")[0])
+                except OSError:
+                    return
+
+        clients = [threading.Thread(target=spin_forever) for _ in range(4)]
+        for client in clients:
+            client.start()
+        time.sleep(1.0)  # four slots spinning, one after another
+        sent = time.monotonic()
+        assert served.stop(sig, timeout=10) == 0
+        assert time.monotonic() - sent < 5
+        stop.set()
+        for client in clients:
+            client.join(10)
+    assert answers and set(answers) <= {503}
