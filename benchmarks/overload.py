@@ -47,6 +47,7 @@ def serve_chain(limits: dict[str, float]) -> None:
     import msgspec
     import trio
 
+    from edge.live.admin import new_token
     from edge.live.ingress import Limits
     from edge.live.serve import serve
     from edge.scenario import config
@@ -56,7 +57,9 @@ def serve_chain(limits: dict[str, float]) -> None:
     def ready(endpoints) -> None:
         print(f"serving on {endpoints['ingress'].url}", flush=True)
 
-    trio.run(functools.partial(serve, loaded, port=0, admin_port=0, limits=msgspec.convert(limits, Limits), on_ready=ready))
+    trio.run(functools.partial(
+        serve, loaded, port=0, admin_port=0, admin_token=new_token(), limits=msgspec.convert(limits, Limits), on_ready=ready,
+    ))
 
 
 @contextlib.contextmanager
