@@ -218,8 +218,20 @@ def test_a_loop_blocking_worker_shrinks_the_limit_and_it_grows_back():
             for thread in threads:
                 thread.join(20)
 
-        load(b"/block?s=0.02", 8, 10)
-        assert admission.limit == 4  # the floor
+        lowest = [admission.limit]
+        watching = threading.Event()
+
+        def watch() -> None:
+            while not watching.wait(0.005):
+                lowest[0] = min(lowest[0], admission.limit)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        load(b"/block?s=0.02", 8, 15)
+        watching.set()
+        watcher.join()
+        assert lowest[0] == 4  # the floor
+        assert admission.limit <= 8
         statuses.clear()
         load(b"/slow?s=0.02", 8, 15)  # the limit makes requests wait (< the interval): all served
         assert statuses == [200] * 120

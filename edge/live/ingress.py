@@ -38,10 +38,9 @@ keeps a bounded latency. Sheds are 503s with ``Retry-After``, counted as ``rejec
   ``SO_TIMESTAMPNS``, so the accept backlog counts). A request over the limit waits for a slot,
   oldest first, for up to an interval in all (at most ``limit`` of them; beyond, shed and closed),
   then is shed with its connection kept (see ``_admit``). A connection's first request that waited
-  over an interval in the backlog is shed at once and the connection closed: by the accept loop
-  from its first read, without a task or h11, when that read is a whole bodiless head (see
-  ``_accept``). ``queue_delay_target = 0`` turns it off: then a request over ``max_in_flight``
-  is shed at once and its connection closed (see ``_shed``);
+  over an interval in the accept backlog is shed at once, before its ``Request`` is built, and the
+  connection closed. ``queue_delay_target = 0`` turns it off: then a request over
+  ``max_in_flight`` is shed at once and its connection closed (see ``_shed``);
 * more than ``max_connections`` open connections: a new one gets a 503 and is closed;
 * a client that does not take its answer within ``write_timeout`` is dropped (counted);
 * at most ``read_buffer_bytes`` of a connection's input are read ahead of what is being served.
@@ -54,7 +53,6 @@ with ``connection: close``), and ``drained()`` reports when none is left.
 from __future__ import annotations
 
 import collections
-import errno
 import logging
 import math
 import os
@@ -91,9 +89,6 @@ _RECEIVE_CHUNK = 64 * 1024
 # reached the socket, and an accepted socket inherits it from its listener.
 _SO_TIMESTAMPNS = 35 if sys.platform == "linux" else None
 _TIMESPEC = struct.Struct("@qq")
-# as trio's SocketListener and serve_listeners: a connection gone before accept() took it; out of fds
-_ACCEPT_IGNORED_ERRNOS = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM})
-_ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 _ANCILLARY_SIZE = socket.CMSG_SPACE(_TIMESPEC.size)
 _SERVER = (b"server", b"edge")
 _VERSIONS = (b"1.1", b"1.0")
@@ -180,63 +175,7 @@ class HttpServer:
                 listener.socket.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
         async with trio.open_nursery() as connections:
             with self._accepting:
-                async with trio.open_nursery() as accepting:
-                    for listener in listeners:
-                        accepting.start_soon(self._accept, listener, connections)
-
-    async def _accept(self, listener: trio.SocketListener, connections: trio.Nursery) -> None:
-        """Accept connections one per scheduler pass, as ``trio.serve_listeners`` does.
-
-        One per pass is what keeps shedding from starving admitted work when shed clients come
-        back at once (accepting up to 16 per pass, benchmarks/overload.py fell to under 10 good
-        answers per second at 256 connections). A connection whose first request waited over an
-        interval in the backlog is answered its 503 right here, from its first read (``_stale``):
-        no task, no h11; about 60 us of CPU (accept, read, write, close), where a shed on the
-        ordinary path cost about 700 us of an otherwise idle server (two tasks, h11, the pass).
-        """
-        backlog = socket.socket(fileno=os.dup(listener.socket.fileno()))  # for synchronous accept()
-        try:
-            while True:
-                await trio.lowlevel.wait_readable(backlog)
-                try:
-                    sock, _ = backlog.accept()
-                except OSError as exc:
-                    if exc.errno in _ACCEPT_CAPACITY_ERRNOS:
-                        log.error("accept failed (%s): retrying in 0.1 s", os.strerror(exc.errno))
-                        await trio.sleep(0.1)
-                    elif not isinstance(exc, BlockingIOError) and exc.errno not in _ACCEPT_IGNORED_ERRNOS:
-                        raise
-                    continue
-                sock.setblocking(False)
-                try:
-                    data, ancillary, _, _ = sock.recvmsg(_RECEIVE_CHUNK, _ANCILLARY_SIZE)
-                except OSError:  # nothing sent yet (BlockingIOError) or reset: the reader will see
-                    data, ancillary = b"", []
-                arrived = _received_at(ancillary) if data else 0.0
-                if data and self._stale(data, arrived):
-                    self.count_rejected(503)
-                    try:
-                        sock.send(self._refusal)
-                    except OSError:
-                        pass
-                    sock.close()
-                    continue
-                connections.start_soon(self._connection, trio.SocketStream(trio.socket.from_stdlib_socket(sock)), data, arrived)
-        finally:
-            backlog.close()
-
-    def _stale(self, head: bytes, arrived: float) -> bool:
-        """Is this first read a whole bodiless request head that waited over an interval?
-
-        Only then can the connection close at once after its 503: unread input, a body still on
-        its way, would make the close a reset, which can destroy the 503 before the client reads it.
-        Anything else takes the ordinary path, where the admission sheds it all the same.
-        """
-        admission = self.admission
-        if admission is None or time.time() - arrived <= admission.interval or not head.endswith(b"\r\n\r\n"):
-            return False
-        lowered = head.lower()
-        return b"content-length" not in lowered and b"transfer-encoding" not in lowered
+                await trio.serve_listeners(self._connection, listeners, handler_nursery=connections)
 
     def stop_accepting(self) -> None:
         """Begin a graceful shutdown: no new connections, idle ones close, busy ones finish."""
@@ -252,14 +191,13 @@ class HttpServer:
         return self.in_flight == 0
 
     # -- one connection ------------------------------------------------------------------
-    async def _connection(self, stream: trio.SocketStream, data: bytes, arrived: float) -> None:
-        """One connection, ``data`` its first read (at ``arrived``), done while accepting it."""
+    async def _connection(self, stream: trio.SocketStream) -> None:
         if self.connections >= self.limits.max_connections:
             await self._refuse(stream)
             return
         self.connections += 1
         try:
-            await self._converse_on(stream, data, arrived)
+            await self._converse_on(stream)
         finally:
             self.connections -= 1
 
@@ -287,8 +225,8 @@ class HttpServer:
     def count_fault(self, kind: str) -> None:
         self.faults[kind] = self.faults.get(kind, 0) + 1
 
-    async def _converse_on(self, stream: trio.SocketStream, data: bytes, arrived: float) -> None:
-        client = _Client(stream, self.limits, data, arrived)
+    async def _converse_on(self, stream: trio.SocketStream) -> None:
+        client = _Client(stream, self.limits)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(client.read)
             try:
@@ -557,11 +495,11 @@ class _Client:
     connection rather than per request keeps a keep-alive request's cost down.
     """
 
-    def __init__(self, stream: trio.SocketStream, limits: Limits, data: bytes, arrived: float) -> None:
+    def __init__(self, stream: trio.SocketStream, limits: Limits) -> None:
         self.stream = stream
         self.socket = stream.socket
         self.fileno = stream.socket.fileno()
-        self.arrived = arrived  # when the request being read reached the socket (time.time())
+        self.arrived = 0.0  # when the request being read reached the socket (time.time())
         self.delay = 0.0  # how long the last request waited before its head was parsed
         self.first = True  # is it the connection's first request?
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
@@ -575,8 +513,6 @@ class _Client:
         self._done_reading = False
         self._arrived = trio.Event()
         self._room = trio.Event()
-        if data:
-            self.h11.receive_data(data)
 
     async def read(self) -> None:
         with self.reading:
