@@ -30,10 +30,20 @@ def test_admits_under_the_limit_and_queues_up_to_the_limit_over_it():
     assert limit.decide(0.0, 0.0, 8, 8, first=False) == SHED  # at
 
 
-def test_a_first_request_stale_in_the_backlog_is_shed_at_once():
+def test_a_first_request_stale_in_the_backlog_is_shed_under_pressure():
     limit = limiter(ceiling=8)
-    assert limit.decide(0.0, INTERVAL, 0, 0, first=True) == ADMIT  # waited exactly an interval
-    assert limit.decide(0.0, INTERVAL + 1e-6, 0, 0, first=True) == SHED  # just over, slots free or not
+    stale = INTERVAL + 1e-6
+    assert limit.decide(0.0, INTERVAL, 8, 0, first=True) == WAIT  # waited exactly an interval
+    assert limit.decide(0.0, stale, 8, 0, first=True) == SHED  # just over, the limit reached
+    assert AdaptiveLimit(TARGET, INTERVAL, 8).decide(0.0, stale, 7, 1, first=True) == SHED  # others wait
+    # no pressure: a one-off stall, served
+    assert AdaptiveLimit(TARGET, INTERVAL, 8).decide(0.0, stale, 7, 0, first=True) == ADMIT
+    # the limit reached earlier in this interval, or in the last one: pressure still
+    assert limit.decide(0.05, stale, 0, 0, first=True) == SHED
+    limit.decide(INTERVAL, 0.0, 0, 0, first=False)
+    assert limit.decide(INTERVAL + 0.01, stale, 0, 0, first=True) == SHED
+    limit.decide(2 * INTERVAL, 0.0, 0, 0, first=False)  # an interval without: it has passed
+    assert limit.decide(2 * INTERVAL + 0.01, stale, 0, 0, first=True) == ADMIT
     # a later request of a connection: its wait is the server's lag, which the limit acts on
     assert limit.decide(0.0, 10 * INTERVAL, 0, 0, first=False) == ADMIT
 
@@ -91,8 +101,8 @@ def test_an_idle_interval_and_stale_requests_are_no_signal():
     limit.decide(2 * INTERVAL + 0.01, 0.0, 0, 0, first=False)  # a whole interval without requests first
     assert limit.limit == 64
     limit = limiter()
-    for index in range(20):  # only stale first requests: shed, and the limit does not move
-        assert limit.decide(index * INTERVAL / 4, 2.0, 0, 0, first=True) == SHED
+    for index in range(20):  # only stale first requests, shed (the limit reached): the limit does not move
+        assert limit.decide(index * INTERVAL / 4, 2.0, 64, 0, first=True) == SHED
     assert limit.limit == 64
 
 

@@ -14,10 +14,13 @@ an interval (CoDel: Nichols and Jacobson, "Controlling Queue Delay", 2012).
 * A request over the limit waits for a slot (the ingress queues it, oldest first) until it has
   waited ``interval`` in all, then it is shed; at most ``limit`` wait, beyond that it is shed at
   once. Nothing waits without overload, and what is admitted has waited at most an interval.
-* The first request of a connection that waited more than an interval, in the accept backlog, is
-  shed at once: clients that re-send at once after a 503 make the backlog a standing queue, and
-  serving from it would put seconds of wait into the latency of what is admitted. Such a request
-  says how long the backlog is, not how the admitted work fares, so it is no part of the signal.
+* Under pressure (the limit reached in this interval or the last), the first request of a
+  connection that waited more than an interval, in the accept backlog, is shed at once: clients
+  that re-send at once after a 503 make the backlog a standing queue, and serving from it would put
+  seconds of wait into the latency of what is admitted. Without pressure such a wait was a one-off
+  stall (a worker blocking the loop), and the request is served: a health check is not refused for
+  it. Such a request says how long the backlog is, not how the admitted work fares, so it is no
+  part of the signal.
 
 Why a limit, and not shedding on the delay alone as CoDel drops packets (or wangle's ``Codel``
 sloughs requests): with clients that re-send at once, shedding every late request leaves only late
@@ -42,7 +45,7 @@ FLOOR = 4
 class AdaptiveLimit:
     """Decides, request by request, whether to admit; ``limit`` is the current concurrency limit."""
 
-    __slots__ = ("target", "interval", "ceiling", "floor", "limit", "_interval_end", "_min", "_limited")
+    __slots__ = ("target", "interval", "ceiling", "floor", "limit", "_interval_end", "_min", "_limited", "_pressed")
 
     def __init__(self, target: float, interval: float, ceiling: int) -> None:
         if not (target > 0 and interval > target and ceiling >= 1):
@@ -58,6 +61,7 @@ class AdaptiveLimit:
         self._interval_end = -math.inf
         self._min = math.inf  # the least delay seen in the current interval
         self._limited = False  # has the limit refused a request in it?
+        self._pressed = False  # had it in the interval before?
 
     def decide(self, now: float, delay: float, in_flight: int, waiting: int, first: bool) -> str:
         """``ADMIT``, ``WAIT`` (for a slot, until it has waited ``interval`` in all; no more wait
@@ -68,7 +72,12 @@ class AdaptiveLimit:
         if now >= self._interval_end:
             self._adapt(now)
         if first and delay > self.interval:
-            return SHED  # stale in the backlog: it says nothing about how the admitted work fares
+            # Stale in the backlog: it says nothing about how the admitted work fares. Shed under
+            # pressure (the limit reached, now or over the last interval), where the backlog is a
+            # standing queue; after a one-off stall (a worker that blocked the loop) it is served.
+            if in_flight >= self.limit or waiting or self._limited or self._pressed:
+                return SHED
+            return ADMIT if in_flight < self.limit else WAIT
         if delay < self._min:
             self._min = delay
         if in_flight >= self.limit:
@@ -87,6 +96,7 @@ class AdaptiveLimit:
             scale = min(2.0, max(0.5, self.target / least)) if least > 0 else 2.0
             limit = round(self.limit * scale)
             self.limit = min(self.ceiling, max(self.floor, limit if scale <= 1 else max(limit, self.limit + 1)))
+        self._pressed = self._limited and now < self._interval_end + self.interval
         self._interval_end = now + self.interval
         self._min = math.inf
         self._limited = False

@@ -37,9 +37,9 @@ keeps a bounded latency. Sheds are 503s with ``Retry-After``, counted as ``rejec
   ``queue_delay_target`` before its head was parsed (measured from the kernel's receive timestamp,
   ``SO_TIMESTAMPNS``, so the accept backlog counts). A request over the limit waits for a slot,
   oldest first, for up to an interval in all (at most ``limit`` of them; beyond, shed and closed),
-  then is shed with its connection kept (see ``_admit``). A connection's first request that waited
-  over an interval in the accept backlog is shed at once, before its ``Request`` is built, and the
-  connection closed. ``queue_delay_target = 0`` turns it off: then a request over
+  then is shed with its connection kept (see ``_admit``). While the limit is reached (in this
+  interval or the last), a connection's first request that waited over an interval in the accept
+  backlog is shed at once, before its ``Request`` is built, and the connection closed. ``queue_delay_target = 0`` turns it off: then a request over
   ``max_in_flight`` is shed at once and its connection closed (see ``_shed``);
 * more than ``max_connections`` open connections: a new one gets a 503 and is closed;
 * a client that does not take its answer within ``write_timeout`` is dropped (counted);
