@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge.live.admission import ADMIT, FLOOR, SHED, WAIT, AdaptiveLimit
+from edge.live.admission import ADMIT, FLOOR, SHED, STALL, WAIT, AdaptiveLimit
 
 TARGET, INTERVAL = 0.005, 0.1
 
@@ -36,8 +36,10 @@ def test_a_first_request_stale_in_the_backlog_is_shed_under_pressure():
     assert limit.decide(0.0, INTERVAL, 8, 0, first=True) == WAIT  # waited exactly an interval
     assert limit.decide(0.0, stale, 8, 0, first=True) == SHED  # just over, the limit reached
     assert AdaptiveLimit(TARGET, INTERVAL, 8).decide(0.0, stale, 7, 1, first=True) == SHED  # others wait
-    # no pressure: a one-off stall, served
+    # no pressure: a one-off stall, served up to STALL intervals
     assert AdaptiveLimit(TARGET, INTERVAL, 8).decide(0.0, stale, 7, 0, first=True) == ADMIT
+    assert AdaptiveLimit(TARGET, INTERVAL, 8).decide(0.0, STALL * INTERVAL, 0, 0, first=True) == ADMIT
+    assert AdaptiveLimit(TARGET, INTERVAL, 8).decide(0.0, STALL * INTERVAL + 1e-6, 0, 0, first=True) == SHED
     # the limit reached earlier in this interval, or in the last one: pressure still
     assert limit.decide(0.05, stale, 0, 0, first=True) == SHED
     limit.decide(INTERVAL, 0.0, 0, 0, first=False)

@@ -17,9 +17,9 @@ an interval (CoDel: Nichols and Jacobson, "Controlling Queue Delay", 2012).
 * Under pressure (the limit reached in this interval or the last), the first request of a
   connection that waited more than an interval, in the accept backlog, is shed at once: clients
   that re-send at once after a 503 make the backlog a standing queue, and serving from it would put
-  seconds of wait into the latency of what is admitted. Without pressure such a wait was a one-off
-  stall (a worker blocking the loop), and the request is served: a health check is not refused for
-  it. Such a request says how long the backlog is, not how the admitted work fares, so it is no
+  seconds of wait into the latency of what is admitted. Without pressure a wait of up to ``STALL``
+  intervals was a one-off stall (a worker blocking the loop), and the request is served: a health
+  check is not refused for it; a longer one is shed all the same. Such a request says how long the backlog is, not how the admitted work fares, so it is no
   part of the signal.
 
 Why a limit, and not shedding on the delay alone as CoDel drops packets (or wangle's ``Codel``
@@ -40,6 +40,10 @@ ADMIT, WAIT, SHED = "admit", "wait", "shed"
 # is made of the passes themselves and of shedding (measured: the limit then fell to 1-2 and good
 # throughput with it); the chain's best throughput is at 4 to 64 connections (benchmarks/overload.py).
 FLOOR = 4
+# Without pressure, a first request that waited up to this many intervals in the backlog is served:
+# a stall that long is one-off (a worker blocking the loop up to its step limit, 300 ms by default);
+# a longer wait is a backlog, and would put its length into the latency of what is admitted.
+STALL = 4
 
 
 class AdaptiveLimit:
@@ -75,7 +79,7 @@ class AdaptiveLimit:
             # Stale in the backlog: it says nothing about how the admitted work fares. Shed under
             # pressure (the limit reached, now or over the last interval), where the backlog is a
             # standing queue; after a one-off stall (a worker that blocked the loop) it is served.
-            if in_flight >= self.limit or waiting or self._limited or self._pressed:
+            if delay > STALL * self.interval or in_flight >= self.limit or waiting or self._limited or self._pressed:
                 return SHED
             return ADMIT if in_flight < self.limit else WAIT
         if delay < self._min:
