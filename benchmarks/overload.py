@@ -1,17 +1,23 @@
 """Overload of a live ``edge serve``: 1 -> 4,096 closed-loop connections in one run.
 
 The server is ``edge serve benchmarks/live/chain.toml`` (gateway -> auth -> app, code workers), a
-process of its own; the clients are asyncio protocols in this process (no wrk needed), each sending
+process of its own started through ``edge.live.serve.serve`` (what ``edge serve`` runs) so that the
+run can choose the ingress's ``Limits``; the clients are asyncio protocols in this process (no wrk needed), each sending
 the chain's request, waiting for the whole answer, and sending the next at once. A shed answer
 (503) is re-sent at once too, unless ``--honor-retry-after``: the hostile case, where shedding has
 to be cheap for good throughput to hold.
 
 Per step (connections 1, 4, 16, ..., 4096): good throughput (2xx per second), p50 and p99 of the
-good answers' latency, the share of 503s, connection errors, and the server's RSS after the step.
-Then ``--slow-readers`` clients that pipeline requests and never read the answers, for the write
-timeout and buffer bounds: the server's RSS while they hang and after they are gone.
+good answers' latency, the share of 503s and their median latency, the median lag of the clients'
+own event loop (which every latency measured here includes: the clients share the machine's CPUs
+with the server), connection errors, and the server's RSS after the step. Then ``--slow-readers`` clients that pipeline requests and never read
+the answers, for the write timeout and buffer bounds: the server's RSS while they hang and after
+they are gone.
 
-    python benchmarks/overload.py [--quick] [--seconds 4] [--max-connections 4096] [--slow-readers 300]
+``--compare`` runs the steps twice, on two servers one after the other: adaptive admission off
+(``queue_delay_target = 0``: a fixed ``max_in_flight``), then on with the default target.
+
+    python benchmarks/overload.py [--quick] [--compare] [--seconds 4] [--max-connections 4096] [--slow-readers 300]
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
+import json
 import os
 import re
 import signal
@@ -34,11 +42,31 @@ REQUEST = b"GET / HTTP/1.1\r\nHost: example.com\r\nx-custom-token: s3cret-token-
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length: *(\d+)", re.IGNORECASE)
 
 
+def serve_chain(limits: dict[str, float]) -> None:
+    """The server process: ``edge serve benchmarks/live/chain.toml`` with these ``Limits`` fields."""
+    import msgspec
+    import trio
+
+    from edge.live.admin import new_token
+    from edge.live.ingress import Limits
+    from edge.live.serve import serve
+    from edge.scenario import config
+
+    loaded = config.load(str(HERE / "live" / "chain.toml"))
+
+    def ready(endpoints) -> None:
+        print(f"serving on {endpoints['ingress'].url}", flush=True)
+
+    trio.run(functools.partial(
+        serve, loaded, port=0, admin_port=0, admin_token=new_token(), limits=msgspec.convert(limits, Limits), on_ready=ready,
+    ))
+
+
 @contextlib.contextmanager
-def edge_server(*extra: str):
-    """``edge serve benchmarks/live/chain.toml`` on free ports; yields (port, pid)."""
+def edge_server(limits: dict[str, float]):
+    """``serve_chain(limits)`` in a process of its own, on free ports; yields (port, pid)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "edge.cli", "serve", str(HERE / "live" / "chain.toml"), "--port", "0", "--admin-port", "0", *extra]
+    cmd = [sys.executable, __file__, "--serve", json.dumps(limits)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT)
     try:
         line = proc.stdout.readline()  # the ingress URL comes first
@@ -67,7 +95,8 @@ class Step:
     def __init__(self) -> None:
         self.counting = False
         self.good: list[float] = []  # latencies of 2xx answers in the window
-        self.shed = 0
+        self.shed: list[float] = []  # latencies of 503s
+        self.lag: list[float] = []  # the clients' own event loop lag
         self.other = 0
         self.errors = 0
 
@@ -119,7 +148,7 @@ class Client(asyncio.Protocol):
         if 200 <= status < 300:
             step.good.append(latency)
         elif status == 503:
-            step.shed += 1
+            step.shed.append(latency)
         else:
             step.other += 1
 
@@ -148,15 +177,26 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+async def lag_probe(step: Step, running: list[bool]) -> None:
+    """How late this process's own event loop wakes up: the clients' measured latencies include it."""
+    while running[0]:
+        asked = time.perf_counter()
+        await asyncio.sleep(0.01)
+        if step.counting:
+            step.lag.append(time.perf_counter() - asked - 0.01)
+
+
 async def run_step(port: int, connections: int, seconds: float, honor: bool) -> Step:
     step = Step()
     running = [True]
     await asyncio.gather(*(connect(step, port, honor, running) for _ in range(connections)))
+    probe = asyncio.create_task(lag_probe(step, running))
     await asyncio.sleep(min(1.0, seconds / 4))  # warm-up: connections settle, queues fill
     step.counting = True
     await asyncio.sleep(seconds)
     step.counting = False
     running[0] = False
+    await probe
     for task in [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
         task.cancel()
     await asyncio.sleep(0)
@@ -192,13 +232,42 @@ async def slow_readers(port: int, pid: int, count: int, hold: float) -> tuple[in
     return len(dropped), during
 
 
+def run_steps(limits: dict[str, float], label: str, steps: list[int], args: argparse.Namespace) -> None:
+    with edge_server(limits) as (port, pid):
+        time.sleep(0.5)
+        before = rss_mb(pid)
+        print(f"{label}: pid {pid}; RSS at start {before:.0f} MB; {args.seconds:g} s per step; "
+              f"shed clients {'wait Retry-After' if args.honor_retry_after else 're-send at once'}")
+        print(f"{'conns':>6} {'good/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'503 %':>6} {'503 p50':>8} {'cl. lag':>8} {'other':>6} {'conn err':>8} {'RSS MB':>7}")
+        for connections in steps:
+            step = asyncio.run(run_step(port, connections, args.seconds, args.honor_retry_after))
+            answers = len(step.good) + len(step.shed) + step.other
+            shed = 100 * len(step.shed) / answers if answers else 0.0
+            print(f"{connections:>6} {len(step.good) / args.seconds:>8.0f} {percentile(step.good, 0.5) * 1e3:>8.1f} "
+                  f"{percentile(step.good, 0.99) * 1e3:>8.1f} {shed:>6.1f} {percentile(step.shed, 0.5) * 1e3:>8.1f} {percentile(step.lag, 0.5) * 1e3:>8.1f} "
+                  f"{step.other:>6} {step.errors:>8} {rss_mb(pid):>7.0f}", flush=True)
+            time.sleep(0.5)
+        if args.slow_readers:
+            hold = 3.0 if args.quick else 8.0
+            dropped, during = asyncio.run(slow_readers(port, pid, args.slow_readers, hold))
+            time.sleep(1.0)
+            print(f"{args.slow_readers} clients that never read, {hold:g} s: server dropped {dropped}; "
+                  f"RSS {during:.0f} MB while they hung, {rss_mb(pid):.0f} MB after they left")
+        print(f"RSS before {before:.0f} MB, after {rss_mb(pid):.0f} MB", flush=True)
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--serve"]:
+        serve_chain(json.loads(sys.argv[2]))
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=4.0, help="measured time per step (default 4)")
     parser.add_argument("--max-connections", type=int, default=4096, help="last step (default 4096)")
     parser.add_argument("--factor", type=int, default=4, help="connections grow by this factor per step (default 4)")
     parser.add_argument("--slow-readers", type=int, default=300, help="clients that never read (default 300; 0 skips)")
     parser.add_argument("--honor-retry-after", action="store_true", help="shed clients wait Retry-After (1 s) before re-sending")
+    parser.add_argument("--compare", action="store_true", help="first with adaptive admission off, then on")
+    parser.add_argument("--limits", default="{}", help='Limits fields as JSON, e.g. \'{"queue_delay_target": 0.01}\'')
     parser.add_argument("--quick", action="store_true", help="1 s per step, 100 slow readers")
     args = parser.parse_args()
     if args.quick:
@@ -208,26 +277,10 @@ def main() -> None:
     while n <= args.max_connections:
         steps.append(n)
         n *= args.factor
-    with edge_server() as (port, pid):
-        time.sleep(0.5)
-        before = rss_mb(pid)
-        print(f"edge serve chain.toml, pid {pid}; RSS at start {before:.0f} MB; {args.seconds:g} s per step; "
-              f"shed clients {'wait Retry-After' if args.honor_retry_after else 're-send at once'}")
-        print(f"{'conns':>6} {'good/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'503 %':>6} {'other':>6} {'conn err':>8} {'RSS MB':>7}")
-        for connections in steps:
-            step = asyncio.run(run_step(port, connections, args.seconds, args.honor_retry_after))
-            answers = len(step.good) + step.shed + step.other
-            shed = 100 * step.shed / answers if answers else 0.0
-            print(f"{connections:>6} {len(step.good) / args.seconds:>8.0f} {percentile(step.good, 0.5) * 1e3:>8.1f} "
-                  f"{percentile(step.good, 0.99) * 1e3:>8.1f} {shed:>6.1f} {step.other:>6} {step.errors:>8} {rss_mb(pid):>7.0f}", flush=True)
-            time.sleep(0.5)
-        if args.slow_readers:
-            hold = 3.0 if args.quick else 8.0
-            dropped, during = asyncio.run(slow_readers(port, pid, args.slow_readers, hold))
-            time.sleep(1.0)
-            print(f"{args.slow_readers} clients that never read, {hold:g} s: server dropped {dropped}; "
-                  f"RSS {during:.0f} MB while they hung, {rss_mb(pid):.0f} MB after they left")
-        print(f"RSS before {before:.0f} MB, after {rss_mb(pid):.0f} MB")
+    limits = json.loads(args.limits)
+    if args.compare:
+        run_steps({**limits, "queue_delay_target": 0}, "adaptive admission off (a fixed max_in_flight)", steps, args)
+    run_steps(limits, f"Limits {limits or 'defaults'}", steps, args)
 
 
 if __name__ == "__main__":

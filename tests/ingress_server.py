@@ -1,6 +1,8 @@
 """A real ``HttpServer`` on a real loopback socket, run by trio in a thread, for blocking test clients.
 
-The handler answers by path: ``/`` 200, ``/slow?s=SECONDS`` after that long, ``/big`` 4 MB,
+The handler answers by path: ``/`` 200, ``/slow?s=SECONDS`` after that long,
+``/block?s=SECONDS&hold=SECONDS`` after blocking the event loop ``s`` (a CPU-bound worker: every
+other request waits) and then waiting ``hold`` more without blocking it, ``/big`` 4 MB,
 ``/euro`` a redirect whose ``location`` holds a character outside Latin-1, ``/reason`` such a
 reason phrase.
 """
@@ -9,6 +11,8 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
+from urllib.parse import parse_qs
 
 import trio
 
@@ -19,6 +23,11 @@ from edge.platform.fetch import Request, Response
 async def handler(request: Request) -> Response:
     if request.path == "/slow":
         await trio.sleep(float(request.query.partition("=")[2] or 1))
+    elif request.path == "/block":
+        query = parse_qs(request.query)
+        time.sleep(float(query["s"][0]))
+        if "hold" in query:  # without it, no checkpoint: nothing else runs before the answer
+            await trio.sleep(float(query["hold"][0]))
     elif request.path == "/big":
         return Response(b"x" * (4 << 20))
     elif request.path == "/euro":

@@ -135,8 +135,8 @@ def slow_requests(server: RunningServer, count: int, seconds: float) -> tuple[li
     return threads, statuses
 
 
-def test_requests_over_max_in_flight_are_shed_with_retry_after():
-    with RunningServer(Limits(max_in_flight=3)) as server:
+def test_requests_over_a_fixed_max_in_flight_are_shed_at_once_with_retry_after():
+    with RunningServer(Limits(max_in_flight=3, queue_delay_target=0)) as server:
         threads, statuses = slow_requests(server, 2, 1.0)
         assert status_of(server.exchange(b"GET /slow?s=0.1 HTTP/1.1\r\nHost: e.com\r\nConnection: close\r\n\r\n")) == 200  # the 3rd: at the limit
         more, more_statuses = slow_requests(server, 1, 1.0)  # 3 in flight now
@@ -148,6 +148,106 @@ def test_requests_over_max_in_flight_are_shed_with_retry_after():
         assert statuses + more_statuses == [200, 200, 200]
         assert status_of(server.exchange(GOOD)) == 200  # admitted again once below the limit
         assert server.server.rejected == {503: 1}
+
+
+@pytest.mark.parametrize("held, status", [(0.25, 200), (0.5, 503)])
+def test_a_request_over_the_limit_waits_for_a_slot_up_to_the_interval(held, status):
+    """max_in_flight 2 in flight for ``held`` seconds: a third request waits for a slot, and is
+    served if one frees within the 0.35 s interval, else shed when it has waited that long."""
+    with RunningServer(Limits(max_in_flight=2, queue_delay_target=0.05, queue_delay_interval=0.35)) as server:
+        threads, statuses = slow_requests(server, 2, held)
+        with server.connect() as sock:
+            started = time.monotonic()
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: e.com\r\n\r\n")
+            raw = read_answer(sock)
+            waited = time.monotonic() - started
+            assert status_of(raw) == status
+            if status == 503:  # the connection is kept (see HttpServer._admit): the next one is served
+                assert b"\r\nretry-after: 1\r\n" in raw and not closes(raw) and 0.3 < waited < 0.5
+                for thread in threads:
+                    thread.join(5)
+                sock.sendall(GOOD)
+                assert status_of(read_all(sock)) == 200
+        for thread in threads:
+            thread.join(5)
+        assert statuses == [200, 200]
+        assert server.server.rejected == ({503: 1} if status == 503 else {})
+
+
+@pytest.mark.parametrize("blocked, hold, status", [(0.15, 0.05, 200), (0.6, 0.3, 503), (0.6, 0.0, 200)])
+def test_a_first_request_that_waited_over_the_interval_in_the_backlog_is_shed(blocked, hold, status):
+    """A worker blocks the event loop for ``blocked`` seconds, then holds the only slot ``hold`` more,
+    while a new connection's request waits in the accept backlog: the kernel's receive timestamp says
+    how long (interval 0.35 s). Under the interval it waits for the slot; over, it is shed while the
+    slot is taken, and served when the slot is free by then (a one-off stall, no overload)."""
+    with RunningServer(Limits(max_in_flight=1, queue_delay_target=0.05, queue_delay_interval=0.35)) as server:
+        target = b"/block?s=%g" % blocked + (b"&hold=%g" % hold if hold else b"")
+        request = b"GET " + target + b" HTTP/1.1\r\nHost: e.com\r\nConnection: close\r\n\r\n"
+        blocker = threading.Thread(target=server.exchange, args=(request,))
+        blocker.start()
+        time.sleep(0.05)  # the server is in the blocking worker now
+        raw = server.exchange(GOOD)
+        blocker.join(5)
+        assert status_of(raw) == status
+        if status == 503:
+            assert b"\r\nretry-after: 1\r\n" in raw and closes(raw) and server.server.rejected == {503: 1}
+        assert status_of(server.exchange(GOOD)) == 200  # fresh again
+
+
+def test_a_loop_blocking_worker_shrinks_the_limit_and_it_grows_back():
+    """Workers that block the loop make every request wait over the 10 ms target: the limit falls to
+    its floor and requests beyond it wait or are shed. Non-blocking load after, with requests waiting
+    for a slot while the delay is under the target: the limit grows again, and all is served."""
+    with RunningServer(Limits(max_in_flight=64, queue_delay_target=0.01, queue_delay_interval=0.1)) as server:
+        admission = server.server.admission
+        statuses: list[int] = []
+
+        def keep_alive(path: bytes, count: int) -> None:
+            with server.connect() as sock:
+                for _ in range(count):
+                    sock.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: e.com\r\n\r\n")
+                    raw = read_answer(sock)
+                    statuses.append(status_of(raw))
+                    if closes(raw):
+                        return
+
+        def load(path: bytes, clients: int, count: int) -> None:
+            threads = [threading.Thread(target=keep_alive, args=(path, count)) for _ in range(clients)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(20)
+
+        lowest = [admission.limit]
+        watching = threading.Event()
+
+        def watch() -> None:
+            while not watching.wait(0.005):
+                lowest[0] = min(lowest[0], admission.limit)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        load(b"/block?s=0.02", 8, 15)
+        watching.set()
+        watcher.join()
+        assert lowest[0] == 4  # the floor
+        assert admission.limit <= 8
+        statuses.clear()
+        load(b"/slow?s=0.02", 8, 15)  # the limit makes requests wait (< the interval): all served
+        assert statuses == [200] * 120
+        assert admission.limit > 4
+
+
+def read_answer(sock: socket.socket) -> bytes:
+    """One whole answer with a content-length."""
+    raw = b""
+    while b"\r\n\r\n" not in raw:
+        raw += sock.recv(65536)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    length = int(re.search(rb"content-length: (\d+)", head.lower()).group(1))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
 
 
 def test_connections_over_max_connections_get_503_and_close():

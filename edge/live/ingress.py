@@ -30,10 +30,17 @@ What the server gets wrong stays its own request's problem: a worker's answer HT
 (``error code: 1101``, ``x-edge-error: invalid-response``) and counted in ``faults``.
 
 Overload is shed early and cheaply, before any actor sees the request, so that what is admitted
-keeps a bounded latency:
+keeps a bounded latency. Sheds are 503s with ``Retry-After``, counted as ``rejected`` 503s:
 
-* more than ``max_in_flight`` requests in the handler: 503 with ``Retry-After``, counted as a
-  ``rejected`` 503, and the connection closes (see ``_shed``);
+* admission control (``edge.live.admission``): a limit on requests in the handler, at most
+  ``max_in_flight``, that shrinks while every request of a ``queue_delay_interval`` waited over
+  ``queue_delay_target`` before its head was parsed (measured from the kernel's receive timestamp,
+  ``SO_TIMESTAMPNS``, so the accept backlog counts). A request over the limit waits for a slot,
+  oldest first, for up to an interval in all (at most ``limit`` of them; beyond, shed and closed),
+  then is shed with its connection kept (see ``_admit``). While the limit is reached (in this
+  interval or the last), a connection's first request that waited over an interval in the accept
+  backlog is shed at once, before its ``Request`` is built, and the connection closed. ``queue_delay_target = 0`` turns it off: then a request over
+  ``max_in_flight`` is shed at once and its connection closed (see ``_shed``);
 * more than ``max_connections`` open connections: a new one gets a 503 and is closed;
 * a client that does not take its answer within ``write_timeout`` is dropped (counted);
 * at most ``read_buffer_bytes`` of a connection's input are read ahead of what is being served.
@@ -45,10 +52,15 @@ with ``connection: close``), and ``drained()`` reports when none is left.
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import os
 import re
+import socket
+import struct
+import sys
+import time
 from http import HTTPStatus
 from typing import Any, Awaitable, Callable
 
@@ -56,6 +68,7 @@ import h11
 import msgspec
 import trio
 
+from edge.live.admission import ADMIT, SHED, AdaptiveLimit
 from edge.live.ratelimit import RateLimit
 from edge.platform.errors import INVALID_RESPONSE, platform_error
 from edge.platform.fetch import Request, Response
@@ -72,6 +85,11 @@ _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "content-length"}
 )
 _RECEIVE_CHUNK = 64 * 1024
+# Linux's SO_TIMESTAMPNS (the socket module does not name it): recvmsg then says when the data
+# reached the socket, and an accepted socket inherits it from its listener.
+_SO_TIMESTAMPNS = 35 if sys.platform == "linux" else None
+_TIMESPEC = struct.Struct("@qq")
+_ANCILLARY_SIZE = socket.CMSG_SPACE(_TIMESPEC.size)
 _SERVER = (b"server", b"edge")
 _VERSIONS = (b"1.1", b"1.0")
 _BLANK_LINE = re.compile(rb"\n\r?\n")  # the end of a head, as h11 finds it
@@ -90,6 +108,11 @@ class Limits(msgspec.Struct, frozen=True):
     write_timeout: float = 10.0  # for one answer to be taken by the client; then it is dropped
     hangup_grace: float = 1.0  # a request whose client sent EOF keeps its handler this long
     max_in_flight: int = 512  # requests in the handler; beyond, 503 + Retry-After
+    # Admission control (edge.live.admission): the limit on requests in flight, at most max_in_flight,
+    # shrinks while every request of an interval waited over the target before being read, and a
+    # request that waited longer than an interval (in the accept backlog, say) is shed.
+    queue_delay_target: float = 0.005  # seconds; 0 turns it off (a fixed max_in_flight)
+    queue_delay_interval: float = 0.1
     max_connections: int = 1024  # open connections; beyond, a new one gets 503 and is closed
     read_buffer_bytes: int = 64 * 1024  # input read ahead of the request being served
     retry_after: int = 1  # seconds, in the Retry-After of a shed answer
@@ -133,6 +156,11 @@ class HttpServer:
             b"HTTP/1.1 503 Service Unavailable\r\n" + b"".join(name + b": " + value + b"\r\n" for name, value in self._shed_headers)
             + b"connection: close\r\n\r\n" + shed_body
         )
+        self.admission = (
+            AdaptiveLimit(limits.queue_delay_target, limits.queue_delay_interval, limits.max_in_flight)
+            if limits.queue_delay_target else None
+        )
+        self._waiters: collections.deque[trio.Event] = collections.deque()  # waiting for a slot, oldest first
         self._closing = False
         self._accepting = trio.CancelScope()
         self._idle: set[_Client] = set()  # waiting for their next request
@@ -142,6 +170,9 @@ class HttpServer:
 
     async def serve(self, listeners: list[trio.SocketListener]) -> None:
         """Accept on ``listeners`` until ``stop_accepting``; returns when every connection closed."""
+        if _SO_TIMESTAMPNS is not None:
+            for listener in listeners:
+                listener.socket.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
         async with trio.open_nursery() as connections:
             with self._accepting:
                 await trio.serve_listeners(self._connection, listeners, handler_nursery=connections)
@@ -215,13 +246,18 @@ class HttpServer:
         """Request after request on one connection, until either side closes it."""
         conn = client.h11
         while not self._closing:
-            request = await self._read_request(client)
-            if request is None:
+            received = await self._read_request(client)
+            if received is None:
                 return
-            if self.in_flight >= self.limits.max_in_flight and not isinstance(request, _BadRequest):
-                await self._shed(client)
+            refusal = await self._admit(client)
+            if refusal is not None:
+                await self._shed(client, refusal)
             else:
-                response = await self._handle(client, request)
+                request = _to_request(*received)
+                try:
+                    response = await self._handle(client, request)
+                finally:
+                    self._leave()
                 if response is None:  # the client went away
                     return
                 await self._respond(client, request, response)
@@ -230,8 +266,12 @@ class HttpServer:
             conn.start_next_cycle()
             client.consumed()
 
-    async def _read_request(self, client: _Client) -> Request | _BadRequest | None:
-        """The next complete request, or None when the client closed (or idled out) between requests."""
+    async def _read_request(self, client: _Client) -> tuple[h11.Request, bytes] | None:
+        """The next complete request (head, body), or None when the client closed (or idled out)
+        between requests; its queueing delay in ``client.delay``.
+
+        The head's fields are checked as bytes: the ``Request`` is built only for what is admitted.
+        """
         limits = self.limits
         self._idle.add(client)
         try:
@@ -244,20 +284,19 @@ class HttpServer:
                 raise _Reject(408, "request head not received in time")
             return None
         head: h11.Request = event
+        client.delay = time.time() - client.arrived
         if head.http_version not in _VERSIONS:
             raise _Reject(505, f"HTTP/{head.http_version.decode()} is not supported: HTTP/1.1 and HTTP/1.0 are")
         # h11 only bounds a head that is still incomplete; one that arrived whole is measured here.
         head_size = len(head.method) + len(head.target) + sum(len(name) + len(value) + 4 for name, value in head.headers)
         if head_size > limits.max_header_bytes:
             raise _Reject(431, f"request head of {head_size} bytes is over the {limits.max_header_bytes}-byte limit")
-        headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in head.headers]
-        declared = _content_length(headers)
-        if declared is not None and any(name == "transfer-encoding" for name, _ in headers):
+        declared = _content_length(head.headers)
+        if declared is not None and any(name == b"transfer-encoding" for name, _ in head.headers):
             raise _Reject(400, "a request cannot have both Content-Length and Transfer-Encoding")
         if declared is not None and declared > limits.max_body_bytes:
             raise _Reject(413, f"request body of {declared} bytes is over the {limits.max_body_bytes}-byte limit")
-        body = await self._read_body(client)
-        return _to_request(head, headers, body)
+        return head, await self._read_body(client)
 
     def _head_started(self, client: _Client) -> None:
         """A request has begun to arrive: shutdown lets it finish, and its head has header_timeout."""
@@ -286,13 +325,66 @@ class HttpServer:
             else:  # ConnectionClosed
                 raise trio.BrokenResourceError("client closed before its body ended")
 
-    async def _handle(self, client: _Client, request: Request | _BadRequest) -> Response | None:
-        """Run the handler; None if the client disconnected meanwhile (the handler is cancelled)."""
-        if isinstance(request, _BadRequest):
-            raise _Reject(400, request.message)
+    async def _admit(self, client: _Client) -> list[tuple[bytes, bytes]] | None:
+        """Take a slot in flight for the request just read (None), or say how to shed it (the
+        headers of its 503).
+
+        A request over the limit waits for a slot, oldest first, until it has waited an interval in
+        all; nothing waits while requests fit under the limit, and no more than the limit wait.
+        One that waited that long is shed with its connection kept: a connection the ingress took
+        is worth keeping under overload (its next request is fresh, while a new connection comes
+        through the accept backlog, stale by then), and one that re-sends at once costs a parse
+        and a 503 per interval. Closing those let the connections served dwindle whenever the limit
+        dipped, and good throughput with them; keeping them with no bound on the queue kept every
+        connection ever taken, whose 503s took the CPU (9 good answers per second at 1,024).
+        """
+        admission = self.admission
+        if admission is None:
+            if self.in_flight >= self.limits.max_in_flight:
+                return self._shed_and_close
+            self._enter()
+            return None
+        decision = admission.decide(trio.current_time(), client.delay, self.in_flight, len(self._waiters), client.first)
+        if decision is ADMIT:
+            self._enter()
+            return None
+        if decision is SHED:
+            return self._shed_and_close
+        waiter = trio.Event()  # set by _leave, which hands its slot over
+        self._waiters.append(waiter)
+        try:
+            with trio.move_on_after(max(0.0, admission.interval - client.delay)):
+                await waiter.wait()
+        except BaseException:
+            if waiter.is_set():
+                self._leave()
+            else:
+                self._waiters.remove(waiter)
+            raise
+        if waiter.is_set():
+            return None
+        self._waiters.remove(waiter)
+        return self._shed_headers
+
+    def _enter(self) -> None:
         self.in_flight += 1
         if self._drained.is_set():
             self._drained = trio.Event()
+
+    def _leave(self) -> None:
+        """A request left the handler: its slot goes to the newest waiting request, if it fits."""
+        if self._waiters and self.in_flight <= self.admission.limit:  # type: ignore[union-attr]
+            self._waiters.popleft().set()
+            return
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            self._drained.set()
+
+    async def _handle(self, client: _Client, request: Request | _BadRequest) -> Response | None:
+        """Run the handler in the slot taken; None if the client disconnected meanwhile (the handler
+        is cancelled)."""
+        if isinstance(request, _BadRequest):
+            raise _Reject(400, request.message)
         response: Response | None = None
         try:
             with trio.CancelScope() as client.serving:
@@ -308,9 +400,6 @@ class HttpServer:
         finally:
             self._serving.discard(client)
             client.serving = None
-            self.in_flight -= 1
-            if self.in_flight == 0:
-                self._drained.set()
         if response is not None:
             return response
         if client.hung_up:
@@ -352,16 +441,17 @@ class HttpServer:
             headers.append((b"connection", b"close"))
         return h11.Response(status_code=response.status, headers=headers, reason=response.status_text.encode("latin-1")), body
 
-    async def _shed(self, client: _Client) -> None:
-        """Over max_in_flight: 503 + Retry-After from prepared headers, and the connection closes.
+    async def _shed(self, client: _Client, headers: list[tuple[bytes, bytes]]) -> None:
+        """503 + Retry-After from prepared headers, closing the connection or not.
 
-        Closing is what keeps a shed cheap when clients re-send at once: a shed client has to come
-        back through the accept loop, which takes one connection per scheduler pass, instead of
-        cycling on its open connection and taking a turn from every admitted request's each hop.
+        Closing is what keeps a shed cheap when clients re-send at once and the shed is immediate:
+        a shed client has to come back through the accept loop, which takes one connection per
+        scheduler pass, instead of cycling on its open connection and taking a turn from every
+        admitted request's each hop.
         """
         self.count_rejected(503)
         conn = client.h11
-        await self._send(client, conn.send(h11.Response(status_code=503, headers=self._shed_and_close)) + conn.send(h11.Data(data=self._shed_body)) + conn.send(h11.EndOfMessage()))
+        await self._send(client, conn.send(h11.Response(status_code=503, headers=headers)) + conn.send(h11.Data(data=self._shed_body)) + conn.send(h11.EndOfMessage()))
 
     async def _send(self, client: _Client, data: bytes) -> None:
         """Write to a client that must take it within write_timeout, or be dropped.
@@ -407,7 +497,11 @@ class _Client:
 
     def __init__(self, stream: trio.SocketStream, limits: Limits) -> None:
         self.stream = stream
+        self.socket = stream.socket
         self.fileno = stream.socket.fileno()
+        self.arrived = 0.0  # when the request being read reached the socket (time.time())
+        self.delay = 0.0  # how long the last request waited before its head was parsed
+        self.first = True  # is it the connection's first request?
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
         # head and body are consumed as they arrive, so this bounds input waiting behind an answer
         self.read_ahead = limits.max_header_bytes + limits.read_buffer_bytes
@@ -427,9 +521,11 @@ class _Client:
                     self._room = trio.Event()  # enough read ahead: wait for the requests to be served
                     await self._room.wait()
                 try:
-                    data = await self.stream.receive_some(_RECEIVE_CHUNK)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    data, ancillary, _, _ = await self.socket.recvmsg(_RECEIVE_CHUNK, _ANCILLARY_SIZE)
+                except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
                     data = b""  # reset by the peer: the same as a hang-up here
+                if data and self.h11.their_state is h11.IDLE and not _unparsed(self.h11):
+                    self.arrived = _received_at(ancillary)  # the first bytes of a request
                 self.h11.receive_data(data)  # b"" tells h11 the peer closed
                 if not data:
                     self.hung_up = True
@@ -449,6 +545,9 @@ class _Client:
     def consumed(self) -> None:
         """A request cycle ended: the reader may read ahead again."""
         self.started = False
+        self.first = False
+        if _unparsed(self.h11):  # pipelined: it has waited behind its own connection until now
+            self.arrived = time.time()
         self._room.set()
 
     async def next_event(self, timeout: float, on_start: Callable[[_Client], None] | None = None) -> Any:
@@ -524,14 +623,24 @@ def _log_client_fault(stream: trio.SocketStream, status: int) -> None:
     client_faults.warning("%d %s answered to a client at %s", status, HTTPStatus(status).phrase, peer)
 
 
-def _content_length(headers: list[tuple[str, str]]) -> int | None:
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
     for name, value in headers:
-        if name == "content-length":
+        if name == b"content-length":
             return int(value)  # h11 has already checked it is a number
     return None
 
 
-def _to_request(head: h11.Request, headers: list[tuple[str, str]], body: bytes) -> Request | _BadRequest:
+def _received_at(ancillary: list[tuple[int, int, bytes]]) -> float:
+    """When the data recvmsg returned reached the socket (time.time()); now without a timestamp."""
+    for _, _, data in ancillary:
+        if len(data) >= _TIMESPEC.size:
+            seconds, nanoseconds = _TIMESPEC.unpack_from(data)
+            return seconds + nanoseconds * 1e-9
+    return time.time()
+
+
+def _to_request(head: h11.Request, body: bytes) -> Request | _BadRequest:
+    headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in head.headers]
     target = head.target.decode("latin-1")
     method = head.method.decode("latin-1")
     if target.startswith(("http://", "https://")):

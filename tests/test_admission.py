@@ -1,0 +1,114 @@
+"""The admission decisions (edge.live.admission) with a fake clock: limits at the boundary, the
+limit's adaptation, the backlog's stale requests."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge.live.admission import ADMIT, FLOOR, SHED, STALL, WAIT, AdaptiveLimit
+
+TARGET, INTERVAL = 0.005, 0.1
+
+
+def limiter(ceiling: int = 64) -> AdaptiveLimit:
+    return AdaptiveLimit(TARGET, INTERVAL, ceiling)
+
+
+def run_interval(limit: AdaptiveLimit, start: float, delays: list[float], in_flight: int = 0) -> None:
+    """Requests (not first on their connection) taken up within [start, start + INTERVAL)."""
+    for index, delay in enumerate(delays):
+        limit.decide(start + index * INTERVAL / (2 * len(delays)), delay, in_flight, 0, first=False)
+
+
+def test_admits_under_the_limit_and_queues_up_to_the_limit_over_it():
+    limit = limiter(ceiling=8)
+    assert limit.limit == 8  # starts at the ceiling
+    assert limit.decide(0.0, 0.0, 7, 0, first=False) == ADMIT  # just under
+    assert limit.decide(0.0, 0.0, 8, 0, first=False) == WAIT  # at
+    assert limit.decide(0.0, 0.0, 9, 0, first=False) == WAIT  # over
+    assert limit.decide(0.0, 0.0, 8, 7, first=False) == WAIT  # the queue just under the limit
+    assert limit.decide(0.0, 0.0, 8, 8, first=False) == SHED  # at
+
+
+def test_a_first_request_stale_in_the_backlog_is_shed_under_pressure():
+    limit = limiter(ceiling=8)
+    stale = INTERVAL + 1e-6
+    assert limit.decide(0.0, INTERVAL, 8, 0, first=True) == WAIT  # waited exactly an interval
+    assert limit.decide(0.0, stale, 8, 0, first=True) == SHED  # just over, the limit reached
+    assert AdaptiveLimit(TARGET, INTERVAL, 8).decide(0.0, stale, 7, 1, first=True) == SHED  # others wait
+    # no pressure: a one-off stall, served up to STALL intervals
+    assert AdaptiveLimit(TARGET, INTERVAL, 8).decide(0.0, stale, 7, 0, first=True) == ADMIT
+    assert AdaptiveLimit(TARGET, INTERVAL, 8).decide(0.0, STALL * INTERVAL, 0, 0, first=True) == ADMIT
+    assert AdaptiveLimit(TARGET, INTERVAL, 8).decide(0.0, STALL * INTERVAL + 1e-6, 0, 0, first=True) == SHED
+    # the limit reached earlier in this interval, or in the last one: pressure still
+    assert limit.decide(0.05, stale, 0, 0, first=True) == SHED
+    limit.decide(INTERVAL, 0.0, 0, 0, first=False)
+    assert limit.decide(INTERVAL + 0.01, stale, 0, 0, first=True) == SHED
+    limit.decide(2 * INTERVAL, 0.0, 0, 0, first=False)  # an interval without: it has passed
+    assert limit.decide(2 * INTERVAL + 0.01, stale, 0, 0, first=True) == ADMIT
+    # a later request of a connection: its wait is the server's lag, which the limit acts on
+    assert limit.decide(0.0, 10 * INTERVAL, 0, 0, first=False) == ADMIT
+
+
+def test_the_least_delay_at_the_target_keeps_the_limit_and_just_over_shrinks_it():
+    limit = limiter()
+    run_interval(limit, 0.0, [0.050, TARGET, 0.020])  # least exactly the target
+    limit.decide(INTERVAL, 0.0, 0, 0, first=False)  # the next interval begins: the last one is judged
+    assert limit.limit == 64
+    limit = limiter()
+    run_interval(limit, 0.0, [0.050, TARGET * 1.25, 0.020])  # least just over
+    limit.decide(INTERVAL, 0.0, 0, 0, first=False)
+    assert limit.limit == round(64 / 1.25)  # in proportion: target / least
+
+
+def test_one_request_under_the_target_means_no_standing_queue():
+    limit = limiter()
+    run_interval(limit, 0.0, [0.5] * 50 + [0.001] + [0.5] * 50)  # a burst: most waited, not all
+    limit.decide(INTERVAL, 0.0, 0, 0, first=False)
+    assert limit.limit == 64
+
+
+def test_the_limit_halves_at_most_per_interval_and_stops_at_the_floor():
+    limit = limiter()
+    expected = [32, 16, 8, FLOOR, FLOOR]
+    for step, want in enumerate(expected):
+        run_interval(limit, step * INTERVAL, [1.0, 2.0])  # 200x the target: halve, no more
+        limit.decide((step + 1) * INTERVAL, 1.0, 0, 0, first=False)
+        assert limit.limit == want
+
+
+def intervals(limit: AdaptiveLimit, contents: list[tuple[list[float], int]]) -> int:
+    """Consecutive intervals, each (delays, in_flight); the limit once the last one is judged."""
+    for step, (delays, in_flight) in enumerate(contents):
+        run_interval(limit, step * INTERVAL, delays, in_flight)
+    limit.decide(len(contents) * INTERVAL, 0.0, 0, 0, first=False)
+    return limit.limit
+
+
+def test_the_limit_grows_when_it_made_requests_wait_and_the_queue_kept_up():
+    shrunk = [([1.0], 0), ([1.0], 0)]  # 64 -> 32 -> 16
+    assert intervals(limiter(), shrunk) == 16
+    assert intervals(limiter(), [*shrunk, ([0.001], 0)]) == 16  # not limited: no reason to grow
+    # limited (a request waited) with the least delay half the target: doubles, no more
+    assert intervals(limiter(), [*shrunk, ([TARGET / 10, TARGET / 2], 16)]) == 32
+    # limited with the least delay just under the target: one more at least
+    assert intervals(limiter(), [*shrunk, ([TARGET * 0.99], 16)]) == 17
+    # never over the ceiling
+    assert intervals(limiter(), [*shrunk, *[([0.0], 64)] * 4]) == 64
+
+
+def test_an_idle_interval_and_stale_requests_are_no_signal():
+    limit = limiter()
+    run_interval(limit, 0.0, [1.0])
+    limit.decide(2 * INTERVAL + 0.01, 0.0, 0, 0, first=False)  # a whole interval without requests first
+    assert limit.limit == 64
+    limit = limiter()
+    for index in range(20):  # only stale first requests, shed (the limit reached): the limit does not move
+        assert limit.decide(index * INTERVAL / 4, 2.0, 64, 0, first=True) == SHED
+    assert limit.limit == 64
+
+
+@pytest.mark.parametrize("target, interval, ceiling", [(0.0, 0.1, 8), (-1.0, 0.1, 8), (0.1, 0.1, 8), (0.005, 0.1, 0)])
+def test_bad_settings_are_refused(target, interval, ceiling):
+    with pytest.raises(ValueError, match="admission needs"):
+        AdaptiveLimit(target, interval, ceiling)
