@@ -306,7 +306,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     token = token or new_token()
     if not _is_loopback(args.admin_host):
         print(f"edge: warning: the admin API listens on {args.admin_host}: anyone who reaches it can change weights", file=sys.stderr)
-    limits = Limits(max_body_bytes=args.max_body, header_timeout=args.client_timeout, body_timeout=args.client_timeout)
+    if args.queue_delay_target and not args.queue_delay_target < args.queue_delay_interval:
+        print(f"edge: error: --queue-delay-target ({format_duration(args.queue_delay_target)}) must be under "
+              f"--queue-delay-interval ({format_duration(args.queue_delay_interval)}), or 0 to turn admission control off", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    limits = Limits(
+        max_body_bytes=args.max_body, header_timeout=args.client_timeout, body_timeout=args.client_timeout,
+        write_timeout=args.write_timeout, max_in_flight=args.max_in_flight, max_connections=args.max_connections,
+        queue_delay_target=args.queue_delay_target, queue_delay_interval=args.queue_delay_interval,
+    )
 
     def ready(endpoints) -> None:
         name = loaded.spec.scenario.name
@@ -384,6 +392,23 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _positive_duration(text: str) -> float:
+    seconds = _duration(text)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive duration, got {text!r}")
+    return seconds
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {text!r}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edge", description="Simulate a Workers-style edge platform.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -452,6 +477,13 @@ def parser() -> argparse.ArgumentParser:
                        help=f"the admin API's token (default: ${TOKEN_ENV}, else one generated and printed at start)")
     serve.add_argument("--max-body", type=_size, default=1024 * 1024, help='largest request body accepted, e.g. "1MiB" (default); larger gets 413')
     serve.add_argument("--client-timeout", type=_duration, default=10.0, help='time a client has to send a request head, and then its body (default "10s"); slower gets 408')
+    serve.add_argument("--write-timeout", type=_positive_duration, default=10.0, help='time a client has to take an answer (default "10s"); then it is dropped')
+    serve.add_argument("--max-connections", type=_positive_int, default=1024, help="open connections (default 1024); a new one beyond gets 503 and is closed")
+    serve.add_argument("--max-in-flight", type=_positive_int, default=512, help="requests being served at most (default 512); beyond, 503 with Retry-After")
+    serve.add_argument("--queue-delay-target", type=_duration, default=0.005,
+                       help='admission control: shed while requests wait longer than this before being read (default "5ms"; 0 turns it off)')
+    serve.add_argument("--queue-delay-interval", type=_positive_duration, default=0.1,
+                       help='admission control: its measuring interval, and the longest a request waits for a slot (default "100ms")')
     serve.add_argument("--drain", type=_duration, default=10.0, help='on SIGINT/SIGTERM, how long requests in flight may take to finish (default "10s")')
     serve.add_argument("--seed", type=int, default=None, help="seed of the synthetic workers' draws")
     serve.add_argument("--traffic", action="store_true", help="also send the scenario's traffic to the ingress, in real time over real sockets")

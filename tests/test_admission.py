@@ -112,3 +112,31 @@ def test_an_idle_interval_and_stale_requests_are_no_signal():
 def test_bad_settings_are_refused(target, interval, ceiling):
     with pytest.raises(ValueError, match="admission needs"):
         AdaptiveLimit(target, interval, ceiling)
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--queue-delay-target", "100ms", "--queue-delay-interval", "100ms"], "must be under --queue-delay-interval"),
+    (["--max-in-flight", "0"], "expected at least 1"),
+    (["--max-connections", "-1"], "expected at least 1"),
+    (["--write-timeout", "0s"], "expected a positive duration"),
+])
+def test_serve_refuses_admission_settings_that_cannot_work(flags, message):
+    """The settings are checked by the command (exit 2, one line) before anything listens."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "edge.cli", "serve", "--port", "0", "--admin-port", "0", *flags],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
+
+def test_serve_takes_admission_settings_just_inside_the_bounds():
+    """A target just under the interval is accepted: the server starts and answers."""
+    import urllib.request
+
+    from live import serve
+
+    with serve("--queue-delay-target", "99ms", "--queue-delay-interval", "100ms", "--max-in-flight", "1",
+               "--max-connections", "1", "--write-timeout", "1ms") as served:
+        with urllib.request.urlopen(served.metrics, timeout=5) as answer:
+            assert answer.status == 200
