@@ -19,8 +19,8 @@ an interval (CoDel: Nichols and Jacobson, "Controlling Queue Delay", 2012).
   that re-send at once after a 503 make the backlog a standing queue, and serving from it would put
   seconds of wait into the latency of what is admitted. Without pressure a wait of up to ``STALL``
   intervals was a one-off stall (a worker blocking the loop), and the request is served: a health
-  check is not refused for it; a longer one is shed all the same. Such a request says how long the backlog is, not how the admitted work fares, so it is no
-  part of the signal.
+  check is not refused for it; a longer one is shed all the same. Such a request says how long the
+  backlog is, not how the admitted work fares, so it is no part of the signal.
 
 Why a limit, and not shedding on the delay alone as CoDel drops packets (or wangle's ``Codel``
 sloughs requests): with clients that re-send at once, shedding every late request leaves only late
@@ -41,8 +41,10 @@ ADMIT, WAIT, SHED = "admit", "wait", "shed"
 # throughput with it); the chain's best throughput is at 4 to 64 connections (benchmarks/overload.py).
 FLOOR = 4
 # Without pressure, a first request that waited up to this many intervals in the backlog is served:
-# a stall that long is one-off (a worker blocking the loop up to its step limit, 300 ms by default);
-# a longer wait is a backlog, and would put its length into the latency of what is admitted.
+# a stall that long is one-off (a worker blocking the loop until the watchdog stops it); a longer
+# wait is a backlog, and would put its length into the latency of what is admitted. The live step
+# limit (1 s by default) can outlast 4 intervals (400 ms by default): a request that waited behind
+# the whole of such a stall is shed even so.
 STALL = 4
 
 
