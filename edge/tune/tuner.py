@@ -19,6 +19,7 @@ import functools
 import math
 import os
 import sys
+from collections.abc import Iterable
 from concurrent.futures import Executor
 from pathlib import Path
 
@@ -172,15 +173,26 @@ def tasks(scenario: str, candidates: int, replications: int, seed: int) -> list[
 def run_tasks(all_tasks: list[Task], executor: Executor | None, progress=None) -> list[Replication]:
     """Every replication, on ``executor`` (None: in this process), in the tasks' order."""
     if executor is None:
-        mapped = map(replicate, all_tasks)
+        mapped: Iterable[Replication] = map(replicate, all_tasks)
     else:  # a few chunks per worker: fewer round trips, and the last ones still balance
-        mapped = executor.map(replicate, all_tasks, chunksize=max(1, len(all_tasks) // (8 * (os.cpu_count() or 1))))
+        size = max(1, len(all_tasks) // (8 * (os.cpu_count() or 1)))
+        # Submitted and read in order, never cancelled here (``Executor.map`` cancels what is left
+        # when interrupted): on Ctrl-C the command stops the pool's processes and the broken pool
+        # fails what was pending; a cancel racing with that makes Python 3.11's pool thread print
+        # an InvalidStateError traceback.
+        futures = [executor.submit(replicate_chunk, all_tasks[i : i + size]) for i in range(0, len(all_tasks), size)]
+        mapped = (result for future in futures for result in future.result())
     results = []
     for result in mapped:
         results.append(result)
         if progress is not None:
             progress()
     return results
+
+
+def replicate_chunk(chunk: list[Task]) -> list[Replication]:
+    """Several replications in one round trip to a worker process."""
+    return [replicate(task) for task in chunk]
 
 
 # -- statistics --------------------------------------------------------------------------------
