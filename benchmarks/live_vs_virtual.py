@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -32,6 +30,9 @@ from pathlib import Path
 
 import tomllib
 from prometheus_client.parser import text_string_to_metric_families
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from served import cpu_seconds, edge_serve  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DURATION = "edge_environment_duration_seconds"
@@ -57,37 +58,16 @@ def environment_totals(metrics_url: str) -> dict[str, tuple[float, float]]:
     return {key: (total, count) for key, (total, count) in totals.items()}
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (utime and stime in /proc/PID/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def live(scenario: list[str], seconds: float, warmup: float, realtime: bool = False) -> tuple[dict[str, tuple[float, int]], float, float]:
     """Per environment (mean latency, calls) over ``seconds`` of ``edge serve --traffic`` after
     ``warmup``, the server's CPU use over that window (1.0 = one core), and the window's length."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "EDGE_ADMIN_TOKEN": "live-vs-virtual-" + "0" * 16}
-    process = subprocess.Popen(edge("serve", *scenario, "--traffic", "--port", "0", "--admin-port", "0"),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-    try:
-        assert process.stdout is not None
-        urls = [m.group(1) for m in (re.search(r"(http://\S+)", process.stdout.readline()) for _ in range(3)) if m]
-        if len(urls) != 3:
-            raise RuntimeError(f"edge serve did not start: {process.communicate(timeout=10)[1]}")
-        metrics = urls[1]
+    with edge_serve(*scenario, "--traffic") as served:
         if realtime:  # the trio thread only: its wake-ups then do not queue behind other processes
-            os.sched_setscheduler(process.pid, os.SCHED_FIFO, os.sched_param(1))
+            os.sched_setscheduler(served.pid, os.SCHED_FIFO, os.sched_param(1))
         time.sleep(warmup)
-        before, cpu_before, began = environment_totals(metrics), cpu_seconds(process.pid), time.monotonic()
+        before, cpu_before, began = environment_totals(served.metrics), cpu_seconds(served.pid), time.monotonic()
         time.sleep(seconds)
-        after, cpu_after, ended = environment_totals(metrics), cpu_seconds(process.pid), time.monotonic()
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
+        after, cpu_after, ended = environment_totals(served.metrics), cpu_seconds(served.pid), time.monotonic()
     means = {}
     for key, (total, count) in after.items():
         total0, count0 = before.get(key, (0.0, 0.0))

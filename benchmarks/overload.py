@@ -36,6 +36,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from served import rss_mb  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 REQUEST = b"GET / HTTP/1.1\r\nHost: example.com\r\nx-custom-token: s3cret-token-0f9a\r\n\r\n"
@@ -81,14 +84,6 @@ def edge_server(limits: dict[str, float]):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 class Step:

@@ -17,13 +17,9 @@ tenth of the long run (its own series).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
-import os
-import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -33,38 +29,11 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from served import edge_serve, open_fds, rss_mb  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED = ROOT / "edge" / "bundled"
-
-
-@contextlib.contextmanager
-def edge_serve(scenario: Path):
-    """``edge serve --traffic`` on free ports; yields (pid, metrics URL)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "edge.cli", "serve", str(scenario), "--traffic", "--port", "0", "--admin-port", "0"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT)
-    try:
-        for line in proc.stdout:
-            if "/metrics" in line:
-                yield proc.pid, re.search(r"(http://\S+/metrics)", line).group(1)  # type: ignore[union-attr]
-                break
-        else:
-            raise SystemExit("edge serve exited before it printed its /metrics URL")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def rss_mb(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
-
-
-def open_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def scrape(url: str) -> tuple[int, dict[float, float]]:
@@ -103,7 +72,8 @@ def soak_live(minutes: float, every: float) -> None:
     print(f"live: edge serve --traffic (seed topology, 500 req/s), {minutes:g} min, a reading every {every:g} s")
     print(f"{'t s':>6}{'RSS MB':>9}{'fds':>6}{'tasks':>7}{'requests':>10}{'p99 ms':>9}")
     rows = []
-    with edge_serve(BUNDLED / "default.toml") as (pid, url):
+    with edge_serve(str(BUNDLED / "default.toml"), "--traffic") as served:
+        pid, url = served.pid, served.metrics
         started = time.monotonic()
         _, last = scrape(url)
         while (elapsed := time.monotonic() - started) < minutes * 60:
