@@ -3,7 +3,7 @@
 The handler answers by path: ``/`` 200, ``/slow?s=SECONDS`` after that long,
 ``/block?s=SECONDS&hold=SECONDS`` after blocking the event loop ``s`` (a CPU-bound worker: every
 other request waits) and then waiting ``hold`` more without blocking it, ``/big`` 4 MB,
-``/euro`` a redirect whose ``location`` holds a character outside Latin-1, ``/reason`` such a
+``/size`` the size of the request's body, ``/euro`` a redirect whose ``location`` holds a character outside Latin-1, ``/reason`` such a
 reason phrase.
 """
 
@@ -30,6 +30,8 @@ async def handler(request: Request) -> Response:
             await trio.sleep(float(query["hold"][0]))
     elif request.path == "/big":
         return Response(b"x" * (4 << 20))
+    elif request.path == "/size":
+        return Response(str(len(await request.bytes())))
     elif request.path == "/euro":
         return Response(None, status=302, headers={"location": "/\u20ac"})
     elif request.path == "/reason":

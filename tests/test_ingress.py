@@ -13,7 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge.live.ingress import Limits
+import trio
+
+from edge.live.ingress import Limits, _unparsed
 from edge.live.ratelimit import RateLimit
 from ingress_server import RunningServer, read_all
 
@@ -279,6 +281,54 @@ def test_a_client_that_does_not_read_is_dropped_at_the_write_timeout():
         assert server.server.connections == 0
         sock.close()
         assert status_of(server.exchange(GOOD)) == 200
+
+
+def test_input_read_ahead_of_a_request_in_service_stops_exactly_at_the_read_ahead_bound():
+    """A client pipelining behind a slow answer is read up to max_header_bytes + read_buffer_bytes,
+    not a byte more (each connection's memory stays bounded), and every request is still served."""
+    limits = Limits(max_header_bytes=1024, read_buffer_bytes=4096)
+    request = b"GET / HTTP/1.1\r\nHost: e.com\r\n\r\n"
+    behind = 1000
+    with RunningServer(limits) as server, server.connect(timeout=10) as sock:
+        slow = b"GET /slow?s=1 HTTP/1.1\r\nHost: e.com\r\n\r\n"
+        sock.sendall(slow + request * behind)
+        time.sleep(0.5)  # the slow answer is half way: whatever was to be read ahead has been
+
+        def buffered() -> list[int]:
+            return [len(_unparsed(client.h11)) for client in server.server._serving]
+
+        # read up to the bound exactly, then h11 took the slow request's head out of the buffer
+        assert trio.from_thread.run_sync(buffered, trio_token=server._token) == [1024 + 4096 - len(slow)]
+        raw = b""
+        while raw.count(b"HTTP/1.1 200 ") < behind + 1:
+            chunk = sock.recv(65536)
+            assert chunk, raw.count(b"HTTP/1.1 200 ")
+            raw += chunk
+
+
+@pytest.mark.parametrize("size, status", [(1 << 20, 200), ((1 << 20) + 1, 413)])
+def test_a_body_many_times_the_read_ahead_is_received_whole_up_to_the_limit(size, status):
+    limits = Limits(max_header_bytes=1024, read_buffer_bytes=1024, max_body_bytes=1 << 20)
+    with RunningServer(limits) as server:
+        raw = server.exchange(b"POST /size HTTP/1.1\r\nHost: e.com\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % size + b"x" * size, timeout=10)
+        assert status_of(raw) == status
+        if status == 200:
+            assert raw.endswith(b"\r\n\r\n%d" % size)
+
+
+@pytest.mark.parametrize("head, status", [
+    (b"GET / HTTP/1.1\r\nHost: e.com\r\nx-big: " + b"a" * 100_000 + b"\r\n\r\n", 431),
+    (b"POST /size HTTP/1.1\r\nHost: e.com\r\nContent-Length: 2000000\r\n\r\n" + b"x" * 900_000, 413),
+])
+def test_a_refused_client_still_sending_reads_its_refusal_instead_of_a_reset(server, head, status):
+    """The server reads past what it refused before closing: closing on unread input would reset
+    the connection and could destroy the answer before the client reads it."""
+    with server.connect(timeout=10) as sock:
+        sock.sendall(head)
+        raw = b""
+        while chunk := sock.recv(65536):  # a reset raises here
+            raw += chunk
+    assert status_of(raw) == status
 
 
 # -- property: no byte stream breaks the server --------------------------------------------------------

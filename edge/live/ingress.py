@@ -85,6 +85,8 @@ _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "content-length"}
 )
 _RECEIVE_CHUNK = 64 * 1024
+LINGER = 1.0  # seconds a refused client's remaining input is read (and dropped) before closing
+LINGER_BYTES = 1024 * 1024  # and at most this much of it
 # Linux's SO_TIMESTAMPNS (the socket module does not name it): recvmsg then says when the data
 # reached the socket, and an accepted socket inherits it from its listener.
 _SO_TIMESTAMPNS = 35 if sys.platform == "linux" else None
@@ -114,7 +116,7 @@ class Limits(msgspec.Struct, frozen=True):
     queue_delay_target: float = 0.005  # seconds; 0 turns it off (a fixed max_in_flight)
     queue_delay_interval: float = 0.1
     max_connections: int = 1024  # open connections; beyond, a new one gets 503 and is closed
-    read_buffer_bytes: int = 64 * 1024  # input read ahead of the request being served
+    read_buffer_bytes: int = 16 * 1024  # input read ahead of the request being served (beyond its head)
     retry_after: int = 1  # seconds, in the Retry-After of a shed answer
 
 
@@ -202,20 +204,14 @@ class HttpServer:
             self.connections -= 1
 
     async def _refuse(self, stream: trio.SocketStream) -> None:
-        """Over max_connections: a 503 without parsing anything, then close.
-
-        The send side is shut first and the client's bytes drained briefly: closing a socket with
-        unread input resets it, and a reset can destroy the 503 before the client reads it.
-        """
+        """Over max_connections: a 503 without parsing anything, then a lingering close."""
         self.count_rejected(503)
         with trio.move_on_after(1.0):
             try:
                 await stream.send_all(self._refusal)
-                await stream.send_eof()
-                while await stream.receive_some(_RECEIVE_CHUNK):
-                    pass
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
+        await _linger(stream)
         with trio.CancelScope(shield=True):
             await stream.aclose()
 
@@ -483,7 +479,11 @@ class HttpServer:
             with trio.move_on_after(5):
                 await client.stream.send_all(conn.send(h11.Response(status_code=reject.status, headers=headers, reason=HTTPStatus(reject.status).phrase.encode())) + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
         except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
-            pass
+            return
+        # The rest of what the client sends (an oversized head, a refused body) is still unread.
+        client.reading.cancel()
+        await client.finished.wait()  # the reader is off the socket: one receiver at a time
+        await _linger(client.stream)
 
 
 class _Client:
@@ -513,15 +513,19 @@ class _Client:
         self._done_reading = False
         self._arrived = trio.Event()
         self._room = trio.Event()
+        self.finished = trio.Event()  # the reader has returned
 
     async def read(self) -> None:
         with self.reading:
             while True:
-                if len(_unparsed(self.h11)) > self.read_ahead:
+                room = self.read_ahead - len(_unparsed(self.h11))
+                if room <= 0:
                     self._room = trio.Event()  # enough read ahead: wait for the requests to be served
                     await self._room.wait()
+                    continue
                 try:
-                    data, ancillary, _, _ = await self.socket.recvmsg(_RECEIVE_CHUNK, _ANCILLARY_SIZE)
+                    # Never more than the room left: each connection's buffer stays within read_ahead.
+                    data, ancillary, _, _ = await self.socket.recvmsg(min(room, _RECEIVE_CHUNK), _ANCILLARY_SIZE)
                 except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
                     data = b""  # reset by the peer: the same as a hang-up here
                 if data and self.h11.their_state is h11.IDLE and not _unparsed(self.h11):
@@ -535,6 +539,7 @@ class _Client:
                 self._arrived.set()
         self._done_reading = True
         self._arrived.set()
+        self.finished.set()
 
     def hangup_deadline(self) -> None:
         """EOF: gone, or only half-closed; the handler gets ``hangup_grace`` to answer either way."""
@@ -577,12 +582,27 @@ class _Client:
                     on_start(self)
             if self._done_reading:
                 return None
+            self._room.set()  # h11 needs more than it holds: a read-ahead pause must end (a long body)
             self._arrived = trio.Event()
             await self._arrived.wait()
 
     def no_timeout(self) -> None:
         if self.reading.deadline != math.inf:
             self.reading.deadline = math.inf
+
+
+async def _linger(stream: trio.SocketStream) -> None:
+    """Shut our side, then read and drop what the client still sends, for up to LINGER seconds and
+    LINGER_BYTES: closing a socket with unread input resets the connection, and a reset can destroy
+    the answer just sent before the client has read it (what nginx's ``lingering_close`` is for)."""
+    with trio.move_on_after(LINGER):
+        try:
+            await stream.send_eof()
+            left = LINGER_BYTES
+            while left > 0 and (data := await stream.receive_some(_RECEIVE_CHUNK)):
+                left -= len(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
 
 
 class _BadRequest:

@@ -9,6 +9,7 @@ Besides the scenario's routes, the main port answers ``/metrics`` (Prometheus te
 Prometheus scrape or a health check addresses it) when no route claims that host. A separate
 ``--metrics-port`` serves them alone. SIGINT/SIGTERM drain: the listeners close, requests in flight
 get ``drain`` seconds to finish, whatever is left is answered 503, and the process exits 0.
+Once a burst has left ``RELEASE_FREE`` bytes of the heap free, they go back to the kernel.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from actors.supervisor import Supervisor
 from edge.scenario import config
 from edge.live.admin import AdminApi
-from edge.platform import watchdog
+from edge.platform import memory, watchdog
 from edge.platform.clock import RealClock
 from edge.platform.fetch import Request, Response
 from edge.live.ingress import HttpServer, Limits
@@ -142,6 +143,13 @@ async def _listen(server: HttpServer, nursery: trio.Nursery, host: str, port: in
     return Endpoint(host, bound[1])
 
 
+RELEASE_FREE = 8 * 1024 * 1024
+"""Free heap (bytes) at which it is handed back to the kernel: a burst's leftovers, not a steady
+server's churn (see edge.platform.memory)."""
+RELEASE_CHECK = 5.0
+"""Seconds between looks at the free heap."""
+
+
 async def serve(
     loaded: config.LoadedScenario,
     *,
@@ -186,6 +194,8 @@ async def _serve(live: LiveRuntime, ingress: HttpServer, servers: list[HttpServe
             metrics_server = HttpServer(live.metrics_only)
             servers.append(metrics_server)
             endpoints["metrics"] = await _listen(metrics_server, nursery, host, metrics_port)
+        if memory.available():
+            nursery.start_soon(memory.give_back, RELEASE_FREE, RELEASE_CHECK, name="memory release")
         if on_ready is not None:
             on_ready(endpoints)
         load = trio.CancelScope()
