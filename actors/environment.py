@@ -46,7 +46,16 @@ Post = Callable[[Call], Any]
 
 
 class RpcError(Exception):
-    """An RPC method of a bound worker raised; the message is the callee's error, secrets redacted."""
+    """An RPC method of a bound worker raised, or the platform answered for it (shed, down); the
+    message is the callee's error, secrets redacted. ``status`` and ``code`` are the callee's when
+    it failed on purpose (``RpcFailure``), else 500 (or the platform's status) and None; ``detail``
+    is its message alone."""
+
+    def __init__(self, message: str, status: int = 500, code: str | None = None, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.detail = message if detail is None else detail
 
 
 @functools.lru_cache(maxsize=1024)
@@ -163,10 +172,11 @@ class Binding:
     async def _rpc(self, method: str, *args: Any, **kwargs: Any) -> Any:
         result = await self._call(method, None, args, kwargs)
         if isinstance(result, RpcFailure):
-            raise RpcError(result.message)
+            raise RpcError(result.message, result.status, result.code, result.detail)
         if isinstance(result, Response):
             # The platform answered instead of the method (shed, CPU limit): surface it as an error.
-            raise RpcError(f"{self._target}.{method} failed: {result.status} {(await result.clone().text())}")
+            text = await result.clone().text()
+            raise RpcError(f"{self._target}.{method} failed: {result.status} {text}", result.status, None, text)
         return result
 
     async def _call(self, method: str | None, request: Request | None, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> Any:
@@ -178,7 +188,7 @@ class Binding:
         clock = self._clock
         call = Call(request, account, None, clock.now(), method, args, kwargs)  # type: ignore[arg-type]
         result = await ask(self._post, call)
-        status = result._status if isinstance(result, Response) else (500 if isinstance(result, RpcFailure) else 200)
+        status = result._status if isinstance(result, Response) else (result.status if isinstance(result, RpcFailure) else 200)
         key = (call.served_by, call.version, status // 100)
         hist = self._latency.get(key)
         if hist is None:
@@ -347,7 +357,7 @@ class EnvironmentActor:
         return 0.0
 
     def finish(self, call: Call, result: Any) -> None:
-        status = result._status if isinstance(result, Response) else (500 if isinstance(result, RpcFailure) else 200)
+        status = result._status if isinstance(result, Response) else (result.status if isinstance(result, RpcFailure) else 200)
         now = self.clock.now()
         if self.cold_start is not None:
             self._warm.append(now + self.keep_warm)
@@ -498,12 +508,18 @@ class EnvironmentActor:
         return await method(env, ctx, *call.args, **(call.kwargs or {}))
 
     def _failed(self, call: Call, exc: BaseException) -> Any:
-        """The answer to a call whose worker raised: a 500 (error 1101), logged once per message."""
-        self.stats.exceptions += 1
-        message = redact.redact(f"{type(exc).__name__}: {exc}")
-        self._warn_once(message, "threw (answered 500, error 1101)")
+        """The answer to a call whose worker raised: a 500 (error 1101), logged once per message.
+        An RPC method that raised with a 4xx ``status`` (``RpcFailure``) answered on purpose: that
+        is its caller's error, neither counted nor logged as the worker's."""
+        detail = redact.redact(str(exc))
+        status, code = getattr(exc, "status", None), getattr(exc, "code", None)
+        deliberate = call.method is not None and type(status) is int and 400 <= status <= 599
+        if not (deliberate and status < 500):
+            self.stats.exceptions += 1
+            self._warn_once(redact.redact(f"{type(exc).__name__}: {exc}"), "threw (answered 500, error 1101)")
         if call.method is not None:
-            return RpcFailure(f"{self.service}.{call.method} raised {message}")
+            message = f"{self.service}.{call.method} raised {type(exc).__name__}: {detail}"
+            return RpcFailure(message, status if deliberate else 500, code if deliberate and isinstance(code, str) else None, detail)
         return platform_error(WORKER_EXCEPTION)
 
     def _interrupted(self, call: Call, exc: BaseException) -> Any:

@@ -185,12 +185,19 @@ class Call:
 
 class RpcFailure:
     """The answer to an RPC call whose method failed or does not exist; the caller's binding
-    raises it as ``RpcError`` with this message (the callee's error, secrets redacted)."""
+    raises it as ``RpcError`` with this message (the callee's error, secrets redacted).
 
-    __slots__ = ("message",)
+    A method may fail on purpose with a status: an exception with an int ``status`` (400..599) and
+    optionally a string ``code`` (what seed 004's gateway maps to its JSON error answer). ``detail``
+    is the exception's own message, without the "SERVICE.METHOD raised TYPE" around it."""
 
-    def __init__(self, message: str) -> None:
+    __slots__ = ("message", "status", "code", "detail")
+
+    def __init__(self, message: str, status: int = 500, code: str | None = None, detail: str | None = None) -> None:
         self.message = message
+        self.status = status
+        self.code = code
+        self.detail = message if detail is None else detail
 
 
 def discard_reply(call: Call, result: Any) -> None:

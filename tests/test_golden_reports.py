@@ -24,6 +24,7 @@ GOLDEN = pathlib.Path(__file__).resolve().parent / "golden"
 # for the suite.
 CASES = {
     "default": ("scenarios/default.toml", "30s"),
+    "api-gateway": ("scenarios/api-gateway.toml", "20s"),
     "bad-canary": ("scenarios/bad-canary.toml", "2m30s"),
     "cold-start-storm": ("scenarios/cold-start-storm.toml", "2m30s"),
     "cpu-heavy": ("scenarios/cpu-heavy.toml", "30s"),

@@ -22,6 +22,8 @@ EXPECTED = {
     "cold-start-storm": ([], 0, lambda r: r["environments"]["api@production"]["cold_starts"] > 20
                          and [e["action"] for e in r["timeline"]] == ["cold"]),
     "tune-canary": (["--duration", "6m"], 0, lambda r: r["rollouts"]["app"]["phase"] == "promoted" and r["rollouts"]["app"]["ended_at_s"] == 300.0),
+    "api-gateway": (["--duration", "20s"], 0, lambda r: r["environments"]["api@production"]["requests"] > 3_000
+                    and r["environments"]["orders@production"]["exceptions"] == 0),
     "diurnal-day": (["--duration", "6m"], 0, lambda r: 10_000 < r["clients"]["requests"] < 60_000),  # the night: 0.1x-0.3x of 500/s
 }
 

@@ -16,6 +16,7 @@ from typing import Any
 import trio
 
 from actors.environment import EnvironmentActor, Post
+from actors.gateway import gateway_worker
 from actors.router import Affinity, RetryBudget, RetryPolicy, RouterActor
 from actors.supervisor import Supervisor
 from edge.scenario import config
@@ -59,7 +60,10 @@ def build(loaded: config.LoadedScenario, *, seed: int, clock: ModelClock, metric
             pending_bindings.append((bindings, {**service.bindings, **env.bindings}))
             secrets = {**service.secrets, **env.secrets}
             model = env.model or (service.model if env.worker is None else None)
-            if model is not None:
+            gateway = config.gateway_of(service, env)
+            if gateway is not None:
+                worker = gateway_worker(gateway)
+            elif model is not None:
                 worker = ModelWorker(model.cpu.distribution, model.latency.distribution, model.errors.fraction, model.error_status, model.size.distribution)
             else:
                 worker = load_worker(Path(loaded.base_dir) / (env.worker or service.worker))  # type: ignore[operator]

@@ -101,3 +101,64 @@ class RouteTable(Generic[T]):
 def _most_specific_first(route: tuple[RoutePattern, object]) -> tuple[int, int, int]:
     host, length, path = route[0].specificity
     return (-host, -length, -path)
+
+
+class PathTemplate:
+    """A gateway path (seed 004's ``paths[].path``): ``/users/{id}``, ``/files/{.+}``.
+
+    ``{name}`` matches one non-empty segment and is handed to the hooks as a path parameter;
+    ``{.+}``, last only, matches one or more remaining segments. Of several templates matching a
+    path the most specific wins, as in the seed's gateway: no wildcard before one, then more literal
+    segments, then more segments.
+    """
+
+    __slots__ = ("text", "_segments", "_wildcard", "specificity")
+
+    WILDCARD = "{.+}"
+
+    def __init__(self, text: str) -> None:
+        if not text.startswith("/"):
+            raise ValueError(f'expected a path starting with "/", like "/users/{{id}}", got {text!r}')
+        segments = text.split("/")[1:]
+        self._wildcard = segments[-1] == self.WILDCARD
+        if self._wildcard:
+            segments.pop()
+        names: set[str] = set()
+        for segment in segments:
+            if segment == self.WILDCARD:
+                raise ValueError(f"expected {self.WILDCARD} only as the last segment, got {text!r}")
+            if "{" in segment or "}" in segment:
+                name = segment[1:-1]
+                if not (segment.startswith("{") and segment.endswith("}") and name.isidentifier()):
+                    raise ValueError(f"expected a path parameter as a whole segment, like {{id}}, got {segment!r} in {text!r}")
+                if name in names:
+                    raise ValueError(f"expected each path parameter once, {{{name}}} appears twice in {text!r}")
+                names.add(name)
+        self.text = text
+        self._segments = [(s[1:-1], True) if s.startswith("{") else (s, False) for s in segments]
+        literal = sum(1 for _, param in self._segments if not param)
+        self.specificity = (0 if self._wildcard else 1, literal, len(self._segments))
+
+    def match(self, path: str) -> dict[str, str] | None:
+        """The path parameters when ``path`` matches, else None."""
+        parts = path.split("/")[1:]
+        count = len(self._segments)
+        if len(parts) < count + self._wildcard or (not self._wildcard and len(parts) != count):
+            return None
+        if self._wildcard and not "".join(parts[count:]):
+            return None
+        params: dict[str, str] = {}
+        for (value, param), part in zip(self._segments, parts):
+            if param:
+                if not part:
+                    return None
+                params[value] = part
+            elif part != value:
+                return None
+        return params
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"PathTemplate({self.text!r})"

@@ -14,8 +14,8 @@ from typing import Callable, Iterator
 
 from edge.platform.routes import RoutePattern
 from edge.scenario.config import (
-    ConfigError, LoadedScenario, Scenario, Service, TimelineEvent, environment_routes, environments_of, group_name, is_model,
-    is_public, threshold_rules,
+    ConfigError, ConfigErrors, Environment, LoadedScenario, Scenario, Service, TimelineEvent, environment_routes, environments_of,
+    gateway_of, group_name, is_model, is_public, threshold_rules,
 )
 
 
@@ -65,14 +65,79 @@ def check_worker_modules(loaded: LoadedScenario) -> None:
     for i, service in enumerate(loaded.spec.services):
         for env_name, env in environments_of(service).items():
             env_path = _environment_path(service, i, env_name)
-            worker = env.worker or (service.worker if env.model is None else None)
-            if worker is None and env.model is None and service.model is None:
-                raise ConfigError(loaded.file, env_path, "expected `worker` (a Python module) or `model` (synthetic behaviour)")
+            worker = env.worker or (service.worker if env.model is None and env.gateway is None else None)
+            if worker is None and env.model is None and service.model is None and gateway_of(service, env) is None:
+                raise ConfigError(loaded.file, env_path, "expected `worker` (a Python module), `model` (synthetic behaviour) or `gateway`")
             if worker is not None:
                 try:
                     load_worker(Path(loaded.base_dir) / worker)
                 except WorkerLoadError as exc:
                     raise ConfigError(loaded.file, f"{env_path}.worker" if env.worker else f"services[{i}].worker", str(exc)) from None
+
+
+def _rpc_methods(loaded: LoadedScenario, service: Service, env: Environment, cache: dict[str, list[str]]) -> list[str] | None:
+    """The RPC methods an environment's worker has; None when it runs no code (a model, a gateway)."""
+    from edge.platform.workers import load_worker  # check_worker_modules has loaded every module once
+
+    worker = env.worker or (service.worker if env.model is None and env.gateway is None else None)
+    if worker is None:
+        return None
+    if worker not in cache:
+        cache[worker] = sorted(load_worker(Path(loaded.base_dir) / worker).rpc)
+    return cache[worker]
+
+
+def check_gateways(loaded: LoadedScenario) -> None:
+    """Every problem of every gateway table at once: its own (``Gateway.problems``), a gateway
+    service that also names code or a model, an alias for a binding the environment does not have,
+    a function the bound worker does not define."""
+    services = _services(loaded.spec)
+    problems: list[tuple[str, str]] = []
+    methods_of: dict[str, list[str]] = {}
+    for i, service in enumerate(loaded.spec.services):
+        envs = environments_of(service)
+        tables = [(f"services[{i}]", service.gateway)] + [(f"services[{i}].environments.{n}", e.gateway) for n, e in envs.items()]
+        if all(gateway is None for _, gateway in tables):
+            continue
+        for at, table in [(f"services[{i}]", service)] + [(f"services[{i}].environments.{n}", e) for n, e in envs.items()]:
+            for field in ("worker", "model"):
+                if getattr(table, field) is not None:
+                    problems.append((f"{at}.{field}", "expected no code or model in a gateway service: the platform serves every environment "
+                                     "from its `gateway` table"))
+        for at, gateway in tables:
+            if gateway is None:
+                continue
+            problems.extend((f"{at}.gateway.{path}", expected) for path, expected in gateway.problems)
+        for env_name, env in envs.items():
+            gateway = gateway_of(service, env)
+            if gateway is None:
+                problems.append((_environment_path(service, i, env_name), "expected a `gateway` table, as the service's other environments"))
+                continue
+            at = f"{_environment_path(service, i, env_name) if env.gateway is not None else f'services[{i}]'}.gateway"
+            bindings = {**service.bindings, **env.bindings}
+            owner = f"{service.name}@{env_name}"
+            for a, (alias, binding) in enumerate(gateway.aliases.items()):
+                if binding not in bindings:
+                    problems.append((f"{at}.serviceBindings[{a}].binding", f"expected a binding of {owner} "
+                                     f"({', '.join(bindings) or 'it has none'}), got {binding!r}"))
+            for index, route in gateway.routes:
+                for hook, call in route.calls():
+                    target = bindings.get(gateway.aliases[call.alias])
+                    if target is None or target.service not in services:
+                        continue  # reported above, or by check_binding_targets
+                    bound = services[target.service]
+                    reached = [target.environment] if target.environment is not None else list(environments_of(bound))
+                    for name in reached:
+                        methods = _rpc_methods(loaded, bound, environments_of(bound)[name], methods_of)
+                        where = f"{at}.paths[{index}].{hook}.function"
+                        if methods is None:
+                            problems.append((where, f"expected a code worker with RPC methods behind {call.alias!r}, "
+                                             f"{bound.name}@{name} runs none (a synthetic model or a gateway)"))
+                        elif call.function not in methods:
+                            problems.append((where, f"expected an RPC method of {bound.name}@{name} ({', '.join(methods) or 'it has none'}), "
+                                             f"got {call.function!r}"))
+    if problems:
+        raise ConfigErrors(loaded.file, list(dict.fromkeys(problems)))
 
 
 def check_split_environments(loaded: LoadedScenario) -> None:
@@ -241,6 +306,7 @@ CHECKS: tuple[Callable[[LoadedScenario], None], ...] = (
     check_service_names,
     check_binding_targets,
     check_worker_modules,
+    check_gateways,
     check_split_environments,
     check_rollout_environments,
     check_routes,

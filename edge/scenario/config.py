@@ -29,6 +29,7 @@ import msgspec
 from edge.platform.fetch import Request
 from edge.platform.files import InputError, read_input
 from edge.platform.routes import RoutePattern
+from edge.scenario.gateway import Gateway
 from edge.scenario.thresholds import Threshold, parse_threshold
 from edge.scenario.values import (
     ArrivalProcess, Duration, DurationDistribution, Gate, HeaderValue, Ratio, Rate, SizeDistribution, Target, dec_hook, enc_hook,
@@ -66,6 +67,20 @@ class ConfigError(Exception):
         self.file = file
         self.path = path
         self.expected = expected
+
+
+class ConfigErrors(ConfigError):
+    """Several problems reported at once (a gateway table's): ``path`` is the first one's, and
+    ``str()`` lists each on its own line with its path."""
+
+    def __init__(self, file: str, problems: list[tuple[str, str]]) -> None:
+        if len(problems) == 1:
+            super().__init__(file, *problems[0])
+        else:
+            listed = "\n".join(f"  {path}: {expected}" for path, expected in problems)
+            Exception.__init__(self, f"{file}: {len(problems)} problems:\n{listed}")
+            self.file, (self.path, self.expected) = file, problems[0]
+        self.problems = problems
 
 
 class Meta(msgspec.Struct, forbid_unknown_fields=True):
@@ -123,6 +138,9 @@ class _Deployment(msgspec.Struct, forbid_unknown_fields=True):
 
     worker: str | None = None
     model: Model | None = None
+    gateway: Gateway | None = None
+    """Seed 004's API gateway: the platform serves the environment from this table (routes to
+    bound services' RPC methods) instead of code or a model (``edge.scenario.gateway``)."""
     vars: Annotated[dict[str, str], Entries] = {}
     secrets: Annotated[dict[str, str], Entries] = {}
     bindings: Annotated[dict[str, Target], Entries] = {}
@@ -148,6 +166,8 @@ class Environment(_Deployment):
 def _check_deployment_fields(env: _Deployment) -> None:
     if env.worker is not None and env.model is not None:
         raise ValueError("@worker: expected either `worker` (Python code) or `model` (synthetic), not both")
+    if env.gateway is not None and (env.worker is not None or env.model is not None):
+        raise ValueError("@gateway: expected either `gateway` (served by the platform) or `worker`/`model`, not both")
     if env.concurrency is not None and env.concurrency < 1:
         raise ValueError(f"@concurrency: expected at least 1, got {env.concurrency}")
     if env.mailbox is not None and env.mailbox < 0:
@@ -808,6 +828,12 @@ def environment_routes(meta: Meta, service: Service) -> dict[str, list[RoutePatt
         name: [RoutePattern.parse(f"{preview_host(meta, service.name, name)}/*"), *env.routes]
         for name, env in environments_of(service).items()
     }
+
+
+def gateway_of(service: Service, env: Environment) -> Gateway | None:
+    """The gateway table this environment is served from, if any (its own, else the service's;
+    ``check_gateways`` keeps a gateway service from mixing in code or models)."""
+    return env.gateway if env.gateway is not None else service.gateway
 
 
 def is_model(service: Service, env: Environment) -> bool:

@@ -19,6 +19,7 @@ from typing import Any, Callable
 from edge.platform.distributions import Distribution, parse_distribution
 from edge.platform.routes import RoutePattern
 from edge.platform.units import parse_duration, parse_rate, parse_ratio
+from edge.scenario.gateway import Gateway
 from edge.scenario.thresholds import Threshold, parse_threshold
 
 Raw = str | int | float
@@ -182,6 +183,7 @@ _PARSERS: dict[type, Callable[[Any], Any]] = {
     RoutePattern: RoutePattern.parse,
     Threshold: parse_threshold,
     Gate: Gate.parse,
+    Gateway: Gateway.parse,
 }
 
 

@@ -1,0 +1,1 @@
+../../edge/bundled/workers/api_hooks.py
