@@ -271,6 +271,7 @@ class EnvironmentActor:
         self._values = values
         self._bindings = bindings
         self._config = 0  # bumped when vars or bindings change: slots then rebuild their env
+        self._started = clock.now()  # versions are dated from the run's (or the server's) start
         self.history: VersionHistory[Running] = VersionHistory(
             self.key, Version(version, 0.0, "initial", dict(self.tags)), Running(worker, None, values, bindings),
         )
@@ -314,7 +315,7 @@ class EnvironmentActor:
             self.tags = tags
         version = self.history.create(
             Running(self.worker, self.faults, self._values, self._bindings),
-            at_s=round(self.clock.now(), 9), message=message, tags=self.tags, number=number, source=source,
+            at_s=self._since_start(), message=message, tags=self.tags, number=number, source=source,
         )
         self.set_version(version.number)
         return version
@@ -332,7 +333,7 @@ class EnvironmentActor:
     def rollback(self, to: int | None = None, message: str = "") -> int:
         """Serve an earlier version again (None: the one deployed before the current), as Workers'
         rollback does: a new deployment of it, not a new version. ``VersionError`` if there is none."""
-        number, running = self.history.rollback(to, at_s=round(self.clock.now(), 9), message=message)
+        number, running = self.history.rollback(to, at_s=self._since_start(), message=message)
         self.worker = copy.copy(running.worker)
         self.faults = copy.copy(running.faults)
         if running.values is not self._values or running.bindings is not self._bindings:
@@ -341,6 +342,9 @@ class EnvironmentActor:
         self.tags = dict(next(v for v in self.history.versions if v.number == number).tags)
         self.set_version(number)
         return number
+
+    def _since_start(self) -> float:
+        return round(self.clock.now() - self._started, 9)
 
     def go_cold(self) -> None:
         """Every idle slot forgets it was warm: the next calls each pay a cold start."""

@@ -12,6 +12,7 @@ which the check cannot place in time, took the number first.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import msgspec
@@ -65,6 +66,8 @@ def change_behaviour(actor: EnvironmentActor, event: config.TimelineEvent | conf
     errors = None if event.errors is None else event.errors.fraction
     worker = actor.worker
     if isinstance(worker, ModelWorker):
+        # A changed copy: calls in flight finish on the model (the version) they began with.
+        worker = actor.worker = copy.copy(worker)
         if latency is not None:
             worker.latency = latency
         if cpu is not None:
