@@ -11,6 +11,10 @@ to run, so a call's CPU, wait and answer are timer steps.
 Worker code reaches the platform through two objects per slot, reused from call to call so that a
 hop allocates nothing it does not need: ``Context`` (``ctx``: CPU, sleeping, randomness) and ``Env``
 (``env``: vars, secrets and ``Binding`` stubs whose calls go to the target's mailbox).
+
+Every change of what the environment runs (a deploy, a ``set``, a promotion, new vars) is a new
+version in its ``history`` (``edge.platform.versions``), holding a ``Running`` snapshot, so that a
+rollback can put an earlier one back; slots rebuild their ``env`` when the vars or bindings change.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from edge.platform.fetch import Request, Response, checked_response
 from edge.metrics.histogram import LogHistogram
 from edge.metrics.recorders import RunMetrics, status_class
 from edge.platform.units import parse_duration
+from edge.platform.versions import Version, VersionHistory
 from edge.platform.workers import ModelWorker, WorkerCode
 
 log = logging.getLogger("edge.worker")
@@ -215,6 +220,19 @@ class Faults:
         self.errors = errors
 
 
+class Running:
+    """What one version runs: a version's snapshot, kept for a rollback to it."""
+
+    __slots__ = ("worker", "faults", "values", "bindings")
+
+    def __init__(self, worker: WorkerCode | ModelWorker, faults: Faults | None, values: dict[str, Any], bindings: dict[str, tuple[str, Post]]) -> None:
+        # Copies: a later ``set`` changes the running model and faults in place, never a version's.
+        self.worker = copy.copy(worker)
+        self.faults = copy.copy(faults)
+        self.values = values
+        self.bindings = bindings
+
+
 class EnvironmentActor:
     """The actor of one service environment."""
 
@@ -237,6 +255,7 @@ class EnvironmentActor:
         cold_start: Any = None,
         keep_warm: float = 300.0,
         live: bool = False,
+        tags: dict[str, str] | None = None,
     ) -> None:
         self.service = service
         self.environment = environment
@@ -257,10 +276,15 @@ class EnvironmentActor:
         self.keep_warm = keep_warm
         self.live = live  # real time: worker CPU is measured, and clients can hang up
         self.faults: Faults | None = None  # injected by the timeline (code workers)
-        self.tags: dict[str, str] = {}
+        self.tags: dict[str, str] = dict(tags or {})
         self.down = False  # crashed (timeline): new calls are refused until it restarts
         self._values = values
         self._bindings = bindings
+        self._config = 0  # bumped when vars or bindings change: slots then rebuild their env
+        self._started = clock.now()  # versions are dated from the run's (or the server's) start
+        self.history: VersionHistory[Running] = VersionHistory(
+            self.key, Version(version, 0.0, "initial", dict(self.tags)), Running(worker, None, values, bindings),
+        )
         redact.register(secrets)
         self._logged: set[str] = set()
         self._warm: list[float] = []  # when each idle slot goes cold, most recently used last
@@ -283,18 +307,54 @@ class EnvironmentActor:
         return self.queue_or_shed(call)
 
     def set_version(self, version: int | str) -> None:
-        """A deploy: answers from now on count under the new version."""
+        """Answers from now on count under ``version``."""
         self.version = str(version)
         self._counts = self.stats.counts(self.version)
 
-    def adopt(self, source: EnvironmentActor) -> None:
-        """A promotion: from now on run ``source``'s code or model, as its version."""
+    def new_version(self, message: str, *, number: int | None = None, tags: dict[str, str] | None = None, source: str | None = None,
+                    vars: dict[str, str] | None = None, secrets: dict[str, str] | None = None) -> Version:
+        """What the environment runs now (after a deploy or ``set`` changed it), with ``vars`` and
+        ``secrets`` changed, becomes a new version numbered above every earlier one (``number`` if
+        it is, else ``VersionError`` before anything changes)."""
+        number = self.history.next_number(number)
+        if vars or secrets:
+            redact.register(list((secrets or {}).values()))
+            self._values = {**self._values, **(vars or {}), **(secrets or {})}
+            self._config += 1
+        if tags is not None:
+            self.tags = tags
+        version = self.history.create(
+            Running(self.worker, self.faults, self._values, self._bindings),
+            at_s=self._since_start(), message=message, tags=self.tags, number=number, source=source,
+        )
+        self.set_version(version.number)
+        return version
+
+    def adopt(self, source: EnvironmentActor) -> Version:
+        """A promotion: from now on run ``source``'s code or model, as a new version of this
+        environment recording where it came from (its vars, secrets and bindings stay its own)."""
         if isinstance(source.worker, ModelWorker) != isinstance(self.worker, ModelWorker):
             raise ValueError(f"cannot promote {source.key} into {self.key}: one is code, the other a synthetic model")
         self.worker = copy.copy(source.worker)
-        self.faults = source.faults
-        self.tags = dict(source.tags)
-        self.set_version(source.version)
+        self.faults = copy.copy(source.faults)
+        origin = f"from {source.key} v{source.version}"
+        return self.new_version(f"promoted {origin}", tags=dict(source.tags), source=origin)
+
+    def rollback(self, to: int | None = None, message: str = "") -> int:
+        """Serve an earlier version again (None: the one deployed before the current), as Workers'
+        rollback does: a new deployment of it, not a new version. ``VersionError`` if there is none."""
+        number, running = self.history.rollback(to, at_s=self._since_start(), message=message)
+        self.worker = copy.copy(running.worker)
+        self.faults = copy.copy(running.faults)
+        if running.values is not self._values or running.bindings is not self._bindings:
+            self._values, self._bindings = running.values, running.bindings
+            self._config += 1
+        self.tags = dict(next(v for v in self.history.versions if v.number == number).tags)
+        self.set_version(number)
+        return number
+
+    def _since_start(self) -> float:
+        return round(self.clock.now() - self._started, 9)
 
     def go_cold(self) -> None:
         """Every idle slot forgets it was warm: the next calls each pay a cold start."""
@@ -348,6 +408,7 @@ class EnvironmentActor:
         stats = self.stats
         stats.queue_wait.observe(now - call.posted_at)
         stats.inflight += 1
+        call.version = self.version  # the version that serves it, even if another is deployed meanwhile
         if self.cold_start is None:
             return 0.0
         warm_until = self._warm.pop() if self._warm else -math.inf
@@ -361,18 +422,22 @@ class EnvironmentActor:
         now = self.clock.now()
         if self.cold_start is not None:
             self._warm.append(now + self.keep_warm)
-        self._counts[status // 100 - 1] += 1  # status_class(), inlined on the hot path
+        version = call.version
+        counts = self._counts if version is self.version else self.stats.counts(version)
+        counts[status // 100 - 1] += 1  # status_class(), inlined on the hot path
         stats = self.stats
         stats.latency.observe(now - call.posted_at)
         stats.inflight -= 1
         call.served_by = self
-        call.version = self.version
         call.on_reply(call, result)
 
     # -- code workers: slots ---------------------------------------------------------------
     def _new_slot(self) -> tuple[Context, Env]:
         ctx = Context(self)
-        env = Env(
+        return ctx, self._new_env(ctx)
+
+    def _new_env(self, ctx: Context) -> Env:
+        return Env(
             {
                 **self._values,
                 **{
@@ -381,7 +446,6 @@ class EnvironmentActor:
                 },
             }
         )
-        return ctx, env
 
     async def _serve(self, call: Call, ctx: Context, env: Env) -> None:
         """Serve one call in a slot: the path of every call to a code worker, virtual or live.
@@ -440,8 +504,11 @@ class EnvironmentActor:
 
     async def _fiber_slot(self, call: Call) -> None:
         ctx, env = self._new_slot()
+        config = self._config
         receive = self.mailbox.receive
         while True:
+            if config != self._config:  # new vars or bindings since this slot's env was built
+                env, config = self._new_env(ctx), self._config
             await self._serve(call, ctx, env)
             call = await receive()
 
@@ -464,12 +531,15 @@ class EnvironmentActor:
         much as the rest of a hop.
         """
         ctx, env = self._new_slot()
+        config = self._config
         receive = self.mailbox.receive
         while True:
             running: Call | None = None
             with trio.CancelScope() as scope:
                 while True:
                     call = await receive()
+                    if config != self._config:  # new vars or bindings since this slot's env was built
+                        env, config = self._new_env(ctx), self._config
                     call.scope, running = scope, call
                     await self._serve(call, ctx, env)
                     call.scope = running = None

@@ -17,6 +17,7 @@ from actors.mailbox import Call, RpcFailure
 from edge.platform.cpu import CpuLimitExceeded
 from edge.platform.errors import CPU_LIMIT, platform_error
 from edge.platform.fetch import Response
+from edge.platform.workers import ModelWorker
 
 if TYPE_CHECKING:
     from actors.environment import EnvironmentActor
@@ -43,19 +44,20 @@ class SyntheticCalls:
     def _begin(self, call: Call) -> None:
         actor = self.actor
         cold = actor.begin(call)
+        worker = actor.worker  # the version that began the call answers it, even if another is deployed meanwhile
         if call.method is not None:
             failure = RpcFailure(f"{actor.service} is a synthetic model: it has no RPC methods")
             actor.clock.call_later(cold, self._done, call, failure)
         elif cold:
-            actor.clock.call_later(cold, self._cpu, call)
+            actor.clock.call_later(cold, self._cpu, call, worker)
         else:
-            self._cpu(call)
+            self._cpu(call, worker)
 
-    def _cpu(self, call: Call) -> None:
+    def _cpu(self, call: Call, worker: ModelWorker) -> None:
         actor = self.actor
-        wanted = actor.worker.cpu.sample(actor.rng)
+        wanted = worker.cpu.sample(actor.rng)
         if wanted <= 0:
-            self._wait(call)
+            self._wait(call, worker)
             return
         try:
             granted = call.account.charge(wanted, actor.key)
@@ -64,24 +66,23 @@ class SyntheticCalls:
             return
         actor.stats.cpu_seconds += granted
         if actor.cores.take():
-            actor.clock.call_later(granted, self._off_core, call, granted, granted < wanted)
+            actor.clock.call_later(granted, self._off_core, call, worker, granted, granted < wanted)
         else:
-            actor.cores.wait(functools.partial(actor.clock.call_later, granted, self._off_core, call, granted, granted < wanted))
+            actor.cores.wait(functools.partial(actor.clock.call_later, granted, self._off_core, call, worker, granted, granted < wanted))
 
-    def _off_core(self, call: Call, granted: float, short: bool) -> None:
+    def _off_core(self, call: Call, worker: ModelWorker, granted: float, short: bool) -> None:
         self.actor.cores.release(granted)
         if short:
             self._done(call, platform_error(CPU_LIMIT))
         else:
-            self._wait(call)
+            self._wait(call, worker)
 
-    def _wait(self, call: Call) -> None:
+    def _wait(self, call: Call, worker: ModelWorker) -> None:
         actor = self.actor
-        actor.clock.call_later(actor.worker.latency.sample(actor.rng), self._answer, call)
+        actor.clock.call_later(worker.latency.sample(actor.rng), self._answer, call, worker)
 
-    def _answer(self, call: Call) -> None:
-        actor = self.actor
-        self._done(call, actor.worker.respond(actor.rng))
+    def _answer(self, call: Call, worker: ModelWorker) -> None:
+        self._done(call, worker.respond(self.actor.rng))
 
     def _done(self, call: Call, result: Any) -> None:
         actor = self.actor

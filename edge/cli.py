@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import functools
 import ipaddress
+import json
 import logging
 import os
 import signal
@@ -349,6 +350,58 @@ def cmd_weight(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_versions(args: argparse.Namespace) -> int:
+    from edge.live.admin import versions
+
+    history = _admin_call(args, lambda token: versions(args.admin, args.environment, token=token))
+    if history is None:
+        return EXIT_BAD_INPUT
+    if args.json:
+        print(json.dumps(history, indent=2))
+        return EXIT_OK
+    _print_history(args.environment, history)
+    return EXIT_OK
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from edge.live.admin import rollback
+
+    history = _admin_call(args, lambda token: rollback(args.admin, args.environment, args.to, args.message, token=token))
+    if history is None:
+        return EXIT_BAD_INPUT
+    print(f"{args.environment}: version {history['active']} serves again ({history['deployments'][-1]['message']})")
+    return EXIT_OK
+
+
+def _print_history(environment: str, history: dict) -> None:
+    print(f"{environment}: version {history['active']} serving")
+    for v in history["versions"]:
+        mark = "*" if v["number"] == history["active"] else " "
+        tags = " ".join(f"{k}={val}" for k, val in v["tags"].items())
+        print(f"{mark} v{v['number']:<5} {format_duration(v['at_s']):>9}  {v['message']}" + (f"  [{tags}]" if tags else ""))
+    print("deployments:")
+    for d in history["deployments"]:
+        print(f"  {format_duration(d['at_s']):>9}  v{d['version']:<5} {d['message']}")
+
+
+def _admin_call(args: argparse.Namespace, call):
+    """Run one admin API call with the operator's token; None (after saying why) if it failed."""
+    from edge.live.admin import AdminError
+
+    token = _admin_token(args)
+    if token is None:
+        print(f"edge: error: no admin token: set {TOKEN_ENV} (or pass --admin-token) to the token `edge serve` printed at start", file=sys.stderr)
+        return None
+    if "@" not in args.environment:
+        print(f"edge: error: expected SERVICE@ENVIRONMENT (e.g. app@production), got {args.environment!r}", file=sys.stderr)
+        return None
+    try:
+        return call(token)
+    except AdminError as exc:
+        print(f"edge: error: {exc}", file=sys.stderr)
+        return None
+
+
 def _admin_token(args: argparse.Namespace) -> str | None:
     """The operator's admin token: ``--admin-token``, else the environment (which, unlike a flag,
     other users cannot read in ``ps``); None when neither is set."""
@@ -497,6 +550,21 @@ def parser() -> argparse.ArgumentParser:
     weight.add_argument("--admin-token", metavar="TOKEN", default=None,
                         help=f"the token `edge serve` printed or was given (default: ${TOKEN_ENV})")
     weight.set_defaults(func=cmd_weight)
+
+    for name, helptext in (("versions", "list an environment's versions on a running `edge serve`"),
+                           ("rollback", "serve an earlier version of an environment on a running `edge serve`")):
+        command = sub.add_parser(name, help=helptext)
+        command.add_argument("environment", metavar="SERVICE@ENV")
+        command.add_argument("--admin", default=f"http://127.0.0.1:{DEFAULT_ADMIN_PORT}", help="admin API URL (default %(default)s)")
+        command.add_argument("--admin-token", metavar="TOKEN", default=None,
+                             help=f"the token `edge serve` printed or was given (default: ${TOKEN_ENV})")
+        if name == "versions":
+            command.add_argument("--json", action="store_true", help="the history as JSON")
+            command.set_defaults(func=cmd_versions)
+        else:
+            command.add_argument("--to", type=int, default=None, metavar="N", help="the version to serve again (default: the one deployed before)")
+            command.add_argument("--message", "-m", default="", help="why (kept in the history)")
+            command.set_defaults(func=cmd_rollback)
     return p
 
 

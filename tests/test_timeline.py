@@ -105,11 +105,13 @@ def test_deploy_bumps_the_version_and_records_tags(make_scenario):
     assert report.timeline[0].detail == "version 8; git=def456; latency 5ms"
 
 
-def test_promote_gives_production_the_canarys_version_and_all_traffic(make_scenario):
+def test_promote_gives_production_the_canarys_code_as_its_next_version_and_all_traffic(make_scenario):
     timeline = '[[timeline]]\nat = "10s"\naction = "promote"\ntarget = "api@canary"'
     result, report = run(make_scenario, '[[timeline]]\nat = "0s"\naction = "weights"\ntarget = "api"\nweights = { production = 50, canary = 50 }\n' + timeline, api=SPLIT)
     production = result.metrics.environments["api@production"]
-    assert sum(production.requests.get("7", [0])) in (99, 100)  # after the promotion, all of it, as version 7
+    assert sum(production.requests.get("2", [0])) in (99, 100)  # after the promotion, all of it, as production's version 2
+    assert "7" not in production.requests  # the canary's number is the canary's
+    assert report.timeline[1].detail == "production now runs version 2 (from api@canary v7) and takes all traffic"
     assert report.routers["api"].weights == {"production": 100.0, "canary": 0.0}
     assert result.topology.environments["api@production"].tags == {"git": "abc123"}
 

@@ -150,11 +150,11 @@ class RolloutController:
             case machine.Log(event, detail):
                 self._log(event.value, detail)
             case machine.Promote():
-                self.stable_actor.adopt(self.canary_actor)
+                version = self.stable_actor.adopt(self.canary_actor)
                 self.router.set_weights({name: (100.0 if name == self.stable else 0.0) for name in self.router.targets})
                 self.ended_at = self.clock.now()
                 # Logged here, not by the machine: the version is the environment's, after adopting.
-                self._log("promote", f"{self.stable} now runs version {self.stable_actor.version} and takes all traffic")
+                self._log("promote", f"{self.stable} now runs version {version.number} ({version.source}) and takes all traffic")
             case machine.Rollback(why):
                 self.router.set_weight(self.canary, 0.0)
                 self.ended_at = self.clock.now()

@@ -2,12 +2,17 @@
 
 Each event is a clock callback that changes the running topology the way an operator (or an
 incident) would: it touches actors and routers only through the few methods they offer for it
-(``set_weights``, ``set_version``, ``go_cold``, ``down``, ``faults``), and records what it did, so
-the report tells the story next to its consequences.
+(``set_weights``, ``new_version``, ``adopt``, ``rollback``, ``go_cold``, ``down``, ``faults``), and
+records what it did, so the report tells the story next to its consequences. Every change of what
+an environment runs (``set``, ``deploy``, ``promote``) is a new version of it; ``rollback`` serves
+an earlier one again. ``edge check`` replays the numbering (``checks.check_timeline_versions``), so
+a refusal here ("refused: ...", in the event's detail) only happens when a rollout's promotion,
+which the check cannot place in time, took the number first.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import msgspec
@@ -16,6 +21,7 @@ from actors.environment import EnvironmentActor, Faults
 from edge.scenario import config
 from edge.platform.clock import ModelClock
 from edge.engine.topology import Topology
+from edge.platform.versions import VersionError
 from edge.platform.workers import ModelWorker
 
 
@@ -40,7 +46,12 @@ def _apply(event: config.TimelineEvent, topology: Topology, clock: ModelClock, l
 
 
 def _set(event: config.TimelineEvent, topology: Topology, clock: ModelClock) -> str:
-    return change_behaviour(topology.environments[str(event.target)], event) or "no change"
+    actor = topology.environments[str(event.target)]
+    changed = change_behaviour(actor, event)
+    if not changed:
+        return "no change"
+    version = actor.new_version(event.message or f"set {changed}")
+    return f"version {version.number}; {changed}"
 
 
 def change_behaviour(actor: EnvironmentActor, event: config.TimelineEvent | config.Behaviour) -> str:
@@ -55,6 +66,8 @@ def change_behaviour(actor: EnvironmentActor, event: config.TimelineEvent | conf
     errors = None if event.errors is None else event.errors.fraction
     worker = actor.worker
     if isinstance(worker, ModelWorker):
+        # A changed copy: calls in flight finish on the model (the version) they began with.
+        worker = actor.worker = copy.copy(worker)
         if latency is not None:
             worker.latency = latency
         if cpu is not None:
@@ -97,12 +110,15 @@ def _weights(event: config.TimelineEvent, topology: Topology, clock: ModelClock)
 
 def _deploy(event: config.TimelineEvent, topology: Topology, clock: ModelClock) -> str:
     actor = topology.environments[str(event.target)]
-    version = event.version if event.version is not None else int(actor.version) + 1
-    actor.set_version(version)
-    actor.tags = {**actor.tags, **event.tags}
-    parts = [f"version {version}"]
-    parts += [f"{k}={v}" for k, v in event.tags.items()]
+    try:
+        actor.history.next_number(event.version)
+    except VersionError as exc:
+        return f"refused: {exc}"
     behaviour = change_behaviour(actor, event)
+    version = actor.new_version(event.message or "deploy", number=event.version, tags={**actor.tags, **event.tags}, vars=event.vars)
+    parts = [f"version {version.number}"]
+    parts += [f"{k}={v}" for k, v in event.tags.items()]
+    parts += [f"vars {', '.join(sorted(event.vars))}"] if event.vars else []
     return "; ".join(parts + ([behaviour] if behaviour else []))
 
 
@@ -110,11 +126,21 @@ def _promote(event: config.TimelineEvent, topology: Topology, clock: ModelClock)
     service = event.target.service
     source = topology.environments[str(event.target)]
     target = topology.environments[f"{service}@{event.to}"]
-    target.adopt(source)
+    version = target.adopt(source)
     router = topology.routers.get(service)
     if router is not None:
         router.set_weights({name: (100.0 if name == event.to else 0.0) for name in router.targets})
-    return f"{event.to} now runs version {target.version} and takes all traffic"
+    return f"{event.to} now runs version {version.number} ({version.source}) and takes all traffic"
+
+
+def _rollback(event: config.TimelineEvent, topology: Topology, clock: ModelClock) -> str:
+    actor = topology.environments[str(event.target)]
+    before = actor.version
+    try:
+        number = actor.rollback(event.version, event.message)
+    except VersionError as exc:
+        return f"refused: {exc}"
+    return f"version {number} serves again (rollback from v{before})"
 
 
 def _approve(event: config.TimelineEvent, topology: Topology, clock: ModelClock) -> str:
@@ -122,5 +148,6 @@ def _approve(event: config.TimelineEvent, topology: Topology, clock: ModelClock)
 
 
 _ACTIONS: dict[str, Any] = {
-    "set": _set, "crash": _crash, "cold": _cold, "weights": _weights, "deploy": _deploy, "promote": _promote, "approve": _approve,
+    "set": _set, "crash": _crash, "cold": _cold, "weights": _weights, "deploy": _deploy, "promote": _promote, "rollback": _rollback,
+    "approve": _approve,
 }

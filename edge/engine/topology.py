@@ -85,8 +85,8 @@ def build(loaded: config.LoadedScenario, *, seed: int, clock: ModelClock, metric
                 cold_start=None if cold_start is None else cold_start.distribution,
                 keep_warm=_keep_warm(env, service),
                 live=live,
+                tags={**service.tags, **env.tags},
             )
-            actor.tags = {**service.tags, **env.tags}
             topology.environments[actor.key] = actor
 
         serving = config.serving_environments(service)

@@ -6,11 +6,20 @@ reach it steers production-like traffic. It is small and JSON over HTTP, so ``cu
     GET  /weights                      {"app": {"production": 99.0, "canary": 1.0}}
     PUT  /weights/app                  body {"production": 95, "canary": 5}: the whole split
     PUT  /weights/app/canary           body {"percent": 5}: one environment, the rest keep
+                                       their proportions (0 is a rollback)
     GET  /rollouts                     every rollout: phase, weight, analyses so far
     POST /rollouts/app/approve         let app's rollout past a manual step
-                                       their proportions (0 is a rollback)
+    GET  /versions                     every environment's version history
+    GET  /versions/app@production      one environment's: active version, versions, deployments
+    POST /versions/app@production      body {"vars": {...}, "secrets": {...}, "message": "...",
+                                       "tags": {...}, "version": N}: a new version (all optional)
+    POST /versions/app@production/rollback   body {"to": N, "message": "..."} or none: serve an
+                                       earlier version again (default the one deployed before)
 
-Every change takes effect for the next routed call and shows in ``edge_canary_weight``.
+Every change takes effect for the next routed call (weights: and shows in ``edge_canary_weight``;
+versions: calls already running finish on the version they started on). A version change that
+cannot be made is a 4xx saying why: 404 for a version there never was, 409 otherwise (a number
+that does not grow, nothing to roll back to).
 
 Every request must carry the API's token, ``Authorization: Bearer TOKEN`` (compared in constant
 time): ``edge serve`` generates one at start and prints it once, or takes the operator's
@@ -34,14 +43,17 @@ import json
 import logging
 import secrets
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
 
+from actors.environment import EnvironmentActor
 from actors.router import RouterActor
 from edge.platform.fetch import Request, Response
+from edge.platform.versions import UnknownVersion, VersionError
 
 log = logging.getLogger("edge.live.admin")
 
@@ -67,6 +79,19 @@ class _Percent(msgspec.Struct, forbid_unknown_fields=True):
     percent: float
 
 
+class _NewVersion(msgspec.Struct, forbid_unknown_fields=True):
+    message: str = "deployed through the admin API"
+    tags: dict[str, str] = {}
+    vars: dict[str, str] = {}
+    secrets: dict[str, str] = {}
+    version: int | None = None
+
+
+class _Rollback(msgspec.Struct, forbid_unknown_fields=True):
+    to: int | None = None
+    message: str = ""
+
+
 def _error(status: int, message: str) -> Response:
     return Response.json({"error": message}, status=status)
 
@@ -74,9 +99,11 @@ def _error(status: int, message: str) -> Response:
 class AdminApi:
     """The admin endpoints over a running topology's routers."""
 
-    def __init__(self, routers: dict[str, RouterActor], rollouts: dict[str, Any] | None = None, *, token: str) -> None:
+    def __init__(self, routers: dict[str, RouterActor], rollouts: dict[str, Any] | None = None, *, token: str,
+                 environments: dict[str, EnvironmentActor] | None = None) -> None:
         self.routers = routers
         self.rollouts = {} if rollouts is None else rollouts  # service -> edge.engine.rollout.RolloutController
+        self.environments = {} if environments is None else environments  # "app@production" -> its actor
         self._token = token.encode()
         self._listener: tuple[str, int] | None = None  # until listening_on: every request is misdirected
 
@@ -138,6 +165,8 @@ class AdminApi:
         parts = [p for p in request.path.split("/") if p]
         if parts and parts[0] == "rollouts":
             return self._rollouts(request, parts)
+        if parts and parts[0] == "versions":
+            return await self._versions(request, parts)
         if not parts or parts[0] != "weights" or len(parts) > 3:
             return _error(404, f"no admin endpoint {request.path}; try GET /weights")
         if len(parts) == 1:
@@ -179,8 +208,49 @@ class AdminApi:
             return Response.json({parts[1]: done})
         return _error(404, f"no admin endpoint {request.path}; try GET /rollouts or POST /rollouts/SERVICE/approve")
 
+    async def _versions(self, request: Request, parts: list[str]) -> Response:
+        if len(parts) == 1:
+            if request.method != "GET":
+                return _error(405, "GET /versions lists every environment's versions")
+            return _json({key: actor.history.record() for key, actor in sorted(self.environments.items())})
+        actor = self.environments.get(parts[1])
+        if actor is None:
+            known = ", ".join(sorted(self.environments)) or "none"
+            return _error(404, f"no environment {parts[1]!r} (environments: {known})")
+        if len(parts) == 2 and request.method == "GET":
+            return _json(actor.history.record())
+        if len(parts) > 3 or (len(parts) == 3 and parts[2] != "rollback"):
+            return _error(404, f"no admin endpoint {request.path}; try GET /versions/{actor.key} or POST /versions/{actor.key}/rollback")
+        if request.method != "POST":
+            return _error(405, f"use POST to deploy a new version of {actor.key}" if len(parts) == 2 else f"use POST to roll {actor.key} back")
+        body = await request.bytes()
+        try:
+            if len(parts) == 2:
+                change = msgspec.json.decode(body or b"{}", type=_NewVersion)
+                version = actor.new_version(change.message, number=change.version, tags={**actor.tags, **change.tags},
+                                            vars=change.vars, secrets=change.secrets)
+                changed = [*(f"var {name}" for name in sorted(change.vars)), *(f"secret {name}" for name in sorted(change.secrets))]
+                log.warning("%s: version %d deployed (%s)", actor.key, version.number, ", ".join(changed) or "no change of vars or secrets")
+            else:
+                rollback = msgspec.json.decode(body or b"{}", type=_Rollback)
+                before = actor.version
+                number = actor.rollback(rollback.to, rollback.message)
+                log.warning("%s: rolled back from version %s to %d", actor.key, before, number)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            example = '{"vars": {"MODE": "safe"}, "message": "..."}' if len(parts) == 2 else '{"to": 4} (or no body: the previous version)'
+            return _error(400, f"expected a JSON body like {example}: {exc}")
+        except UnknownVersion as exc:
+            return _error(404, str(exc))
+        except VersionError as exc:
+            return _error(409, str(exc))
+        return _json(actor.history.record())
+
     def _weights(self) -> dict[str, dict[str, float]]:
         return {name: dict(router.weights) for name, router in sorted(self.routers.items())}
+
+
+def _json(value: Any) -> Response:
+    return Response(msgspec.json.encode(value), headers={"content-type": "application/json"})
 
 
 def _unauthorized(message: str) -> Response:
@@ -210,13 +280,30 @@ class AdminError(Exception):
 
 def set_weight(admin_url: str, service: str, environment: str, percent: float, *, token: str, timeout: float = 5.0) -> dict[str, float]:
     """What ``edge weight SERVICE ENV PCT`` does: one PUT, and the split the server now applies."""
-    url = f"{admin_url.rstrip('/')}/weights/{service}/{environment}"
-    data = json.dumps({"percent": percent}).encode()
-    headers = {"content-type": "application/json", "authorization": f"Bearer {token}"}
-    request = urllib.request.Request(url, data=data, method="PUT", headers=headers)
+    return _ask(admin_url, "PUT", f"/weights/{service}/{environment}", {"percent": percent}, token=token, timeout=timeout)[service]
+
+
+def versions(admin_url: str, environment: str, *, token: str, timeout: float = 5.0) -> dict[str, Any]:
+    """What ``edge versions SERVICE@ENV`` shows: the environment's history (``History`` as JSON)."""
+    return _ask(admin_url, "GET", f"/versions/{environment}", None, token=token, timeout=timeout)
+
+
+def rollback(admin_url: str, environment: str, to: int | None, message: str = "", *, token: str, timeout: float = 5.0) -> dict[str, Any]:
+    """What ``edge rollback SERVICE@ENV [--to N]`` does: one POST, and the history after it."""
+    return _ask(admin_url, "POST", f"/versions/{environment}/rollback", {"to": to, "message": message}, token=token, timeout=timeout)
+
+
+def _ask(admin_url: str, method: str, path: str, body: Any, *, token: str, timeout: float) -> Any:
+    url = f"{admin_url.rstrip('/')}{urllib.parse.quote(path, safe='/@')}"
+    headers = {"authorization": f"Bearer {token}"}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["content-type"] = "application/json"
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as answer:
-            return json.loads(answer.read())[service]
+            return json.loads(answer.read())
     except urllib.error.HTTPError as exc:
         try:
             message = json.loads(exc.read())["error"]

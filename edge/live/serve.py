@@ -64,7 +64,7 @@ class LiveRuntime:
         self.registry = registry_for(self.metrics)
         self.topology: Topology = build(loaded, seed=meta.seed if seed is None else seed, clock=self.clock, metrics=self.metrics, live=True)
         self.front = FrontDoor(self.topology, meta, self.clock, self.metrics)
-        self.admin = AdminApi(self.topology.routers, self.topology.rollouts, token=admin_token)
+        self.admin = AdminApi(self.topology.routers, self.topology.rollouts, token=admin_token, environments=self.topology.environments)
         self.timeline: list[TimelineEntry] = []
 
     async def handle(self, request: Request) -> Response:

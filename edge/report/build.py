@@ -25,6 +25,7 @@ from edge.metrics.series import Series
 from edge.engine.timeline import TimelineEntry
 from edge.scenario.thresholds import Threshold, ThresholdResult
 from edge.platform.units import format_duration
+from edge.platform.versions import Deployment
 
 
 class Quantiles(msgspec.Struct):
@@ -37,10 +38,25 @@ class Quantiles(msgspec.Struct):
     mean: float
 
 
+class VersionReport(msgspec.Struct):
+    """One version of an environment: how it was made, and the calls it served in this run."""
+
+    number: int
+    at_s: float
+    message: str
+    tags: dict[str, str]
+    source: str | None
+    """Where a promoted version came from: "from app@staging v4"."""
+    requests: int
+    status: dict[str, int]
+    cold_starts: int
+
+
 class EnvironmentReport(msgspec.Struct):
     service: str
     environment: str
     version: str
+    """The version serving at the end of the run."""
     requests: int
     status: dict[str, int]
     latency_s: Quantiles
@@ -50,6 +66,10 @@ class EnvironmentReport(msgspec.Struct):
     shed: int
     exceptions: int
     cold_starts: int
+    versions: list[VersionReport]
+    """Every version, oldest first, each with the calls it served: they sum to ``requests``."""
+    deployments: list[Deployment]
+    """Which version served from when (a rollback deploys an earlier version again)."""
 
 
 class BindingReport(msgspec.Struct):
@@ -195,6 +215,15 @@ def build_report(result: RunResult) -> Report:
             shed=s.shed,
             exceptions=s.exceptions,
             cold_starts=sum(s.cold_starts.values()),
+            versions=[
+                VersionReport(
+                    number=v.number, at_s=v.at_s, message=v.message, tags=v.tags, source=v.source,
+                    requests=sum(counts := s.requests.get(str(v.number), [0] * len(STATUS_CLASSES))), status=_status(counts),
+                    cold_starts=s.cold_starts.get(str(v.number), 0),
+                )
+                for v in actor.history.versions
+            ],
+            deployments=list(actor.history.deployments),
         )
     routers = {
         service: RouterReport(
@@ -356,6 +385,13 @@ def print_summary(report: Report, console: Console | None = None) -> None:
             key, e.version, f"{e.requests:,}", f"{e.status.get('2xx', 0):,}", f"{e.status.get('4xx', 0):,}", f"{e.status.get('5xx', 0):,}",
             f"{e.shed:,}", ms(e.latency_s.p50), ms(e.latency_s.p90), ms(e.latency_s.p99), ms(e.queue_wait_s.p99), ms(e.cpu_s),
         )
+        served = [v for v in e.versions if v.requests]
+        if len(served) > 1 or (served and str(served[0].number) != e.version):  # the version changed during the run
+            for v in served:
+                table.add_row(
+                    f"  {key} v{v.number}", str(v.number), f"{v.requests:,}", f"{v.status.get('2xx', 0):,}", f"{v.status.get('4xx', 0):,}",
+                    f"{v.status.get('5xx', 0):,}", *[""] * 6,
+                )
     console.print(table)
     c = report.clients
     console.print(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from edge.platform.routes import RoutePattern
+from edge.platform.versions import Version, VersionError, VersionHistory
 from edge.scenario.config import (
     ConfigError, ConfigErrors, Environment, LoadedScenario, Scenario, Service, TimelineEvent, environment_routes, environments_of,
     gateway_of, group_name, is_model, is_public, threshold_rules,
@@ -277,6 +278,38 @@ def check_timeline_promotions(loaded: LoadedScenario) -> None:
             raise ConfigError(loaded.file, f"timeline[{i}].to", f"expected {event.to!r} and {source!r} to be both code or both synthetic models")
 
 
+def check_timeline_versions(loaded: LoadedScenario) -> None:
+    """Version numbers only grow and a rollback returns to a version there is, replayed in time
+    order with the environments' own rules (a rollout's promotion, whose time is not known before
+    the run, is not replayed: the timeline event it beats is refused then, in the report)."""
+    services = _services(loaded.spec)
+    histories: dict[str, VersionHistory[None]] = {}
+
+    def history(service: str, env_name: str) -> VersionHistory[None]:
+        key = f"{service}@{env_name}"
+        if key not in histories:
+            env = environments_of(services[service])[env_name]
+            first = env.version or services[service].version or 1
+            histories[key] = VersionHistory(key, Version(first, 0.0, "initial", {}), None)
+        return histories[key]
+
+    timeline = sorted(enumerate(loaded.spec.timeline), key=lambda item: (item[1].at.seconds, item[0]))
+    for i, event in timeline:
+        env_name = event.target.environment
+        if env_name is None:
+            continue
+        at = event.at.seconds
+        try:
+            if event.action == "deploy" or (event.action == "set" and (event.latency, event.cpu, event.errors) != (None, None, None)):
+                history(event.target.service, env_name).create(None, at_s=at, message="", tags={}, number=event.version)
+            elif event.action == "promote":
+                history(event.target.service, event.to).create(None, at_s=at, message="", tags={})
+            elif event.action == "rollback":
+                history(event.target.service, env_name).rollback(event.version, at_s=at)
+        except VersionError as exc:
+            raise ConfigError(loaded.file, f"timeline[{i}]" + (".version" if event.version is not None else ""), str(exc)) from None
+
+
 def check_tuned_service(loaded: LoadedScenario) -> None:
     """``tune`` names (or implies) one service with a rollout."""
     tune = loaded.spec.tune
@@ -315,6 +348,7 @@ CHECKS: tuple[Callable[[LoadedScenario], None], ...] = (
     check_timeline_targets,
     check_timeline_weights,
     check_timeline_promotions,
+    check_timeline_versions,
     check_tuned_service,
     check_threshold_subjects,
 )

@@ -476,23 +476,27 @@ class Traffic(msgspec.Struct, forbid_unknown_fields=True):
             raise ValueError(f"@timeout: expected a positive duration, got {self.timeout.raw!r}")
 
 
-TIMELINE_ACTIONS = ("set", "crash", "cold", "weights", "deploy", "promote", "approve")
+TIMELINE_ACTIONS = ("set", "crash", "cold", "weights", "deploy", "promote", "rollback", "approve")
 
 
 class TimelineEvent(msgspec.Struct, forbid_unknown_fields=True):
     """Something that happens to the topology at a simulated time: the script of a rollout story.
 
-    * ``set`` (target ``SERVICE@ENV``): new behaviour. A synthetic worker's ``latency``, ``cpu``,
-      ``errors`` replace its model's; a code worker gets them injected before its code runs
-      (extra wait, extra CPU, that share of calls answered 500 without running it).
+    * ``set`` (target ``SERVICE@ENV``): new behaviour, as a new version. A synthetic worker's
+      ``latency``, ``cpu``, ``errors`` replace its model's; a code worker gets them injected before
+      its code runs (extra wait, extra CPU, that share of calls answered 500 without running it).
     * ``crash`` (target ``SERVICE@ENV``, ``duration``): new calls get 503 until it restarts,
       with every slot cold.
     * ``cold`` (target ``SERVICE@ENV``): every slot goes cold at once (a cold-start storm).
     * ``weights`` (target ``SERVICE``, ``weights``): a new split.
-    * ``deploy`` (target ``SERVICE@ENV``): a new version (``version``, default the current + 1)
-      with ``tags``, and optionally new behaviour as ``set``.
+    * ``deploy`` (target ``SERVICE@ENV``): a new version (``version``, default one above every
+      earlier version: numbers only grow) with ``tags``, ``message``, changed ``vars``, and
+      optionally new behaviour as ``set``.
     * ``promote`` (target ``SERVICE@ENV``, ``to`` default "production"): ``to`` takes the target's
-      code or model and version, and all of the service's traffic.
+      code or model, as a new version of ``to`` recording its source ("from app@staging v4"), and
+      all of the service's traffic.
+    * ``rollback`` (target ``SERVICE@ENV``, ``version`` default the one deployed before): that
+      earlier version serves again, code or model, vars and faults as it was made.
     * ``approve`` (target ``SERVICE``): lets the service's rollout past a ``manual`` step.
     """
 
@@ -507,6 +511,8 @@ class TimelineEvent(msgspec.Struct, forbid_unknown_fields=True):
     version: int | None = None
     tags: Annotated[dict[str, str], Entries] = {}
     to: str = "production"
+    message: str = ""
+    vars: Annotated[dict[str, str], Entries] = {}
 
     def __post_init__(self) -> None:
         if self.action not in TIMELINE_ACTIONS:
@@ -527,6 +533,10 @@ class TimelineEvent(msgspec.Struct, forbid_unknown_fields=True):
                 raise ValueError("@duration: expected how long the crash lasts, e.g. \"30s\"")
         if self.version is not None and self.version < 1:
             raise ValueError(f"@version: expected a version number >= 1, got {self.version}")
+        if self.version is not None and self.action not in ("deploy", "rollback"):
+            raise ValueError(f"@version: only a deploy (its number) or a rollback (the version to return to) takes one, not {self.action}")
+        if self.vars and self.action != "deploy":
+            raise ValueError(f"@vars: only a deploy changes vars (as a new version), not {self.action}")
 
 
 class Behaviour(msgspec.Struct, forbid_unknown_fields=True):
