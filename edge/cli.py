@@ -230,6 +230,16 @@ def cmd_import(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    """A new project to edit (``edge.scenario.templates``): runs at once, replaces nothing."""
+    from edge.scenario.templates import write_project
+
+    for path in write_project(args.directory, args.template):
+        print(path)
+    print(f"edge: next: cd {args.directory} && edge run scenario.toml   (or: edge serve scenario.toml)", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_graph(args: argparse.Namespace) -> int:
     """The "Bound Services" view (seed 002): who calls whom, through which binding."""
     spec = _load(args.scenario).spec
@@ -460,6 +470,15 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("-o", "--output", metavar="PATH", help="write the scenario here (default: stdout)")
     imp.add_argument("--force", action="store_true", help="replace PATH if it exists")
     imp.set_defaults(func=cmd_import)
+
+    from edge.scenario.templates import DEFAULT_TEMPLATE, TEMPLATES
+
+    init = sub.add_parser("init", help="start a project of your own: a scenario, its worker code, a README; replaces no file")
+    init.add_argument("directory", nargs="?", default=".", help="where to write it (default: here; created if missing)")
+    init.add_argument("--template", choices=sorted(TEMPLATES), default=DEFAULT_TEMPLATE,
+                      help="seed-chain: the bundled gateway → auth → app with a 1%% canary (default); gateway: the chain alone; "
+                           "canary: the chain with a progressive rollout of app")
+    init.set_defaults(func=cmd_init)
 
     graph = sub.add_parser("graph", help="show the bound-services dependency view")
     graph.add_argument("scenario", nargs="?")
