@@ -17,6 +17,7 @@ from actors.mailbox import Call, RpcFailure
 from edge.platform.cpu import CpuLimitExceeded
 from edge.platform.errors import CPU_LIMIT, platform_error
 from edge.platform.fetch import Response
+from edge.platform.workers import SyntheticBody
 
 if TYPE_CHECKING:
     from actors.environment import EnvironmentActor
@@ -25,11 +26,12 @@ if TYPE_CHECKING:
 class SyntheticCalls:
     """Serves one synthetic environment's calls on behalf of its actor."""
 
-    __slots__ = ("actor", "busy")
+    __slots__ = ("actor", "busy", "_body")
 
     def __init__(self, actor: EnvironmentActor) -> None:
         self.actor = actor
         self.busy = 0  # calls in service
+        self._body = SyntheticBody(actor.service, actor.environment, actor.version)
 
     def post(self, call: Call) -> Response | None:
         """Start the call if a slot is free and none is queued, else queue or shed it."""
@@ -81,7 +83,9 @@ class SyntheticCalls:
 
     def _answer(self, call: Call) -> None:
         actor = self.actor
-        self._done(call, actor.worker.respond(actor.rng))
+        if self._body.version != actor.version:  # a deploy or a promotion since the last answer
+            self._body = SyntheticBody(actor.service, actor.environment, actor.version)
+        self._done(call, actor.worker.respond(actor.rng, self._body))
 
     def _done(self, call: Call, result: Any) -> None:
         actor = self.actor
