@@ -92,7 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         stop = report.stopped_early
         print(f"edge: run stopped at {format_duration(stop.at_s)} of {format_duration(duration)}: threshold failed: {stop.threshold}", file=sys.stderr)
     for t in failed:
-        print(f"edge: threshold failed: {t.threshold} (measured {t.shown()})", file=sys.stderr)
+        print(f"edge: threshold failed: {t.threshold} ({t.shown()})", file=sys.stderr)
     unanswered = report.clients.unanswered
     if unanswered:
         drain = format_duration(loaded.spec.scenario.drain.seconds)

@@ -22,7 +22,7 @@ import math
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -559,6 +559,11 @@ class ThresholdRule(msgspec.Struct, forbid_unknown_fields=True):
     delay: Duration = Duration("0s")
     """Do not abort before this much simulated time (as k6's delayAbortEval): early figures are
     few and noisy."""
+    no_data: Literal["fail", "pass"] = "fail"
+    """What the threshold says when its subject saw no requests (the clients sent none, the
+    environment answered none): "fail" with the reason "no data" (k6's choice: a run that measured
+    nothing proved nothing), or "pass" (e.g. a canary that may get no traffic). ``requests``
+    thresholds always have data: a count of zero requests is what they measure."""
 
 
 class Scenario(msgspec.Struct, forbid_unknown_fields=True):
