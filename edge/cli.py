@@ -311,6 +311,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from edge.live.admin import new_token
 
     loaded = _load(args.scenario)
+    # Operator actions (weights, approvals) are logged at INFO: a record of what was done, not a
+    # warning; a server shows them, a run's own output does not need them.
+    logging.getLogger("edge").setLevel(logging.INFO)
     token = _admin_token(args)
     generated = token is None
     token = token or new_token()
