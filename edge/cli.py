@@ -271,7 +271,8 @@ def _dot(spec: config.Scenario) -> str:
     def q(text: str) -> str:
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
-    out = ["digraph edge {", "  rankdir=LR;", '  node [shape=box, style=rounded, fontname="Helvetica"];',
+    # The graph's name is quoted: `edge` is a DOT keyword, and `digraph edge {` does not parse.
+    out = ['digraph "edge" {', "  rankdir=LR;", '  node [shape=box, style=rounded, fontname="Helvetica"];',
            '  ingress [shape=oval, label="ingress"];']
     by_service = {s.name: s for s in spec.services}
     for service in spec.services:
