@@ -95,3 +95,49 @@ def test_repository_scenarios_are_real_files_equal_to_the_bundled_ones() -> None
     assert sorted(p.name for p in (scenarios / "workers").glob("*.py")) == bundled
     for name in bundled:
         assert (scenarios / "workers" / name).read_bytes() == (BUNDLED / "workers" / name).read_bytes(), name
+
+
+def test_the_readme_first_screen_tells_a_newcomer_install_run_init_and_where_next():
+    first_screen = (ROOT / "README.md").read_text().split("\n---\n", 1)[0]
+    assert "pip install . && edge run" in first_screen
+    assert "edge init myproject" in first_screen and "edge run scenario.toml" in first_screen
+    assert "docs/scenario-fields.md" in first_screen and "#commands" in first_screen
+
+
+def test_mailbox_docstring_states_what_trio_channels_do():
+    import trio
+    import trio.testing
+
+    import actors.mailbox
+
+    doc = actors.mailbox.__doc__
+    assert "cannot hand a message straight to an idle consumer" not in doc
+    assert "waited longest" in doc and "WouldBlock" in doc
+    got: list[tuple[str, int]] = []
+
+    async def main() -> None:  # what the docstring says, checked against trio itself
+        send, receive = trio.open_memory_channel(1)
+
+        async def consumer(name: str) -> None:
+            got.append((name, await receive.receive()))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(consumer, "first")
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(consumer, "second")
+            await trio.testing.wait_all_tasks_blocked()
+            send.send_nowait(1)  # handed to the receiver that waited longest, without blocking
+            send.send_nowait(2)
+            await trio.testing.wait_all_tasks_blocked()
+            send.send_nowait(3)  # buffered (size 1)
+            with pytest.raises(trio.WouldBlock):
+                send.send_nowait(4)  # full: told at once
+
+    trio.run(main)
+    assert got == [("first", 1), ("second", 2)]
+
+
+def test_readme_says_how_live_cpu_is_measured():
+    readme = (ROOT / "README.md").read_text()
+    assert "trio instrument" not in readme
+    assert "`cpu.metered` drives the worker's coroutine itself" in readme
