@@ -1,8 +1,11 @@
 """A bounded mailbox served by consumers (trio tasks or fibers), and the Call message that travels in it.
 
-Why not a trio memory channel: a channel round trip costs two task switches and an Event-like
-rendezvous per message, and a channel cannot hand a message straight to an idle consumer while also
-telling the sender "full" without blocking it. This mailbox does three things only:
+Why not a trio memory channel: its ``send_nowait`` does hand a message straight to a waiting
+receiver, queue it, or raise ``WouldBlock`` when the buffer is full, without blocking, which is what
+``post`` needs. But a channel's receivers are trio tasks, parked in trio's scheduler: a virtual-time
+slot is a fiber the clock resumes itself (``edge.platform.fibers``), which cannot wait on a channel;
+and a channel wakes the receiver that has waited longest, where a warm slot should be the one used
+last. This mailbox does three things only:
 
 * ``post`` never blocks: it hands the message to an idle consumer (which is woken with it), queues it
   FIFO, or refuses it when the queue is at capacity, so that the sender can shed it (503).

@@ -17,7 +17,7 @@ from actors.mailbox import Call, RpcFailure
 from edge.platform.cpu import CpuLimitExceeded
 from edge.platform.errors import CPU_LIMIT, platform_error
 from edge.platform.fetch import Response
-from edge.platform.workers import ModelWorker
+from edge.platform.workers import ModelWorker, SyntheticBody
 
 if TYPE_CHECKING:
     from actors.environment import EnvironmentActor
@@ -26,11 +26,12 @@ if TYPE_CHECKING:
 class SyntheticCalls:
     """Serves one synthetic environment's calls on behalf of its actor."""
 
-    __slots__ = ("actor", "busy")
+    __slots__ = ("actor", "busy", "_body")
 
     def __init__(self, actor: EnvironmentActor) -> None:
         self.actor = actor
         self.busy = 0  # calls in service
+        self._body = SyntheticBody(actor.service, actor.environment, actor.version)
 
     def post(self, call: Call) -> Response | None:
         """Start the call if a slot is free and none is queued, else queue or shed it."""
@@ -82,7 +83,9 @@ class SyntheticCalls:
         actor.clock.call_later(worker.latency.sample(actor.rng), self._answer, call, worker)
 
     def _answer(self, call: Call, worker: ModelWorker) -> None:
-        self._done(call, worker.respond(self.actor.rng))
+        if self._body.version != call.version:  # a deploy, promotion or rollback since the last answer
+            self._body = SyntheticBody(self.actor.service, self.actor.environment, call.version)
+        self._done(call, worker.respond(self.actor.rng, self._body))
 
     def _done(self, call: Call, result: Any) -> None:
         actor = self.actor

@@ -93,7 +93,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         stop = report.stopped_early
         print(f"edge: run stopped at {format_duration(stop.at_s)} of {format_duration(duration)}: threshold failed: {stop.threshold}", file=sys.stderr)
     for t in failed:
-        print(f"edge: threshold failed: {t.threshold} (measured {t.shown()})", file=sys.stderr)
+        print(f"edge: threshold failed: {t.threshold} ({t.shown()})", file=sys.stderr)
     unanswered = report.clients.unanswered
     if unanswered:
         drain = format_duration(loaded.spec.scenario.drain.seconds)
@@ -231,6 +231,16 @@ def cmd_import(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    """A new project to edit (``edge.scenario.templates``): runs at once, replaces nothing."""
+    from edge.scenario.templates import write_project
+
+    for path in write_project(args.directory, args.template):
+        print(path)
+    print(f"edge: next: cd {args.directory} && edge run scenario.toml   (or: edge serve scenario.toml)", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_graph(args: argparse.Namespace) -> int:
     """The "Bound Services" view (seed 002): who calls whom, through which binding."""
     spec = _load(args.scenario).spec
@@ -262,7 +272,8 @@ def _dot(spec: config.Scenario) -> str:
     def q(text: str) -> str:
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
-    out = ["digraph edge {", "  rankdir=LR;", '  node [shape=box, style=rounded, fontname="Helvetica"];',
+    # The graph's name is quoted: `edge` is a DOT keyword, and `digraph edge {` does not parse.
+    out = ['digraph "edge" {', "  rankdir=LR;", '  node [shape=box, style=rounded, fontname="Helvetica"];',
            '  ingress [shape=oval, label="ingress"];']
     by_service = {s.name: s for s in spec.services}
     for service in spec.services:
@@ -302,6 +313,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from edge.live.admin import new_token
 
     loaded = _load(args.scenario)
+    # Operator actions (weights, approvals) are logged at INFO: a record of what was done, not a
+    # warning; a server shows them, a run's own output does not need them.
+    logging.getLogger("edge").setLevel(logging.INFO)
     token = _admin_token(args)
     generated = token is None
     token = token or new_token()
@@ -513,6 +527,15 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("-o", "--output", metavar="PATH", help="write the scenario here (default: stdout)")
     imp.add_argument("--force", action="store_true", help="replace PATH if it exists")
     imp.set_defaults(func=cmd_import)
+
+    from edge.scenario.templates import DEFAULT_TEMPLATE, TEMPLATES
+
+    init = sub.add_parser("init", help="start a project of your own: a scenario, its worker code, a README; replaces no file")
+    init.add_argument("directory", nargs="?", default=".", help="where to write it (default: here; created if missing)")
+    init.add_argument("--template", choices=sorted(TEMPLATES), default=DEFAULT_TEMPLATE,
+                      help="seed-chain: the bundled gateway → auth → app with a 1%% canary (default); gateway: the chain alone; "
+                           "canary: the chain with a progressive rollout of app")
+    init.set_defaults(func=cmd_init)
 
     graph = sub.add_parser("graph", help="show the bound-services dependency view")
     graph.add_argument("scenario", nargs="?")

@@ -141,7 +141,8 @@ def test_a_generated_token_is_printed_once_and_never_logged_or_exported(tmp_path
             assert token not in answer.read().decode()
         running.stop()
     assert token not in running.stderr and token not in running.stdout
-    assert "weights of app set to" in running.stderr  # the change is logged, who made it is not
+    assert "edge: INFO edge.live.admin: weights of app set to" in running.stderr  # the change is logged (an operator's action: INFO), who made it is not
+    assert "WARNING" not in running.stderr
 
 
 def test_a_given_token_is_not_printed(tmp_path):

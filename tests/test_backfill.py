@@ -78,3 +78,56 @@ def test_openmetrics_backfill_round_trip_serves_every_dashboard_query(tmp_path):
         prometheus.stop()
     if missing:
         pytest.fail(f"{len(missing)} queries returned no data from the backfilled run:\n\n" + "\n\n".join(missing), pytrace=False)
+
+
+def backfill(tmp_path, content: bytes | None, *, data: str = "data"):
+    """`edge backfill` of a file holding ``content`` (None: no file) into tmp_path/data."""
+    source = tmp_path / "in.om"
+    if content is not None:
+        source.write_bytes(content)
+    return edge("backfill", str(source), str(tmp_path / data)), tmp_path / data
+
+
+@pytest.mark.parametrize("content, expected", [
+    (None, "cannot read file: No such file or directory"),
+    (b"", "expected OpenMetrics ending with `# EOF`"),
+    (b"requests_total 1.0 1700000000.0\n", "expected OpenMetrics ending with `# EOF`"),
+])
+def test_backfill_checks_its_input_before_creating_anything(tmp_path, content, expected):
+    done, data = backfill(tmp_path, content)
+    assert done.returncode == 2 and expected in done.stderr, done.stderr
+    assert not data.exists()
+
+
+def test_backfill_refuses_a_folder_as_input_and_creates_nothing(tmp_path):
+    (tmp_path / "in.om").mkdir()
+    done, data = backfill(tmp_path, None)
+    assert done.returncode == 2 and "expected a regular file" in done.stderr
+    assert not data.exists()
+
+
+def test_promtool_failing_is_an_error_and_leaves_no_folder(tmp_path):
+    done, data = backfill(tmp_path, b"garbage\n# EOF\n")
+    assert done.returncode == 2 and "promtool failed (exit 1)" in done.stderr, done.stderr
+    assert not data.exists()
+
+
+def test_promtool_exiting_0_without_a_block_is_an_error(tmp_path):
+    done, data = backfill(tmp_path, b"# EOF\n")  # valid, no samples: promtool says nothing and exits 0
+    assert done.returncode == 2 and "promtool wrote no blocks" in done.stderr, done.stderr
+    assert not data.exists()
+
+
+def test_a_failed_backfill_keeps_a_data_folder_that_was_there(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "mine").write_text("keep\n")
+    done, data = backfill(tmp_path, b"# EOF\n")
+    assert done.returncode == 2 and (data / "mine").read_text() == "keep\n"
+
+
+def test_backfill_of_a_run_writes_blocks(tmp_path):
+    om = tmp_path / "in.om"
+    assert edge("run", "--duration", "5s", "-q", "--openmetrics", str(om)).returncode == 0
+    done = edge("backfill", str(om), str(tmp_path / "data"))
+    assert done.returncode == 0, done.stderr
+    assert any((block / "meta.json").is_file() for block in (tmp_path / "data").iterdir())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -118,6 +119,24 @@ def test_cli_exits_2_with_the_message(tmp_path, capsys):
     assert "cannot read file: No such file or directory" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("scenario", ["scenarios/default.toml", "scenarios/bad-canary.toml", "scenarios/tune-canary.toml"])
+def test_graph_dot_is_rendered_by_graphviz(scenario):
+    """Graphviz's own `dot` reads what --dot writes (Debian package graphviz; .ci/run installs it:
+    without it this test fails rather than skips)."""
+    import shutil
+    import subprocess
+    import sys
+
+    dot = shutil.which("dot")
+    assert dot is not None, "Graphviz's dot not found: apt-get install graphviz"
+    root = Path(__file__).resolve().parent.parent
+    graph = subprocess.run([sys.executable, "-m", "edge.cli", "graph", "--dot", scenario], capture_output=True, text=True, cwd=root, timeout=60)
+    assert graph.returncode == 0, graph.stderr
+    svg = subprocess.run([dot, "-Tsvg"], input=graph.stdout, capture_output=True, text=True, timeout=60)
+    assert svg.returncode == 0 and svg.stderr == "", svg.stderr
+    assert "<svg" in svg.stdout and "app@production" in svg.stdout
+
+
 def test_cli_check_and_graph(tmp_path, capsys):
     assert cli.main(["check"]) == 0
     assert "3 services, 4 environments" in capsys.readouterr().out
@@ -132,7 +151,7 @@ def test_graph_dot_declares_every_environment_and_draws_every_binding(capsys):
 
     assert cli.main(["graph", "--dot"]) == 0
     dot = capsys.readouterr().out
-    assert dot.startswith("digraph edge {") and dot.rstrip().endswith("}")
+    assert dot.startswith('digraph "edge" {') and dot.rstrip().endswith("}")
     assert dot.count("{") == dot.count("}")
     declared = set(re.findall(r'^\s+"([\w@-]+)" \[label=', dot, re.M))
     assert declared == {"gateway@production", "auth@production", "app@production", "app@canary"}

@@ -204,3 +204,87 @@ def test_bad_threshold_rules_exit_2_naming_the_path(tmp_path, rule, path, expect
     done = edge_run(str(scenario_path), "-q")
     assert done.returncode == 2, done.stderr
     assert path in done.stderr and expected in done.stderr, done.stderr
+
+
+NO_DATA = """
+thresholds = [{rules}]
+
+[scenario]
+name = "no-data"
+duration = "10s"
+
+[[services]]
+name = "api"
+routes = ["api.test/*"]
+[services.environments.production]
+model = {{ latency = "2ms" }}
+[services.environments.canary]
+model = {{ latency = "2ms" }}
+[services.split]
+weights = {{ production = 100, canary = 0 }}
+
+[[traffic]]
+arrivals = "constant({rate}/s)"
+duration = "{sending}"
+requests = [{{ url = "https://api.test/" }}]
+"""
+
+
+def no_data_report(make_scenario, rules: str, *, rate: int = 100, sending: str = "10s"):
+    loaded = make_scenario(NO_DATA.format(rules=rules, rate=rate, sending=sending))
+    return build_report(simulate(loaded, seed=1, stop_when=abort_check(loaded), interval=1))
+
+
+def test_a_threshold_over_an_environment_that_answered_nothing_fails_with_no_data(make_scenario):
+    report = no_data_report(make_scenario, '"error ratio of api@canary < 5%", "p99 latency of api@canary < 1s", '
+                            '"errors of api@canary == 0", "requests of api@canary == 0", "error ratio < 5%"')
+    verdicts = {t.threshold: (t.passed, t.no_data, t.shown()) for t in report.thresholds}
+    assert verdicts == {
+        "error ratio of api@canary < 5%": (False, True, "no data"),
+        "p99 latency of api@canary < 1s": (False, True, "no data"),
+        "errors of api@canary == 0": (False, True, "no data"),  # zero errors out of nothing is not a pass
+        "requests of api@canary == 0": (True, False, "measured 0"),  # a count of requests is its own data
+        "error ratio < 5%": (True, False, "measured 0.000%"),  # the clients sent 1,000
+    }
+
+
+def test_no_data_pass_lets_a_rule_accept_an_idle_subject(make_scenario):
+    report = no_data_report(make_scenario, '{ threshold = "error ratio of api@canary < 5%", no_data = "pass" }')
+    assert report.thresholds[0].passed and report.thresholds[0].no_data
+
+
+@pytest.mark.parametrize("rate, sending, requests, no_data", [("1", "1500ms", 1, False), ("1", "500ms", 0, True)])
+def test_one_request_is_data_and_none_is_not(make_scenario, rate, sending, requests, no_data):
+    # constant(1/s) sends at 1 s: before 1 s nothing is sent, up to 1.5 s exactly one request.
+    report = no_data_report(make_scenario, '"p99 latency < 1s"', rate=int(rate), sending=sending)
+    assert report.clients.requests == requests
+    assert report.thresholds[0].no_data is no_data and report.thresholds[0].passed is not no_data
+
+
+def test_an_aborting_threshold_does_not_stop_the_run_for_no_data_yet(make_scenario):
+    report = no_data_report(make_scenario, '{ threshold = "error ratio of api@canary < 5%", abort = true }')
+    assert report.stopped_early is None and report.clients.requests == 1000
+    assert not report.thresholds[0].passed and report.thresholds[0].no_data
+
+
+def test_edge_run_for_no_time_fails_its_thresholds_with_no_data(tmp_path):
+    out = tmp_path / "r.json"
+    done = edge_run("--duration", "0s", "-q", "--json", str(out))  # the bundled scenario
+    assert done.returncode == 1, done.stderr
+    failing = [line for line in done.stderr.splitlines() if "threshold failed" in line]
+    assert len(failing) == 4 and all(line.endswith("(no data)") for line in failing), done.stderr
+    written = json.loads(out.read_text())["thresholds"]
+    assert all(t["no_data"] is True and t["passed"] is False for t in written)
+
+
+def test_no_data_is_left_out_of_the_json_when_there_is_data(tmp_path):
+    out = tmp_path / "r.json"
+    assert edge_run(str(scenario(tmp_path, "requests >= 900")), "-q", "--json", str(out)).returncode == 0
+    assert json.loads(out.read_text())["thresholds"] == [{"threshold": "requests >= 900", "value": 1000.0, "passed": True}]
+
+
+def test_a_bad_no_data_choice_exits_2_naming_the_path(tmp_path):
+    path = tmp_path / "a.toml"
+    path.write_text(ABORTING.format(rules='{ threshold = "requests > 1", no_data = "hold" }'))
+    done = edge_run(str(path), "-q")
+    assert done.returncode == 2 and "thresholds[0].no_data" in done.stderr, done.stderr

@@ -190,7 +190,7 @@ class AdminApi:
             return _error(400, f"expected a JSON body like {_example(len(parts))}: {exc}")
         except ValueError as exc:
             return _error(400, str(exc))
-        log.warning("weights of %s set to %s", router.service, router.weights)
+        log.info("weights of %s set to %s", router.service, router.weights)
         return Response.json({router.service: router.weights})
 
     def _rollouts(self, request: Request, parts: list[str]) -> Response:
@@ -204,7 +204,7 @@ class AdminApi:
             if request.method != "POST":
                 return _error(405, f"use POST to approve the rollout of {parts[1]}")
             done = controller.approve()
-            log.warning("rollout of %s: %s", parts[1], done)
+            log.info("rollout of %s: %s", parts[1], done)
             return Response.json({parts[1]: done})
         return _error(404, f"no admin endpoint {request.path}; try GET /rollouts or POST /rollouts/SERVICE/approve")
 

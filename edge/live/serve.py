@@ -211,12 +211,12 @@ async def _serve(live: LiveRuntime, ingress: HttpServer, servers: list[HttpServe
 
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for signum in signals:
-                log.warning("%s: closing listeners, draining requests in flight (up to %gs)", signal.Signals(signum).name, drain)
+                log.info("%s: closing listeners, draining requests in flight (up to %gs)", signal.Signals(signum).name, drain)
                 break
         load.cancel()
         if traffic:
             stats = generator.stats
-            log.warning("live traffic: %d requests sent, %d answered, %d without an answer", stats.sent, stats.answered, stats.failed)
+            log.info("live traffic: %d requests sent, %d answered, %d without an answer", stats.sent, stats.answered, stats.failed)
         for server in servers:
             server.stop_accepting()
         if not await ingress.drained(drain):

@@ -13,7 +13,9 @@ together and in time order.
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 from typing import Iterator
@@ -80,19 +82,65 @@ class OpenMetricsRecorder:
 
 
 class BackfillError(Exception):
-    pass
+    """A backfill that did not happen; ``str()`` says why (the input, or what promtool said)."""
 
 
 def backfill(openmetrics: str | Path, data_dir: str | Path) -> str:
-    """``promtool tsdb create-blocks-from openmetrics``: TSDB blocks for a Prometheus to serve."""
+    """``promtool tsdb create-blocks-from openmetrics``: TSDB blocks for a Prometheus to serve.
+
+    The input is checked before anything is created. promtool's verdict is its exit status and
+    the blocks it wrote: it prints errors to stdout (such as "try lock file: open ...: no such
+    file") and exits 0 for an input with no samples, so a zero status that wrote no block is a
+    failure too. A ``data_dir`` this call created is removed again when it fails."""
     promtool = shutil.which("promtool")
     if promtool is None:
         raise BackfillError("promtool not found: install Prometheus (Debian: apt-get install prometheus)")
-    Path(data_dir).mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(openmetrics), str(data_dir)],
-        capture_output=True, text=True,
-    )
-    if done.returncode != 0:
-        raise BackfillError(f"promtool failed ({done.returncode}): {(done.stderr or done.stdout).strip()}")
+    check_openmetrics_input(openmetrics)
+    data_dir = Path(data_dir)
+    created = not data_dir.exists()
+    before = _blocks(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        done = subprocess.run(
+            [promtool, "tsdb", "create-blocks-from", "openmetrics", str(openmetrics), str(data_dir)],
+            capture_output=True, text=True,
+        )
+        said = " ".join((done.stderr + done.stdout).split()) or "nothing"
+        if done.returncode != 0:
+            raise BackfillError(f"promtool failed (exit {done.returncode}): {said}")
+        if not _blocks(data_dir) - before:
+            raise BackfillError(f"{openmetrics}: promtool wrote no blocks (no samples?); it said: {said}")
+    except BaseException:
+        if created:
+            shutil.rmtree(data_dir, ignore_errors=True)
+        raise
     return done.stdout
+
+
+def check_openmetrics_input(path: str | Path) -> None:
+    """A regular, readable file that ends as OpenMetrics does (``# EOF``), or BackfillError.
+
+    Opened without blocking and checked on the descriptor (a FIFO would block); only its last
+    bytes are read, as the file may be large."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise BackfillError(f"{path}: cannot read file: {exc.strerror}") from None
+    try:
+        size = os.fstat(fd).st_size
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise BackfillError(f"{path}: expected a regular file (what `edge run --openmetrics` wrote)")
+        tail = os.pread(fd, 64, max(0, size - 64))
+    except OSError as exc:
+        raise BackfillError(f"{path}: cannot read file: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if not tail.rstrip().endswith(b"# EOF"):
+        raise BackfillError(f"{path}: expected OpenMetrics ending with `# EOF`, as `edge run --openmetrics` writes")
+
+
+def _blocks(data_dir: Path) -> set[str]:
+    """The TSDB blocks in ``data_dir``: folders with a meta.json."""
+    if not data_dir.is_dir():
+        return set()
+    return {block.name for block in data_dir.iterdir() if (block / "meta.json").is_file()}

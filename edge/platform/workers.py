@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import itertools
+import json
 import random
 import sys
 from pathlib import Path
@@ -72,6 +73,34 @@ def load_worker(path: str | Path) -> WorkerCode:
     return WorkerCode(fetch, rpc)
 
 
+class SyntheticBody:
+    """What a synthetic answer says: JSON naming who answered, padded with spaces to the drawn size.
+
+    ``{"service": "app", "environment": "canary", "version": "42"}``, a newline, then spaces:
+    printable, valid JSON (trailing whitespace is allowed), and exactly the drawn number of bytes,
+    so the model's sizes, and every byte count downstream, are what the scenario says. A size
+    shorter than the JSON gets its first bytes: the size is the measured figure being modelled,
+    the text only a label.
+
+    One per environment and version (the actor makes a new one when its version changes): the
+    padded text is built once and grown to the largest size drawn, so an answer costs one slice.
+    The padding comes after the newline rather than before it for that reason: a newline at the
+    end would cost a second copy per answer.
+    """
+
+    __slots__ = ("version", "_padded")
+
+    def __init__(self, service: str, environment: str, version: str) -> None:
+        self.version = version
+        self._padded = json.dumps({"service": service, "environment": environment, "version": version}).encode() + b"\n"
+
+    def of(self, size: int) -> bytes:
+        """The body of ``size`` bytes."""
+        if len(self._padded) < size:
+            self._padded += b" " * (2 * size - len(self._padded))
+        return self._padded[:size]
+
+
 class ModelWorker:
     """A worker whose behaviour is drawn from distributions: CPU, then waiting, then an answer.
 
@@ -81,7 +110,7 @@ class ModelWorker:
     environment's own random stream, in a fixed order: CPU, latency, error, size.
     """
 
-    __slots__ = ("cpu", "latency", "errors", "error_status", "size", "_zeros", "_empty", "_failed")
+    __slots__ = ("cpu", "latency", "errors", "error_status", "size", "_empty", "_json", "_failed")
 
     def __init__(self, cpu: Distribution, latency: Distribution, errors: float, error_status: int, size: Distribution) -> None:
         self.cpu = cpu
@@ -89,21 +118,19 @@ class ModelWorker:
         self.errors = errors
         self.error_status = error_status
         self.size = size
-        self._zeros = b""
-        # Bodiless answers are clones of these: copying is cheaper than validating a new Response.
+        # Answers are clones of these: copying is cheaper than validating a new Response.
         self._empty = Response(None)
+        self._json = Response(None, headers={"content-type": "application/json"})
         self._failed = Response(None, status=error_status)
 
-    def respond(self, rng: random.Random) -> Response:
+    def respond(self, rng: random.Random, body: SyntheticBody) -> Response:
         if self.errors and rng.random() < self.errors:
             return self._failed.clone()
         size = int(self.size.sample(rng))
         if size <= 0:
             return self._empty.clone()
-        if len(self._zeros) < size:
-            self._zeros = bytes(size)
-        # A clone of the empty 200 given the body: the same Response as ``Response(bytes)``,
+        # A clone of the JSON 200 given the body: the same Response as ``Response(bytes, headers)``,
         # without validating status and headers again for every answer.
-        response = self._empty.clone()
-        response._body = self._zeros[:size]
+        response = self._json.clone()
+        response._body = body.of(size)
         return response

@@ -18,12 +18,12 @@ from rich.table import Table
 from edge.platform.files import InputError, read_input, write_output
 from edge.metrics.histogram import LogHistogram
 from edge.metrics.recorders import STATUS_CLASSES
-from edge.scenario.config import LoadedScenario, threshold_rules
+from edge.scenario.config import LoadedScenario, ThresholdRule, threshold_rules
 from edge.engine.rollout import RolloutReport
 from edge.engine.simulate import RunResult
 from edge.metrics.series import Series
 from edge.engine.timeline import TimelineEntry
-from edge.scenario.thresholds import Threshold, ThresholdResult
+from edge.scenario.thresholds import Threshold, ThresholdResult, has_data
 from edge.platform.units import format_duration
 from edge.platform.versions import Deployment
 
@@ -292,12 +292,24 @@ def build_report(result: RunResult) -> Report:
         rollouts={service: controller.report() for service, controller in result.topology.rollouts.items()},
         series=result.series,
     )
-    report.thresholds = [
-        ThresholdResult(threshold=t.text, value=_round(value), passed=t.holds(value))
-        for t in (rule.threshold for rule in threshold_rules(result.loaded.spec))
-        for value in [threshold_value(report, t)]
-    ]
+    report.thresholds = [threshold_result(report, rule) for rule in threshold_rules(result.loaded.spec)]
     return report
+
+
+def threshold_result(report: Report, rule: ThresholdRule) -> ThresholdResult:
+    """The rule's verdict on the run: the value measured, or "no data" (``thresholds.has_data``)."""
+    t = rule.threshold
+    value = _round(threshold_value(report, t))
+    if has_data(t, subject_requests(report, t)):
+        return ThresholdResult(threshold=t.text, value=value, passed=t.holds(value))
+    return ThresholdResult(threshold=t.text, value=value, passed=rule.no_data == "pass", no_data=True)
+
+
+def subject_requests(report: Report, threshold: Threshold) -> int:
+    """Requests the threshold's subject saw: the clients sent, or the environment answered."""
+    if threshold.subject == "clients":
+        return report.clients.requests
+    return report.environments[threshold.subject].requests
 
 
 def threshold_value(report: Report, threshold: Threshold) -> float:
@@ -330,19 +342,17 @@ def threshold_value(report: Report, threshold: Threshold) -> float:
 def abort_check(loaded: LoadedScenario) -> Callable[[RunResult], str | None] | None:
     """For ``simulate(stop_when=...)``: the first aborting threshold that fails on the run so far
     (past its delay), or None; None instead of a check when no threshold aborts."""
-    rules = [
-        (rule.threshold.text, rule.threshold, rule.delay.seconds)
-        for rule in threshold_rules(loaded.spec) if rule.abort
-    ]
+    rules = [rule for rule in threshold_rules(loaded.spec) if rule.abort]
     if not rules:
         return None
 
     def failing(result: RunResult) -> str | None:
-        due = [(text, threshold) for text, threshold, delay in rules if result.simulated >= delay]
+        due = [rule.threshold for rule in rules if result.simulated >= rule.delay.seconds]
         if not due:
             return None
         report = build_report(result)
-        return next((text for text, threshold in due if not threshold.holds(threshold_value(report, threshold))), None)
+        # No data yet is not a failure to stop for: the verdict at the end of the run says it.
+        return next((t.text for t in due if has_data(t, subject_requests(report, t)) and not t.holds(threshold_value(report, t))), None)
 
     return failing
 
@@ -429,7 +439,7 @@ def print_summary(report: Report, console: Console | None = None) -> None:
         console.print(f"[bold red]stopped early at {format_duration(report.stopped_early.at_s)}:[/bold red] {report.stopped_early.threshold}")
     for t in report.thresholds:
         mark = "[green]✓ pass[/green]" if t.passed else "[bold red]✗ FAIL[/bold red]"
-        console.print(f"{mark}  {t.threshold}  (measured {t.shown()})")
+        console.print(f"{mark}  {t.threshold}  ({t.shown()})")
     for service, r in report.routers.items():
         weights = ", ".join(f"{env} {w:g}%" for env, w in r.weights.items())
         retries = ", ".join(f"{k} {v:,}" for k, v in r.retries.items()) or "none"

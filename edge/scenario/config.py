@@ -22,7 +22,7 @@ import math
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -85,18 +85,24 @@ class ConfigErrors(ConfigError):
 
 class Meta(msgspec.Struct, forbid_unknown_fields=True):
     name: str = "scenario"
+    """The scenario's name, in the summary and the report."""
     duration: Duration = Duration("1m")
+    """Simulated time traffic is sent for (`edge run --duration` overrides it); the run then drains."""
     seed: int = 1
+    """Seed of every random draw: the same seed gives a byte-identical JSON report (`--seed` overrides it)."""
     cpu_limit: Duration = Duration("50ms")
     """CPU budget of one top-level request, shared by every worker it reaches."""
     cores: int = 8
+    """The node's cores: CPU work waits (FIFO) when all are busy."""
     max_invocations: int = 32
     """Service-binding invocations allowed per top-level request (Workers allow 32)."""
     step_limit: Duration | None = None
     """Wall time one worker step (the code between two awaits) may hold the event loop before the
     watchdog interrupts it (503, error 1102): default 1s live, 10s in virtual time."""
     drain: Duration = Duration("30s")
-    """After traffic stops, how long in-flight requests get to finish before the run ends."""
+    """After traffic stops, how long requests in flight get to finish before the run ends: a run
+    of ``duration`` 20s simulates up to 20s + drain (it ends sooner once every request is
+    answered). A request still waiting then is counted "never answered": an error, and exit 1."""
     request_limit: Duration | None = None
     """Wall time a top-level request may take from its arrival: at it, the platform answers 504
     itself and (live) stops the work. Off by default, as on Cloudflare, which sets no wall-time
@@ -120,10 +126,13 @@ class Model(msgspec.Struct, forbid_unknown_fields=True):
     """A synthetic worker: behaviour given by distributions instead of code."""
 
     cpu: DurationDistribution = DurationDistribution(0)
+    """CPU time per call: charged to the request's budget, holding a core."""
     latency: DurationDistribution = DurationDistribution(0)
     """Time spent waiting without CPU (storage, origin fetches)."""
     errors: Ratio = Ratio(0.0)
+    """Share of calls answered with `error_status`."""
     error_status: int = 500
+    """The status of a failed call."""
     size: SizeDistribution = SizeDistribution(0)
     """Response body size in bytes (a distribution is allowed: "exp(2KiB)")."""
 
@@ -137,19 +146,30 @@ class _Deployment(msgspec.Struct, forbid_unknown_fields=True):
     """What a service sets for all its environments and an environment may set again."""
 
     worker: str | None = None
+    """A Python module with `async def fetch(request, env, ctx)`, its path relative to the scenario file."""
     model: Model | None = None
+    """A synthetic worker instead of code: distributions of CPU, latency, errors and size."""
     gateway: Gateway | None = None
     """Seed 004's API gateway: the platform serves the environment from this table (routes to
     bound services' RPC methods) instead of code or a model (``edge.scenario.gateway``)."""
     vars: Annotated[dict[str, str], Entries] = {}
+    """Plain values the worker reads as `env.NAME`."""
     secrets: Annotated[dict[str, str], Entries] = {}
+    """Values the worker reads as `env.NAME`, kept out of logs, metrics and reports; traffic may send one as a header value `secret:SERVICE.NAME`."""
     bindings: Annotated[dict[str, Target], Entries] = {}
+    """Service bindings: `env.NAME.fetch(request)` or `env.NAME.method(...)` calls the target, sharing the request's CPU budget."""
     version: int | None = None
+    """The version answers count under (default 1); a `deploy` event raises it."""
     tags: Annotated[dict[str, str], Entries] = {}
+    """Labels of the deployment (git commit, date), shown in the report."""
     concurrency: int | None = None
+    """Calls served at once (default 256); more wait in the mailbox."""
     mailbox: int | None = None
+    """Calls that may wait (default 1024); beyond that they are shed with 503."""
     cold_start: DurationDistribution | None = None
+    """Time a slot idle longer than `keep_warm` takes before serving again (default none)."""
     keep_warm: Duration | None = None
+    """How long an idle slot stays warm (default 5m)."""
 
     def __post_init__(self) -> None:
         _check_deployment_fields(self)
@@ -350,11 +370,15 @@ def rollout_steps(rollout: Rollout) -> list[RolloutStep]:
 
 class Service(_Deployment, kw_only=True):
     name: str
+    """The service's name: what bindings, thresholds and targets call it."""
     routes: Annotated[list[RoutePattern], Entries] = []
     """Public routes such as "example.com/*"; a service without routes is private."""
     environments: Annotated[dict[str, Environment], Entries] = {}
+    """Its deployments by name (`production`, `canary`); none means one, `production`, from the service's own fields."""
     split: Split | None = None
+    """How the service's traffic is shared between its environments (weights, retry, affinity)."""
     rollout: Rollout | None = None
+    """A progressive rollout of the canary, driven by analysis of its answers."""
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -589,17 +613,27 @@ class ThresholdRule(msgspec.Struct, forbid_unknown_fields=True):
     delay: Duration = Duration("0s")
     """Do not abort before this much simulated time (as k6's delayAbortEval): early figures are
     few and noisy."""
+    no_data: Literal["fail", "pass"] = "fail"
+    """What the threshold says when its subject saw no requests (the clients sent none, the
+    environment answered none): "fail" with the reason "no data" (k6's choice: a run that measured
+    nothing proved nothing), or "pass" (e.g. a canary that may get no traffic). ``requests``
+    thresholds always have data: a count of zero requests is what they measure."""
 
 
 class Scenario(msgspec.Struct, forbid_unknown_fields=True):
     services: Annotated[list[Service], _at_most(MAX_SERVICES)]
+    """The topology: one table per service (`[[services]]`)."""
     scenario: Meta = msgspec.field(default_factory=Meta)
+    """The run itself (`[scenario]`): name, duration, seed, limits."""
     traffic: Annotated[list[Traffic], Entries] = []
+    """Client groups (`[[traffic]]`), each with its own arrivals and request mix."""
     thresholds: Annotated[list[str | ThresholdRule], Entries] = []
     """Pass/fail criteria checked after the run (``edge.scenario.thresholds``); a failed one exits 1.
     Decoding leaves only rules: a plain string becomes a rule without options."""
     timeline: Annotated[list[TimelineEvent], _at_most(MAX_TIMELINE)] = []
+    """Events at simulated times (`[[timeline]]`): deploys, weights, faults, promotions."""
     tune: Tune | None = None
+    """`edge tune`'s hypothesis and the rollout schedules to compare."""
 
     def __post_init__(self) -> None:
         # A string in a union with a table cannot be a custom type (msgspec), so it is parsed here.

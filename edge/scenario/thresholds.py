@@ -11,6 +11,10 @@ A threshold is ``[STAT] METRIC [of SUBJECT] OP VALUE``:
   ended: also in requests and errors), ``dropped``, ``shed``, ``retries``, ``cpu_limit_exceeded``, and for environments ``exceptions`` and ``cold starts``;
 * OP: ``<``, ``<=``, ``>``, ``>=``, ``==``, ``!=``.
 
+A threshold over a subject that saw no requests has no data and fails with that reason, as k6's
+do, unless its rule says ``no_data = "pass"`` (``config.ThresholdRule``); ``requests`` thresholds
+always have data.
+
 This module parses (at scenario load, so a typo fails before the run) and compares; what a metric's
 value is in a run is the report's business (``report.threshold_value``).
 """
@@ -43,6 +47,11 @@ _GRAMMAR = re.compile(
 EXPECTED = '"[STAT] METRIC [of clients|SERVICE@ENV] OP VALUE", e.g. "p99 latency of app@canary < 200ms"'
 
 
+def has_data(threshold: Threshold, requests: int) -> bool:
+    """Whether ``threshold`` measures anything when its subject saw ``requests`` requests."""
+    return requests > 0 or threshold.metric == "requests"
+
+
 class Threshold:
     """A parsed threshold line. A plain class rather than a Struct: scenario decoding builds it
     from a string (a msgspec custom type), and a Struct would be decoded from a table instead."""
@@ -73,20 +82,26 @@ class Threshold:
         return hash((self.text, self.subject))
 
 
-class ThresholdResult(msgspec.Struct):
+class ThresholdResult(msgspec.Struct, omit_defaults=True):
     threshold: str
     value: float
     """Seconds for timed metrics, a fraction for ratios, else a count."""
     passed: bool
+    no_data: bool = False
+    """Its subject saw no requests: ``value`` measures nothing, and ``passed`` is the rule's
+    ``no_data`` choice (fail by default). Left out of the JSON when False."""
 
     def shown(self) -> str:
-        """The measured value in the threshold's own terms: "15.9ms", "0.108%", "3"."""
+        """The verdict's reason: the value measured, in the threshold's own terms ("measured 15.9ms",
+        "measured 0.108%", "measured 3"), or "no data"."""
+        if self.no_data:
+            return "no data"
         metric = parse_threshold(self.threshold).metric
         if metric in TIMED:
-            return format_duration(self.value)
+            return f"measured {format_duration(self.value)}"
         if metric in RATIOS:
-            return f"{self.value:.3%}"
-        return f"{self.value:g}"
+            return f"measured {self.value:.3%}"
+        return f"measured {self.value:g}"
 
 
 def parse_threshold(text: object, default_subject: str = "clients") -> Threshold:

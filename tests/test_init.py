@@ -1,0 +1,143 @@
+"""``edge init``: a project that runs as written, anywhere it is copied, and replaces nothing.
+
+Also the repository's own ``scenarios/``: real files (a copy of the folder works), kept byte-equal
+to the package's bundled ones so the two cannot drift."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge.scenario.templates import TEMPLATES
+from live import ROOT, exchange, serve, status_of
+
+BUNDLED = ROOT / "edge" / "bundled"
+
+
+def edge(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "edge.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("template", sorted(TEMPLATES))
+def test_init_writes_a_project_that_runs_once_copied_elsewhere(tmp_path: Path, template: str) -> None:
+    made = edge("init", "project", "--template", template, cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    written = tree(tmp_path / "project")
+    assert set(written) == {"scenario.toml", "workers/gateway.py", "workers/auth.py", "README.md", ".gitignore"}
+    assert not any(p.is_symlink() for p in (tmp_path / "project").rglob("*"))
+    assert written["workers/gateway.py"] == (BUNDLED / "workers" / "gateway.py").read_bytes()
+    assert written["scenario.toml"] == TEMPLATES[template].read_bytes()
+    assert b"edge run scenario.toml" in written["README.md"] and b"edge serve scenario.toml" in written["README.md"]
+
+    # What a newcomer does next: move the folder somewhere else and run it, with its own duration.
+    moved = tmp_path / "elsewhere" / "mine"
+    shutil.copytree(tmp_path / "project", moved)
+    shutil.rmtree(tmp_path / "project")
+    ran = edge("run", "scenario.toml", cwd=moved)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "✓ pass" in ran.stdout and "✗" not in ran.stdout
+
+
+def test_init_project_serves_real_http(tmp_path: Path) -> None:
+    assert edge("init", "p", "--template", "gateway", cwd=tmp_path).returncode == 0
+    with serve(str(tmp_path / "p" / "scenario.toml")) as served:
+        allowed = exchange(served.port, b"GET / HTTP/1.1\r\nHost: example.com\r\nx-custom-token: change-me\r\nConnection: close\r\n\r\n")
+        denied = exchange(served.port, b"GET / HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n")
+    assert status_of(allowed) in (200, 500)  # app's model fails 0.1% of answers
+    assert status_of(denied) == 403 and b"not allowed" in denied
+
+
+def test_init_defaults_to_the_current_folder_and_the_seed_chain(tmp_path: Path) -> None:
+    assert edge("init", cwd=tmp_path).returncode == 0
+    assert (tmp_path / "scenario.toml").read_bytes() == (BUNDLED / "default.toml").read_bytes()
+
+
+@pytest.mark.parametrize("existing", ["scenario.toml", "workers/auth.py", ".gitignore"])
+def test_init_refuses_to_replace_any_file_and_writes_nothing(tmp_path: Path, existing: str) -> None:
+    target = tmp_path / "p"
+    (target / existing).parent.mkdir(parents=True)
+    (target / existing).write_text("mine\n")
+    before = tree(target)
+    refused = edge("init", "p", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert f"p/{existing}: exists" in refused.stderr
+    assert tree(target) == before  # nothing written, not even the files that did not exist
+
+
+def test_init_refuses_a_file_as_the_folder(tmp_path: Path) -> None:
+    (tmp_path / "p").write_text("a file\n")
+    refused = edge("init", "p", cwd=tmp_path)
+    assert refused.returncode == 2 and "p" in refused.stderr
+    assert (tmp_path / "p").read_text() == "a file\n"
+
+
+def test_init_refuses_an_unknown_template(tmp_path: Path) -> None:
+    refused = edge("init", "p", "--template", "nosuch", cwd=tmp_path)
+    assert refused.returncode == 2 and "invalid choice" in refused.stderr
+    assert not (tmp_path / "p").exists()
+
+
+def test_repository_scenarios_are_real_files_equal_to_the_bundled_ones() -> None:
+    scenarios = ROOT / "scenarios"
+    assert not [p for p in scenarios.rglob("*") if p.is_symlink()]
+    assert (scenarios / "default.toml").read_bytes() == (BUNDLED / "default.toml").read_bytes()
+    bundled = sorted(p.name for p in (BUNDLED / "workers").glob("*.py"))
+    assert sorted(p.name for p in (scenarios / "workers").glob("*.py")) == bundled
+    for name in bundled:
+        assert (scenarios / "workers" / name).read_bytes() == (BUNDLED / "workers" / name).read_bytes(), name
+
+
+def test_the_readme_first_screen_tells_a_newcomer_install_run_init_and_where_next():
+    first_screen = (ROOT / "README.md").read_text().split("\n---\n", 1)[0]
+    assert "pip install . && edge run" in first_screen
+    assert "edge init myproject" in first_screen and "edge run scenario.toml" in first_screen
+    assert "docs/scenario-fields.md" in first_screen and "#commands" in first_screen
+
+
+def test_mailbox_docstring_states_what_trio_channels_do():
+    import trio
+    import trio.testing
+
+    import actors.mailbox
+
+    doc = actors.mailbox.__doc__
+    assert "cannot hand a message straight to an idle consumer" not in doc
+    assert "waited longest" in doc and "WouldBlock" in doc
+    got: list[tuple[str, int]] = []
+
+    async def main() -> None:  # what the docstring says, checked against trio itself
+        send, receive = trio.open_memory_channel(1)
+
+        async def consumer(name: str) -> None:
+            got.append((name, await receive.receive()))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(consumer, "first")
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(consumer, "second")
+            await trio.testing.wait_all_tasks_blocked()
+            send.send_nowait(1)  # handed to the receiver that waited longest, without blocking
+            send.send_nowait(2)
+            await trio.testing.wait_all_tasks_blocked()
+            send.send_nowait(3)  # buffered (size 1)
+            with pytest.raises(trio.WouldBlock):
+                send.send_nowait(4)  # full: told at once
+
+    trio.run(main)
+    assert got == [("first", 1), ("second", 2)]
+
+
+def test_readme_says_how_live_cpu_is_measured():
+    readme = (ROOT / "README.md").read_text()
+    assert "trio instrument" not in readme
+    assert "`cpu.metered` drives the worker's coroutine itself" in readme

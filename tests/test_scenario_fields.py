@@ -1,0 +1,62 @@
+"""docs/scenario-fields.md: generated from the scenario's Structs, up to date, naming every field."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import typing
+from pathlib import Path
+
+import msgspec
+
+from edge.scenario import config
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "scenario-fields.md"
+
+
+def generator():
+    spec = importlib.util.spec_from_file_location("generate_fields", ROOT / "docs" / "generate_fields.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def scenario_structs() -> set[type]:
+    """Every Struct a scenario file can hold, found from the type hints (not as the generator does)."""
+    found: set[type] = set()
+
+    def visit(hint: object) -> None:
+        if isinstance(hint, type) and issubclass(hint, msgspec.Struct):
+            if hint not in found:
+                found.add(hint)
+                for h in typing.get_type_hints(hint, include_extras=True).values():
+                    visit(h)
+            return
+        for arg in typing.get_args(hint):
+            visit(arg)
+
+    visit(config.Scenario)
+    return found
+
+
+def test_the_fields_document_is_what_the_generator_writes_now():
+    assert DOC.read_text() == generator().render(), "run: python docs/generate_fields.py"
+
+
+def test_every_field_of_every_scenario_table_is_documented_under_its_table():
+    text = DOC.read_text()
+    sections = dict(re.findall(r"^## (\w+)\n(.*?)(?=^## |\Z)", text, re.M | re.S))
+    structs = scenario_structs()
+    assert {config.Scenario, config.Meta, config.Service, config.Environment, config.Model, config.ThresholdRule} <= structs
+    for cls in structs:
+        assert cls.__name__ in sections, cls
+        for field in msgspec.structs.fields(cls):
+            assert f"| `{field.encode_name}` |" in sections[cls.__name__], f"{cls.__name__}.{field.name}"
+
+
+def test_drain_is_explained_and_the_readme_links_the_fields():
+    meta = dict(re.findall(r"^## (\w+)\n(.*?)(?=^## |\Z)", DOC.read_text(), re.M | re.S))["Meta"]
+    drain = next(line for line in meta.splitlines() if line.startswith("| `drain` |"))
+    assert '`"30s"`' in drain and "20s + drain" in drain and "never answered" in drain
+    assert "docs/scenario-fields.md" in (ROOT / "README.md").read_text()
