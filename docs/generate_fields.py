@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from edge.scenario import config, values  # noqa: E402
 from edge.platform.routes import RoutePattern  # noqa: E402
+from edge.scenario.gateway import Gateway  # noqa: E402
 
 OUTPUT = ROOT / "docs" / "scenario-fields.md"
 
@@ -38,6 +39,7 @@ CUSTOM = {  # the scenario's value types, as a user writes them
     values.Threshold: 'threshold line ("p99 latency of app@canary < 200ms")',
     values.Gate: 'gate line ("error ratio < 1%")',
     RoutePattern: 'route pattern ("example.com/*")',
+    Gateway: 'gateway table (`serviceBindings`, `paths`: see [the API gateway](../README.md#api-gateway-seed-004))',
 }
 
 
