@@ -1,7 +1,8 @@
 """One actor per service environment (``app@canary``): a bounded mailbox and ``concurrency`` slots.
 
 A call that finds every slot busy waits in the mailbox (FIFO), and one that finds the mailbox full is
-shed with a 503. A slot that has been idle longer than ``keep_warm`` pays a cold start. The actor
+shed with a 503. A call that finds no warm isolate pays a cold start (``actors.isolates``: a TTL/LRU
+cache of idle isolates, ``keep_warm`` its TTL, ``max_isolates`` its capacity). The actor
 serves calls with one of two strategies. Code workers: each slot takes calls from the mailbox and
 runs the worker for them (``_serve``, in a fiber in virtual time, a trio task live); whatever the
 worker does wrong (raises, returns a non-Response) becomes a 500 for that call only (Workers' error
@@ -26,6 +27,7 @@ import outcome
 import trio
 from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
 
+from actors.isolates import WarmIsolates
 from actors.mailbox import Call, Mailbox, RpcFailure, ask
 from actors.synthetic import SyntheticCalls
 from edge.platform import fibers, redact, watchdog
@@ -226,6 +228,7 @@ class EnvironmentActor:
         metrics: RunMetrics,
         cold_start: Any = None,
         keep_warm: float = 300.0,
+        max_isolates: int | None = None,
         live: bool = False,
     ) -> None:
         self.service = service
@@ -244,7 +247,11 @@ class EnvironmentActor:
         self._waiting = self.mailbox.waiting
         self._counts = self.stats.counts(self.version)  # this version's answers by status class
         self.cold_start = cold_start
-        self.keep_warm = keep_warm
+        # Only a cold start makes an isolate's warmth matter: without one, no cache to keep.
+        self.isolates: WarmIsolates | None = None
+        if cold_start is not None:
+            self.isolates = WarmIsolates(max_isolates or concurrency, keep_warm, clock.now)
+            self.stats.isolate_evictions = self.isolates.evictions
         self.live = live  # real time: worker CPU is measured, and clients can hang up
         self.faults: Faults | None = None  # injected by the timeline (code workers)
         self.tags: dict[str, str] = {}
@@ -253,7 +260,6 @@ class EnvironmentActor:
         self._bindings = bindings
         redact.register(secrets)
         self._logged: set[str] = set()
-        self._warm: list[float] = []  # when each idle slot goes cold, most recently used last
         # Code workers' slots: a slot is a ctx, an env and a consumer of the mailbox (a fiber in
         # virtual time, a trio task live). Virtual slots come into being when a call finds none
         # idle, so that a large topology costs little while idle (``_slots`` counts them); live
@@ -287,8 +293,9 @@ class EnvironmentActor:
         self.set_version(source.version)
 
     def go_cold(self) -> None:
-        """Every idle slot forgets it was warm: the next calls each pay a cold start."""
-        self._warm.clear()
+        """Every idle isolate is gone: the next calls each pay a cold start."""
+        if self.isolates is not None:
+            self.isolates.clear()
 
     def queue_or_shed(self, call: Call) -> Response | None:
         """Queue a call no slot can take now, or refuse it: down (503), mailbox full (shed, 503)."""
@@ -338,19 +345,17 @@ class EnvironmentActor:
         stats = self.stats
         stats.queue_wait.observe(now - call.posted_at)
         stats.inflight += 1
-        if self.cold_start is None:
+        isolates = self.isolates
+        if isolates is None or isolates.take():
             return 0.0
-        warm_until = self._warm.pop() if self._warm else -math.inf
-        if now > warm_until:
-            stats.cold_starts[self.version] = stats.cold_starts.get(self.version, 0) + 1
-            return self.cold_start.sample(self.rng)
-        return 0.0
+        stats.cold_starts[self.version] = stats.cold_starts.get(self.version, 0) + 1
+        return self.cold_start.sample(self.rng)
 
     def finish(self, call: Call, result: Any) -> None:
         status = result._status if isinstance(result, Response) else (500 if isinstance(result, RpcFailure) else 200)
         now = self.clock.now()
-        if self.cold_start is not None:
-            self._warm.append(now + self.keep_warm)
+        if self.isolates is not None:
+            self.isolates.put_back()
         self._counts[status // 100 - 1] += 1  # status_class(), inlined on the hot path
         stats = self.stats
         stats.latency.observe(now - call.posted_at)

@@ -37,7 +37,16 @@ class Quantiles(msgspec.Struct):
     mean: float
 
 
-class EnvironmentReport(msgspec.Struct):
+class IsolateEvictions(msgspec.Struct):
+    """Warm isolates an environment dropped, by reason."""
+
+    capacity: int
+    """More idle than ``max_isolates``: the least recently used went."""
+    expired: int
+    """Idle for ``keep_warm``."""
+
+
+class EnvironmentReport(msgspec.Struct, omit_defaults=True):
     service: str
     environment: str
     version: str
@@ -50,6 +59,8 @@ class EnvironmentReport(msgspec.Struct):
     shed: int
     exceptions: int
     cold_starts: int
+    isolate_evictions: IsolateEvictions | None = None
+    """Only for an environment with a ``cold_start``: without one it keeps no isolates."""
 
 
 class BindingReport(msgspec.Struct):
@@ -195,6 +206,7 @@ def build_report(result: RunResult) -> Report:
             shed=s.shed,
             exceptions=s.exceptions,
             cold_starts=sum(s.cold_starts.values()),
+            isolate_evictions=IsolateEvictions(**evicted) if (evicted := s.isolate_evictions()) else None,
         )
     routers = {
         service: RouterReport(

@@ -132,6 +132,10 @@ class _Deployment(msgspec.Struct, forbid_unknown_fields=True):
     mailbox: int | None = None
     cold_start: DurationDistribution | None = None
     keep_warm: Duration | None = None
+    """How long an idle isolate stays warm (default 5m): the TTL of the environment's isolate cache."""
+    max_isolates: int | None = None
+    """Idle warm isolates the node keeps for an environment (default: its concurrency, one per
+    slot); one more evicts the least recently used. Needs a ``cold_start``."""
 
     def __post_init__(self) -> None:
         _check_deployment_fields(self)
@@ -150,6 +154,8 @@ def _check_deployment_fields(env: _Deployment) -> None:
         raise ValueError("@worker: expected either `worker` (Python code) or `model` (synthetic), not both")
     if env.concurrency is not None and env.concurrency < 1:
         raise ValueError(f"@concurrency: expected at least 1, got {env.concurrency}")
+    if env.max_isolates is not None and env.max_isolates < 1:
+        raise ValueError(f"@max_isolates: expected at least 1 isolate, got {env.max_isolates}")
     if env.mailbox is not None and env.mailbox < 0:
         raise ValueError(f"@mailbox: expected a capacity >= 0, got {env.mailbox}")
     if env.version is not None and env.version < 1:
