@@ -107,6 +107,52 @@ class Context:
         return self._actor.clock.now()
 
 
+class MeteredContext(Context):
+    """``ctx`` of a slot whose worker's real CPU is measured too (live; virtual time with
+    ``measure_cpu``), and the ``cpu.Meter`` of its calls.
+
+    One call is charged the larger of the CPU its worker declared (``ctx.cpu``) and the CPU it
+    measurably burnt (``cpu.metered``), never both: a declaration says what the work costs on the
+    platform, and the Python that stands in for that work must not pay for it a second time,
+    while a worker that burns more than it declares pays for what it burns. Declared CPU still
+    holds a model core for its whole duration (simulated time); measured CPU only counts against
+    the budget, since it has already taken its real time.
+    """
+
+    __slots__ = ("declared", "measured")
+
+    def __init__(self, actor: EnvironmentActor) -> None:
+        super().__init__(actor)
+        self.declared = 0.0
+        self.measured = 0.0
+
+    def cpu(self, amount: float | int | str) -> Awaitable[None]:
+        wanted = seconds(amount)
+        account = self.account
+        assert account is not None, "ctx.cpu() outside a call"
+        before = max(self.declared, self.measured)
+        self.declared += wanted
+        due = max(self.declared, self.measured) - before
+        granted = account.charge(due, self._actor.key)  # raises if the budget is already gone
+        self._actor.stats.cpu_seconds += granted
+        return self._cpu(wanted, wanted - (due - granted))  # short of the budget: held only so long, then raises
+
+    def left(self) -> float:
+        account = self.account
+        assert account is not None
+        return account.limit - account.used + max(self.declared - self.measured, 0.0)
+
+    def charge(self, seconds: float) -> None:
+        account = self.account
+        if account is None or account.exceeded_at is not None:
+            return
+        before = max(self.declared, self.measured)
+        self.measured += seconds
+        due = max(self.declared, self.measured) - before
+        if due > 0:
+            self._actor.stats.cpu_seconds += account.charge(due, self._actor.key)
+
+
 def _off_core(cores: CorePool, seconds: float, fiber: fibers.Fiber) -> None:
     cores.release(seconds)
     fibers.step(fiber, None)
@@ -230,6 +276,7 @@ class EnvironmentActor:
         keep_warm: float = 300.0,
         max_isolates: int | None = None,
         live: bool = False,
+        measure_cpu: bool = False,
     ) -> None:
         self.service = service
         self.environment = environment
@@ -253,6 +300,7 @@ class EnvironmentActor:
             self.isolates = WarmIsolates(max_isolates or concurrency, keep_warm, clock.now)
             self.stats.isolate_evictions = self.isolates.evictions
         self.live = live  # real time: worker CPU is measured, and clients can hang up
+        self.metering = live or measure_cpu  # a code worker's real CPU is charged (MeteredContext)
         self.faults: Faults | None = None  # injected by the timeline (code workers)
         self.tags: dict[str, str] = {}
         self.down = False  # crashed (timeline): new calls are refused until it restarts
@@ -366,7 +414,7 @@ class EnvironmentActor:
 
     # -- code workers: slots ---------------------------------------------------------------
     def _new_slot(self) -> tuple[Context, Env]:
-        ctx = Context(self)
+        ctx = MeteredContext(self) if self.metering else Context(self)
         env = Env(
             {
                 **self._values,
@@ -384,8 +432,8 @@ class EnvironmentActor:
         Whatever the worker does wrong (raises anything, ``SystemExit`` and ``KeyboardInterrupt``
         included; returns garbage; swallows its CPU limit; holds the thread until the watchdog
         interrupts it) becomes this call's answer, never the slot's end. What is not the worker's
-        passes through (``_not_the_workers``). Live, the worker's own steps are metered (their
-        thread CPU is charged to the chain), and a call whose caller went away while it waited is
+        passes through (``_not_the_workers``). Live (or with ``measure_cpu``), the worker's own steps
+        are metered (their thread CPU is charged to the chain, see ``MeteredContext``), and a call whose caller went away while it waited is
         not run. One coroutine level, not two: in virtual time every level is paid again on each
         resume of the worker.
         """
@@ -393,6 +441,9 @@ class EnvironmentActor:
         if cold:
             await self.clock.sleep(cold)
         ctx.account = call.account
+        metering = self.metering
+        if metering:
+            ctx.declared = ctx.measured = 0.0  # type: ignore[attr-defined]
         result = None
         if self.live and call.cancelled:
             result = platform_error(CLIENT_CLOSED)
@@ -404,8 +455,8 @@ class EnvironmentActor:
                     work = self.worker.fetch(call.request, env, ctx)  # (a promotion may swap the worker)
                 else:
                     work = self._rpc(call, env, ctx)
-                if self.live:
-                    work = metered(work, call.account, functools.partial(self._charge_measured, call.account))
+                if metering:
+                    work = metered(work, ctx)  # type: ignore[arg-type]
                 result = await work
                 if call.method is None and type(result) is not Response:
                     result = checked_response(result)  # a plain Response, or TypeError
@@ -489,11 +540,6 @@ class EnvironmentActor:
         except CpuLimitExceeded:
             return platform_error(CPU_LIMIT)
         return None
-
-    def _charge_measured(self, account: CpuAccount, seconds: float) -> None:
-        """Charge the CPU the worker really used to its chain (live mode)."""
-        if account.exceeded_at is None:
-            self.stats.cpu_seconds += account.charge(seconds, self.key)
 
     async def _rpc(self, call: Call, env: Env, ctx: Context) -> Any:
         method = self.worker.rpc.get(call.method)

@@ -82,6 +82,7 @@ def build(loaded: config.LoadedScenario, *, seed: int, clock: ModelClock, metric
                 keep_warm=_keep_warm(env, service),
                 max_isolates=env.max_isolates or service.max_isolates,
                 live=live,
+                measure_cpu=meta.measure_cpu,
             )
             actor.tags = {**service.tags, **env.tags}
             topology.environments[actor.key] = actor

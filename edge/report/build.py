@@ -144,7 +144,7 @@ class NodeReport(msgspec.Struct):
     """Busy core-seconds over available core-seconds for the whole run."""
 
 
-class Report(msgspec.Struct):
+class Report(msgspec.Struct, omit_defaults=True):
     scenario: str
     seed: int
     duration_s: float
@@ -167,6 +167,9 @@ class Report(msgspec.Struct):
     """Per service with a rollout: where it got to, and every analysis on the way."""
     series: Series
     """The run interval by interval: what the plots show."""
+    measured_cpu: bool = False
+    """Code workers' real CPU was charged as well as their ``ctx.cpu`` (``measure_cpu``): the run
+    is not deterministic (absent otherwise: only declared CPU counted, and the seed decides all)."""
 
 
 def _round(x: float) -> float:
@@ -274,6 +277,7 @@ def build_report(result: RunResult) -> Report:
         timeline=list(result.timeline),
         rollouts={service: controller.report() for service, controller in result.topology.rollouts.items()},
         series=result.series,
+        measured_cpu=result.loaded.spec.scenario.measure_cpu,
     )
     report.thresholds = [
         ThresholdResult(threshold=t.text, value=_round(value), passed=t.holds(value))
@@ -389,6 +393,8 @@ def print_summary(report: Report, console: Console | None = None) -> None:
                 + (f"; never answered {g.unanswered:,}" if g.unanswered else "") + (f"; dropped {g.dropped:,}" if g.dropped else "")
             )
     console.print(f"node: {report.node.cores} cores, {report.node.cpu_utilisation:.1%} CPU utilisation")
+    if report.measured_cpu:
+        console.print("[yellow]CPU: measured CPU of code workers charged too (measure_cpu): this run is not deterministic[/yellow]")
     for entry in report.timeline:
         console.print(f"[cyan]{format_duration(entry.at_s):>8}[/cyan]  {entry.action} {entry.target}: {entry.detail}")
     for service, r in report.rollouts.items():

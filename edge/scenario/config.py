@@ -80,6 +80,10 @@ class Meta(msgspec.Struct, forbid_unknown_fields=True):
     step_limit: Duration | None = None
     """Wall time one worker step (the code between two awaits) may hold the event loop before the
     watchdog interrupts it (503, error 1102): default 1s live, 10s in virtual time."""
+    measure_cpu: bool = False
+    """Virtual time: charge code workers' measured CPU (thread CPU time of each step) as well as
+    what they declare with ``ctx.cpu``, the larger of the two per call, as live mode always does.
+    Off by default: real CPU varies from run to run, so such a run is not deterministic."""
     drain: Duration = Duration("30s")
     """After traffic stops, how long in-flight requests get to finish before the run ends."""
     request_limit: Duration | None = None
