@@ -58,11 +58,10 @@ class WarmIsolates:
     def take(self) -> bool:
         """Whether a warm isolate was there for a call (it is then busy until ``put_back``)."""
         cache = self._cache
-        cache.expire()
         idle = self._idle
         while idle:
             key = idle.pop()
-            if key in cache:
+            if key in cache:  # not expired: an expired one stays for ``expire`` to count
                 del cache[key]
                 return True
         return False

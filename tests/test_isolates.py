@@ -89,7 +89,7 @@ def test_a_call_takes_the_most_recently_used_isolate_and_the_least_recently_used
     assert isolates.evicted == {"capacity": 1, "expired": 0} and len(isolates) == 2
     now[0] = 11.5  # the one idle since 1.0 has expired; the one since 2.0 (kept over the one since 0.0) has not
     assert isolates.take()
-    assert isolates.evicted == {"capacity": 1, "expired": 1}
+    assert isolates.evictions() == {"capacity": 1, "expired": 1}
 
     fresh = WarmIsolates(4, 10.0, lambda: now[0])
     for now[0] in (0.0, 5.0):
@@ -98,7 +98,7 @@ def test_a_call_takes_the_most_recently_used_isolate_and_the_least_recently_used
     assert fresh.take()  # the one idle since 5.0: the one since 0.0 is left to go cold
     now[0] = 10.5
     assert not fresh.take()
-    assert fresh.evicted == {"capacity": 0, "expired": 1}
+    assert fresh.evictions() == {"capacity": 0, "expired": 1}
 
 
 def test_a_cold_timeline_event_drops_every_isolate_without_counting_an_eviction(make_scenario):
