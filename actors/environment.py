@@ -1,7 +1,8 @@
 """One actor per service environment (``app@canary``): a bounded mailbox and ``concurrency`` slots.
 
 A call that finds every slot busy waits in the mailbox (FIFO), and one that finds the mailbox full is
-shed with a 503. A slot that has been idle longer than ``keep_warm`` pays a cold start. The actor
+shed with a 503. A call that finds no warm isolate pays a cold start (``actors.isolates``: a TTL/LRU
+cache of idle isolates, ``keep_warm`` its TTL, ``max_isolates`` its capacity). The actor
 serves calls with one of two strategies. Code workers: each slot takes calls from the mailbox and
 runs the worker for them (``_serve``, in a fiber in virtual time, a trio task live); whatever the
 worker does wrong (raises, returns a non-Response) becomes a 500 for that call only (Workers' error
@@ -30,6 +31,7 @@ import outcome
 import trio
 from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
 
+from actors.isolates import WarmIsolates
 from actors.mailbox import Call, Mailbox, RpcFailure, ask
 from actors.synthetic import SyntheticCalls
 from edge.platform import fibers, redact, watchdog
@@ -117,6 +119,52 @@ class Context:
 
     def now(self) -> float:
         return self._actor.clock.now()
+
+
+class MeteredContext(Context):
+    """``ctx`` of a slot whose worker's real CPU is measured too (live; virtual time with
+    ``measure_cpu``), and the ``cpu.Meter`` of its calls.
+
+    One call is charged the larger of the CPU its worker declared (``ctx.cpu``) and the CPU it
+    measurably burnt (``cpu.metered``), never both: a declaration says what the work costs on the
+    platform, and the Python that stands in for that work must not pay for it a second time,
+    while a worker that burns more than it declares pays for what it burns. Declared CPU still
+    holds a model core for its whole duration (simulated time); measured CPU only counts against
+    the budget, since it has already taken its real time.
+    """
+
+    __slots__ = ("declared", "measured")
+
+    def __init__(self, actor: EnvironmentActor) -> None:
+        super().__init__(actor)
+        self.declared = 0.0
+        self.measured = 0.0
+
+    def cpu(self, amount: float | int | str) -> Awaitable[None]:
+        wanted = seconds(amount)
+        account = self.account
+        assert account is not None, "ctx.cpu() outside a call"
+        before = max(self.declared, self.measured)
+        self.declared += wanted
+        due = max(self.declared, self.measured) - before
+        granted = account.charge(due, self._actor.key)  # raises if the budget is already gone
+        self._actor.stats.cpu_seconds += granted
+        return self._cpu(wanted, wanted - (due - granted))  # short of the budget: held only so long, then raises
+
+    def left(self) -> float:
+        account = self.account
+        assert account is not None
+        return account.limit - account.used + max(self.declared - self.measured, 0.0)
+
+    def charge(self, seconds: float) -> None:
+        account = self.account
+        if account is None or account.exceeded_at is not None:
+            return
+        before = max(self.declared, self.measured)
+        self.measured += seconds
+        due = max(self.declared, self.measured) - before
+        if due > 0:
+            self._actor.stats.cpu_seconds += account.charge(due, self._actor.key)
 
 
 def _off_core(cores: CorePool, seconds: float, fiber: fibers.Fiber) -> None:
@@ -254,8 +302,10 @@ class EnvironmentActor:
         metrics: RunMetrics,
         cold_start: Any = None,
         keep_warm: float = 300.0,
+        max_isolates: int | None = None,
         live: bool = False,
         tags: dict[str, str] | None = None,
+        measure_cpu: bool = False,
     ) -> None:
         self.service = service
         self.environment = environment
@@ -273,8 +323,13 @@ class EnvironmentActor:
         self._waiting = self.mailbox.waiting
         self._counts = self.stats.counts(self.version)  # this version's answers by status class
         self.cold_start = cold_start
-        self.keep_warm = keep_warm
+        # Only a cold start makes an isolate's warmth matter: without one, no cache to keep.
+        self.isolates: WarmIsolates | None = None
+        if cold_start is not None:
+            self.isolates = WarmIsolates(max_isolates or concurrency, keep_warm, clock.now)
+            self.stats.isolate_evictions = self.isolates.evictions
         self.live = live  # real time: worker CPU is measured, and clients can hang up
+        self.metering = live or measure_cpu  # a code worker's real CPU is charged (MeteredContext)
         self.faults: Faults | None = None  # injected by the timeline (code workers)
         self.tags: dict[str, str] = dict(tags or {})
         self.down = False  # crashed (timeline): new calls are refused until it restarts
@@ -287,7 +342,6 @@ class EnvironmentActor:
         )
         redact.register(secrets)
         self._logged: set[str] = set()
-        self._warm: list[float] = []  # when each idle slot goes cold, most recently used last
         # Code workers' slots: a slot is a ctx, an env and a consumer of the mailbox (a fiber in
         # virtual time, a trio task live). Virtual slots come into being when a call finds none
         # idle, so that a large topology costs little while idle (``_slots`` counts them); live
@@ -357,8 +411,9 @@ class EnvironmentActor:
         return round(self.clock.now() - self._started, 9)
 
     def go_cold(self) -> None:
-        """Every idle slot forgets it was warm: the next calls each pay a cold start."""
-        self._warm.clear()
+        """Every idle isolate is gone: the next calls each pay a cold start."""
+        if self.isolates is not None:
+            self.isolates.clear()
 
     def queue_or_shed(self, call: Call) -> Response | None:
         """Queue a call no slot can take now, or refuse it: down (503), mailbox full (shed, 503)."""
@@ -409,19 +464,17 @@ class EnvironmentActor:
         stats.queue_wait.observe(now - call.posted_at)
         stats.inflight += 1
         call.version = self.version  # the version that serves it, even if another is deployed meanwhile
-        if self.cold_start is None:
+        isolates = self.isolates
+        if isolates is None or isolates.take():
             return 0.0
-        warm_until = self._warm.pop() if self._warm else -math.inf
-        if now > warm_until:
-            stats.cold_starts[self.version] = stats.cold_starts.get(self.version, 0) + 1
-            return self.cold_start.sample(self.rng)
-        return 0.0
+        stats.cold_starts[self.version] = stats.cold_starts.get(self.version, 0) + 1
+        return self.cold_start.sample(self.rng)
 
     def finish(self, call: Call, result: Any) -> None:
         status = result._status if isinstance(result, Response) else (result.status if isinstance(result, RpcFailure) else 200)
         now = self.clock.now()
-        if self.cold_start is not None:
-            self._warm.append(now + self.keep_warm)
+        if self.isolates is not None:
+            self.isolates.put_back()
         version = call.version
         counts = self._counts if version is self.version else self.stats.counts(version)
         counts[status // 100 - 1] += 1  # status_class(), inlined on the hot path
@@ -433,7 +486,7 @@ class EnvironmentActor:
 
     # -- code workers: slots ---------------------------------------------------------------
     def _new_slot(self) -> tuple[Context, Env]:
-        ctx = Context(self)
+        ctx = MeteredContext(self) if self.metering else Context(self)
         return ctx, self._new_env(ctx)
 
     def _new_env(self, ctx: Context) -> Env:
@@ -453,8 +506,8 @@ class EnvironmentActor:
         Whatever the worker does wrong (raises anything, ``SystemExit`` and ``KeyboardInterrupt``
         included; returns garbage; swallows its CPU limit; holds the thread until the watchdog
         interrupts it) becomes this call's answer, never the slot's end. What is not the worker's
-        passes through (``_not_the_workers``). Live, the worker's own steps are metered (their
-        thread CPU is charged to the chain), and a call whose caller went away while it waited is
+        passes through (``_not_the_workers``). Live (or with ``measure_cpu``), the worker's own steps
+        are metered (their thread CPU is charged to the chain, see ``MeteredContext``), and a call whose caller went away while it waited is
         not run. One coroutine level, not two: in virtual time every level is paid again on each
         resume of the worker.
         """
@@ -462,6 +515,9 @@ class EnvironmentActor:
         if cold:
             await self.clock.sleep(cold)
         ctx.account = call.account
+        metering = self.metering
+        if metering:
+            ctx.declared = ctx.measured = 0.0  # type: ignore[attr-defined]
         result = None
         if self.live and call.cancelled:
             result = platform_error(CLIENT_CLOSED)
@@ -473,8 +529,8 @@ class EnvironmentActor:
                     work = self.worker.fetch(call.request, env, ctx)  # (a promotion may swap the worker)
                 else:
                     work = self._rpc(call, env, ctx)
-                if self.live:
-                    work = metered(work, call.account, functools.partial(self._charge_measured, call.account))
+                if metering:
+                    work = metered(work, ctx)  # type: ignore[arg-type]
                 result = await work
                 if call.method is None and type(result) is not Response:
                     result = checked_response(result)  # a plain Response, or TypeError
@@ -564,11 +620,6 @@ class EnvironmentActor:
         except CpuLimitExceeded:
             return platform_error(CPU_LIMIT)
         return None
-
-    def _charge_measured(self, account: CpuAccount, seconds: float) -> None:
-        """Charge the CPU the worker really used to its chain (live mode)."""
-        if account.exceeded_at is None:
-            self.stats.cpu_seconds += account.charge(seconds, self.key)
 
     async def _rpc(self, call: Call, env: Env, ctx: Context) -> Any:
         method = self.worker.rpc.get(call.method)

@@ -44,6 +44,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from edge.engine.simulate import simulate
 
     loaded = _load(args.scenario)
+    if args.measure_cpu:
+        loaded.spec.scenario.measure_cpu = True
     _check_outputs(files=(args.json, args.openmetrics), directories=(args.plots,))
     err = Console(stderr=True)
     duration = args.duration if args.duration is not None else loaded.spec.scenario.duration.seconds
@@ -495,6 +497,8 @@ def parser() -> argparse.ArgumentParser:
                      help="simulated time between two points of the report's series and plots (default: about 100 points)")
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="show a live progress bar on stderr (default: when stderr is a terminal)")
+    run.add_argument("--measure-cpu", action="store_true",
+                     help="charge code workers' measured CPU too, as [scenario] measure_cpu does (the run is then not deterministic)")
     run.set_defaults(func=cmd_run)
 
     plot = sub.add_parser("plot", help="draw the PNG plots of a JSON report (`edge run --json`)")

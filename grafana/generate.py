@@ -465,8 +465,13 @@ def actors() -> dict[str, Any]:
                            (quantile(0.99, fam.QUEUE_WAIT.sample("_bucket"), "service, environment", SE), "p99 " + per_env)), "s"),
         timeseries("Shed per second", "Calls refused because the mailbox was full (503, error 1200).",
                    targets((f"sum by (service, environment) ({rate(fam.SHED.name, SE)})", per_env)), "reqps"),
-        timeseries("Cold starts per second", "Calls that found no warm slot (idle longer than keep_warm) and paid a cold start.",
+        timeseries("Cold starts per second", "Calls that found no warm isolate (idle for keep_warm, or evicted) and paid a cold start.",
                    targets((f"sum by (service, environment, version) ({rate(fam.COLD_STARTS.name, SE)})", per_env + " v{{version}}")), "reqps"),
+        timeseries("Isolate evictions per second",
+                   "Warm isolates dropped: capacity (more idle than max_isolates, least recently used first) or expired "
+                   "(idle for keep_warm). The next call that finds none warm pays a cold start.",
+                   targets((f"sum by (service, environment, reason) ({rate(fam.ISOLATE_EVICTIONS.name, SE)})", per_env + " {{reason}}")),
+                   "reqps"),
         timeseries("Worker exceptions and stalls per second",
                    "Worker code that raised: that call answered 500 (error 1101), the slot carried on. Stalled: a step held the "
                    "event loop past the step limit and the watchdog stopped it (503, error 1102).",

@@ -62,6 +62,12 @@ async def fetch(request, env, ctx):
         return response
     if fault == "burn":
         burn(float(request.headers.get("x-burn")))
+    if fault == "declare-then-burn":
+        await ctx.cpu(float(request.headers.get("x-declare")))
+        burn(float(request.headers.get("x-burn")))
+    if fault == "burn-then-declare":
+        burn(float(request.headers.get("x-burn")))
+        await ctx.cpu(float(request.headers.get("x-declare")))
     if fault == "spin":
         while True:
             pass
@@ -124,6 +130,21 @@ def test_cpu_just_under_the_budget_passes_and_just_over_is_stopped_with_1102(sce
         values = metrics(served)
     assert values[f"edge_cpu_limit_exceeded_total{ENV}"] == 2
     assert values['edge_request_cpu_seconds_sum{service="w"}'] < 0.045 + 2 * 0.05 + 0.02
+
+
+@pytest.mark.parametrize("order", ["burn-then-declare", "declare-then-burn"])
+def test_cpu_both_burnt_and_declared_is_charged_once_the_larger_of_the_two(scenario, order):
+    # 30 ms burnt and 30 ms declared: charged 30 ms, not 60 (over the 50 ms budget). Declared
+    # first, the burn uses the declared time: the watchdog must not stop it at 20 ms of burning.
+    with serve(scenario()) as served:
+        assert get(served.port, f"/{order}", {"x-burn": "0.030", "x-declare": "0.030"})[:3] == (200, None, b"fine")
+        charged = metrics(served)[f"edge_cpu_seconds_total{ENV}"]
+        assert 0.030 <= charged < 0.045
+        # Either one past the budget is past it: the larger counts.
+        for burnt, declared in (("0.055", "0.010"), ("0.010", "0.055")):
+            status, cause, body, _ = get(served.port, f"/{order}", {"x-burn": burnt, "x-declare": declared})
+            assert (status, cause, body) == (503, "cpu-limit", b"error code: 1102"), (burnt, declared)
+        assert metrics(served)[f"edge_cpu_limit_exceeded_total{ENV}"] == 2
 
 
 def test_a_blocking_worker_is_stopped_at_the_step_limit_while_others_are_served(scenario):

@@ -137,6 +137,7 @@ def recorded_run() -> RunMetrics:
     env.queue_wait.observe(0.0001)
     env.cpu_seconds += 0.01
     env.cold_starts["42"] = 1
+    env.isolate_evictions = lambda: {"capacity": 0, "expired": 1}
     run.histogram(run.bindings, ("gateway", "APP", "app", "canary", "42", "2xx")).observe(0.003)
     run.histogram(run.ingress, ("gateway", "production")).observe(0.004)
     run.histogram(run.request_cpu, "gateway").observe(0.0007)

@@ -84,8 +84,10 @@ def build(loaded: config.LoadedScenario, *, seed: int, clock: ModelClock, metric
                 metrics=metrics,
                 cold_start=None if cold_start is None else cold_start.distribution,
                 keep_warm=_keep_warm(env, service),
+                max_isolates=env.max_isolates or service.max_isolates,
                 live=live,
                 tags={**service.tags, **env.tags},
+                measure_cpu=meta.measure_cpu,
             )
             topology.environments[actor.key] = actor
 

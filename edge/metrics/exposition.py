@@ -63,6 +63,9 @@ _SAMPLES: dict[fam.Family, Callable[[RunMetrics], Samples]] = {
     fam.COLD_STARTS: lambda run: (
         ((s.service, s.environment, version), n) for s in run.environments.values() for version, n in s.cold_starts.items()
     ),
+    fam.ISOLATE_EVICTIONS: lambda run: (
+        ((s.service, s.environment, reason), n) for s in run.environments.values() for reason, n in s.isolate_evictions().items()
+    ),
     fam.CANARY_WEIGHT: lambda run: run.canary_weights.items(),
     fam.CLIENT_TIMEOUTS: lambda run: _sorted(run.timeouts),
     fam.CLIENT_DROPPED: lambda run: (((group,), stats.dropped) for group, stats in sorted(run.groups.items())),

@@ -114,8 +114,14 @@ TASKS = Family(
     "0 in a simulation. Flat under steady load: a rise that stays is a leak.", (),
 )
 COLD_STARTS = Family(
-    "edge_cold_starts_total", "counter", "Calls that found no warm slot and paid a cold start.",
+    "edge_cold_starts_total", "counter", "Calls that found no warm isolate and paid a cold start.",
     ("service", "environment", "version"),
+)
+ISOLATE_EVICTIONS = Family(
+    "edge_isolate_evictions_total", "counter",
+    "Warm isolates an environment dropped: capacity (one more idle than max_isolates, least recently "
+    "used first) or expired (idle for keep_warm).",
+    ("service", "environment", "reason"),
 )
 CANARY_WEIGHT = Family("edge_canary_weight", "gauge", "Percent of a service's traffic routed to an environment.", _SE)
 CLIENT_TIMEOUTS = Family(
@@ -167,7 +173,8 @@ ROUTED_REQUESTS = Family(
 # In the order a scrape lists them.
 FAMILIES = (
     REQUESTS, REQUEST_DURATION, CLIENT_REQUESTS, ENVIRONMENT_DURATION, BINDING_DURATION, QUEUE_WAIT, REQUEST_CPU,
-    CPU, CPU_LIMIT_EXCEEDED, SHED, WORKER_EXCEPTIONS, WORKER_STALLS, MAILBOX_DEPTH, INFLIGHT, TASKS, COLD_STARTS, CANARY_WEIGHT,
+    CPU, CPU_LIMIT_EXCEEDED, SHED, WORKER_EXCEPTIONS, WORKER_STALLS, MAILBOX_DEPTH, INFLIGHT, TASKS, COLD_STARTS, ISOLATE_EVICTIONS,
+    CANARY_WEIGHT,
     CLIENT_TIMEOUTS, CLIENT_DROPPED, INGRESS_REJECTED, INGRESS_FAULTS, RETRIES, RETRIES_DENIED, ROLLOUT_CHECKS, ROLLOUT_PHASE,
     ROUTED_REQUESTS,
 )

@@ -8,7 +8,7 @@ the report and series read them directly.
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator
 
 from edge.metrics.histogram import LogHistogram
 
@@ -40,6 +40,7 @@ class EnvironmentStats:
         "exceptions",
         "stalls",
         "cold_starts",
+        "isolate_evictions",
         "inflight",
         "mailbox_depth",
     )
@@ -56,6 +57,9 @@ class EnvironmentStats:
         self.exceptions = 0
         self.stalls = 0  # worker steps the watchdog interrupted for holding the event loop
         self.cold_starts: dict[str, int] = {}
+        # Warm isolates dropped, by reason ("capacity", "expired"), read when asked: an isolate's
+        # keep_warm runs out with nothing happening. Empty for an environment without cold starts.
+        self.isolate_evictions: Callable[[], dict[str, int]] = dict
         self.inflight = 0
         self.mailbox_depth = lambda: 0
 

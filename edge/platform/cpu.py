@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections import deque
-from typing import Any, Callable, Coroutine, Generator
+from typing import Any, Callable, Coroutine, Generator, Protocol
 
 import time
 import types
@@ -144,16 +144,27 @@ class CorePool:
         await wait_task_rescheduled(abort)  # woken holding the core that release() handed over
 
 
+class Meter(Protocol):
+    """What ``metered`` charges one call's measured CPU to."""
+
+    def left(self) -> float:
+        """CPU seconds the call may still burn before its request is over budget."""
+
+    def charge(self, seconds: float) -> None:
+        """A step of the call burnt ``seconds`` of thread CPU."""
+
+
 @types.coroutine
-def metered(coro: Coroutine[Any, Any, Any], account: CpuAccount, charge: Callable[[float], None]) -> Generator[Any, Any, Any]:
+def metered(coro: Coroutine[Any, Any, Any], meter: Meter) -> Generator[Any, Any, Any]:
     """Run ``coro`` as ``await coro`` would, charging the thread CPU time of each of its steps.
 
-    Live mode: worker code really runs, and its CPU is what the chain must pay for. A step is the
+    Live mode (and virtual time with ``measure_cpu``): worker code really runs, and its CPU is
+    what the chain must pay for. A step is the
     code between two points where the worker parks (a binding call, a sleep); steps of other
     tasks interleave between them and are not counted. This drives the coroutine the way ``await``
     does (send what trio resumes it with, throw what trio throws), with a CPU clock read around
-    each step. While a step runs, ``watchdog.steps.current`` says when it started and how much of
-    ``account``'s budget it may use: the watchdog interrupts a step that goes past that (or past
+    each step. While a step runs, ``watchdog.steps.current`` says when it started and how much CPU
+    it may use (``meter.left()``): the watchdog interrupts a step that goes past that (or past
     the wall limit) with ``WorkerInterrupted``, since Python cannot be preempted otherwise.
     """
     send: Any = None
@@ -161,19 +172,19 @@ def metered(coro: Coroutine[Any, Any, Any], account: CpuAccount, charge: Callabl
     steps = watchdog.steps
     while True:
         started = time.thread_time()
-        steps.current = (started, account.limit - account.used)
+        steps.current = (started, meter.left())
         try:
             trap = coro.send(send) if error is None else coro.throw(error)
         except StopIteration as done:
             steps.current = None
-            charge(time.thread_time() - started)
+            meter.charge(time.thread_time() - started)
             return done.value
         except BaseException:
             steps.current = None
-            charge(time.thread_time() - started)
+            meter.charge(time.thread_time() - started)
             raise
         steps.current = None
-        charge(time.thread_time() - started)
+        meter.charge(time.thread_time() - started)
         try:
             send, error = (yield trap), None
         except GeneratorExit:  # closed while parked: close the worker too, as await does

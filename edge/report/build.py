@@ -52,7 +52,16 @@ class VersionReport(msgspec.Struct):
     cold_starts: int
 
 
-class EnvironmentReport(msgspec.Struct):
+class IsolateEvictions(msgspec.Struct):
+    """Warm isolates an environment dropped, by reason."""
+
+    capacity: int
+    """More idle than ``max_isolates``: the least recently used went."""
+    expired: int
+    """Idle for ``keep_warm``."""
+
+
+class EnvironmentReport(msgspec.Struct, omit_defaults=True):
     service: str
     environment: str
     version: str
@@ -70,6 +79,8 @@ class EnvironmentReport(msgspec.Struct):
     """Every version, oldest first, each with the calls it served: they sum to ``requests``."""
     deployments: list[Deployment]
     """Which version served from when (a rollback deploys an earlier version again)."""
+    isolate_evictions: IsolateEvictions | None = None
+    """Only for an environment with a ``cold_start``: without one it keeps no isolates."""
 
 
 class BindingReport(msgspec.Struct):
@@ -153,7 +164,7 @@ class NodeReport(msgspec.Struct):
     """Busy core-seconds over available core-seconds for the whole run."""
 
 
-class Report(msgspec.Struct):
+class Report(msgspec.Struct, omit_defaults=True):
     scenario: str
     seed: int
     duration_s: float
@@ -176,6 +187,9 @@ class Report(msgspec.Struct):
     """Per service with a rollout: where it got to, and every analysis on the way."""
     series: Series
     """The run interval by interval: what the plots show."""
+    measured_cpu: bool = False
+    """Code workers' real CPU was charged as well as their ``ctx.cpu`` (``measure_cpu``): the run
+    is not deterministic (absent otherwise: only declared CPU counted, and the seed decides all)."""
 
 
 def _round(x: float) -> float:
@@ -224,6 +238,7 @@ def build_report(result: RunResult) -> Report:
                 for v in actor.history.versions
             ],
             deployments=list(actor.history.deployments),
+            isolate_evictions=IsolateEvictions(**evicted) if (evicted := s.isolate_evictions()) else None,
         )
     routers = {
         service: RouterReport(
@@ -291,6 +306,7 @@ def build_report(result: RunResult) -> Report:
         timeline=list(result.timeline),
         rollouts={service: controller.report() for service, controller in result.topology.rollouts.items()},
         series=result.series,
+        measured_cpu=result.loaded.spec.scenario.measure_cpu,
     )
     report.thresholds = [threshold_result(report, rule) for rule in threshold_rules(result.loaded.spec)]
     return report
@@ -423,6 +439,8 @@ def print_summary(report: Report, console: Console | None = None) -> None:
                 + (f"; never answered {g.unanswered:,}" if g.unanswered else "") + (f"; dropped {g.dropped:,}" if g.dropped else "")
             )
     console.print(f"node: {report.node.cores} cores, {report.node.cpu_utilisation:.1%} CPU utilisation")
+    if report.measured_cpu:
+        console.print("[yellow]CPU: measured CPU of code workers charged too (measure_cpu): this run is not deterministic[/yellow]")
     for entry in report.timeline:
         console.print(f"[cyan]{format_duration(entry.at_s):>8}[/cyan]  {entry.action} {entry.target}: {entry.detail}")
     for service, r in report.rollouts.items():

@@ -141,6 +141,16 @@ def check_gateways(loaded: LoadedScenario) -> None:
         raise ConfigErrors(loaded.file, list(dict.fromkeys(problems)))
 
 
+def check_isolates(loaded: LoadedScenario) -> None:
+    """``max_isolates`` only where a cold start makes isolates count: silently ignored, it would
+    mislead."""
+    for i, service in enumerate(loaded.spec.services):
+        for env_name, env in environments_of(service).items():
+            if (env.max_isolates or service.max_isolates) is not None and (env.cold_start or service.cold_start) is None:
+                where = f"{_environment_path(service, i, env_name)}.max_isolates" if env.max_isolates is not None else f"services[{i}].max_isolates"
+                raise ConfigError(loaded.file, where, f"expected a cold_start for {service.name}@{env_name} as well: without one no call waits for an isolate, so max_isolates would change nothing")
+
+
 def check_split_environments(loaded: LoadedScenario) -> None:
     """A split's weights and its retry target name environments of the service."""
     for i, service in enumerate(loaded.spec.services):
@@ -340,6 +350,7 @@ CHECKS: tuple[Callable[[LoadedScenario], None], ...] = (
     check_binding_targets,
     check_worker_modules,
     check_gateways,
+    check_isolates,
     check_split_environments,
     check_rollout_environments,
     check_routes,

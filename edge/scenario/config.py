@@ -99,6 +99,10 @@ class Meta(msgspec.Struct, forbid_unknown_fields=True):
     step_limit: Duration | None = None
     """Wall time one worker step (the code between two awaits) may hold the event loop before the
     watchdog interrupts it (503, error 1102): default 1s live, 10s in virtual time."""
+    measure_cpu: bool = False
+    """Virtual time: charge code workers' measured CPU (thread CPU time of each step) as well as
+    what they declare with ``ctx.cpu``, the larger of the two per call, as live mode always does.
+    Off by default: real CPU varies from run to run, so such a run is not deterministic."""
     drain: Duration = Duration("30s")
     """After traffic stops, how long requests in flight get to finish before the run ends: a run
     of ``duration`` 20s simulates up to 20s + drain (it ends sooner once every request is
@@ -169,7 +173,10 @@ class _Deployment(msgspec.Struct, forbid_unknown_fields=True):
     cold_start: DurationDistribution | None = None
     """Time a slot idle longer than `keep_warm` takes before serving again (default none)."""
     keep_warm: Duration | None = None
-    """How long an idle slot stays warm (default 5m)."""
+    """How long an idle isolate stays warm (default 5m): the TTL of the environment's isolate cache."""
+    max_isolates: int | None = None
+    """Idle warm isolates the node keeps for an environment (default: its concurrency, one per
+    slot); one more evicts the least recently used. Needs a ``cold_start``."""
 
     def __post_init__(self) -> None:
         _check_deployment_fields(self)
@@ -190,6 +197,8 @@ def _check_deployment_fields(env: _Deployment) -> None:
         raise ValueError("@gateway: expected either `gateway` (served by the platform) or `worker`/`model`, not both")
     if env.concurrency is not None and env.concurrency < 1:
         raise ValueError(f"@concurrency: expected at least 1, got {env.concurrency}")
+    if env.max_isolates is not None and env.max_isolates < 1:
+        raise ValueError(f"@max_isolates: expected at least 1 isolate, got {env.max_isolates}")
     if env.mailbox is not None and env.mailbox < 0:
         raise ValueError(f"@mailbox: expected a capacity >= 0, got {env.mailbox}")
     if env.version is not None and env.version < 1:
