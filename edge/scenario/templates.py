@@ -11,6 +11,7 @@ folder as it was.
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 from edge.platform.files import OutputError, check_directory, write_output
@@ -60,11 +61,21 @@ def project_files(template: str) -> dict[str, bytes]:
     """The files of a new project, by path relative to its folder."""
     scenario = TEMPLATES[template]
     files = {"scenario.toml": scenario.read_bytes()}
-    for worker in sorted((BUNDLED / "workers").glob("*.py")):
-        files[f"workers/{worker.name}"] = worker.read_bytes()
+    for worker in _workers_named(tomllib.loads(scenario.read_text())):
+        files[worker] = (BUNDLED / worker).read_bytes()
     files["README.md"] = _README.format(name=template, template=template).encode()
     files[".gitignore"] = _GITIGNORE.encode()
     return files
+
+
+def _workers_named(spec: dict) -> list[str]:
+    """The worker modules a template's services and environments name (``workers/NAME.py``)."""
+    named = set()
+    for service in spec.get("services", []):
+        for table in [service, *service.get("environments", {}).values()]:
+            if "worker" in table:
+                named.add(table["worker"])
+    return sorted(named)
 
 
 def write_project(directory: str | Path, template: str) -> list[Path]:
