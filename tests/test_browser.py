@@ -1,0 +1,65 @@
+"""The dashboards in a real headless Chromium: Prometheus' console pages over a backfilled run, the
+HTML report of `edge run --html`, and the live dashboard of `edge serve`.
+
+Each page must load with no error in the browser's console and every chart on it must have data
+points; a screenshot of each is taken (into the test's tmp_path; ``docs/screenshots.py`` writes
+the README's). Without chromium, chromedriver or prometheus the tests fail, not skip.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+from browser import chromium, open_page, screenshot
+from test_backfill import VIRTUAL, edge
+from test_dashboards import EXPECTED, GRAFANA, Prometheus
+
+# One count per chart of a console page: the points prom_console drew (null steps are gaps).
+CONSOLE_POINTS = ("PromConsole._graph_registry.map(g => g.rickshawGraph ? "
+                  "g.rickshawGraph.series.reduce((n, s) => n + s.data.filter(p => p.y !== null).length, 0) : 0)")
+
+
+def backfilled_prometheus(workdir: Path) -> tuple[Prometheus, str]:
+    """A real Prometheus serving grafana/consoles over a 3-minute virtual run backfilled into its
+    storage; and the URL fragment that sets the console pages' time range to that run."""
+    binary = shutil.which("prometheus")
+    if binary is None or shutil.which("promtool") is None:
+        pytest.fail("prometheus and promtool are not on PATH: apt-get install prometheus (CI does)")
+    (workdir / "virtual.toml").write_text(VIRTUAL)
+    end = time.time() - 5
+    ran = edge("run", str(workdir / "virtual.toml"), "-q", "--duration", "3m", "--openmetrics", str(workdir / "run.om"),
+               "--openmetrics-start", str(end - 180))
+    assert ran.returncode == 0, ran.stderr
+    blocks = edge("backfill", str(workdir / "run.om"), str(workdir / "data"))
+    assert blocks.returncode == 0, blocks.stderr
+    prometheus = Prometheus(binary, workdir, "127.0.0.1:9", f"--web.console.templates={GRAFANA / 'consoles'}",
+                            f"--web.console.libraries={GRAFANA / 'console_libraries'}")
+
+    def loaded() -> bool:
+        return bool(prometheus.query("edge_requests_total")[0])
+
+    prometheus.wait_until("Prometheus to load the backfilled blocks", loaded, time.monotonic() + 30)
+    return prometheus, "#pctc" + urllib.parse.quote(json.dumps({"duration": 240, "endTime": end + 10}))
+
+
+def test_console_pages_over_a_backfilled_run_load_in_chromium_with_data_in_every_chart(tmp_path):
+    prometheus, when = backfilled_prometheus(tmp_path)
+    try:
+        with chromium() as browser:
+            seconds, links = open_page(browser, f"{prometheus.url}/consoles/index.html",
+                                       "[document.querySelectorAll('li a').length]")
+            assert links == [len(EXPECTED)]
+            for name in sorted(EXPECTED):
+                seconds, points = open_page(browser, f"{prometheus.url}/consoles/{name}.html{when}", CONSOLE_POINTS)
+                charts = browser.execute_script("return document.querySelectorAll('.edge-chart').length;")
+                assert len(points) == charts > 0, f"{name}: {len(points)} graphs for {charts} panels"
+                assert not browser.find_elements("css selector", ".prom_graph_error"), f"{name}: a chart found no series"
+                print(f"console {name}: {seconds:.2f}s to every chart drawn, points per chart {points}")
+                assert screenshot(browser, tmp_path / f"console-{name}.png").stat().st_size > 10_000
+    finally:
+        prometheus.stop()
