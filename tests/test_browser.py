@@ -9,6 +9,7 @@ the README's). Without chromium, chromedriver or prometheus the tests fail, not 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 import urllib.parse
@@ -63,3 +64,47 @@ def test_console_pages_over_a_backfilled_run_load_in_chromium_with_data_in_every
                 assert screenshot(browser, tmp_path / f"console-{name}.png").stat().st_size > 10_000
     finally:
         prometheus.stop()
+
+
+REPORT_POINTS = "EdgeCharts.points()"
+
+
+def test_html_report_opens_offline_in_chromium_with_data_in_every_chart(tmp_path):
+    # The dashboards' scenario: a flaky canary, a rollout that holds, a timeline event at 0 s.
+    (tmp_path / "virtual.toml").write_text(VIRTUAL)
+    page, saved = tmp_path / "report.html", tmp_path / "report.json"
+    ran = edge("run", str(tmp_path / "virtual.toml"), "-q", "--duration", "1m", "--html", str(page), "--json", str(saved))
+    assert ran.returncode == 0, ran.stderr
+    text = page.read_text()
+    assert not re.findall(r"\b(?:src|href)\s*=", text)  # self-contained: nothing to load
+    for section in ("Summary", "Thresholds", "Service environments", "Bindings", "Routers", "Timeline", "Rollouts"):
+        assert f"<h2>{section}</h2>" in text
+    assert "app@canary" in text and "weights" in text  # the timeline event, in the table
+    # `edge plot --html` from the saved JSON writes the same page.
+    again = edge("plot", str(saved), "--html", str(tmp_path / "again.html"))
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "again.html").read_bytes() == page.read_bytes()
+
+    with chromium() as browser:
+        seconds, points = open_page(browser, page.as_uri(), REPORT_POINTS)
+        titles = browser.execute_script("return [...document.querySelectorAll('.u-title')].map(t => t.textContent);")
+        events = browser.execute_script("return JSON.parse(document.getElementById('edge-data').textContent).events;")
+        print(f"report ({page.stat().st_size:,} bytes): {seconds:.2f}s to every chart drawn, points per chart {points}")
+        screenshot(browser, tmp_path / "report.png")
+    assert len(points) == len(titles) == 8, titles  # traffic, latency, canary and CPU: two charts each
+    assert "Weight by environment" in titles
+    assert {"at": 0.0, "label": "weights app"} in events
+    assert any(e["label"].startswith("app start") for e in events), events  # the rollout's start, marked too
+
+
+def test_html_outputs_are_checked_before_the_run(tmp_path):
+    (tmp_path / "virtual.toml").write_text(VIRTUAL)
+    ran = edge("run", str(tmp_path / "virtual.toml"), "-q", "--html", str(tmp_path / "missing" / "report.html"))
+    assert ran.returncode == 2 and "missing" in ran.stderr, ran.stderr
+    assert not (tmp_path / "missing").exists()
+    ran = edge("run", str(tmp_path / "virtual.toml"), "-q", "--duration", "5s", "--json", str(tmp_path / "r.json"))
+    assert ran.returncode == 0, ran.stderr
+    nothing = edge("plot", str(tmp_path / "r.json"))
+    assert nothing.returncode == 2 and "nothing to write" in nothing.stderr, nothing.stderr
+    taken = edge("plot", str(tmp_path / "r.json"), "--html", str(tmp_path))  # a directory, not a file
+    assert taken.returncode == 2, taken.stderr
