@@ -13,12 +13,16 @@ import re
 import shutil
 import time
 import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pytest
-from browser import chromium, open_page, screenshot
+from browser import chromium, errors, open_page, screenshot
+from live import serve
 from test_backfill import VIRTUAL, edge
-from test_dashboards import EXPECTED, GRAFANA, Prometheus
+from test_dashboards import EXPECTED, GRAFANA, SCENARIO, Prometheus, Traffic
+
+from edge.live.dashboard import INTERVAL
 
 # One count per chart of a console page: the points prom_console drew (null steps are gaps).
 CONSOLE_POINTS = ("PromConsole._graph_registry.map(g => g.rickshawGraph ? "
@@ -108,3 +112,23 @@ def test_html_outputs_are_checked_before_the_run(tmp_path):
     assert nothing.returncode == 2 and "nothing to write" in nothing.stderr, nothing.stderr
     taken = edge("plot", str(tmp_path / "r.json"), "--html", str(tmp_path))  # a directory, not a file
     assert taken.returncode == 2, taken.stderr
+
+
+def test_live_dashboard_of_edge_serve_updates_in_chromium_with_data_in_every_chart(tmp_path):
+    (tmp_path / "scenario.toml").write_text(SCENARIO)
+    with serve(str(tmp_path / "scenario.toml")) as served, Traffic(served.port):
+        with chromium() as browser:
+            url = f"{served.ingress}/dashboard"  # addressed to the server itself, as /metrics
+            seconds, points = open_page(browser, url, REPORT_POINTS)
+            sections = browser.execute_script("return [...document.querySelectorAll('#charts h2')].map(h => h.textContent);")
+            assert sections == ["Traffic", "Latency", "Per-binding latency", "Canary", "Shared CPU", "Actors"]
+            # It keeps polling: two readings later every chart has more points, with no error on the way.
+            time.sleep(2 * INTERVAL + 0.5)
+            later = browser.execute_script(f"return {REPORT_POINTS};")
+            assert not errors(browser)
+            assert len(later) == len(points) and all(b > a for a, b in zip(points, later)), (points, later)
+            print(f"live dashboard: {seconds:.2f}s to every chart drawn, points per chart {points} then {later}")
+            screenshot(browser, tmp_path / "live.png")
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            text = answer.read().decode()
+    assert not re.findall(r"\b(?:src)\s*=", text)  # uPlot comes inline: nothing to fetch from the internet
