@@ -49,6 +49,8 @@ def open_page(browser, url: str, points: str, *, timeout: float = 30.0) -> tuple
 
     Fails with the browser's console errors, or with the charts still empty at the timeout.
     """
+    browser.get("about:blank")  # leave the last page (a dashboard polling a server that has stopped)...
+    browser.get_log("browser")  # ...and drop what it logged
     start = time.monotonic()
     browser.get(url)
     counts: list[int] = []
