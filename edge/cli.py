@@ -46,7 +46,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     loaded = _load(args.scenario)
     if args.measure_cpu:
         loaded.spec.scenario.measure_cpu = True
-    _check_outputs(files=(args.json, args.openmetrics), directories=(args.plots,))
+    _check_outputs(files=(args.json, args.openmetrics, args.html), directories=(args.plots,))
     err = Console(stderr=True)
     duration = args.duration if args.duration is not None else loaded.spec.scenario.duration.seconds
     show_progress = not args.quiet and (err.is_terminal if args.progress is None else args.progress)
@@ -78,6 +78,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if recorder is not None:
         recorder.scrape()  # the state at the end of the run
         recorder.write(args.openmetrics)
+    if args.html:
+        from edge.report.page import write_html
+
+        write_html(report, args.html)
     if args.plots:
         from edge.report.plots import write_plots
 
@@ -112,8 +116,16 @@ def cmd_plot(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"edge: error: {args.report}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    _check_outputs(directories=(args.directory,))
-    for path in write_plots(report, args.directory):
+    if args.directory is None and args.html is None:
+        print("edge plot: error: nothing to write: give a DIRECTORY for the PNG plots, --html PATH, or both", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    _check_outputs(files=(args.html,), directories=(args.directory,))
+    if args.html:
+        from edge.report.page import write_html
+
+        write_html(report, args.html)
+        print(args.html)
+    for path in write_plots(report, args.directory) if args.directory else ():
         print(path)
     return EXIT_OK
 
@@ -492,6 +504,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--scrape-interval", type=_duration, default=15.0, help='simulated time between two OpenMetrics scrapes (default "15s")')
     run.add_argument("--openmetrics-start", type=float, default=None, metavar="EPOCH",
                      help="timestamp of simulated time 0, in epoch seconds (default: now, so dashboards' recent ranges show it)")
+    run.add_argument("--html", metavar="PATH", help="write the report as one self-contained HTML page (tables, interactive charts)")
     run.add_argument("--plots", metavar="DIR", help="draw PNG plots of the run into DIR (latency, traffic, canary, CPU)")
     run.add_argument("--interval", type=_duration, default=None,
                      help="simulated time between two points of the report's series and plots (default: about 100 points)")
@@ -501,9 +514,10 @@ def parser() -> argparse.ArgumentParser:
                      help="charge code workers' measured CPU too, as [scenario] measure_cpu does (the run is then not deterministic)")
     run.set_defaults(func=cmd_run)
 
-    plot = sub.add_parser("plot", help="draw the PNG plots of a JSON report (`edge run --json`)")
+    plot = sub.add_parser("plot", help="draw the PNG plots and/or the HTML report of a JSON report (`edge run --json`)")
     plot.add_argument("report", help="a JSON report written by `edge run --json`")
-    plot.add_argument("directory", help="where to write the PNG files")
+    plot.add_argument("directory", nargs="?", help="where to write the PNG files")
+    plot.add_argument("--html", metavar="PATH", help="write the HTML report here (as `edge run --html`)")
     plot.set_defaults(func=cmd_plot)
 
     backfill = sub.add_parser("backfill", help="turn `edge run --openmetrics` output into Prometheus TSDB blocks (promtool)")

@@ -1,109 +1,47 @@
-"""Writes ``grafana/dashboards/*.json``, the Grafana dashboards of ``edge serve``'s metrics.
+"""Writes the dashboards of ``edge/metrics/panels.py``: Grafana's JSON and Prometheus' console pages.
 
-The JSON files are generated rather than edited by hand: five dashboards repeat the same datasource,
-legend and layout boilerplate forty times, and a PromQL expression is easier to review here than
-inside an escaped JSON string. ``tests/test_dashboards.py`` fails if the committed JSON differs
-from what this script writes, so after changing a panel run::
+The panels (title, PromQL, unit, kind) are declared once, as data, in ``edge/metrics/panels.py``;
+this script lays them out twice:
 
-    python grafana/generate.py          # rewrite grafana/dashboards/*.json
+* ``grafana/dashboards/*.json``, the Grafana dashboards (datasource, legend and layout
+  boilerplate that five dashboards would otherwise repeat forty times);
+* ``grafana/consoles/*.html``, Prometheus console templates that Prometheus serves itself
+  (``--web.console.templates=grafana/consoles --web.console.libraries=grafana/console_libraries``),
+  for machines without Grafana. Their charts are drawn by the console library Prometheus ships
+  (``/classic/static/js/prom_console.js``, Rickshaw); the page substitutes the queries' variables.
+
+``tests/test_dashboards.py`` fails if the committed files differ from what this script writes, so
+after changing a panel run::
+
+    python grafana/generate.py          # rewrite grafana/dashboards/*.json and grafana/consoles/*.html
     python grafana/generate.py --check  # exit 1 if they are stale
 
-Conventions:
+Conventions (the PromQL's own are in ``edge/metrics/panels.py``):
 
-* metric names come from ``edge/metrics/families.py`` (``fam.X.name``, or ``fam.X.sample("_bucket")``
-  for a histogram's series), where every family is declared once: a family renamed or dropped
-  there fails here rather than leaving an empty panel (``edge`` must be importable: ``pip install -e .``);
 * every panel and query uses the provisioned datasource ``DATASOURCE`` (uid ``edge-prometheus``);
 * rates use ``$__rate_interval``: Grafana derives it from the datasource's ``timeInterval`` (the 5 s
-  scrape interval), so a window always holds enough samples for ``rate()``;
-* multi-value variables have ``allValue: ".*"``, so "All" matches every label value, including
-  ones that appear after the dashboard was loaded; except the canary's ``$service``, whose "All"
-  must mean the split services only, not every service;
-* an error ratio whose 5xx series does not exist yet is 0, not "no data": the exporter writes a
-  ``status_class="5xx"`` series only once a 5xx has been answered (``... or 0 * total``).
+  scrape interval), so a window always holds enough samples for ``rate()``; a console page uses its
+  ``window`` URL parameter (default 1m);
+* ``edge`` must be importable (``pip install -e .``).
 """
 
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from edge.metrics import families as fam
+from edge.metrics.panels import BOARDS, Board, Panel, Variable
 
 HERE = Path(__file__).resolve().parent
 DASHBOARDS = HERE / "dashboards"
+CONSOLES = HERE / "consoles"
 
 DATASOURCE = {"type": "prometheus", "uid": "edge-prometheus"}  # = grafana/provisioning/datasources/prometheus.yml
-W = "$__rate_interval"
-FIVE_XX = 'status_class="5xx"'
 TAG = "edge"
-
-
-# -- PromQL helpers ----------------------------------------------------------------------------------
-
-
-def rate(metric: str, selector: str = "") -> str:
-    return f"rate({metric}{{{selector}}}[{W}])" if selector else f"rate({metric}[{W}])"
-
-
-def sel(*matchers: str) -> str:
-    return ", ".join(m for m in matchers if m)
-
-
-def quantile(q: float, bucket: str, by: str, selector: str = "") -> str:
-    return f"histogram_quantile({q}, sum by (le, {by}) ({rate(bucket, selector)}))"
-
-
-def indent(text: str, by: str = "  ") -> str:
-    return "\n".join(by + line for line in text.splitlines())
-
-
-def or_zero(expr: str, total: str) -> str:
-    """``expr``, or 0 for every series of ``total`` that ``expr`` lacks (a counter not yet written)."""
-    return f"(\n{indent(expr)}\n  or 0 * {total}\n)"
-
-
-def error_ratio(by: str, selector: str) -> str:
-    """Share of answers in class 5xx, per attempt (every answer an environment gave counts)."""
-    total = f"sum by ({by}) ({rate(fam.REQUESTS.name, selector)})"
-    errors = f"sum by ({by}) ({rate(fam.REQUESTS.name, sel(FIVE_XX, selector))})"
-    return f"{or_zero(errors, total)}\n/ {total}"
-
-
-def after_fallback(selector: str) -> tuple[str, str]:
-    """(5xx answers, all answers) per service as its callers saw them, i.e. after the router's retries.
-
-    A retried attempt is one 5xx answer of the environment that failed (``from_environment``)
-    followed by a second answer from ``to_environment``: the caller only sees the second. So per
-    service, what callers saw = answers - retries, of which 5xx = 5xx answers - retries. For a
-    service without a split the retries term is 0 and this is its plain answer count.
-    """
-    total = f"sum by (service) ({rate(fam.REQUESTS.name, selector)})"
-    retries = or_zero(f"sum by (service) ({rate(fam.RETRIES.name, selector)})", total)
-    errors = or_zero(f"sum by (service) ({rate(fam.REQUESTS.name, sel(FIVE_XX, selector))})", total)
-    return f"(\n{indent(errors)}\n  - {indent(retries)[2:]}\n)", f"(\n  {total}\n  - {indent(retries)[2:]}\n)"
-
-
-# Top-level requests by entry service, as the ingress answered them: one per request, after fallbacks.
-ENTRY = fam.REQUEST_DURATION.sample("_count")
-CLIENT = fam.CLIENT_REQUESTS.name
-
-
-def ratio_after_fallback(selector: str) -> str:
-    """5xx share of what each service's callers saw."""
-    errors, total = after_fallback(selector)
-    return f"(\n{indent(errors)}\n  / {indent(total)[2:]}\n)"
-
-
-def effective_error_ratio(by: str, selector: str) -> str:
-    """5xx share of what users got (edge_client_requests_total), by ``by`` ("" for all together)."""
-    grouping = f" by ({by})" if by else ""
-    total = f"sum{grouping} ({rate(CLIENT, selector)})"
-    errors = f"sum{grouping} ({rate(CLIENT, sel(FIVE_XX, selector))})"
-    return f"{or_zero(errors, total)}\n/ {total}"
 
 
 # -- Grafana JSON model ------------------------------------------------------------------------------
@@ -124,51 +62,37 @@ def target(expr: str, legend: str = "", ref: str = "A", *, heatmap: bool = False
     return t
 
 
-def targets(*pairs: tuple[str, str]) -> list[dict[str, Any]]:
-    return [target(expr, legend, chr(ord("A") + i)) for i, (expr, legend) in enumerate(pairs)]
+def targets(panel: Panel) -> list[dict[str, Any]]:
+    return [target(q.expr, q.legend, chr(ord("A") + i), heatmap=panel.kind == "heatmap") for i, q in enumerate(panel.queries)]
 
 
-def timeseries(
-    title: str, description: str, queries: list[dict[str, Any]], unit: str, *,
-    w: int = 12, h: int = 8, stack: bool = False, minimum: float | None = 0, step: bool = False,
-) -> dict[str, Any]:
+def timeseries(panel: Panel) -> dict[str, Any]:
     custom: dict[str, Any] = {
         "drawStyle": "line",
-        "lineInterpolation": "stepAfter" if step else "linear",
+        "lineInterpolation": "stepAfter" if panel.step else "linear",
         "lineWidth": 1,
-        "fillOpacity": 20 if stack else 0,
+        "fillOpacity": 20 if panel.stack else 0,
         "showPoints": "never",
         "spanNulls": False,
-        "stacking": {"group": "A", "mode": "normal" if stack else "none"},
+        "stacking": {"group": "A", "mode": "normal" if panel.stack else "none"},
     }
-    defaults: dict[str, Any] = {"unit": unit, "custom": custom}
-    if minimum is not None:
-        defaults["min"] = minimum
+    defaults: dict[str, Any] = {"unit": panel.unit, "custom": custom}
+    if panel.minimum is not None:
+        defaults["min"] = panel.minimum
     return {
-        "type": "timeseries",
-        "title": title,
-        "description": description,
-        "datasource": DATASOURCE,
-        "targets": queries,
         "fieldConfig": {"defaults": defaults, "overrides": []},
         "options": {
             "legend": {"displayMode": "table", "placement": "bottom", "showLegend": True, "calcs": ["mean", "max", "lastNotNull"]},
             "tooltip": {"mode": "multi", "sort": "desc"},
         },
-        "_size": (w, h),
     }
 
 
-def stat(title: str, description: str, queries: list[dict[str, Any]], unit: str, *, w: int = 6, h: int = 4, decimals: int | None = None) -> dict[str, Any]:
-    defaults: dict[str, Any] = {"unit": unit}
-    if decimals is not None:
-        defaults["decimals"] = decimals
+def stat(panel: Panel) -> dict[str, Any]:
+    defaults: dict[str, Any] = {"unit": panel.unit}
+    if panel.decimals is not None:
+        defaults["decimals"] = panel.decimals
     return {
-        "type": "stat",
-        "title": title,
-        "description": description,
-        "datasource": DATASOURCE,
-        "targets": queries,
         "fieldConfig": {"defaults": defaults, "overrides": []},
         "options": {
             "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
@@ -177,17 +101,11 @@ def stat(title: str, description: str, queries: list[dict[str, Any]], unit: str,
             "justifyMode": "auto",
             "textMode": "auto",
         },
-        "_size": (w, h),
     }
 
 
-def heatmap(title: str, description: str, bucket: str, selector: str, unit: str, *, w: int = 24, h: int = 9) -> dict[str, Any]:
+def heatmap(panel: Panel) -> dict[str, Any]:
     return {
-        "type": "heatmap",
-        "title": title,
-        "description": description,
-        "datasource": DATASOURCE,
-        "targets": [target(f"sum by (le) ({rate(bucket, selector)})", heatmap=True)],
         "fieldConfig": {"defaults": {}, "overrides": []},
         "options": {
             "calculate": False,  # the buckets come from Prometheus, already computed
@@ -197,29 +115,37 @@ def heatmap(title: str, description: str, bucket: str, selector: str, unit: str,
             "legend": {"show": True},
             "rowsFrame": {"layout": "auto"},
             "tooltip": {"mode": "single", "yHistogram": True, "showColorScale": False},
-            "yAxis": {"axisPlacement": "left", "unit": unit, "reverse": False},
+            "yAxis": {"axisPlacement": "left", "unit": panel.unit, "reverse": False},
         },
-        "_size": (w, h),
     }
 
 
-def variable(name: str, label: str, query: str, *, all_value: str | None = ".*") -> dict[str, Any]:
-    """A multi-value query variable over a label's values (``label_values(metric{...}, label)``).
+KINDS = {"timeseries": timeseries, "stat": stat, "heatmap": heatmap}
 
-    With ``all_value=None``, "All" means the values the query found, as a regex ``(a|b)``: for a
-    variable that picks a subset of what other metrics carry (the split services among all).
-    """
+
+def grafana_panel(panel: Panel) -> dict[str, Any]:
     return {
-        "name": name,
-        "label": label,
+        "type": panel.kind,
+        "title": panel.title,
+        "description": panel.description,
+        "datasource": DATASOURCE,
+        "targets": targets(panel),
+        **KINDS[panel.kind](panel),
+    }
+
+
+def variable(var: Variable) -> dict[str, Any]:
+    return {
+        "name": var.name,
+        "label": var.label,
         "type": "query",
         "datasource": DATASOURCE,
-        "definition": query,
-        "query": {"query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
+        "definition": var.query,
+        "query": {"query": var.query, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
         "refresh": 2,  # on time range change: new services or environments show up
         "multi": True,
         "includeAll": True,
-        "allValue": all_value,
+        "allValue": var.all_value,
         "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
         "options": [],
         "regex": "",
@@ -229,22 +155,21 @@ def variable(name: str, label: str, query: str, *, all_value: str | None = ".*")
     }
 
 
-def dashboard(uid: str, title: str, description: str, variables: list[dict[str, Any]], panels: list[dict[str, Any]]) -> dict[str, Any]:
+def dashboard(board: Board) -> dict[str, Any]:
     """The dashboard model; panels are laid out left to right in rows of 24 columns, in order."""
     x = y = row_height = 0
     laid_out = []
-    for number, panel in enumerate(panels, start=1):
-        panel = dict(panel)
-        w, h = panel.pop("_size")
+    for number, panel in enumerate(board.panels, start=1):
+        w, h = panel.w, panel.h
         if x + w > 24:
             x, y, row_height = 0, y + row_height, 0
-        laid_out.append({"id": number, **panel, "gridPos": {"h": h, "w": w, "x": x, "y": y}})
+        laid_out.append({"id": number, **grafana_panel(panel), "gridPos": {"h": h, "w": w, "x": x, "y": y}})
         x += w
         row_height = max(row_height, h)
     return {
-        "uid": uid,
-        "title": title,
-        "description": description,
+        "uid": board.uid,
+        "title": board.title,
+        "description": board.description,
         "tags": [TAG],
         "editable": True,
         "graphTooltip": 1,  # shared crosshair: compare panels at one instant
@@ -261,254 +186,98 @@ def dashboard(uid: str, title: str, description: str, variables: list[dict[str, 
         "links": [
             {"title": "edge dashboards", "type": "dashboards", "tags": [TAG], "asDropdown": True, "includeVars": True, "keepTime": True}
         ],
-        "templating": {"list": variables},
+        "templating": {"list": [variable(var) for var in board.variables]},
         "panels": laid_out,
     }
 
 
-# -- The dashboards ----------------------------------------------------------------------------------
-
-S = 'service=~"$service"'
-SE = 'service=~"$service", environment=~"$environment"'
-
-
-def overview() -> dict[str, Any]:
-    latency = fam.REQUEST_DURATION.sample("_bucket")
-    rps = f"sum by (service, environment) ({rate(ENTRY, S)})"
-    panels = [
-        stat("Top-level requests per second", "Requests answered at the ingress, every entry service together.",
-             [target(f"sum({rate(ENTRY, S)})")], "reqps"),
-        stat("Error ratio users saw", "5xx among top-level answers, after the routers' fallbacks (edge_client_requests_total).",
-             [target(effective_error_ratio("", S))], "percentunit", decimals=2),
-        stat("Top-level p99", "99th percentile of top-level latency at the ingress, every entry service together.",
-             [target(f"histogram_quantile(0.99, sum by (le) ({rate(latency, S)}))")], "s"),
-        stat("Fallbacks per second", "Failed attempts a router retried on another environment (edge_retries_total).",
-             [target(f"sum({rate(fam.RETRIES.name, S)}) or vector(0)")], "reqps"),
-        timeseries("Top-level requests per second", "By entry service and the environment that answered "
-                   "(edge_request_duration_seconds_count).", targets((rps, "{{service}}@{{environment}}")), "reqps", stack=True),
-        timeseries("Answers per second by status class (what users got)", "Top-level answers by entry service and status "
-                   "class, after fallbacks (edge_client_requests_total); service \"\" is requests no route matched (404).",
-                   targets((f"sum by (service, status_class) ({rate(CLIENT, S)})", "{{service}} {{status_class}}")), "reqps", stack=True),
-        timeseries(
-            "Error ratio: what users saw vs per attempt",
-            "Effective: 5xx among top-level answers, after fallbacks (edge_client_requests_total). "
-            "Per attempt: 5xx among every answer of each service environment, edge_requests_total; a GET that failed on "
-            "the canary and was retried on production counts as one 5xx attempt of the canary, but users saw production's answer.",
-            targets((effective_error_ratio("service", S), "effective {{service}}"),
-                    (error_ratio("service, environment", S), "attempt {{service}}@{{environment}}")),
-            "percentunit", w=24,
-        ),
-        timeseries("Top-level latency p50 / p99",
-                   "At the ingress, from arrival to answer, by entry service and the environment that answered.",
-                   targets((quantile(0.5, latency, "service, environment", S), "p50 {{service}}@{{environment}}"),
-                           (quantile(0.99, latency, "service, environment", S), "p99 {{service}}@{{environment}}")),
-                   "s"),
-        timeseries("Service environments: latency p50 / p99",
-                   "Every call each service environment answered, per attempt, from its mailbox to its answer "
-                   "(edge_environment_duration_seconds).",
-                   targets((quantile(0.5, fam.ENVIRONMENT_DURATION.sample("_bucket"), "service, environment", S), "p50 {{service}}@{{environment}}"),
-                           (quantile(0.99, fam.ENVIRONMENT_DURATION.sample("_bucket"), "service, environment", S), "p99 {{service}}@{{environment}}")),
-                   "s"),
-        timeseries(
-            "Requests clients never got answered",
-            "Timeouts: the client gave up waiting (its traffic group's timeout), by entry service (edge_client_timeouts_total). "
-            "Dropped: arrivals an open traffic group could not send, max_inflight requests being outstanding "
-            "(edge_client_dropped_total). Refused: requests the live HTTP ingress answered itself, by status: 400 malformed, "
-            "408 too slow, 413 body too large, 431 head too large, 503 shed under overload, 505 HTTP version (edge_ingress_rejected_total). "
-            "Faults: worker answers HTTP/1.1 cannot carry (sent as 500) and clients dropped for not reading (edge_ingress_faults_total).",
-            targets((f"sum by (service) ({rate(fam.CLIENT_TIMEOUTS.name, S)})", "timeouts {{service}}"),
-                    (f"sum by (group) ({rate(fam.CLIENT_DROPPED.name)})", "dropped {{group}}"),
-                    (f"sum by (status) ({rate(fam.INGRESS_REJECTED.name)})", "refused {{status}}"),
-                    (f"sum by (kind) ({rate(fam.INGRESS_FAULTS.name)})", "fault {{kind}}")),
-            "reqps", w=24,
-        ),
-    ]
-    return dashboard("edge-overview", "edge / Overview", "Traffic, errors and latency of every service environment.",
-                     [variable("service", "service", f"label_values({fam.REQUESTS.name}, service)")], panels)
-
-
-def bindings() -> dict[str, Any]:
-    b = 'caller=~"$caller", binding=~"$binding", target=~"$target"'
-    bucket = fam.BINDING_DURATION.sample("_bucket")
-    count = fam.BINDING_DURATION.sample("_count")
-    path = "caller, binding, target"
-    path_legend = "{{caller}} → {{binding}} → {{target}}"
-    calls = f"sum by ({path}) ({rate(count, b)})"
-    calls_5xx = f"sum by ({path}) ({rate(count, sel(b, FIVE_XX))})"
-    panels = [
-        timeseries("Calls per second", "Service-binding calls by caller → binding → target environment.",
-                   targets((f"sum by ({path}, environment) ({rate(count, b)})", path_legend + "@{{environment}}")),
-                   "reqps", stack=True),
-        timeseries("5xx share of calls", "Calls answered 5xx, as the caller saw them (after the target's fallbacks).",
-                   targets((f"(\n  {calls_5xx}\n  or 0 * {calls}\n)\n/ {calls}", path_legend)), "percentunit"),
-        timeseries("p50 latency", "Median latency of binding calls, caller side, every target environment together.",
-                   targets((quantile(0.5, bucket, path, b), path_legend)), "s"),
-        timeseries("p99 latency", "99th percentile latency of binding calls, caller side, every target environment together.",
-                   targets((quantile(0.99, bucket, path, b), path_legend)), "s"),
-        timeseries("p99 latency by target environment and version", "Where a slow binding spends its time: canary or production, which version.",
-                   targets((quantile(0.99, bucket, f"{path}, environment, version", b), path_legend + "@{{environment}} v{{version}}")), "s"),
-        timeseries("Mean latency", "Sum over count of the binding histogram.",
-                   targets((f"sum by ({path}) ({rate(fam.BINDING_DURATION.sample('_sum'), b)})\n/ {calls}", path_legend)), "s"),
-        heatmap("Latency distribution of the selected bindings", "Binding calls per latency bucket and second; pick caller, binding "
-                "and target above to look at one edge of the graph.", bucket, b, "s"),
-    ]
-    variables = [
-        variable("caller", "caller", f"label_values({count}, caller)"),
-        variable("binding", "binding", f'label_values({count}{{caller=~"$caller"}}, binding)'),
-        variable("target", "target", f'label_values({count}{{caller=~"$caller", binding=~"$binding"}}, target)'),
-    ]
-    return dashboard("edge-bindings", "edge / Per-binding latency", "Caller → binding → target: calls, errors and latency quantiles.",
-                     variables, panels)
-
-
-def cpu() -> dict[str, Any]:
-    entry = 'service=~"$entry"'
-    bucket = fam.REQUEST_CPU.sample("_bucket")
-    count = fam.REQUEST_CPU.sample("_count")
-    by_env = f"sum by (service, environment) ({rate(fam.CPU.name, S)})"
-    panels = [
-        stat("Mean CPU per top-level request", "CPU of a whole chain (every worker reached through bindings) per top-level request.",
-             [target(f"sum({rate(fam.REQUEST_CPU.sample('_sum'), entry)})\n/ sum({rate(count, entry)})")], "s", w=8),
-        stat("Top-level requests over the CPU limit", "Share of top-level requests whose shared CPU budget ran out (503, error 1102).",
-             [target(f"sum({rate(fam.CPU_LIMIT_EXCEEDED.name)})\n/ sum({rate(count, entry)})")],
-             "percentunit", w=8, decimals=2),
-        stat("Cores busy", "CPU seconds per second spent by the selected services: the number of cores they keep busy.",
-             [target(f"sum({rate(fam.CPU.name, S)})")], "short", w=8, decimals=2),
-        timeseries("CPU per top-level request p50 / p90 / p99", "Distribution of the CPU a top-level request costs along its whole "
-                   "binding chain (edge_request_cpu_seconds), by entry service; compare with the scenario's cpu_limit.",
-                   targets(*((quantile(q, bucket, "service", entry), f"p{round(q * 100)} {{{{service}}}}") for q in (0.5, 0.9, 0.99))),
-                   "s", w=24),
-        heatmap("CPU per top-level request", "Top-level requests per CPU bucket and second.", bucket, entry, "s"),
-        timeseries("CPU by service environment (cores busy)", "rate(edge_cpu_seconds_total): CPU seconds per second.",
-                   targets((by_env, "{{service}}@{{environment}}")), "short", stack=True),
-        timeseries("Share of CPU by service", "Each service's part of the CPU the selected services spend.",
-                   targets((f"sum by (service) ({rate(fam.CPU.name, S)})\n/ ignoring (service) group_left\n"
-                            f"sum({rate(fam.CPU.name, S)})", "{{service}}")), "percentunit", stack=True),
-        timeseries("CPU per answered call", "CPU seconds per answer of each service environment (its own work, not its callees').",
-                   targets((f"{by_env}\n/ sum by (service, environment) ({rate(fam.REQUESTS.name, S)})", "{{service}}@{{environment}}")), "s"),
-        timeseries("CPU limit exceeded per second", "Top-level requests whose budget ran out, by the service environment that was "
-                   "running when it did (not necessarily the one that spent most).",
-                   targets((f"sum by (service, environment) ({rate(fam.CPU_LIMIT_EXCEEDED.name, S)})", "{{service}}@{{environment}}")), "reqps"),
-    ]
-    variables = [
-        variable("entry", "entry service", f"label_values({count}, service)"),
-        variable("service", "service", f"label_values({fam.CPU.name}, service)"),
-    ]
-    return dashboard("edge-cpu", "edge / Shared CPU", "The CPU budget a top-level request shares along its binding chain.",
-                     variables, panels)
-
-
-def canary() -> dict[str, Any]:
-    per_env = "{{service}}@{{environment}}"
-
-    def success(counter: str) -> str:
-        ok = rate(counter, f'{S}, status_class!="5xx"')
-        return f"sum by (service, environment) ({ok})\n/ sum by (service, environment) ({rate(counter, S)})"
-
-    def latency(q: float) -> str:
-        return quantile(q, fam.ENVIRONMENT_DURATION.sample("_bucket"), "service, environment", S)
-
-    from_env = f'label_replace({rate(fam.RETRIES.name, S)}, "environment", "$1", "from_environment", "(.*)")'
-    retried = f"sum by (service, environment) (\n  {from_env}\n)"
-    panels = [
-        timeseries("Weight by environment", "Percent of the service's traffic each environment gets (edge_canary_weight); "
-                   "changes with `edge weight` / the admin API.",
-                   targets((f"{fam.CANARY_WEIGHT.name}{{{S}}}", per_env)), "percent", w=16, h=7, step=True),
-        stat("Current weight", "The split the router applies now.", [target(f"{fam.CANARY_WEIGHT.name}{{{S}}}", per_env)], "percent", w=8, h=7),
-        timeseries("5xx ratio per attempt: canary vs production", "Every answer each environment gave, including attempts the "
-                   "router then retried elsewhere (edge_requests_total).",
-                   targets((error_ratio("service, environment", S), per_env),
-                           (ratio_after_fallback(S), "{{service}} after fallback")), "percentunit"),
-        timeseries("Latency p50 / p99: canary vs production", "Per attempt, from the environment's mailbox to its answer "
-                   "(edge_environment_duration_seconds): the canary's own latency, failed attempts included.",
-                   targets((latency(0.5), "p50 " + per_env), (latency(0.99), "p99 " + per_env)), "s"),
-        timeseries("Fallbacks per second", "Attempts that failed (>= 500) and were retried on another environment (edge_retries_total).",
-                   targets((f"sum by (service, from_environment, to_environment) ({rate(fam.RETRIES.name, S)})",
-                            "{{service}} {{from_environment}} → {{to_environment}}")), "reqps"),
-        timeseries("Share of attempts retried", "Fallbacks over the answers of the environment that failed.",
-                   targets((f"{retried}\n/ sum by (service, environment) ({rate(fam.REQUESTS.name, S)})", per_env)), "percentunit"),
-        timeseries("Answers per second by environment and version", "edge_requests_total, per attempt.",
-                   targets((f"sum by (service, environment, version) ({rate(fam.REQUESTS.name, S)})", per_env + " v{{version}}")),
-                   "reqps", w=24, stack=True),
-        timeseries(
-            "Success: effective vs per attempt",
-            "Effective: non-5xx share of what callers finally got for the calls the router sent to each environment first, "
-            "after fallbacks (edge_routed_requests_total). Per attempt: each environment's own answers (edge_requests_total).",
-            targets((success(fam.ROUTED_REQUESTS.name), "effective " + per_env), (success(fam.REQUESTS.name), "attempt " + per_env)),
-            "percentunit", minimum=None,
-        ),
-        timeseries("Retries denied by the budget per second", "Failed attempts the split's retry budget left unretried: their "
-                   "callers got the failure (edge_retries_denied_total).",
-                   targets((f"sum by (service, from_environment) ({rate(fam.RETRIES_DENIED.name, S)})", "{{service}} {{from_environment}}")),
-                   "reqps"),
-        timeseries("Rollout phase", "1 for the rollout's current phase: pending, progressing, waiting (a pause or an approval), "
-                   "promoted, rolled back (edge_rollout_phase).",
-                   targets((f"{fam.ROLLOUT_PHASE.name}{{{S}}} == 1", "{{service}} {{phase}}")), "short", step=True),
-        timeseries("Rollout analyses per second by verdict", "Each interval's verdict on the canary: pass, fail, no_data, hold, "
-                   "rollback (edge_rollout_checks_total).",
-                   targets((f"sum by (service, verdict) ({rate(fam.ROLLOUT_CHECKS.name, S)})", "{{service}} {{verdict}}")), "reqps"),
-    ]
-    return dashboard("edge-canary", "edge / Canary", "Split services: weights, canary vs production errors and latency, fallbacks.",
-                     [variable("service", "split service", f"label_values({fam.CANARY_WEIGHT.name}, service)", all_value=None)], panels)
-
-
-def actors() -> dict[str, Any]:
-    per_env = "{{service}}@{{environment}}"
-    panels = [
-        timeseries("Mailbox depth (max over the window)", "Calls waiting for a free slot. A gauge read at scrape time; the max "
-                   "over the rate window keeps short bursts between scrapes visible.",
-                   targets((f"max by (service, environment) (max_over_time({fam.MAILBOX_DEPTH.name}{{{SE}}}[{W}]))", per_env)), "short"),
-        timeseries("In-flight calls (max over the window)", "Calls being served by a slot of the environment.",
-                   targets((f"max by (service, environment) (max_over_time({fam.INFLIGHT.name}{{{SE}}}[{W}]))", per_env)), "short"),
-        timeseries("Queue wait p50 / p99", "From arrival in the mailbox to a free slot (edge_queue_wait_seconds).",
-                   targets((quantile(0.5, fam.QUEUE_WAIT.sample("_bucket"), "service, environment", SE), "p50 " + per_env),
-                           (quantile(0.99, fam.QUEUE_WAIT.sample("_bucket"), "service, environment", SE), "p99 " + per_env)), "s"),
-        timeseries("Shed per second", "Calls refused because the mailbox was full (503, error 1200).",
-                   targets((f"sum by (service, environment) ({rate(fam.SHED.name, SE)})", per_env)), "reqps"),
-        timeseries("Cold starts per second", "Calls that found no warm isolate (idle for keep_warm, or evicted) and paid a cold start.",
-                   targets((f"sum by (service, environment, version) ({rate(fam.COLD_STARTS.name, SE)})", per_env + " v{{version}}")), "reqps"),
-        timeseries("Isolate evictions per second",
-                   "Warm isolates dropped: capacity (more idle than max_isolates, least recently used first) or expired "
-                   "(idle for keep_warm). The next call that finds none warm pays a cold start.",
-                   targets((f"sum by (service, environment, reason) ({rate(fam.ISOLATE_EVICTIONS.name, SE)})", per_env + " {{reason}}")),
-                   "reqps"),
-        timeseries("Worker exceptions and stalls per second",
-                   "Worker code that raised: that call answered 500 (error 1101), the slot carried on. Stalled: a step held the "
-                   "event loop past the step limit and the watchdog stopped it (503, error 1102).",
-                   targets((f"sum by (service, environment) ({rate(fam.WORKER_EXCEPTIONS.name, SE)})", "raised " + per_env),
-                           (f"sum by (service, environment) ({rate(fam.WORKER_STALLS.name, SE)})", "stalled " + per_env)), "reqps"),
-        timeseries("Server tasks (live)", "trio tasks alive in edge serve: actors, slots, connections, timers (edge_tasks; 0 in "
-                   "a simulation). Flat under steady load; a rise that stays after load ends is a leak.",
-                   targets((f"max({fam.TASKS.name})", "tasks")), "short"),
-    ]
-    variables = [
-        variable("service", "service", f"label_values({fam.INFLIGHT.name}, service)"),
-        variable("environment", "environment", f'label_values({fam.INFLIGHT.name}{{service=~"$service"}}, environment)'),
-    ]
-    return dashboard("edge-actors", "edge / Actors", "Service environment actors: mailboxes, slots, shedding, cold starts.",
-                     variables, panels)
-
-
-BOARDS = {"overview": overview, "bindings": bindings, "cpu": cpu, "canary": canary, "actors": actors}
-
-
 def render() -> dict[str, str]:
     """File name -> JSON text of every dashboard."""
-    return {f"{name}.json": json.dumps(build(), indent=2, ensure_ascii=False) + "\n" for name, build in BOARDS.items()}
+    return {f"{name}.json": json.dumps(dashboard(board), indent=2, ensure_ascii=False) + "\n" for name, board in BOARDS.items()}
+
+
+
+# -- Prometheus console pages ------------------------------------------------------------------------
+
+
+def escape(text: str) -> str:
+    """``text`` for HTML, braces as character references: the page is a Go template, where ``{{``
+    would start an action (Grafana's legends are ``{{label}}``)."""
+    return html.escape(text, quote=True).replace("{", "&#123;").replace("}", "&#125;")
+
+
+def attribute(value: Any) -> str:
+    """``value`` as JSON, for an HTML attribute the page's script parses."""
+    return escape(json.dumps(value, ensure_ascii=False))
+
+
+def nav(current: str) -> str:
+    links = [f'<a href="{name}.html">{escape(BOARDS[name].title)}</a>' if name != current else f"<b>{escape(BOARDS[name].title)}</b>"
+             for name in BOARDS]
+    return f"<nav>{' '.join(links)}</nav>"
+
+
+def console_panel(panel: Panel) -> str:
+    queries = [{"expr": q.expr, "legend": q.legend} for q in panel.queries]
+    return (
+        f'<div class="edge-panel" style="width: {panel.w / 24:.2%}">\n'
+        f'<h3 title="{escape(panel.description)}">{escape(panel.title)}</h3>\n'
+        f'<div class="edge-chart" data-kind="{panel.kind}" data-unit="{panel.unit}" data-stack="{str(panel.stack).lower()}" '
+        f'data-min="{attribute(panel.minimum)}" data-queries="{attribute(queries)}"></div>\n'
+        "</div>"
+    )
+
+
+def console(name: str, board: Board) -> str:
+    variables = [{"name": v.name, "query": v.query, "all": v.all_value} for v in board.variables]
+    return "\n".join([
+        "{{/* Written by grafana/generate.py from edge/metrics/panels.py: edit those, then run it. */}}",
+        f'{{{{ template "edge_head" {json.dumps(board.title)} }}}}',
+        nav(name),
+        f"<h1>{escape(board.title)}</h1>",
+        f"<p>{escape(board.description)}</p>",
+        f'<div id="edge-board" class="edge-panels" data-variables="{attribute(variables)}">',
+        *(console_panel(panel) for panel in board.panels),
+        "</div>",
+        '{{ template "edge_tail" }}',
+        "",
+    ])
+
+
+def render_consoles() -> dict[str, str]:
+    """File name -> console template of every dashboard, and an index page linking them."""
+    pages = {f"{name}.html": console(name, board) for name, board in BOARDS.items()}
+    items = "\n".join(f'<li><a href="{name}.html">{escape(board.title)}</a>: {escape(board.description)}</li>'
+                      for name, board in BOARDS.items())
+    pages["index.html"] = "\n".join([
+        "{{/* Written by grafana/generate.py. */}}",
+        '{{ template "edge_head" "edge dashboards" }}',
+        "<h1>edge dashboards</h1>",
+        f"<ul>\n{items}\n</ul>",
+        '<div id="edge-board" data-variables="[]"></div>',
+        '{{ template "edge_tail" }}',
+        "",
+    ])
+    return pages
+
+
+def outputs() -> dict[Path, str]:
+    return {**{DASHBOARDS / n: t for n, t in render().items()}, **{CONSOLES / n: t for n, t in render_consoles().items()}}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if grafana/dashboards/*.json are stale")
+    parser.add_argument("--check", action="store_true", help="exit 1 if grafana/dashboards/*.json or grafana/consoles/*.html are stale")
     args = parser.parse_args()
-    stale = [name for name, text in render().items() if not (DASHBOARDS / name).exists() or (DASHBOARDS / name).read_text() != text]
+    files = outputs()
+    stale = [path for path, text in files.items() if not path.exists() or path.read_text() != text]
     if args.check:
-        for name in stale:
-            print(f"stale: grafana/dashboards/{name} (run python grafana/generate.py)", file=sys.stderr)
+        for path in stale:
+            print(f"stale: {path.relative_to(HERE.parent)} (run python grafana/generate.py)", file=sys.stderr)
         return 1 if stale else 0
-    DASHBOARDS.mkdir(exist_ok=True)
-    for name, text in render().items():
-        (DASHBOARDS / name).write_text(text)
+    for path, text in files.items():
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
     return 0
 
 

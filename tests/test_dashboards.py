@@ -14,6 +14,7 @@ and the few keys checked here are written one per line.
 from __future__ import annotations
 
 import collections
+import html.parser
 import http.client
 import importlib.util
 import json
@@ -37,6 +38,7 @@ from edge.metrics.families import FAMILIES
 
 GRAFANA = ROOT / "grafana"
 DASHBOARD_DIR = GRAFANA / "dashboards"
+CONSOLE_DIR = GRAFANA / "consoles"
 EXPECTED = {"overview", "bindings", "cpu", "canary", "actors"}
 TOKEN = "s3cret-token-0f9a"  # the bundled scenario's auth secret
 
@@ -81,15 +83,61 @@ def test_the_five_dashboards_parse():
         assert list(panels(board)), f"{name}: no panels"
 
 
-def test_dashboards_are_what_generate_py_writes():
-    # The JSON is generated; a hand edit would be lost on the next `python grafana/generate.py`.
+def generator():
     spec = importlib.util.spec_from_file_location("grafana_generate", GRAFANA / "generate.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    for name, text in module.render().items():
-        assert (DASHBOARD_DIR / name).read_text() == text, f"grafana/dashboards/{name} is stale: run python grafana/generate.py"
+    return module
+
+
+def test_dashboards_and_console_pages_are_what_generate_py_writes():
+    # Both are generated; a hand edit would be lost on the next `python grafana/generate.py`.
+    module = generator()
+    files = module.outputs()
+    assert {path.name for path in files if path.parent == CONSOLE_DIR} == {f"{name}.html" for name in EXPECTED} | {"index.html"}
+    for path, text in files.items():
+        assert path.read_text() == text, f"{path.relative_to(ROOT)} is stale: run python grafana/generate.py"
     assert module.DATASOURCE["uid"] == provisioned_uid()
+
+
+class ConsolePage(html.parser.HTMLParser):
+    """The panels of a console page: (title, [(expr, legend)]) in order, and the board's variables."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.panels: list[tuple[str, list[tuple[str, str]]]] = []
+        self.variables: list[dict[str, Any]] = []
+        self._title: str | None = None
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag == "h3":
+            self._title = ""
+        if "data-variables" in found:
+            self.variables = json.loads(found["data-variables"] or "")
+        if "data-queries" in found:
+            queries = json.loads(found["data-queries"] or "")
+            self.panels.append((self.panels.pop()[0], [(q["expr"], q["legend"]) for q in queries]))
+
+    def handle_data(self, data: str) -> None:
+        if self._title is not None:
+            self.panels.append((data, []))
+            self._title = None
+
+
+def test_console_pages_carry_the_grafana_panels_and_queries():
+    # One table, two renderings: every Grafana panel is on the console page of the same name, in the
+    # same order, with the same queries and legends.
+    for name, board in dashboards().items():
+        page = ConsolePage((CONSOLE_DIR / f"{name}.html").read_text())
+        grafana = [(panel["title"], [(t["expr"], t["legendFormat"].replace("__auto", "")) for t in panel["targets"]])
+                   for panel in panels(board)]
+        assert page.panels == grafana, f"grafana/consoles/{name}.html differs from dashboards/{name}.json"
+        variables = [{"name": v["name"], "query": v["definition"], "all": v["allValue"]} for v in board["templating"]["list"]]
+        assert page.variables == variables, name
+        assert "{{" not in "".join(expr for _, queries in page.panels for expr, _ in queries), "a query would open a Go template action"
 
 
 def test_panel_ids_are_unique_and_panels_fit_the_grid():
@@ -345,7 +393,7 @@ def free_port() -> int:
 class Prometheus:
     """A real ``prometheus`` scraping ``target`` every second, its storage in ``workdir``."""
 
-    def __init__(self, binary: str, workdir: Path, target: str) -> None:
+    def __init__(self, binary: str, workdir: Path, target: str, *flags: str) -> None:
         # The config is grafana/prometheus.yml itself, pointed at the test's server and scraping faster.
         config = read("prometheus.yml")
         for old, new in (('"127.0.0.1:8787"', f'"{target}"'), ("scrape_interval: 5s", "scrape_interval: 1s")):
@@ -358,7 +406,7 @@ class Prometheus:
         with self.log.open("w") as log:
             self.process = subprocess.Popen(
                 [binary, f"--config.file={workdir / 'prometheus.yml'}", f"--storage.tsdb.path={workdir / 'data'}",
-                 f"--web.listen-address=127.0.0.1:{self.port}"],
+                 f"--web.listen-address=127.0.0.1:{self.port}", *flags],
                 stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
             )
 

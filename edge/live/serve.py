@@ -5,7 +5,8 @@ time, code workers run for real. Requests come in through ``HttpServer`` and lea
 ``FrontDoor`` the simulation uses, so live and simulated runs record the same metrics.
 
 Besides the scenario's routes, the main port answers ``/metrics`` (Prometheus text format) and
-``/healthz`` for requests addressed to the server itself (``localhost`` or an IP address, the way a
+``/healthz``, and the dashboard (``/dashboard``, polling ``/dashboard.json``: edge/live/dashboard.py)
+for requests addressed to the server itself (``localhost`` or an IP address, the way a
 Prometheus scrape or a health check addresses it) when no route claims that host. A separate
 ``--metrics-port`` serves them alone. SIGINT/SIGTERM drain: the listeners close, requests in flight
 get ``drain`` seconds to finish, whatever is left is answered 503, and the process exits 0.
@@ -25,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from actors.supervisor import Supervisor
 from edge.scenario import config
 from edge.live.admin import AdminApi
+from edge.live.dashboard import Dashboard, page
 from edge.platform import memory, watchdog
 from edge.platform.clock import RealClock
 from edge.platform.fetch import Request, Response
@@ -66,6 +68,7 @@ class LiveRuntime:
         self.front = FrontDoor(self.topology, meta, self.clock, self.metrics)
         self.admin = AdminApi(self.topology.routers, self.topology.rollouts, token=admin_token, environments=self.topology.environments)
         self.timeline: list[TimelineEntry] = []
+        self.dashboard = Dashboard(self.metrics, self.clock, self.timeline, meta.cpu_limit.seconds)
 
     async def handle(self, request: Request) -> Response:
         """The main port: platform endpoints for requests addressed to the server, else routes."""
@@ -81,11 +84,15 @@ class LiveRuntime:
             return Response(generate_latest(self.registry), headers={"content-type": CONTENT_TYPE_LATEST})
         if request.path == "/healthz":
             return Response("ok\n")
+        if request.path == "/dashboard":
+            return Response(page(self.loaded.spec.scenario.name), headers={"content-type": "text/html; charset=utf-8"})
+        if request.path == "/dashboard.json":
+            return Response(self.dashboard.json(), headers={"content-type": "application/json", "cache-control": "no-store"})
         return None
 
     async def metrics_only(self, request: Request) -> Response:
         """The ``--metrics-port`` handler."""
-        return self.platform_endpoint(request) or Response("not found: /metrics and /healthz only\n", status=404)
+        return self.platform_endpoint(request) or Response("not found: /metrics, /healthz and /dashboard only\n", status=404)
 
     async def fetch(self, request: Request) -> Response:
         """Send one top-level request through the front door and wait for its answer."""
@@ -107,6 +114,7 @@ class LiveRuntime:
     async def run_actors(self, nursery: trio.Nursery) -> Supervisor:
         supervisor = start_actors(self.topology, nursery)
         nursery.start_soon(self.clock.run, name="real clock timers")
+        nursery.start_soon(self.dashboard.run, name="dashboard readings")
         return supervisor
 
 

@@ -1,0 +1,134 @@
+"""The dashboards in a real headless Chromium: Prometheus' console pages over a backfilled run, the
+HTML report of `edge run --html`, and the live dashboard of `edge serve`.
+
+Each page must load with no error in the browser's console and every chart on it must have data
+points; a screenshot of each is taken (into the test's tmp_path; ``docs/screenshots.py`` writes
+the README's). Without chromium, chromedriver or prometheus the tests fail, not skip.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+from browser import chromium, errors, open_page, screenshot
+from live import serve
+from test_backfill import VIRTUAL, edge
+from test_dashboards import EXPECTED, GRAFANA, SCENARIO, Prometheus, Traffic
+
+from edge.live.dashboard import INTERVAL
+
+# One count per chart of a console page: the points prom_console drew (null steps are gaps).
+CONSOLE_POINTS = ("PromConsole._graph_registry.map(g => g.rickshawGraph ? "
+                  "g.rickshawGraph.series.reduce((n, s) => n + s.data.filter(p => p.y !== null).length, 0) : 0)")
+
+
+def backfilled_prometheus(workdir: Path) -> tuple[Prometheus, str]:
+    """A real Prometheus serving grafana/consoles over a 3-minute virtual run backfilled into its
+    storage; and the URL fragment that sets the console pages' time range to that run."""
+    binary = shutil.which("prometheus")
+    if binary is None or shutil.which("promtool") is None:
+        pytest.fail("prometheus and promtool are not on PATH: apt-get install prometheus (CI does)")
+    (workdir / "virtual.toml").write_text(VIRTUAL)
+    end = time.time() - 5
+    ran = edge("run", str(workdir / "virtual.toml"), "-q", "--duration", "3m", "--openmetrics", str(workdir / "run.om"),
+               "--openmetrics-start", str(end - 180))
+    assert ran.returncode == 0, ran.stderr
+    blocks = edge("backfill", str(workdir / "run.om"), str(workdir / "data"))
+    assert blocks.returncode == 0, blocks.stderr
+    prometheus = Prometheus(binary, workdir, "127.0.0.1:9", f"--web.console.templates={GRAFANA / 'consoles'}",
+                            f"--web.console.libraries={GRAFANA / 'console_libraries'}")
+
+    def loaded() -> bool:
+        return bool(prometheus.query("edge_requests_total")[0])
+
+    prometheus.wait_until("Prometheus to load the backfilled blocks", loaded, time.monotonic() + 30)
+    return prometheus, "#pctc" + urllib.parse.quote(json.dumps({"duration": 240, "endTime": end + 10}))
+
+
+def test_console_pages_over_a_backfilled_run_load_in_chromium_with_data_in_every_chart(tmp_path):
+    prometheus, when = backfilled_prometheus(tmp_path)
+    try:
+        with chromium() as browser:
+            seconds, links = open_page(browser, f"{prometheus.url}/consoles/index.html",
+                                       "[document.querySelectorAll('li a').length]")
+            assert links == [len(EXPECTED)]
+            for name in sorted(EXPECTED):
+                seconds, points = open_page(browser, f"{prometheus.url}/consoles/{name}.html{when}", CONSOLE_POINTS)
+                charts = browser.execute_script("return document.querySelectorAll('.edge-chart').length;")
+                assert len(points) == charts > 0, f"{name}: {len(points)} graphs for {charts} panels"
+                assert not browser.find_elements("css selector", ".prom_graph_error"), f"{name}: a chart found no series"
+                print(f"console {name}: {seconds:.2f}s to every chart drawn, points per chart {points}")
+                assert screenshot(browser, tmp_path / f"console-{name}.png").stat().st_size > 10_000
+    finally:
+        prometheus.stop()
+
+
+REPORT_POINTS = "EdgeCharts.points()"
+
+
+def test_html_report_opens_offline_in_chromium_with_data_in_every_chart(tmp_path):
+    # The dashboards' scenario: a flaky canary, a rollout that holds, a timeline event at 0 s.
+    (tmp_path / "virtual.toml").write_text(VIRTUAL)
+    page, saved = tmp_path / "report.html", tmp_path / "report.json"
+    ran = edge("run", str(tmp_path / "virtual.toml"), "-q", "--duration", "1m", "--html", str(page), "--json", str(saved))
+    assert ran.returncode == 0, ran.stderr
+    text = page.read_text()
+    assert not re.findall(r"\b(?:src|href)\s*=", text)  # self-contained: nothing to load
+    for section in ("Summary", "Thresholds", "Service environments", "Bindings", "Routers", "Timeline", "Rollouts"):
+        assert f"<h2>{section}</h2>" in text
+    assert "app@canary" in text and "weights" in text  # the timeline event, in the table
+    # `edge plot --html` from the saved JSON writes the same page.
+    again = edge("plot", str(saved), "--html", str(tmp_path / "again.html"))
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "again.html").read_bytes() == page.read_bytes()
+
+    with chromium() as browser:
+        seconds, points = open_page(browser, page.as_uri(), REPORT_POINTS)
+        titles = browser.execute_script("return [...document.querySelectorAll('.u-title')].map(t => t.textContent);")
+        events = browser.execute_script("return JSON.parse(document.getElementById('edge-data').textContent).events;")
+        print(f"report ({page.stat().st_size:,} bytes): {seconds:.2f}s to every chart drawn, points per chart {points}")
+        screenshot(browser, tmp_path / "report.png")
+    assert len(points) == len(titles) == 8, titles  # traffic, latency, canary and CPU: two charts each
+    assert "Weight by environment" in titles
+    assert {"at": 0.0, "label": "weights app"} in events
+    assert any(e["label"].startswith("app start") for e in events), events  # the rollout's start, marked too
+
+
+def test_html_outputs_are_checked_before_the_run(tmp_path):
+    (tmp_path / "virtual.toml").write_text(VIRTUAL)
+    ran = edge("run", str(tmp_path / "virtual.toml"), "-q", "--html", str(tmp_path / "missing" / "report.html"))
+    assert ran.returncode == 2 and "missing" in ran.stderr, ran.stderr
+    assert not (tmp_path / "missing").exists()
+    ran = edge("run", str(tmp_path / "virtual.toml"), "-q", "--duration", "5s", "--json", str(tmp_path / "r.json"))
+    assert ran.returncode == 0, ran.stderr
+    nothing = edge("plot", str(tmp_path / "r.json"))
+    assert nothing.returncode == 2 and "nothing to write" in nothing.stderr, nothing.stderr
+    taken = edge("plot", str(tmp_path / "r.json"), "--html", str(tmp_path))  # a directory, not a file
+    assert taken.returncode == 2, taken.stderr
+
+
+def test_live_dashboard_of_edge_serve_updates_in_chromium_with_data_in_every_chart(tmp_path):
+    (tmp_path / "scenario.toml").write_text(SCENARIO)
+    with serve(str(tmp_path / "scenario.toml")) as served, Traffic(served.port):
+        with chromium() as browser:
+            url = f"{served.ingress}/dashboard"  # addressed to the server itself, as /metrics
+            seconds, points = open_page(browser, url, REPORT_POINTS)
+            sections = browser.execute_script("return [...document.querySelectorAll('#charts h2')].map(h => h.textContent);")
+            assert sections == ["Traffic", "Latency", "Per-binding latency", "Canary", "Shared CPU", "Actors"]
+            # It keeps polling: two readings later every chart has more points, with no error on the way.
+            time.sleep(2 * INTERVAL + 0.5)
+            later = browser.execute_script(f"return {REPORT_POINTS};")
+            assert not errors(browser)
+            assert len(later) == len(points) and all(b > a for a, b in zip(points, later)), (points, later)
+            print(f"live dashboard: {seconds:.2f}s to every chart drawn, points per chart {points} then {later}")
+            screenshot(browser, tmp_path / "live.png")
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            text = answer.read().decode()
+    assert not re.findall(r"\b(?:src)\s*=", text)  # uPlot comes inline: nothing to fetch from the internet
