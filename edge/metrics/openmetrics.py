@@ -13,9 +13,7 @@ together and in time order.
 
 from __future__ import annotations
 
-import os
 import shutil
-import stat
 import subprocess
 from pathlib import Path
 from typing import Iterator
@@ -24,7 +22,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest
 
 from edge.platform.clock import ModelClock
-from edge.platform.files import write_output
+from edge.platform.files import InputError, read_tail, write_output
 from edge.metrics.exposition import RunCollector
 from edge.metrics.recorders import RunMetrics
 
@@ -120,21 +118,11 @@ def backfill(openmetrics: str | Path, data_dir: str | Path) -> str:
 def check_openmetrics_input(path: str | Path) -> None:
     """A regular, readable file that ends as OpenMetrics does (``# EOF``), or BackfillError.
 
-    Opened without blocking and checked on the descriptor (a FIFO would block); only its last
-    bytes are read, as the file may be large."""
+    Only its last bytes are read, as the file may be large (and a FIFO is refused unread)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError as exc:
-        raise BackfillError(f"{path}: cannot read file: {exc.strerror}") from None
-    try:
-        size = os.fstat(fd).st_size
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise BackfillError(f"{path}: expected a regular file (what `edge run --openmetrics` wrote)")
-        tail = os.pread(fd, 64, max(0, size - 64))
-    except OSError as exc:
-        raise BackfillError(f"{path}: cannot read file: {exc.strerror}") from None
-    finally:
-        os.close(fd)
+        tail = read_tail(path, 64)
+    except InputError as exc:
+        raise BackfillError(f"{path}: {exc}") from None
     if not tail.rstrip().endswith(b"# EOF"):
         raise BackfillError(f"{path}: expected OpenMetrics ending with `# EOF`, as `edge run --openmetrics` writes")
 

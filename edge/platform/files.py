@@ -27,7 +27,9 @@ import secrets
 import stat
 import sys
 from pathlib import Path
+from typing import Callable, Iterator, TypeVar
 
+T = TypeVar("T")
 _OWN_DESCRIPTOR = re.compile(r"^/(?:dev/fd|proc/self/fd)/(\d+)$")
 _STANDARD = {"/dev/stdout": 1, "/dev/stderr": 2}
 _MAX_LINKS = 40  # as the kernel's ELOOP limit
@@ -39,25 +41,39 @@ class InputError(Exception):
 
 def read_input(path: str | Path, limit: int) -> bytes:
     """The file's bytes, if it is a regular file (symlinks followed); at most ``limit + 1`` bytes
-    are read, so a caller sees that a file is too large without reading all of it.
+    are read, so a caller sees that a file is too large without reading all of it."""
+    with _regular(path) as fd, open(fd, "rb", closefd=False) as file:
+        return _reading(lambda: file.read(limit + 1))
+
+
+def read_tail(path: str | Path, size: int) -> bytes:
+    """The last ``size`` bytes of a regular file (symlinks followed), however large it is."""
+    with _regular(path) as fd:
+        return _reading(lambda: os.pread(fd, size, max(0, os.fstat(fd).st_size - size)))
+
+
+@contextlib.contextmanager
+def _regular(path: str | Path) -> Iterator[int]:
+    """An open descriptor of ``path``, if it is a regular file; else InputError.
 
     Opened without blocking and checked on the open descriptor: a FIFO would block the open (and
     then the read), ``/dev/zero`` never ends; only what was opened is checked, so nothing can swap
     the path in between."""
+    fd = _reading(lambda: os.open(path, os.O_RDONLY | os.O_NONBLOCK))
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError as exc:
-        raise InputError(f"cannot read file: {exc.strerror}") from None
-    try:
-        mode = os.fstat(fd).st_mode
+        mode = _reading(lambda: os.fstat(fd).st_mode)
         if not stat.S_ISREG(mode):
             raise InputError(f"expected a regular file, got {_file_kind(mode)}")
-        with open(fd, "rb", closefd=False) as file:
-            return file.read(limit + 1)
-    except OSError as exc:
-        raise InputError(f"cannot read file: {exc.strerror}") from None
+        yield fd
     finally:
         os.close(fd)
+
+
+def _reading(step: Callable[[], T]) -> T:
+    try:
+        return step()
+    except OSError as exc:
+        raise InputError(f"cannot read file: {exc.strerror}") from None
 
 
 def _file_kind(mode: int) -> str:
