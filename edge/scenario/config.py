@@ -188,6 +188,7 @@ class Environment(_Deployment):
     served by this environment, never split."""
 
     routes: Annotated[list[RoutePattern], Entries] = []
+    """Routes of this environment alone, e.g. "staging.example.com/*" (besides its generated preview hostname)."""
 
 
 def _check_deployment_fields(env: _Deployment) -> None:
@@ -211,8 +212,11 @@ class RetryBudget(msgspec.Struct, forbid_unknown_fields=True):
     (its caller gets the failure), so a broken canary cannot double the load on production."""
 
     ratio: Number = 0.2
+    """Retries allowed per request over the window (0.2: one retry per five requests)."""
     min_per_second: Number = 10
+    """Retries per second always allowed on top of the ratio, so that low traffic can still retry."""
     window: Duration = Duration("10s")
+    """How far back the requests and retries are counted."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.ratio) and self.ratio >= 0):
@@ -227,8 +231,11 @@ class Retry(msgspec.Struct, forbid_unknown_fields=True):
     """Seed 003's fallback: a failed attempt on another environment is retried on ``to``."""
 
     on: str = "5xx"
+    """Which failures are retried: "5xx" (a status of 500 or more) is the only choice."""
     methods: Annotated[list[str], Entries] = msgspec.field(default_factory=lambda: ["GET", "HEAD"])
+    """Only requests with these methods are retried (the seed: GET and HEAD, which are safe to send twice)."""
     to: str = "production"
+    """The environment a failed attempt is retried on."""
     budget: RetryBudget | None = None
     """Caps retries (none: every retryable failure is retried)."""
 
@@ -243,7 +250,9 @@ class Affinity(msgspec.Struct, forbid_unknown_fields=True):
     weights allow: raising the canary's weight only moves users to it, never back)."""
 
     header: str | None = None
+    """The request header whose value is the affinity key (e.g. a user id)."""
     cookie: str | None = None
+    """The cookie whose value is the affinity key."""
 
     def __post_init__(self) -> None:
         if (self.header is None) == (self.cookie is None):
@@ -254,7 +263,9 @@ class Split(msgspec.Struct, forbid_unknown_fields=True):
     weights: Annotated[dict[str, Number], Entries]
     """Percent of the service's traffic per environment; must sum to 100 (0.1 means 0.1%)."""
     retry: Retry | None = None
+    """Seed 003's fallback: failed attempts on another environment retried on one (default production)."""
     affinity: Affinity | None = None
+    """Keep each user (a header's or cookie's value) on one environment."""
     override: str | None = None
     """A request header naming an environment pins the request to it (Cloudflare's version
     overrides): for testing a canary by hand at weight 0."""
@@ -272,7 +283,9 @@ class RolloutStep(msgspec.Struct, forbid_unknown_fields=True):
     """A step of a rollout with a gate of its own: wait ``pause`` before it, or for an approval."""
 
     weight: Number
+    """The canary's percentage of the traffic at this step, in (0, 100]."""
     pause: Duration | None = None
+    """How long to wait at the previous weight before this step (instead of one `interval`)."""
     manual: bool = False
     """Wait for an approval (timeline action ``approve``, or the admin API live) before this step."""
 
@@ -285,6 +298,7 @@ class Compare(msgspec.Struct, forbid_unknown_fields=True):
     """A statistical gate on latency: the canary's against the stable environment's, per interval."""
 
     test: str = "mann-whitney"
+    """The test: "mann-whitney" (one-sided: is the canary slower?) is the only choice."""
     alpha: Number = 0.01
     """Fail when the canary is slower with a one-sided p-value below this."""
     min_shift: Duration = Duration("0s")
@@ -303,7 +317,9 @@ class Sequential(msgspec.Struct, forbid_unknown_fields=True):
     rolls back at once, crossing the lower one passes this gate for the rest of the rollout."""
 
     p0: Ratio
+    """The error ratio of a good canary (H0)."""
     p1: Ratio
+    """The error ratio of a bad canary (H1), above p0."""
     alpha: Number = 0.01
     """Probability of rolling back a canary at p0 (a false rollback)."""
     beta: Number = 0.05
@@ -333,11 +349,17 @@ class Rollout(msgspec.Struct, forbid_unknown_fields=True):
     steps: Annotated[list[Number | RolloutStep], Entries] = []
     """Canary weights in order, e.g. [0.1, 1, 5, 25, 50, 100]; or use step_weight/max_weight."""
     step_weight: Number | None = None
+    """Instead of `steps`: raise the canary by this much at each step, up to `max_weight`."""
     max_weight: Number = 100
+    """With `step_weight`: the last step's weight."""
     canary: str = "canary"
+    """The environment rolled out."""
     stable: str = "production"
+    """The environment the canary is compared with, and promoted into at the end."""
     start: Duration = Duration("0s")
+    """When the rollout begins (simulated time from the start of the run)."""
     interval: Duration = Duration("1m")
+    """How often the canary's last interval is analysed; a pass moves to the next step."""
     gates: Annotated[list[Gate], Entries] = []
     """Thresholds on the canary over one interval (``of SERVICE@ENV`` may be left out)."""
     min_requests: int = 0
@@ -346,8 +368,11 @@ class Rollout(msgspec.Struct, forbid_unknown_fields=True):
     """What an interval without enough data counts as: "fail" (as Flagger), "pass", or "hold"
     (neither: the step is analysed again next interval)."""
     failure_limit: int = 1
+    """Failed analyses that roll the canary back (weight 0)."""
     compare: Compare | None = None
+    """A statistical gate on latency: the canary's against the stable environment's."""
     sequential: Sequential | None = None
+    """A sequential test (SPRT) on the canary's error ratio over the whole rollout."""
 
     def __post_init__(self) -> None:
         if bool(self.steps) == (self.step_weight is not None):
@@ -400,11 +425,15 @@ class Service(_Deployment, kw_only=True):
 
 class RequestTemplate(msgspec.Struct, forbid_unknown_fields=True):
     url: str
+    """An absolute URL: its host and path pick the route, e.g. "https://example.com/products?page=2"."""
     method: str = "GET"
+    """The HTTP method."""
     weight: Number = 1
+    """The template's share of the group's requests, relative to the other templates' weights."""
     headers: Annotated[dict[str, HeaderValue], Entries] = {}
     """A value "secret:SERVICE.NAME" is replaced by that service's secret (never printed)."""
     body: str | None = None
+    """A literal body (not with GET or HEAD)."""
     body_size: SizeDistribution | None = None
     """A body of this many bytes (a size or a size distribution, "2KiB", "exp(4KiB)"), drawn per request."""
 
@@ -442,12 +471,14 @@ def _check_request(template: RequestTemplate) -> None:
 
 class Stage(msgspec.Struct, forbid_unknown_fields=True):
     duration: Duration
+    """How long the stage lasts; stages follow each other from the group's start."""
     rate: Rate
     """The arrival rate at the end of the stage, reached linearly from the one before."""
 
 
 class DiurnalShape(msgspec.Struct, forbid_unknown_fields=True):
     period: Duration = Duration("24h")
+    """The length of one cycle of the rate (a day by default)."""
     trough: Number = 0.3
     """The lowest rate as a fraction of the highest."""
     peak: Duration = Duration("14h")
@@ -462,7 +493,9 @@ class DiurnalShape(msgspec.Struct, forbid_unknown_fields=True):
 
 class BurstSpec(msgspec.Struct, forbid_unknown_fields=True):
     at: Duration
+    """When the burst begins (simulated time from the start of the run)."""
     duration: Duration
+    """How long it lasts."""
     factor: Number
     """The rate is multiplied by this while the burst lasts."""
 
@@ -475,13 +508,18 @@ class Traffic(msgspec.Struct, forbid_unknown_fields=True):
     """A group of clients: open (an arrival rate) or closed (``users`` with think time)."""
 
     requests: Annotated[list[RequestTemplate], Entries]
+    """The request mix: templates drawn by weight for each request."""
     name: str = ""
+    """The group's name in the report (default: its position)."""
     arrivals: ArrivalProcess | None = None
     """poisson(RATE) or constant(RATE), RATE like "500/s" (the start rate when there are stages);
     default poisson(100/s) for an open group."""
     stages: Annotated[list[Stage], Entries] = []
+    """A ramp: the arrival rate moves linearly to each stage's rate over its duration."""
     diurnal: DiurnalShape | None = None
+    """A daily shape over the arrival rate (a trough and a peak per period)."""
     bursts: Annotated[list[BurstSpec], Entries] = []
+    """Times when the arrival rate is multiplied for a while."""
     users: int | None = None
     """A closed group: this many users, each sending, waiting for the answer, thinking, again."""
     think: DurationDistribution = DurationDistribution("0s")
@@ -492,7 +530,9 @@ class Traffic(msgspec.Struct, forbid_unknown_fields=True):
     """Open groups: arrivals that find this many requests of the group outstanding are dropped
     (and counted), as a load tool whose virtual users are all busy."""
     start: Duration = Duration(0)
+    """When the group starts sending (simulated time from the start of the run)."""
     duration: Duration | None = None
+    """How long the group sends (default: until the end of the run)."""
 
     def __post_init__(self) -> None:
         if not self.requests:
@@ -534,18 +574,31 @@ class TimelineEvent(msgspec.Struct, forbid_unknown_fields=True):
     """
 
     at: Duration
+    """When the event happens (simulated time from the start of the run)."""
     action: str
+    """What happens: set, crash, cold, weights, deploy, promote, rollback or approve (see above)."""
     target: Target
+    """What it happens to: "SERVICE@ENV", or "SERVICE" for weights and approve."""
     latency: DurationDistribution | None = None
+    """set/deploy: a new latency (a synthetic model's, or an extra wait before a code worker runs)."""
     cpu: DurationDistribution | None = None
+    """set/deploy: a new CPU cost (a model's, or extra CPU before a code worker runs)."""
     errors: Ratio | None = None
+    """set/deploy: the share of calls answered 500."""
     duration: Duration | None = None
+    """crash: how long until the environment restarts (cold)."""
     weights: Annotated[dict[str, Number], Entries] = {}
+    """weights: the new split, e.g. { production = 95, canary = 5 }."""
     version: int | None = None
+    """deploy: the new version's number (above every earlier one); rollback: the version to serve again."""
     tags: Annotated[dict[str, str], Entries] = {}
+    """deploy: the new version's labels (git commit, date)."""
     to: str = "production"
+    """promote: the environment that takes the target's code or model."""
     message: str = ""
+    """deploy: the new version's message, shown in its history."""
     vars: Annotated[dict[str, str], Entries] = {}
+    """deploy: vars changed by the new version."""
 
     def __post_init__(self) -> None:
         if self.action not in TIMELINE_ACTIONS:
@@ -576,8 +629,11 @@ class Behaviour(msgspec.Struct, forbid_unknown_fields=True):
     """A canary's behaviour under a tuning hypothesis, applied as a timeline ``set`` at time 0."""
 
     errors: Ratio | None = None
+    """The share of the canary's calls answered 500."""
     latency: DurationDistribution | None = None
+    """The canary's latency (a synthetic model's, or an extra wait before its code runs)."""
     cpu: DurationDistribution | None = None
+    """The canary's CPU per call (a model's, or extra CPU before its code runs)."""
 
 
 class TuneLimits(msgspec.Struct, forbid_unknown_fields=True):
@@ -616,6 +672,7 @@ class ThresholdRule(msgspec.Struct, forbid_unknown_fields=True):
     """A threshold with options; a plain string in ``thresholds`` is a rule without them."""
 
     threshold: Threshold
+    """The threshold line, e.g. "p99 latency of app@canary < 200ms"."""
     abort: bool = False
     """Stop the run as soon as this threshold fails (as k6's abortOnFail), instead of at the end.
     Checked on the run so far at every interval of the report's series."""
