@@ -289,6 +289,20 @@ def test_the_table_fits_120_columns_and_says_too_few(tmp_path):
     assert max(map(len, lines)) <= 120, max(lines, key=len)
     text = out.getvalue()
     assert "too few" in text and "±" not in text  # two replications: no interval, rather than a made-up one
+    from edge.report.plots import write_tune_plot
+
+    write_tune_plot(result, tmp_path / "t.png")  # points without error bars, rather than made-up ones
+    assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_error_bars_run_to_the_interval_bounds():
+    from edge.report.plots import _bar
+    from edge.tune.intervals import Estimate
+
+    # A skewed mean: 2 errors, interval 0-9. Symmetric bars of the t interval reached below zero.
+    assert _bar(Estimate(2.0, 0.0, 9.0, 5), 1.0) == [[2.0], [7.0]]
+    assert _bar(Estimate(0.5, 0.2, 0.9, 5), 100.0) == [[pytest.approx(30.0)], [pytest.approx(40.0)]]
+    assert _bar(Estimate(2.0, None, None, 2), 1.0) is None
     assert "#0  1/2/3/5/8/13/21/34/55/100 every 30s; gates error ratio < 3%" in text  # the long schedule, under the table
 
 

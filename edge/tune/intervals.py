@@ -40,7 +40,8 @@ class Estimate(msgspec.Struct):
         return self.low is not None and self.high is not None
 
 
-def _r(x: float) -> float:
+def rounded(x: float) -> float:
+    """Six significant digits: the JSON shows figures, not float noise."""
     return float(f"{x:.6g}")
 
 
@@ -49,9 +50,9 @@ def proportion(successes: int, n: int, confidence: float) -> Estimate:
     if n == 0:
         return Estimate(None, None, None, 0)
     if n < MIN_N:
-        return Estimate(_r(successes / n), None, None, n)
+        return Estimate(rounded(successes / n), None, None, n)
     low, high = _wilson(successes, n, confidence)
-    return Estimate(_r(successes / n), _r(low), _r(high), n)
+    return Estimate(rounded(successes / n), rounded(low), rounded(high), n)
 
 
 def _wilson(successes: int, n: int, confidence: float) -> tuple[float, float]:
@@ -69,7 +70,7 @@ def mean(values: list[float], confidence: float, seed: int | tuple[int, ...]) ->
     n = len(values)
     if n == 0:
         return Estimate(None, None, None, 0)
-    m = _r(math.fsum(values) / n)
+    m = rounded(math.fsum(values) / n)
     if n < MIN_N:
         return Estimate(m, None, None, n)
     if min(values) == max(values):
@@ -83,7 +84,7 @@ def mean(values: list[float], confidence: float, seed: int | tuple[int, ...]) ->
     low, high = float(ci.low), float(ci.high)
     if math.isnan(low) or math.isnan(high):
         return Estimate(m, None, None, n)
-    return Estimate(m, _r(low), _r(high), n)
+    return Estimate(m, rounded(low), rounded(high), n)
 
 
 def more_for_proportion(successes: int, n: int, confidence: float, limit: float, above: bool) -> int | None:

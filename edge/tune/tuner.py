@@ -35,7 +35,7 @@ import msgspec
 from edge.scenario import config
 from edge.tune import decide, schedules
 from edge.tune.budget import Budget
-from edge.tune.intervals import MIN_N, mean, proportion
+from edge.tune.intervals import MIN_N, mean, proportion, rounded
 from edge.tune.results import CandidateResult, TuneResult
 from edge.platform.files import write_output
 from edge.report.build import build_report
@@ -181,10 +181,6 @@ def fixed_sample_requests(p0: float, p1: float, alpha: float = 0.05, power: floa
     return ((z_alpha * math.sqrt(p0 * (1 - p0)) + z_beta * math.sqrt(p1 * (1 - p1))) / (p1 - p0)) ** 2
 
 
-def _r(x: float) -> float:
-    return float(f"{x:.6g}")
-
-
 def summarise(loaded: config.LoadedScenario, replications: list[Replication], seed: int, confidence: float) -> list[CandidateResult]:
     """Every schedule's estimates from its replications, and its limits judged on them."""
     tune = loaded.spec.tune
@@ -202,9 +198,9 @@ def summarise(loaded: config.LoadedScenario, replications: list[Replication], se
         closed = None
         if rollout.sequential is not None:
             s = rollout.sequential
-            closed = _r(wald_expected_requests(s.p0.fraction, s.p1.fraction, float(s.alpha), float(s.beta)))
+            closed = rounded(wald_expected_requests(s.p0.fraction, s.p1.fraction, float(s.alpha), float(s.beta)))
         elif rates is not None:
-            closed = _r(fixed_sample_requests(*rates))
+            closed = rounded(fixed_sample_requests(*rates))
         extras = {k: v for k, v in (tune.candidates[index] if tune.candidates else {}).items() if k not in config.SCHEDULE_FIELDS}
 
         def average(field: int, values: list[float]):
@@ -312,7 +308,7 @@ def tune(loaded: config.LoadedScenario, *, budget: Budget | None = None, confide
         for i, reason in decide.drops(results, running).items():
             dropped[i] = (reason, rounds)
         running = [i for i in running if i not in dropped]
-        paused = decide.paused(results, running)
+        paused = decide.paused(results, running) if budget.fixed is None else {}  # a fixed run has no next round to wait for
         result = _answer(loaded, results, running, dropped, paused, budget, seed, confidence, max(seeds_used.values()), rounds)
         spent = budget.fixed is not None or (
             all(seeds_used[i] >= budget.replications for i in running if i not in paused) if budget.seconds is None
