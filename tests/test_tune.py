@@ -168,7 +168,7 @@ TWO = 'candidates = [{ steps = [10, 50, 100], interval = "30s" }, { steps = [50,
 
 CLEAR_LIMITS = 'limits = { false_rollback = "30%", caught = "80%" }'
 """Limits that a run of a few dozen replications can decide: 0/n false rollbacks is surely under
-30% from n = 9 (Wilson), n/n catches surely over 80% from n = 16."""
+30% from n = 11 (Clopper-Pearson), n/n catches surely over 80% from n = 17."""
 
 
 def test_a_schedule_that_surely_fails_is_dropped_and_the_run_stops_once_decided(tmp_path):
@@ -183,10 +183,10 @@ def test_a_schedule_that_surely_fails_is_dropped_and_the_run_stops_once_decided(
     with TuneProgress(Console(file=terminal, force_terminal=True, width=120)) as progress:
         result = tune(loaded, executor=None, progress=progress)
     winner, never, slow = result.candidates
-    # Round 1: three seeds each. The never-firing gate caught 0 of 3: Wilson's upper bound (56%)
+    # Round 1: three seeds each. The never-firing gate caught 0 of 3: the upper bound (71%)
     # is under 80%, so it is dropped there. The slower schedule promotes in 180 s every time,
     # surely slower than the winner's 90 s: paused, it waits while the winner goes on alone,
-    # eight seeds a round, until 16 catches in 16 put its lower bound over 80%: 3 + 8 + 8 = 19
+    # eight seeds a round, until 17 catches in 17 put its lower bound over 80%: 3 + 8 + 8 = 19
     # seeds, a third of the budget. The slower one is then dropped without another replication.
     assert (never.replications, never.dropped, never.dropped_after) == (3, "fails caught >= 80%", 1)
     assert (slow.replications, slow.dropped, slow.dropped_after) == (3, "slower than #0", 3)
@@ -194,7 +194,7 @@ def test_a_schedule_that_surely_fails_is_dropped_and_the_run_stops_once_decided(
     assert result.decided and result.stopped == "decided" and result.recommended == 0
     assert result.undecided == [] and result.more_replications is None
     assert [c.status for c in winner.checks] == ["passes"] * 3
-    assert winner.caught.low is not None and winner.caught.low >= 0.8 > proportion(15, 15, 0.95).low
+    assert winner.caught.low is not None and winner.caught.low >= 0.8 > proportion(16, 16, 0.95).low
     # On a terminal: a bar with an ETA, and each round's line above it.
     shown = terminal.getvalue()
     assert "ETA" in shown and "round 3: #0 seeds 12–19" in shown and "decided: #0" in shown
@@ -210,8 +210,8 @@ def test_the_run_goes_to_the_budget_when_it_cannot_decide_and_says_what_is_open(
     assert [c.replications for c in result.candidates] == [10, 10]
     assert result.recommended == 0 and result.more_replications is None
     assert "#0 rollout time < #1's: no number of replications would decide it on these estimates" in result.undecided
-    # caught >= 80% is still open at 10 of 10 (lower bound 72%); Wilson's bound clears 80% at 16.
-    assert "#0 caught >= 80%: about 6 more replications" in result.undecided
+    # caught >= 80% is still open at 10 of 10 (lower bound 69%); the bound clears 80% at 17.
+    assert "#0 caught >= 80%: about 7 more replications" in result.undecided
 
 
 def test_a_wall_time_budget_stops_between_rounds(tmp_path):
@@ -256,20 +256,20 @@ def test_a_mean_interval_needs_three_replications_and_stays_within_the_data():
     assert mean([0.0, 1.0, 9.0, 3.0], 0.95, 7) == mean([0.0, 1.0, 9.0, 3.0], 0.95, 7)  # seeded
 
 
-def test_wilson_covers_a_known_probability_at_about_its_nominal_rate():
+def test_the_probability_interval_covers_a_known_probability_at_least_at_its_nominal_rate():
     from scipy.stats import binom
 
     # Exact coverage (every outcome k weighted by its probability), not a simulation of it.
     for p, n in ((0.05, 40), (0.3, 20), (0.9, 60)):
         coverage = sum(binom.pmf(k, n, p) for k in range(n + 1)
                        if proportion(k, n, 0.95).low <= p <= proportion(k, n, 0.95).high)
-        assert 0.92 <= coverage <= 0.99, (p, n, coverage)
+        assert 0.95 <= coverage <= 0.995, (p, n, coverage)  # exact: never under its confidence
 
 
 def test_more_replications_needed():
-    # 0 false rollbacks in 20: Wilson's upper bound (16%) clears 5% at n = 73.
-    assert more_for_proportion(0, 20, 0.95, 0.05, above=False) == 53
-    assert proportion(0, 73, 0.95).high < 0.05 < proportion(0, 72, 0.95).high
+    # 0 false rollbacks in 20: the upper bound (17%) clears 5% at n = 72.
+    assert more_for_proportion(0, 20, 0.95, 0.05, above=False) == 52
+    assert proportion(0, 72, 0.95).high < 0.05 < proportion(0, 71, 0.95).high
     assert more_for_proportion(1, 20, 0.95, 0.05, above=False) is None  # 5% observed: on the line
     assert more_for_gap(10, 4.0, 2.0) == 30  # half the width: four times the replications
     assert more_for_gap(10, 4.0, 0.0) is None
@@ -289,6 +289,7 @@ def test_the_table_fits_120_columns_and_says_too_few(tmp_path):
     assert max(map(len, lines)) <= 120, max(lines, key=len)
     text = out.getvalue()
     assert "too few" in text and "±" not in text  # two replications: no interval, rather than a made-up one
+    assert "#0  1/2/3/5/8/13/21/34/55/100 every 30s; gates error ratio < 3%" in text  # the long schedule, under the table
     from edge.report.plots import write_tune_plot
 
     write_tune_plot(result, tmp_path / "t.png")  # points without error bars, rather than made-up ones
@@ -303,7 +304,6 @@ def test_plot_error_bars_run_to_the_interval_bounds():
     assert _bar(Estimate(2.0, 0.0, 9.0, 5), 1.0) == [[2.0], [7.0]]
     assert _bar(Estimate(0.5, 0.2, 0.9, 5), 100.0) == [[pytest.approx(30.0)], [pytest.approx(40.0)]]
     assert _bar(Estimate(2.0, None, None, 2), 1.0) is None
-    assert "#0  1/2/3/5/8/13/21/34/55/100 every 30s; gates error ratio < 3%" in text  # the long schedule, under the table
 
 
 @pytest.mark.parametrize(

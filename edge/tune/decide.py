@@ -8,7 +8,7 @@ gets no replications while the leader's limits are being settled, and is needed 
 the leader fails one. The
 answer is decided when one schedule is left and it surely passes every limit, or none is left.
 What is still open is listed with a rough count of the replications that would settle it, if the
-estimates held: for a probability, the trials after which Wilson's interval would clear the limit;
+estimates held: for a probability, the trials after which its exact interval would clear the limit;
 for a mean or a comparison, the width shrinking like 1/sqrt(n).
 
 Every look is at the chosen confidence: deciding after several looks is somewhat less sure than

@@ -1,7 +1,9 @@
 """Confidence intervals that stay where the quantity can be, from scipy's own methods.
 
-A probability's interval is Wilson's (``binomtest(...).proportion_ci``): inside [0, 1] at 0/n and
-n/n, where the normal one runs past the ends. A mean of counts or times is skewed (a few bad
+A probability's interval is Clopper and Pearson's exact one (``binomtest(...).proportion_ci``):
+inside [0, 1] at 0/n and n/n, where the normal one runs past the ends, and covering at least its
+confidence at every n and p (Wilson's covers less at a handful of trials near 0 or 1, and a
+schedule dropped on an interval is not given another chance). A mean of counts or times is skewed (a few bad
 replications carry most of the errors), so its interval is the BCa bootstrap's
 (``scipy.stats.bootstrap``), which stays inside the range of the data and so never below zero.
 Below ``MIN_N`` replications, or when the bootstrap cannot form an interval, there is none: the
@@ -46,19 +48,19 @@ def rounded(x: float) -> float:
 
 
 def proportion(successes: int, n: int, confidence: float) -> Estimate:
-    """Wilson's interval of a probability."""
+    """Clopper and Pearson's interval of a probability."""
     if n == 0:
         return Estimate(None, None, None, 0)
     if n < MIN_N:
         return Estimate(rounded(successes / n), None, None, n)
-    low, high = _wilson(successes, n, confidence)
+    low, high = _exact(successes, n, confidence)
     return Estimate(rounded(successes / n), rounded(low), rounded(high), n)
 
 
-def _wilson(successes: int, n: int, confidence: float) -> tuple[float, float]:
+def _exact(successes: int, n: int, confidence: float) -> tuple[float, float]:
     from scipy.stats import binomtest
 
-    ci = binomtest(successes, n).proportion_ci(confidence_level=confidence, method="wilson")
+    ci = binomtest(successes, n).proportion_ci(confidence_level=confidence, method="exact")
     return float(ci.low), float(ci.high)
 
 
@@ -88,7 +90,7 @@ def mean(values: list[float], confidence: float, seed: int | tuple[int, ...]) ->
 
 
 def more_for_proportion(successes: int, n: int, confidence: float, limit: float, above: bool) -> int | None:
-    """About how many more trials would put Wilson's interval wholly above ``limit`` (or wholly
+    """About how many more trials would put the interval wholly above ``limit`` (or wholly
     below it, ``above=False``), if the observed proportion held: None when it never would (the
     estimate is on the limit or on its wrong side)."""
     p = successes / n if n else 0.0
@@ -96,7 +98,7 @@ def more_for_proportion(successes: int, n: int, confidence: float, limit: float,
         return None
 
     def decided(m: int) -> bool:
-        low, high = _wilson(round(p * m), m, confidence)
+        low, high = _exact(round(p * m), m, confidence)
         return low > limit if above else high < limit
 
     lo, hi = n, max(n, MIN_N)

@@ -262,9 +262,9 @@ def _error_rates(loaded: config.LoadedScenario, service: config.Service) -> tupl
 
 ROUND_TASKS = 16
 """A round runs at least this many simulations (so a round keeps several cores busy to its end),
-and at least a quarter of the replications so far (so the rounds' own cost stays small while
-overshooting the decision by a quarter at most). A constant, not the machine's core count: the
-answer must not depend on where it ran."""
+and a quarter of the replications so far, or fewer if the open questions seem that close to
+settled (so the rounds' own cost stays small while the decision is overshot by little). A
+constant, not the machine's core count: the answer must not depend on where it ran."""
 
 
 class Progress(Protocol):
@@ -292,7 +292,8 @@ def tune(loaded: config.LoadedScenario, *, budget: Budget | None = None, confide
     rounds, started = 0, time.monotonic()
     while True:
         active = [i for i in running if i not in paused]
-        count = _round_size(budget, max(seeds_used.values()), len(active), time.monotonic() - started, replications)
+        count = _round_size(budget, max(seeds_used.values()), len(active), time.monotonic() - started, replications,
+                            None if rounds == 0 else result.more_replications)
         if budget.replications is not None:
             active = [i for i in active if seeds_used[i] < budget.replications]
         # Each schedule takes its own next seeds: one paused for a while catches up on those it missed.
@@ -322,10 +323,11 @@ def tune(loaded: config.LoadedScenario, *, budget: Budget | None = None, confide
             return result
 
 
-def _round_size(budget: Budget, done: int, active: int, elapsed: float, replications: list[Replication]) -> int:
+def _round_size(budget: Budget, done: int, active: int, elapsed: float, replications: list[Replication], more: int | None) -> int:
     if budget.fixed is not None:
         return budget.fixed
-    count = max(math.ceil(ROUND_TASKS / (active * len(HYPOTHESES))), math.ceil(done / 4), MIN_N - done)
+    growth = math.ceil(done / 4) if more is None else min(math.ceil(done / 4), more)  # no further than the answer seems to be
+    count = max(math.ceil(ROUND_TASKS / (active * len(HYPOTHESES))), growth, MIN_N - done)
     if budget.seconds is not None and replications:  # fit the round into the time left, at the pace so far
         per_replication = elapsed / len(replications) * active * len(HYPOTHESES)
         count = min(count, max(1, int((budget.seconds - elapsed) / per_replication)))
