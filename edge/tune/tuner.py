@@ -289,11 +289,10 @@ def tune(loaded: config.LoadedScenario, *, budget: Budget | None = None, confide
     dropped: dict[int, tuple[str, int]] = {}
     paused: dict[int, str] = {}
     replications: list[Replication] = []
-    rounds, started = 0, time.monotonic()
+    rounds, started, more = 0, time.monotonic(), None
     while True:
         active = [i for i in running if i not in paused]
-        count = _round_size(budget, max(seeds_used.values()), len(active), time.monotonic() - started, replications,
-                            None if rounds == 0 else result.more_replications)
+        count = _round_size(budget, max(seeds_used.values()), len(active), time.monotonic() - started, replications, more)
         if budget.replications is not None:
             active = [i for i in active if seeds_used[i] < budget.replications]
         # Each schedule takes its own next seeds: one paused for a while catches up on those it missed.
@@ -311,6 +310,7 @@ def tune(loaded: config.LoadedScenario, *, budget: Budget | None = None, confide
         running = [i for i in running if i not in dropped]
         paused = decide.paused(results, running) if budget.fixed is None else {}  # a fixed run has no next round to wait for
         result = _answer(loaded, results, running, dropped, paused, budget, seed, confidence, max(seeds_used.values()), rounds)
+        more = result.more_replications
         spent = budget.fixed is not None or (
             all(seeds_used[i] >= budget.replications for i in running if i not in paused) if budget.seconds is None
             else time.monotonic() - started >= budget.seconds)
