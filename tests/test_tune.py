@@ -226,10 +226,12 @@ def test_budget_is_replications_or_wall_time(text, expected):
     assert parse_budget(text) == expected
 
 
-@pytest.mark.parametrize("text", ["0", "0s", "-5m", "lots", "200 reps"])
-def test_a_bad_budget_exits_2_naming_the_flag(text):
-    done = _edge_tune("scenarios/tune-canary.toml", "--budget", text)
-    assert done.returncode == 2 and "--budget" in done.stderr and "Traceback" not in done.stderr, done.stderr
+@pytest.mark.parametrize(("flag", "text"), [("--budget", "0"), ("--budget", "0s"), ("--budget", "-5m"), ("--budget", "lots"),
+                                          ("--budget", "200 reps"), ("--confidence", "100"), ("--confidence", "49.9"),
+                                          ("--confidence", "high")])
+def test_a_bad_budget_or_confidence_exits_2_naming_the_flag(flag, text):
+    done = _edge_tune("scenarios/tune-canary.toml", flag, text)
+    assert done.returncode == 2 and flag in done.stderr and "Traceback" not in done.stderr, done.stderr
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 10])
