@@ -9,6 +9,7 @@ line and leaves no partial output behind.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import ipaddress
 import json
@@ -131,20 +132,19 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from rich.progress import Progress
-
-    from edge.tune.tuner import print_table, task_count, tune, write_json
+    from edge.tune.budget import Budget
+    from edge.tune.progress import TuneProgress
+    from edge.tune.table import print_table
+    from edge.tune.tuner import tune, write_json
 
     loaded = _load(args.scenario)
     if loaded.spec.tune is None:
         raise config.ConfigError(loaded.file, "tune", "expected a [tune] table (the hypothesis and the schedules to compare)")
     _check_outputs(files=(args.json, args.plot))
-    err = Console(stderr=True)
-    total = task_count(loaded, args.replications)
-    with _executor(args) as executor, Progress(console=err, transient=True, disable=args.quiet) as bar:
-        task = bar.add_task("replications", total=total)
-        result = tune(loaded, replications=args.replications, seed=args.seed, executor=executor,
-                      progress=lambda: bar.advance(task))
+    budget = Budget(fixed=args.replications) if args.replications is not None else args.budget
+    progress = None if args.quiet else TuneProgress(Console(stderr=True))
+    with _executor(args) as executor, progress or contextlib.nullcontext():
+        result = tune(loaded, budget=budget, confidence=args.confidence, seed=args.seed, executor=executor, progress=progress)
     if args.json:
         write_json(result, args.json)
     if args.plot:
@@ -159,7 +159,6 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def _executor(args: argparse.Namespace):
     """Where replications run: a Dask cluster (``--dask ADDRESS``), this machine's cores, or
     this process (``--jobs 1``)."""
-    import contextlib
     from concurrent.futures import ProcessPoolExecutor
 
     if args.dask:
@@ -480,6 +479,22 @@ def _positive_duration(text: str) -> float:
     return seconds
 
 
+def _budget(text: str):
+    from edge.tune.budget import parse_budget
+
+    try:
+        return parse_budget(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _confidence(text: str) -> float:
+    value = _percent(text)
+    if not 50 <= value < 100:
+        raise argparse.ArgumentTypeError(f"expected a confidence from 50 to below 100 percent, got {text!r}")
+    return value / 100
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -527,7 +542,12 @@ def parser() -> argparse.ArgumentParser:
 
     tune = sub.add_parser("tune", help="compare rollout schedules by simulation: catch rates, errors seen, false rollbacks, time")
     tune.add_argument("scenario", help="a scenario with a rollout and a [tune] table")
-    tune.add_argument("--replications", type=int, default=None, help="replications per schedule and hypothesis (default: the scenario's)")
+    rounds = tune.add_mutually_exclusive_group()
+    rounds.add_argument("--budget", type=_budget, default=None,
+                        help='stop by then if not decided: replications per schedule ("200") or wall time ("5m") (default: the scenario\'s tune.replications)')
+    rounds.add_argument("--replications", type=_positive_int, default=None,
+                        help="run exactly this many replications per schedule, in one round, without stopping early")
+    tune.add_argument("--confidence", type=_confidence, default=0.95, help="of every interval, in percent (default 95)")
     tune.add_argument("--seed", type=int, default=None, help="first seed (replication i uses seed + i under every schedule)")
     tune.add_argument("--jobs", type=int, default=None, help="worker processes (default: every core; 1 runs in this process)")
     tune.add_argument("--dask", metavar="ADDRESS", help="run the replications on this Dask scheduler (e.g. tcp://10.0.0.5:8786)")

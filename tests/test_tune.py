@@ -1,8 +1,11 @@
 """``edge tune``: estimates against brute-force replays, the closed form against simulation, the
-same answers on every executor (this process, a process pool, a local Dask cluster)."""
+same answers on every executor (this process, a process pool, a local Dask cluster); the adaptive
+rounds (a schedule that surely fails dropped, an early stop once decided, the budget when it
+cannot decide); intervals inside [0, 1] and above 0 at their edges; the progress and the table."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -15,7 +18,9 @@ import pytest
 from edge.scenario import config
 from edge.report.build import build_report
 from edge.engine.simulate import simulate
-from edge.tune.tuner import mean, proportion, tune, wald_expected_requests
+from edge.tune.budget import Budget, parse_budget
+from edge.tune.intervals import mean, more_for_gap, more_for_proportion, proportion
+from edge.tune.tuner import tune, wald_expected_requests
 
 SCENARIO = """
 [scenario]
@@ -62,7 +67,7 @@ def write(tmp_path, *, rollout=GATED, candidates=SAME, rate=50, p0=0.002, p1=0.0
 
 
 def test_estimates_agree_with_a_brute_force_replay_of_the_chosen_schedule(tmp_path):
-    result = tune(config.load(write(tmp_path)), executor=None)
+    result = tune(config.load(write(tmp_path)), budget=Budget(fixed=24), executor=None)
     chosen = result.candidates[0]
     # The replay: the schedule as a plain scenario, the canary's bug written into its model, other
     # seeds, judged by `edge run`'s own report.
@@ -77,7 +82,7 @@ def test_estimates_agree_with_a_brute_force_replay_of_the_chosen_schedule(tmp_pa
         rollout = build_report(simulate(good, seed=seed)).rollouts["app"]
         if rollout.phase == "promoted":
             times.append(rollout.ended_at_s)
-    replayed_caught, replayed_time = proportion(caught, 24), mean(times)
+    replayed_caught, replayed_time = proportion(caught, 24, 0.95), mean(times, 0.95, 0)
     assert _overlap(chosen.caught, replayed_caught), (chosen.caught, replayed_caught)
     assert _overlap(chosen.rollout_time_s, replayed_time) or chosen.rollout_time_s.value == replayed_time.value
     assert 0.2 < chosen.caught.value < 1.0  # a case where the estimate has something to agree about
@@ -97,7 +102,7 @@ def test_the_closed_form_matches_the_simulation_for_a_sequential_test(tmp_path):
     )
     candidates = 'candidates = [{ steps = [100], interval = "500ms" }]'
     loaded = config.load(write(tmp_path, rollout=rollout, candidates=candidates, rate=10, p0=0.01, p1=0.03, replications=40, duration="5m"))
-    result = tune(loaded, executor=None)
+    result = tune(loaded, budget=Budget(fixed=40), executor=None)
     c = result.candidates[0]
     assert c.closed_form_requests == pytest.approx(wald_expected_requests(0.01, 0.03, 0.01, 0.05)) == pytest.approx(317.6, abs=0.5)
     assert c.caught.value > 0.9
@@ -112,8 +117,10 @@ def test_the_closed_form_matches_the_simulation_for_a_sequential_test(tmp_path):
 def test_every_executor_gives_the_same_answer(tmp_path):
     from distributed import Client, LocalCluster
 
-    loaded = config.load(write(tmp_path, replications=4, duration="3m"))
-    here = msgspec.json.encode(tune(loaded, executor=None))
+    loaded = config.load(write(tmp_path, candidates=TWO, replications=5, rate=20, duration="3m"))
+    alone = tune(loaded, executor=None)
+    assert alone.rounds == 2  # the rounds' sizes, not just one batch, are the same everywhere
+    here = msgspec.json.encode(alone)
     with ProcessPoolExecutor(max_workers=2) as pool:
         assert msgspec.json.encode(tune(loaded, executor=pool)) == here
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, Client(cluster) as client:
@@ -121,27 +128,184 @@ def test_every_executor_gives_the_same_answer(tmp_path):
 
 
 def test_a_bad_canary_costs_fewer_errors_with_the_fallback(tmp_path):
-    result = tune(config.load(write(tmp_path, replications=8)), executor=None)
+    result = tune(config.load(write(tmp_path, replications=8)), budget=Budget(fixed=8), executor=None)
     c = result.candidates[0]
     assert c.errors_seen.value < c.errors_without_fallback.value  # GETs retried on production
     assert c.errors_seen.value > 0  # the POSTs are not retried
     assert 0 < c.extra_load.value < 0.05
 
 
-def test_edge_tune_cli_writes_json_and_plot_and_recommends(tmp_path):
-    candidates = 'candidates = [{ steps = [10, 50, 100], interval = "30s" }, { steps = [50, 100], interval = "20s" }]'
-    path = write(tmp_path, candidates=candidates, replications=6, duration="5m")
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    done = subprocess.run(
-        [sys.executable, "-m", "edge.cli", "tune", str(path), "--jobs", "2", "--json", str(tmp_path / "t.json"), "--plot", str(tmp_path / "t.png")],
-        capture_output=True, text=True, env=env, timeout=300,
-    )
+def _edge_tune(*args, hash_seed="0"):
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), "PYTHONHASHSEED": hash_seed}
+    return subprocess.run([sys.executable, "-m", "edge.cli", "tune", *map(str, args)], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_edge_tune_cli_writes_json_and_plot_prints_a_line_per_round_and_a_narrow_table(tmp_path):
+    # stderr is a pipe here: one plain line per round instead of a bar; stdout is a pipe too, and
+    # the table still fits 120 columns. A second process (another hash seed) writes the same bytes.
+    path = write(tmp_path, candidates=TWO + "\n" + CLEAR_LIMITS, p1=0.2, rate=20, replications=12, duration="5m")
+    done = _edge_tune(path, "--jobs", "2", "--json", tmp_path / "t.json", "--plot", tmp_path / "t.png")
     assert done.returncode == 0, done.stderr
     written = json.loads((tmp_path / "t.json").read_text())
-    assert [c["schedule"] for c in written["candidates"]] == ["10/50/100 every 30s", "50/100 every 20s"]
-    assert written["replications"] == 6 and {"caught", "false_rollback", "rollout_time_s", "errors_seen"} <= set(written["candidates"][0])
-    assert "recommended" in done.stdout or "no schedule meets the limits" in done.stdout
+    assert [c["schedule"] for c in written["candidates"]] == ["10/50/100 every 30s", "50/100 every 20s; gates error ratio < 50%"]
+    assert {"caught", "false_rollback", "rollout_time_s", "errors_seen", "checks", "dropped", "replications"} <= set(written["candidates"][0])
+    assert written["budget"] == "12 replications" and written["confidence"] == 0.95
+    rounds = done.stderr.splitlines()
+    assert len(rounds) == written["rounds"] >= 2, done.stderr
+    assert all(line.startswith(f"edge tune: round {i}, ") for i, line in enumerate(rounds, 1)), rounds
+    assert "dropped #1 (fails caught >= 80%)" in rounds[0]
+    lines = done.stdout.splitlines()
+    assert max(map(len, lines)) <= 120, max(lines, key=len)
+    assert any("reps" in line and "verdict" in line for line in lines)
     assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    again = _edge_tune(path, "--jobs", "1", "-q", "--json", tmp_path / "again.json", hash_seed="12345")
+    assert again.returncode == 0 and again.stdout == again.stderr == "", again.stderr
+    assert (tmp_path / "again.json").read_bytes() == (tmp_path / "t.json").read_bytes()
+
+
+TWO = 'candidates = [{ steps = [10, 50, 100], interval = "30s" }, { steps = [50, 100], interval = "20s", gates = ["error ratio < 50%"] }]'
+"""A schedule that catches a 20% bug at once, and one whose gate never fires."""
+
+CLEAR_LIMITS = 'limits = { false_rollback = "30%", caught = "80%" }'
+"""Limits that a run of a few dozen replications can decide: 0/n false rollbacks is surely under
+30% from n = 11 (Clopper-Pearson), n/n catches surely over 80% from n = 17."""
+
+
+def test_a_schedule_that_surely_fails_is_dropped_and_the_run_stops_once_decided(tmp_path):
+    from rich.console import Console
+
+    from edge.tune.progress import TuneProgress
+
+    slower = '{ steps = [10, 50, 100], interval = "1m" }'
+    three = TWO[: TWO.rindex("]")] + ", " + slower + "]"
+    loaded = config.load(write(tmp_path, candidates=three + "\n" + CLEAR_LIMITS, p1=0.2, rate=20, replications=60))
+    terminal = io.StringIO()
+    with TuneProgress(Console(file=terminal, force_terminal=True, width=120)) as progress:
+        result = tune(loaded, executor=None, progress=progress)
+    winner, never, slow = result.candidates
+    # Round 1: three seeds each. The never-firing gate caught 0 of 3: the upper bound (71%)
+    # is under 80%, so it is dropped there. The slower schedule promotes in 180 s every time,
+    # surely slower than the winner's 90 s: paused, it waits while the winner goes on alone,
+    # eight seeds a round, until 17 catches in 17 put its lower bound over 80%: 3 + 8 + 8 = 19
+    # seeds, a third of the budget. The slower one is then dropped without another replication.
+    assert (never.replications, never.dropped, never.dropped_after) == (3, "fails caught >= 80%", 1)
+    assert (slow.replications, slow.dropped, slow.dropped_after) == (3, "slower than #0", 3)
+    assert winner.replications == result.replications == 19 and result.rounds == 3
+    assert result.decided and result.stopped == "decided" and result.recommended == 0
+    assert result.undecided == [] and result.more_replications is None
+    assert [c.status for c in winner.checks] == ["passes"] * 3
+    assert winner.caught.low is not None and winner.caught.low >= 0.8 > proportion(16, 16, 0.95).low
+    # On a terminal: a bar with an ETA, and each round's line above it.
+    shown = terminal.getvalue()
+    assert "ETA" in shown and "round 3: #0 seeds 12–19" in shown and "decided: #0" in shown
+
+
+def test_the_run_goes_to_the_budget_when_it_cannot_decide_and_says_what_is_open(tmp_path):
+    # The same schedule twice: common random numbers make their replications identical, so
+    # neither is ever surely faster than the other.
+    twins = 'candidates = [{ steps = [10, 50, 100], interval = "30s" }, { steps = [10, 50, 100], interval = "30s" }]'
+    loaded = config.load(write(tmp_path, candidates=twins + "\n" + CLEAR_LIMITS, p1=0.2, rate=20, replications=60))
+    result = tune(loaded, budget=Budget(replications=10), executor=None)
+    assert (result.replications, result.rounds, result.stopped, result.decided) == (10, 3, "budget", False)  # 4 + 4 + 2
+    assert [c.replications for c in result.candidates] == [10, 10]
+    assert result.recommended == 0 and result.more_replications is None
+    assert "#0 rollout time < #1's: no number of replications would decide it on these estimates" in result.undecided
+    # caught >= 80% is still open at 10 of 10 (lower bound 69%); the bound clears 80% at 17.
+    assert "#0 caught >= 80%: about 7 more replications" in result.undecided
+
+
+def test_a_wall_time_budget_stops_between_rounds(tmp_path):
+    loaded = config.load(write(tmp_path, candidates=TWO + "\n" + CLEAR_LIMITS, p1=0.2, rate=20, replications=60))
+    result = tune(loaded, budget=parse_budget("100ms"), executor=None)
+    assert (result.rounds, result.replications, result.stopped, result.budget) == (1, 4, "budget", "wall time 100ms")
+
+
+@pytest.mark.parametrize(("text", "expected"), [("200", Budget(replications=200)), ("1", Budget(replications=1)),
+                                                ("5m", Budget(seconds=300.0)), ("1h30m", Budget(seconds=5400.0))])
+def test_budget_is_replications_or_wall_time(text, expected):
+    assert parse_budget(text) == expected
+
+
+@pytest.mark.parametrize(("flag", "text"), [("--budget", "0"), ("--budget", "0s"), ("--budget", "-5m"), ("--budget", "lots"),
+                                          ("--budget", "200 reps"), ("--confidence", "100"), ("--confidence", "49.9"),
+                                          ("--confidence", "high")])
+def test_a_bad_budget_or_confidence_exits_2_naming_the_flag(flag, text):
+    done = _edge_tune("scenarios/tune-canary.toml", flag, text)
+    assert done.returncode == 2 and flag in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 10])
+def test_probability_intervals_stay_in_0_1_at_none_and_all(n):
+    for k in (0, n):
+        e = proportion(k, n, 0.95)
+        assert e.value == k / n
+        if n < 3:  # too few to say anything: no interval rather than a made-up one
+            assert (e.low, e.high) == (None, None)
+        else:
+            assert 0 <= e.low <= e.value <= e.high <= 1
+            assert (e.low == 0) if k == 0 else (e.high == 1)
+
+
+def test_a_mean_interval_needs_three_replications_and_stays_within_the_data():
+    assert mean([], 0.95, 0).value is None
+    for values in ([7.0], [0.0, 9.0]):
+        e = mean(values, 0.95, 0)
+        assert e.value == sum(values) / len(values) and (e.low, e.high) == (None, None)
+    skewed = mean([0.0, 0.0, 40.0], 0.95, 0)  # Student's t gave 13 ± 57 here: below zero
+    assert 0 <= skewed.low <= skewed.value <= skewed.high <= 40
+    assert mean([0.0, 0.0, 0.0], 0.95, 0) == mean([0.0] * 3, 0.95, 1)  # all equal: that point, no NaN
+    assert (mean([5.0] * 3, 0.95, 0).low, mean([5.0] * 3, 0.95, 0).high) == (5.0, 5.0)
+    assert mean([0.0, 1.0, 9.0, 3.0], 0.95, 7) == mean([0.0, 1.0, 9.0, 3.0], 0.95, 7)  # seeded
+
+
+def test_the_probability_interval_covers_a_known_probability_at_least_at_its_nominal_rate():
+    from scipy.stats import binom
+
+    # Exact coverage (every outcome k weighted by its probability), not a simulation of it.
+    for p, n in ((0.05, 40), (0.3, 20), (0.9, 60)):
+        coverage = sum(binom.pmf(k, n, p) for k in range(n + 1)
+                       if proportion(k, n, 0.95).low <= p <= proportion(k, n, 0.95).high)
+        assert 0.95 <= coverage <= 0.995, (p, n, coverage)  # exact: never under its confidence
+
+
+def test_more_replications_needed():
+    # 0 false rollbacks in 20: the upper bound (17%) clears 5% at n = 72.
+    assert more_for_proportion(0, 20, 0.95, 0.05, above=False) == 52
+    assert proportion(0, 72, 0.95).high < 0.05 < proportion(0, 71, 0.95).high
+    assert more_for_proportion(1, 20, 0.95, 0.05, above=False) is None  # 5% observed: on the line
+    assert more_for_gap(10, 4.0, 2.0) == 30  # half the width: four times the replications
+    assert more_for_gap(10, 4.0, 0.0) is None
+
+
+def test_the_table_fits_120_columns_and_says_too_few(tmp_path):
+    from rich.console import Console
+
+    from edge.tune.table import print_table
+
+    long = ('candidates = [{ steps = [1, 2, 3, 5, 8, 13, 21, 34, 55, 100], interval = "30s", gates = ["error ratio < 3%", '
+            '"p99 latency < 500ms", "p50 latency < 400ms"], failure_limit = 3 }]')
+    result = tune(config.load(write(tmp_path, candidates=long, rate=20, duration="3m")), budget=Budget(fixed=2), executor=None)
+    out = io.StringIO()
+    print_table(result, Console(file=out, width=120))
+    lines = out.getvalue().splitlines()
+    assert max(map(len, lines)) <= 120, max(lines, key=len)
+    text = out.getvalue()
+    assert "too few" in text and "±" not in text  # two replications: no interval, rather than a made-up one
+    assert "#0  1/2/3/5/8/13/21/34/55/100 every 30s; gates error ratio < 3%" in text  # the long schedule, under the table
+    from edge.report.plots import write_tune_plot
+
+    write_tune_plot(result, tmp_path / "t.png")  # points without error bars, rather than made-up ones
+    assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_error_bars_run_to_the_interval_bounds():
+    from edge.report.plots import _bar
+    from edge.tune.intervals import Estimate
+
+    # A skewed mean: 2 errors, interval 0-9. Symmetric bars of the t interval reached below zero.
+    assert _bar(Estimate(2.0, 0.0, 9.0, 5), 1.0) == [[2.0], [7.0]]
+    assert _bar(Estimate(0.5, 0.2, 0.9, 5), 100.0) == [[pytest.approx(30.0)], [pytest.approx(40.0)]]
+    assert _bar(Estimate(2.0, None, None, 2), 1.0) is None
 
 
 @pytest.mark.parametrize(

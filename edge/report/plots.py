@@ -190,23 +190,35 @@ def _cpu(report: Report) -> Any:
     return figure
 
 
+def _bar(estimate: Any, scale: float) -> list[list[float]] | None:
+    """An error bar from the interval's own bounds (asymmetric: a skewed mean's interval is), or
+    none when there were too few replications for an interval."""
+    if estimate.low is None or estimate.high is None:
+        return None
+    return [[(estimate.value - estimate.low) * scale], [(estimate.high - estimate.value) * scale]]
+
+
 def write_tune_plot(result: Any, path: str | Path) -> None:
     """``edge tune``'s trade-offs: how long a good rollout takes against what a bad canary costs
-    (errors users saw) and how surely it is caught, one point per schedule, with 95% intervals."""
+    (errors users saw) and how surely it is caught, one point per schedule, with its intervals."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, (cost, sureness) = plt.subplots(1, 2, figsize=(14, 5.5))
-    figure.suptitle(f"edge tune: {result.scenario}, rollout of {result.service} ({result.replications} replications each)")
+    figure.suptitle(f"edge tune: {result.scenario}, rollout of {result.service} (up to {result.replications} replications each; "
+                    f"{result.confidence:.0%} intervals)")
     for index, c in enumerate(result.candidates):
+        if c.rollout_time_s.value is None:
+            continue  # never promoted: no place on the time axis
         colour = "C2" if index == result.recommended else ("C0" if c.meets_limits else "C3")
-        x, xerr = c.rollout_time_s.value / 60, [[max(c.rollout_time_s.value - c.rollout_time_s.low, 0) / 60], [max(c.rollout_time_s.high - c.rollout_time_s.value, 0) / 60]]
+        x, xerr = c.rollout_time_s.value / 60, _bar(c.rollout_time_s, 1 / 60)
         for ax, estimate, scale in ((cost, c.errors_seen, 1.0), (sureness, c.caught, 100.0)):
+            if estimate.value is None:
+                continue
             y = estimate.value * scale
-            yerr = [[max(estimate.value - estimate.low, 0) * scale], [max(estimate.high - estimate.value, 0) * scale]]
-            ax.errorbar([x], [y], xerr=xerr, yerr=yerr, fmt="o", color=colour, capsize=3)
+            ax.errorbar([x], [y], xerr=xerr, yerr=_bar(estimate, scale), fmt="o", color=colour, capsize=3)
             ax.annotate(str(index), (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
     cost.set_xlabel("good canary: minutes to promotion")
     cost.set_ylabel("bad canary: requests answered with its errors (after fallback)")

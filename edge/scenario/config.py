@@ -660,8 +660,11 @@ class Tune(msgspec.Struct, forbid_unknown_fields=True):
     candidates: Annotated[list[dict[str, Any]], Entries] = []
     """Rollout settings to compare, each over the scenario's rollout, e.g. { steps = [1, 10, 100],
     interval = "2m" }; none: a grid of step lists and intervals."""
-    replications: int = 40
+    replications: int = 200
+    """At most this many replications per schedule (``edge tune --budget`` overrides it): the
+    run stops earlier once its recommendation is decided."""
     limits: TuneLimits = msgspec.field(default_factory=TuneLimits)
+    """What a schedule must achieve to be recommended (false rollbacks, catches, errors seen)."""
 
     def __post_init__(self) -> None:
         if self.replications < 2:

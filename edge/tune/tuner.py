@@ -1,16 +1,22 @@
 """``edge tune``: how would each rollout schedule behave, before anyone rolls anything out?
 
 For every candidate schedule and both hypotheses (the canary is *bad*: the scenario's ``tune.bad``
-behaviour; or *good*: it behaves as the stable environment), the scenario is simulated
-``replications`` times, each until its rollout is promoted or rolled back. Replication ``i`` uses
-seed ``seed + i`` under every candidate and hypothesis (common random numbers: the same traffic
-and draws meet each schedule, so the differences between schedules are the schedules', not luck's).
+behaviour; or *good*: it behaves as the stable environment), the scenario is simulated until its
+rollout is promoted or rolled back, again and again. Replication ``i`` uses seed ``seed + i`` under
+every candidate and hypothesis (common random numbers: the same traffic and draws meet each
+schedule, so the differences between schedules are the schedules', not luck's).
 
-Replications are independent, so they run on any ``concurrent.futures.Executor``: a process pool
-over this machine's cores by default, or a Dask cluster's (``Client.get_executor()``), with no
-other change. Estimates come with 95% confidence intervals (Wilson for probabilities, Student's t
-for means), and a closed-form figure where one exists: Wald's expected sample size for a
-schedule with a sequential test, else the sample a fixed-size test needs (5% level, 80% power).
+Replications run in rounds, until the answer is sure (``decide``): each round gives every schedule
+still in the running the next seeds; after it, a schedule that surely fails a limit, or is surely
+slower than one that surely passes them all, is dropped. The run stops when the recommendation is
+decided or the budget is spent: a number of replications (each round's size is then a function of
+the replications so far, never of the clock: the same seed gives the same bytes) or wall time.
+
+Replications are independent, so a round runs on any ``concurrent.futures.Executor``: a process
+pool over this machine's cores by default, or a Dask cluster's (``Client.get_executor()``), with no
+other change. Estimates come with intervals at the chosen confidence (``intervals``), and a
+closed-form figure where one exists: Wald's expected sample size for a schedule with a sequential
+test, else the sample a fixed-size test needs (5% level, 80% power).
 """
 
 from __future__ import annotations
@@ -18,15 +24,19 @@ from __future__ import annotations
 import functools
 import math
 import os
-import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from pathlib import Path
+from typing import Protocol
 
 import msgspec
 
 from edge.scenario import config
-from edge.tune import schedules
+from edge.tune import decide, schedules
+from edge.tune.budget import Budget
+from edge.tune.intervals import MIN_N, mean, proportion, rounded
+from edge.tune.results import CandidateResult, TuneResult
 from edge.platform.files import write_output
 from edge.report.build import build_report
 from edge.engine.simulate import RunResult, simulate
@@ -56,52 +66,6 @@ class Replication(msgspec.Struct):
     canary_errors: int
     """The canary's own 5xx answers: what callers would have got without the fallback."""
     retries: int
-
-
-class Estimate(msgspec.Struct):
-    value: float
-    low: float
-    high: float
-    """The 95% confidence interval."""
-    n: int
-    """Replications it is estimated from."""
-
-
-class CandidateResult(msgspec.Struct):
-    schedule: str
-    steps: list[float]
-    interval_s: float
-    caught: Estimate
-    """P(a bad canary is rolled back)."""
-    time_to_rollback_s: Estimate
-    canary_requests_to_rollback: Estimate
-    errors_seen: Estimate
-    """Bad canary: requests answered with its errors, after the fallback."""
-    errors_without_fallback: Estimate
-    extra_load: Estimate
-    """Bad canary: retries per request to the service."""
-    false_rollback: Estimate
-    """P(a good canary is rolled back)."""
-    rollout_time_s: Estimate
-    """Good canary: time to promotion."""
-    completed: Estimate
-    """P(a good canary is promoted before the scenario's duration runs out)."""
-    closed_form_requests: float | None
-    """Canary requests the analysis needs in theory: with a sequential test, Wald's expected
-    number to reject p0 when the truth is p1; otherwise the sample a fixed-size one-sided test
-    needs to detect p1 against p0 (5% level, 80% power). None when p0 or p1 is not a known number."""
-    meets_limits: bool
-
-
-class TuneResult(msgspec.Struct):
-    scenario: str
-    service: str
-    replications: int
-    seed: int
-    candidates: list[CandidateResult]
-    recommended: int | None
-    """Index of the fastest schedule meeting the limits, if any does."""
-    limits: dict[str, float]
 
 
 @functools.lru_cache(maxsize=4)
@@ -163,14 +127,7 @@ def _apply(behaviour: config.Behaviour | None, canary, stable) -> None:
     change_behaviour(canary, behaviour)
 
 
-def tasks(scenario: str, candidates: int, replications: int, seed: int) -> list[Task]:
-    return [
-        Task(scenario, c, h, seed + i)
-        for i in range(replications) for c in range(candidates) for h in HYPOTHESES
-    ]
-
-
-def run_tasks(all_tasks: list[Task], executor: Executor | None, progress=None) -> list[Replication]:
+def run_tasks(all_tasks: list[Task], executor: Executor | None, done: Callable[[], None] | None = None) -> list[Replication]:
     """Every replication, on ``executor`` (None: in this process), in the tasks' order."""
     if executor is None:
         mapped: Iterable[Replication] = map(replicate, all_tasks)
@@ -185,8 +142,8 @@ def run_tasks(all_tasks: list[Task], executor: Executor | None, progress=None) -
     results = []
     for result in mapped:
         results.append(result)
-        if progress is not None:
-            progress()
+        if done is not None:
+            done()
     return results
 
 
@@ -196,31 +153,6 @@ def replicate_chunk(chunk: list[Task]) -> list[Replication]:
 
 
 # -- statistics --------------------------------------------------------------------------------
-
-
-def proportion(successes: int, n: int) -> Estimate:
-    """Wilson's 95% interval: sound at 0 and 1 and for few trials, where the normal one is not."""
-    from scipy.stats import binomtest
-
-    if n == 0:
-        return Estimate(0.0, 0.0, 1.0, 0)
-    ci = binomtest(successes, n).proportion_ci(confidence_level=0.95, method="wilson")
-    return Estimate(_r(successes / n), _r(ci.low), _r(ci.high), n)
-
-
-def mean(values: list[float]) -> Estimate:
-    """Student's t 95% interval of the mean."""
-    from scipy.stats import t
-
-    n = len(values)
-    if n == 0:
-        return Estimate(math.nan, math.nan, math.nan, 0)
-    m = sum(values) / n
-    if n == 1:
-        return Estimate(_r(m), math.nan, math.nan, 1)
-    sd = math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1))
-    half = float(t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
-    return Estimate(_r(m), _r(m - half), _r(m + half), n)
 
 
 def wald_expected_requests(p0: float, p1: float, alpha: float, beta: float) -> float:
@@ -249,16 +181,12 @@ def fixed_sample_requests(p0: float, p1: float, alpha: float = 0.05, power: floa
     return ((z_alpha * math.sqrt(p0 * (1 - p0)) + z_beta * math.sqrt(p1 * (1 - p1))) / (p1 - p0)) ** 2
 
 
-def _r(x: float) -> float:
-    return float(f"{x:.6g}")
-
-
-def summarise(loaded: config.LoadedScenario, replications: list[Replication], seed: int, count: int) -> TuneResult:
+def summarise(loaded: config.LoadedScenario, replications: list[Replication], seed: int, confidence: float) -> list[CandidateResult]:
+    """Every schedule's estimates from its replications, and its limits judged on them."""
     tune = loaded.spec.tune
     assert tune is not None
     service = config.tuned_service(loaded.spec)
-    limits = tune.limits
-    false_limit, caught_limit = limits.false_rollback.fraction, limits.caught.fraction
+    limits = _limits(tune.limits)
     rates = _error_rates(loaded, service)
     results = []
     for index, rollout in enumerate(schedules.candidates(loaded)):
@@ -270,38 +198,49 @@ def summarise(loaded: config.LoadedScenario, replications: list[Replication], se
         closed = None
         if rollout.sequential is not None:
             s = rollout.sequential
-            closed = _r(wald_expected_requests(s.p0.fraction, s.p1.fraction, float(s.alpha), float(s.beta)))
+            closed = rounded(wald_expected_requests(s.p0.fraction, s.p1.fraction, float(s.alpha), float(s.beta)))
         elif rates is not None:
-            closed = _r(fixed_sample_requests(*rates))
+            closed = rounded(fixed_sample_requests(*rates))
         extras = {k: v for k, v in (tune.candidates[index] if tune.candidates else {}).items() if k not in config.SCHEDULE_FIELDS}
+
+        def average(field: int, values: list[float]):
+            # Each mean resamples from its own stream: a function of the seed, the schedule and the figure.
+            return mean(values, confidence, (seed, index, field))
+
         result = CandidateResult(
             schedule=f"{'/'.join(f'{w:g}' for w in steps)} every {rollout.interval}" + "".join(f"; {_shown(k, v)}" for k, v in extras.items()),
-            steps=steps, interval_s=rollout.interval.seconds,
-            caught=proportion(len(caught), len(bad)),
-            time_to_rollback_s=mean([r.ended_at_s for r in caught if r.ended_at_s is not None]),
-            canary_requests_to_rollback=mean([float(r.canary_requests) for r in caught]),
-            errors_seen=mean([float(r.canary_errors_seen) for r in bad]),
-            errors_without_fallback=mean([float(r.canary_errors) for r in bad]),
-            extra_load=mean([r.retries / r.requests if r.requests else 0.0 for r in bad]),
-            false_rollback=proportion(sum(r.phase == "rolled back" for r in good), len(good)),
-            rollout_time_s=mean([r.ended_at_s for r in promoted if r.ended_at_s is not None]),
-            completed=proportion(len(promoted), len(good)),
-            closed_form_requests=closed,
-            meets_limits=False,
+            steps=steps, interval_s=rollout.interval.seconds, replications=len(good), dropped=None, dropped_after=None, paused=None,
+            caught=proportion(len(caught), len(bad), confidence),
+            time_to_rollback_s=average(0, [r.ended_at_s for r in caught if r.ended_at_s is not None]),
+            canary_requests_to_rollback=average(1, [float(r.canary_requests) for r in caught]),
+            errors_seen=average(2, [float(r.canary_errors_seen) for r in bad]),
+            errors_without_fallback=average(3, [float(r.canary_errors) for r in bad]),
+            extra_load=average(4, [r.retries / r.requests if r.requests else 0.0 for r in bad]),
+            false_rollback=proportion(sum(r.phase == "rolled back" for r in good), len(good), confidence),
+            rollout_time_s=average(5, [r.ended_at_s for r in promoted if r.ended_at_s is not None]),
+            completed=proportion(len(promoted), len(good), confidence),
+            closed_form_requests=closed, checks=[], meets_limits=False,
         )
-        result.meets_limits = (
-            result.false_rollback.value <= false_limit
-            and result.caught.value >= caught_limit
-            and (limits.errors_seen is None or result.errors_seen.value <= limits.errors_seen)
-            and result.completed.value > 0
-        )
+        result.checks = decide.checks(result, limits, confidence)
+        result.meets_limits = _meets_on_points(result, limits)
         results.append(result)
-    eligible = [i for i, r in enumerate(results) if r.meets_limits]
-    recommended = min(eligible, key=lambda i: results[i].rollout_time_s.value) if eligible else None
-    return TuneResult(
-        scenario=loaded.spec.scenario.name, service=service.name, replications=count, seed=seed,
-        candidates=results, recommended=recommended,
-        limits={"false_rollback": false_limit, "caught": caught_limit, **({"errors_seen": float(limits.errors_seen)} if limits.errors_seen is not None else {})},
+    return results
+
+
+def _limits(limits: config.TuneLimits) -> dict[str, float]:
+    return {"false_rollback": limits.false_rollback.fraction, "caught": limits.caught.fraction,
+            **({"errors_seen": float(limits.errors_seen)} if limits.errors_seen is not None else {})}
+
+
+def _meets_on_points(c: CandidateResult, limits: dict[str, float]) -> bool:
+    def value(e) -> float:
+        return math.nan if e.value is None else e.value  # NaN compares false: no data meets nothing
+
+    return (
+        value(c.false_rollback) <= limits["false_rollback"]
+        and value(c.caught) >= limits["caught"]
+        and ("errors_seen" not in limits or value(c.errors_seen) <= limits["errors_seen"])
+        and value(c.completed) > 0
     )
 
 
@@ -318,66 +257,115 @@ def _error_rates(loaded: config.LoadedScenario, service: config.Service) -> tupl
     return (p0, p1) if 0 < p0 < p1 < 1 else None
 
 
-def tune(loaded: config.LoadedScenario, *, replications: int | None = None, seed: int | None = None,
-         executor: Executor | None = None, progress=None) -> TuneResult:
+# -- the adaptive loop -------------------------------------------------------------------------
+
+
+ROUND_TASKS = 16
+"""A round runs at least this many simulations (so a round keeps several cores busy to its end),
+and a quarter of the replications so far, or fewer if the open questions seem that close to
+settled (so the rounds' own cost stays small while the decision is overshot by little). A
+constant, not the machine's core count: the answer must not depend on where it ran."""
+
+
+class Progress(Protocol):
+    """What ``tune`` tells whoever shows its progress (``edge.tune.progress``)."""
+
+    def round_started(self, number: int, seeds: dict[int, range], simulations: int) -> None: ...
+    def simulation_done(self) -> None: ...
+    def round_finished(self, result: TuneResult) -> None: ...
+
+
+def tune(loaded: config.LoadedScenario, *, budget: Budget | None = None, confidence: float = 0.95, seed: int | None = None,
+         executor: Executor | None = None, progress: Progress | None = None) -> TuneResult:
+    """Rounds of replications until the recommendation is decided or ``budget`` is spent (by
+    default the scenario's ``tune.replications`` per schedule)."""
     spec = loaded.spec
     assert spec.tune is not None
-    count = replications or spec.tune.replications
+    budget = budget or Budget(replications=spec.tune.replications)
     seed = spec.scenario.seed if seed is None else seed
-    candidates = len(schedules.candidates(loaded))
-    all_tasks = tasks(str(Path(loaded.file).resolve()), candidates, count, seed)
-    return summarise(loaded, run_tasks(all_tasks, executor, progress), seed, count)
+    scenario = str(Path(loaded.file).resolve())
+    running = list(range(len(schedules.candidates(loaded))))
+    seeds_used = dict.fromkeys(running, 0)
+    dropped: dict[int, tuple[str, int]] = {}
+    paused: dict[int, str] = {}
+    replications: list[Replication] = []
+    rounds, started, more = 0, time.monotonic(), None
+    while True:
+        active = [i for i in running if i not in paused]
+        count = _round_size(budget, max(seeds_used.values()), len(active), time.monotonic() - started, replications, more)
+        if budget.replications is not None:
+            active = [i for i in active if seeds_used[i] < budget.replications]
+        # Each schedule takes its own next seeds: one paused for a while catches up on those it missed.
+        plan = {i: range(seeds_used[i], seeds_used[i] + _capped(count, seeds_used[i], budget)) for i in active}
+        rounds += 1
+        round_tasks = [Task(scenario, i, h, seed + k) for i in active for k in plan[i] for h in HYPOTHESES]
+        if progress is not None:
+            progress.round_started(rounds, {i: range(seed + r.start, seed + r.stop) for i, r in plan.items()}, len(round_tasks))
+        replications += run_tasks(round_tasks, executor, None if progress is None else progress.simulation_done)
+        for i in active:
+            seeds_used[i] = plan[i].stop
+        results = summarise(loaded, replications, seed, confidence)
+        for i, reason in decide.drops(results, running).items():
+            dropped[i] = (reason, rounds)
+        running = [i for i in running if i not in dropped]
+        paused = decide.paused(results, running) if budget.fixed is None else {}  # a fixed run has no next round to wait for
+        result = _answer(loaded, results, running, dropped, paused, budget, seed, confidence, max(seeds_used.values()), rounds)
+        more = result.more_replications
+        spent = budget.fixed is not None or (
+            all(seeds_used[i] >= budget.replications for i in running if i not in paused) if budget.seconds is None
+            else time.monotonic() - started >= budget.seconds)
+        over = result.decided or spent or not running
+        if over:
+            result.stopped = "fixed" if budget.fixed is not None else ("decided" if result.decided else "budget")
+        if progress is not None:
+            progress.round_finished(result)
+        if over:
+            return result
+
+
+def _round_size(budget: Budget, done: int, active: int, elapsed: float, replications: list[Replication], more: int | None) -> int:
+    if budget.fixed is not None:
+        return budget.fixed
+    growth = math.ceil(done / 4) if more is None else min(math.ceil(done / 4), more)  # no further than the answer seems to be
+    count = max(math.ceil(ROUND_TASKS / (active * len(HYPOTHESES))), growth, MIN_N - done)
+    if budget.seconds is not None and replications:  # fit the round into the time left, at the pace so far
+        per_replication = elapsed / len(replications) * active * len(HYPOTHESES)
+        count = min(count, max(1, int((budget.seconds - elapsed) / per_replication)))
+    return count
+
+
+def _capped(count: int, used: int, budget: Budget) -> int:
+    return count if budget.replications is None else min(count, budget.replications - used)
+
+
+def _answer(loaded: config.LoadedScenario, results: list[CandidateResult], running: list[int], dropped: dict[int, tuple[str, int]],
+            paused: dict[int, str], budget: Budget, seed: int, confidence: float, done: int, rounds: int) -> TuneResult:
+    assert loaded.spec.tune is not None
+    for i, (reason, after) in dropped.items():
+        results[i].dropped, results[i].dropped_after = reason, after
+    for i, reason in paused.items():
+        results[i].paused = reason
+    decided = decide.is_decided(results, running)
+    if decided:
+        undecided: list[tuple[str, int | None]] = []
+        recommended = next((i for i in running if all(c.status == "passes" for c in results[i].checks)), None)
+    else:
+        recommended = decide.leader(results, running)
+        undecided = decide.open_questions(results, running, recommended)
+    mores = [m for _, m in undecided]
+    return TuneResult(
+        scenario=loaded.spec.scenario.name, service=config.tuned_service(loaded.spec).name, seed=seed,
+        confidence=confidence, budget=str(budget), replications=done, rounds=rounds, stopped="budget", decided=decided,
+        candidates=results, recommended=recommended,
+        undecided=[f"{what}: {_more(m)}" for what, m in undecided],
+        more_replications=max(mores) if mores and None not in mores else None,  # type: ignore[type-var]
+        limits=_limits(loaded.spec.tune.limits),
+    )
+
+
+def _more(m: int | None) -> str:
+    return f"about {m:,} more replications" if m is not None else "no number of replications would decide it on these estimates"
 
 
 def write_json(result: TuneResult, path: str | Path) -> None:
     write_output(path, msgspec.json.format(msgspec.json.encode(result), indent=2) + b"\n")
-
-
-def task_count(loaded: config.LoadedScenario, replications: int | None) -> int:
-    assert loaded.spec.tune is not None
-    return len(schedules.candidates(loaded)) * len(HYPOTHESES) * (replications or loaded.spec.tune.replications)
-
-
-def print_table(result: TuneResult, console=None) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    if console is None:  # piped output keeps whole rows
-        console = Console() if sys.stdout.isatty() else Console(width=220)
-
-    def p(e: Estimate) -> str:
-        return f"{e.value:.1%} [dim]({e.low:.1%}–{e.high:.1%})[/dim]"
-
-    def m(e: Estimate, unit: str = "") -> str:
-        if e.n == 0 or math.isnan(e.value):
-            return "—"
-        if math.isnan(e.low):
-            return f"{e.value:,.0f}{unit}"
-        return f"{e.value:,.0f}{unit} [dim]±{(e.high - e.low) / 2:,.0f}[/dim]"
-
-    table = Table(
-        title=f"edge tune: {result.scenario}, rollout of {result.service}, {result.replications} replications per schedule "
-        f"and hypothesis (seeds {result.seed}–{result.seed + result.replications - 1}); 95% intervals",
-        title_justify="left",
-    )
-    for column in ("#", "schedule", "bad: caught", "time to rollback", "canary req. to rollback", "closed form",
-                   "errors seen", "without fallback", "extra load", "good: false rollback", "rollout time", "meets limits"):
-        table.add_column(column, justify="left" if column in ("#", "schedule") else "right")
-    for index, c in enumerate(result.candidates):
-        mark = "[bold green]★ recommended[/bold green]" if index == result.recommended else ("yes" if c.meets_limits else "[red]no[/red]")
-        table.add_row(
-            str(index), c.schedule, p(c.caught), m(c.time_to_rollback_s, " s"), m(c.canary_requests_to_rollback),
-            "—" if c.closed_form_requests is None else f"{c.closed_form_requests:,.0f}",
-            m(c.errors_seen), m(c.errors_without_fallback), f"{c.extra_load.value:.3%}",
-            p(c.false_rollback), m(c.rollout_time_s, " s"), mark,
-        )
-    console.print(table)
-    limits = ", ".join(f"{k} {v:g}" for k, v in result.limits.items())
-    if result.recommended is None:
-        console.print(f"[bold red]no schedule meets the limits[/bold red] ({limits})")
-    else:
-        best = result.candidates[result.recommended]
-        console.print(
-            f"recommended: [bold]{best.schedule}[/bold], the fastest of those meeting the limits ({limits}; on the point "
-            f"estimates: more replications narrow the intervals)"
-        )
