@@ -246,7 +246,7 @@ def run_steps(limits: dict[str, float], label: str, steps: list[int], args: argp
         if args.slow_readers:
             hold = 3.0 if args.quick else 8.0
             dropped, during = asyncio.run(slow_readers(port, pid, args.slow_readers, hold))
-            time.sleep(RELEASE_CHECK + 1.0)  # the server looks at its free heap this often
+            time.sleep(2 * RELEASE_CHECK + 1.0)  # the server looks at its free heap this often: two looks
             print(f"{args.slow_readers} clients that never read, {hold:g} s: server dropped {dropped}; "
                   f"RSS {during:.0f} MB while they hung, {rss_mb(pid):.0f} MB after they left")
         print(f"RSS before {before:.0f} MB, after {rss_mb(pid):.0f} MB", flush=True)

@@ -8,8 +8,8 @@ chunks; freed blocks below a live one stay in its free lists, counted in the res
 ``malloc_trim(0)`` gave it back (40-65 ms for that heap).
 
 ``give_back`` looks every ``period`` seconds at how much of the heap is free (``mallinfo2``,
-0.1 ms) and trims once that reaches ``threshold``: a steady server, whose free lists stay short,
-never pays for a trim. The trim runs in a worker thread: ctypes releases the GIL around a foreign
+0.1 ms) and trims once that has grown by ``threshold`` since the last trim: a steady server,
+whose free lists stay as they are, never pays for a trim. The trim runs in a worker thread: ctypes releases the GIL around a foreign
 call, so the event loop goes on meanwhile.
 
 Only glibc has ``mallinfo2`` (2.33+) and ``malloc_trim``; elsewhere ``available()`` is False and
@@ -69,8 +69,14 @@ async def give_back(
     free: Callable[[], int] = free_heap_bytes,
     release: Callable[[], None] = release_free_heap,
 ) -> None:
-    """Forever: every ``period`` seconds, release the free heap if it holds ``threshold`` bytes or more."""
+    """Forever: every ``period`` seconds, release the free heap if it has grown by ``threshold``
+    bytes or more since the last release (or the start).
+
+    Growth, not level: pages a trim gave back stay in malloc's free lists (``fordblks`` counts
+    them), so after one trim the level alone would call for another at every look."""
+    level = free()
     while True:
         await trio.sleep(period)
-        if free() >= threshold:
+        if free() - level >= threshold:
             await trio.to_thread.run_sync(release)
+            level = free()
