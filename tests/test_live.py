@@ -550,3 +550,19 @@ def test_tasks_rise_with_connections_and_fall_back_after_them():
         while (now := tasks_now(served)) != idle and time.monotonic() < deadline:
             time.sleep(0.05)
         assert now == idle
+
+
+def metric_value(served, name: str) -> float:
+    (line,) = [line for line in metric_lines(served, name) if line.split(" ")[0] == name]
+    return float(line.split(" ")[1])
+
+
+def test_the_admission_limit_and_requests_in_flight_are_exported():
+    """The scrape is itself the one request in flight; the limit is the fixed max_in_flight with
+    admission control off, and within [floor, max_in_flight] with it on."""
+    with serve("--queue-delay-target", "0", "--max-in-flight", "7") as served:
+        assert metric_value(served, "edge_ingress_admission_limit") == 7
+        assert metric_value(served, "edge_ingress_in_flight") == 1
+    with serve("--max-in-flight", "64") as served:
+        assert 4 <= metric_value(served, "edge_ingress_admission_limit") <= 64
+        assert metric_value(served, "edge_ingress_in_flight") == 1

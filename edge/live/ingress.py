@@ -179,6 +179,11 @@ class HttpServer:
             with self._accepting:
                 await trio.serve_listeners(self._connection, listeners, handler_nursery=connections)
 
+    @property
+    def admission_limit(self) -> int:
+        """How many requests may be in flight now: the adaptive limit, or the fixed max_in_flight."""
+        return self.admission.limit if self.admission is not None else self.limits.max_in_flight
+
     def stop_accepting(self) -> None:
         """Begin a graceful shutdown: no new connections, idle ones close, busy ones finish."""
         self._closing = True

@@ -68,6 +68,7 @@ class LiveRuntime:
         self.front = FrontDoor(self.topology, meta, self.clock, self.metrics)
         self.admin = AdminApi(self.topology.routers, self.topology.rollouts, token=admin_token, environments=self.topology.environments)
         self.timeline: list[TimelineEntry] = []
+        self.ingress: HttpServer | None = None  # the main port's server, once serving: read at each scrape
         self.dashboard = Dashboard(self.metrics, self.clock, self.timeline, meta.cpu_limit.seconds)
 
     async def handle(self, request: Request) -> Response:
@@ -81,6 +82,9 @@ class LiveRuntime:
     def platform_endpoint(self, request: Request) -> Response | None:
         if request.path == "/metrics":
             self.metrics.tasks = _count_tasks(trio.lowlevel.current_root_task())
+            if self.ingress is not None:
+                self.metrics.ingress_in_flight = self.ingress.in_flight
+                self.metrics.admission_limit = self.ingress.admission_limit
             return Response(generate_latest(self.registry), headers={"content-type": CONTENT_TYPE_LATEST})
         if request.path == "/healthz":
             return Response("ok\n")
@@ -179,6 +183,7 @@ async def serve(
     """
     live = LiveRuntime(loaded, admin_token=admin_token, seed=seed)
     ingress = HttpServer(live.handle, limits, rejected=live.metrics.ingress_rejected, faults=live.metrics.ingress_faults)
+    live.ingress = ingress
     servers = [ingress]
     step_limit = loaded.spec.scenario.step_limit
     with watchdog.armed(watchdog.STEP_LIMIT_LIVE if step_limit is None else step_limit.seconds, sigint=False):

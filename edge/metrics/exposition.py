@@ -60,6 +60,8 @@ _SAMPLES: dict[fam.Family, Callable[[RunMetrics], Samples]] = {
     fam.MAILBOX_DEPTH: _per_environment(lambda s: s.mailbox_depth()),
     fam.INFLIGHT: _per_environment(lambda s: s.inflight),
     fam.TASKS: lambda run: [((), run.tasks)],
+    fam.INGRESS_IN_FLIGHT: lambda run: [((), run.ingress_in_flight)],
+    fam.ADMISSION_LIMIT: lambda run: [((), run.admission_limit)],
     fam.COLD_STARTS: lambda run: (
         ((s.service, s.environment, version), n) for s in run.environments.values() for version, n in s.cold_starts.items()
     ),

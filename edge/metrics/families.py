@@ -113,6 +113,17 @@ TASKS = Family(
     "Live: trio tasks alive in the server (actors, slots, connections, timers), read at scrape time; "
     "0 in a simulation. Flat under steady load: a rise that stays is a leak.", (),
 )
+INGRESS_IN_FLIGHT = Family(
+    "edge_ingress_in_flight", "gauge",
+    "Live: requests in the handler, read at scrape time (the scrape itself included); at most "
+    "edge_ingress_admission_limit. 0 in a simulation.", (),
+)
+ADMISSION_LIMIT = Family(
+    "edge_ingress_admission_limit", "gauge",
+    "Live: requests the ingress lets in flight: the adaptive limit (it shrinks while every request of an "
+    "interval waited over the queue-delay target, and grows back), or max_in_flight with admission "
+    "control off. 0 in a simulation.", (),
+)
 COLD_STARTS = Family(
     "edge_cold_starts_total", "counter", "Calls that found no warm isolate and paid a cold start.",
     ("service", "environment", "version"),
@@ -173,7 +184,7 @@ ROUTED_REQUESTS = Family(
 # In the order a scrape lists them.
 FAMILIES = (
     REQUESTS, REQUEST_DURATION, CLIENT_REQUESTS, ENVIRONMENT_DURATION, BINDING_DURATION, QUEUE_WAIT, REQUEST_CPU,
-    CPU, CPU_LIMIT_EXCEEDED, SHED, WORKER_EXCEPTIONS, WORKER_STALLS, MAILBOX_DEPTH, INFLIGHT, TASKS, COLD_STARTS, ISOLATE_EVICTIONS,
+    CPU, CPU_LIMIT_EXCEEDED, SHED, WORKER_EXCEPTIONS, WORKER_STALLS, MAILBOX_DEPTH, INFLIGHT, TASKS, INGRESS_IN_FLIGHT, ADMISSION_LIMIT, COLD_STARTS, ISOLATE_EVICTIONS,
     CANARY_WEIGHT,
     CLIENT_TIMEOUTS, CLIENT_DROPPED, INGRESS_REJECTED, INGRESS_FAULTS, RETRIES, RETRIES_DENIED, ROLLOUT_CHECKS, ROLLOUT_PHASE,
     ROUTED_REQUESTS,

@@ -384,6 +384,12 @@ def actors() -> dict[str, Any]:
         timeseries("Server tasks (live)", "trio tasks alive in edge serve: actors, slots, connections, timers (edge_tasks; 0 in "
                    "a simulation). Flat under steady load; a rise that stays after load ends is a leak.",
                    queries((f"max({fam.TASKS.name})", "tasks")), "short"),
+        timeseries("Ingress: in flight and admission limit (live)",
+                   "Requests in the handler against how many the ingress lets in (edge_ingress_admission_limit): the "
+                   "adaptive limit shrinks while every request waits over the queue-delay target; beyond it, requests "
+                   "wait up to an interval, then get 503 with Retry-After (edge_ingress_rejected_total).",
+                   queries((f"max({fam.INGRESS_IN_FLIGHT.name})", "in flight"), (f"max({fam.ADMISSION_LIMIT.name})", "limit")),
+                   "short"),
     ]
     variables = [
         variable("service", "service", f"label_values({fam.INFLIGHT.name}, service)"),

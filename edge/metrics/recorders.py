@@ -139,6 +139,8 @@ class RunMetrics:
         self.ingress_rejected: dict[int, int] = dict.fromkeys(INGRESS_REFUSALS, 0)
         self.ingress_faults: dict[str, int] = dict.fromkeys(INGRESS_FAULTS, 0)  # kind -> count, live
         self.tasks = 0  # live: trio tasks alive, counted by the server before each scrape
+        self.ingress_in_flight = 0  # live: read from the ingress before each scrape
+        self.admission_limit = 0
 
     def environment(self, service: str, environment: str) -> EnvironmentStats:
         key = f"{service}@{environment}"
