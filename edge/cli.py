@@ -25,6 +25,7 @@ from edge.scenario import config
 from edge.live.admin import DEFAULT_ADMIN_PORT, TOKEN_ENV
 from edge.platform.files import OutputError, check_directory, check_file
 from edge.platform.units import format_duration, parse_duration, parse_size
+from edge.platform.trio_internals import UnsupportedTrio
 
 EXIT_OK = 0
 EXIT_THRESHOLDS_FAILED = 1
@@ -677,6 +678,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except OutputError as exc:
         print(f"edge: error: cannot write output: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except UnsupportedTrio as exc:  # an install edge cannot run reproducibly on: say which, not a traceback
+        print(f"edge: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BaseException as exc:
         if not _interrupted(exc):

@@ -4,8 +4,11 @@ gets the public-API path (same virtual times, more scheduler passes) or, for see
 from __future__ import annotations
 
 import collections
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import trio
@@ -14,6 +17,8 @@ from trio.lowlevel import Abort, checkpoint, current_task, reschedule, wait_task
 
 from edge.platform import trio_internals
 from edge.platform.clock import VirtualClock, _RarePolls
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_run_queue_holds_a_task_once_it_is_rescheduled():
@@ -222,3 +227,14 @@ def test_an_untested_trio_gets_the_public_path_with_the_same_virtual_times(monke
     assert public == EXPECTED + [(1.5, "not wrapped")]
     # Without the run queue, every callback timer costs a scheduler pass of its own.
     assert public_passes > fenced_passes
+
+
+def test_edge_run_on_an_untested_trio_is_one_line_and_exit_2():
+    code = (
+        "import sys, trio; trio.__version__ = '0.1.0'\n"
+        "from edge.cli import main\n"
+        "sys.exit(main(['run', '--duration', '1s', '-q']))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 2
+    assert done.stderr.startswith("edge: error: trio 0.1.0 is outside the tested range") and done.stderr.count("\n") == 1
