@@ -36,6 +36,8 @@ CASES = [
     ("check_split_environments", GOOD.replace("canary = 1 }", 'canary = 1 }\nretry = { to = "prod" }'), "services[1].split.retry.to", "environment of 'app'"),
     ("check_rollout_environments", GOOD + ROLLOUT + 'canary = "preview"\n', "services[1].rollout.canary", "environment of 'app'"),
     ("check_rollout_environments", GOOD + ROLLOUT + 'stable = "canary"\n', "services[1].rollout.stable", "other than the canary"),
+    ("check_rollout_environments", GOOD + ROLLOUT + 'gates = ["error ratio < 1%", "p99 latency of app@production < 50ms"]\n',
+     "services[1].rollout.gates[1]", "expected a gate on the canary (app@canary"),
     ("check_traffic_groups", GOOD + '\n[[traffic]]\nname = "group0"\nrequests = [{ url = "https://example.com/" }]\n', "traffic[1].name", "no other traffic group"),
     ("check_traffic_groups", GOOD.replace('routes = ["example.com/*"]\n', ""), "traffic[0]", "at least one public service"),
     ("check_secret_refs", GOOD.replace('url = "https://example.com/"', 'url = "https://example.com/", headers = { t = "secret:nope.X" }'),
@@ -69,8 +71,9 @@ def test_each_check_names_the_path_and_what_was_expected(tmp_path, name, toml, p
         other(loaded)  # an earlier check does not claim this error first
 
 
-def test_every_check_passes_the_good_scenario(tmp_path):
-    loaded = decoded(tmp_path, GOOD + ROLLOUT)
+@pytest.mark.parametrize("gates", ['gates = ["error ratio < 1%"]\n', 'gates = ["p99 latency of app@canary < 50ms"]\n'])
+def test_every_check_passes_the_good_scenario(tmp_path, gates):
+    loaded = decoded(tmp_path, GOOD + ROLLOUT + gates)
     for check in checks.CHECKS:
         check(loaded)
 

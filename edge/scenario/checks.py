@@ -14,6 +14,7 @@ from typing import Callable, Iterator
 
 from edge.platform.routes import RoutePattern
 from edge.platform.versions import Version, VersionError, VersionHistory
+from edge.scenario.values import GATE_SUBJECT
 from edge.scenario.config import (
     ConfigError, ConfigErrors, Environment, LoadedScenario, Scenario, Service, TimelineEvent, environment_routes, environments_of,
     gateway_of, group_name, is_model, is_public, threshold_rules,
@@ -178,6 +179,14 @@ def check_rollout_environments(loaded: LoadedScenario) -> None:
                 raise ConfigError(loaded.file, f"services[{i}].rollout.{role}", _environment_of(service, name))
         if rollout.canary == rollout.stable:
             raise ConfigError(loaded.file, f"services[{i}].rollout.stable", f"expected an environment other than the canary, got {rollout.stable!r} for both")
+        canary = f"{service.name}@{rollout.canary}"
+        for j, gate in enumerate(rollout.gates):
+            # A gate is judged on the canary's interval: a line naming another subject would be read
+            # as if it named the canary, silently.
+            if gate.subject not in (GATE_SUBJECT, canary):
+                raise ConfigError(loaded.file, f"services[{i}].rollout.gates[{j}]",
+                                  f"expected a gate on the canary ({canary}, or no `of`: a gate is judged on the canary's "
+                                  f"last interval), got one of {gate.subject}")
 
 
 def check_routes(loaded: LoadedScenario) -> None:

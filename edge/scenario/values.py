@@ -153,7 +153,7 @@ class HeaderValue(Value):
 
 
 GATE_METRICS = ("latency", "error ratio", "errors", "requests", "shed", "queue wait")
-_GATE_SUBJECT = "canary@rollout"
+GATE_SUBJECT = "canary@rollout"
 """A gate is judged on the canary's last interval whatever subject its line names; parsing needs
 a service environment as the default subject, so that environment-only metrics are accepted."""
 
@@ -165,7 +165,7 @@ class Gate(Threshold):
 
     @classmethod
     def parse(cls, text: object) -> Gate:
-        threshold = parse_threshold(text, default_subject=_GATE_SUBJECT)
+        threshold = parse_threshold(text, default_subject=GATE_SUBJECT)
         if threshold.metric not in GATE_METRICS or threshold.stat == "mean":
             raise ValueError(f"expected a gate on {', '.join(GATE_METRICS)} (latency and queue wait by p50/p90/p99/max), got {text!r}")
         return cls(threshold.text, threshold.metric, threshold.stat, threshold.subject, threshold.op, threshold.value)
