@@ -22,17 +22,14 @@ import argparse
 import contextlib
 import os
 import platform
-import re
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from served import edge_serve  # noqa: E402
 from live_baseline import (  # noqa: E402
     DEFAULT_CACHE_DIR,
     KINDS,
@@ -62,55 +59,12 @@ WRK_HEADERS = {"chain": TOKEN_HEADERS, "single": {}}
 
 
 @contextlib.contextmanager
-def edge_server(kind: str, startup_timeout: float = 30.0) -> Iterator[tuple[str, int]]:
-    """``edge serve benchmarks/live/<kind>.toml`` on free ports; yields (ingress base URL, pid).
-
-    Ready when it has printed its three URLs (ingress, metrics, admin), as tests/live.py reads
-    them. Its stderr goes to a temporary log, shown if it fails to start.
-    """
+def edge_server(kind: str) -> Iterator[tuple[str, int]]:
+    """``edge serve benchmarks/live/<kind>.toml`` on free ports; yields (ingress base URL, pid)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    scenario = LIVE_DIR / f"{kind}.toml"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "edge.cli", "serve", str(scenario), "--port", "0", "--admin-port", "0"]
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True, env=env, cwd=ROOT,
-        )
-        try:
-            urls: list[str] = []
-            reader = threading.Thread(target=_read_urls, args=(proc, urls), daemon=True)
-            reader.start()
-            reader.join(startup_timeout)
-            if len(urls) < 3:
-                proc.kill()
-                proc.wait()
-                log.seek(0)
-                output = log.read().decode("utf-8", "replace").strip()
-                raise RuntimeError(
-                    f"edge serve ({kind}) did not become ready (exit {proc.returncode})\n$ {' '.join(cmd)}\n{output}"
-                )
-            # Keep draining stdout, so that nothing it prints later can block it on a full pipe.
-            threading.Thread(target=lambda: proc.stdout.read(), daemon=True).start()
-            yield urls[0] + "/", proc.pid
-        finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-
-
-def _read_urls(proc: subprocess.Popen, urls: list[str]) -> None:
-    while len(urls) < 3:
-        line = proc.stdout.readline()
-        if not line:
-            return
-        match = re.search(r"(http://\S+)", line)
-        if match:
-            urls.append(match.group(1))
+    with edge_serve(str(LIVE_DIR / f"{kind}.toml")) as served:
+        yield served.ingress + "/", served.pid
 
 
 # --- the run ------------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -31,24 +33,48 @@ class Served:
 
 
 @contextlib.contextmanager
-def edge_serve(*args: str) -> Iterator[Served]:
-    """``edge serve ARGS`` on free ports, stopped with SIGTERM (then killed) when the block ends."""
+def edge_serve(*args: str, startup_timeout: float = 30.0) -> Iterator[Served]:
+    """``edge serve ARGS`` on free ports, stopped with SIGTERM (then killed) when the block ends.
+
+    Ready when it has printed its three URLs (ingress, metrics, admin); if it does not within
+    ``startup_timeout``, the error shows its stderr. Its stdout is drained afterwards, so that
+    nothing it prints later can block it on a full pipe.
+    """
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "EDGE_ADMIN_TOKEN": TOKEN}
-    process = subprocess.Popen([sys.executable, "-m", "edge.cli", "serve", *args, "--port", "0", "--admin-port", "0"],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT)
-    try:
-        assert process.stdout is not None
-        urls = [m.group(1) for m in (re.search(r"(http://\S+)", process.stdout.readline()) for _ in range(3)) if m]
-        if len(urls) != 3:
-            raise SystemExit(f"edge serve did not start (exit {process.poll()})")
-        yield Served(process, *urls)
-    finally:
-        process.send_signal(signal.SIGTERM)
+    cmd = [sys.executable, "-m", "edge.cli", "serve", *args, "--port", "0", "--admin-port", "0"]
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True, env=env, cwd=ROOT)
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            urls: list[str] = []
+            reader = threading.Thread(target=_read_urls, args=(process, urls), daemon=True)
+            reader.start()
+            reader.join(startup_timeout)
+            if len(urls) < 3:
+                process.kill()
+                process.wait()
+                log.seek(0)
+                raise SystemExit(f"edge serve did not start (exit {process.returncode})\n$ {' '.join(cmd)}\n"
+                                 f"{log.read().decode('utf-8', 'replace').strip()}")
+            threading.Thread(target=process.stdout.read, daemon=True).start()  # type: ignore[union-attr]
+            yield Served(process, *urls)
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+def _read_urls(process: subprocess.Popen, urls: list[str]) -> None:
+    while len(urls) < 3:
+        line = process.stdout.readline()  # type: ignore[union-attr]
+        if not line:
+            return
+        match = re.search(r"(http://\S+)", line)
+        if match:
+            urls.append(match.group(1))
 
 
 def rss_mb(pid: int) -> float:
