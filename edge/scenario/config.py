@@ -30,7 +30,7 @@ from edge.platform.fetch import Request
 from edge.platform.files import InputError, read_input
 from edge.platform.routes import RoutePattern
 from edge.scenario.gateway import Gateway
-from edge.scenario.replay import MAX_REPLAY_BYTES, Replay, ReplayError, format_of, parse as parse_replay
+from edge.scenario.replay import FORMATS as REPLAY_FORMATS, MAX_REPLAY_BYTES, Replay, ReplayError, format_of, parse as parse_replay
 from edge.scenario.thresholds import Threshold, parse_threshold
 from edge.scenario.values import (
     ArrivalProcess, Duration, DurationDistribution, Gate, HeaderValue, Ratio, Rate, SizeDistribution, Target, dec_hook, enc_hook,
@@ -537,7 +537,7 @@ class Traffic(msgspec.Struct, forbid_unknown_fields=True):
     replay: str | None = None
     """Recorded traffic instead of a request mix: a log file (path relative to the scenario) whose
     requests are sent at their recorded times (``edge.scenario.replay`` has the formats)."""
-    replay_format: Literal["clf", "jsonl", "har"] | None = None
+    replay_format: str | None = None
     """The replay file's format: clf (Common or Combined Log Format), jsonl or har; default from
     its extension (.har, .jsonl or .ndjson, anything else clf)."""
     base_url: str | None = None
@@ -577,6 +577,8 @@ class Traffic(msgspec.Struct, forbid_unknown_fields=True):
             raise ValueError(f'@base_url: expected the scheme and host the replayed paths go to, like "https://example.com", got {self.base_url!r}')
         if not (math.isfinite(self.speed) and self.speed > 0):
             raise ValueError(f"@speed: expected a positive factor, got {self.speed}")
+        if self.replay_format is not None and self.replay_format not in REPLAY_FORMATS:
+            raise ValueError(f"@replay_format: expected one of {', '.join(REPLAY_FORMATS)}, got {self.replay_format!r}")
         if self.max_inflight is not None and self.max_inflight < 1:
             raise ValueError(f"@max_inflight: expected at least 1, got {self.max_inflight}")
         if self.timeout is not None and self.timeout.seconds <= 0:
