@@ -300,3 +300,15 @@ def test_tune_accepts_a_replayed_group(tmp_path):
     (candidate,) = result.candidates
     assert candidate.caught.value == 1.0  # half the canary's answers are errors: every replication catches it
     assert candidate.canary_requests_to_rollback.value > 0
+
+
+def test_a_replayed_log_reproduces_its_rate_profile():
+    # The shipped minute of a shop's log ramps from 2/s to 10/s: the run's clients, read every 10 s,
+    # see the file's own count in each of those 10 s, and the second (looped) pass sends it all again.
+    loaded = config.load(ROOT / "scenarios" / "replay.toml")
+    log = (ROOT / "scenarios" / "replay" / "access.log").read_text().splitlines()
+    per_window = [sum(1 for line in log if int(line.split(":", 3)[3][:2]) // 10 == w) for w in range(6)]
+    assert per_window[0] < per_window[-1]  # a ramp, so the comparison says something
+    report = build_report(simulate(loaded, interval=10.0))
+    assert report.series.clients.requests[:6] == per_window
+    assert report.clients.requests == 2 * len(log)
