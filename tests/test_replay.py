@@ -205,8 +205,9 @@ def test_the_replay_path_is_relative_to_the_scenario_and_run_exits_2_on_a_bad_fi
     elsewhere = tmp_path / "logs"
     assert edge("check", path, cwd=elsewhere).returncode == 0
     (tmp_path / "logs" / "access.log").write_text(CLF + "nope\n")
-    done = edge("run", path, cwd=elsewhere)
-    assert done.returncode == 2 and "logs/access.log:4: expected a Common" in done.stderr, done.stderr
+    for command in ("run", "tune"):
+        done = edge(command, path, cwd=elsewhere)
+        assert done.returncode == 2 and "logs/access.log:4: expected a Common" in done.stderr, (command, done.stderr)
     (tmp_path / "logs" / "access.log").unlink()
     done = edge("check", path)
     assert done.returncode == 2 and "traffic[0].replay" in done.stderr and "cannot read file" in done.stderr, done.stderr
