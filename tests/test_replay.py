@@ -187,6 +187,8 @@ def test_same_file_and_seed_give_byte_identical_reports(tmp_path):
         ("s.har", '{"log": {"entries": [{"startedDateTime": "yesterday", "request": {"method": "GET", "url": "https://h/"}}]}}',
          "s.har:log.entries[0]", "startedDateTime: expected an ISO 8601 time"),
         ("s.har", '{"log": {}}', "s.har:log.entries", "expected a HAR file"),
+        ("s.har", '{"log": []}', "s.har:log.entries", "expected a HAR file"),
+        ("r.jsonl", '{"time": NaN, "path": "/"}\n', "r.jsonl:1", "time: expected seconds"),
     ],
 )
 def test_a_line_that_cannot_be_read_is_named_by_file_and_number_and_check_exits_2(tmp_path, file, log, where, expected):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import re
 from typing import Any, Iterator
 
@@ -151,7 +152,7 @@ def _jsonl(text: str) -> Iterator[Line]:
         when = record.get("time")
         if isinstance(when, str):
             when = _iso(where, "time", when)
-        elif not isinstance(when, (int, float)) or isinstance(when, bool):
+        elif not isinstance(when, (int, float)) or isinstance(when, bool) or not math.isfinite(when):
             raise ReplayError(where, f"time: expected seconds (a number) or an ISO 8601 time, got {when!r}")
         method = record.get("method", "GET")
         path = record.get("path")
@@ -170,7 +171,8 @@ def _har(text: str) -> Iterator[Line]:
         archive = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ReplayError(f"line {exc.lineno}", f"not JSON: {exc.msg} (column {exc.colno})") from None
-    entries = archive.get("log", {}).get("entries") if isinstance(archive, dict) else None
+    log = archive.get("log") if isinstance(archive, dict) else None
+    entries = log.get("entries") if isinstance(log, dict) else None
     if not isinstance(entries, list):
         raise ReplayError("log.entries", "expected a HAR file: an object with log.entries, a list")
     for index, entry in enumerate(entries):
