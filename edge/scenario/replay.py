@@ -23,6 +23,7 @@ any other line that cannot be read stops the load with its line number (``Replay
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import math
 import re
@@ -129,7 +130,7 @@ def _clf(text: str) -> Iterator[Line]:
         if match is None:
             raise ReplayError(where, 'expected a Common or Combined Log Format line: HOST IDENT USER [TIME] "METHOD PATH PROTOCOL" STATUS BYTES ["REFERER" "USER-AGENT"]')
         try:
-            when = datetime.datetime.strptime(match["time"], "%d/%b/%Y:%H:%M:%S %z").timestamp()
+            when = _clf_time(match["time"])
         except ValueError:
             raise ReplayError(where, f'expected a time like [10/Oct/2000:13:55:36 -0700], got [{match["time"]}]') from None
         parts = match["request"].split(" ")
@@ -138,6 +139,12 @@ def _clf(text: str) -> Iterator[Line]:
         headers = [(name, value) for name, value in (("referer", match["referer"]), ("user-agent", match["agent"]))
                    if value not in (None, "", "-")]
         yield where, when, parts[0], parts[1], headers
+
+
+@functools.lru_cache(maxsize=1024)
+def _clf_time(text: str) -> float:
+    """Cached: a busy log repeats each second's stamp on many lines, and strptime is half the cost of a line."""
+    return datetime.datetime.strptime(text, "%d/%b/%Y:%H:%M:%S %z").timestamp()
 
 
 def _jsonl(text: str) -> Iterator[Line]:
