@@ -30,6 +30,7 @@ CASES = {
     "cpu-heavy": ("scenarios/cpu-heavy.toml", "30s"),
     "diurnal-day": ("scenarios/diurnal-day.toml", "6m"),
     "tune-canary": ("scenarios/tune-canary.toml", "3m"),
+    "replay": ("scenarios/replay.toml", "2m"),
     "benchmark-chain": ("benchmarks/chain.toml", "10s"),
 }
 

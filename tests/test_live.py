@@ -566,3 +566,37 @@ def test_the_admission_limit_and_requests_in_flight_are_exported():
     with serve("--max-in-flight", "64") as served:
         assert 4 <= metric_value(served, "edge_ingress_admission_limit") <= 64
         assert metric_value(served, "edge_ingress_in_flight") == 1
+
+
+REPLAYED = """
+[scenario]
+name = "replayed"
+
+[[services]]
+name = "a"
+routes = ["example.com/a*"]
+model = { latency = "1ms" }
+
+[[services]]
+name = "b"
+routes = ["example.com/b*"]
+model = { latency = "1ms" }
+
+[[traffic]]
+replay = "r.jsonl"
+base_url = "https://example.com"
+speed = 4
+"""
+
+
+def test_serve_traffic_replays_a_file_over_real_sockets(tmp_path):
+    # Ten recorded requests over 2.25 s, sent at x4 (about half a second): each reaches the
+    # service its path routes to, once, and the group then stops (no loop).
+    paths = ["/a", "/b", "/a?x=1", "/a/2", "/b/9", "/a", "/b", "/a", "/a", "/b"]
+    (tmp_path / "r.jsonl").write_text("".join(f'{{"time": {i / 4}, "path": "{p}", "headers": {{"x-k": "v"}}}}\n' for i, p in enumerate(paths)))
+    (tmp_path / "replayed.toml").write_text(REPLAYED)
+    with serve(str(tmp_path / "replayed.toml"), "--traffic") as served:
+        time.sleep(2.0)
+        counts = metric_lines(served, "edge_request_duration_seconds_count")
+    by_service = {s: sum(float(line.rsplit(" ", 1)[1]) for line in counts if f'service="{s}"' in line) for s in "ab"}
+    assert by_service == {"a": 6.0, "b": 4.0}

@@ -24,6 +24,7 @@ EXPECTED = {
     "tune-canary": (["--duration", "6m"], 0, lambda r: r["rollouts"]["app"]["phase"] == "promoted" and r["rollouts"]["app"]["ended_at_s"] == 300.0),
     "api-gateway": (["--duration", "20s"], 0, lambda r: r["environments"]["api@production"]["requests"] > 3_000
                     and r["environments"]["orders@production"]["exceptions"] == 0),
+    "replay": ([], 0, lambda r: r["replays"]["shop"]["requests"] == 365 and r["groups"]["shop"]["requests"] == 730),  # two passes
     "diurnal-day": (["--duration", "6m"], 0, lambda r: 10_000 < r["clients"]["requests"] < 60_000),  # the night: 0.1x-0.3x of 500/s
 }
 

@@ -234,7 +234,7 @@ users = 4
 think = "100ms"
 requests = [{ url = "https://example.com/a" }]
 """)
-    spec = config.load(path).spec
+    spec = config.load(path)
     open_group, closed = plan_traffic(spec, seed=7)
     assert (open_group.name, open_group.start, open_group.length, open_group.users) == ("open", 0.0, math.inf, None)
     assert open_group.arrivals is not None and open_group.think is None

@@ -5,7 +5,8 @@ a public service do, so overload shows up as queueing, shedding and latency rath
 slowed-down client. A closed group is a fixed population of users who wait for each answer and think
 before the next request, as a back office or a batch does: its load falls when the system slows.
 Each group draws from its own random stream: adding a group or changing a split leaves the others'
-arrivals exactly as they were.
+arrivals exactly as they were. A replayed group (``replay``) sends a recorded file's requests at
+their recorded times instead (``ReplaySchedule``), as an open group: the recording did not wait.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import random
 from edge.scenario import config
 from edge.scenario.values import DEFAULT_ARRIVALS
 from edge.scenario.arrivals import Arrivals, Burst, Diurnal, RateProfile
+from edge.scenario.replay import Replay
 from edge.platform.clock import ModelClock, random_stream
 from edge.platform.distributions import Distribution
 from edge.platform.fetch import Request, Response
@@ -60,6 +62,43 @@ class RequestMix:
         if len(self._filler) < length:
             self._filler = b"x" * length
         return Request(self._templates[index], body=self._filler[:length])
+
+
+class ReplaySchedule:
+    """A replay file as both an open group's arrivals (``after``) and its request mix (``draw``).
+
+    ``after`` moves to the next recorded request and ``draw`` builds that one, so a dropped
+    arrival (``max_inflight``) skips its request rather than shifting the rest. Times are divided
+    by ``speed``; with ``loop`` pass *k* starts at k × (span + one mean gap), so the last request
+    of a pass and the first of the next are as far apart as the file's requests are on average.
+    """
+
+    def __init__(self, replay: Replay, base_url: str, *, speed: float, loop: bool) -> None:
+        self.entries = replay.entries
+        self.base = base_url.rstrip("/")
+        self.speed = speed
+        self.loop = loop
+        count = len(self.entries)
+        self.period = replay.span * count / (count - 1) if count > 1 else math.inf
+        self.next = 0
+        self.current = self.entries[0]
+
+    def after(self, t: float, until: float) -> float:
+        """The next recorded request's time (from the group's start), or ``math.inf`` past ``until``
+        or the file's end; ``t`` is not needed: the schedule keeps its own place."""
+        passes, index = divmod(self.next, len(self.entries))
+        if passes and not self.loop:
+            return math.inf
+        at = (passes * self.period + self.entries[index].at) / self.speed
+        if at >= until:
+            return math.inf
+        self.current = self.entries[index]
+        self.next += 1
+        return at
+
+    def draw(self, rng: random.Random) -> Request:
+        entry = self.current
+        return Request(self.base + entry.target, method=entry.method, headers=entry.headers)
 
 
 class OpenArrivals:
@@ -177,27 +216,36 @@ class GroupPlan:
     start: float
     length: float
     """Seconds the group sends for, from ``start`` (``math.inf``: to the end of the run)."""
-    mix: RequestMix
+    mix: RequestMix | ReplaySchedule
     rng: random.Random
-    arrivals: Arrivals | None
+    arrivals: Arrivals | ReplaySchedule | None
     users: int | None
     think: Distribution | None
     timeout: float | None
     max_inflight: int | None
 
 
-def plan_traffic(spec: config.Scenario, *, seed: int) -> list[GroupPlan]:
+def plan_traffic(loaded: config.LoadedScenario, *, seed: int) -> list[GroupPlan]:
+    spec = loaded.spec
     plans = []
     for index, group in enumerate(spec.traffic):
         rng = random_stream(seed, "traffic", group.name or index)
         closed = group.users is not None
+        mix: RequestMix | ReplaySchedule
+        arrivals: Arrivals | ReplaySchedule | None
+        if index in loaded.replays:
+            assert group.base_url is not None
+            mix = arrivals = ReplaySchedule(loaded.replays[index], group.base_url, speed=float(group.speed), loop=group.loop)
+        else:
+            mix = RequestMix(spec, group.requests)
+            arrivals = None if closed else Arrivals(rate_profile(group), (group.arrivals or DEFAULT_ARRIVALS).kind, rng)
         plans.append(GroupPlan(
             name=config.group_name(group, index),
             start=group.start.seconds,
             length=math.inf if group.duration is None else group.duration.seconds,
-            mix=RequestMix(spec, group.requests),
+            mix=mix,
             rng=rng,
-            arrivals=None if closed else Arrivals(rate_profile(group), (group.arrivals or DEFAULT_ARRIVALS).kind, rng),
+            arrivals=arrivals,
             users=group.users,
             think=group.think.distribution if closed else None,
             timeout=None if group.timeout is None else group.timeout.seconds,
@@ -211,7 +259,7 @@ def start_traffic(
 ) -> list[OpenArrivals | ClosedUsers]:
     """Start every traffic group; returns them, for ``stop()`` should the run end early."""
     groups: list[OpenArrivals | ClosedUsers] = []
-    for plan in plan_traffic(loaded.spec, seed=seed):
+    for plan in plan_traffic(loaded, seed=seed):
         end = min(until, plan.start + plan.length)
         client = metrics.group(plan.name)
         sender: OpenArrivals | ClosedUsers

@@ -20,7 +20,7 @@ from edge.scenario import config
 from edge.scenario.arrivals import Arrivals
 from edge.platform.distributions import Distribution
 from edge.platform.fetch import Request
-from edge.engine.traffic import RequestMix, plan_traffic
+from edge.engine.traffic import ReplaySchedule, RequestMix, plan_traffic
 
 log = logging.getLogger("edge.live.loadgen")
 
@@ -81,7 +81,7 @@ class LoadGenerator:
 
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
-            for plan in plan_traffic(self.loaded.spec, seed=self.seed):
+            for plan in plan_traffic(self.loaded, seed=self.seed):
                 if plan.arrivals is None:
                     assert plan.users is not None and plan.think is not None
                     for _ in range(plan.users):
@@ -89,7 +89,7 @@ class LoadGenerator:
                 else:
                     nursery.start_soon(self._open, plan.mix, plan.arrivals, plan.start, plan.length, plan.rng, nursery)
 
-    async def _open(self, mix: RequestMix, arrivals: Arrivals, start: float, length: float, rng: random.Random, nursery: trio.Nursery) -> None:
+    async def _open(self, mix: RequestMix | ReplaySchedule, arrivals: Arrivals | ReplaySchedule, start: float, length: float, rng: random.Random, nursery: trio.Nursery) -> None:
         await trio.sleep(start)
         began = trio.current_time()
         at = 0.0
@@ -97,7 +97,7 @@ class LoadGenerator:
             await trio.sleep_until(began + at)
             nursery.start_soon(self._send, mix.draw(rng))
 
-    async def _user(self, mix: RequestMix, think: Distribution, start: float, length: float, rng: random.Random) -> None:
+    async def _user(self, mix: RequestMix | ReplaySchedule, think: Distribution, start: float, length: float, rng: random.Random) -> None:
         await trio.sleep(start + think.sample(rng))
         ends = trio.current_time() + length
         while trio.current_time() < ends:

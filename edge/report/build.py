@@ -18,7 +18,7 @@ from rich.table import Table
 from edge.platform.files import InputError, read_input, write_output
 from edge.metrics.histogram import LogHistogram
 from edge.metrics.recorders import STATUS_CLASSES
-from edge.scenario.config import LoadedScenario, ThresholdRule, threshold_rules
+from edge.scenario.config import LoadedScenario, ThresholdRule, group_name, threshold_rules
 from edge.engine.rollout import RolloutReport
 from edge.engine.simulate import RunResult
 from edge.metrics.series import Series
@@ -151,6 +151,22 @@ class GroupReport(msgspec.Struct):
     dropped: int
 
 
+class ReplayReport(msgspec.Struct):
+    """A replayed traffic group: the file it sends and its recorded traffic."""
+
+    file: str
+    """As the scenario names it (relative to the scenario file)."""
+    format: str
+    requests: int
+    """Requests in the file (one pass; the group's own figures count what was sent)."""
+    span_s: float
+    """From the file's first request to its last, as recorded."""
+    rate_per_s: float
+    """The file's mean rate: requests over span (0 for a span of 0)."""
+    speed: float
+    loop: bool
+
+
 class StoppedEarly(msgspec.Struct):
     """A threshold with ``abort = true`` failed during the run: traffic stopped there."""
 
@@ -187,6 +203,8 @@ class Report(msgspec.Struct, omit_defaults=True):
     """Per service with a rollout: where it got to, and every analysis on the way."""
     series: Series
     """The run interval by interval: what the plots show."""
+    replays: dict[str, ReplayReport] = {}
+    """Per replayed traffic group (absent when none is)."""
     measured_cpu: bool = False
     """Code workers' real CPU was charged as well as their ``ctx.cpu`` (``measure_cpu``): the run
     is not deterministic (absent otherwise: only declared CPU counted, and the seed decides all)."""
@@ -306,10 +324,23 @@ def build_report(result: RunResult) -> Report:
         timeline=list(result.timeline),
         rollouts={service: controller.report() for service, controller in result.topology.rollouts.items()},
         series=result.series,
+        replays=replay_reports(result.loaded),
         measured_cpu=result.loaded.spec.scenario.measure_cpu,
     )
     report.thresholds = [threshold_result(report, rule) for rule in threshold_rules(result.loaded.spec)]
     return report
+
+
+def replay_reports(loaded: LoadedScenario) -> dict[str, ReplayReport]:
+    reports = {}
+    for index, replay in sorted(loaded.replays.items()):
+        group = loaded.spec.traffic[index]
+        span = replay.span
+        reports[group_name(group, index)] = ReplayReport(
+            file=replay.file, format=replay.format, requests=len(replay.entries), span_s=_round(span),
+            rate_per_s=_round(len(replay.entries) / span) if span > 0 else 0.0, speed=float(group.speed), loop=group.loop,
+        )
+    return reports
 
 
 def threshold_result(report: Report, rule: ThresholdRule) -> ThresholdResult:
@@ -430,6 +461,11 @@ def print_summary(report: Report, console: Console | None = None) -> None:
         + (f"; [bold red]never answered {c.unanswered:,}[/bold red]" if c.unanswered else "")
         + (f"; dropped arrivals {sum(c.dropped.values()):,}" if c.dropped else "")
     )
+    for name, r in report.replays.items():
+        console.print(
+            f"  replay {name}: {r.file} ({r.format}), {r.requests:,} requests over {ms(r.span_s)} recorded "
+            f"({r.rate_per_s:,.4g}/s), sent at x{r.speed:g}" + (", looped" if r.loop else "")
+        )
     if len(report.groups) > 1:
         for name, g in report.groups.items():
             console.print(

@@ -30,6 +30,7 @@ from edge.platform.fetch import Request
 from edge.platform.files import InputError, read_input
 from edge.platform.routes import RoutePattern
 from edge.scenario.gateway import Gateway
+from edge.scenario.replay import FORMATS as REPLAY_FORMATS, MAX_REPLAY_BYTES, Replay, ReplayError, format_of, parse as parse_replay
 from edge.scenario.thresholds import Threshold, parse_threshold
 from edge.scenario.values import (
     ArrivalProcess, Duration, DurationDistribution, Gate, HeaderValue, Ratio, Rate, SizeDistribution, Target, dec_hook, enc_hook,
@@ -507,8 +508,8 @@ class BurstSpec(msgspec.Struct, forbid_unknown_fields=True):
 class Traffic(msgspec.Struct, forbid_unknown_fields=True):
     """A group of clients: open (an arrival rate) or closed (``users`` with think time)."""
 
-    requests: Annotated[list[RequestTemplate], Entries]
-    """The request mix: templates drawn by weight for each request."""
+    requests: Annotated[list[RequestTemplate], Entries] = []
+    """The request mix: templates drawn by weight for each request (none with ``replay``)."""
     name: str = ""
     """The group's name in the report (default: its position)."""
     arrivals: ArrivalProcess | None = None
@@ -533,8 +534,27 @@ class Traffic(msgspec.Struct, forbid_unknown_fields=True):
     """When the group starts sending (simulated time from the start of the run)."""
     duration: Duration | None = None
     """How long the group sends (default: until the end of the run)."""
+    replay: str | None = None
+    """Recorded traffic instead of a request mix: a log file (path relative to the scenario) whose
+    requests are sent at their recorded times (``edge.scenario.replay`` has the formats)."""
+    replay_format: str | None = None
+    """The replay file's format: clf (Common or Combined Log Format), jsonl or har; default from
+    its extension (.har, .jsonl or .ndjson, anything else clf)."""
+    base_url: str | None = None
+    """Replay: the scheme and host a logged path is sent to, e.g. "https://example.com" (a log
+    line has a path only)."""
+    speed: Number = 1
+    """Replay: how many times faster than recorded (2 halves every gap)."""
+    loop: bool = False
+    """Replay: start the file again when it ends, until the group's end (one mean gap between passes)."""
 
     def __post_init__(self) -> None:
+        if self.replay is not None:
+            self._check_replay()
+            return
+        for field, value in (("replay_format", self.replay_format), ("base_url", self.base_url), ("speed", self.speed != 1), ("loop", self.loop)):
+            if value:
+                raise ValueError(f"@{field}: only for a replayed group (replay = \"FILE\")")
         if not self.requests:
             raise ValueError("@requests: expected at least one request template")
         if self.users is not None:
@@ -543,6 +563,22 @@ class Traffic(msgspec.Struct, forbid_unknown_fields=True):
             for field, value in (("arrivals", self.arrivals), ("stages", self.stages), ("diurnal", self.diurnal), ("bursts", self.bursts), ("max_inflight", self.max_inflight)):
                 if value:
                     raise ValueError(f"@{field}: a closed group (users = ...) has no arrival rate; drop {field} or users")
+        if self.max_inflight is not None and self.max_inflight < 1:
+            raise ValueError(f"@max_inflight: expected at least 1, got {self.max_inflight}")
+        if self.timeout is not None and self.timeout.seconds <= 0:
+            raise ValueError(f"@timeout: expected a positive duration, got {self.timeout.raw!r}")
+
+    def _check_replay(self) -> None:
+        for field, value in (("requests", self.requests), ("arrivals", self.arrivals), ("stages", self.stages), ("diurnal", self.diurnal),
+                             ("bursts", self.bursts), ("users", self.users)):
+            if value:
+                raise ValueError(f"@{field}: a replayed group sends the file's requests at its times; drop {field} or replay")
+        if self.base_url is None or not _BASE_URL.match(self.base_url):
+            raise ValueError(f'@base_url: expected the scheme and host the replayed paths go to, like "https://example.com", got {self.base_url!r}')
+        if not (math.isfinite(self.speed) and self.speed > 0):
+            raise ValueError(f"@speed: expected a positive factor, got {self.speed}")
+        if self.replay_format is not None and self.replay_format not in REPLAY_FORMATS:
+            raise ValueError(f"@replay_format: expected one of {', '.join(REPLAY_FORMATS)}, got {self.replay_format!r}")
         if self.max_inflight is not None and self.max_inflight < 1:
             raise ValueError(f"@max_inflight: expected at least 1, got {self.max_inflight}")
         if self.timeout is not None and self.timeout.seconds <= 0:
@@ -724,6 +760,7 @@ def threshold_rules(spec: Scenario) -> list[ThresholdRule]:
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_BASE_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s]+$")
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s]+(/\S*)?$")
 # "@FIELD: " starts a __post_init__ error: the field within the failing table (a header name may hold spaces).
 _MSGSPEC_ERROR = re.compile(r"^(?:@(?P<field>[^\n]+?): )?(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
@@ -735,6 +772,8 @@ class LoadedScenario(msgspec.Struct):
     spec: Scenario
     file: str
     base_dir: str
+    replays: dict[int, Replay] = {}
+    """Per replayed traffic group (by its index), the file's requests, read at load."""
     candidates: list[Rollout] = []
     """``tune.candidates``, each decoded over the tuned service's rollout (``edge.tune`` has the
     grid tried when the scenario lists none)."""
@@ -771,11 +810,31 @@ def loads(data: bytes | str, *, file: str, base_dir: str) -> LoadedScenario:
         raise ConfigError(file, "services", f"expected at most {MAX_ENVIRONMENTS:,} environments in all, got {environments:,}")
     loaded = LoadedScenario(spec=spec, file=file, base_dir=base_dir)
     run_checks(loaded)
+    loaded.replays = {i: _read_replay(loaded, i, group.replay) for i, group in enumerate(spec.traffic) if group.replay is not None}
     if spec.tune is not None:
         loaded.candidates = [
             candidate_rollout(loaded, candidate, f"tune.candidates[{i}]") for i, candidate in enumerate(spec.tune.candidates)
         ]
     return loaded
+
+
+def _read_replay(loaded: LoadedScenario, index: int, name: str) -> Replay:
+    """A replay file, relative to the scenario; an error names it and its line (``file:LINE``)."""
+    group = loaded.spec.traffic[index]
+    path = Path(loaded.base_dir) / name
+    at = f"traffic[{index}].replay"
+    try:
+        data = read_input(path, MAX_REPLAY_BYTES)
+    except InputError as exc:
+        raise ConfigError(loaded.file, at, f"{path}: {exc}") from None
+    try:
+        replay = parse_replay(data, file=name, format=format_of(name, group.replay_format))
+    except ReplayError as exc:
+        place = exc.where.removeprefix("line ") if exc.where.startswith("line ") else exc.where
+        raise ConfigError(loaded.file, at, f"{path}:{place}: {exc.expected}") from None
+    if group.loop and replay.span <= 0:
+        raise ConfigError(loaded.file, f"traffic[{index}].loop", f"{path}: a loop needs requests at more than one time, all are at one instant")
+    return replay
 
 
 MAX_KEY_PARTS = 1_000
