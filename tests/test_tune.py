@@ -20,7 +20,7 @@ from edge.report.build import build_report
 from edge.engine.simulate import simulate
 from edge.tune.budget import Budget, parse_budget
 from edge.tune.intervals import mean, more_for_gap, more_for_proportion, proportion
-from edge.tune.tuner import tune, wald_expected_requests
+from edge.tune.tuner import Task, replicate, tune, wald_expected_requests
 
 SCENARIO = """
 [scenario]
@@ -316,6 +316,8 @@ def test_plot_error_bars_run_to_the_interval_bounds():
         ('bad = { errors = "1%" }\ncandidates = [{ intervall = "1m" }]', "tune.candidates[0]", "intervall"),
         ('bad = { errors = "1%" }\nreplications = 1', "tune.replications", "at least 2"),
         ('bad = { errors = "1%" }\nservice = "db"', "tune.service", "with a rollout"),
+        ('bad = { latency = "x0" }', "tune.bad.latency", '"xN" with 0 < N <= 1000'),
+        ('bad = { cpu = "x1000.5" }', "tune.bad.cpu", '"xN" with 0 < N <= 1000'),
     ],
 )
 def test_bad_tune_tables_name_the_path(tmp_path, tune_table, path, expected):
@@ -352,3 +354,75 @@ def test_edge_tune_bad_input_exits_2(args, expected):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     done = subprocess.run([sys.executable, "-m", "edge.cli", "tune", *args], capture_output=True, text=True, cwd=root, timeout=120)
     assert done.returncode == 2 and expected in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+LATENCY = """
+[scenario]
+name = "tune-latency"
+duration = "5m"
+
+[[services]]
+name = "app"
+routes = ["app.test/*"]
+[services.environments.production]
+model = { latency = "lognormal(p50=2ms, p99=15ms)" }
+[services.environments.canary]
+model = { latency = "lognormal(p50=2ms, p99=15ms)" }
+[services.split]
+weights = { production = 100, canary = 0 }
+
+[services.rollout]
+steps = [10, 50, 100]
+interval = "30s"
+min_requests = 20
+no_data = "hold"
+
+[[traffic]]
+arrivals = "poisson(50/s)"
+requests = [{ url = "https://app.test/" }]
+
+[tune]
+bad = { latency = "%s" }
+limits = { false_rollback = "5%%", caught = "95%%" }
+candidates = [
+  { steps = [10, 50, 100], interval = "30s", gates = ["p99 latency < 50ms"] },
+  { steps = [10, 50, 100], interval = "30s", compare = { alpha = 0.01 } },
+]
+"""
+
+
+def test_a_latency_bug_is_caught_by_the_comparison_and_no_bug_as_often_as_a_good_canary(tmp_path):
+    (tmp_path / "x3.toml").write_text(LATENCY % "x3")
+    slow = tune(config.load(tmp_path / "x3.toml"), budget=Budget(fixed=12), executor=None)
+    gated, compared = slow.candidates
+    # Three times the latency (p99 15ms -> 45ms) stays mostly under the 50ms gate; Mann-Whitney
+    # sees the shift in every interval.
+    assert compared.caught.value == 1.0 and compared.caught.low > 0.7
+    assert gated.caught.value is not None and gated.caught.value < compared.caught.value
+    assert compared.time_to_rollback_s.value == 30.0  # the first analysis
+    assert compared.schedule == "10/50/100 every 30s; Mann-Whitney at 0.01"
+    assert compared.false_rollback.value == 0.0 and compared.false_rollback.high < 0.3
+    # x1 is the canary's own model: with common random numbers each "bad" replication is the good
+    # one, to the request, so a bug-free canary is caught exactly as often as it is falsely rolled
+    # back (here with a loose alpha, so that some are).
+    loose = (LATENCY % "x1").replace("alpha = 0.01", "alpha = 0.3")
+    (tmp_path / "x1.toml").write_text(loose)
+    path = str((tmp_path / "x1.toml").resolve())
+    pairs = [tuple(replicate(Task(path, 1, h, seed)) for h in ("bad", "good")) for seed in range(4)]
+    assert any(good.phase == "rolled back" for _, good in pairs)
+    for bad, good in pairs:
+        assert msgspec.structs.replace(bad, hypothesis="good") == good
+
+
+def test_a_factor_needs_a_model_canary(tmp_path):
+    (tmp_path / "worker.py").write_text("async def fetch(request, env, ctx):\n    return None\n")
+    text = (LATENCY % "x2").replace(
+        '[services.environments.canary]\nmodel = { latency = "lognormal(p50=2ms, p99=15ms)" }',
+        '[services.environments.canary]\nworker = "worker.py"',
+    )
+    (tmp_path / "code.toml").write_text(text)
+    with pytest.raises(config.ConfigError) as raised:
+        config.load(tmp_path / "code.toml")
+    assert "tune.bad.latency" in str(raised.value) and "app@canary runs code" in str(raised.value), str(raised.value)
+    (tmp_path / "plain.toml").write_text(text.replace('"x2"', '"20ms"'))  # a distribution is an extra wait for code
+    assert config.load(tmp_path / "plain.toml").spec.tune.bad.latency.distribution.mean == 0.02

@@ -32,7 +32,7 @@ from edge.platform.routes import RoutePattern
 from edge.scenario.gateway import Gateway
 from edge.scenario.thresholds import Threshold, parse_threshold
 from edge.scenario.values import (
-    ArrivalProcess, Duration, DurationDistribution, Gate, HeaderValue, Ratio, Rate, SizeDistribution, Target, dec_hook, enc_hook,
+    ArrivalProcess, Duration, DurationDistribution, Gate, HeaderValue, Ratio, Rate, ScaledDistribution, SizeDistribution, Target, dec_hook, enc_hook,
 )
 
 Number = int | float
@@ -630,10 +630,12 @@ class Behaviour(msgspec.Struct, forbid_unknown_fields=True):
 
     errors: Ratio | None = None
     """The share of the canary's calls answered 500."""
-    latency: DurationDistribution | None = None
-    """The canary's latency (a synthetic model's, or an extra wait before its code runs)."""
-    cpu: DurationDistribution | None = None
-    """The canary's CPU per call (a model's, or extra CPU before its code runs)."""
+    latency: ScaledDistribution | None = None
+    """The canary's latency (a synthetic model's, or an extra wait before its code runs), or
+    "xN": N times its model's (a latency bug of the same shape; a synthetic model only)."""
+    cpu: ScaledDistribution | None = None
+    """The canary's CPU per call (a model's, or extra CPU before its code runs), or "xN": N times
+    its model's (a synthetic model only)."""
 
 
 class TuneLimits(msgspec.Struct, forbid_unknown_fields=True):
