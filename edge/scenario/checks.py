@@ -345,6 +345,9 @@ def check_tuned_service(loaded: LoadedScenario) -> None:
                 raise ConfigError(loaded.file, f"tune.{hypothesis}.{field}", (
                     f'expected a distribution: a factor ("{value.raw}") scales a synthetic model\'s, and '
                     f"{service.name}@{service.rollout.canary} runs code"))
+    if tune.grid is not None and tune.grid.kind != "errors":
+        raise ConfigError(loaded.file, f"tune.grid.{tune.grid.kind}", (
+            f"expected errors: a factor scales a synthetic model's distribution, and {service.name}@{service.rollout.canary} runs code"))
 
 
 def check_threshold_subjects(loaded: LoadedScenario) -> None:
