@@ -33,6 +33,7 @@ CUSTOM = {  # the scenario's value types, as a user writes them
     values.Rate: 'rate ("500/s")',
     values.DurationDistribution: 'duration distribution ("2ms", "exp(2ms)", "lognormal(p50=2ms, p99=15ms)")',
     values.SizeDistribution: 'size distribution ("2KiB", "exp(2KiB)")',
+    values.ScaledDistribution: 'duration distribution, or "xN": N times the model\'s ("x1.5")',
     values.ArrivalProcess: 'arrivals ("poisson(500/s)", "constant(500/s)")',
     values.Target: 'service ("app") or environment ("app@canary")',
     values.HeaderValue: 'header value, or "secret:SERVICE.NAME"',

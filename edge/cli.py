@@ -141,7 +141,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     loaded = _load(args.scenario)
     if loaded.spec.tune is None:
         raise config.ConfigError(loaded.file, "tune", "expected a [tune] table (the hypothesis and the schedules to compare)")
-    _check_outputs(files=(args.json, args.plot))
+    _check_outputs(files=(args.json, args.plot, args.power))
+    if args.power:
+        return _power(loaded, args)
     budget = Budget(fixed=args.replications) if args.replications is not None else args.budget
     progress = None if args.quiet else TuneProgress(Console(stderr=True))
     with _executor(args) as executor, progress or contextlib.nullcontext():
@@ -154,6 +156,33 @@ def cmd_tune(args: argparse.Namespace) -> int:
         write_tune_plot(result, args.plot)
     if not args.quiet:
         print_table(result)
+    return EXIT_OK
+
+
+def _power(loaded: config.LoadedScenario, args: argparse.Namespace) -> int:
+    """``edge tune --power``: the curves of ``tune.grid`` instead of the adaptive run."""
+    from edge.report.plots import write_power_plot
+    from edge.tune import schedules
+    from edge.tune.power import power
+    from edge.tune.table import print_power_table
+    from edge.tune.tuner import write_json
+
+    assert loaded.spec.tune is not None
+    if loaded.spec.tune.grid is None:
+        raise config.ConfigError(loaded.file, "tune.grid", 'expected a grid of bugs for --power, e.g. grid = { errors = ["0.5%", "1%", "2%"] }')
+    if args.plot or args.budget is not None:
+        raise config.ConfigError("--power", "", "expected neither --plot nor --budget: a power run has its own PNG and a fixed --replications")
+    grid = loaded.spec.tune.grid
+    if not args.quiet:
+        simulations = len(schedules.candidates(loaded)) * (len(grid.bugs) + 1) * (args.replications or grid.replications)
+        print(f"edge tune --power: {simulations:,} simulations", file=sys.stderr, flush=True)
+    with _executor(args) as executor:
+        result = power(loaded, replications=args.replications, confidence=args.confidence, seed=args.seed, executor=executor)
+    if args.json:
+        write_json(result, args.json)
+    write_power_plot(result, args.power)
+    if not args.quiet:
+        print_power_table(result)
     return EXIT_OK
 
 
@@ -554,6 +583,8 @@ def parser() -> argparse.ArgumentParser:
     tune.add_argument("--dask", metavar="ADDRESS", help="run the replications on this Dask scheduler (e.g. tcp://10.0.0.5:8786)")
     tune.add_argument("--json", metavar="PATH", help="write the estimates as JSON")
     tune.add_argument("--plot", metavar="PATH", help="draw the trade-off curves as a PNG")
+    tune.add_argument("--power", metavar="PATH", help="instead: P(caught) and time to rollback at each bug of tune.grid, drawn as a PNG "
+                      "(--replications per point, default the grid's)")
     tune.add_argument("-q", "--quiet", action="store_true", help="print nothing")
     tune.set_defaults(func=cmd_tune)
 

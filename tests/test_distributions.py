@@ -367,3 +367,17 @@ def test_mixture_of_generated_forms_round_trips(parts: list[str]) -> None:
     assert isinstance(distribution, Mixture)
     assert str(parse_distribution(str(distribution))) == str(distribution)
     assert distribution.mean == pytest.approx(math.fsum(parse_distribution(p).mean for p in parts) / len(parts))
+
+
+@pytest.mark.parametrize("text", ["2ms", *STATISTICAL, "exp(2KiB)"])
+def test_scaled_is_the_same_family_times_the_factor(text: str) -> None:
+    unit = "size" if "KiB" in text else "duration"
+    d = parse_distribution(text, unit=unit)
+    tripled = d.scaled(3)
+    assert type(tripled) is type(d)
+    assert tripled.mean == pytest.approx(3 * d.mean, rel=1e-9)
+    assert parse_distribution(str(tripled), unit=unit) == tripled  # a report's text reads back
+    if unit == "duration":  # the same draws, each three times as long (sizes are rounded)
+        first, second = random.Random(5), random.Random(5)
+        assert [tripled.sample(first) for _ in range(50)] == pytest.approx([3 * d.sample(second) for _ in range(50)], rel=1e-9)
+    assert d.scaled(1) == d

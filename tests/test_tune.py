@@ -20,7 +20,7 @@ from edge.report.build import build_report
 from edge.engine.simulate import simulate
 from edge.tune.budget import Budget, parse_budget
 from edge.tune.intervals import mean, more_for_gap, more_for_proportion, proportion
-from edge.tune.tuner import tune, wald_expected_requests
+from edge.tune.tuner import Task, replicate, tune, wald_expected_requests
 
 SCENARIO = """
 [scenario]
@@ -316,6 +316,8 @@ def test_plot_error_bars_run_to_the_interval_bounds():
         ('bad = { errors = "1%" }\ncandidates = [{ intervall = "1m" }]', "tune.candidates[0]", "intervall"),
         ('bad = { errors = "1%" }\nreplications = 1', "tune.replications", "at least 2"),
         ('bad = { errors = "1%" }\nservice = "db"', "tune.service", "with a rollout"),
+        ('bad = { latency = "x0" }', "tune.bad.latency", '"xN" with 0 < N <= 1000'),
+        ('bad = { cpu = "x1000.5" }', "tune.bad.cpu", '"xN" with 0 < N <= 1000'),
     ],
 )
 def test_bad_tune_tables_name_the_path(tmp_path, tune_table, path, expected):
@@ -352,3 +354,172 @@ def test_edge_tune_bad_input_exits_2(args, expected):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     done = subprocess.run([sys.executable, "-m", "edge.cli", "tune", *args], capture_output=True, text=True, cwd=root, timeout=120)
     assert done.returncode == 2 and expected in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+LATENCY = """
+[scenario]
+name = "tune-latency"
+duration = "5m"
+
+[[services]]
+name = "app"
+routes = ["app.test/*"]
+[services.environments.production]
+model = { latency = "lognormal(p50=2ms, p99=15ms)" }
+[services.environments.canary]
+model = { latency = "lognormal(p50=2ms, p99=15ms)" }
+[services.split]
+weights = { production = 100, canary = 0 }
+
+[services.rollout]
+steps = [10, 50, 100]
+interval = "30s"
+min_requests = 20
+no_data = "hold"
+
+[[traffic]]
+arrivals = "poisson(50/s)"
+requests = [{ url = "https://app.test/" }]
+
+[tune]
+bad = { latency = "%s" }
+limits = { false_rollback = "5%%", caught = "95%%" }
+candidates = [
+  { steps = [10, 50, 100], interval = "30s", gates = ["p99 latency < 50ms"] },
+  { steps = [10, 50, 100], interval = "30s", compare = { alpha = 0.01 } },
+]
+"""
+
+
+def test_a_latency_bug_is_caught_by_the_comparison_and_no_bug_as_often_as_a_good_canary(tmp_path):
+    (tmp_path / "x3.toml").write_text(LATENCY % "x3")
+    slow = tune(config.load(tmp_path / "x3.toml"), budget=Budget(fixed=12), executor=None)
+    gated, compared = slow.candidates
+    # Three times the latency (p99 15ms -> 45ms) stays mostly under the 50ms gate; Mann-Whitney
+    # sees the shift in every interval.
+    assert compared.caught.value == 1.0 and compared.caught.low > 0.7
+    assert gated.caught.value is not None and gated.caught.value < compared.caught.value
+    assert compared.time_to_rollback_s.value == 30.0  # the first analysis
+    assert compared.schedule == "10/50/100 every 30s; Mann-Whitney at 0.01"
+    assert compared.false_rollback.value == 0.0 and compared.false_rollback.high < 0.3
+    # x1 is the canary's own model: with common random numbers each "bad" replication is the good
+    # one, to the request, so a bug-free canary is caught exactly as often as it is falsely rolled
+    # back (here with a loose alpha, so that some are).
+    loose = (LATENCY % "x1").replace("alpha = 0.01", "alpha = 0.3")
+    (tmp_path / "x1.toml").write_text(loose)
+    path = str((tmp_path / "x1.toml").resolve())
+    pairs = [tuple(replicate(Task(path, 1, h, seed)) for h in ("bad", "good")) for seed in range(4)]
+    assert any(good.phase == "rolled back" for _, good in pairs)
+    for bad, good in pairs:
+        assert msgspec.structs.replace(bad, hypothesis="good") == good
+
+
+def test_a_factor_needs_a_model_canary(tmp_path):
+    (tmp_path / "worker.py").write_text("async def fetch(request, env, ctx):\n    return None\n")
+    text = (LATENCY % "x2").replace(
+        '[services.environments.canary]\nmodel = { latency = "lognormal(p50=2ms, p99=15ms)" }',
+        '[services.environments.canary]\nworker = "worker.py"',
+    )
+    (tmp_path / "code.toml").write_text(text)
+    with pytest.raises(config.ConfigError) as raised:
+        config.load(tmp_path / "code.toml")
+    assert "tune.bad.latency" in str(raised.value) and "app@canary runs code" in str(raised.value), str(raised.value)
+    (tmp_path / "plain.toml").write_text(text.replace('"x2"', '"20ms"'))  # a distribution is an extra wait for code
+    assert config.load(tmp_path / "plain.toml").spec.tune.bad.latency.distribution.mean == 0.02
+
+
+GRID = '\ngrid = {{ errors = ["0.5%", "2.5%", "5%", "10%"], replications = {n} }}'
+
+
+def with_grid(tmp_path, grid=GRID.format(n=8), **kwargs):
+    path = write(tmp_path, **kwargs)
+    path.write_text(path.read_text() + grid + "\n")
+    return path
+
+
+def test_a_power_curve_rises_with_the_bug_and_each_point_is_a_tune_run_with_that_bug(tmp_path):
+    from edge.tune.power import power
+
+    result = power(config.load(with_grid(tmp_path)), executor=None)
+    (curve,) = result.curves
+    caught = [p.caught.value for p in curve.points]
+    assert caught == sorted(caught) and caught[0] < 0.5 and caught[-1] == 1.0, caught  # the gate is "error ratio < 3%"
+    assert [p.bug for p in curve.points] == ["0.5%", "2.5%", "5%", "10%"] and result.kind == "errors"
+    # Common random numbers: the point "2.5%" is `edge tune` with bad = 2.5%, seed for seed (and 10% likewise).
+    for index, p1 in ((1, 0.025), (3, 0.1)):
+        (tmp_path / str(index)).mkdir()
+        brute = tune(config.load(write(tmp_path / str(index), p1=p1)), budget=Budget(fixed=8), executor=None).candidates[0]
+        assert curve.points[index].caught == brute.caught and curve.points[index].time_to_rollback_s == brute.time_to_rollback_s
+        assert curve.false_rollback == brute.false_rollback
+    target = result.target  # the default limits: caught >= 99%
+    assert curve.smallest_caught == next(p.bug for p in curve.points if p.caught.value >= target)
+    assert msgspec.json.encode(power(config.load(with_grid(tmp_path, grid=GRID.format(n=3))), executor=None)) == msgspec.json.encode(
+        power(config.load(with_grid(tmp_path, grid=GRID.format(n=3))), executor=None))  # seeded: the same bytes
+
+
+def test_the_smallest_bug_caught_is_the_one_from_which_every_larger_is():
+    from edge.tune.intervals import Estimate
+    from edge.tune.power import PowerPoint, _smallest
+
+    def points(*values):
+        return [PowerPoint(bug=f"{i}%", size=i / 100, caught=Estimate(v, v - 0.1, v, 10), time_to_rollback_s=Estimate(None, None, None, 0))
+                for i, v in enumerate(values)]
+
+    value, low = (lambda e: e.value), (lambda e: e.low)
+    assert _smallest(points(0.5, 0.95, 1.0), value, 0.95) == "1%"  # exactly at the target counts
+    assert _smallest(points(0.5, 0.94, 1.0), value, 0.95) == "2%"  # just under does not
+    assert _smallest(points(0.96, 0.5, 1.0), value, 0.95) == "2%"  # a dip: not from the first crossing
+    assert _smallest(points(0.5, 0.9), value, 0.95) is None
+    assert _smallest(points(0.5, 1.0), low, 0.95) is None  # 1.0 with low 0.9: not surely
+
+
+@pytest.mark.parametrize(
+    "grid, path, expected",
+    [
+        ('grid = { errors = ["1%"], latency = ["x2"] }', "tune.grid.errors", "exactly one of errors, latency or cpu"),
+        ("grid = { replications = 5 }", "tune.grid.errors", "exactly one of errors, latency or cpu"),
+        ('grid = { latency = ["x1", "5ms"] }', "tune.grid.latency[1]", 'a factor like "x1.5"'),
+        ('grid = { errors = ["1%", "1%"] }', "tune.grid.errors[1]", "bugs that grow, got 1% after 1%"),
+        ('grid = { cpu = ["x2", "x1.5"] }', "tune.grid.cpu[1]", "bugs that grow"),
+        ('grid = { errors = ["1%", "2%"], replications = 1 }', "tune.grid.replications", "at least 2"),
+    ],
+)
+def test_bad_grids_name_the_path(tmp_path, grid, path, expected):
+    (tmp_path / "bad.toml").write_text(write(tmp_path).read_text() + grid + "\n")
+    with pytest.raises(config.ConfigError) as raised:
+        config.load(tmp_path / "bad.toml")
+    assert path in str(raised.value) and expected in str(raised.value), str(raised.value)
+
+
+def test_a_grid_of_two_growing_bugs_with_two_replications_is_accepted(tmp_path):
+    (tmp_path / "ok.toml").write_text(write(tmp_path).read_text() + 'grid = { latency = ["x1", "x1.000001"], replications = 2 }\n')
+    grid = config.load(tmp_path / "ok.toml").spec.tune.grid
+    assert grid.sizes == [1.0, 1.000001] and grid.behaviour(1).latency.factor == 1.000001
+
+
+def test_a_latency_grid_needs_a_model_canary(tmp_path):
+    (tmp_path / "worker.py").write_text("async def fetch(request, env, ctx):\n    return None\n")
+    text = (LATENCY % "20ms").replace(
+        '[services.environments.canary]\nmodel = { latency = "lognormal(p50=2ms, p99=15ms)" }', '[services.environments.canary]\nworker = "worker.py"',
+    )
+    (tmp_path / "code.toml").write_text(text + 'grid = { latency = ["x1", "x2"] }\n')
+    with pytest.raises(config.ConfigError, match=r"tune\.grid\.latency.*runs code"):
+        config.load(tmp_path / "code.toml")
+
+
+def test_edge_tune_power_writes_the_curves(tmp_path):
+    path = with_grid(tmp_path)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    run = [sys.executable, "-m", "edge.cli", "tune", str(path), "--jobs", "1"]
+    done = subprocess.run([*run, "--power", str(tmp_path / "power.png"), "--json", str(tmp_path / "power.json"), "--replications", "3"],
+                          capture_output=True, text=True, timeout=300, cwd=root)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "power.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    curves = json.loads((tmp_path / "power.json").read_text())
+    assert curves["replications"] == 3 and [p["bug"] for p in curves["curves"][0]["points"]] == ["0.5%", "2.5%", "5%", "10%"]
+    assert "caught ≥ 99% from" in done.stdout and "15 simulations" in done.stderr  # 1 schedule, 4 bugs and a good canary, 3 each
+    refused = subprocess.run([*run, "--power", str(tmp_path / "p.png"), "--plot", str(tmp_path / "t.png")], capture_output=True, text=True, timeout=120, cwd=root)
+    assert refused.returncode == 2 and "--plot" in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
+    write(tmp_path)  # tune.toml again, without its grid
+    no_grid = subprocess.run([*run, "--power", str(tmp_path / "p.png")], capture_output=True, text=True, timeout=120, cwd=root)
+    assert no_grid.returncode == 2 and "tune.grid" in no_grid.stderr and "Traceback" not in no_grid.stderr, no_grid.stderr

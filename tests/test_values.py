@@ -8,7 +8,7 @@ import pytest
 from edge.platform.distributions import Const, Exponential
 from edge.platform.routes import RoutePattern, RouteTable
 from edge.scenario import config
-from edge.scenario.values import ArrivalProcess, Duration, Gate, Ratio, dec_hook, enc_hook
+from edge.scenario.values import ArrivalProcess, Duration, Gate, Ratio, ScaledDistribution, dec_hook, enc_hook
 from test_config import GOOD, error, load
 
 ROLLOUT = """
@@ -176,3 +176,25 @@ def test_decode_hook_rejects_what_it_does_not_know_and_encoding_gives_the_text_b
     values = [Duration("1m30s"), Ratio(0.5), ArrivalProcess("poisson(5/s)"), Gate.parse(" p99 latency < 1ms ")]
     assert msgspec.to_builtins(values, enc_hook=enc_hook) == ["1m30s", 0.5, "poisson(5/s)", "p99 latency < 1ms"]
     assert [dec_hook(type(v), enc_hook(v)) for v in values] == values
+
+
+@pytest.mark.parametrize(
+    "raw, factor",
+    [("x1", 1.0), ("x1.5", 1.5), ("x 3", 3.0), ("x0.001", 0.001), ("x1000", 1000.0), ("x1e3", 1000.0)],
+)
+def test_a_factor_is_a_positive_number_up_to_the_limit(raw, factor):
+    value = ScaledDistribution(raw)
+    assert (value.factor, value.distribution) == (factor, None)
+    assert value.applied_to(Exponential(0.002)) == Exponential(0.002 * factor)
+
+
+@pytest.mark.parametrize("raw", ["x0", "x-1", "x1000.001", "x1e309", "xinf", "xnan", "x", "xfast", "x-0"])
+def test_a_factor_outside_the_limits_is_refused(raw):
+    with pytest.raises(ValueError, match=r'"xN" with 0 < N <= 1000'):
+        ScaledDistribution(raw)
+
+
+def test_a_scaled_distribution_may_be_written_out():
+    value = ScaledDistribution("lognormal(p50=2ms, p99=15ms)")
+    assert value.factor is None and value.applied_to(Exponential(1.0)) == value.distribution
+    assert str(value.distribution) == "lognormal(p50=2ms, p99=15ms)"

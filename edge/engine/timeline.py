@@ -19,8 +19,10 @@ import msgspec
 
 from actors.environment import EnvironmentActor, Faults
 from edge.scenario import config
+from edge.scenario.values import DurationDistribution, ScaledDistribution
 from edge.platform.clock import ModelClock
 from edge.engine.topology import Topology
+from edge.platform.distributions import Distribution
 from edge.platform.versions import VersionError
 from edge.platform.workers import ModelWorker
 
@@ -61,26 +63,35 @@ def change_behaviour(actor: EnvironmentActor, event: config.TimelineEvent | conf
     }
     if not changes:
         return ""
-    latency = None if event.latency is None else event.latency.distribution
-    cpu = None if event.cpu is None else event.cpu.distribution
     errors = None if event.errors is None else event.errors.fraction
     worker = actor.worker
     if isinstance(worker, ModelWorker):
         # A changed copy: calls in flight finish on the model (the version) they began with.
         worker = actor.worker = copy.copy(worker)
-        if latency is not None:
-            worker.latency = latency
-        if cpu is not None:
-            worker.cpu = cpu
+        if event.latency is not None:
+            worker.latency = _replacing(event.latency, worker.latency)
+        if event.cpu is not None:
+            worker.cpu = _replacing(event.cpu, worker.cpu)
         if errors is not None:
             worker.errors = errors
     else:
+        latency = None if event.latency is None else _replacing(event.latency, None)
+        cpu = None if event.cpu is None else _replacing(event.cpu, None)
         faults = actor.faults or Faults()
         faults.latency = latency if latency is not None else faults.latency
         faults.cpu = cpu if cpu is not None else faults.cpu
         faults.errors = errors if errors is not None else faults.errors
         actor.faults = faults
     return ", ".join(f"{name} {value}" for name, value in changes.items())
+
+
+def _replacing(value: DurationDistribution | ScaledDistribution, current: Distribution | None) -> Distribution:
+    """The distribution ``value`` puts in place of ``current``: a factor ("x3") scales it. Code
+    has no distribution to scale; ``checks.check_tuned_service`` refuses a factor for it."""
+    if isinstance(value, ScaledDistribution):
+        assert value.factor is None or current is not None
+        return value.applied_to(current)  # type: ignore[arg-type]
+    return value.distribution
 
 
 def _crash(event: config.TimelineEvent, topology: Topology, clock: ModelClock) -> str:

@@ -232,3 +232,42 @@ def write_tune_plot(result: Any, path: str | Path) -> None:
     figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
     plt.close(figure)
     write_output(path, buffer.getvalue())
+
+
+def write_power_plot(result: Any, path: str | Path) -> None:
+    """``edge tune --power``: each schedule's P(caught) and time to rollback as the bug grows, with
+    their intervals, the target P(caught) as a line and each schedule's false rollbacks in its label."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (caught, time) = plt.subplots(1, 2, figsize=(14, 5.5))
+    figure.suptitle(f"edge tune --power: {result.scenario}, rollout of {result.service} ({result.replications} replications per point; "
+                    f"{result.confidence:.0%} intervals)")
+    axis = {"errors": "bad canary's error ratio (%)", "latency": "bad canary's latency factor", "cpu": "bad canary's CPU factor"}[result.kind]
+    scale = 100.0 if result.kind == "errors" else 1.0
+    for index, curve in enumerate(result.curves):
+        label = f"#{index} (false rollback {curve.false_rollback.value:.0%})" if curve.false_rollback.value is not None else f"#{index}"
+        xs = [p.size * scale for p in curve.points]
+        bars = [_bar(p.caught, 100.0) or [[0.0], [0.0]] for p in curve.points]
+        caught.errorbar(xs, [p.caught.value * 100 for p in curve.points], yerr=[[b[0][0] for b in bars], [b[1][0] for b in bars]],
+                        fmt="o-", color=f"C{index}", capsize=3, label=label)
+        timed = [(x, p.time_to_rollback_s) for x, p in zip(xs, curve.points) if p.time_to_rollback_s.value is not None]
+        if timed:
+            bars = [_bar(e, 1.0) or [[0.0], [0.0]] for _, e in timed]
+            time.errorbar([x for x, _ in timed], [e.value for _, e in timed], yerr=[[b[0][0] for b in bars], [b[1][0] for b in bars]],
+                          fmt="o-", color=f"C{index}", capsize=3, label=f"#{index}")
+    caught.axhline(result.target * 100, color="grey", linestyle="--", label=f"target {result.target:.0%}")
+    caught.set_ylabel("rolled back (%)")
+    time.set_ylabel("seconds to rollback (when caught)")
+    for ax in (caught, time):
+        ax.set_xlabel(axis)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    figure.text(0.01, 0.01, "Numbers: the table's rows.", fontsize=8)
+    figure.tight_layout(rect=(0, 0.03, 1, 1))
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
+    plt.close(figure)
+    write_output(path, buffer.getvalue())

@@ -17,7 +17,7 @@ from edge.platform.versions import Version, VersionError, VersionHistory
 from edge.scenario.values import GATE_SUBJECT
 from edge.scenario.config import (
     ConfigError, ConfigErrors, Environment, LoadedScenario, Scenario, Service, TimelineEvent, environment_routes, environments_of,
-    gateway_of, group_name, is_model, is_public, threshold_rules,
+    gateway_of, group_name, is_model, is_public, threshold_rules, tuned_service,
 )
 
 
@@ -341,6 +341,22 @@ def check_tuned_service(loaded: LoadedScenario) -> None:
         raise ConfigError(loaded.file, "tune.service", f"expected the service to tune, one of {', '.join(with_rollout)}")
     if tune.service is not None and tune.service not in with_rollout:
         raise ConfigError(loaded.file, "tune.service", f"expected a service with a rollout ({', '.join(with_rollout)}), got {tune.service!r}")
+    service = tuned_service(loaded.spec)
+    assert service.rollout is not None
+    canary = environments_of(service).get(service.rollout.canary)
+    if canary is None or (is_model(service, canary) and gateway_of(service, canary) is None):  # no canary: check_rollout_environments says so
+        return
+    for hypothesis in ("bad", "good"):  # a factor scales a model's distribution; code has none
+        behaviour = getattr(tune, hypothesis)
+        for field in ("latency", "cpu"):
+            value = None if behaviour is None else getattr(behaviour, field)
+            if value is not None and value.factor is not None:
+                raise ConfigError(loaded.file, f"tune.{hypothesis}.{field}", (
+                    f'expected a distribution: a factor ("{value.raw}") scales a synthetic model\'s, and '
+                    f"{service.name}@{service.rollout.canary} runs code"))
+    if tune.grid is not None and tune.grid.kind != "errors":
+        raise ConfigError(loaded.file, f"tune.grid.{tune.grid.kind}", (
+            f"expected errors: a factor scales a synthetic model's distribution, and {service.name}@{service.rollout.canary} runs code"))
 
 
 def check_threshold_subjects(loaded: LoadedScenario) -> None:

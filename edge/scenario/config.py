@@ -33,7 +33,7 @@ from edge.scenario.gateway import Gateway
 from edge.scenario.replay import FORMATS as REPLAY_FORMATS, MAX_REPLAY_BYTES, Replay, ReplayError, format_of, parse as parse_replay
 from edge.scenario.thresholds import Threshold, parse_threshold
 from edge.scenario.values import (
-    ArrivalProcess, Duration, DurationDistribution, Gate, HeaderValue, Ratio, Rate, SizeDistribution, Target, dec_hook, enc_hook,
+    ArrivalProcess, Duration, DurationDistribution, Gate, HeaderValue, Ratio, Rate, ScaledDistribution, SizeDistribution, Target, dec_hook, enc_hook,
 )
 
 Number = int | float
@@ -666,10 +666,12 @@ class Behaviour(msgspec.Struct, forbid_unknown_fields=True):
 
     errors: Ratio | None = None
     """The share of the canary's calls answered 500."""
-    latency: DurationDistribution | None = None
-    """The canary's latency (a synthetic model's, or an extra wait before its code runs)."""
-    cpu: DurationDistribution | None = None
-    """The canary's CPU per call (a model's, or extra CPU before its code runs)."""
+    latency: ScaledDistribution | None = None
+    """The canary's latency (a synthetic model's, or an extra wait before its code runs), or
+    "xN": N times its model's (a latency bug of the same shape; a synthetic model only)."""
+    cpu: ScaledDistribution | None = None
+    """The canary's CPU per call (a model's, or extra CPU before its code runs), or "xN": N times
+    its model's (a synthetic model only)."""
 
 
 class TuneLimits(msgspec.Struct, forbid_unknown_fields=True):
@@ -681,6 +683,51 @@ class TuneLimits(msgspec.Struct, forbid_unknown_fields=True):
     """At least this probability of rolling back a bad one."""
     errors_seen: int | None = None
     """At most this many requests (on average) answered with a canary's error, after fallbacks."""
+
+
+class PowerGrid(msgspec.Struct, forbid_unknown_fields=True):
+    """``edge tune --power``: bugs of growing size, one kind, each a hypothesis of its own."""
+
+    errors: Annotated[list[Ratio], Entries] = []
+    """Error ratios of the bad canary, e.g. ["0.2%", "0.5%", "1%", "2%"]."""
+    latency: Annotated[list[ScaledDistribution], Entries] = []
+    """Latency factors of the bad canary's model, e.g. ["x1", "x1.5", "x2", "x3"]."""
+    cpu: Annotated[list[ScaledDistribution], Entries] = []
+    """CPU factors of the bad canary's model, e.g. ["x1", "x2", "x4"]."""
+    replications: int = 40
+    """Replications of every schedule at every point (and under a good canary)."""
+
+    def __post_init__(self) -> None:
+        given = [name for name in ("errors", "latency", "cpu") if getattr(self, name)]
+        if len(given) != 1:
+            raise ValueError(f"@errors: expected exactly one of errors, latency or cpu (a curve has one axis), got {len(given)}")
+        for name in ("latency", "cpu"):
+            for index, value in enumerate(getattr(self, name)):
+                if value.factor is None:
+                    raise ValueError(f'@{name}[{index}]: expected a factor like "x1.5" (a curve needs sizes to order), got {value.raw!r}')
+        sizes = self.sizes
+        for index in range(1, len(sizes)):
+            if sizes[index] <= sizes[index - 1]:
+                raise ValueError(f"@{self.kind}[{index}]: expected bugs that grow, got {self.bugs[index]} after {self.bugs[index - 1]}")
+        if self.replications < 2:
+            raise ValueError(f"@replications: expected at least 2 (for a confidence interval), got {self.replications}")
+
+    @property
+    def kind(self) -> str:
+        return "errors" if self.errors else ("latency" if self.latency else "cpu")
+
+    @property
+    def bugs(self) -> list[str]:
+        return [str(v) for v in getattr(self, self.kind)]
+
+    @property
+    def sizes(self) -> list[float]:
+        """Each bug's size: an error ratio, or a factor."""
+        return [v.fraction if isinstance(v, Ratio) else v.factor for v in getattr(self, self.kind)]
+
+    def behaviour(self, index: int) -> Behaviour:
+        """The bad canary at point ``index``: that bug alone."""
+        return Behaviour(**{self.kind: getattr(self, self.kind)[index]})
 
 
 class Tune(msgspec.Struct, forbid_unknown_fields=True):
@@ -701,6 +748,9 @@ class Tune(msgspec.Struct, forbid_unknown_fields=True):
     run stops earlier once its recommendation is decided."""
     limits: TuneLimits = msgspec.field(default_factory=TuneLimits)
     """What a schedule must achieve to be recommended (false rollbacks, catches, errors seen)."""
+    grid: PowerGrid | None = None
+    """Bugs of growing size for ``edge tune --power``: each schedule's P(caught) and time to
+    rollback at every point, and the smallest bug it catches with probability ``limits.caught``."""
 
     def __post_init__(self) -> None:
         if self.replications < 2:

@@ -87,6 +87,39 @@ class DurationDistribution(Value):
         self.distribution: Distribution = parse_distribution(raw, unit=self.unit)
 
 
+MAX_FACTOR = 1000.0
+"""The largest "xN": far past any gate already, and small enough that no scaled draw overflows."""
+
+
+class ScaledDistribution(Value):
+    """A duration distribution as written, or "xN": N times the one in place (a canary "x3" slower
+    than its model, with the same shape). 0 < N <= ``MAX_FACTOR``: "x1" is no change (the control
+    of a power curve), "x0.5" a faster canary; "x0" is refused (a lognormal cannot be scaled to
+    nothing: write "0s" for no wait)."""
+
+    __slots__ = ("factor", "distribution")
+
+    def __init__(self, raw: Raw) -> None:
+        super().__init__(raw)
+        self.factor: float | None = None
+        self.distribution: Distribution | None = None
+        if isinstance(raw, str) and raw.strip().startswith("x"):
+            number = raw.strip()[1:].strip()
+            try:
+                factor = float(number)
+            except ValueError:
+                factor = float("nan")
+            if not 0 < factor <= MAX_FACTOR:  # NaN fails too
+                raise ValueError(f'expected a factor "xN" with 0 < N <= {MAX_FACTOR:g} (e.g. "x1.5"), or a distribution, got {raw!r}')
+            self.factor = factor
+        else:
+            self.distribution = parse_distribution(raw, unit="duration")
+
+    def applied_to(self, current: Distribution) -> Distribution:
+        """What replaces ``current``: the distribution written, or ``current`` scaled."""
+        return current.scaled(self.factor) if self.factor is not None else self.distribution  # type: ignore[return-value]
+
+
 class SizeDistribution(DurationDistribution):
     """A random size in bytes ("exp(2KiB)"); a bare size is a constant."""
 
@@ -177,6 +210,7 @@ _PARSERS: dict[type, Callable[[Any], Any]] = {
     Ratio: Ratio,
     DurationDistribution: DurationDistribution,
     SizeDistribution: SizeDistribution,
+    ScaledDistribution: ScaledDistribution,
     ArrivalProcess: ArrivalProcess,
     Target: Target,
     HeaderValue: HeaderValue,

@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from edge.tune.intervals import Estimate
+from edge.tune.power import PowerResult
 from edge.tune.results import CandidateResult, TuneResult
 
 WIDTH = 120
@@ -83,3 +84,27 @@ def print_table(result: TuneResult, console: Console | None = None) -> None:
         console.print(f"leading: [bold]#{result.recommended}[/bold], on the estimates; not decided ({why}). Open:")
     for line in result.undecided:
         console.print(f"  {escape(line)}")
+
+
+def print_power_table(result: PowerResult, console: Console | None = None) -> None:
+    """P(caught) per schedule and bug (points only: the intervals are in ``--json`` and the plot),
+    false rollbacks, and the smallest bug caught at the target."""
+    if console is None:
+        console = Console(width=min(Console().width, WIDTH)) if sys.stdout.isatty() else Console(width=WIDTH)
+    table = Table(
+        title=f"edge tune --power: {result.scenario}, rollout of {result.service}: {result.replications} replications per point; "
+        f"P(caught) as the {result.kind} bug grows",
+        title_justify="left",
+    )
+    table.add_column("#")
+    for point in result.curves[0].points:
+        table.add_column(escape(point.bug), justify="right")
+    for column in ("false rollback", f"caught ≥ {result.target:.0%} from", f"surely ({result.confidence:.0%})"):
+        table.add_column(column, justify="right")
+    for index, curve in enumerate(result.curves):
+        cells = [_percent(p.caught.value) if p.caught.value is not None else "—" for p in curve.points]
+        table.add_row(str(index), *cells, shown(curve.false_rollback, percent=True),
+                      escape(curve.smallest_caught or "none"), escape(curve.smallest_surely_caught or "none"))
+    console.print(table)
+    for index, curve in enumerate(result.curves):
+        console.print(f"  #{index}  {escape(curve.schedule)}")

@@ -86,7 +86,7 @@ def replicate(task: Task) -> Replication:
         thresholds=[],
     )
     run_loaded = msgspec.structs.replace(loaded, spec=spec)
-    behaviour = tune.bad if task.hypothesis == "bad" else tune.good
+    behaviour = hypothesis_behaviour(tune, task.hypothesis)
 
     def setup(topology, front, clock) -> None:
         canary = topology.environments[f"{service.name}@{rollout.canary}"]
@@ -107,6 +107,23 @@ def replicate(task: Task) -> Replication:
         canary_requests=r.canary_requests, canary_errors_seen=router.effective[rollout.canary].errors,
         canary_errors=r.canary_errors, retries=sum(router.retries.values()),
     )
+
+
+def hypothesis_behaviour(tune: config.Tune, hypothesis: str) -> config.Behaviour | None:
+    """The canary under "bad", "good" or "grid N" (point N of ``edge tune --power``'s curve)."""
+    if hypothesis.startswith("grid "):
+        assert tune.grid is not None
+        return tune.grid.behaviour(int(hypothesis.removeprefix("grid ")))
+    return tune.bad if hypothesis == "bad" else tune.good
+
+
+def schedule_label(loaded: config.LoadedScenario, index: int, rollout: config.Rollout) -> str:
+    """"1/5/25 every 1m; SPRT 0.1%/0.5%": the steps and the candidate's own settings."""
+    tune = loaded.spec.tune
+    assert tune is not None
+    steps = [float(s.weight) for s in config.rollout_steps(rollout)]
+    extras = {k: v for k, v in (tune.candidates[index] if tune.candidates else {}).items() if k not in config.SCHEDULE_FIELDS}
+    return f"{'/'.join(f'{w:g}' for w in steps)} every {rollout.interval}" + "".join(f"; {_shown(k, v)}" for k, v in extras.items())
 
 
 def _check_every(rollout: config.Rollout) -> float:
@@ -164,9 +181,11 @@ def wald_expected_requests(p0: float, p1: float, alpha: float, beta: float) -> f
 
 
 def _shown(field: str, value: object) -> str:
-    """A candidate's own setting, compactly: "sequential 0.1%/0.5%", "gates error ratio < 0.5%"."""
+    """A candidate's own setting, compactly: "SPRT 0.1%/0.5%", "Mann-Whitney at 0.01", "gates error ratio < 0.5%"."""
     if field == "sequential" and isinstance(value, dict):
         return f"SPRT {value.get('p0')}/{value.get('p1')}"
+    if field == "compare" and isinstance(value, dict):
+        return f"Mann-Whitney at {value.get('alpha', config.Compare().alpha)}"
     if isinstance(value, list):
         return f"{field.replace('_', ' ')} {', '.join(map(str, value))}"
     return f"{field.replace('_', ' ')} {value}"
@@ -201,14 +220,13 @@ def summarise(loaded: config.LoadedScenario, replications: list[Replication], se
             closed = rounded(wald_expected_requests(s.p0.fraction, s.p1.fraction, float(s.alpha), float(s.beta)))
         elif rates is not None:
             closed = rounded(fixed_sample_requests(*rates))
-        extras = {k: v for k, v in (tune.candidates[index] if tune.candidates else {}).items() if k not in config.SCHEDULE_FIELDS}
 
         def average(field: int, values: list[float]):
             # Each mean resamples from its own stream: a function of the seed, the schedule and the figure.
             return mean(values, confidence, (seed, index, field))
 
         result = CandidateResult(
-            schedule=f"{'/'.join(f'{w:g}' for w in steps)} every {rollout.interval}" + "".join(f"; {_shown(k, v)}" for k, v in extras.items()),
+            schedule=schedule_label(loaded, index, rollout),
             steps=steps, interval_s=rollout.interval.seconds, replications=len(good), dropped=None, dropped_after=None, paused=None,
             caught=proportion(len(caught), len(bad), confidence),
             time_to_rollback_s=average(0, [r.ended_at_s for r in caught if r.ended_at_s is not None]),
