@@ -39,19 +39,20 @@ def write_plots(report: Report, directory: str | Path) -> list[Path]:
         figures.insert(2, ("canary.png", _canary))
     written = []
     for name, draw in figures:
-        figure = draw(report)
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
-        _close(figure)
-        write_output(directory / name, buffer.getvalue())
+        _save(draw(report), directory / name)
         written.append(directory / name)
     return written
 
 
-def _close(figure: Any) -> None:
+def _save(figure: Any, path: str | Path) -> None:
+    """Write ``figure`` as a PNG, whole or not at all, with no timestamp or version in its metadata
+    (the same run draws the same bytes), and free it."""
     import matplotlib.pyplot as plt
 
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
     plt.close(figure)
+    write_output(path, buffer.getvalue())
 
 
 class _Axis:
@@ -228,10 +229,7 @@ def write_tune_plot(result: Any, path: str | Path) -> None:
         ax.grid(True, alpha=0.3)
     figure.text(0.01, 0.01, "green: recommended; blue: meets the limits; red: does not. Numbers: the table's rows.", fontsize=8)
     figure.tight_layout(rect=(0, 0.03, 1, 1))
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
-    plt.close(figure)
-    write_output(path, buffer.getvalue())
+    _save(figure, path)
 
 
 def write_power_plot(result: Any, path: str | Path) -> None:
@@ -267,7 +265,4 @@ def write_power_plot(result: Any, path: str | Path) -> None:
         ax.legend(fontsize=8)
     figure.text(0.01, 0.01, "Numbers: the table's rows.", fontsize=8)
     figure.tight_layout(rect=(0, 0.03, 1, 1))
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
-    plt.close(figure)
-    write_output(path, buffer.getvalue())
+    _save(figure, path)
