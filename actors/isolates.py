@@ -69,8 +69,11 @@ class WarmIsolates:
     def put_back(self) -> None:
         """A call ended: its isolate is idle and warm from now."""
         key = next(self._keys)
-        self._cache[key] = None
-        self._idle.append(key)
+        cache, idle = self._cache, self._idle
+        cache[key] = None
+        idle.append(key)
+        if len(idle) > 2 * len(cache) + 16:  # dropped keys pile up below the live ones: prune, amortised O(1)
+            idle[:] = [k for k in idle if k in cache]
 
     def clear(self) -> None:
         """Every isolate is gone (a restart, not an eviction: not counted)."""

@@ -128,3 +128,15 @@ def test_max_isolates_below_one_is_refused_with_its_path(tmp_path, capsys, extra
     assert cli.main(["check", str(scenario)]) == 2
     err = capsys.readouterr().err
     assert f"{scenario}: {path}" in err and expected in err, err
+
+
+def test_keys_of_evicted_isolates_do_not_pile_up():
+    """Each eviction leaves a key on the stack of idle keys, under the live ones; they are pruned,
+    so a long live run's memory does not grow with its evictions."""
+    isolates = WarmIsolates(2, 300.0, lambda: 0.0)
+    for _ in range(10_000):
+        isolates.put_back()  # two calls end, one starts: one isolate more than the capacity each time
+        isolates.put_back()
+        isolates.take()
+    assert isolates.evictions()["capacity"] == 9_999
+    assert len(isolates._idle) <= 2 * 2 + 16 + 1
