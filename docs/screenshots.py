@@ -1,12 +1,14 @@
-"""Regenerates the README's pictures, docs/screenshots/*.png, with the browser tests' own helpers
-(tests/browser.py: headless Chromium) and their setups: a real `edge serve` under traffic, an
-`edge run --html` report, and Prometheus serving the console pages over a backfilled run.
+"""Regenerates the README's pictures, docs/screenshots/*.png: the pages, with the browser tests' own
+helpers (tests/browser.py: headless Chromium) and their setups (a real `edge serve` under traffic,
+an `edge run --html` report, Prometheus serving the console pages over a backfilled run), and the
+worked example's power curves (`edge tune --power`, about 9 minutes on two cores).
 
-    python docs/screenshots.py      # needs chromium, chromium-driver and prometheus (as the tests)
+    python docs/screenshots.py [pages|tune-power]   # pages need chromium, chromium-driver and prometheus
 """
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +27,23 @@ OUT = ROOT / "docs" / "screenshots"
 
 
 def main() -> None:
+    wanted = sys.argv[1:] or ["pages", "tune-power"]
     OUT.mkdir(exist_ok=True)
+    if "pages" in wanted:
+        pages()
+    if "tune-power" in wanted:
+        tune_power()
+
+
+def tune_power() -> None:
+    """The README's power curves: the worked example's grid, as a user would run it."""
+    out = OUT / "tune-power.png"
+    subprocess.run([sys.executable, "-m", "edge.cli", "tune", str(ROOT / "scenarios" / "tune-canary.toml"), "--power", str(out)],
+                   cwd=ROOT, check=True)
+    print(out)
+
+
+def pages() -> None:
     with tempfile.TemporaryDirectory() as tmp, chromium() as browser:
         work = Path(tmp)
         (work / "scenario.toml").write_text(SCENARIO)

@@ -245,9 +245,18 @@ def write_power_plot(result: Any, path: str | Path) -> None:
                     f"{result.confidence:.0%} intervals)")
     axis = {"errors": "bad canary's error ratio (%)", "latency": "bad canary's latency factor", "cpu": "bad canary's CPU factor"}[result.kind]
     scale = 100.0 if result.kind == "errors" else 1.0
+    sizes = sorted({p.size * scale for curve in result.curves for p in curve.points})
+    # A grid is usually geometric (0.2, 0.5, 1, 2%): a log axis spaces it evenly. Schedules that
+    # agree at a point would hide one another: each is drawn a little to the side of the point.
+    geometric = sizes[0] > 0 and sizes[-1] >= 4 * sizes[0]
+    middle = (len(result.curves) - 1) / 2
     for index, curve in enumerate(result.curves):
         label = f"#{index} (false rollback {curve.false_rollback.value:.0%})" if curve.false_rollback.value is not None else f"#{index}"
-        xs = [p.size * scale for p in curve.points]
+        side = index - middle
+        if geometric:
+            xs = [p.size * scale * 1.025 ** side for p in curve.points]
+        else:
+            xs = [p.size * scale + side * 0.006 * (sizes[-1] - sizes[0]) for p in curve.points]
         bars = [_bar(p.caught, 100.0) or [[0.0], [0.0]] for p in curve.points]
         caught.errorbar(xs, [p.caught.value * 100 for p in curve.points], yerr=[[b[0][0] for b in bars], [b[1][0] for b in bars]],
                         fmt="o-", color=f"C{index}", capsize=3, label=label)
@@ -260,9 +269,13 @@ def write_power_plot(result: Any, path: str | Path) -> None:
     caught.set_ylabel("rolled back (%)")
     time.set_ylabel("seconds to rollback (when caught)")
     for ax in (caught, time):
+        if geometric:
+            ax.set_xscale("log")
+            ax.minorticks_off()
+        ax.set_xticks(sizes, [f"{size:g}" for size in sizes])
         ax.set_xlabel(axis)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
-    figure.text(0.01, 0.01, "Numbers: the table's rows.", fontsize=8)
+    figure.text(0.01, 0.01, "#N: the table's rows; schedules are drawn slightly apart where they agree.", fontsize=8)
     figure.tight_layout(rect=(0, 0.03, 1, 1))
     _save(figure, path)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
@@ -148,28 +147,21 @@ def run_tasks(all_tasks: list[Task], executor: Executor | None, done: Callable[[
     """Every replication, on ``executor`` (None: in this process), in the tasks' order."""
     if executor is None:
         mapped: Iterable[Replication] = map(replicate, all_tasks)
-    else:  # a few chunks per worker: fewer round trips, and the last ones still balance
-        size = max(1, len(all_tasks) // (8 * (os.cpu_count() or 1)))
-        # Submitted and read in order, never cancelled here (``Executor.map`` cancels what is left
-        # when interrupted): on Ctrl-C the command stops the pool's processes and the broken pool
-        # fails what was pending; a cancel racing with that makes Python 3.11's pool thread print
-        # an InvalidStateError traceback.
-        futures = [executor.submit(replicate_chunk, all_tasks[i : i + size]) for i in range(0, len(all_tasks), size)]
-        mapped = (result for future in futures for result in future.result())
+    else:
+        # One replication per submission: a replication takes seconds, a round trip a millisecond,
+        # and a cluster of any size is kept busy to the end of the round (chunks sized by this
+        # machine's cores left most of a large cluster idle). Submitted and read in order, never
+        # cancelled here (``Executor.map`` cancels what is left when interrupted): on Ctrl-C the
+        # command stops the pool's processes and the broken pool fails what was pending; a cancel
+        # racing with that makes Python 3.11's pool thread print an InvalidStateError traceback.
+        futures = [executor.submit(replicate, task) for task in all_tasks]
+        mapped = (future.result() for future in futures)
     results = []
     for result in mapped:
         results.append(result)
         if done is not None:
             done()
     return results
-
-
-def replicate_chunk(chunk: list[Task]) -> list[Replication]:
-    """Several replications in one round trip to a worker process."""
-    return [replicate(task) for task in chunk]
-
-
-# -- statistics --------------------------------------------------------------------------------
 
 
 def wald_expected_requests(p0: float, p1: float, alpha: float, beta: float) -> float:
