@@ -31,18 +31,18 @@ import outcome
 import trio
 from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
 
+from actors.context import Context, LiveContext, MeteredContext, Pacing
 from actors.isolates import WarmIsolates
 from actors.mailbox import Call, Mailbox, RpcFailure, ask
 from actors.synthetic import SyntheticCalls
 from edge.platform import fibers, redact, watchdog
 from edge.platform.clock import ModelClock
-from edge.platform.cpu import CorePool, CpuAccount, CpuLimitExceeded, InvocationLimitExceeded, metered
+from edge.platform.cpu import CorePool, CpuLimitExceeded, InvocationLimitExceeded, metered
 from edge.platform.distributions import Distribution
 from edge.platform.errors import CLIENT_CLOSED, CPU_LIMIT, ERROR_HEADER, SHED, STALLED, UNAVAILABLE, WORKER_EXCEPTION, platform_error
 from edge.platform.fetch import Request, Response, checked_response
 from edge.metrics.histogram import LogHistogram
 from edge.metrics.recorders import RunMetrics, status_class
-from edge.platform.units import parse_duration
 from edge.platform.versions import Version, VersionHistory
 from edge.platform.workers import ModelWorker, WorkerCode
 
@@ -63,113 +63,6 @@ class RpcError(Exception):
         self.status = status
         self.code = code
         self.detail = message if detail is None else detail
-
-
-@functools.lru_cache(maxsize=1024)
-def _parse_seconds(text: str) -> float:
-    return parse_duration(text)
-
-
-def seconds(amount: float | int | str) -> float:
-    """Worker code may say ``ctx.cpu("2ms")`` or ``ctx.cpu(0.002)``."""
-    return _parse_seconds(amount) if isinstance(amount, str) else float(amount)
-
-
-class Context:
-    """``ctx`` for worker code: what the current call costs, and its random stream."""
-
-    __slots__ = ("_actor", "account", "random")
-
-    def __init__(self, actor: EnvironmentActor) -> None:
-        self._actor = actor
-        self.account: CpuAccount | None = None
-        self.random: random.Random = actor.rng
-
-    def cpu(self, amount: float | int | str) -> Awaitable[None]:
-        """Spend CPU on one of the node's cores, charged to the top-level request's budget."""
-        wanted = seconds(amount)
-        actor = self._actor
-        account = self.account
-        assert account is not None, "ctx.cpu() outside a call"
-        granted = account.charge(wanted, actor.key)
-        actor.stats.cpu_seconds += granted
-        fiber = fibers.current
-        if fiber is not None and 0 < granted == wanted and actor.cores.take():
-            # The common case in virtual time, without a coroutine of its own: the timer that
-            # ends the work gives the core back and resumes the worker (``_off_core``).
-            actor.clock.call_later(granted, _off_core, actor.cores, granted, fiber)
-            return fibers.suspend()
-        return self._cpu(wanted, granted)
-
-    async def _cpu(self, wanted: float, granted: float) -> None:
-        if granted > 0:
-            await self._actor.cores.run(granted)
-        if granted < wanted:
-            account = self.account
-            assert account is not None
-            raise CpuLimitExceeded(account.used, account.limit)
-
-    def sleep(self, amount: float | int | str) -> Awaitable[None]:
-        """Wait without using CPU (storage, an origin, a timer).
-
-        Hands back the clock's own coroutine rather than wrapping it in another: one frame less on
-        a path every worker takes.
-        """
-        return self._actor.clock.sleep(seconds(amount))
-
-    def now(self) -> float:
-        return self._actor.clock.now()
-
-
-class MeteredContext(Context):
-    """``ctx`` of a slot whose worker's real CPU is measured too (live; virtual time with
-    ``measure_cpu``), and the ``cpu.Meter`` of its calls.
-
-    One call is charged the larger of the CPU its worker declared (``ctx.cpu``) and the CPU it
-    measurably burnt (``cpu.metered``), never both: a declaration says what the work costs on the
-    platform, and the Python that stands in for that work must not pay for it a second time,
-    while a worker that burns more than it declares pays for what it burns. Declared CPU still
-    holds a model core for its whole duration (simulated time); measured CPU only counts against
-    the budget, since it has already taken its real time.
-    """
-
-    __slots__ = ("declared", "measured")
-
-    def __init__(self, actor: EnvironmentActor) -> None:
-        super().__init__(actor)
-        self.declared = 0.0
-        self.measured = 0.0
-
-    def cpu(self, amount: float | int | str) -> Awaitable[None]:
-        wanted = seconds(amount)
-        account = self.account
-        assert account is not None, "ctx.cpu() outside a call"
-        before = max(self.declared, self.measured)
-        self.declared += wanted
-        due = max(self.declared, self.measured) - before
-        granted = account.charge(due, self._actor.key)  # raises if the budget is already gone
-        self._actor.stats.cpu_seconds += granted
-        return self._cpu(wanted, wanted - (due - granted))  # short of the budget: held only so long, then raises
-
-    def left(self) -> float:
-        account = self.account
-        assert account is not None
-        return account.limit - account.used + max(self.declared - self.measured, 0.0)
-
-    def charge(self, seconds: float) -> None:
-        account = self.account
-        if account is None or account.exceeded_at is not None:
-            return
-        before = max(self.declared, self.measured)
-        self.measured += seconds
-        due = max(self.declared, self.measured) - before
-        if due > 0:
-            self._actor.stats.cpu_seconds += account.charge(due, self._actor.key)
-
-
-def _off_core(cores: CorePool, seconds: float, fiber: fibers.Fiber) -> None:
-    cores.release(seconds)
-    fibers.step(fiber, None)
 
 
 class Env:
@@ -248,7 +141,10 @@ class Binding:
             served = call.served_by
             labels = (self._caller, self._name, served.service, served.environment, call.version, f"{key[2]}xx")
             hist = self._latency[key] = self._metrics.histogram(self._metrics.bindings, labels)
-        hist.observe(clock.now() - call.posted_at)
+        took = clock.now() - call.posted_at
+        hist.observe(took)
+        if self._ctx.paced:  # the hop back is the platform's overhead, not the callee's time
+            self._ctx.waited((call.answered_at or clock.now()) - call.posted_at)  # type: ignore[attr-defined]
         if call.routed_to is not None:  # through a router: what this caller got, by its first choice
             self._metrics.count_routed(self._target, call.routed_to, status)
         if account.exceeded_at is not None:
@@ -330,6 +226,7 @@ class EnvironmentActor:
             self.stats.isolate_evictions = self.isolates.evictions
         self.live = live  # real time: worker CPU is measured, and clients can hang up
         self.metering = live or measure_cpu  # a code worker's real CPU is charged (MeteredContext)
+        self.pacing = Pacing()  # live: what a call takes after its last wait (LiveContext, SyntheticCalls)
         self.faults: Faults | None = None  # injected by the timeline (code workers)
         self.tags: dict[str, str] = dict(tags or {})
         self.down = False  # crashed (timeline): new calls are refused until it restarts
@@ -482,11 +379,15 @@ class EnvironmentActor:
         stats.latency.observe(now - call.posted_at)
         stats.inflight -= 1
         call.served_by = self
+        call.answered_at = now
         call.on_reply(call, result)
 
     # -- code workers: slots ---------------------------------------------------------------
     def _new_slot(self) -> tuple[Context, Env]:
-        ctx = MeteredContext(self) if self.metering else Context(self)
+        if self.live:
+            ctx: Context = LiveContext(self, self.pacing)
+        else:
+            ctx = MeteredContext(self) if self.metering else Context(self)
         return ctx, self._new_env(ctx)
 
     def _new_env(self, ctx: Context) -> Env:
@@ -513,7 +414,7 @@ class EnvironmentActor:
         """
         cold = self.begin(call)
         if cold:
-            await self.clock.sleep(cold)
+            await ctx.sleep(cold)
         ctx.account = call.account
         metering = self.metering
         if metering:
@@ -544,6 +445,8 @@ class EnvironmentActor:
                 if call.account.exceeded:  # the worker caught the limit error and answered anyway
                     result = platform_error(CPU_LIMIT)
         ctx.account = None
+        if ctx.paced:
+            ctx.finished()  # type: ignore[attr-defined]
         self.finish(call, result)
 
     def _post_to_fiber(self, call: Call) -> Response | None:
@@ -587,13 +490,16 @@ class EnvironmentActor:
         much as the rest of a hop.
         """
         ctx, env = self._new_slot()
+        assert isinstance(ctx, LiveContext)
         config = self._config
-        receive = self.mailbox.receive
+        mailbox, now = self.mailbox, self.clock.now
         while True:
             running: Call | None = None
             with trio.CancelScope() as scope:
                 while True:
-                    call = await receive()
+                    queued = bool(mailbox.waiting)  # else an idle slot: the call comes straight here
+                    call = await mailbox.receive()
+                    ctx.start(now() if queued else call.posted_at)
                     if config != self._config:  # new vars or bindings since this slot's env was built
                         env, config = self._new_env(ctx), self._config
                     call.scope, running = scope, call

@@ -132,6 +132,7 @@ class Call:
         "kwargs",
         "on_reply",
         "posted_at",
+        "answered_at",
         "served_by",
         "version",
         "routed_to",
@@ -155,6 +156,7 @@ class Call:
         self.account = account
         self.on_reply = on_reply
         self.posted_at = posted_at
+        self.answered_at = 0.0  # when an environment answered it (0: none did), before the hop back
         self.method = method
         self.args = args
         self.kwargs = kwargs

@@ -26,11 +26,15 @@ if TYPE_CHECKING:
 class SyntheticCalls:
     """Serves one synthetic environment's calls on behalf of its actor."""
 
-    __slots__ = ("actor", "busy", "_body")
+    __slots__ = ("actor", "busy", "_body", "_pacing")
 
     def __init__(self, actor: EnvironmentActor) -> None:
         self.actor = actor
         self.busy = 0  # calls in service
+        # Live, a timer fires a little late (the event loop was busy), which virtual time never
+        # does: the final wait ends early by the running mean of that lateness (see
+        # ``actors.context.Pacing``), so that answers come when the model says, on average.
+        self._pacing = actor.pacing if actor.live else None
         self._body = SyntheticBody(actor.service, actor.environment, actor.version)
 
     def post(self, call: Call) -> Response | None:
@@ -80,9 +84,14 @@ class SyntheticCalls:
 
     def _wait(self, call: Call, worker: ModelWorker) -> None:
         actor = self.actor
-        actor.clock.call_later(worker.latency.sample(actor.rng), self._answer, call, worker)
+        wait = worker.latency.sample(actor.rng)
+        if self._pacing is not None:
+            wait = max(wait - self._pacing.tail, 0.0)
+        actor.clock.call_later(wait, self._answer, call, worker)
 
     def _answer(self, call: Call, worker: ModelWorker) -> None:
+        if self._pacing is not None:
+            self._pacing.observe(self.actor.clock.late())
         if self._body.version != call.version:  # a deploy, promotion or rollback since the last answer
             self._body = SyntheticBody(self.actor.service, self.actor.environment, call.version)
         self._done(call, worker.respond(self.actor.rng, self._body))

@@ -1,15 +1,16 @@
 """The same scenario live and in virtual time gives the same latencies (issue 13 item 7).
 
-A real ``edge serve --traffic`` against ``edge run``, through ``benchmarks/live_vs_virtual.py``, on
-the default scenario at 100 req/s. ``app@production`` is a synthetic model (a CPU step, then a
-lognormal wait): live, its latency is its two timers and nothing else, so it must agree with
-virtual time. As root the server runs under SCHED_FIFO, so that other jobs on a shared machine do
-not delay its wake-ups, and the bounds are tight: measured there, the clock that waits on a
-timerfd gave app 1.05x, gateway 1.21x and auth 0.32 ms (model 0.15), the one that rounded to
-epoll's millisecond 1.41x, 1.94x and 1.07 ms. Otherwise only the synthetic environment is held,
-loosely (1.18-1.46x with four CPU-bound processes beside it, against 1.5-1.9x before). Code
-workers also pay Python's per-hop cost (mailbox hand-overs, task switches), which virtual time
-does not charge: hence their looser bounds.
+A real ``edge serve --traffic`` against ``edge run``, through ``benchmarks/live_vs_virtual.py``.
+As root the server runs under SCHED_FIFO, so that other jobs on a shared machine do not delay its
+wake-ups, and the bounds are tight; otherwise only loose ones hold.
+
+On the default scenario at 100 req/s, measured under SCHED_FIFO: app (a synthetic model: a CPU
+step, then a lognormal wait) 1.02x, gateway 1.11x, auth 0.19 ms for its 0.15 ms model. Live calls
+are paced (``actors.context.LiveContext``, and the synthetic calls' last wait): what a call loses
+to Python and to late timers is taken out of the waits its model gives it. Before pacing: 1.08x,
+1.24x and 0.34 ms; with the clock that rounded to epoll's millisecond, 1.41x, 1.94x and 1.07 ms.
+What pacing cannot take back is a hop's hand-over when it alone is longer than the model (trio
+runs a woken slot in its next batch: 35-60 µs typically, hundreds at the tail): hence auth's bound.
 """
 
 from __future__ import annotations
@@ -38,8 +39,87 @@ def test_the_default_scenario_served_live_keeps_its_modelled_mean_latencies(tmp_
     for row in (app, gateway, auth):
         assert row["ratio"] >= 0.9, row  # live never beats the model: no wait is cut short
     if REALTIME:
-        assert app["ratio"] <= 1.2, app
-        assert gateway["ratio"] <= 1.6, gateway
-        assert auth["live_ms"] <= auth["virtual_ms"] + 0.5, auth
+        assert app["ratio"] <= 1.15, app
+        assert gateway["ratio"] <= 1.3, gateway
+        assert auth["live_ms"] <= auth["virtual_ms"] + 0.15, auth
     else:
         assert app["ratio"] <= 1.5, app
+
+
+PACED = """
+[scenario]
+name = "pacing"
+seed = 3
+cores = 8
+
+[[services]]
+name = "chain"                  # waits on a binding, then spends 1 ms of modelled CPU: 3 ms
+routes = ["chain.example.com/*"]
+worker = "chain.py"
+bindings = { SLOW = "slow" }
+
+[[services]]
+name = "busy"                   # 0.4 ms of Python, then 1 ms of modelled CPU: 1 ms
+routes = ["busy.example.com/*"]
+worker = "busy.py"
+
+[[services]]
+name = "heavy"                  # 1.5 ms of Python for 0.5 ms of modelled CPU
+routes = ["heavy.example.com/*"]
+worker = "heavy.py"
+
+[[services]]
+name = "slow"
+model = { cpu = "0us", latency = "const(2ms)", errors = 0 }
+
+[[traffic]]
+arrivals = "poisson(150/s)"
+requests = [  # heavy is rare: while it spins, the event loop is blocked and every timer waits
+  { weight = 45, method = "GET", url = "https://chain.example.com/" },
+  { weight = 45, method = "GET", url = "https://busy.example.com/" },
+  { weight = 10, method = "GET", url = "https://heavy.example.com/" },
+]
+"""
+
+SPIN = """
+import time
+
+from edge.platform.fetch import Response
+
+def spin(seconds):
+    until = time.perf_counter() + seconds
+    while time.perf_counter() < until:
+        pass
+"""
+
+WORKERS = {
+    "chain.py": "from edge.platform.fetch import Response\n\n\nasync def fetch(request, env, ctx):\n    await env.SLOW.fetch(request)\n    await ctx.cpu('1ms')\n    return Response('ok')\n",
+    "busy.py": SPIN + "\nasync def fetch(request, env, ctx):\n    spin(0.0004)\n    await ctx.cpu('1ms')\n    return Response('ok')\n",
+    "heavy.py": SPIN + "\nasync def fetch(request, env, ctx):\n    spin(0.0015)\n    await ctx.cpu('0.5ms')\n    return Response('ok')\n",
+}
+
+
+def test_a_live_call_pays_its_own_python_time_out_of_its_modelled_cpu_and_no_more(tmp_path):
+    """Pacing (``actors.context.LiveContext``): the Python a worker runs, and the platform's own
+    hand-overs, are taken out of the CPU the model gives it, so live keeps the model's mean: busy
+    (0.4 ms of Python inside a 1 ms model) takes 1 ms, not 1.4. A binding wait is the model's own
+    time and is not taken back (chain: 2 ms waited, then 1 ms of CPU, is 3 ms, not 2). And a
+    worker whose Python costs more than its model is never made faster than that Python (heavy)."""
+    scenario = tmp_path / "pacing.toml"
+    scenario.write_text(PACED)
+    for name, code in WORKERS.items():
+        (tmp_path / name).write_text(code)
+    out = tmp_path / "figures.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARK), str(scenario), "--seconds", "6", "--warmup", "2", "--json", str(out),
+         *(["--realtime"] if REALTIME else [])],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(out.read_text())["environments"]
+    chain, busy, heavy = rows["chain@production"], rows["busy@production"], rows["heavy@production"]
+    assert min(chain["live_calls"], busy["live_calls"]) >= 300 and heavy["live_calls"] >= 50  # ~400 and ~90
+    assert heavy["live_ms"] >= 1.5, heavy  # its own Python, which no pacing can take back
+    for row in (chain, busy):
+        assert row["ratio"] >= 0.9, row
+        assert row["ratio"] <= (1.1 if REALTIME else 1.3), row

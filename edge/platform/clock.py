@@ -41,6 +41,11 @@ class ModelClock:
     def call_later(self, seconds: float, fn: Callable[..., Any], *args: Any) -> None:
         raise NotImplementedError
 
+    def late(self) -> float:
+        """How long after its time the ``call_later`` callback being run was called: never, in
+        virtual time, where a timer's callback runs at its instant."""
+        return 0.0
+
 
 class VirtualClock(trio.abc.Clock, ModelClock):
     """A trio clock whose time only moves when nothing is left to do at the current instant.
@@ -250,6 +255,9 @@ class RealClock(ModelClock):
 
     def _start(self) -> float:
         return self._due if self._due is not None else trio.current_time()
+
+    def late(self) -> float:
+        return trio.current_time() - self._due if self._due is not None else 0.0
 
     def _push(self, entry: list[Any]) -> list[Any]:
         heapq.heappush(self._timers, entry)

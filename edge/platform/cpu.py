@@ -117,21 +117,25 @@ class CorePool:
     async def run(self, seconds: float) -> None:
         """Occupy one core for ``seconds`` of CPU time, waiting for a core if none is free."""
         if not self.take():
-            fiber = fibers.current
-            if fiber is not None:
-                wake = fiber.wake
-                self.wait(wake)
-                try:
-                    await fibers.suspend()  # woken holding the core that release() handed over
-                except GeneratorExit:  # closed while waiting: it holds no core
-                    self._waiting.remove(wake)
-                    raise
-            else:
-                await self._wait_as_task()
+            await self.queue()
         try:
             await self.clock.sleep(seconds)
         finally:
             self.release(seconds)
+
+    async def queue(self) -> None:
+        """Wait in line (FIFO) until ``release`` hands over a core; the caller holds it then."""
+        fiber = fibers.current
+        if fiber is not None:
+            wake = fiber.wake
+            self.wait(wake)
+            try:
+                await fibers.suspend()  # woken holding the core that release() handed over
+            except GeneratorExit:  # closed while waiting: it holds no core
+                self._waiting.remove(wake)
+                raise
+        else:
+            await self._wait_as_task()
 
     async def _wait_as_task(self) -> None:
         handover = functools.partial(reschedule, current_task())
