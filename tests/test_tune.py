@@ -200,6 +200,21 @@ def test_a_schedule_that_surely_fails_is_dropped_and_the_run_stops_once_decided(
     assert "ETA" in shown and "round 3: #0 seeds 12–19" in shown and "decided: #0" in shown
 
 
+def test_a_long_fixed_run_recommends_what_the_adaptive_run_decided_with_a_sixth_of_the_replications(tmp_path):
+    """The same example as above, replicated 60 times per schedule as a fixed run: the same
+    recommendation, on 180 replications where the adaptive run needed 25 (19 + 3 + 3)."""
+    slower = '{ steps = [10, 50, 100], interval = "1m" }'
+    three = TWO[: TWO.rindex("]")] + ", " + slower + "]"
+    loaded = config.load(write(tmp_path, candidates=three + "\n" + CLEAR_LIMITS, p1=0.2, rate=20, replications=60))
+    adaptive = tune(loaded, executor=None)
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        fixed = tune(loaded, budget=Budget(fixed=60), executor=pool)
+    spent = [sum(c.replications for c in run.candidates) for run in (adaptive, fixed)]
+    assert spent == [25, 180]
+    assert fixed.recommended == adaptive.recommended == 0 and adaptive.decided
+    assert [c.meets_limits for c in fixed.candidates] == [True, False, True]  # the slower one meets them, later
+
+
 def test_the_run_goes_to_the_budget_when_it_cannot_decide_and_says_what_is_open(tmp_path):
     # The same schedule twice: common random numbers make their replications identical, so
     # neither is ever surely faster than the other.
