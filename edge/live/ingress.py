@@ -68,6 +68,7 @@ import h11
 import msgspec
 import trio
 
+from edge.live import receive
 from edge.live.admission import ADMIT, SHED, AdaptiveLimit
 from edge.live.ratelimit import RateLimit
 from edge.platform.errors import INVALID_RESPONSE, platform_error
@@ -530,7 +531,7 @@ class _Client:
                     continue
                 try:
                     # Never more than the room left: each connection's buffer stays within read_ahead.
-                    data, ancillary, _, _ = await self.socket.recvmsg(min(room, _RECEIVE_CHUNK), _ANCILLARY_SIZE)
+                    data, ancillary = await receive.recvmsg(self.socket, min(room, _RECEIVE_CHUNK), _ANCILLARY_SIZE)
                 except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
                     data = b""  # reset by the peer: the same as a hang-up here
                 if data and self.h11.their_state is h11.IDLE and not _unparsed(self.h11):

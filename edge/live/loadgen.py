@@ -16,6 +16,7 @@ import random
 import h11
 import trio
 
+from edge.live import receive
 from edge.scenario import config
 from edge.scenario.arrivals import Arrivals
 from edge.platform.distributions import Distribution
@@ -53,7 +54,7 @@ class _Connection:
         while True:
             event = self.h11.next_event()
             if event is h11.NEED_DATA:
-                self.h11.receive_data(await self.stream.receive_some(65536))
+                self.h11.receive_data(await receive.recv(self.stream, receive.BUFFER_BYTES))
             elif isinstance(event, h11.Response):
                 status = event.status_code
             elif isinstance(event, h11.EndOfMessage):

@@ -2,8 +2,9 @@
 
 trio has no public API for what fast, reproducible virtual time needs: seeding the order in which
 a scheduler pass runs its tasks, seeing the run queue from the clock, and polling for I/O less
-often than once per pass. Nothing else in edge touches
-``trio._core``. Each hook first checks that this trio is a version the hooks were tested on
+often than once per pass; and, for the live ingress, reading a socket with no schedule point
+between the system call and the caller. Nothing else in edge touches
+``trio._core`` or a trio socket's insides. Each hook first checks that this trio is a version the hooks were tested on
 (``TESTED``, also the bound in ``pyproject.toml``) and that the objects it reaches have the shape it
 uses; if not, the clock's hooks fall back to what the public API gives (slower, still correct) and
 seeding refuses with ``UnsupportedTrio``, since an unseeded run is not reproducible.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import collections
 import random
 import re
+import socket
 from typing import Any, Callable
 
 import trio
@@ -124,3 +126,14 @@ def seed_scheduler(seed: int) -> None:
             f"tested with {SUPPORTED_RANGE} (install e.g. 'trio=={TESTED[1][0]}.{TESTED[1][1]}.*')"
         )
     scheduler_random.seed(seed)
+
+
+def standard_socket(sock: Any) -> socket.socket | None:
+    """The standard-library socket inside a trio socket (``trio.socket.SocketType._sock``), or None.
+
+    For ``edge.live.receive``, which must call ``recvmsg_into`` with nothing between the system
+    call and its caller: trio's own socket methods add a schedule point after a call that
+    succeeded at once. Fallback (None): the caller uses trio's method and its allocations.
+    """
+    raw = getattr(sock, "_sock", None)
+    return raw if isinstance(raw, socket.socket) and raw.fileno() == sock.fileno() else None
