@@ -35,10 +35,16 @@ class LoadStats:
         self.failed = 0  # no answer: connection refused or reset, or the timeout
 
 
+class _Stale(Exception):
+    """A kept-alive connection the server had closed (its idle timeout) before this request came:
+    nothing of an answer arrived. Any HTTP client sends the request again on a new connection."""
+
+
 class _Connection:
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
         self.h11 = h11.Connection(h11.CLIENT)
+        self.used = False  # has it carried a request before this one?
 
     async def exchange(self, request: Request, body: bytes) -> int:
         """Send one request and read its whole answer; returns the status."""
@@ -49,12 +55,27 @@ class _Connection:
         if body:
             out += self.h11.send(h11.Data(data=body))
         out += self.h11.send(h11.EndOfMessage())
-        await self.stream.send_all(out)
-        status = 0
+        reused, self.used = self.used, True
+        try:
+            await self.stream.send_all(out)
+        except trio.BrokenResourceError:
+            if reused:
+                raise _Stale from None
+            raise
+        status, answered = 0, False
         while True:
             event = self.h11.next_event()
             if event is h11.NEED_DATA:
-                self.h11.receive_data(await receive.recv(self.stream, receive.BUFFER_BYTES))
+                try:
+                    data = await receive.recv(self.stream, receive.BUFFER_BYTES)
+                except OSError:  # reset
+                    if reused and not answered:
+                        raise _Stale from None
+                    raise
+                if reused and not data and not answered:
+                    raise _Stale
+                answered = True
+                self.h11.receive_data(data)
             elif isinstance(event, h11.Response):
                 status = event.status_code
             elif isinstance(event, h11.EndOfMessage):
@@ -111,9 +132,15 @@ class LoadGenerator:
         connection = self._idle.pop() if self._idle else None
         try:
             with trio.fail_after(REQUEST_TIMEOUT):
+                if connection is not None:
+                    try:
+                        await connection.exchange(request, body)
+                    except _Stale:
+                        await connection.stream.aclose()
+                        connection = None
                 if connection is None:
                     connection = _Connection(await trio.open_tcp_stream(self.host, self.port))
-                await connection.exchange(request, body)
+                    await connection.exchange(request, body)
         except (OSError, trio.BrokenResourceError, trio.TooSlowError, h11.ProtocolError) as exc:
             self.stats.failed += 1
             if self.stats.failed in (1, 10, 100, 1000):
