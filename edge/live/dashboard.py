@@ -18,7 +18,7 @@ from typing import Any
 import trio
 
 from edge.engine.timeline import TimelineEntry
-from edge.metrics.charts import chart, ms, per_second, sections
+from edge.metrics.charts import chart, ms, sections
 from edge.metrics.histogram import Bins
 from edge.metrics.recorders import RunMetrics
 from edge.metrics.series import SeriesRecorder
