@@ -24,7 +24,7 @@ Conventions:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from edge.metrics import families as fam
 
