@@ -10,8 +10,9 @@ worker does wrong (raises, returns a non-Response) becomes a 500 for that call o
 to run, so a call's CPU, wait and answer are timer steps.
 
 Worker code reaches the platform through two objects per slot, reused from call to call so that a
-hop allocates nothing it does not need: ``Context`` (``ctx``: CPU, sleeping, randomness) and ``Env``
-(``env``: vars, secrets and ``Binding`` stubs whose calls go to the target's mailbox).
+hop allocates nothing it does not need: ``Context`` (``ctx``: CPU, sleeping, randomness; in
+``actors.context``, which also paces live calls to their model's time) and ``Env`` (``env``: vars,
+secrets and ``Binding`` stubs whose calls go to the target's mailbox).
 
 Every change of what the environment runs (a deploy, a ``set``, a promotion, new vars) is a new
 version in its ``history`` (``edge.platform.versions``), holding a ``Running`` snapshot, so that a
