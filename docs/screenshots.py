@@ -17,12 +17,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
 
-from browser import chromium, open_page, screenshot  # noqa: E402
-from live import serve  # noqa: E402
-from test_backfill import VIRTUAL, edge  # noqa: E402
-from test_browser import CONSOLE_POINTS, REPORT_POINTS, backfilled_prometheus  # noqa: E402
-from test_dashboards import SCENARIO, Traffic  # noqa: E402
-
 OUT = ROOT / "docs" / "screenshots"
 
 
@@ -44,6 +38,13 @@ def tune_power() -> None:
 
 
 def pages() -> None:
+    # The browser tests' helpers (they need the test extras): only the pages use them.
+    from browser import chromium, open_page, screenshot
+    from live import serve
+    from test_backfill import VIRTUAL, edge
+    from test_browser import CONSOLE_POINTS, REPORT_POINTS, backfilled_prometheus
+    from test_dashboards import SCENARIO, Traffic
+
     with tempfile.TemporaryDirectory() as tmp, chromium() as browser:
         work = Path(tmp)
         (work / "scenario.toml").write_text(SCENARIO)
