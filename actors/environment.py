@@ -49,6 +49,12 @@ from edge.platform.workers import ModelWorker, WorkerCode
 
 log = logging.getLogger("edge.worker")
 
+SLOT_RETIRE_AFTER = 10.0
+"""Seconds a live slot task may go unneeded before it ends (see ``_retire_unused_slots``)."""
+IDLE_SLOTS_KEPT = 2
+"""Idle live slot tasks kept whatever the load: a lone call never waits for a task to start."""
+_RETIRE = object()  # the message that ends an idle live slot
+
 Post = Callable[[Call], Any]
 """An actor's entry point: accepts a call (returns None) or answers it at once (a Response)."""
 
@@ -241,9 +247,9 @@ class EnvironmentActor:
         redact.register(secrets)
         self._logged: set[str] = set()
         # Code workers' slots: a slot is a ctx, an env and a consumer of the mailbox (a fiber in
-        # virtual time, a trio task live). Virtual slots come into being when a call finds none
-        # idle, so that a large topology costs little while idle (``_slots`` counts them); live
-        # ones all start with run().
+        # virtual time, a trio task live). Slots come into being when a call finds none idle, so
+        # that a large topology costs little while idle (``_slots`` counts them); live ones also
+        # end when no call needed them for a while (``_retire_unused_slots``).
         self._slots = 0
         self._fibers: dict[fibers.Fiber, None] = {}  # ordered: closed in the order they started
         self._owner: Task | None = None  # the actor's task while it runs, owner of its fibers
@@ -253,6 +259,9 @@ class EnvironmentActor:
             self.post = SyntheticCalls(self).post  # type: ignore[method-assign]
         elif not live:
             self.post = self._post_to_fiber  # type: ignore[method-assign]
+        else:
+            self.post = self._post_to_task  # type: ignore[method-assign]
+        self._nursery: trio.Nursery | None = None  # live: where slot tasks start, while run() runs
 
     def post(self, call: Call) -> Response | None:
         """Accept a call (None) or shed it (the 503 to answer with)."""
@@ -331,16 +340,23 @@ class EnvironmentActor:
     async def run(self) -> None:
         """Serve until cancelled.
 
-        Live, a code worker's slots are tasks in this task's nursery. In virtual time every slot
+        Live, a code worker's slots are tasks in this task's nursery, started by ``post`` as calls
+        need them (one to begin with, more if calls were queued before the run). In virtual time every slot
         is a fiber driven by the clock (and a synthetic worker's calls are timer steps), and this
         task owns them: it parks until the run cancels it, then closes them; a fault that escapes
         a fiber (a platform bug, a real Ctrl-C) is raised here, where the supervisor
         sees it, as it would see a crashed slot task.
         """
         if self.live and not isinstance(self.worker, ModelWorker):
-            async with trio.open_nursery() as nursery:
-                for _ in range(self.concurrency):
-                    nursery.start_soon(self._live_slot)
+            try:
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    for _ in range(min(self.concurrency, max(1, len(self.mailbox)))):  # what was posted before
+                        self._start_live_slot(None)
+                    nursery.start_soon(self._retire_unused_slots)
+            finally:
+                self._nursery = None
+                self._slots = 0
             return
         if self._failure is not None:
             failure, self._failure = self._failure, None
@@ -483,8 +499,35 @@ class EnvironmentActor:
         else:
             self._failure = error
 
-    async def _live_slot(self) -> None:
-        """A live slot: ``_serve`` for each call, plus cancellation when a client hangs up.
+    def _post_to_task(self, call: Call) -> Response | None:
+        """Live: hand the call to an idle slot, or start a slot task for it if fewer than
+        ``concurrency`` run, else queue or shed it."""
+        if self.down:
+            return self._refuse(call, UNAVAILABLE)
+        if not self.mailbox.has_idle and self._slots < self.concurrency and self._nursery is not None:
+            self._start_live_slot(call)
+            return None
+        return self.queue_or_shed(call)
+
+    def _start_live_slot(self, call: Call | None) -> None:
+        assert self._nursery is not None
+        self._slots += 1
+        self._nursery.start_soon(self._live_slot, call)
+
+    async def _retire_unused_slots(self) -> None:
+        """Live slot tasks that no call needed for a whole ``SLOT_RETIRE_AFTER`` end (a few stay).
+
+        Slots come into being as calls need them, as in virtual time. Without this, the hundreds
+        a burst started would park for good, each keeping what it allocated during the burst,
+        and so CPython's memory arenas from then: the server's memory would stay at the burst's.
+        """
+        while True:
+            await trio.sleep(SLOT_RETIRE_AFTER)
+            self._slots -= self.mailbox.retire_unused(_RETIRE, IDLE_SLOTS_KEPT)
+
+    async def _live_slot(self, call: Call | None) -> None:
+        """A live slot: ``_serve`` for each call (``call`` first, if any), plus cancellation when
+        a client hangs up; it ends when ``_retire_unused_slots`` retires it.
 
         The slot's cancel scope is lent to the call it runs (``Call.cancel`` cancels it), and only
         a scope that was used up is replaced: entering a scope for every call would cost about as
@@ -498,14 +541,22 @@ class EnvironmentActor:
             running: Call | None = None
             with trio.CancelScope() as scope:
                 while True:
-                    queued = bool(mailbox.waiting)  # else an idle slot: the call comes straight here
-                    call = await mailbox.receive()
-                    ctx.start(now() if queued else call.posted_at)
+                    if call is None:
+                        queued = bool(mailbox.waiting)  # else an idle slot: the call comes straight here
+                        call = await mailbox.receive()
+                        if call is _RETIRE:
+                            return
+                        ctx.start(now() if queued else call.posted_at)
+                    else:
+                        ctx.start(call.posted_at)
                     if config != self._config:  # new vars or bindings since this slot's env was built
                         env, config = self._new_env(ctx), self._config
                     call.scope, running = scope, call
                     await self._serve(call, ctx, env)
                     call.scope = running = None
+                    # An idle slot must not keep its last call (request, answer, account) alive:
+                    # after a burst, the slots that go idle would pin the memory it came in.
+                    call = None
             # Only the running call's cancel() ends up here (anything else cancelling the slot
             # passes through the scope). A worker that caught the Cancelled and answered has been
             # answered already; the cancellation then ends the slot's next checkpoint.
@@ -513,6 +564,7 @@ class EnvironmentActor:
                 running.scope = None
                 ctx.account = None
                 self.finish(running, platform_error(CLIENT_CLOSED))
+            call = None
 
     async def _inject(self, ctx: Context) -> Response | None:
         faults = self.faults

@@ -35,7 +35,7 @@ class Mailbox:
     kept as the function that wakes it with a message, so that ``post`` treats both alike.
     """
 
-    __slots__ = ("capacity", "waiting", "_idle")
+    __slots__ = ("capacity", "waiting", "_idle", "_fewest_idle")
 
     def __init__(self, capacity: int) -> None:
         if capacity < 0:
@@ -44,6 +44,7 @@ class Mailbox:
         # Read-only outside: actors test it for emptiness directly, cheaper than len() on a hot path.
         self.waiting: deque[Any] = deque()
         self._idle: list[Callable[[Any], None]] = []
+        self._fewest_idle = 0  # the least ``_idle`` held since ``retire_unused`` last looked
 
     def __len__(self) -> int:
         """Messages waiting (not yet taken by a consumer): the mailbox depth."""
@@ -56,13 +57,33 @@ class Mailbox:
 
     def post(self, message: Any) -> bool:
         """Deliver ``message``; False means the mailbox is full and the caller must shed it."""
-        if self._idle:
-            self._idle.pop()(message)
+        idle = self._idle
+        if idle:
+            idle.pop()(message)
+            if len(idle) < self._fewest_idle:
+                self._fewest_idle = len(idle)
             return True
+        self._fewest_idle = 0
         if len(self.waiting) < self.capacity:
             self.waiting.append(message)
             return True
         return False
+
+    def retire_unused(self, message: Any, keep: int) -> int:
+        """Wake with ``message`` the idle consumers none of which was needed since the last look,
+        longest idle first, keeping at least ``keep`` idle; returns how many were woken.
+
+        Why: consumers that a burst called into being, then parked, would otherwise stay forever,
+        each holding what it allocated while the burst ran (and so CPython's memory arenas from
+        then). The idle stack wakes the most recent first, so the bottom of it is what no call
+        reached: ``post`` keeps the stack's low-water mark for this.
+        """
+        unused = min(self._fewest_idle, len(self._idle) - keep)
+        retired, self._idle[:unused] = self._idle[:unused], []
+        for wake in retired:
+            wake(message)
+        self._fewest_idle = len(self._idle)
+        return len(retired)
 
     def take(self) -> Any:
         """The oldest waiting message; the mailbox must not be empty."""
@@ -74,9 +95,7 @@ class Mailbox:
         For replies an actor is owed (answers to calls it made): refusing one would lose a request
         the actor already accepted, and their number is bounded by the calls it has out.
         """
-        if self._idle:
-            self._idle.pop()(message)
-        else:
+        if not self.post(message):
             self.waiting.append(message)
 
     async def receive(self) -> Any:

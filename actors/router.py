@@ -214,9 +214,8 @@ class RouterActor:
 
     async def run(self) -> None:
         receive = self.mailbox.receive
-        while True:
-            attempt, result = await receive()
-            self._settle(attempt, result)
+        while True:  # no local keeps the last answer alive while the router waits for the next
+            self._settle(*await receive())
 
     def _choose(self, request: Any) -> str:
         point = None
