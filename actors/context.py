@@ -181,11 +181,12 @@ class LiveContext(MeteredContext):
         self.declared = self.measured = self.modelled = 0.0
         self.began = self.waited_until = began
 
-    def waited(self, seconds: float) -> None:
+    def waited(self, seconds: float, until: float | None = None) -> None:
         """The call waited ``seconds`` on something the model times itself (a binding call, a
-        core), which it has just stopped waiting for."""
+        core), which ended ``until`` (now if None): a binding's answer came before the caller
+        woke to it, and that hop back is the platform's, part of the call's tail."""
         self.modelled += seconds
-        self.waited_until = self._actor.clock.now()
+        self.waited_until = self._actor.clock.now() if until is None else until
 
     def finished(self) -> None:
         """The call has its answer: what it took since its last wait goes into the mean."""

@@ -174,21 +174,24 @@ def metered(coro: Coroutine[Any, Any, Any], meter: Meter) -> Generator[Any, Any,
     send: Any = None
     error: BaseException | None = None
     steps = watchdog.steps
+    charged = _charged
     while True:
+        outer = steps.current  # a call run inline by a binding is a step inside its caller's step
+        inner = charged[0]
         started = time.thread_time()
         steps.current = (started, meter.left())
         try:
             trap = coro.send(send) if error is None else coro.throw(error)
         except StopIteration as done:
-            steps.current = None
-            meter.charge(time.thread_time() - started)
+            steps.current = outer
+            _charge_own(meter, started, inner)
             return done.value
         except BaseException:
-            steps.current = None
-            meter.charge(time.thread_time() - started)
+            steps.current = outer
+            _charge_own(meter, started, inner)
             raise
-        steps.current = None
-        meter.charge(time.thread_time() - started)
+        steps.current = outer
+        _charge_own(meter, started, inner)
         try:
             send, error = (yield trap), None
         except GeneratorExit:  # closed while parked: close the worker too, as await does
@@ -196,6 +199,18 @@ def metered(coro: Coroutine[Any, Any, Any], meter: Meter) -> Generator[Any, Any,
             raise
         except BaseException as exc:  # noqa: BLE001 - handed to the coroutine, as await does
             send, error = None, exc
+
+
+_charged = [0.0]
+"""Thread CPU charged by every metered step so far: a step subtracts what steps nested in it
+(a bound worker run inline, see ``EnvironmentActor.serve_inline``) charged themselves, so that
+no CPU is charged twice."""
+
+
+def _charge_own(meter: Meter, started: float, inner: float) -> None:
+    own = time.thread_time() - started - (_charged[0] - inner)
+    _charged[0] += own
+    meter.charge(own)
 
 
 watchdog.boundary(metered)
