@@ -131,9 +131,16 @@ def _off_core(cores: CorePool, seconds: float, fiber: fibers.Fiber) -> None:
 
 
 class Pacing:
-    """One environment's running mean of what a live call takes after its last wait (returning,
-    answering): its ``LiveContext``s end their waits that much early, so that answers come when
-    the model says, on average. Shared by the environment's slots."""
+    """How much earlier than the model says one environment's live calls should end their waits,
+    so that their answers come when the model says, on average. Shared by its slots.
+
+    A synthetic call ``observe``s its final timer's lateness: ``tail`` is its running mean. A code
+    call ``settle``s how far behind its model it still finished: what no hold of its own could take
+    back (its holds' own timer lateness, the Python between its steps, a binding's hop back).
+    ``tail`` then moves by a share of that, the integral of a controller whose target is finishing
+    on time: it settles where calls stop finishing late. Not while a call had no hold to cut, or
+    had its holds cut to nothing already: more cut would not have helped (no wind-up).
+    """
 
     __slots__ = ("tail",)
 
@@ -145,6 +152,10 @@ class Pacing:
     def observe(self, seconds: float) -> None:
         self.tail += (seconds - self.tail) * self.WEIGHT
 
+    def settle(self, behind: float, cut_had_room: bool) -> None:
+        if cut_had_room or behind < 0:
+            self.tail = max(self.tail + behind * self.WEIGHT, 0.0)
+
 
 class LiveContext(MeteredContext):
     """``ctx`` of a live slot: a ``MeteredContext`` that keeps each call on its model's timeline.
@@ -152,45 +163,46 @@ class LiveContext(MeteredContext):
     Why: live, a call takes time the model does not have: the Python that runs the worker and the
     platform (the hand-over to a slot, the binding hops), and timers that fire late. Virtual time
     charges none of it, so the same scenario served live was slower than simulated (at 100 req/s,
-    auth, a 0.15 ms model, took 0.34 ms; paced, 0.19 ms). A call keeps how far behind its model it
-    is: the real time since it began less what the model has spent so far (the CPU and sleeps the
-    worker asked for, in full; the binding calls it waited on, until they were answered, and the
-    queue for a core, as long as they took). Each CPU hold or sleep is shortened by that much,
-    and by the environment's running mean of what a call takes after its last wait (``Pacing``):
-    as if the platform had done that much of the work already, since the Python ran on the same
+    auth, a 0.15 ms model, took 0.34 ms). A call keeps how far behind its model it is: the real
+    time since it began less what the model has spent so far (the CPU and sleeps the worker asked
+    for, in full; the binding calls it waited on, until they were answered, and the queue for a
+    core, as long as they took). Each CPU hold or sleep is shortened by that much, and by the
+    environment's ``Pacing.tail``: what calls still ended late by, on average, after their own
+    cuts (the lateness of their last hold, the Python after it, the hop back from a binding). As
+    if the platform had done that much of the work already, since the Python ran on the same
     thread in the meantime. Never below zero, so a worker whose Python costs more than its model
-    is just slower live, as it would be on the platform; a call that got ahead (its tail was
-    shorter than the mean) waits longer. The CPU charged to the budget is unchanged
-    (``MeteredContext``): only the wall-clock wait is paced.
+    is just slower live, as it would be on the platform. The CPU charged to the budget is
+    unchanged (``MeteredContext``): only the wall-clock wait is paced.
 
     A call began when it was posted if an idle slot took it at once (the hand-over is overhead),
     else when a slot took it from the queue (the queue is the model's own wait).
     """
 
-    __slots__ = ("began", "modelled", "waited_until", "_pacing")
+    __slots__ = ("began", "modelled", "room", "_pacing")
 
     paced = True
 
     def __init__(self, actor: EnvironmentActor, pacing: Pacing) -> None:
         super().__init__(actor)
         self._pacing = pacing
-        self.began = self.modelled = self.waited_until = 0.0
+        self.began = self.modelled = 0.0
+        self.room: bool | None = None  # the call's holds so far were all longer than their cut (None: no hold yet)
 
     def start(self, began: float) -> None:
         """A new call, begun at ``began`` on the model's timeline."""
         self.declared = self.measured = self.modelled = 0.0
-        self.began = self.waited_until = began
+        self.began = began
+        self.room = None
 
-    def waited(self, seconds: float, until: float | None = None) -> None:
-        """The call waited ``seconds`` on something the model times itself (a binding call, a
-        core), which ended ``until`` (now if None): a binding's answer came before the caller
-        woke to it, and that hop back is the platform's, part of the call's tail."""
+    def waited(self, seconds: float) -> None:
+        """The call waited ``seconds`` on something the model times itself (a binding call until
+        it was answered, a core): the model's time, not overhead."""
         self.modelled += seconds
-        self.waited_until = self._actor.clock.now() if until is None else until
 
     def finished(self) -> None:
-        """The call has its answer: what it took since its last wait goes into the mean."""
-        self._pacing.observe(self._actor.clock.now() - self.waited_until)
+        """The call has its answer: how far behind its model it still is goes into the pacing."""
+        if self.room is not None:
+            self._pacing.settle(self._actor.clock.now() - self.began - self.modelled, self.room)
 
     async def _cpu(self, wanted: float, granted: float) -> None:
         if granted > 0:
@@ -218,7 +230,7 @@ class LiveContext(MeteredContext):
         wait = modelled - (now - self.began - self.modelled) - self._pacing.tail
         self.modelled += modelled
         if wait > 0:
-            self.waited_until = now + wait
+            self.room = self.room is not False
             await clock.sleep(wait)
         else:
-            self.waited_until = now
+            self.room = False

@@ -146,7 +146,9 @@ class Binding:
         call = Call(request, account, None, clock.now(), method, args, kwargs)  # type: ignore[arg-type]
         inline = self._inline
         if inline is not None and inline.has_room_inline():
-            result = await inline.serve_inline(call)
+            call.on_reply = _hold_reply
+            await inline.serve_inline(call)
+            result = call.context
         else:
             result = await ask(self._post, call)
         status = result._status if isinstance(result, Response) else (result.status if isinstance(result, RpcFailure) else 200)
@@ -159,8 +161,7 @@ class Binding:
         took = clock.now() - call.posted_at
         hist.observe(took)
         if self._ctx.paced:  # the hop back is the platform's overhead, not the callee's time
-            answered = call.answered_at or clock.now()
-            self._ctx.waited(answered - call.posted_at, answered)  # type: ignore[attr-defined]
+            self._ctx.waited((call.answered_at or clock.now()) - call.posted_at)  # type: ignore[attr-defined]
         if call.routed_to is not None:  # through a router: what this caller got, by its first choice
             self._metrics.count_routed(self._target, call.routed_to, status)
         if account.exceeded_at is not None:
@@ -515,23 +516,24 @@ class EnvironmentActor:
 
     def _post_to_task(self, call: Call) -> Response | None:
         """Live: hand the call to an idle slot, or start a slot task for it if fewer than
-        ``concurrency`` run, else queue or shed it."""
+        ``concurrency`` calls have a slot (a task or, served inline, its caller's), else queue or
+        shed it."""
         if self.down:
             return self._refuse(call, UNAVAILABLE)
-        if not self.mailbox.has_idle and self._slots < self.concurrency and self._nursery is not None:
+        if not self.mailbox.has_idle and self._has_room_for_a_task():
             self._start_live_slot(call)
             return None
         return self.queue_or_shed(call)
 
     def has_room_inline(self) -> bool:
-        """A call could run now without waiting: up, nothing queued, fewer than ``concurrency``
-        calls running in slot tasks and inline."""
-        mailbox = self.mailbox
-        return (not mailbox.waiting and not self.down and self._nursery is not None
-                and self._slots - mailbox.idle_count + self._inline_busy < self.concurrency)
+        """A call could run now, in its sender's task: up, nothing queued, and room for one more
+        slot beside the slot tasks (idle ones included: ``post`` may hand them a call at any time)
+        and the calls running inline."""
+        return not self.mailbox.waiting and not self.down and self._has_room_for_a_task()
 
-    async def serve_inline(self, call: Call) -> Any:
-        """Live: serve a binding's call in the caller's own task, and return the answer.
+    async def serve_inline(self, call: Call) -> None:
+        """Live: serve a call in its sender's own task (a binding's caller, the ingress's
+        connection); the answer goes to ``call.on_reply`` as usual.
 
         Why: handing a call to a slot task and its answer back are two trio task switches, each
         run in the scheduler's next batch: 35-60 µs at light load, hundreds at the tail, which
@@ -548,7 +550,6 @@ class EnvironmentActor:
             env, config = self._new_env(ctx), self._config
         assert isinstance(ctx, LiveContext)
         ctx.start(call.posted_at)
-        call.on_reply = _hold_reply
         try:
             await self._serve(call, ctx, env)
         except BaseException:
@@ -559,9 +560,11 @@ class EnvironmentActor:
         finally:
             self._inline_busy -= 1
             self._inline_slots.append((ctx, env, config))
-            if self.mailbox.waiting and not self.mailbox.has_idle and self._nursery is not None and self._slots < self.concurrency:
+            if self.mailbox.waiting and not self.mailbox.has_idle and self._has_room_for_a_task():
                 self._start_live_slot(None)  # what queued behind this call needs a slot task
-        return call.context
+
+    def _has_room_for_a_task(self) -> bool:
+        return self._nursery is not None and self._slots + self._inline_busy < self.concurrency
 
     def _start_live_slot(self, call: Call | None) -> None:
         assert self._nursery is not None

@@ -55,11 +55,6 @@ class Mailbox:
         """A consumer is parked in ``receive``: ``post`` would hand it the message."""
         return bool(self._idle)
 
-    @property
-    def idle_count(self) -> int:
-        """Consumers parked in ``receive``."""
-        return len(self._idle)
-
     def post(self, message: Any) -> bool:
         """Deliver ``message``; False means the mailbox is full and the caller must shed it."""
         idle = self._idle

@@ -361,19 +361,24 @@ async def fetch(request, env, ctx):
 """
 
 
-def test_a_client_that_hangs_up_frees_the_slots_of_its_whole_chain(tmp_path):
+@pytest.mark.parametrize("concurrency", [1, 2])  # 1: slot tasks; 2: the slow chain runs inline in the ingress's task
+def test_a_client_that_hangs_up_frees_the_slots_of_its_whole_chain(tmp_path, concurrency):
     (tmp_path / "front.py").write_text(HANGUP_FRONT)
     (tmp_path / "back.py").write_text(HANGUP_BACK)
-    (tmp_path / "hangup.toml").write_text(HANGUP_SCENARIO)
+    (tmp_path / "hangup.toml").write_text(HANGUP_SCENARIO.replace("concurrency = 1", f"concurrency = {concurrency}"))
     with serve(str(tmp_path / "hangup.toml")) as served:
         with socket.create_connection(("127.0.0.1", served.port), timeout=5) as sock:
             sock.sendall(b"GET /slow HTTP/1.1\r\nHost: hangup.test\r\n\r\n")
-            time.sleep(0.5)  # both services' only slot now holds the slow call
+            time.sleep(0.5)  # the slow call holds a slot of each service (their only one, at 1)
         started = time.monotonic()
         status, body, _ = request(served.port, path="/fast", host="hangup.test", token=None)
         assert (status, body) == (200, b"done")
         assert time.monotonic() - started < 2  # not the 4.5 s the slow call had left
-        text = "\n".join(metric_lines(served, "edge_"))
+        while True:  # at 2 the fast call did not wait: the slow one ends at the hang-up's grace (1 s)
+            text = "\n".join(metric_lines(served, "edge_"))
+            if 'service="back",status_class="4xx"' in text or time.monotonic() - started > 3:
+                break
+            time.sleep(0.1)
     assert 'edge_requests_total{environment="production",service="back",status_class="4xx",version="1"} 1.0' in text
     assert 'edge_inflight{environment="production",service="back"} 0.0' in text
 

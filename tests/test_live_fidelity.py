@@ -4,13 +4,16 @@ A real ``edge serve --traffic`` against ``edge run``, through ``benchmarks/live_
 As root the server runs under SCHED_FIFO, so that other jobs on a shared machine do not delay its
 wake-ups, and the bounds are tight; otherwise only loose ones hold.
 
-On the default scenario at 100 req/s, measured under SCHED_FIFO: app (a synthetic model: a CPU
-step, then a lognormal wait) 1.02x, gateway 1.11x, auth 0.19 ms for its 0.15 ms model. Live calls
-are paced (``actors.context.LiveContext``, and the synthetic calls' last wait): what a call loses
-to Python and to late timers is taken out of the waits its model gives it. Before pacing: 1.08x,
-1.24x and 0.34 ms; with the clock that rounded to epoll's millisecond, 1.41x, 1.94x and 1.07 ms.
-What pacing cannot take back is a hop's hand-over when it alone is longer than the model (trio
-runs a woken slot in its next batch: 35-60 µs typically, hundreds at the tail): hence auth's bound.
+On the default scenario, measured under SCHED_FIFO, 30 s: at 100 req/s app (a synthetic model: a
+CPU step, then a lognormal wait) 1.03x, gateway 1.055x, auth 0.158 ms for its 0.15 ms model; at 500
+req/s 1.01x, 1.05x, 0.153 ms. Live calls are paced (``actors.context.LiveContext``, and the
+synthetic calls' last wait): what a call loses to Python and to late timers is taken out of the
+waits its model gives it, and a binding call to a code worker runs in its caller's task
+(``EnvironmentActor.serve_inline``), as does a top-level call in the ingress's, so that a hop is no
+task switch. Before: with task switches per hop and a pacing that counted only a call's tail, 1.02x,
+1.11x, 0.19 ms (1.33x and 0.42 ms at 500 req/s); before pacing 1.08x, 1.24x and 0.34 ms; with the
+clock that rounded to epoll's millisecond, 1.41x, 1.94x and 1.07 ms. App's bound is the loosest
+because a 6 s sample of its lognormal wait (about 570 calls) has a standard error of 4% of its mean.
 """
 
 from __future__ import annotations
@@ -40,8 +43,8 @@ def test_the_default_scenario_served_live_keeps_its_modelled_mean_latencies(tmp_
         assert row["ratio"] >= 0.9, row  # live never beats the model: no wait is cut short
     if REALTIME:
         assert app["ratio"] <= 1.15, app
-        assert gateway["ratio"] <= 1.3, gateway
-        assert auth["live_ms"] <= auth["virtual_ms"] + 0.15, auth
+        assert gateway["ratio"] <= 1.15, gateway
+        assert auth["live_ms"] <= auth["virtual_ms"] + 0.05, auth
     else:
         assert app["ratio"] <= 1.5, app
 
@@ -122,4 +125,4 @@ def test_a_live_call_pays_its_own_python_time_out_of_its_modelled_cpu_and_no_mor
     assert heavy["live_ms"] >= 1.5, heavy  # its own Python, which no pacing can take back
     for row in (chain, busy):
         assert row["ratio"] >= 0.9, row
-        assert row["ratio"] <= (1.1 if REALTIME else 1.3), row
+        assert row["ratio"] <= (1.06 if REALTIME else 1.3), row  # 1.01 and 1.005 measured (20 s)

@@ -2,7 +2,8 @@
 
 Why: a hand-over to a slot task and the answer's way back are two trio task switches, which the
 model does not have; run inline, a hop is a function call, as in virtual time. What must not
-change: a callee at its concurrency queues the call for a slot task; each worker is charged only
+change: a callee at its concurrency queues the call for a slot task, and slot tasks and inline
+calls together never exceed it; each worker is charged only
 its own CPU; a bound worker that spins is stopped at the chain's budget, for its call only; a
 client's hang-up still cancels the whole chain (``tests/test_live.py::test_a_client_that_hangs_up_frees_the_slots_of_its_whole_chain``).
 """
@@ -36,7 +37,7 @@ worker = "back.py"
 concurrency = {back_concurrency}
 """
 
-FRONT = """
+PRELUDE = """
 import time
 import trio
 from edge.platform.fetch import Response
@@ -45,7 +46,9 @@ def burn(seconds):
     started = time.thread_time()
     while time.thread_time() - started < seconds:
         pass
+"""
 
+FRONT = PRELUDE + """
 async def fetch(request, env, ctx):
     burn(float(request.headers.get("x-front-burn") or 0))
     mine = id(trio.lowlevel.current_task())
@@ -54,16 +57,7 @@ async def fetch(request, env, ctx):
     return Response(await answer.text(), status=answer.status, headers={"x-same-task": str(mine == theirs)})
 """
 
-BACK = """
-import time
-import trio
-from edge.platform.fetch import Response
-
-def burn(seconds):
-    started = time.thread_time()
-    while time.thread_time() - started < seconds:
-        pass
-
+BACK = PRELUDE + """
 async def fetch(request, env, ctx):
     if request.path == "/spin":
         while True:
@@ -79,8 +73,9 @@ def runtime(make_scenario, back_concurrency: int) -> LiveRuntime:
     return LiveRuntime(loaded, admin_token=new_token())
 
 
-async def test_a_bound_call_runs_in_its_callers_task_until_the_callee_is_at_its_concurrency(make_scenario):
-    live = runtime(make_scenario, back_concurrency=2)
+async def test_a_bound_call_runs_in_its_callers_task_while_the_callee_has_room_for_another_slot(make_scenario):
+    live = runtime(make_scenario, back_concurrency=3)
+    back = live.topology.environments["back@production"]
     answers: list = []
 
     async def one() -> None:
@@ -93,10 +88,13 @@ async def test_a_bound_call_runs_in_its_callers_task_until_the_callee_is_at_its_
         assert answers == [(200, "True")]  # alone: served inline
         answers.clear()
         async with trio.open_nursery() as calls:
-            for _ in range(3):  # exactly concurrency inline, one over it queued for a slot task
+            # back has one slot task (idle) from its start: two calls fit inline beside it, the
+            # third goes to the task, the fourth waits in the mailbox: never more than 3 at once.
+            for _ in range(4):
                 calls.start_soon(one)
-        assert sorted(answers) == [(200, "False"), (200, "True"), (200, "True")]
-        back = live.topology.environments["back@production"]
+            await trio.sleep(0.05)
+            assert (back.stats.inflight, len(back.mailbox), back._inline_busy) == (3, 1, 2)
+        assert sorted(answers) == [(200, "False"), (200, "False"), (200, "True"), (200, "True")]
         assert back.stats.inflight == 0 and back._inline_busy == 0
         nursery.cancel_scope.cancel()
 

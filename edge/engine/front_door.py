@@ -80,6 +80,20 @@ class FrontDoor:
         but not for the client. Returns the call, for the caller to cancel if its client goes
         away (None when no route matched).
         """
+        opened = self.open(request, sent_at, done, timeout, client)
+        if opened is None:
+            return None
+        call, post = opened
+        self.post(call, post)
+        return call
+
+    def open(
+        self, request: Request, sent_at: float, done: Callable[[Response | None], None] | None = None,
+        timeout: float | None = None, client: ClientStats | None = None,
+    ) -> tuple[Call, Post] | None:
+        """``submit`` but for posting the call: returns it and where it goes, for the caller to
+        ``post`` it or serve it itself (live, the ingress's task runs a code worker's call when
+        it can: ``EnvironmentActor.serve_inline``). None when no route matched (answered 404)."""
         self._until_settle -= 1
         if not self._until_settle:
             self._until_settle = SETTLE_EVERY
@@ -104,10 +118,13 @@ class FrontDoor:
             self.clock.call_later(sent_at + timeout - self.clock.now(), self._give_up, call, timeout)
         if self.request_limit is not None:
             self.clock.call_later(sent_at + self.request_limit - self.clock.now(), self._cut, call)
+        return call, post
+
+    def post(self, call: Call, post: Post) -> None:
+        """Post an opened call where it goes."""
         immediate = post(call)
         if immediate is not None:
             self._completed(call, immediate)
-        return call
 
     def _completed(self, call: Call, response: Response) -> None:
         self.inflight -= 1

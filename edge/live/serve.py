@@ -23,6 +23,7 @@ from typing import Any, Callable
 import trio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from actors.environment import EnvironmentActor
 from actors.supervisor import Supervisor
 from edge.scenario import config
 from edge.live.admin import AdminApi
@@ -107,11 +108,27 @@ class LiveRuntime:
             answer.append(response)
             answered.set()
 
-        call = self.front.submit(request, self.clock.now(), done)
+        opened = self.front.open(request, self.clock.now(), done)
+        if opened is None:  # no route: answered already
+            return answer[0]
+        call, post = opened
+        entry = getattr(post, "__self__", None)
+        if isinstance(entry, EnvironmentActor) and entry.inline and entry.has_room_inline():
+            # Served in this task: no hand-over to a slot task and back (see serve_inline). The
+            # request limit (FrontDoor._cut) answers first and cancels this scope, as it would a
+            # slot's; the client hanging up cancels this task, and the worker with it.
+            with trio.CancelScope() as scope:
+                call.scope = scope
+                try:
+                    await entry.serve_inline(call)
+                finally:
+                    call.scope = None
+            return answer[0]
+        self.front.post(call, post)
         try:
             await answered.wait()
         finally:
-            if not answer and call is not None:  # cancelled: the client hung up, or drain ran out
+            if not answer:  # cancelled: the client hung up, or drain ran out
                 call.cancel()
         return answer[0]
 
