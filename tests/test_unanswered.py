@@ -102,7 +102,8 @@ def test_request_limit_must_be_positive(make_scenario):
         make_scenario(SCENARIO.format(extra='request_limit = "0s"'), {"app.py": SLEEPER})
 
 
-def test_request_limit_holds_live(tmp_path):
+@pytest.mark.parametrize("concurrency", [1, 2])  # 1: a slot task runs it; 2: the ingress's task does (inline)
+def test_request_limit_holds_live(tmp_path, concurrency):
     """Live, the platform answers 504 at the limit and the request's work stops (its slot is free:
     the next request is served at once)."""
     import http.client
@@ -111,7 +112,7 @@ def test_request_limit_holds_live(tmp_path):
     from live import serve
 
     (tmp_path / "app.py").write_text(SLEEPER)
-    (tmp_path / "s.toml").write_text(SCENARIO.format(extra='request_limit = "200ms"').replace('worker = "app.py"', 'worker = "app.py"\nconcurrency = 1'))
+    (tmp_path / "s.toml").write_text(SCENARIO.format(extra='request_limit = "200ms"').replace('worker = "app.py"', f'worker = "app.py"\nconcurrency = {concurrency}'))
     with serve(str(tmp_path / "s.toml")) as served:
         for path, status in (("/5000", 504), ("/1", 200)):
             conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=10)
