@@ -62,7 +62,8 @@ async def test_retire_unused_wakes_the_consumers_no_message_reached_since_the_la
         assert mailbox.post("m1")  # wakes the last parked (4), which parks again on top
         await trio.testing.wait_all_tasks_blocked()
         assert got == [(4, "m1")]
-        # Four consumers (0-3) were below every wake-up since the look; keep=1 leaves one of them.
+        # Consumers 0-3 stayed below every wake-up since the look: all four go, and keep=1 is met
+        # by consumer 4 (one fewer kept, keep=0, would take it too: below).
         assert mailbox.retire_unused("retire", keep=1) == 4
         await trio.testing.wait_all_tasks_blocked()
         assert sorted(got[1:]) == [(0, "retire"), (1, "retire"), (2, "retire"), (3, "retire")]
