@@ -98,8 +98,7 @@ class Binding:
         self._post = post
         # Live, a call to a code worker's environment runs in the caller's own task when it can
         # (``EnvironmentActor.serve_inline``); through a router it goes to the mailbox.
-        target_actor = getattr(post, "__self__", None)
-        self._inline = target_actor if isinstance(target_actor, EnvironmentActor) and target_actor.inline else None
+        self._inline = inline_target(post)
         self._caller = caller
         self._clock = clock
         self._metrics = metrics
@@ -679,6 +678,13 @@ class EnvironmentActor:
         if message not in self._logged and len(self._logged) < 20:
             self._logged.add(message)
             log.warning("%s %s: %s", self.key, outcome, message)
+
+
+def inline_target(post: Post) -> EnvironmentActor | None:
+    """The environment behind ``post`` if its calls may run in their sender's task (a live code
+    worker's, posted to directly rather than through a router), else None."""
+    actor = getattr(post, "__self__", None)
+    return actor if isinstance(actor, EnvironmentActor) and actor.inline else None
 
 
 def _hold_reply(call: Call, result: Any) -> None:

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import trio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from actors.environment import EnvironmentActor
+from actors.environment import inline_target
 from actors.supervisor import Supervisor
 from edge.scenario import config
 from edge.live.admin import AdminApi
@@ -112,8 +112,8 @@ class LiveRuntime:
         if opened is None:  # no route: answered already
             return answer[0]
         call, post = opened
-        entry = getattr(post, "__self__", None)
-        if isinstance(entry, EnvironmentActor) and entry.inline and entry.has_room_inline():
+        entry = inline_target(post)
+        if entry is not None and entry.has_room_inline():
             # Served in this task: no hand-over to a slot task and back (see serve_inline). The
             # request limit (FrontDoor._cut) answers first and cancels this scope, as it would a
             # slot's; the client hanging up cancels this task, and the worker with it.
