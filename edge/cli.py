@@ -23,6 +23,7 @@ from rich.console import Console
 
 from edge.scenario import config
 from edge.live.admin import DEFAULT_ADMIN_PORT, TOKEN_ENV
+from edge.platform import memory
 from edge.platform.files import OutputError, check_directory, check_file
 from edge.platform.units import format_duration, parse_duration, parse_size
 from edge.platform.trio_internals import UnsupportedTrio
@@ -633,6 +634,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--drain", type=_duration, default=10.0, help='on SIGINT/SIGTERM, how long requests in flight may take to finish (default "10s")')
     serve.add_argument("--seed", type=int, default=None, help="seed of the synthetic workers' draws")
     serve.add_argument("--traffic", action="store_true", help="also send the scenario's traffic to the ingress, in real time over real sockets")
+    serve.add_argument("--allocator", choices=("auto", "jemalloc", "python"), default="auto",
+                       help="where Python objects live: jemalloc hands the memory of a burst back to the system, CPython's own "
+                            "allocator keeps most of it; auto (default) takes jemalloc when it is installed (Debian: libjemalloc2)")
     serve.set_defaults(func=cmd_serve)
 
     weight = sub.add_parser("weight", help="change a canary weight of a running `edge serve`")
@@ -698,8 +702,37 @@ def _interrupted(exc: BaseException) -> bool:
     return isinstance(exc, KeyboardInterrupt)
 
 
+_ALLOCATOR_EXEC = "EDGE_ALLOCATOR_EXEC"
+"""Set in the environment of the command ``_run_on_jemalloc`` started again: it is not started a third time."""
+
+
+def _run_on_jemalloc(args: argparse.Namespace) -> int | None:
+    """Start this same command again on jemalloc, if ``--allocator`` asks for it (edge.platform.memory
+    says why). Returns an exit status when the command must stop here, None when it goes on."""
+    choice = getattr(args, "allocator", "python")
+    if choice == "python" or memory.jemalloc_loaded():
+        return None
+    library = memory.jemalloc_library()
+    if library is not None and _ALLOCATOR_EXEC not in os.environ:
+        env = {**memory.jemalloc_environment(os.environ, library), _ALLOCATOR_EXEC: "1"}
+        os.execve(sys.executable, sys.orig_argv, env)
+    if library is None:
+        why = "jemalloc is not installed (Debian: libjemalloc2)"
+    else:
+        why = f"{library} did not load (LD_PRELOAD={os.environ.get('LD_PRELOAD', '')!r})"
+    if choice == "jemalloc":
+        print(f"edge: error: --allocator jemalloc: {why}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"edge: note: {why}: CPython's allocator keeps most of the memory a burst takes (--allocator)", file=sys.stderr)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if argv is None:  # the command line itself, not a call from Python: only then may the process be replaced
+        status = _run_on_jemalloc(args)
+        if status is not None:
+            return status
     logging.basicConfig(level=logging.WARNING, format="edge: %(levelname)s %(name)s: %(message)s")
     _Signals.install()
     try:

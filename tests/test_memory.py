@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import pathlib
+import socket
 import subprocess
 import sys
 import textwrap
@@ -11,6 +14,7 @@ import trio
 import trio.testing
 
 from edge.platform import memory
+from live import ADMIN_TOKEN, ROOT, serve
 
 THRESHOLD = 8 << 20
 
@@ -61,3 +65,48 @@ def test_a_fragmented_heap_is_free_and_resident_until_it_is_released():
     assert free > 30 << 20
     assert before - after > 30 << 20
     assert free_after < free
+
+
+def _maps_and_environ(pid: int) -> tuple[str, dict[str, str]]:
+    maps = pathlib.Path(f"/proc/{pid}/maps").read_text()
+    raw = pathlib.Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    environ = dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+    return maps, environ
+
+
+@pytest.mark.parametrize("choice, on_jemalloc", [(None, True), ("auto", True), ("jemalloc", True), ("python", False)])
+def test_edge_serve_runs_on_jemalloc_unless_told_otherwise(choice, on_jemalloc):
+    """The same process (its pid) serves after starting itself again with jemalloc preloaded and
+    every object in it; --allocator python keeps CPython's allocator."""
+    assert memory.jemalloc_library() is not None, "jemalloc is expected here (Debian: libjemalloc2; .ci/run installs it)"
+    with serve(*(() if choice is None else ("--allocator", choice))) as served:
+        maps, environ = _maps_and_environ(served.process.pid)
+        with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: example.com\r\nx-custom-token: s3cret-token-0f9a\r\nConnection: close\r\n\r\n")
+            assert sock.recv(12) == b"HTTP/1.1 200"
+    assert ("libjemalloc" in maps) is on_jemalloc
+    assert (environ.get("PYTHONMALLOC") == "malloc") is on_jemalloc
+    assert served.returncode == 0 and "note" not in served.stderr
+
+
+def test_a_jemalloc_that_did_not_load_is_an_error_when_asked_for_and_a_note_otherwise():
+    """Started again already (the marker is set) and still not on jemalloc: the preload failed.
+    It is never started a third time."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "EDGE_ADMIN_TOKEN": ADMIN_TOKEN, "EDGE_ALLOCATOR_EXEC": "1"}
+    asked = subprocess.run([sys.executable, "-m", "edge.cli", "serve", "--port", "0", "--admin-port", "0", "--allocator", "jemalloc"],
+                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    assert asked.returncode == 2
+    assert asked.stderr == f"edge: error: --allocator jemalloc: {memory.jemalloc_library()} did not load (LD_PRELOAD='')\n"
+    with serve(env={"EDGE_ALLOCATOR_EXEC": "1"}) as served:
+        maps, _ = _maps_and_environ(served.process.pid)
+    assert "libjemalloc" not in maps and served.returncode == 0
+    assert served.stderr.startswith(f"edge: note: {memory.jemalloc_library()} did not load (LD_PRELOAD=''): "
+                                    "CPython's allocator keeps most of the memory a burst takes (--allocator)\n")
+
+
+def test_the_jemalloc_environment_keeps_what_the_user_set():
+    """A preload and a MALLOC_CONF of the user's stay; jemalloc comes first, Python allocates through it."""
+    own = memory.jemalloc_environment({"LD_PRELOAD": "libtrace.so", "MALLOC_CONF": "narenas:2", "HOME": "/h"}, "libjemalloc.so.2")
+    assert own == {"LD_PRELOAD": "libjemalloc.so.2 libtrace.so", "MALLOC_CONF": "narenas:2", "HOME": "/h", "PYTHONMALLOC": "malloc"}
+    fresh = memory.jemalloc_environment({}, "libjemalloc.so.2")
+    assert fresh == {"LD_PRELOAD": "libjemalloc.so.2", "MALLOC_CONF": memory.JEMALLOC_CONF, "PYTHONMALLOC": "malloc"}
