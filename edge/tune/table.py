@@ -21,6 +21,11 @@ WIDTH = 120
 TOO_FEW = "too few replications"
 
 
+def _console() -> Console:
+    """A terminal's width up to ``WIDTH``; ``WIDTH`` into a file or pipe, so saved tables do not wrap."""
+    return Console(width=min(Console().width, WIDTH)) if sys.stdout.isatty() else Console(width=WIDTH)
+
+
 def _number(x: float) -> str:
     return f"{x:.1f}" if abs(x) < 10 else f"{x:,.0f}"
 
@@ -51,8 +56,7 @@ def _verdict(index: int, c: CandidateResult, result: TuneResult) -> str:
 
 
 def print_table(result: TuneResult, console: Console | None = None) -> None:
-    if console is None:
-        console = Console(width=min(Console().width, WIDTH)) if sys.stdout.isatty() else Console(width=WIDTH)
+    console = _console() if console is None else console
     table = Table(
         title=f"edge tune: {result.scenario}, rollout of {result.service}: {result.replications} replications in "
         f"{result.rounds} round(s) ({result.budget}); {result.confidence:.0%} intervals",
@@ -89,8 +93,7 @@ def print_table(result: TuneResult, console: Console | None = None) -> None:
 def print_power_table(result: PowerResult, console: Console | None = None) -> None:
     """P(caught) per schedule and bug (points only: the intervals are in ``--json`` and the plot),
     false rollbacks, and the smallest bug caught at the target."""
-    if console is None:
-        console = Console(width=min(Console().width, WIDTH)) if sys.stdout.isatty() else Console(width=WIDTH)
+    console = _console() if console is None else console
     table = Table(
         title=f"edge tune --power: {result.scenario}, rollout of {result.service}: {result.replications} replications per point; "
         f"P(caught) as the {result.kind} bug grows",
