@@ -136,6 +136,31 @@ def key_point(key: str) -> float:
     return int.from_bytes(digest, "big") / 2**64 * 100.0
 
 
+def split_table(weights: dict[str, float]) -> list[tuple[float, str]]:
+    """The split as the router walks it: (cumulative percent, environment) for each environment
+    with a weight, in the weights' order. A point drawn in [0, 100) goes to the first entry whose
+    cumulative percent is above it, or to the last (the sum may fall short of 100 by rounding)."""
+    cumulative = 0.0
+    table = []
+    for name, weight in weights.items():
+        if weight > 0:
+            cumulative += weight
+            table.append((cumulative, name))
+    return table
+
+
+def moved_weights(weights: dict[str, float], environment: str, percent: float) -> dict[str, float]:
+    """``environment`` at ``percent``, the rest shared among the others in their proportions
+    (equally if none had any), ``environment`` first."""
+    others = [name for name in weights if name != environment]
+    held = sum(weights[name] for name in others)
+    rest = 100.0 - percent
+    moved = {environment: float(percent)}
+    for name in others:
+        moved[name] = rest * (weights[name] / held if held > 0 else 1 / len(others))
+    return moved
+
+
 class RouterActor:
     environment = "router"  # label of answers the router gives itself (internal errors)
     version = ""
@@ -177,13 +202,7 @@ class RouterActor:
         total = sum(weights.values())
         if abs(total - 100) > 1e-9 or any(w < 0 for w in weights.values()):
             raise ValueError(f"weights must be >= 0 and sum to 100, got {weights}")
-        cumulative = 0.0
-        table = []
-        for name, weight in weights.items():
-            if weight > 0:
-                cumulative += weight
-                table.append((cumulative, name))
-        self._table = table
+        self._table = split_table(weights)
         self.weights = {name: float(weights.get(name, 0.0)) for name in self.targets}
         for name, weight in self.weights.items():
             self.metrics.canary_weights[(self.service, name)] = weight
@@ -195,13 +214,7 @@ class RouterActor:
             raise ValueError(f"{self.service} has no environment {environment!r} (has: {', '.join(self.targets)})")
         if not 0 <= percent <= 100:
             raise ValueError(f"a weight is a percentage from 0 to 100, got {percent}")
-        others = [name for name in self.targets if name != environment]
-        held = sum(self.weights[name] for name in others)
-        rest = 100.0 - percent
-        weights = {environment: float(percent)}
-        for name in others:
-            weights[name] = rest * (self.weights[name] / held if held > 0 else 1 / len(others))
-        self.set_weights(weights)
+        self.set_weights(moved_weights(self.weights, environment, percent))
         return self.weights
 
     def post(self, call: Call) -> Response | None:

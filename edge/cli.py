@@ -148,7 +148,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     budget = Budget(fixed=args.replications) if args.replications is not None else args.budget
     progress = None if args.quiet else TuneProgress(Console(stderr=True))
     with _executor(args) as executor, progress or contextlib.nullcontext():
-        result = tune(loaded, budget=budget, confidence=args.confidence, seed=args.seed, executor=executor, progress=progress)
+        result = tune(loaded, budget=budget, confidence=args.confidence, seed=args.seed, executor=executor, progress=progress,
+                      per_request=args.per_request)
     if args.json:
         write_json(result, args.json)
     if args.plot:
@@ -178,7 +179,8 @@ def _power(loaded: config.LoadedScenario, args: argparse.Namespace) -> int:
         simulations = len(schedules.candidates(loaded)) * (len(grid.bugs) + 1) * (args.replications or grid.replications)
         print(f"edge tune --power: {simulations:,} simulations", file=sys.stderr, flush=True)
     with _executor(args) as executor:
-        result = power(loaded, replications=args.replications, confidence=args.confidence, seed=args.seed, executor=executor)
+        result = power(loaded, replications=args.replications, confidence=args.confidence, seed=args.seed, executor=executor,
+                       per_request=args.per_request)
     if args.json:
         write_json(result, args.json)
     write_power_plot(result, args.power)
@@ -586,6 +588,8 @@ def parser() -> argparse.ArgumentParser:
     tune.add_argument("--plot", metavar="PATH", help="draw the trade-off curves as a PNG")
     tune.add_argument("--power", metavar="PATH", help="instead: P(caught) and time to rollback at each bug of tune.grid, drawn as a PNG "
                       "(--replications per point, default the grid's)")
+    tune.add_argument("--per-request", action="store_true",
+                      help="simulate every request as an event, even where requests cannot meet and the batched engine would draw them at once")
     tune.add_argument("-q", "--quiet", action="store_true", help="print nothing")
     tune.set_defaults(func=cmd_tune)
 

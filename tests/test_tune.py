@@ -101,8 +101,11 @@ def test_the_closed_form_matches_the_simulation_for_a_sequential_test(tmp_path):
         'min_requests = 1000000\nno_data = "hold"'
     )
     candidates = 'candidates = [{ steps = [100], interval = "500ms" }]'
-    loaded = config.load(write(tmp_path, rollout=rollout, candidates=candidates, rate=10, p0=0.01, p1=0.03, replications=40, duration="5m"))
-    result = tune(loaded, budget=Budget(fixed=40), executor=None)
+    # 400 replications (batched, a second): the mean's standard error is 3% of Wald's figure, so
+    # the band below is several errors wide (with 40, one seed range fell below Wald's figure).
+    loaded = config.load(write(tmp_path, rollout=rollout, candidates=candidates, rate=10, p0=0.01, p1=0.03, replications=400, duration="2m"))
+    result = tune(loaded, budget=Budget(fixed=400), executor=None)
+    assert result.engine.batched == 800
     c = result.candidates[0]
     assert c.closed_form_requests == pytest.approx(wald_expected_requests(0.01, 0.03, 0.01, 0.05)) == pytest.approx(317.6, abs=0.5)
     assert c.caught.value > 0.9
@@ -111,13 +114,15 @@ def test_the_closed_form_matches_the_simulation_for_a_sequential_test(tmp_path):
     # sits somewhat above it, and its interval must still reach near it.
     simulated = c.canary_requests_to_rollback
     assert c.closed_form_requests <= simulated.value <= 1.3 * c.closed_form_requests, simulated
-    assert simulated.low <= 1.15 * c.closed_form_requests, simulated
+    assert simulated.low <= 1.1 * c.closed_form_requests, simulated
 
 
 def test_every_executor_gives_the_same_answer(tmp_path):
     from distributed import Client, LocalCluster
 
-    loaded = config.load(write(tmp_path, candidates=TWO, replications=5, rate=20, duration="3m"))
+    # A 20% bug: #0 catches it every time, which 4 replications cannot show to be >= 99%, so a
+    # second round runs (#1, which never catches it, is dropped after the first).
+    loaded = config.load(write(tmp_path, candidates=TWO, replications=5, rate=20, duration="3m", p1=0.2))
     alone = tune(loaded, executor=None)
     assert alone.rounds == 2  # the rounds' sizes, not just one batch, are the same everywhere
     here = msgspec.json.encode(alone)
@@ -231,8 +236,9 @@ def test_the_run_goes_to_the_budget_when_it_cannot_decide_and_says_what_is_open(
 
 def test_a_wall_time_budget_stops_between_rounds(tmp_path):
     loaded = config.load(write(tmp_path, candidates=TWO + "\n" + CLEAR_LIMITS, p1=0.2, rate=20, replications=60))
-    result = tune(loaded, budget=parse_budget("100ms"), executor=None)
-    assert (result.rounds, result.replications, result.stopped, result.budget) == (1, 4, "budget", "wall time 100ms")
+    # 1 ms: less than a round takes even batched (the budget is looked at between rounds).
+    result = tune(loaded, budget=parse_budget("1ms"), executor=None)
+    assert (result.rounds, result.replications, result.stopped, result.budget) == (1, 4, "budget", "wall time 1ms")
 
 
 @pytest.mark.parametrize(("text", "expected"), [("200", Budget(replications=200)), ("1", Budget(replications=1)),

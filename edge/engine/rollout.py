@@ -100,6 +100,8 @@ class RolloutController:
         self.metrics = metrics
         self.state = machine.RolloutState(plan_of(rollout))
         self.events: list[RolloutEvent] = []
+        self.analyses: list[tuple[float, machine.Analysis]] = []
+        """Every window analysed, with its time (what ``edge tune``'s agreement tests compare)."""
         self.ended_at: float | None = None
         self._first: _Reading | None = None  # the canary at the start, for its totals
         self._last: _Reading | None = None  # the canary when the window began
@@ -124,7 +126,9 @@ class RolloutController:
         return "approved: the rollout goes on" if resumes else "approved in advance: the next manual step will not wait"
 
     def _analyse(self) -> None:
-        self._feed(self._measure())
+        window = self._measure()
+        self.analyses.append((self.clock.now(), window))
+        self._feed(window)
 
     def _feed(self, event: machine.Event) -> None:
         self.state, actions = machine.step(self.state, event)
@@ -168,16 +172,9 @@ class RolloutController:
         last, stable_last = self._last, self._last_stable
         self._last, self._last_stable = now, stable_now
         assert last is not None and stable_last is not None
-        answered, errors = now.answered - last.answered, now.errors - last.errors
-        window = {
-            "requests": float(answered), "errors": float(errors), "error ratio": errors / answered if answered else 0.0,
-            "shed": float(now.shed - last.shed), "latency": now.latency - last.latency, "queue wait": now.queue_wait - last.queue_wait,
-        }
-        comparison = None
-        if self.state.plan.compare is not None:
-            comparison = _compare(window["latency"], stable_now - stable_last)  # type: ignore[arg-type]
-        return machine.Analysis(
-            answered=answered, errors=errors, gate_values=tuple(_value(gate, window) for gate in self.state.plan.gates), comparison=comparison,
+        return analysis(
+            self.state.plan, answered=now.answered - last.answered, errors=now.errors - last.errors, shed=now.shed - last.shed,
+            latency=now.latency - last.latency, queue_wait=now.queue_wait - last.queue_wait, stable_latency=stable_now - stable_last,
         )
 
     # -- records ----------------------------------------------------------------------------------
@@ -207,6 +204,21 @@ class RolloutController:
             failures=self.state.failures, ended_at_s=None if self.ended_at is None else round(self.ended_at, 9),
             canary_requests=end.answered - first.answered, canary_errors=end.errors - first.errors, events=list(self.events),
         )
+
+
+def analysis(plan: machine.Plan, *, answered: int, errors: int, shed: int, latency: Bins, queue_wait: Bins,
+             stable_latency: Bins) -> machine.Analysis:
+    """One window's figures as the machine's event: the gates' values and the latency comparison.
+    The per-request controller and the batched engine (``edge.engine.batched``) both measure
+    through here, so a gate reads the same figure whichever engine counted the answers."""
+    window = {
+        "requests": float(answered), "errors": float(errors), "error ratio": errors / answered if answered else 0.0,
+        "shed": float(shed), "latency": latency, "queue wait": queue_wait,
+    }
+    comparison = None
+    if plan.compare is not None:
+        comparison = _compare(latency, stable_latency)
+    return machine.Analysis(answered=answered, errors=errors, gate_values=tuple(_value(gate, window) for gate in plan.gates), comparison=comparison)
 
 
 def _compare(canary: Bins, stable: Bins) -> machine.Comparison | None:

@@ -64,16 +64,9 @@ def change_behaviour(actor: EnvironmentActor, event: config.TimelineEvent | conf
     if not changes:
         return ""
     errors = None if event.errors is None else event.errors.fraction
-    worker = actor.worker
-    if isinstance(worker, ModelWorker):
+    if isinstance(actor.worker, ModelWorker):
         # A changed copy: calls in flight finish on the model (the version) they began with.
-        worker = actor.worker = copy.copy(worker)
-        if event.latency is not None:
-            worker.latency = _replacing(event.latency, worker.latency)
-        if event.cpu is not None:
-            worker.cpu = _replacing(event.cpu, worker.cpu)
-        if errors is not None:
-            worker.errors = errors
+        actor.worker = changed_model(actor.worker, event)
     else:
         latency = None if event.latency is None else _replacing(event.latency, None)
         cpu = None if event.cpu is None else _replacing(event.cpu, None)
@@ -83,6 +76,18 @@ def change_behaviour(actor: EnvironmentActor, event: config.TimelineEvent | conf
         faults.errors = errors if errors is not None else faults.errors
         actor.faults = faults
     return ", ".join(f"{name} {value}" for name, value in changes.items())
+
+
+def changed_model(worker: ModelWorker, event: config.TimelineEvent | config.Behaviour) -> ModelWorker:
+    """A copy of ``worker`` with the latency, cpu and errors ``event`` gives (a factor scales)."""
+    worker = copy.copy(worker)
+    if event.latency is not None:
+        worker.latency = _replacing(event.latency, worker.latency)
+    if event.cpu is not None:
+        worker.cpu = _replacing(event.cpu, worker.cpu)
+    if event.errors is not None:
+        worker.errors = event.errors.fraction
+    return worker
 
 
 def _replacing(value: DurationDistribution | ScaledDistribution, current: Distribution | None) -> Distribution:

@@ -144,6 +144,16 @@ class Bins:
         self.start = start
         self.counts = np.zeros(0, dtype=np.int64) if counts is None else counts
 
+    @classmethod
+    def of(cls, values: np.ndarray) -> Bins:
+        """The bins of ``values``, as a histogram that observed them would hold them."""
+        if not len(values):
+            return cls()
+        indices = _bin_indices(np.asarray(values, dtype=np.float64))
+        bins = cls().covering(int(indices.min()), int(indices.max()) + 1)
+        bins.counts += np.bincount(indices - bins.start, minlength=len(bins.counts))
+        return bins
+
     @property
     def end(self) -> int:
         return self.start + len(self.counts)

@@ -28,6 +28,8 @@ from collections.abc import Callable
 from statistics import NormalDist
 from typing import Any
 
+import numpy as np
+
 from edge.platform.units import format_duration, format_size, parse_duration, parse_ratio, parse_size, shown
 
 Z_99 = 2.3263478740408408
@@ -78,6 +80,16 @@ class Distribution(abc.ABC):
     def sample(self, rng: random.Random) -> float:
         """One draw, using only ``rng`` (the caller's stream decides reproducibility)."""
 
+    @abc.abstractmethod
+    def survival(self, x: float) -> float:
+        """P(draw > x): how likely a draw passes ``x`` (a CPU budget, a drain), for the batched
+        engine's bound on how often requests could meet."""
+
+    @abc.abstractmethod
+    def draw(self, gen: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` independent draws from numpy's ``gen``: the same distribution as ``sample``, for
+        the batched engine (``edge.engine.batched``), which draws a stretch of requests at once."""
+
     mean: float
     """The exact mean, from the parameters (what a queueing model or a test checks against).
 
@@ -109,6 +121,12 @@ class Const(Distribution):
     def sample(self, rng: random.Random) -> float:
         return self.value
 
+    def survival(self, x: float) -> float:
+        return 1.0 if self.value > x else 0.0
+
+    def draw(self, gen: np.random.Generator, n: int) -> np.ndarray:
+        return np.full(n, self.value)
+
     @property
     def mean(self) -> float:
         return self.value
@@ -135,6 +153,12 @@ class Exponential(Distribution):
         # Inlined ``rng.expovariate(1 / mean)``: one call less on the hottest path.
         return -math.log(1.0 - rng.random()) * self.mean
 
+    def survival(self, x: float) -> float:
+        return 1.0 if x < 0 else math.exp(-x / self.mean) if self.mean > 0 else 0.0
+
+    def draw(self, gen: np.random.Generator, n: int) -> np.ndarray:
+        return gen.exponential(self.mean, n)
+
     def quantile(self, q: float) -> float:
         _check_q(q)
         return math.inf if q == 1 else -math.log1p(-q) * self.mean
@@ -154,6 +178,14 @@ class Uniform(Distribution):
 
     def sample(self, rng: random.Random) -> float:
         return self.low + (self.high - self.low) * rng.random()
+
+    def survival(self, x: float) -> float:
+        if self.high <= self.low:
+            return 1.0 if self.low > x else 0.0
+        return min(1.0, max(0.0, (self.high - x) / (self.high - self.low)))
+
+    def draw(self, gen: np.random.Generator, n: int) -> np.ndarray:
+        return self.low + (self.high - self.low) * gen.random(n)
 
     @property
     def mean(self) -> float:
@@ -190,6 +222,20 @@ class Normal(Distribution):
             x = rng.gauss(self.mu, self.sd)
             if x >= 0:
                 return x
+
+    def survival(self, x: float) -> float:
+        if x < 0:
+            return 1.0
+        kept = 1 - _STANDARD_NORMAL.cdf(-self.mu / self.sd)  # the mass truncation keeps
+        return (1 - _STANDARD_NORMAL.cdf((x - self.mu) / self.sd)) / kept
+
+    def draw(self, gen: np.random.Generator, n: int) -> np.ndarray:
+        values = gen.normal(self.mu, self.sd, n)
+        negative = np.flatnonzero(values < 0)
+        while len(negative):  # resampled, as ``sample`` does: truncated, not clamped
+            values[negative] = gen.normal(self.mu, self.sd, len(negative))
+            negative = negative[values[negative] < 0]
+        return values
 
     @property
     def mean(self) -> float:
@@ -239,6 +285,12 @@ class LogNormal(Distribution):
         # ``rng.gauss`` rather than ``rng.lognormvariate`` (which calls normalvariate): ~15% faster.
         return math.exp(rng.gauss(self.mu, self.sigma))
 
+    def survival(self, x: float) -> float:
+        return 1.0 if x <= 0 else 1 - _STANDARD_NORMAL.cdf((math.log(x) - self.mu) / self.sigma)
+
+    def draw(self, gen: np.random.Generator, n: int) -> np.ndarray:
+        return np.exp(gen.normal(self.mu, self.sigma, n))
+
     @property
     def mean(self) -> float:
         return math.exp(self.mu + self.sigma**2 / 2)
@@ -281,6 +333,12 @@ class Pareto(Distribution):
     def sample(self, rng: random.Random) -> float:
         return self.minimum * (1.0 - rng.random()) ** self._exponent
 
+    def survival(self, x: float) -> float:
+        return 1.0 if x < self.minimum else (self.minimum / x) ** self.alpha
+
+    def draw(self, gen: np.random.Generator, n: int) -> np.ndarray:
+        return self.minimum * (1.0 - gen.random(n)) ** self._exponent
+
     @property
     def mean(self) -> float:
         return self.alpha * self.minimum / (self.alpha - 1)
@@ -314,6 +372,14 @@ class Gamma(Distribution):
     def sample(self, rng: random.Random) -> float:
         return rng.gammavariate(self._shape, self._scale)
 
+    def survival(self, x: float) -> float:
+        from scipy.special import gammaincc  # the regularized upper incomplete gamma
+
+        return 1.0 if x <= 0 else float(gammaincc(self._shape, x / self._scale))
+
+    def draw(self, gen: np.random.Generator, n: int) -> np.ndarray:
+        return gen.gamma(self._shape, self._scale, n)
+
     def __str__(self) -> str:
         return f"gamma(mean={_UNITS[self.unit][1](self.mean)}, cv={_format_number(self.cv)})"
 
@@ -339,6 +405,17 @@ class Mixture(Distribution):
     def sample(self, rng: random.Random) -> float:
         return self.components[bisect.bisect_right(self._thresholds, rng.random())].sample(rng)
 
+    def survival(self, x: float) -> float:
+        return sum(w * c.survival(x) for w, c in zip(self.weights, self.components))
+
+    def draw(self, gen: np.random.Generator, n: int) -> np.ndarray:
+        chosen = np.searchsorted(np.asarray(self._thresholds), gen.random(n), side="right")
+        values = np.empty(n)
+        for index, component in enumerate(self.components):
+            where = np.flatnonzero(chosen == index)
+            values[where] = component.draw(gen, len(where))
+        return values
+
     @property
     def mean(self) -> float:
         return sum(w * c.mean for w, c in zip(self.weights, self.components))
@@ -359,6 +436,12 @@ class Rounded(Distribution):
 
     def sample(self, rng: random.Random) -> float:
         return round(self.inner.sample(rng))
+
+    def survival(self, x: float) -> float:
+        return self.inner.survival(x - 0.5)  # an upper bound: a draw rounded above x was above x - 0.5
+
+    def draw(self, gen: np.random.Generator, n: int) -> np.ndarray:
+        return np.round(self.inner.draw(gen, n))  # half to even, as ``round``
 
     @property
     def mean(self) -> float:

@@ -20,7 +20,8 @@ import msgspec
 from edge.scenario import config
 from edge.tune import schedules
 from edge.tune.intervals import Estimate, mean, proportion
-from edge.tune.tuner import Task, run_tasks, schedule_label
+from edge.tune.results import EngineUse
+from edge.tune.tuner import Task, engine_use, run_tasks, schedule_label
 
 
 class PowerPoint(msgspec.Struct):
@@ -56,10 +57,11 @@ class PowerResult(msgspec.Struct):
     target: float
     """P(caught) the smallest bug is read at: ``limits.caught``."""
     curves: list[PowerCurve]
+    engine: EngineUse
 
 
 def power(loaded: config.LoadedScenario, *, replications: int | None = None, confidence: float = 0.95, seed: int | None = None,
-          executor: Executor | None = None) -> PowerResult:
+          executor: Executor | None = None, per_request: bool = False) -> PowerResult:
     tune = loaded.spec.tune
     assert tune is not None and tune.grid is not None
     grid = tune.grid
@@ -68,7 +70,7 @@ def power(loaded: config.LoadedScenario, *, replications: int | None = None, con
     scenario = str(Path(loaded.file).resolve())
     rollouts = schedules.candidates(loaded)
     hypotheses = [f"grid {g}" for g in range(len(grid.bugs))] + ["good"]
-    tasks = [Task(scenario, i, h, seed + k) for i in range(len(rollouts)) for h in hypotheses for k in range(n)]
+    tasks = [Task(scenario, i, h, seed + k, per_request) for i in range(len(rollouts)) for h in hypotheses for k in range(n)]
     done = run_tasks(tasks, executor)
     target = tune.limits.caught.fraction
     curves = []
@@ -92,7 +94,7 @@ def power(loaded: config.LoadedScenario, *, replications: int | None = None, con
         ))
     return PowerResult(
         scenario=loaded.spec.scenario.name, service=config.tuned_service(loaded.spec).name, seed=seed, confidence=confidence,
-        replications=n, kind=grid.kind, target=target, curves=curves,
+        replications=n, kind=grid.kind, target=target, curves=curves, engine=engine_use(scenario, done),
     )
 
 

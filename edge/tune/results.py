@@ -68,6 +68,26 @@ class CandidateResult(msgspec.Struct):
     """On the point estimates (what a recommendation that is not decided rests on)."""
 
 
+class EngineUse(msgspec.Struct):
+    """Which engine ran the simulations (``edge.engine.batched`` or the per-request one), and why."""
+
+    batched: int
+    """Simulations drawn in batches: exact wherever requests cannot meet."""
+    per_request: int
+    fell_back: int
+    """Of the per-request ones: batched simulations whose draws showed requests that met, run
+    again per request (at most ``coupling_bound`` of the batched ones, in probability)."""
+    coupling_bound: float | None
+    """The largest bound, over the batched schedules and hypotheses, on the probability that one
+    replication's requests meet: how far the fallback can move an estimate. None: none batched."""
+    simulated_s: float
+    """Simulated seconds over every simulation."""
+    batched_s: float
+    """Of which, on the batched engine."""
+    why_per_request: list[str]
+    """Why simulations ran per request ("--per-request", a scenario that does not qualify, ...)."""
+
+
 class TuneResult(msgspec.Struct):
     scenario: str
     service: str
@@ -91,3 +111,4 @@ class TuneResult(msgspec.Struct):
     """Not decided: about how many more replications would decide it (the most any open
     question of the leading schedule needs); None when decided or when no number would."""
     limits: dict[str, float]
+    engine: EngineUse

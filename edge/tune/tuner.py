@@ -21,6 +21,7 @@ test, else the sample a fixed-size test needs (5% level, 80% power).
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 import time
@@ -35,10 +36,12 @@ from edge.scenario import config
 from edge.tune import decide, schedules
 from edge.tune.budget import Budget
 from edge.tune.intervals import MIN_N, mean, proportion, rounded
-from edge.tune.results import CandidateResult, TuneResult
+from edge.tune.results import CandidateResult, EngineUse, TuneResult
 from edge.platform.files import write_output
 from edge.report.build import build_report
+from edge.engine import batched
 from edge.engine.simulate import RunResult, simulate
+from edge.platform.workers import ModelWorker
 
 HYPOTHESES = ("bad", "good")
 
@@ -48,6 +51,8 @@ class Task(msgspec.Struct, frozen=True):
     candidate: int
     hypothesis: str
     seed: int
+    per_request: bool = False
+    """Run on the per-request engine even where the batched one could (``--per-request``)."""
 
 
 class Replication(msgspec.Struct):
@@ -65,6 +70,15 @@ class Replication(msgspec.Struct):
     canary_errors: int
     """The canary's own 5xx answers: what callers would have got without the fallback."""
     retries: int
+    engine: str = "per-request"
+    """"batched" or "per-request" (``edge.engine.batched``)."""
+    why: str | None = None
+    """Why it ran per request: asked to, the scenario does not qualify, requests could meet too
+    often, or (``fell_back``) this replication's draws showed requests that met."""
+    fell_back: bool = False
+    windows: list[tuple[float, int, int]] = []
+    """Each analysis: (time, canary answers, canary 5xx) of its window."""
+    simulated_s: float = 0.0
 
 
 @functools.lru_cache(maxsize=4)
@@ -72,11 +86,55 @@ def _loaded(path: str) -> config.LoadedScenario:
     return config.load(path)
 
 
+@functools.lru_cache(maxsize=64)
+def _batch_plan(path: str, candidate: int) -> batched.Plan | str:
+    loaded = _loaded(path)
+    rollout = schedules.candidates(loaded)[candidate]
+    return batched.plan_for(loaded, config.tuned_service(loaded.spec), rollout, _check_every(rollout))
+
+
+@functools.lru_cache(maxsize=256)
+def batch_engine(path: str, candidate: int, hypothesis: str) -> tuple[batched.Plan | None, str | None, float | None]:
+    """(plan, None, bound) when this schedule and hypothesis run batched, with the bound on how
+    often a replication's requests meet; else (None, why not, bound or None)."""
+    plan = _batch_plan(path, candidate)
+    if isinstance(plan, str):
+        return None, plan, None
+    tune = _loaded(path).spec.tune
+    assert tune is not None
+    stable = plan.models[plan.stable]
+    bound, worst = batched.coupling_bound(plan, canary_model(hypothesis_behaviour(tune, hypothesis), plan.models[plan.canary], stable), stable)
+    if bound > batched.COUPLING_LIMIT:
+        return None, f"requests could meet (P <= {bound:.2g}, mostly {worst})", bound
+    return plan, None, bound
+
+
 def replicate(task: Task) -> Replication:
-    """One simulated rollout (a top-level function: it crosses process and machine boundaries)."""
+    """One simulated rollout (a top-level function: it crosses process and machine boundaries),
+    on the batched engine where the scenario allows it, else (or if its draws show requests that
+    met) on the per-request engine."""
     loaded = _loaded(task.scenario)
     tune = loaded.spec.tune
     assert tune is not None
+    behaviour = hypothesis_behaviour(tune, task.hypothesis)
+    plan, why, _ = batch_engine(task.scenario, task.candidate, task.hypothesis)
+    if task.per_request:
+        plan, why = None, "--per-request"
+    if plan is not None:
+        stable = plan.models[plan.stable]
+        try:
+            out = batched.run(plan, canary_model(behaviour, plan.models[plan.canary], stable), stable, task.seed)
+        except batched.Coupled as exc:
+            return msgspec.structs.replace(_per_request(loaded, task, behaviour), why=str(exc), fell_back=True)
+        return Replication(
+            candidate=task.candidate, hypothesis=task.hypothesis, seed=task.seed, phase=out.phase, ended_at_s=out.ended_at_s,
+            requests=out.requests, canary_requests=out.canary_requests, canary_errors_seen=out.canary_errors_seen,
+            canary_errors=out.canary_errors, retries=out.retries, engine="batched", windows=out.windows, simulated_s=out.simulated_s,
+        )
+    return msgspec.structs.replace(_per_request(loaded, task, behaviour), why=why)
+
+
+def _per_request(loaded: config.LoadedScenario, task: Task, behaviour: config.Behaviour | None) -> Replication:
     service = config.tuned_service(loaded.spec)
     rollout = schedules.candidates(loaded)[task.candidate]
     spec = msgspec.structs.replace(
@@ -85,7 +143,6 @@ def replicate(task: Task) -> Replication:
         thresholds=[],
     )
     run_loaded = msgspec.structs.replace(loaded, spec=spec)
-    behaviour = hypothesis_behaviour(tune, task.hypothesis)
 
     def setup(topology, front, clock) -> None:
         canary = topology.environments[f"{service.name}@{rollout.canary}"]
@@ -99,12 +156,14 @@ def replicate(task: Task) -> Replication:
     report = build_report(result)
     r = report.rollouts[service.name]
     router = report.routers[service.name]
+    controller = result.topology.rollouts[service.name]
     return Replication(
         candidate=task.candidate, hypothesis=task.hypothesis, seed=task.seed,
         phase=r.phase if r.phase in ("promoted", "rolled back") else "unfinished", ended_at_s=r.ended_at_s,
         requests=sum(o.requests for o in router.effective.values()),
         canary_requests=r.canary_requests, canary_errors_seen=router.effective[rollout.canary].errors,
         canary_errors=r.canary_errors, retries=sum(router.retries.values()),
+        windows=[(at, a.answered, a.errors) for at, a in controller.analyses], simulated_s=result.simulated,
     )
 
 
@@ -133,14 +192,19 @@ def _check_every(rollout: config.Rollout) -> float:
 def _apply(behaviour: config.Behaviour | None, canary, stable) -> None:
     """Give the canary its hypothesised behaviour, as a timeline ``set`` at time 0 would."""
     from edge.engine.timeline import change_behaviour
-    from edge.platform.workers import ModelWorker
 
-    if behaviour is None:  # good by default: as the stable environment
-        if isinstance(canary.worker, ModelWorker) and isinstance(stable.worker, ModelWorker):
-            for name in ("cpu", "latency", "errors", "error_status", "size"):
-                setattr(canary.worker, name, getattr(stable.worker, name))
-        return
-    change_behaviour(canary, behaviour)
+    if isinstance(canary.worker, ModelWorker) and isinstance(stable.worker, ModelWorker):
+        canary.worker = canary_model(behaviour, canary.worker, stable.worker)
+    elif behaviour is not None:  # code: a good canary runs its own code; a bad one gets faults
+        change_behaviour(canary, behaviour)
+
+
+def canary_model(behaviour: config.Behaviour | None, canary: ModelWorker, stable: ModelWorker) -> ModelWorker:
+    """A synthetic canary under a hypothesis: the stable model when good (no behaviour), else its
+    own with the behaviour's changes (a factor scales its model)."""
+    from edge.engine.timeline import changed_model
+
+    return copy.copy(stable) if behaviour is None else changed_model(canary, behaviour)
 
 
 def run_tasks(all_tasks: list[Task], executor: Executor | None, done: Callable[[], None] | None = None) -> list[Replication]:
@@ -286,9 +350,10 @@ class Progress(Protocol):
 
 
 def tune(loaded: config.LoadedScenario, *, budget: Budget | None = None, confidence: float = 0.95, seed: int | None = None,
-         executor: Executor | None = None, progress: Progress | None = None) -> TuneResult:
+         executor: Executor | None = None, progress: Progress | None = None, per_request: bool = False) -> TuneResult:
     """Rounds of replications until the recommendation is decided or ``budget`` is spent (by
-    default the scenario's ``tune.replications`` per schedule)."""
+    default the scenario's ``tune.replications`` per schedule); ``per_request`` keeps every
+    simulation on the per-request engine."""
     spec = loaded.spec
     assert spec.tune is not None
     budget = budget or Budget(replications=spec.tune.replications)
@@ -308,7 +373,7 @@ def tune(loaded: config.LoadedScenario, *, budget: Budget | None = None, confide
         # Each schedule takes its own next seeds: one paused for a while catches up on those it missed.
         plan = {i: range(seeds_used[i], seeds_used[i] + _capped(count, seeds_used[i], budget)) for i in active}
         rounds += 1
-        round_tasks = [Task(scenario, i, h, seed + k) for i in active for k in plan[i] for h in HYPOTHESES]
+        round_tasks = [Task(scenario, i, h, seed + k, per_request) for i in active for k in plan[i] for h in HYPOTHESES]
         if progress is not None:
             progress.round_started(rounds, {i: range(seed + r.start, seed + r.stop) for i, r in plan.items()}, len(round_tasks))
         replications += run_tasks(round_tasks, executor, None if progress is None else progress.simulation_done)
@@ -319,7 +384,8 @@ def tune(loaded: config.LoadedScenario, *, budget: Budget | None = None, confide
             dropped[i] = (reason, rounds)
         running = [i for i in running if i not in dropped]
         paused = decide.paused(results, running) if budget.fixed is None else {}  # a fixed run has no next round to wait for
-        result = _answer(loaded, results, running, dropped, paused, budget, seed, confidence, max(seeds_used.values()), rounds)
+        result = _answer(loaded, results, running, dropped, paused, budget, seed, confidence, max(seeds_used.values()), rounds,
+                         engine_use(scenario, replications))
         more = result.more_replications
         spent = budget.fixed is not None or (
             all(seeds_used[i] >= budget.replications for i in running if i not in paused) if budget.seconds is None
@@ -349,7 +415,7 @@ def _capped(count: int, used: int, budget: Budget) -> int:
 
 
 def _answer(loaded: config.LoadedScenario, results: list[CandidateResult], running: list[int], dropped: dict[int, tuple[str, int]],
-            paused: dict[int, str], budget: Budget, seed: int, confidence: float, done: int, rounds: int) -> TuneResult:
+            paused: dict[int, str], budget: Budget, seed: int, confidence: float, done: int, rounds: int, engine: EngineUse) -> TuneResult:
     assert loaded.spec.tune is not None
     for i, (reason, after) in dropped.items():
         results[i].dropped, results[i].dropped_after = reason, after
@@ -369,7 +435,20 @@ def _answer(loaded: config.LoadedScenario, results: list[CandidateResult], runni
         candidates=results, recommended=recommended,
         undecided=[f"{what}: {_more(m)}" for what, m in undecided],
         more_replications=max(mores) if mores and None not in mores else None,  # type: ignore[type-var]
-        limits=_limits(loaded.spec.tune.limits),
+        limits=_limits(loaded.spec.tune.limits), engine=engine,
+    )
+
+
+def engine_use(scenario: str, replications: list[Replication]) -> EngineUse:
+    """Which engine ran ``replications`` of the scenario at ``scenario`` (a resolved path), and why."""
+    batched_runs = [r for r in replications if r.engine == "batched"]
+    tried = {(r.candidate, r.hypothesis) for r in replications if r.engine == "batched" or r.fell_back}
+    bounds = [bound for c, h in tried if (bound := batch_engine(scenario, c, h)[2]) is not None]
+    return EngineUse(
+        batched=len(batched_runs), per_request=len(replications) - len(batched_runs), fell_back=sum(r.fell_back for r in replications),
+        coupling_bound=rounded(max(bounds)) if bounds else None,
+        simulated_s=rounded(math.fsum(r.simulated_s for r in replications)), batched_s=rounded(math.fsum(r.simulated_s for r in batched_runs)),
+        why_per_request=sorted({r.why for r in replications if r.why is not None and not r.fell_back}),
     )
 
 
