@@ -381,3 +381,38 @@ def test_scaled_is_the_same_family_times_the_factor(text: str) -> None:
         first, second = random.Random(5), random.Random(5)
         assert [tripled.sample(first) for _ in range(50)] == pytest.approx([3 * d.sample(second) for _ in range(50)], rel=1e-9)
     assert d.scaled(1) == d
+
+
+@pytest.mark.parametrize("text", [*STATISTICAL, "mix(0.3: exp(1ms), 0.7: lognormal(p50=2ms, p99=15ms))", "uniform(1ms, 3ms)"])
+def test_numpy_draws_follow_the_same_distribution_as_samples(text: str) -> None:
+    # What the batched engine draws (``draw``, numpy) against what the per-request engine draws
+    # (``sample``, one at a time): a two-sample Kolmogorov-Smirnov test cannot tell them apart.
+    import numpy as np
+    from scipy.stats import ks_2samp
+
+    d = parse_distribution(text)
+    rng = random.Random(7)
+    one_by_one = [d.sample(rng) for _ in range(20_000)]
+    drawn = d.draw(np.random.default_rng(7), 20_000)
+    assert drawn.shape == (20_000,) and (drawn >= 0).all()
+    assert ks_2samp(one_by_one, drawn).pvalue > 0.001
+
+
+@pytest.mark.parametrize("text", [*STATISTICAL, "mix(0.3: exp(1ms), 0.7: 5ms)", "uniform(1ms, 3ms)", "2ms"])
+@pytest.mark.parametrize("q", [0.5, 0.99])
+def test_survival_is_the_share_of_draws_above(text: str, q: float) -> None:
+    import numpy as np
+
+    d = parse_distribution(text)
+    drawn = d.draw(np.random.default_rng(3), 200_000)
+    x = float(np.quantile(drawn, q))
+    seen = float((drawn > x).mean())
+    assert abs(d.survival(x) - seen) <= 4 * math.sqrt(max(seen, 1e-5) / 200_000) + 1e-9, (d.survival(x), seen)
+
+
+def test_survival_at_the_edges() -> None:
+    assert parse_distribution("2ms").survival(0.002) == 0.0  # P(X > x): a constant at x is not above it
+    assert parse_distribution("2ms").survival(math.nextafter(0.002, 0)) == 1.0
+    assert parse_distribution("exp(1ms)").survival(0.0) == 1.0
+    assert parse_distribution("pareto(min=1ms, alpha=2)").survival(0.002) == pytest.approx(0.25)
+    assert parse_distribution("uniform(1ms, 3ms)").survival(0.003) == 0.0

@@ -239,3 +239,18 @@ def test_every_metric_the_docs_name_is_declared():
         named = set(re.findall(r"\bedge_[a-z0-9_]+", (ROOT / doc).read_text()))
         assert named, f"{doc} names no metric: is the pattern stale?"
         assert named <= declared, f"{doc} names undeclared metrics: {sorted(named - declared)}"
+
+
+def test_bins_of_values_are_what_a_histogram_of_them_holds():
+    # The batched engine bins a window's latencies at once (``Bins.of``); a gate must read the
+    # same quantile from them as from the per-request engine's histogram.
+    from edge.metrics.histogram import Bins
+
+    values = np.random.default_rng(1).lognormal(-6, 1.2, 5000)
+    histogram = LogHistogram()
+    for value in values:
+        histogram.observe(float(value))
+    held, binned = histogram.bins(), Bins.of(values)
+    assert not (binned - held).counts.any() and binned.count == 5000
+    assert [binned.quantile(q) for q in (0.5, 0.9, 0.99)] == [held.quantile(q) for q in (0.5, 0.9, 0.99)]
+    assert Bins.of(np.zeros(0)).quantile(0.99) == 0.0 and Bins.of(np.zeros(0)).count == 0

@@ -139,6 +139,36 @@ def test_mann_whitney_gate_catches_a_slower_canary(make_scenario):
     assert same.rollouts["app"].phase == "promoted"
 
 
+def test_mann_whitney_never_compares_against_the_leftovers_of_a_stable_environment_without_weight(make_scenario):
+    # At the 100% step the stable environment gets no new calls: what it answers in the window is
+    # the few still in flight when the weight moved. The gate compares nothing there (it passes).
+    compare = 'steps = [50, 100]\ninterval = "1m"\ncompare = { alpha = 0.001 }'
+    loaded = make_scenario(SCENARIO.format(duration="3m", canary_latency="lognormal(p50=2ms, p99=10ms)", canary_errors=0.001,
+                                           rollout=compare, timeline=""))
+    result = simulate(loaded, seed=3)
+    analyses = result.topology.rollouts["app"].analyses
+    assert [a.comparison is not None for _, a in analyses] == [True, False]
+    assert result.topology.rollouts["app"].phase == "promoted"
+
+
+@pytest.mark.parametrize(("canary", "stable", "weight", "compared"), [
+    (20, 20, 50.0, True), (19, 20, 50.0, False), (20, 19, 50.0, False), (20, 20, 0.0, False), (400, 400, 1e-9, True),
+])
+def test_mann_whitney_needs_min_samples_a_side_and_a_stable_weight(canary, stable, weight, compared):
+    import numpy as np
+
+    from edge.engine import rollout_machine as machine
+    from edge.engine.rollout import analysis
+    from edge.metrics.histogram import Bins
+
+    plan = machine.Plan(steps=(machine.Step(100.0),), interval_s=60.0, interval_label="1m", stable="production",
+                        compare=machine.CompareLimits(alpha=0.01, min_shift_s=0.0, min_samples=20))
+    rng = np.random.default_rng(1)
+    window = analysis(plan, answered=canary, errors=0, shed=0, latency=Bins.of(rng.exponential(0.002, canary)), queue_wait=Bins(),
+                      stable_latency=Bins.of(rng.exponential(0.002, stable)), stable_weight=weight)
+    assert (window.comparison is not None) is compared
+
+
 def test_sequential_test_rolls_back_a_bad_canary_at_once_and_settles_for_a_good_one(make_scenario):
     sprt = 'steps = [10, 25, 50, 100]\ninterval = "1m"\nsequential = { p0 = 0.001, p1 = 0.01 }'
     _, bad = run(make_scenario, sprt, errors=0.01)

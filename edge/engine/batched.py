@@ -199,6 +199,20 @@ def plan_for(loaded: config.LoadedScenario, service: config.Service, rollout: co
 
 
 @dataclasses.dataclass
+class Peaks:
+    """How near a replication came to requests meeting: what the checks compared with the limits."""
+
+    calls: dict[str, int] = dataclasses.field(default_factory=dict)
+    """The most calls in service at once, per environment (its slots: ``concurrency``)."""
+    cores: int = 0
+    """The most CPU steps at once (the node's ``cores``)."""
+    cpu_s: float = 0.0
+    """The most CPU one request was charged (``cpu_limit``)."""
+    drain_s: float = 0.0
+    """From the stop to the last answer (``drain``)."""
+
+
+@dataclasses.dataclass
 class Outcome:
     """A batched replication's result: what ``edge tune`` reads of a rollout run."""
 
@@ -215,6 +229,7 @@ class Outcome:
     windows: list[tuple[float, int, int]]
     """Each analysis: (time, canary answers, canary 5xx)."""
     simulated_s: float
+    peaks: Peaks
 
 
 COUPLING_LIMIT = 1e-3
@@ -398,6 +413,7 @@ class _Run:
         self.first_at: float | None = None
         self.window_start = 0.0
         self.windows: list[tuple[float, int, int]] = []
+        self.peaks = Peaks()
 
     # -- the instants: as ``simulate`` and the rollout controller schedule them ---------------------
     def _push(self, when: float, kind: str, arg: int = 0) -> None:
@@ -441,6 +457,7 @@ class _Run:
         self.stopped = when
         self._decide_retries(math.inf)
         last = max(max(a.last() for a in self.answers.values()), when)
+        self.peaks.drain_s = last - when
         if last > when + self.plan.drain:
             raise Coupled("a request was still unanswered when the drain ended")
         # ``FrontDoor.drained`` returns at once when nothing is in flight, and the run ends before
@@ -485,7 +502,7 @@ class _Run:
         self.windows.append((now, answered, errors))
         # Queue wait is 0 for every call here (none waited), which reads as empty bins do: 0.0.
         return analysis(plan.rollout, answered=answered, errors=errors, shed=0, latency=canary_bins, queue_wait=Bins(),
-                        stable_latency=stable_bins)
+                        stable_latency=stable_bins, stable_weight=self.weights[plan.stable])
 
     # -- the traffic ---------------------------------------------------------------------------
     def _advance(self, until: float) -> None:
@@ -544,6 +561,9 @@ class _Run:
 
     def _within_budget(self, cpu: np.ndarray, used: float | np.ndarray) -> None:
         """``CpuAccount.charge``: a step is over the request's budget when it wants more than is left."""
+        if not len(cpu):
+            return
+        self.peaks.cpu_s = max(self.peaks.cpu_s, float(np.max(cpu + used)))
         if np.any(cpu > self.plan.cpu_limit - used):
             raise Coupled("a request went over its CPU limit")
 
@@ -581,8 +601,6 @@ class _Run:
         self.errors_seen += int((failed & seen).sum())
 
     def _budget_allows(self, failed_at: np.ndarray) -> np.ndarray:
-        """Which failures (in time order) the retry budget lets through: ``RetryBudget.spend``'s
-        rule over its ten buckets, with the requests counted from the arrival times."""
         if self.plan.budget is None:
             return np.ones(len(failed_at), dtype=bool)
         ratio, floor, width = self.plan.budget
@@ -591,30 +609,23 @@ class _Run:
         routed = self.routed[0] if self.routed else np.zeros(0)
         if len(self.buckets) != len(routed):
             self.buckets = (routed / width).astype(np.int64)  # int(now / width), as the budget buckets them
-        buckets = self.buckets
-        allowed = np.zeros(len(failed_at), dtype=bool)
-        for k, at in enumerate(failed_at.tolist()):
-            bucket = int(at / width)
-            oldest = bucket - RetryBudget.BUCKETS + 1
-            requests = int(np.searchsorted(routed, at, side="left")) - int(np.searchsorted(buckets, oldest, side="left"))
-            retries = len(self.spent) - bisect.bisect_left(self.spent, oldest)
-            if retries + 1 <= floor + ratio * requests:
-                allowed[k] = True
-                self.spent.append(bucket)
-        return allowed
+        return budget_allows(routed, self.buckets, failed_at, ratio, floor, width, self.spent)
 
     # -- the checks and the answer ----------------------------------------------------------------
     def _check_independent(self) -> None:
         """No call found its environment's slots full, and no CPU step found every core busy."""
+        peaks = self.peaks
         for name, answers in self.answers.items():
             begin, at, _, _ = answers.columns()
-            if _most_at_once(begin, at) > self.plan.concurrency[name]:
+            peaks.calls[name] = _most_at_once(begin, at)
+            if peaks.calls[name] > self.plan.concurrency[name]:
                 raise Coupled(f"calls to {name} filled its slots")
         if self.cpu:
             starts = np.concatenate([s for s, _ in self.cpu])
             ends = np.concatenate([e for _, e in self.cpu])
             busy = ends > starts  # a call without CPU takes no core
-            if _most_at_once(starts[busy], ends[busy]) > self.plan.cores:
+            peaks.cores = _most_at_once(starts[busy], ends[busy])
+            if peaks.cores > self.plan.cores:
                 raise Coupled("CPU steps filled the node's cores")
 
     def _outcome(self, end: float) -> Outcome:
@@ -625,8 +636,26 @@ class _Run:
             phase=phase.value if phase in (machine.Phase.PROMOTED, machine.Phase.ROLLED_BACK) else "unfinished",
             ended_at_s=None if self.ended_at is None else round(self.ended_at, 9),
             requests=self.requests, canary_requests=int(since.sum()), canary_errors=int(failed[since].sum()),
-            canary_errors_seen=self.errors_seen, retries=self.retries, windows=self.windows, simulated_s=end,
+            canary_errors_seen=self.errors_seen, retries=self.retries, windows=self.windows, simulated_s=end, peaks=self.peaks,
         )
+
+
+def budget_allows(routed: np.ndarray, buckets: np.ndarray, failed_at: np.ndarray, ratio: float, floor: float, width: float,
+                  spent: list[int]) -> np.ndarray:
+    """Which failures (at ``failed_at``, in time order) the retry budget lets through:
+    ``RetryBudget.spend``'s rule over its ten buckets, the requests counted from their arrival
+    times (``routed``, sorted, and their ``buckets``); ``spent`` holds the bucket of each retry
+    taken so far, and gets those taken here."""
+    allowed = np.zeros(len(failed_at), dtype=bool)
+    for k, at in enumerate(failed_at.tolist()):
+        bucket = int(at / width)
+        oldest = bucket - RetryBudget.BUCKETS + 1
+        requests = int(np.searchsorted(routed, at, side="left")) - int(np.searchsorted(buckets, oldest, side="left"))
+        retries = len(spent) - bisect.bisect_left(spent, oldest)
+        if retries + 1 <= floor + ratio * requests:
+            allowed[k] = True
+            spent.append(bucket)
+    return allowed
 
 
 def _most_at_once(begin: np.ndarray, end: np.ndarray) -> int:

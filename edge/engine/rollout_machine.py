@@ -83,6 +83,8 @@ class CompareLimits:
 
     alpha: float
     min_shift_s: float
+    min_samples: int = 20
+    """Answers each side needs for the test to be run (``edge.engine.rollout.analysis``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,7 +171,8 @@ class Analysis:
     gate_values: tuple[float, ...]
     """The measured value of each of the plan's gates, in its order (anything when ``answered`` is 0)."""
     comparison: Comparison | None = None
-    """None when either side answered nothing: there is nothing to compare."""
+    """None when there is nothing to compare: a side answered fewer than ``min_samples``, or
+    the stable environment had no weight in the window."""
 
 
 Event = Start | PauseOver | Approve | Analysis

@@ -304,12 +304,18 @@ class Compare(msgspec.Struct, forbid_unknown_fields=True):
     """Fail when the canary is slower with a one-sided p-value below this."""
     min_shift: Duration = Duration("0s")
     """...and its median is slower by more than this (a difference too small to matter is not a failure)."""
+    min_samples: int = 20
+    """Answers each side needs in the interval for the test to be run; with fewer, or while the
+    stable environment's weight is 0 (its answers are leftovers of the step before), the gate
+    compares nothing and passes."""
 
     def __post_init__(self) -> None:
         if self.test != "mann-whitney":
             raise ValueError(f'@test: expected "mann-whitney", got {self.test!r}')
         if not 0 < self.alpha < 1:
             raise ValueError(f"@alpha: expected a probability in (0, 1), got {self.alpha}")
+        if self.min_samples < 1:
+            raise ValueError(f"@min_samples: expected at least 1 answer a side, got {self.min_samples}")
 
 
 class Sequential(msgspec.Struct, forbid_unknown_fields=True):
