@@ -108,10 +108,32 @@ def _limits(tmp_path, **change) -> tuple[batched.Plan, batched.Peaks]:
     return plan, run(plan).peaks
 
 
+def _exact_peaks(plan: batched.Plan) -> tuple[dict[str, int], int]:
+    """The most calls per environment and CPU steps at once in seed 1's run, counted exactly."""
+    done = batched._Run(plan, batched.Model.of(plan.models["canary"]), batched.Model.of(plan.models["production"]), 1)
+    done.go()
+    calls = {name: batched._most_at_once(*answers.columns()[:2], 0) for name, answers in done.answers.items()}
+    starts, ends = (np.concatenate(side) for side in zip(*done.cpu))
+    busy = ends > starts
+    return calls, batched._most_at_once(starts[busy], ends[busy], 0)
+
+
+@pytest.mark.parametrize(("intervals", "exact"), [
+    ([(0, 2), (1, 3), (2, 4)], 2),  # one ends as the third begins: not counted
+    ([(0, 1), (1, 2), (2, 3)], 1),
+    ([(0, 5), (1, 2), (1.5, 3), (4, 6)], 3),
+])
+def test_most_at_once_is_exact_when_it_may_pass_the_limit_and_a_bound_below_it(intervals, exact):
+    begin, end = (np.asarray(side, dtype=float) for side in zip(*intervals))
+    assert batched._most_at_once(begin, end, exact - 1) == exact  # could be over: counted exactly
+    bound = batched._most_at_once(begin, end, 10)
+    assert exact <= bound <= 10
+
+
 def test_slots_full_at_one_more_call_than_concurrency(tmp_path):
     plan, peaks = _limits(tmp_path, rate=400)
-    most = peaks.calls["production"]
-    assert most > 1
+    most = _exact_peaks(plan)[0]["production"]
+    assert 1 < most <= peaks.calls["production"]
     run(dataclasses.replace(plan, concurrency={**plan.concurrency, "production": most}))  # exactly full: no call waited
     with pytest.raises(batched.Coupled, match="calls to production filled its slots"):
         run(dataclasses.replace(plan, concurrency={**plan.concurrency, "production": most - 1}))
@@ -119,10 +141,11 @@ def test_slots_full_at_one_more_call_than_concurrency(tmp_path):
 
 def test_cores_busy_at_one_more_step_than_cores(tmp_path):
     plan, peaks = _limits(tmp_path, rate=400)
-    assert peaks.cores > 1
-    run(dataclasses.replace(plan, cores=peaks.cores))
+    most = _exact_peaks(plan)[1]
+    assert 1 < most <= peaks.cores
+    run(dataclasses.replace(plan, cores=most))
     with pytest.raises(batched.Coupled, match="filled the node's cores"):
-        run(dataclasses.replace(plan, cores=peaks.cores - 1))
+        run(dataclasses.replace(plan, cores=most - 1))
 
 
 def test_a_cpu_budget_spent_exactly_is_not_over_it(tmp_path):

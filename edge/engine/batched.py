@@ -203,9 +203,10 @@ class Peaks:
     """How near a replication came to requests meeting: what the checks compared with the limits."""
 
     calls: dict[str, int] = dataclasses.field(default_factory=dict)
-    """The most calls in service at once, per environment (its slots: ``concurrency``)."""
+    """The most calls in service at once, per environment (its slots: ``concurrency``): exact
+    above the limit, else a bound no larger than it (``_most_at_once``)."""
     cores: int = 0
-    """The most CPU steps at once (the node's ``cores``)."""
+    """The most CPU steps at once (the node's ``cores``), likewise."""
     cpu_s: float = 0.0
     """The most CPU one request was charged (``cpu_limit``)."""
     drain_s: float = 0.0
@@ -250,7 +251,7 @@ def coupling_bound(plan: Plan, canary: ModelWorker, stable: ModelWorker) -> tupl
     Poisson with mean at most rate x the longest mean service time; an arrival sees that number
     (PASTA), so the expected arrivals finding c or more busy are at most rate x T x P(Poisson >= c).
     """
-    from scipy.stats import poisson
+    from scipy.special import pdtrc  # P(Poisson(m) > k): scipy.stats would take a second to import
 
     models = [Model.of(m) for m in (canary, stable)]
     base = sum(g.rate * _share(g) for g in plan.groups)
@@ -260,10 +261,10 @@ def coupling_bound(plan: Plan, canary: ModelWorker, stable: ModelWorker) -> tupl
     service = max(m.cpu.mean + m.latency.mean for m in models)
     cpu = max(m.cpu.mean for m in models)
     parts = {
-        f"calls finding {name}'s {limit} slots full": rate * length * float(poisson.sf(limit - 1, rate * service))
+        f"calls finding {name}'s {limit} slots full": rate * length * float(pdtrc(limit - 1, rate * service))
         for name, limit in plan.concurrency.items()
     }
-    parts["CPU steps finding every core busy"] = rate * length * float(poisson.sf(plan.cores - 1, rate * cpu))
+    parts["CPU steps finding every core busy"] = rate * length * float(pdtrc(plan.cores - 1, rate * cpu))
     # A retried request makes two CPU steps and two waits: each part past a quarter (a half for
     # CPU) of the limit is what going over it needs.
     parts["a request over its CPU limit"] = base * length * 2 * max(m.cpu.survival(plan.cpu_limit / 2) for m in models)
@@ -617,14 +618,14 @@ class _Run:
         peaks = self.peaks
         for name, answers in self.answers.items():
             begin, at, _, _ = answers.columns()
-            peaks.calls[name] = _most_at_once(begin, at)
+            peaks.calls[name] = _most_at_once(begin, at, self.plan.concurrency[name])
             if peaks.calls[name] > self.plan.concurrency[name]:
                 raise Coupled(f"calls to {name} filled its slots")
         if self.cpu:
             starts = np.concatenate([s for s, _ in self.cpu])
             ends = np.concatenate([e for _, e in self.cpu])
             busy = ends > starts  # a call without CPU takes no core
-            peaks.cores = _most_at_once(starts[busy], ends[busy])
+            peaks.cores = _most_at_once(starts[busy], ends[busy], self.plan.cores)
             if peaks.cores > self.plan.cores:
                 raise Coupled("CPU steps filled the node's cores")
 
@@ -658,11 +659,20 @@ def budget_allows(routed: np.ndarray, buckets: np.ndarray, failed_at: np.ndarray
     return allowed
 
 
-def _most_at_once(begin: np.ndarray, end: np.ndarray) -> int:
-    """The most intervals [begin, end) open at one instant (each counted as it begins)."""
+def _most_at_once(begin: np.ndarray, end: np.ndarray, limit: int) -> int:
+    """The most intervals [begin, end) open at one instant (each counted as it begins), exactly
+    when it may be above ``limit``; otherwise a bound on it at most ``limit``.
+
+    The cheap bound first: every interval open when one begins began at most the longest
+    duration before, so counting the beginnings in that span bounds the count. Only when the
+    bound passes ``limit`` are the ends sorted for the exact count."""
     if not len(begin):
         return 0
-    begin = np.sort(begin, kind="stable")
+    begin = np.sort(begin, kind="stable")  # nearly sorted already (by arrival): timsort's best case
+    longest = float(np.max(end - begin)) if len(end) else 0.0
+    index = np.arange(1, len(begin) + 1)
+    bound = int((index - np.searchsorted(begin, begin - longest, side="left")).max())
+    if bound <= limit:
+        return bound
     end = np.sort(end, kind="stable")
-    open_at = np.arange(1, len(begin) + 1) - np.searchsorted(end, begin, side="right")
-    return int(open_at.max())
+    return int((index - np.searchsorted(end, begin, side="right")).max())

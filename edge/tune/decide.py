@@ -8,16 +8,18 @@ gets no replications while the leader's limits are being settled, and is needed 
 the leader fails one. The
 answer is decided when one schedule is left and it surely passes every limit, or none is left.
 What is still open is listed with a rough count of the replications that would settle it, if the
-estimates held: for a probability, the trials after which its exact interval would clear the limit;
+estimates held: for a probability, the trials after which its interval would clear the limit;
 for a mean or a comparison, the width shrinking like 1/sqrt(n).
 
-Every look is at the chosen confidence: deciding after several looks is somewhat less sure than
-the confidence says of one interval (no correction for the repeated looks is made).
+Looking after every round does not make the decisions less sure than the confidence says: the
+probabilities and the times are confidence sequences (``intervals``), valid at every look at
+once. The mean of errors seen is the exception: a bootstrap interval, decided on only from
+``COUNT_MIN_N`` replications, at its confidence per look.
 """
 
 from __future__ import annotations
 
-from edge.tune.intervals import MIN_N, Estimate, more_for_gap, more_for_proportion
+from edge.tune.intervals import COUNT_MIN_N, MIN_N, Estimate, more_for_gap, more_for_proportion
 from edge.tune.results import CandidateResult, Check
 
 
@@ -40,8 +42,8 @@ def checks(c: CandidateResult, limits: dict[str, float], confidence: float) -> l
     return found
 
 
-def _too_few(e: Estimate) -> int | None:
-    return MIN_N - e.n if e.n < MIN_N else None
+def _too_few(e: Estimate, needs: int = MIN_N) -> int | None:
+    return needs - e.n if e.n < needs else None
 
 
 def _proportion(limit: str, e: Estimate, line: float, confidence: float, *, at_least: bool) -> Check:
@@ -56,8 +58,9 @@ def _proportion(limit: str, e: Estimate, line: float, confidence: float, *, at_l
 
 
 def _mean_at_most(limit: str, e: Estimate, line: float) -> Check:
+    """A mean of counts (errors seen): its interval comes from ``COUNT_MIN_N`` replications."""
     if not e.bounded or e.value is None:
-        return Check(limit, "undecided", _too_few(e))
+        return Check(limit, "undecided", _too_few(e, COUNT_MIN_N))
     assert e.low is not None and e.high is not None
     if e.high <= line:
         return Check(limit, "passes")

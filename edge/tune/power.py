@@ -19,9 +19,9 @@ import msgspec
 
 from edge.scenario import config
 from edge.tune import schedules
-from edge.tune.intervals import Estimate, mean, proportion
+from edge.tune.intervals import Estimate, bounded_mean, proportion
 from edge.tune.results import EngineUse
-from edge.tune.tuner import Task, engine_use, run_tasks, schedule_label
+from edge.tune.tuner import Task, engine_use, run_tasks, schedule_label, time_bounds
 
 
 class PowerPoint(msgspec.Struct):
@@ -78,13 +78,14 @@ def power(loaded: config.LoadedScenario, *, replications: int | None = None, con
         def of(hypothesis: str):
             return [r for r in done if r.candidate == i and r.hypothesis == hypothesis]
 
+        soonest, _, latest = time_bounds(loaded, rollout)
+        rollback_range = (soonest, latest)
         points = []
         for g, (bug, size) in enumerate(zip(grid.bugs, grid.sizes)):
             caught = [r for r in of(f"grid {g}") if r.phase == "rolled back"]
             points.append(PowerPoint(
                 bug=bug, size=size, caught=proportion(len(caught), n, confidence),
-                # Resampled from a stream of its own: a function of the seed, the schedule and the point.
-                time_to_rollback_s=mean([r.ended_at_s for r in caught if r.ended_at_s is not None], confidence, (seed, i, 100 + g)),
+                time_to_rollback_s=bounded_mean([r.ended_at_s for r in caught if r.ended_at_s is not None], confidence, *rollback_range),
             ))
         curves.append(PowerCurve(
             schedule=schedule_label(loaded, i, rollout), points=points,

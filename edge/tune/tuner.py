@@ -35,7 +35,7 @@ import msgspec
 from edge.scenario import config
 from edge.tune import decide, schedules
 from edge.tune.budget import Budget
-from edge.tune.intervals import MIN_N, mean, proportion, rounded
+from edge.tune.intervals import MIN_N, bounded_mean, mean, proportion, rounded
 from edge.tune.results import CandidateResult, EngineUse, TuneResult
 from edge.platform.files import write_output
 from edge.report.build import build_report
@@ -281,17 +281,19 @@ def summarise(loaded: config.LoadedScenario, replications: list[Replication], se
             # Each mean resamples from its own stream: a function of the seed, the schedule and the figure.
             return mean(values, confidence, (seed, index, field))
 
+        soonest_rollback, soonest_promotion, latest = time_bounds(loaded, rollout)
+
         result = CandidateResult(
             schedule=schedule_label(loaded, index, rollout),
             steps=steps, interval_s=rollout.interval.seconds, replications=len(good), dropped=None, dropped_after=None, paused=None,
             caught=proportion(len(caught), len(bad), confidence),
-            time_to_rollback_s=average(0, [r.ended_at_s for r in caught if r.ended_at_s is not None]),
+            time_to_rollback_s=bounded_mean([r.ended_at_s for r in caught if r.ended_at_s is not None], confidence, soonest_rollback, latest),
             canary_requests_to_rollback=average(1, [float(r.canary_requests) for r in caught]),
             errors_seen=average(2, [float(r.canary_errors_seen) for r in bad]),
             errors_without_fallback=average(3, [float(r.canary_errors) for r in bad]),
-            extra_load=average(4, [r.retries / r.requests if r.requests else 0.0 for r in bad]),
+            extra_load=bounded_mean([r.retries / r.requests if r.requests else 0.0 for r in bad], confidence, 0.0, 1.0),
             false_rollback=proportion(sum(r.phase == "rolled back" for r in good), len(good), confidence),
-            rollout_time_s=average(5, [r.ended_at_s for r in promoted if r.ended_at_s is not None]),
+            rollout_time_s=bounded_mean([r.ended_at_s for r in promoted if r.ended_at_s is not None], confidence, soonest_promotion, latest),
             completed=proportion(len(promoted), len(good), confidence),
             closed_form_requests=closed, checks=[], meets_limits=False,
         )
@@ -299,6 +301,19 @@ def summarise(loaded: config.LoadedScenario, replications: list[Replication], se
         result.meets_limits = _meets_on_points(result, limits)
         results.append(result)
     return results
+
+
+def time_bounds(loaded: config.LoadedScenario, rollout: config.Rollout) -> tuple[float, float, float]:
+    """Where a replication's rollback and promotion times can lie: (soonest rollback, soonest
+    promotion, latest end). A rollback comes at an analysis, the first one an interval after the
+    start; a promotion after every step's interval and pause; either by the end of the drain.
+    The times' confidence sequences are taken over these ranges."""
+    meta = loaded.spec.scenario
+    steps = config.rollout_steps(rollout)
+    start, interval = rollout.start.seconds, rollout.interval.seconds
+    pauses = math.fsum(step.pause.seconds for step in steps if step.pause is not None)
+    latest = meta.duration.seconds + meta.drain.seconds
+    return min(start + interval, latest), min(start + pauses + len(steps) * interval, latest), latest
 
 
 def _limits(limits: config.TuneLimits) -> dict[str, float]:
