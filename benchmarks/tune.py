@@ -3,7 +3,7 @@ the per-request one, in the same run, on the same seeds and cores: the adaptive 
 recommendation is decided) and ``--power`` (320 simulations). The aims (issue 25): decided in at
 most 20 s, ``--power`` in at most 60 s, with the same recommendation and intervals that agree.
 
-    python benchmarks/tune.py [--budget 200] [--jobs N] [--batched-only]
+    python benchmarks/tune.py [--budget N] [--jobs N] [--batched-only]
 
 For each: wall time, simulations, the recommendation and whether it is decided, and the
 recommended schedule's figures with their intervals; then the ratios per-request / batched.
@@ -37,10 +37,10 @@ def shown(e: Estimate, scale: float = 1.0, unit: str = "") -> str:
     return f"{e.value * scale:.3g}{unit} ({e.low * scale:.3g}-{e.high * scale:.3g})"
 
 
-def adaptive(loaded: config.LoadedScenario, budget: int, jobs: int, per_request: bool) -> float:
+def adaptive(loaded: config.LoadedScenario, budget: int | None, jobs: int, per_request: bool) -> float:
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        result = tune(loaded, budget=Budget(replications=budget), executor=pool, per_request=per_request)
+        result = tune(loaded, budget=None if budget is None else Budget(replications=budget), executor=pool, per_request=per_request)
     wall = time.perf_counter() - started
     engine = result.engine
     answer = f"#{result.recommended}" if result.recommended is not None else "none"
@@ -68,7 +68,7 @@ def curves(loaded: config.LoadedScenario, jobs: int, per_request: bool) -> float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", type=int, default=200, help="at most this many replications per schedule (default 200)")
+    parser.add_argument("--budget", type=int, default=None, help="at most this many replications per schedule (default: the scenario's)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: every core)")
     parser.add_argument("--batched-only", action="store_true", help="skip the per-request runs (minutes)")
     args = parser.parse_args()
