@@ -256,7 +256,25 @@ def cmd_check(args: argparse.Namespace) -> int:
     spec = loaded.spec
     envs = sum(len(config.environments_of(s)) for s in spec.services)
     print(f"{loaded.file}: ok ({len(spec.services)} services, {envs} environments, {len(spec.traffic)} traffic groups)")
+    _print_statistical_gates(spec)
     return EXIT_OK
+
+
+def _print_statistical_gates(spec: config.Scenario) -> None:
+    """What each rollout's statistical gates promise: the comparison's level at each planned
+    comparison and over the rollout, the sequential test's bounds."""
+    from edge.engine.rollout import plan_of
+
+    for service in spec.services:
+        if service.rollout is None:
+            continue
+        plan = plan_of(service.rollout)
+        if plan.compare is not None:
+            print(f"  {service.name}: {plan.compare.shown()}")
+        if plan.sequential is not None:
+            s = plan.sequential
+            print(f"  {service.name}: sequential test {s.p0:.3%} against {s.p1:.3%}: false rollback at most {s.alpha:g}, "
+                  f"missed at most {s.beta:g} (Wald's bounds; `edge tune` measures the rates)")
 
 
 def cmd_import(args: argparse.Namespace) -> int:

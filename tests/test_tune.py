@@ -425,7 +425,7 @@ def test_a_latency_bug_is_caught_by_the_comparison_and_no_bug_as_often_as_a_good
     assert compared.caught.value == 1.0 and compared.caught.low > 0.7
     assert gated.caught.value is not None and gated.caught.value < compared.caught.value
     assert compared.time_to_rollback_s.value == 30.0  # the first analysis
-    assert compared.schedule == "10/50/100 every 30s; Mann-Whitney at 0.01"
+    assert compared.schedule == "10/50/100 every 30s; Mann-Whitney at 0.01 (obrien-fleming)"
     assert compared.false_rollback.value == 0.0 and compared.false_rollback.high < 0.3
     # x1 is the canary's own model: with common random numbers each "bad" replication is the good
     # one, to the request, so a bug-free canary is caught exactly as often as it is falsely rolled

@@ -17,6 +17,8 @@ the difference of histogram bins), so each verdict is about that interval alone:
 
 from __future__ import annotations
 
+import math
+import statistics
 from typing import Any
 
 import msgspec
@@ -82,10 +84,42 @@ def plan_of(rollout: config.Rollout) -> machine.Plan:
         gates=tuple(rollout.gates),
         min_requests=rollout.min_requests, no_data=machine.NoData(rollout.no_data), failure_limit=rollout.failure_limit,
         compare=None if compare is None else machine.CompareLimits(
-            alpha=float(compare.alpha), min_shift_s=compare.min_shift.seconds, min_samples=compare.min_samples),
+            alpha=float(compare.alpha), min_shift_s=compare.min_shift.seconds, min_samples=compare.min_samples, spending=compare.spending,
+            levels=comparison_levels(float(compare.alpha), compare.spending, planned_comparisons(steps, rollout.failure_limit))),
         sequential=None if sequential is None else machine.SequentialTest(
             p0=sequential.p0.fraction, p1=sequential.p1.fraction, alpha=float(sequential.alpha), beta=float(sequential.beta)),
     )
+
+
+def planned_comparisons(steps: tuple[machine.Step, ...], failure_limit: int) -> int:
+    """The most comparisons a rollout makes without holding: one an analysis at each step the
+    stable environment still has traffic (not at 100%), and one more for each failure it may
+    survive."""
+    return sum(1 for step in steps if step.weight < 100) + failure_limit - 1
+
+
+def comparison_levels(alpha: float, spending: str, looks: int) -> tuple[float, ...]:
+    """Each planned comparison's own level. Spent (``"pocock"``, ``"obrien-fleming"``): the
+    probability that a canary no slower than the stable environment fails any of the ``looks``
+    comparisons is ``alpha``, the k-th taking what the spending function allots to k / looks of
+    the rollout. Windows do not overlap, so the comparisons are independent: level k is
+    (spent(k) - spent(k - 1)) / (1 - spent(k - 1)), and their joint false-failure rate is exactly
+    spent(1) = alpha. ``"per-look"``: ``alpha`` at each (about looks x alpha over the rollout)."""
+    if spending == "per-look":
+        return (alpha,) * looks
+    normal = statistics.NormalDist()
+
+    def spent(t: float) -> float:
+        if spending == "pocock":
+            return alpha * math.log(1 + (math.e - 1) * t)
+        return 2 * (1 - normal.cdf(normal.inv_cdf(1 - alpha / 2) / math.sqrt(t)))
+
+    levels, before = [], 0.0
+    for k in range(1, looks + 1):
+        now = alpha if k == looks else spent(k / looks)  # the whole alpha at the end, not its rounding
+        levels.append((now - before) / (1 - before))
+        before = now
+    return tuple(levels)
 
 
 class RolloutController:

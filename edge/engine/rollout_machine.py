@@ -79,12 +79,37 @@ class Step:
 
 @dataclasses.dataclass(frozen=True)
 class CompareLimits:
-    """The Mann-Whitney gate fails when both hold: p below ``alpha`` and a median shift above ``min_shift_s``."""
+    """The Mann-Whitney gate fails when both hold: p below the comparison's level and a median
+    shift above ``min_shift_s``. The k-th comparison of the rollout is at ``levels[k]``; one past
+    the planned comparisons can no longer fail. Without planned levels (None), every comparison
+    is at ``alpha``. ``spending``: how ``alpha`` was spent (``edge.engine.rollout.comparison_levels``)."""
 
     alpha: float
     min_shift_s: float
     min_samples: int = 20
     """Answers each side needs for the test to be run (``edge.engine.rollout.analysis``)."""
+    spending: str = "per-look"
+    levels: tuple[float, ...] | None = None
+
+    def level(self, index: int) -> float:
+        if self.levels is None:
+            return self.alpha
+        return self.levels[index] if index < len(self.levels) else 0.0
+
+    @property
+    def overall(self) -> float:
+        """The probability a canary as fast as the stable environment fails some planned comparison."""
+        return 1 - math.prod(1 - level for level in self.levels or ())
+
+    def shown(self) -> str:
+        """"Mann-Whitney at 0.05 overall over 2 comparisons (O'Brien-Fleming: 0.56%, 4.5%)"."""
+        planned = self.levels or ()
+        levels = ", ".join(f"{level:.2g}" if level < 0.001 else f"{level:.2%}".replace(".00%", "%") for level in planned)
+        count = f"{len(planned)} comparison{'s' if len(planned) != 1 else ''}"
+        if self.spending == "per-look":
+            return f"Mann-Whitney at {self.alpha:g} per comparison over {count}: {self.overall:.3g} overall"
+        name = {"obrien-fleming": "O'Brien-Fleming", "pocock": "Pocock"}[self.spending]
+        return f"Mann-Whitney at {self.alpha:g} overall over {count} ({name}: {levels})"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +154,8 @@ class RolloutState:
     llr: float = 0.0
     """The sequential test's log-likelihood ratio over every answer so far."""
     sprt_settled: bool = False
+    comparisons: int = 0
+    """Latency comparisons judged so far: the next is at the plan's level of that index."""
 
     @property
     def ended(self) -> bool:
@@ -240,7 +267,8 @@ def step(state: RolloutState, event: Event) -> tuple[RolloutState, list[Action]]
             return state, []
         plan = state.plan
         weights = ", ".join(f"{s.weight:g}%" for s in plan.steps)
-        started = Log(Milestone.START, f"{len(plan.steps)} steps: {weights}, every {plan.interval_label}")
+        compared = "" if plan.compare is None else f"; {plan.compare.shown()}"
+        started = Log(Milestone.START, f"{len(plan.steps)} steps: {weights}, every {plan.interval_label}{compared}")
         state, actions = _enter(dataclasses.replace(state, phase=Phase.PROGRESSING), 0)
         return state, [started, *actions]
     if isinstance(event, PauseOver):
@@ -290,7 +318,9 @@ def _analyse(state: RolloutState, window: Analysis) -> tuple[RolloutState, list[
         if settled:
             actions.append(settled)
     if verdict is None:
-        verdict = _judge(plan, window)
+        verdict = _judge(plan, window, state.comparisons)
+        if plan.compare is not None and window.comparison is not None and window.answered >= max(plan.min_requests, 1):
+            state = dataclasses.replace(state, comparisons=state.comparisons + 1)
     kind, detail = verdict
     actions.append(RecordAnalysis(kind))
     if kind is Verdict.ROLLBACK:
@@ -323,15 +353,16 @@ def _sprt(state: RolloutState, test: SequentialTest, window: Analysis) -> tuple[
     return state, None, None
 
 
-def _judge(plan: Plan, window: Analysis) -> tuple[Verdict, str]:
-    """No data, or the gates and the comparison over the window."""
+def _judge(plan: Plan, window: Analysis, comparisons: int) -> tuple[Verdict, str]:
+    """No data, or the gates and the comparison (the rollout's ``comparisons``-th) over the window."""
     if window.answered < max(plan.min_requests, 1):
         reason = f"{window.answered} canary answers (needs {plan.min_requests})"
         return {NoData.FAIL: Verdict.NO_DATA, NoData.PASS: Verdict.PASS, NoData.HOLD: Verdict.HOLD}[plan.no_data], reason
     failed = [gate.text for gate, value in zip(plan.gates, window.gate_values, strict=True) if not gate.holds(value)]
     c, limits = window.comparison, plan.compare
-    if limits is not None and c is not None and c.p_value < limits.alpha and c.median_shift_s > limits.min_shift_s:
-        failed.append(f"latency above {plan.stable}'s (Mann-Whitney p={c.p_value:.2g}, median +{format_duration(c.median_shift_s)})")
+    if limits is not None and c is not None and c.p_value < limits.level(comparisons) and c.median_shift_s > limits.min_shift_s:
+        which = "" if limits.levels is None else f" < {limits.level(comparisons):.2g}, comparison {comparisons + 1} of {len(limits.levels)};"
+        failed.append(f"latency above {plan.stable}'s (Mann-Whitney p={c.p_value:.2g}{which or ','} median +{format_duration(c.median_shift_s)})")
     if failed:
         return Verdict.FAIL, "; ".join(failed)
     return Verdict.PASS, f"{window.answered} canary answers, {window.errors} errors"

@@ -237,11 +237,11 @@ def wald_expected_requests(p0: float, p1: float, alpha: float, beta: float) -> f
 
 
 def _shown(field: str, value: object) -> str:
-    """A candidate's own setting, compactly: "SPRT 0.1%/0.5%", "Mann-Whitney at 0.01", "gates error ratio < 0.5%"."""
+    """A candidate's own setting, compactly: "SPRT 0.1%/0.5%", "Mann-Whitney at 0.01 (pocock)", "gates error ratio < 0.5%"."""
     if field == "sequential" and isinstance(value, dict):
         return f"SPRT {value.get('p0')}/{value.get('p1')}"
     if field == "compare" and isinstance(value, dict):
-        return f"Mann-Whitney at {value.get('alpha', config.Compare().alpha)}"
+        return f"Mann-Whitney at {value.get('alpha', config.Compare().alpha)} ({value.get('spending', config.Compare().spending)})"
     if isinstance(value, list):
         return f"{field.replace('_', ' ')} {', '.join(map(str, value))}"
     return f"{field.replace('_', ' ')} {value}"
