@@ -268,3 +268,19 @@ def test_edge_tune_per_request_says_so_in_its_json(tmp_path):
     engine = json.loads(out.read_text())["engine"]
     assert (engine["batched"], engine["per_request"], engine["fell_back"]) == (6, 0, 0)
     assert 0 < engine["coupling_bound"] < batched.COUPLING_LIMIT and engine["batched_s"] == engine["simulated_s"] > 0
+
+
+@pytest.mark.parametrize(("rate", "phase"), [(400, "promoted"), (1, "unfinished")])
+def test_an_analysis_due_as_the_traffic_ends_runs_only_while_requests_are_in_flight(tmp_path, rate, phase):
+    # The last analysis is due at exactly the end of the traffic (2 steps of 1 minute, 2 minutes).
+    # The traffic stops first (its timer was set first); the analysis then runs in the drain if a
+    # request is still in flight, and never if none is: the run ends at once. Both engines agree.
+    path = tmp_path / "end.toml"
+    path.write_text(SCENARIO.format(duration="2m", meta="", service="", production="", rate=rate, more="").replace(
+        'steps = [10, 50, 100]\ninterval = "20s"', 'steps = [50, 100]\ninterval = "1m"').replace(
+        'candidates = [{ steps = [10, 50, 100], interval = "20s" }]', 'candidates = [{ steps = [50, 100], interval = "1m" }]').replace(
+        'compare = { alpha = 0.01 }\n', '').replace('"lognormal(p50=2ms, p99=20ms)"', '"20ms"'))
+    for seed in (1, 2):
+        fast, slow = replicate(Task(str(path), 0, "good", seed)), replicate(Task(str(path), 0, "good", seed, True))
+        assert fast.engine == "batched" and (fast.phase, fast.ended_at_s) == (slow.phase, slow.ended_at_s), (fast, slow)
+        assert fast.phase == phase and fast.windows[-1][0] == (120.0 if phase == "promoted" else 60.0)

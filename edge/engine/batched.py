@@ -398,14 +398,12 @@ class _Run:
         self.ended_at: float | None = None
         self.cursor = 0.0
         self.stopped: float | None = None
-        self.closed = False
-        """Nothing was in flight when the traffic stopped: the run ended at that instant."""
         self.heap: list[tuple[float, int, str, int]] = []
         self.seq = itertools.count()
         self.answers = {name: _Answers() for name in plan.targets}
         self.cpu: list[tuple[np.ndarray, np.ndarray]] = []  # (start, end) of CPU steps
         self.routed: list[np.ndarray] = []  # arrival times the split received, in order
-        self.pending: list[tuple[np.ndarray, ...]] = []  # retry candidates: (failed at, arrived, cpu used)
+        self.pending: list[tuple[np.ndarray, ...]] = []  # retry candidates: (failed at, arrived, CPU used, counts as seen)
         self.buckets = np.zeros(0, dtype=np.int64)  # the retry budget's bucket of each of them
         self.spent: list[int] = []  # the retry budget's bucket of each retry taken
         self.requests = 0
@@ -425,24 +423,29 @@ class _Run:
         self._push(plan.check_every, "check")
         self._push(plan.start, "start")
         self._push(plan.duration, "end")
-        drain_end = math.inf
         while self.heap:
             when, _, kind, arg = heapq.heappop(self.heap)
-            if when > drain_end or self.closed:
-                break  # the run is over: the clock is closed
-            if self.stopped is not None and kind in ("check", "end"):
-                continue  # the traffic has stopped: nothing left for these to do
+            if self.stopped is not None:
+                # The drain: the clock runs on while anything is in flight, for at most ``drain``
+                # (``FrontDoor.drained``); a promotion now gives the retries after it the canary's model.
+                if when > self.stopped + plan.drain:
+                    break
+                self._decide_retries(when)
+                if not self._in_flight_after(when):
+                    break  # every answer came before: the run ended then, the clock closed
+                if kind in ("check", "end"):
+                    continue  # the traffic has stopped already
             if kind == "check":
                 if self.state.ended:
                     self._advance(when)
-                    drain_end = self._stop(when)
+                    self.stopped = when
                 elif when + plan.check_every <= plan.duration:
                     self._push(when + plan.check_every, "check")
                 continue
             # Everything else may move the split: the requests before it are routed by the old one.
             self._advance(when)
             if kind == "end":
-                drain_end = self._stop(when)
+                self.stopped = when
             elif kind == "start":
                 self.first_at = when
                 self._feed(when, machine.Start())
@@ -450,21 +453,17 @@ class _Run:
                 self._feed(when, self._measure(when))
             else:
                 self._feed(when, machine.PauseOver(arg))
-        self._check_independent()
-        return self._outcome(drain_end)
-
-    def _stop(self, when: float) -> float:
-        """The traffic stops; the run drains until the last answer (requests in flight finish)."""
-        self.stopped = when
+        assert self.stopped is not None  # the end of the traffic is always on the heap
         self._decide_retries(math.inf)
-        last = max(max(a.last() for a in self.answers.values()), when)
-        self.peaks.drain_s = last - when
-        if last > when + self.plan.drain:
+        last = max(max(a.last() for a in self.answers.values()), self.stopped)
+        self.peaks.drain_s = last - self.stopped
+        if last > self.stopped + plan.drain:
             raise Coupled("a request was still unanswered when the drain ended")
-        # ``FrontDoor.drained`` returns at once when nothing is in flight, and the run ends before
-        # anything else due at that instant; otherwise the clock runs on until the last answer.
-        self.closed = last <= when
-        return last
+        self._check_independent()
+        return self._outcome(last)
+
+    def _in_flight_after(self, when: float) -> bool:
+        return bool(self.pending) or any(a.last() > when for a in self.answers.values())
 
     def _feed(self, now: float, event: machine.Event) -> None:
         self.state, actions = machine.step(self.state, event)
