@@ -15,7 +15,7 @@ from rich.table import Table
 
 from edge.tune.intervals import Estimate
 from edge.tune.power import PowerResult
-from edge.tune.results import CandidateResult, TuneResult
+from edge.tune.results import CandidateResult, EngineUse, TuneResult
 
 WIDTH = 120
 TOO_FEW = "too few replications"
@@ -73,6 +73,7 @@ def print_table(result: TuneResult, console: Console | None = None) -> None:
     console.print(table)
     for index, c in enumerate(result.candidates):
         console.print(f"  #{index}  {escape(c.schedule)}")
+    console.print(engine_line(result.engine))
     limits = ", ".join(check.limit for check in result.candidates[0].checks if not check.limit.startswith("rollout time"))
     if result.decided:
         if result.recommended is None:
@@ -88,6 +89,15 @@ def print_table(result: TuneResult, console: Console | None = None) -> None:
         console.print(f"leading: [bold]#{result.recommended}[/bold], on the estimates; not decided ({why}). Open:")
     for line in result.undecided:
         console.print(f"  {escape(line)}")
+
+
+def engine_line(engine: EngineUse) -> str:
+    """"engine: 762 simulations batched (P(requests meet) <= 0.00029, 0 fell back), 0 per request"."""
+    batched = f"{engine.batched:,} simulations batched"
+    if engine.batched or engine.fell_back:
+        batched += f" (P(requests meet) <= {engine.coupling_bound:.2g}, {engine.fell_back} fell back)"
+    why = f": {escape('; '.join(engine.why_per_request))}" if engine.why_per_request else ""
+    return f"engine: {batched}, {engine.per_request:,} per request{why}"
 
 
 def print_power_table(result: PowerResult, console: Console | None = None) -> None:
@@ -111,3 +121,4 @@ def print_power_table(result: PowerResult, console: Console | None = None) -> No
     console.print(table)
     for index, curve in enumerate(result.curves):
         console.print(f"  #{index}  {escape(curve.schedule)}")
+    console.print(engine_line(result.engine))
