@@ -3,7 +3,10 @@
 What a large topology costs should grow with the work it does, not with the capacity it is
 configured with: slots come into being when calls need them. Each configuration runs in its own
 child process (so that its peak RSS is its own): the default concurrency (256 slots a service) and
-``concurrency = 8``, plus an empty baseline (the interpreter with edge imported) for reference.
+``concurrency = 8``, plus an empty baseline (the interpreter with edge imported) for reference,
+and the default scenario (three services) for the same simulated time, whose speed per hop (a
+call an environment answers) the large topology's is compared with. The aim (issue 25): 10,000
+code services at 80% or more of the default scenario's speed per hop, under 1 GB.
 
     python benchmarks/scale.py [--chains 100] [--depth 10] [--seconds 10] [--rate 2000]
 """
@@ -52,15 +55,16 @@ if sys.argv[1] == "-":
     raise SystemExit
 loaded = config.load(Path(sys.argv[1]))
 started = time.perf_counter()
-result = simulate(loaded, seed=1)
+result = simulate(loaded, seed=1, duration=float(sys.argv[3]) if len(sys.argv) > 3 else None)
 wall = time.perf_counter() - started
-print(json.dumps({"wall_s": wall, "requests": result.metrics.clients.requests,
+hops = sum(stats.answered for stats in result.metrics.environments.values())
+print(json.dumps({"wall_s": wall, "requests": result.metrics.clients.requests, "hops": hops,
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
-def run_child(path: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, path, str(ROOT)], check=True, capture_output=True, text=True)
+def run_child(path: str, *duration: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", CHILD, path, str(ROOT), *duration], check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -75,14 +79,19 @@ def main() -> None:
     baseline = run_child("-")
     print(f"{args.chains * args.depth:,} code services ({args.chains} chains of {args.depth}), "
           f"poisson {args.rate:g}/s for {args.seconds:g} simulated s")
-    print(f"{'configuration':<24}{'wall s':>9}{'requests':>10}{'peak RSS':>11}")
-    print(f"{'interpreter + edge':<24}{'':>9}{'':>10}{baseline['rss_mb']:>8.0f} MB")
+    print(f"{'configuration':<24}{'wall s':>9}{'requests':>10}{'hops/s':>10}{'peak RSS':>11}")
+    print(f"{'interpreter + edge':<24}{'':>9}{'':>10}{'':>10}{baseline['rss_mb']:>8.0f} MB")
+    default = run_child(str(ROOT / "edge" / "bundled" / "default.toml"), str(args.seconds))
+    default_speed = default["hops"] / default["wall_s"]
+    print(f"{'default scenario':<24}{default['wall_s']:>9.1f}{default['requests']:>10,}{default_speed:>10,.0f}{default['rss_mb']:>8.0f} MB")
     with tempfile.TemporaryDirectory() as tmp:
         for label, concurrency in (("default concurrency", None), ("concurrency = 8", 8)):
             path = Path(tmp) / "scale.toml"
             path.write_text(scenario(args.chains, args.depth, args.rate, args.seconds, concurrency))
             figures = run_child(str(path))
-            print(f"{label:<24}{figures['wall_s']:>9.1f}{figures['requests']:>10,}{figures['rss_mb']:>8.0f} MB")
+            speed = figures["hops"] / figures["wall_s"]
+            print(f"{label:<24}{figures['wall_s']:>9.1f}{figures['requests']:>10,}{speed:>10,.0f}{figures['rss_mb']:>8.0f} MB"
+                  f"   {speed / default_speed:.0%} of the default scenario's speed per hop (aim: 80%, under 1 GB)")
 
 
 if __name__ == "__main__":

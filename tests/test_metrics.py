@@ -254,3 +254,37 @@ def test_bins_of_values_are_what_a_histogram_of_them_holds():
     assert not (binned - held).counts.any() and binned.count == 5000
     assert [binned.quantile(q) for q in (0.5, 0.9, 0.99)] == [held.quantile(q) for q in (0.5, 0.9, 0.99)]
     assert Bins.of(np.zeros(0)).quantile(0.99) == 0.0 and Bins.of(np.zeros(0)).count == 0
+
+
+def test_a_few_values_are_binned_in_python_exactly_as_numpy_bins_many():
+    # Every decade edge and its eight neighbours on each side (where log10's last bit could
+    # matter), and a wide random spread: the Python path puts each in numpy's bin.
+    import math
+
+    from edge.metrics.histogram import _bin_index_of, _bin_indices
+
+    values = [0.0, 1e-300, 1e5, 1e300, 0.001, 0.002, 3e-4]
+    for exponent in range(-9, 7):
+        for base in (1.0, 2.5, 9.99, 1.01):
+            edge = base * 10.0**exponent
+            below = above = edge
+            for _ in range(8):
+                below, above = math.nextafter(below, 0), math.nextafter(above, math.inf)
+                values += [below, above]
+            values.append(edge)
+    values += np.random.default_rng(3).lognormal(-7, 3, 100_000).tolist()
+    assert [_bin_index_of(v) for v in values] == _bin_indices(np.asarray(values)).tolist()
+
+
+def test_a_histogram_settled_a_few_values_at_a_time_holds_what_one_settled_at_once_does():
+    few, many = LogHistogram(), LogHistogram()
+    values = np.random.default_rng(5).lognormal(-6, 1.5, 4000)
+    for chunk in np.array_split(values, 500):  # 8 at a time: the Python path
+        for value in chunk:
+            few.observe(float(value))
+        few.settle()
+    for value in values:
+        many.observe(float(value))
+    assert not (few.bins() - many.bins()).counts.any()
+    assert (few.count, few.min, few.max) == (many.count, many.min, many.max)
+    assert few.total == pytest.approx(many.total, rel=1e-12)

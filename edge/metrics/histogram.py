@@ -65,6 +65,9 @@ class LogHistogram:
         pending = self._pending
         if not pending:
             return
+        if len(pending) <= _FEW:
+            self._settle_few(pending)
+            return
         values = np.array(pending, dtype=np.float64)
         del pending[:]
         indices = _bin_indices(values)
@@ -74,6 +77,21 @@ class LogHistogram:
         self._total += float(values.sum())
         self._min = min(self._min, float(values.min()))
         self._max = max(self._max, float(values.max()))
+
+    def _settle_few(self, pending: array.array) -> None:
+        """``settle`` for a handful of values, binned one by one in Python: numpy's dozen calls
+        cost more than the work for these, and a topology of 10,000 services settles thousands
+        of histograms holding a few values each, every interval."""
+        indices = [_bin_index_of(value) for value in pending]
+        counts = self._counts = self._counts.covering(min(indices), max(indices) + 1)
+        cells, start = counts.counts, counts.start
+        for index in indices:
+            cells[index - start] += 1
+        self._count += len(indices)
+        self._total += float(np.frombuffer(pending).sum())  # numpy's summation: the same float as for many values
+        self._min = min(self._min, min(pending))
+        self._max = max(self._max, max(pending))
+        del pending[:]
 
     def add(self, other: LogHistogram) -> None:
         """Merge ``other``'s observations into this histogram."""
@@ -205,6 +223,18 @@ class Bins:
         index = _BINS - 1 if local >= len(cumulative) else self.start + local
         return 0.0 if index == 0 else _bin_mid(index)  # bin 0: below 100 ns, zeros included
 
+    def quantiles(self, qs: tuple[float, ...]) -> list[float]:
+        """``quantile`` of each of ``qs``, from one pass over the counts (the same floats)."""
+        cumulative = np.cumsum(self.counts)
+        if not len(cumulative) or not cumulative[-1]:
+            return [0.0] * len(qs)
+        total = int(cumulative[-1])
+        found = []
+        for local in np.searchsorted(cumulative, [q * total for q in qs], side="right").tolist():
+            index = _BINS - 1 if local >= len(cumulative) else self.start + local
+            found.append(0.0 if index == 0 else _bin_mid(index))
+        return found
+
     def largest(self) -> float:
         """The midpoint of the highest bin holding anything (0.0 when empty)."""
         nonzero = np.flatnonzero(self.counts)
@@ -239,6 +269,27 @@ def _bin_indices(values: np.ndarray) -> np.ndarray:
     step = np.minimum(((mantissa - 1.0) * 100.0 + _EPSILON).astype(np.int64), _PER_DECADE - 1)
     index = (exponent - _E_MIN) * _PER_DECADE + step
     return np.where(small, 0, np.where(top, _BINS - 1, index))
+
+
+_FEW = 16
+"""Up to this many waiting values are binned in Python (``_bin_index_of``), more with numpy."""
+_NEG_POW10_LIST = _NEG_POW10.tolist()
+
+
+def _bin_index_of(value: float) -> int:
+    """``_bin_indices`` of one value, step for step in Python floats (the same IEEE operations,
+    so the same bin: ``tests/test_metrics.py`` checks every decade edge and its neighbours)."""
+    value = min(value, _LARGEST)
+    if value < _SMALLEST:
+        return 0
+    exponent = min(max(math.floor(math.log10(value)), _E_MIN), _E_MAX)
+    mantissa = value * _NEG_POW10_LIST[exponent - _E_MIN]
+    exponent += (mantissa >= 10.0) - (mantissa < 1.0)
+    if exponent >= _E_MAX:
+        return _BINS - 1
+    mantissa = value * _NEG_POW10_LIST[exponent - _E_MIN]
+    step = min(int((mantissa - 1.0) * 100.0 + _EPSILON), _PER_DECADE - 1)
+    return (exponent - _E_MIN) * _PER_DECADE + step
 
 
 @functools.lru_cache(maxsize=256)  # the bucket bounds of every scrape: a handful of values, many times

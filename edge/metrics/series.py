@@ -76,10 +76,21 @@ class _Window:
         self.last = Bins()
 
     def take(self, histograms: list[LogHistogram]) -> Bins:
-        now = sum((h.bins() for h in histograms), Bins())
+        now = histograms[0].bins() if len(histograms) == 1 else sum((h.bins() for h in histograms), Bins())
         since = now - self.last
         self.last = now
         return since
+
+
+class _Readings:
+    """An environment's counters at the last reading, and its latency window."""
+
+    __slots__ = ("answered", "errors", "shed", "cpu", "latency")
+
+    def __init__(self) -> None:
+        self.answered = self.errors = self.shed = 0
+        self.cpu = 0.0
+        self.latency = _Window()
 
 
 class SeriesRecorder:
@@ -98,6 +109,7 @@ class SeriesRecorder:
         )
         self._counts: dict[str, float] = {}  # counter -> its value at the last reading
         self._windows: dict[str, _Window] = {}
+        self._environments: dict[str, _Readings] = {}
         self._last = 0.0
 
     def begin(self) -> None:
@@ -142,17 +154,33 @@ class SeriesRecorder:
         c.cpu_per_request_p50_s.append(_round(cpu.quantile(0.5)))
         c.cpu_per_request_p99_s.append(_round(cpu.quantile(0.99)))
 
+        readings = self._environments
         for key, stats in metrics.environments.items():
             e = series.environments.get(key)
             if e is None:  # an environment's first call: earlier intervals had nothing from it
                 e = series.environments[key] = EnvironmentSeries(*([0] * points for _ in range(3)), *([0.0] * points for _ in range(4)))
-            e.requests.append(int(self._delta(f"{key}.requests", stats.answered)))
-            e.errors.append(int(self._delta(f"{key}.errors", sum(counts[4] for counts in stats.requests.values()))))
-            e.shed.append(int(self._delta(f"{key}.shed", stats.shed)))
-            bins = self._bins(f"{key}.latency", [stats.latency])
-            for column, q in ((e.latency_p50_s, 0.5), (e.latency_p90_s, 0.9), (e.latency_p99_s, 0.99)):
-                column.append(_round(bins.quantile(q)))
-            e.cpu_s.append(_round(self._delta(f"{key}.cpu", stats.cpu_seconds)))
+                readings[key] = _Readings()
+            last = readings[key]
+            answered, shed, cpu = stats.answered, stats.shed, stats.cpu_seconds
+            e.requests.append(answered - last.answered)
+            e.shed.append(shed - last.shed)
+            e.cpu_s.append(_round(cpu - last.cpu))
+            if answered == last.answered:
+                # Nothing answered, so nothing observed: no errors, and an empty window's quantiles
+                # are 0 (as its bins would say). A large topology has many such environments each
+                # interval, and reading their histograms was most of what the series cost.
+                e.errors.append(0)
+                for column in (e.latency_p50_s, e.latency_p90_s, e.latency_p99_s):
+                    column.append(0.0)
+            else:
+                errors = sum(counts[4] for counts in stats.requests.values())
+                e.errors.append(errors - last.errors)
+                p50, p90, p99 = last.latency.take([stats.latency]).quantiles((0.5, 0.9, 0.99))
+                e.latency_p50_s.append(_round(p50))
+                e.latency_p90_s.append(_round(p90))
+                e.latency_p99_s.append(_round(p99))
+                last.errors = errors
+            last.answered, last.shed, last.cpu = answered, shed, cpu
 
         for (service, environment), percent in metrics.canary_weights.items():
             column = series.weights.setdefault(f"{service}@{environment}", [0.0] * points)
