@@ -104,6 +104,11 @@ class LogHistogram:
         self._max = max(self._max, other._max)
 
     @property
+    def waiting(self) -> int:
+        """Values observed and not binned yet."""
+        return len(self._pending)
+
+    @property
     def count(self) -> int:
         self.settle()
         return self._count

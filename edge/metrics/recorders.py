@@ -25,6 +25,10 @@ def status_class(status: int) -> int:
     return status // 100 - 1
 
 
+SETTLE_FROM = 128
+"""``RunMetrics.settle`` bins a histogram's waiting values from this many."""
+
+
 class EnvironmentStats:
     """What one service environment actor records."""
 
@@ -179,9 +183,14 @@ class RunMetrics:
             yield stats.latency
 
     def settle(self) -> None:
-        """Bin every histogram's waiting values: keeps memory bounded on a long run."""
+        """Bin the waiting values of every histogram with many: keeps memory bounded on a long
+        run. One with a few waits for its next reading: binning a handful costs about as much as
+        binning thousands, and a topology of 10,000 services keeps 30,000 histograms holding a few
+        values each (settling them all every 4,096 requests was a fifth of its run). At most
+        ``SETTLE_FROM`` - 1 values wait in each: 1 KiB."""
         for hist in self.histograms():
-            hist.settle()
+            if hist.waiting >= SETTLE_FROM:
+                hist.settle()
 
     def histogram(self, table: dict, key: object) -> LogHistogram:
         hist = table.get(key)
