@@ -100,16 +100,25 @@ def _sequence(successes: int, n: int, confidence: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
+def _without_interval(values: list[float], needs: int) -> Estimate | None:
+    """The estimate of fewer values than an interval ``needs`` (none at all without values)."""
+    if not values:
+        return Estimate(None, None, None, 0)
+    return Estimate(_average(values), None, None, len(values)) if len(values) < needs else None
+
+
+def _average(values: list[float]) -> float:
+    return rounded(math.fsum(values) / len(values))
+
+
 def bounded_mean(values: list[float], confidence: float, low: float, high: float) -> Estimate:
     """The betting confidence sequence of a mean of values known to lie in [low, high]."""
     import numpy as np
 
-    n = len(values)
-    if n == 0:
-        return Estimate(None, None, None, 0)
-    m = rounded(math.fsum(values) / n)
-    if n < MIN_N:
-        return Estimate(m, None, None, n)
+    short = _without_interval(values, MIN_N)
+    if short is not None:
+        return short
+    n, m = len(values), _average(values)
     span = high - low
     if span <= 0:
         return Estimate(m, low, low, n)
@@ -137,7 +146,7 @@ def _betting(x, alpha: float) -> tuple[float, float]:
     down = np.minimum(bet[:, None], 0.5 / np.maximum(1 - c, 1e-12))
     wealth = np.logaddexp(np.log1p(up * (x[:, None] - c)).sum(axis=0), np.log1p(-down * (x[:, None] - c)).sum(axis=0)) - math.log(2)
     kept = np.flatnonzero(wealth < math.log(1 / alpha))
-    if not len(kept):  # cannot happen at the sample's own mean; kept for safety
+    if not len(kept):  # every candidate rejected (rare: bets that won wherever they stood): say nothing
         return 0.0, 1.0
     return float(grid[max(kept[0] - 1, 0)]), float(grid[min(kept[-1] + 1, _GRID - 1)])
 
@@ -148,12 +157,10 @@ def mean(values: list[float], confidence: float, seed: int | tuple[int, ...]) ->
     import numpy as np
     from scipy.stats import bootstrap
 
-    n = len(values)
-    if n == 0:
-        return Estimate(None, None, None, 0)
-    m = rounded(math.fsum(values) / n)
-    if n < COUNT_MIN_N:
-        return Estimate(m, None, None, n)
+    short = _without_interval(values, COUNT_MIN_N)
+    if short is not None:
+        return short
+    n, m = len(values), _average(values)
     if min(values) == max(values):
         # Every resample has the same mean: the percentile bootstrap's interval is that point, and
         # BCa's acceleration is 0/0 (scipy warns and answers NaN).
