@@ -284,3 +284,17 @@ def test_an_analysis_due_as_the_traffic_ends_runs_only_while_requests_are_in_fli
         fast, slow = replicate(Task(str(path), 0, "good", seed)), replicate(Task(str(path), 0, "good", seed, True))
         assert fast.engine == "batched" and (fast.phase, fast.ended_at_s) == (slow.phase, slow.ended_at_s), (fast, slow)
         assert fast.phase == phase and fast.windows[-1][0] == (120.0 if phase == "promoted" else 60.0)
+
+
+def test_a_retry_on_the_canary_is_answered_by_the_canarys_model(tmp_path):
+    # Production fails 30% and retries on the canary, which (the "bad" hypothesis here) never
+    # fails: every retry the canary answers succeeds, on both engines.
+    path = tmp_path / "to-canary.toml"
+    path.write_text(SCENARIO.format(duration="2m", meta="", service="", production="", rate=50, more="").replace(
+        'errors = 0.002 }\n\n[services.environments.canary]', 'errors = 0.3 }\n\n[services.environments.canary]', 1).replace(
+        'retry = { to = "production", methods = ["GET"] }', 'retry = { to = "canary", methods = ["GET"] }').replace(
+        'bad = { errors = "4%" }', 'bad = { errors = "0%" }').replace('gates = ["error ratio < 3%", "p99 latency < 200ms"]', 'gates = []'))
+    for seed in (1, 2, 3):
+        fast, slow = replicate(Task(str(path), 0, "bad", seed)), replicate(Task(str(path), 0, "bad", seed, True))
+        assert fast.engine == "batched" and fast.retries > 0 and slow.retries > 0
+        assert fast.canary_errors == slow.canary_errors == 0

@@ -586,7 +586,8 @@ class _Run:
             return
         starts, arrived, used, seen = failed_at[taken], arrived[taken], used[taken], seen[taken]
         self.retries += len(starts)
-        promoted = starts >= self.promoted_at
+        # The environment retried on runs the canary's model if it is the canary, or once promoted.
+        promoted = starts >= (-math.inf if self.plan.retry_to == self.plan.canary else self.promoted_at)
         cpu, latency, failed = np.empty(len(starts)), np.empty(len(starts)), np.empty(len(starts), dtype=bool)
         for mask, model in ((~promoted, self.stable_model), (promoted, self.canary_model)):
             k = int(mask.sum())
