@@ -92,9 +92,9 @@ def plan_of(rollout: config.Rollout) -> machine.Plan:
 
 
 def planned_comparisons(steps: tuple[machine.Step, ...], failure_limit: int) -> int:
-    """The most comparisons a rollout makes without holding: one an analysis at each step the
-    stable environment still has traffic (not at 100%), and one more for each failure it may
-    survive."""
+    """The most comparisons a rollout makes without holding: one at the analysis of each step
+    where the stable environment still has traffic (not at 100%), and one more for each failure
+    it may survive."""
     return sum(1 for step in steps if step.weight < 100) + failure_limit - 1
 
 
