@@ -16,8 +16,10 @@ budget, whose decisions are taken one by one in the order of the failures.
 
 Whether requests met is known only after drawing them: the engine checks its draws (``Coupled``
 is raised when any of those conditions is broken) and the caller then runs that replication per
-request instead. The fallback conditions on the draws, so its rate is reported (``edge tune``'s
-``engine``): a rate of zero means every answer came from this engine.
+request instead. That rerun draws afresh rather than continuing from the draws that met, so it
+can move an estimate by at most the probability of such draws: ``coupling_bound`` bounds it from
+queueing theory before anything runs, ``edge tune`` batches only below ``COUPLING_LIMIT``, and
+its ``engine`` reports the bound and how many replications fell back.
 
 Which scenarios qualify (``plan_for`` says why not otherwise): the tuned service alone, with
 exactly its stable and canary environments, both synthetic models without cold starts; open
