@@ -1,8 +1,9 @@
 """What ``edge tune`` answers: the Structs of its ``--json`` output (and of the table and plot,
 which are drawn from them alone).
 
-Every interval is at ``TuneResult.confidence``; an ``Estimate`` without ``low``/``high`` had too
-few replications for one. A ``Check`` is one limit judged on interval bounds: "passes" and
+Every interval is at ``TuneResult.confidence``, and those of probabilities and times hold at
+every round at once (confidence sequences, ``edge.tune.intervals``); an ``Estimate`` without
+``low``/``high`` had too few replications for one (3, or 80 for a mean of counts). A ``Check`` is one limit judged on interval bounds: "passes" and
 "fails" are sure (the whole interval on one side of the limit), anything else is "undecided",
 with ``more`` the replications that would roughly decide it if the estimate held.
 """
