@@ -22,6 +22,7 @@ from actors.router import RetryBudget
 from edge.engine import batched
 from edge.scenario import config
 from edge.tune import tuner
+from edge.tune.budget import Budget
 from edge.tune.tuner import Task, replicate
 
 SCENARIO = """
@@ -298,3 +299,17 @@ def test_a_retry_on_the_canary_is_answered_by_the_canarys_model(tmp_path):
         fast, slow = replicate(Task(str(path), 0, "bad", seed)), replicate(Task(str(path), 0, "bad", seed, True))
         assert fast.engine == "batched" and fast.retries > 0 and slow.retries > 0
         assert fast.canary_errors == slow.canary_errors == 0
+
+
+@pytest.mark.parametrize(("change", "part"), [
+    (dict(rate=200, service="concurrency = 2"), "slots full"),  # the slot limit binds
+    (dict(rate=400, meta="cores = 1"), "every core busy"),  # the node's one core saturates
+])
+def test_a_scenario_whose_requests_meet_runs_per_request_and_says_why(tmp_path, change, part):
+    path = write(tmp_path, **change)
+    plan, why, bound = tuner.batch_engine(path, 0, "good")
+    assert plan is None and part in why and bound > batched.COUPLING_LIMIT
+    result = tuner.tune(config.load(path), budget=Budget(fixed=3), executor=None)
+    forced = tuner.tune(config.load(path), budget=Budget(fixed=3), executor=None, per_request=True)
+    assert result.engine.batched == 0 and result.engine.per_request == 6 and result.engine.why_per_request == [why]
+    assert msgspec.json.encode(result.candidates) == msgspec.json.encode(forced.candidates)  # the same simulations
