@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-import hashlib
 import heapq
 import itertools
 import math
@@ -50,6 +49,7 @@ from edge.engine import rollout_machine as machine
 from edge.engine.rollout import analysis, plan_of
 from edge.engine.topology import DEFAULT_CONCURRENCY
 from edge.metrics.histogram import Bins
+from edge.platform.clock import stream_seed
 from edge.platform.distributions import Distribution
 from edge.platform.fetch import Request
 from edge.platform.routes import RouteTable
@@ -289,8 +289,7 @@ def run(plan: Plan, canary: ModelWorker, stable: ModelWorker, seed: int) -> Outc
 
 
 def _generator(seed: int, *names: object) -> np.random.Generator:
-    key = "/".join([str(seed), "batched", *map(str, names)]).encode()
-    return np.random.default_rng(int.from_bytes(hashlib.sha256(key).digest()[:16], "big"))
+    return np.random.default_rng(stream_seed(seed, "batched", *names))
 
 
 class _Arrivals:

@@ -318,8 +318,8 @@ def _analyse(state: RolloutState, window: Analysis) -> tuple[RolloutState, list[
         if settled:
             actions.append(settled)
     if verdict is None:
-        verdict = _judge(plan, window, state.comparisons)
-        if plan.compare is not None and window.comparison is not None and window.answered >= max(plan.min_requests, 1):
+        *verdict, compared = _judge(plan, window, state.comparisons)
+        if compared:
             state = dataclasses.replace(state, comparisons=state.comparisons + 1)
     kind, detail = verdict
     actions.append(RecordAnalysis(kind))
@@ -353,19 +353,21 @@ def _sprt(state: RolloutState, test: SequentialTest, window: Analysis) -> tuple[
     return state, None, None
 
 
-def _judge(plan: Plan, window: Analysis, comparisons: int) -> tuple[Verdict, str]:
-    """No data, or the gates and the comparison (the rollout's ``comparisons``-th) over the window."""
+def _judge(plan: Plan, window: Analysis, comparisons: int) -> tuple[Verdict, str, bool]:
+    """No data, or the gates and the comparison (the rollout's ``comparisons``-th) over the
+    window; and whether a comparison was judged (it spends its level)."""
     if window.answered < max(plan.min_requests, 1):
         reason = f"{window.answered} canary answers (needs {plan.min_requests})"
-        return {NoData.FAIL: Verdict.NO_DATA, NoData.PASS: Verdict.PASS, NoData.HOLD: Verdict.HOLD}[plan.no_data], reason
+        return {NoData.FAIL: Verdict.NO_DATA, NoData.PASS: Verdict.PASS, NoData.HOLD: Verdict.HOLD}[plan.no_data], reason, False
     failed = [gate.text for gate, value in zip(plan.gates, window.gate_values, strict=True) if not gate.holds(value)]
     c, limits = window.comparison, plan.compare
+    compared = limits is not None and c is not None
     if limits is not None and c is not None and c.p_value < limits.level(comparisons) and c.median_shift_s > limits.min_shift_s:
         which = "" if limits.levels is None else f" < {limits.level(comparisons):.2g}, comparison {comparisons + 1} of {len(limits.levels)};"
         failed.append(f"latency above {plan.stable}'s (Mann-Whitney p={c.p_value:.2g}{which or ','} median +{format_duration(c.median_shift_s)})")
     if failed:
-        return Verdict.FAIL, "; ".join(failed)
-    return Verdict.PASS, f"{window.answered} canary answers, {window.errors} errors"
+        return Verdict.FAIL, "; ".join(failed), compared
+    return Verdict.PASS, f"{window.answered} canary answers, {window.errors} errors", compared
 
 
 def _roll_back(state: RolloutState, why: str, actions: list[Action]) -> tuple[RolloutState, list[Action]]:

@@ -221,15 +221,10 @@ class Bins:
     def quantile(self, q: float) -> float:
         """The q-quantile read from the bins: the midpoint of the bin it falls in, within 1% of
         the true value; 0.0 when the bins are empty."""
-        cumulative = np.cumsum(self.counts)
-        if not len(cumulative) or not cumulative[-1]:
-            return 0.0
-        local = int(np.searchsorted(cumulative, q * int(cumulative[-1]), side="right"))
-        index = _BINS - 1 if local >= len(cumulative) else self.start + local
-        return 0.0 if index == 0 else _bin_mid(index)  # bin 0: below 100 ns, zeros included
+        return self.quantiles((q,))[0]
 
     def quantiles(self, qs: tuple[float, ...]) -> list[float]:
-        """``quantile`` of each of ``qs``, from one pass over the counts (the same floats)."""
+        """``quantile`` of each of ``qs``, from one pass over the counts."""
         cumulative = np.cumsum(self.counts)
         if not len(cumulative) or not cumulative[-1]:
             return [0.0] * len(qs)

@@ -320,5 +320,11 @@ def random_stream(seed: int, *names: object) -> random.Random:
     that differ in one knob stay comparable (common random numbers). The key goes through SHA-256
     rather than ``hash()`` so that it does not depend on PYTHONHASHSEED.
     """
+    return random.Random(stream_seed(seed, *names))
+
+
+def stream_seed(seed: int, *names: object) -> int:
+    """The seed of ``random_stream(seed, *names)``, for a stream drawn with another generator
+    (numpy's, in the batched engine)."""
     key = "/".join([str(seed), *map(str, names)]).encode()
-    return random.Random(int.from_bytes(hashlib.sha256(key).digest()[:16], "big"))
+    return int.from_bytes(hashlib.sha256(key).digest()[:16], "big")
