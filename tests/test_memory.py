@@ -110,3 +110,23 @@ def test_the_jemalloc_environment_keeps_what_the_user_set():
     assert own == {"LD_PRELOAD": "libjemalloc.so.2 libtrace.so", "MALLOC_CONF": "narenas:2", "HOME": "/h", "PYTHONMALLOC": "malloc"}
     fresh = memory.jemalloc_environment({}, "libjemalloc.so.2")
     assert fresh == {"LD_PRELOAD": "libjemalloc.so.2", "MALLOC_CONF": memory.JEMALLOC_CONF, "PYTHONMALLOC": "malloc"}
+
+
+def test_a_run_collects_cycles_less_often_and_puts_the_process_thresholds_back():
+    import gc
+
+    from edge.engine.simulate import GC_THRESHOLDS, default_scenario_path, simulate
+    from edge.scenario import config
+
+    before = gc.get_threshold()
+    assert before != GC_THRESHOLDS
+    during = []
+    simulate(config.load(default_scenario_path()), duration=0.5, setup=lambda *_: during.append(gc.get_threshold()))
+    assert during == [GC_THRESHOLDS] and gc.get_threshold() == before
+
+    def fail(*_):
+        raise RuntimeError("a setup that fails")
+
+    with pytest.raises(ExceptionGroup):  # put back however the run ends (here: out of the nursery)
+        simulate(config.load(default_scenario_path()), duration=0.5, setup=fail)
+    assert gc.get_threshold() == before

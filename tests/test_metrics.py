@@ -288,3 +288,71 @@ def test_a_histogram_settled_a_few_values_at_a_time_holds_what_one_settled_at_on
     assert not (few.bins() - many.bins()).counts.any()
     assert (few.count, few.min, few.max) == (many.count, many.min, many.max)
     assert few.total == pytest.approx(many.total, rel=1e-12)
+
+
+def test_the_latest_values_are_read_only_while_they_wait_and_are_few():
+    from edge.metrics.histogram import _FEW, _bin_index_of
+
+    hist = LogHistogram()
+    values = [0.001 * (i + 1) for i in range(_FEW + 1)]
+    for value in values[:_FEW]:
+        hist.observe(value)
+    assert hist.latest_bins(_FEW) == [_bin_index_of(v) for v in values[:_FEW]]  # exactly the limit
+    assert hist.latest_bins(2) == [_bin_index_of(v) for v in values[_FEW - 2 : _FEW]]
+    assert hist.latest_bins(0) == []
+    assert hist.latest_bins(_FEW + 1) is None  # more than wait
+    hist.observe(values[_FEW])
+    assert hist.latest_bins(_FEW + 1) is None  # they wait, but are more than a handful
+    assert hist.waiting == _FEW + 1 and hist.observed == _FEW + 1  # reading bins nothing
+    hist.settle()
+    assert hist.latest_bins(1) is None and hist.latest_bins(0) == [] and hist.observed == _FEW + 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=_latencies, qs=st.lists(st.sampled_from([0.0, 0.1, 0.5, 0.9, 0.99, 0.999]), min_size=1, max_size=4))
+def test_quantiles_of_a_few_bins_are_the_bins_quantiles(values, qs):
+    from edge.metrics.histogram import _bin_index_of, quantiles_of_bins
+
+    assert quantiles_of_bins([_bin_index_of(v) for v in values], tuple(qs)) == Bins.of(np.asarray(values)).quantiles(tuple(qs))
+
+
+def test_quantiles_of_no_bins_are_zero():
+    from edge.metrics.histogram import quantiles_of_bins
+
+    assert quantiles_of_bins([], (0.5, 0.99)) == [0.0, 0.0] == Bins().quantiles((0.5, 0.99))
+
+
+# One reading's worth: some values observed, then perhaps a settle by another reader (a scrape,
+# an analysis, ``RunMetrics.settle``), which takes the window's values out of the waiting list.
+_reading = st.tuples(st.lists(st.floats(min_value=0.0, max_value=10.0, allow_nan=False), max_size=40), st.booleans())
+
+
+@settings(max_examples=200, deadline=None)
+@given(readings=st.lists(_reading, min_size=1, max_size=12))
+def test_a_series_window_reads_what_a_histogram_of_the_window_alone_holds(readings):
+    # The series reads a handful of waiting values as they are, and otherwise subtracts copies of
+    # the counts; whichever way each reading goes, it is the window's own quantiles.
+    from edge.metrics.series import _Window
+
+    qs = (0.5, 0.9, 0.99)
+    hist, window = LogHistogram(), _Window()
+    for values, settled in readings:
+        for value in values:
+            hist.observe(value)
+        if settled:
+            hist.settle()
+        assert window.quantiles(hist, qs) == Bins.of(np.asarray(values)).quantiles(qs)
+    assert not (window.take([hist]).counts.any())  # the last reading's bins were kept up to date
+
+
+def test_a_window_never_taken_keeps_at_most_its_limit_of_bins_waiting():
+    from edge.metrics.series import _ADDED_LIMIT, _Window
+
+    hist, window = LogHistogram(), _Window()
+    for i in range(_ADDED_LIMIT + 1):
+        hist.observe(0.001 + i * 1e-6)
+        window.quantiles(hist, (0.5,))
+        assert len(window.added) <= _ADDED_LIMIT  # the 1,025th is folded into the last reading's bins
+    assert window.added == [] and window.last.count == _ADDED_LIMIT + 1
+    hist.observe(0.5)
+    assert window.take([hist]).count == 1 and window.seen == _ADDED_LIMIT + 2

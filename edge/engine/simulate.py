@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import trio
 
@@ -62,6 +64,16 @@ def simulate(
     meta = loaded.spec.scenario
     seed = meta.seed if seed is None else seed
     duration = meta.duration.seconds if duration is None else duration
+    with _fewer_collections():
+        return _simulate(loaded, seed, duration, interval, setup, stop_when, stop_every)
+
+
+def _simulate(
+    loaded: config.LoadedScenario, seed: int, duration: float, interval: float | None,
+    setup: Callable[[Topology, FrontDoor, VirtualClock], Any] | None,
+    stop_when: Callable[[RunResult], str | None] | None, stop_every: float | None,
+) -> RunResult:
+    meta = loaded.spec.scenario
     clock = VirtualClock()
     metrics = RunMetrics()
     topology = build(loaded, seed=seed, clock=clock, metrics=metrics)
@@ -121,6 +133,29 @@ def simulate(
     trio.run(main, clock=clock)
     return RunResult(loaded, seed, duration, state["simulated"], metrics, topology, clock.events, state["unanswered"], timeline, recorder.series,
                      state.get("stopped"))
+
+
+GC_THRESHOLDS = (20_000, 20, 20)
+"""The cyclic collector's thresholds during a run (CPython's defaults: 700, 10, 10)."""
+
+
+@contextlib.contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Run with the cyclic collector's generations collected about thirty times less often.
+
+    Why: a run keeps allocating objects that live until its end (slots, their contexts and
+    bindings, histograms, series columns), and almost nothing it makes is cyclic garbage: what a
+    request allocates is freed by reference counting. With CPython's default thresholds a
+    topology of 10,000 services spent a third of its run in collections that found nothing; the
+    young generation still bounds any garbage cycles to what tens of thousands of allocations
+    leave behind. The thresholds are the process's, so they are put back afterwards.
+    """
+    before = gc.get_threshold()
+    gc.set_threshold(*GC_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 def default_scenario_path() -> Path:

@@ -83,15 +83,21 @@ class LogHistogram:
         cost more than the work for these, and a topology of 10,000 services settles thousands
         of histograms holding a few values each, every interval."""
         indices = [_bin_index_of(value) for value in pending]
-        counts = self._counts = self._counts.covering(min(indices), max(indices) + 1)
-        cells, start = counts.counts, counts.start
-        for index in indices:
-            cells[index - start] += 1
+        self._counts = self._counts.adding(indices)
         self._count += len(indices)
         self._total += float(np.frombuffer(pending).sum())  # numpy's summation: the same float as for many values
         self._min = min(self._min, min(pending))
         self._max = max(self._max, max(pending))
         del pending[:]
+
+    def latest_bins(self, n: int) -> list[int] | None:
+        """The bins of the last ``n`` values observed, if they still wait unbinned and are a
+        handful (``_FEW``); None otherwise. Nothing is binned: for a reader of windows
+        (``series``), which reads a window of a few values without copying the counts."""
+        pending = self._pending
+        if n > len(pending) or n > _FEW:
+            return None
+        return [_bin_index_of(value) for value in pending[len(pending) - n :]]
 
     def add(self, other: LogHistogram) -> None:
         """Merge ``other``'s observations into this histogram."""
@@ -102,6 +108,11 @@ class LogHistogram:
         self._total += other._total
         self._min = min(self._min, other._min)
         self._max = max(self._max, other._max)
+
+    @property
+    def observed(self) -> int:
+        """Values observed so far, binned or not (``count`` without binning them)."""
+        return self._count + len(self._pending)
 
     @property
     def waiting(self) -> int:
@@ -154,6 +165,10 @@ class LogHistogram:
         return int(counts.counts[: max(0, _bin_index(bound) - counts.start)].sum())
 
 
+_NO_COUNTS = np.zeros(0, dtype=np.int64)
+_NO_COUNTS.flags.writeable = False  # shared by every empty Bins: ``covering`` replaces it, never writes it
+
+
 class Bins:
     """Counts of the consecutive bins ``start, start + 1, ...``; every bin outside holds zero.
 
@@ -165,7 +180,7 @@ class Bins:
 
     def __init__(self, start: int = 0, counts: np.ndarray | None = None) -> None:
         self.start = start
-        self.counts = np.zeros(0, dtype=np.int64) if counts is None else counts
+        self.counts = _NO_COUNTS if counts is None else counts
 
     @classmethod
     def of(cls, values: np.ndarray) -> Bins:
@@ -202,6 +217,16 @@ class Bins:
         if len(self.counts):
             counts[self.start - start : self.end - start] = self.counts
         return Bins(start, counts)
+
+    def adding(self, indices: list[int]) -> Bins:
+        """These counts with one more in each of the bins ``indices`` (in place when they cover them)."""
+        if not indices:
+            return self
+        counts = self.covering(min(indices), max(indices) + 1)
+        cells, start = counts.counts, counts.start
+        for index in indices:
+            cells[index - start] += 1
+        return counts
 
     def __add__(self, other: Bins) -> Bins:
         return self._combine(other, 1)
@@ -295,6 +320,22 @@ def _bin_index_of(value: float) -> int:
 @functools.lru_cache(maxsize=256)  # the bucket bounds of every scrape: a handful of values, many times
 def _bin_index(value: float) -> int:
     return int(_bin_indices(np.array([value]))[0])
+
+
+def quantiles_of_bins(indices: list[int], qs: tuple[float, ...]) -> list[float]:
+    """``Bins.quantiles`` of the bins of a few values, given as bin indices, without building the
+    counts: the q-quantile falls in the bin of the (floor(q * n) + 1)-th smallest, as the
+    cumulative search does."""
+    if not indices:
+        return [0.0] * len(qs)
+    ordered = sorted(indices)
+    n = len(ordered)
+    found = []
+    for q in qs:
+        k = int(q * n)
+        index = _BINS - 1 if k >= n else ordered[k]
+        found.append(0.0 if index == 0 else _bin_mid(index))
+    return found
 
 
 def _bin_mid(index: int) -> float:
