@@ -10,8 +10,9 @@ its model's timeline, see there).
 from __future__ import annotations
 
 import functools
+import inspect
 import random
-from typing import TYPE_CHECKING, Awaitable
+from typing import TYPE_CHECKING, Any, Awaitable
 
 from edge.platform import fibers
 from edge.platform.cpu import CorePool, CpuAccount, CpuLimitExceeded
@@ -34,7 +35,7 @@ def seconds(amount: float | int | str) -> float:
 class Context:
     """``ctx`` for worker code: what the current call costs, and its random stream."""
 
-    __slots__ = ("_actor", "account", "random")
+    __slots__ = ("_actor", "account", "random", "later")
 
     paced = False  # a LiveContext: binding calls tell it how long they waited
 
@@ -42,6 +43,26 @@ class Context:
         self._actor = actor
         self.account: CpuAccount | None = None
         self.random: random.Random = actor.rng
+        self.later: list[Awaitable[Any]] | None = None  # the call's ctx.wait_until work, run after its answer
+
+    def wait_until(self, work: Awaitable[Any]) -> None:
+        """Cloudflare's ``ctx.waitUntil``: ``work`` (a coroutine, say) runs after the call has
+        been answered, on the call's CPU budget; its slot stays busy until it ends. What it
+        raises is logged and counted as the environment's exception, and answers nobody.
+
+        Unlike a JavaScript promise, a Python coroutine does not run until it is awaited: the
+        work starts when the answer has gone, not when it is handed over.
+        """
+        if not inspect.isawaitable(work):
+            raise TypeError(f"ctx.wait_until() takes an awaitable (a coroutine, say), not {type(work).__name__}")
+        if self.account is None:
+            raise RuntimeError("ctx.wait_until() outside a call")
+        if self.later is None:
+            self.later = [work]
+        else:
+            self.later.append(work)
+
+    waitUntil = wait_until  # noqa: N815 -- the name Cloudflare's Python Workers use (self.ctx.waitUntil)
 
     def cpu(self, amount: float | int | str) -> Awaitable[None]:
         """Spend CPU on one of the node's cores, charged to the top-level request's budget."""

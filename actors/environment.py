@@ -21,6 +21,7 @@ rollback can put an earlier one back; slots rebuild their ``env`` when the vars 
 
 from __future__ import annotations
 
+import collections
 import copy
 import functools
 import logging
@@ -41,7 +42,7 @@ from edge.platform.clock import ModelClock
 from edge.platform.cpu import CorePool, CpuLimitExceeded, InvocationLimitExceeded, metered
 from edge.platform.distributions import Distribution
 from edge.platform.errors import CLIENT_CLOSED, CPU_LIMIT, ERROR_HEADER, SHED, STALLED, UNAVAILABLE, WORKER_EXCEPTION, platform_error
-from edge.platform.fetch import Request, Response, checked_response
+from edge.platform.fetch import MAX_REDIRECTS, REDIRECT_MODES, REDIRECT_STATUSES, Headers, Request, Response, checked_response, follow_redirect, freeze
 from edge.metrics.histogram import LogHistogram
 from edge.metrics.recorders import RunMetrics, status_class
 from edge.platform.versions import Version, VersionHistory
@@ -70,6 +71,10 @@ class RpcError(Exception):
         self.status = status
         self.code = code
         self.detail = message if detail is None else detail
+
+
+class RpcMethodMissing(RpcError, TypeError):
+    """The bound worker has no such RPC method: a ``TypeError`` too, as on workerd."""
 
 
 class Env:
@@ -112,13 +117,24 @@ class Binding:
         A plain function returning the call's coroutine, so a hop costs one coroutine, not two;
         a request that cannot be sent raises here, at the call, rather than at the ``await``.
         """
+        redirect = "follow"
+        if init and "redirect" in init:
+            init = dict(init)
+            redirect = init.pop("redirect")
+            if redirect not in REDIRECT_MODES:
+                raise TypeError(f"redirect must be one of {', '.join(REDIRECT_MODES)}, not {redirect!r}")
         if isinstance(request, str):
             request = Request(request, **(init or {}))
         elif init:
             request = Request(request, **init)
         elif request.body_size:
             request = Request(request)  # consumes the caller's body, or raises if already used
-        return self._call(None, request, (), None)
+        else:
+            return self._call(None, request, (), None, redirect)
+        if request.body_size:
+            # A body travels with its length, as over HTTP: the callee reads it from the headers.
+            request.headers.set("content-length", str(request.body_size))
+        return self._call(None, request, (), None, redirect)
 
     def __getattr__(self, method: str) -> Callable[..., Any]:
         if method.startswith("_"):
@@ -128,14 +144,15 @@ class Binding:
     async def _rpc(self, method: str, *args: Any, **kwargs: Any) -> Any:
         result = await self._call(method, None, args, kwargs)
         if isinstance(result, RpcFailure):
-            raise RpcError(result.message, result.status, result.code, result.detail)
+            raise (RpcMethodMissing if result.missing else RpcError)(result.message, result.status, result.code, result.detail)
         if isinstance(result, Response):
             # The platform answered instead of the method (shed, CPU limit): surface it as an error.
             text = await result.clone().text()
             raise RpcError(f"{self._target}.{method} failed: {result.status} {text}", result.status, None, text)
         return result
 
-    async def _call(self, method: str | None, request: Request | None, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> Any:
+    async def _call(self, method: str | None, request: Request | None, args: tuple[Any, ...], kwargs: dict[str, Any] | None,
+                    redirect: str = "manual") -> Any:
         account = self._ctx.account
         assert account is not None, "a binding called outside a call"
         if account.invocations >= account.max_invocations:
@@ -165,7 +182,59 @@ class Binding:
             self._metrics.count_routed(self._target, call.routed_to, status)
         if account.exceeded_at is not None:
             raise CpuLimitExceeded(account.used, account.limit)
+        if call.thrown is not None:
+            raise _as_callers(call.thrown)
+        if type(result) is Response:
+            if type(result._headers) is Headers:  # what a binding answered is the caller's to read, not to change
+                freeze(result._headers)
+            if result._status in REDIRECT_STATUSES and redirect != "manual":
+                return await self._redirected(request, result, redirect)  # type: ignore[arg-type]
         return result
+
+    async def _redirected(self, request: Request, response: Response, redirect: str) -> Response:
+        """A fetch answered with a redirect, as workerd's binding fetch does by default: follow it,
+        through the same binding (each hop an invocation), up to ``MAX_REDIRECTS``; with
+        ``redirect="error"``, fail."""
+        for _ in range(MAX_REDIRECTS):
+            following = follow_redirect(request, response)
+            if following is None:
+                return response
+            if redirect == "error":
+                raise TypeError(f"{self._name}.fetch: a redirect ({response.status}) with redirect set to \"error\"")
+            request = following
+            response = await self._call(None, request, (), None)
+            if type(response) is not Response:
+                return response
+            response._redirected = True
+        if follow_redirect(request, response) is None:
+            return response
+        raise TypeError(f"{self._name}.fetch: more than {MAX_REDIRECTS} redirects")
+
+
+def _discard(work: Awaitable[Any]) -> None:
+    """Close work that will never run (a coroutine that is not awaited warns when collected)."""
+    close = getattr(work, "close", None)
+    if close is not None:
+        close()
+
+
+def _as_callers(exc: Exception) -> Exception:
+    """What a worker raised, as the ``fetch`` of the worker that called it raises it.
+
+    workerd hands a binding's caller the callee's error (``Error: boom``, a ``TypeError`` for an
+    answer that is not a Response), not a 500 answer: error handling written against one must
+    work on the other. A new exception, so that nothing of the callee's frames or state reaches
+    the caller; of the same built-in type with the same arguments, as a JavaScript ``TypeError``
+    stays one; a worker's own exception class, which the caller may not know, as ``Exception``
+    (JavaScript's ``Error``) with the same arguments.
+    """
+    kind = type(exc)
+    if kind.__module__ == "builtins":
+        try:
+            return kind(*exc.args)
+        except Exception:  # a built-in whose constructor wants other arguments
+            pass
+    return Exception(*exc.args)
 
 
 class Faults:
@@ -276,6 +345,7 @@ class EnvironmentActor:
         self.inline = live and not isinstance(worker, ModelWorker)
         self._inline_slots: list[tuple[Context, Env, int]] = []
         self._inline_busy = 0
+        self.later_running = 0  # calls whose ctx.wait_until work runs now: a run's drain waits for it
 
     def post(self, call: Call) -> Response | None:
         """Accept a call (None) or shed it (the 503 to answer with)."""
@@ -432,7 +502,7 @@ class EnvironmentActor:
             }
         )
 
-    async def _serve(self, call: Call, ctx: Context, env: Env) -> None:
+    async def _serve(self, call: Call, ctx: Context, env: Env) -> list[Awaitable[Any]] | None:
         """Serve one call in a slot: the path of every call to a code worker, virtual or live.
 
         Whatever the worker does wrong (raises anything, ``SystemExit`` and ``KeyboardInterrupt``
@@ -441,7 +511,8 @@ class EnvironmentActor:
         passes through (``_not_the_workers``). Live (or with ``measure_cpu``), the worker's own steps
         are metered (their thread CPU is charged to the chain, see ``MeteredContext``), and a call whose caller went away while it waited is
         not run. One coroutine level, not two: in virtual time every level is paid again on each
-        resume of the worker.
+        resume of the worker. Returns the call's ``ctx.wait_until`` work, for the slot to run once
+        the answer has gone (``_run_later``).
         """
         cold = self.begin(call)
         if cold:
@@ -458,6 +529,8 @@ class EnvironmentActor:
         if result is None:
             try:
                 if call.method is None:
+                    if type(call.request.headers) is Headers:  # a delivered request's headers are immutable, as on Cloudflare
+                        freeze(call.request.headers)
                     work = self.worker.fetch(call.request, env, ctx)  # (a promotion may swap the worker)
                 else:
                     work = self._rpc(call, env, ctx)
@@ -470,6 +543,8 @@ class EnvironmentActor:
                 result = platform_error(CPU_LIMIT)
             except Exception as exc:
                 result = self._failed(call, exc)
+                if call.method is None:
+                    call.thrown = exc
             except BaseException as exc:
                 result = self._interrupted(call, exc)
             else:
@@ -479,6 +554,39 @@ class EnvironmentActor:
         if ctx.paced:
             ctx.finished()  # type: ignore[attr-defined]
         self.finish(call, result)
+        later, ctx.later = ctx.later, None
+        return later
+
+    async def _run_later(self, call: Call, ctx: Context, later: list[Awaitable[Any]]) -> None:
+        """A call's ``ctx.wait_until`` work, once its answer has gone: in its slot, which stays
+        busy until the work ends (as an isolate's event loop is), on the call's CPU budget. What
+        the work raises answers nobody: it is logged and counted as the environment's exception.
+        A CPU budget spent ends the rest."""
+        ctx.account = call.account
+        self.later_running += 1
+        pending = collections.deque(later)
+        try:
+            while pending:
+                work = pending.popleft()
+                try:
+                    await (metered(work, ctx) if self.metering else work)  # type: ignore[arg-type]
+                except CpuLimitExceeded:
+                    self.stats.cpu_limit_exceeded += 1
+                    return
+                except BaseException as exc:
+                    theirs = _not_the_workers(exc)
+                    if theirs is not None:
+                        raise theirs
+                    self.stats.exceptions += 1
+                    self._warn_once(redact.redact(f"{type(exc).__name__}: {exc}"), "raised in ctx.wait_until work, after its answer")
+                if ctx.later is not None:  # the work handed over more work: it runs too, in order
+                    pending.extend(ctx.later)
+                    ctx.later = None
+        finally:
+            for unstarted in (*pending, *(ctx.later or ())):
+                _discard(unstarted)
+            ctx.account = ctx.later = None
+            self.later_running -= 1
 
     def _post_to_fiber(self, call: Call) -> Response | None:
         """Virtual time: hand the call to an idle slot, or start a slot for it if fewer than
@@ -499,7 +607,9 @@ class EnvironmentActor:
         while True:
             if config != self._config:  # new vars or bindings since this slot's env was built
                 env, config = self._new_env(ctx), self._config
-            await self._serve(call, ctx, env)
+            later = await self._serve(call, ctx, env)
+            if later is not None:
+                await self._run_later(call, ctx, later)
             call = await receive()
 
     def _fiber_exit(self, fiber: fibers.Fiber, error: BaseException | None) -> None:
@@ -549,18 +659,38 @@ class EnvironmentActor:
             env, config = self._new_env(ctx), self._config
         assert isinstance(ctx, LiveContext)
         ctx.start(call.posted_at)
+        later = None
         try:
-            await self._serve(call, ctx, env)
+            later = await self._serve(call, ctx, env)
         except BaseException:
             if call.served_by is None:  # cancelled before it was answered
                 ctx.account = None
                 self.finish(call, platform_error(CLIENT_CLOSED))
             raise
         finally:
-            self._inline_busy -= 1
-            self._inline_slots.append((ctx, env, config))
-            if self.mailbox.waiting and not self.mailbox.has_idle and self._has_room_for_a_task():
-                self._start_live_slot(None)  # what queued behind this call needs a slot task
+            if later is None:
+                self._inline_done(ctx, env, config)
+        if later is not None:  # the sender has its answer: the work after it runs in a task of the actor's
+            if self._nursery is None:
+                for work in later:
+                    _discard(work)
+                self._inline_done(ctx, env, config)
+            else:
+                self._nursery.start_soon(self._inline_later, call, (ctx, env, config), later)
+
+    async def _inline_later(self, call: Call, slot: tuple[Context, Env, Any], later: list[Awaitable[Any]]) -> None:
+        """An inline call's ``ctx.wait_until`` work, in a task of its own: its slot is only free
+        again once the work has ended."""
+        try:
+            await self._run_later(call, slot[0], later)
+        finally:
+            self._inline_done(*slot)
+
+    def _inline_done(self, ctx: Context, env: Env, config: Any) -> None:
+        self._inline_busy -= 1
+        self._inline_slots.append((ctx, env, config))
+        if self.mailbox.waiting and not self.mailbox.has_idle and self._has_room_for_a_task():
+            self._start_live_slot(None)  # what queued behind this call needs a slot task
 
     def _has_room_for_a_task(self) -> bool:
         return self._nursery is not None and self._slots + self._inline_busy < self.concurrency
@@ -608,8 +738,10 @@ class EnvironmentActor:
                     if config != self._config:  # new vars or bindings since this slot's env was built
                         env, config = self._new_env(ctx), self._config
                     call.scope, running = scope, call
-                    await self._serve(call, ctx, env)
-                    call.scope = running = None
+                    later = await self._serve(call, ctx, env)
+                    call.scope = running = None  # answered: a client that hangs up now stops nothing
+                    if later is not None:
+                        await self._run_later(call, ctx, later)
                     # An idle slot must not keep its last call (request, answer, account) alive:
                     # after a burst, the slots that go idle would pin the memory it came in.
                     call = None
@@ -640,7 +772,7 @@ class EnvironmentActor:
         method = self.worker.rpc.get(call.method)
         if method is None:
             known = ", ".join(sorted(self.worker.rpc)) or "none"
-            return RpcFailure(f"{self.service} has no RPC method {call.method!r} (methods: {known})")
+            return RpcFailure(f"{self.service} has no RPC method {call.method!r} (methods: {known})", missing=True)
         return await method(env, ctx, *call.args, **(call.kwargs or {}))
 
     def _failed(self, call: Call, exc: BaseException) -> Any:
@@ -654,8 +786,7 @@ class EnvironmentActor:
             self.stats.exceptions += 1
             self._warn_once(redact.redact(f"{type(exc).__name__}: {exc}"), "threw (answered 500, error 1101)")
         if call.method is not None:
-            message = f"{self.service}.{call.method} raised {type(exc).__name__}: {detail}"
-            return RpcFailure(message, status if deliberate else 500, code if deliberate and isinstance(code, str) else None, detail)
+            return RpcFailure(detail, status if deliberate else 500, code if deliberate and isinstance(code, str) else None, detail)
         return platform_error(WORKER_EXCEPTION)
 
     def _interrupted(self, call: Call, exc: BaseException) -> Any:

@@ -159,6 +159,7 @@ class Call:
         "waiter",
         "cancelled",
         "scope",
+        "thrown",
     )
 
     def __init__(
@@ -186,6 +187,7 @@ class Call:
         self.waiter: Any = None  # the task or fiber parked in ask(), if any
         self.cancelled = False
         self.scope: Any = None  # the cancel scope of the slot running this call, if any
+        self.thrown: Exception | None = None  # what the worker serving a fetch call raised, for a binding to raise again
 
     def cancel(self) -> None:
         """Nobody wants the answer any more (the client hung up): stop the work it causes.
@@ -213,15 +215,19 @@ class RpcFailure:
 
     A method may fail on purpose with a status: an exception with an int ``status`` (400..599) and
     optionally a string ``code`` (what seed 004's gateway maps to its JSON error answer). ``detail``
-    is the exception's own message, without the "SERVICE.METHOD raised TYPE" around it."""
+    is the exception's own message (as ``message`` is: workerd hands the caller the callee's message
+as it is)."""
 
-    __slots__ = ("message", "status", "code", "detail")
+    __slots__ = ("message", "status", "code", "detail", "missing")
 
-    def __init__(self, message: str, status: int = 500, code: str | None = None, detail: str | None = None) -> None:
+    def __init__(self, message: str, status: int = 500, code: str | None = None, detail: str | None = None, *, missing: bool = False) -> None:
         self.message = message
         self.status = status
         self.code = code
         self.detail = message if detail is None else detail
+        self.missing = missing
+        """No such method: the caller's binding raises a ``TypeError``, as calling what is not a
+        function does in JavaScript."""
 
 
 def discard_reply(call: Call, result: Any) -> None:

@@ -290,4 +290,5 @@ class RouterActor:
             self.metrics.retries_denied[denied] = self.metrics.retries_denied.get(denied, 0) + 1
         original.served_by = attempt.served_by
         original.version = attempt.version
+        original.thrown = attempt.thrown
         original.on_reply(original, result)

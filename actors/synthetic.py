@@ -51,7 +51,7 @@ class SyntheticCalls:
         cold = actor.begin(call)
         worker = actor.worker  # the version that began the call answers it, even if another is deployed meanwhile
         if call.method is not None:
-            failure = RpcFailure(f"{actor.service} is a synthetic model: it has no RPC methods")
+            failure = RpcFailure(f"{actor.service} is a synthetic model: it has no RPC methods", missing=True)
             actor.clock.call_later(cold, self._done, call, failure)
         elif cold:
             actor.clock.call_later(cold, self._cpu, call, worker)

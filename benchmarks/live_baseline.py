@@ -11,6 +11,7 @@ are meant for reuse from the same script:
 * ``check_chain(url)`` / ``http_get(url, headers)``: the functional checks run before measuring.
 
     python benchmarks/live_baseline.py [--seconds 10] [--connections 1,32] [--cache-dir DIR]
+    python benchmarks/live_baseline.py --install-only   # workerd only: CI, for tests/test_conformance.py
 
 Needs npm (first run only) and wrk (``apt-get install wrk``). Standard library only.
 """
@@ -189,13 +190,18 @@ def workerd_server(kind: str, port: int, cache_dir: Path, startup_timeout: float
                 raise RuntimeError(f"workerd ({kind}) did not start: {exc}\n$ {' '.join(cmd)}\n{output}") from None
             yield url
         finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop(proc)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """End a server: SIGTERM, and SIGKILL if it is still there 5 s later."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def check_chain(url: str, headers: dict[str, str] | None = None) -> None:
@@ -300,7 +306,12 @@ def main() -> None:
     parser.add_argument("--connections", default="1,32", help="comma-separated wrk connection counts")
     parser.add_argument("--warmup", type=float, default=2.0, help="untimed wrk seconds before each target (0: none)")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="where npm installs workerd")
+    parser.add_argument("--install-only", action="store_true", help="install workerd (as CI does for the conformance tests) and stop")
     args = parser.parse_args()
+    if args.install_only:
+        binary = ensure_workerd(args.cache_dir)
+        print(f"workerd: {workerd_version(binary)} (npm workerd@{WORKERD_VERSION}) at {binary}")
+        return
     conns = [int(c) for c in args.connections.split(",") if c.strip()]
 
     started = time.monotonic()

@@ -406,7 +406,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return trio.run(
         functools.partial(
             serve, loaded, host=args.host, port=args.port, metrics_port=args.metrics_port,
-            admin_host=args.admin_host, admin_port=args.admin_port, admin_token=token, limits=limits, drain=args.drain,
+            admin_host=args.admin_host, admin_port=args.admin_port, admin_token=token, limits=limits,
+            server_header=args.server_header, drain=args.drain,
             seed=args.seed, traffic=args.traffic, on_ready=ready,
         )
     )
@@ -653,6 +654,8 @@ def parser() -> argparse.ArgumentParser:
                        help='admission control: shed while requests wait longer than this before being read (default "5ms"; 0 turns it off)')
     serve.add_argument("--queue-delay-interval", type=_positive_duration, default=0.1,
                        help='admission control: its measuring interval, and the longest a request waits for a slot (default "100ms")')
+    serve.add_argument("--server-header", default="edge", metavar="TEXT",
+                       help='the Server header of the ingress\'s answers (default "edge"; "" sends none, as workerd does; Cloudflare sends "cloudflare")')
     serve.add_argument("--drain", type=_duration, default=10.0, help='on SIGINT/SIGTERM, how long requests in flight may take to finish (default "10s")')
     serve.add_argument("--seed", type=int, default=None, help="seed of the synthetic workers' draws")
     serve.add_argument("--traffic", action="store_true", help="also send the scenario's traffic to the ingress, in real time over real sockets")

@@ -356,3 +356,9 @@ def test_a_window_never_taken_keeps_at_most_its_limit_of_bins_waiting():
     assert window.added == [] and window.last.count == _ADDED_LIMIT + 1
     hist.observe(0.5)
     assert window.take([hist]).count == 1 and window.seen == _ADDED_LIMIT + 2
+
+
+def test_a_window_over_no_histograms_is_empty():
+    from edge.metrics.series import _Window
+
+    assert _Window().take([]).count == 0 and _Window().take([]).quantiles((0.5,)) == [0.0]

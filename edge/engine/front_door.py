@@ -26,6 +26,8 @@ from edge.engine.topology import Topology
 LIVE_GROUP = "http"
 """The traffic group of requests that came in through the live ingress."""
 
+LATER_POLL = 0.001
+"""How often (model seconds) the drain looks again for ``ctx.wait_until`` work still running."""
 SETTLE_EVERY = 4096
 """Top-level requests between two ``RunMetrics.settle()`` calls: bounds the histograms' unbinned
 values to a few tens of thousands whatever the run's length."""
@@ -211,10 +213,15 @@ class FrontDoor:
         return unanswered
 
     async def drained(self, timeout: float) -> bool:
-        """Wait (model time) until no top-level request is in flight; False if ``timeout`` ran out."""
-        if self.inflight == 0:
-            return True
-        self._drained = trio.Event()
+        """Wait (model time) until no top-level request is in flight and no work a worker handed
+        to ``ctx.wait_until`` still runs; False if ``timeout`` ran out."""
         with trio.move_on_after(timeout):
-            await self._drained.wait()
-        return self.inflight == 0
+            if self.inflight:
+                self._drained = trio.Event()
+                await self._drained.wait()
+            while self._later_running():  # rare: polled, rather than every call telling the front door
+                await self.clock.sleep(LATER_POLL)
+        return self.inflight == 0 and not self._later_running()
+
+    def _later_running(self) -> bool:
+        return any(actor.later_running for actor in self.topology.environments.values())

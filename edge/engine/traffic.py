@@ -23,7 +23,7 @@ from edge.scenario.arrivals import Arrivals, Burst, Diurnal, RateProfile
 from edge.scenario.replay import Replay
 from edge.platform.clock import ModelClock, random_stream
 from edge.platform.distributions import Distribution
-from edge.platform.fetch import Request, Response
+from edge.platform.fetch import Request, Response, freeze
 from edge.metrics.recorders import ClientStats, RunMetrics
 
 
@@ -50,6 +50,8 @@ class RequestMix:
             )
             for t in templates
         ]
+        for template in self._templates:  # a request the platform delivers has immutable headers: clones keep them so
+            freeze(template.headers)
         self._sizes = [None if t.body_size is None else t.body_size.distribution for t in templates]
         self._filler = b""
 

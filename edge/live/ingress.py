@@ -93,8 +93,19 @@ LINGER_BYTES = 1024 * 1024  # and at most this much of it
 _SO_TIMESTAMPNS = 35 if sys.platform == "linux" else None
 _TIMESPEC = struct.Struct("@qq")
 _ANCILLARY_SIZE = socket.CMSG_SPACE(_TIMESPEC.size)
-_SERVER = (b"server", b"edge")
+# workerd writes the header names its HTTP library knows in their usual case, the others as given.
+_CANONICAL_NAMES = {
+    name.lower(): name
+    for name in (b"Connection", b"Content-Length", b"Content-Type", b"Date", b"Host", b"Keep-Alive", b"Location",
+                 b"TE", b"Trailer", b"Transfer-Encoding", b"Upgrade")
+}
 _VERSIONS = (b"1.1", b"1.0")
+_METHODS = frozenset(
+    b"GET HEAD POST PUT DELETE PATCH PURGE OPTIONS TRACE COPY LOCK MKCOL MOVE PROPFIND PROPPATCH SEARCH UNLOCK ACL "
+    b"REPORT MKACTIVITY CHECKOUT MERGE MSEARCH NOTIFY SUBSCRIBE UNSUBSCRIBE QUERY BAN".split()
+)
+"""The methods workerd serves (its HTTP parser's list, checked one by one against it by the
+conformance suite's oracle); any other, a lower-case spelling included, is a 501 there and here."""
 _BLANK_LINE = re.compile(rb"\n\r?\n")  # the end of a head, as h11 finds it
 # RFC 9110 section 7.2: uri-host [":" port], uri-host an IP literal or a reg-name (no "/", "?", "@", ...)
 _HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-9]*)?")
@@ -139,8 +150,11 @@ class HttpServer:
         limits: Limits | None = None,
         rejected: dict[int, int] | None = None,
         faults: dict[str, int] | None = None,
+        server: str = "edge",
     ) -> None:
+        """``server`` is the ``Server`` header of every answer ("" for none, as workerd sends)."""
         self.handler = handler
+        self._server = [(b"server", server.encode("latin-1"))] if server else []
         self.limits = limits = limits or Limits()
         self.in_flight = 0  # requests handed to the handler and not yet answered
         self.connections = 0
@@ -151,7 +165,7 @@ class HttpServer:
         shed_body = b"503 overloaded: retry later\n"
         self._shed_headers = [
             (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(shed_body)).encode()),
-            (b"retry-after", str(limits.retry_after).encode()), _SERVER,
+            (b"retry-after", str(limits.retry_after).encode()), *self._server,
         ]
         self._shed_body = shed_body
         self._shed_and_close = [*self._shed_headers, (b"connection", b"close")]
@@ -289,6 +303,8 @@ class HttpServer:
         client.delay = time.time() - client.arrived
         if head.http_version not in _VERSIONS:
             raise _Reject(505, f"HTTP/{head.http_version.decode()} is not supported: HTTP/1.1 and HTTP/1.0 are")
+        if head.method not in _METHODS:
+            raise _Reject(501, f"unrecognized request method {head.method[:40].decode('latin-1')!r} (methods are case-sensitive)")
         # h11 only bounds a head that is still incomplete; one that arrived whole is measured here.
         head_size = len(head.method) + len(head.target) + sum(len(name) + len(value) + 4 for name, value in head.headers)
         if head_size > limits.max_header_bytes:
@@ -436,9 +452,15 @@ class HttpServer:
 
     async def _head_and_body(self, response: Response) -> tuple[h11.Response, bytes]:
         body = await response.bytes()
-        headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers.raw() if name.lower() not in _HOP_BY_HOP]
-        headers.append((b"content-length", str(len(body)).encode()))
-        headers.append(_SERVER)
+        headers = []
+        for name, value in response.headers.raw():
+            lowercase = name.lower()
+            if lowercase not in _HOP_BY_HOP:
+                raw = name.encode("latin-1")
+                headers.append((_CANONICAL_NAMES.get(raw.lower(), raw), value.encode("latin-1")))
+        if response.status not in (204, 304):  # RFC 9110 8.6: none on a 204; workerd sends none on a 304 either
+            headers.append((b"Content-Length", str(len(body)).encode()))
+        headers += self._server
         if self._closing:
             headers.append((b"connection", b"close"))
         return h11.Response(status_code=response.status, headers=headers, reason=response.status_text.encode("latin-1")), body
@@ -480,7 +502,7 @@ class HttpServer:
         if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
         body = f"{reject.status} {reject.message}\n".encode()
-        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()), (b"connection", b"close"), _SERVER]
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()), (b"connection", b"close"), *self._server]
         try:
             with trio.move_on_after(5):
                 await client.stream.send_all(conn.send(h11.Response(status_code=reject.status, headers=headers, reason=HTTPStatus(reject.status).phrase.encode())) + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
@@ -681,7 +703,7 @@ def _to_request(head: h11.Request, body: bytes) -> Request | _BadRequest:
     else:
         return _BadRequest(f"unsupported request target {target[:100]!r}")
     try:
-        request = Request(url, method=method, headers=headers, body=body or None)
+        request = Request.incoming(url, method, headers, body or None)
         request.host  # noqa: B018 -- parse the URL now (the handler would anyway): a bad one is the client's 400
     except (TypeError, ValueError) as exc:
         return _BadRequest(str(exc))

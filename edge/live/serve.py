@@ -189,6 +189,7 @@ async def serve(
     admin_port: int = 8788,
     admin_token: str,
     limits: Limits | None = None,
+    server_header: str = "edge",
     drain: float = 10.0,
     seed: int | None = None,
     traffic: bool = False,
@@ -199,7 +200,7 @@ async def serve(
     ``traffic`` also drives the scenario's traffic groups at the ingress, over real sockets.
     """
     live = LiveRuntime(loaded, admin_token=admin_token, seed=seed)
-    ingress = HttpServer(live.handle, limits, rejected=live.metrics.ingress_rejected, faults=live.metrics.ingress_faults)
+    ingress = HttpServer(live.handle, limits, rejected=live.metrics.ingress_rejected, faults=live.metrics.ingress_faults, server=server_header)
     live.ingress = ingress
     servers = [ingress]
     step_limit = loaded.spec.scenario.step_limit

@@ -87,10 +87,11 @@ class _Window:
         self.seen = 0  # values a single histogram had observed at the last reading
 
     def take(self, histograms: list[LogHistogram]) -> Bins:
-        now = histograms[0].bins() if len(histograms) == 1 else sum((h.bins() for h in histograms), Bins())
+        single = len(histograms) == 1
+        now = histograms[0].bins() if single else sum((h.bins() for h in histograms), Bins())
         since = now - self._brought_up_to_date()
         self.last = now
-        self.seen = histograms[0].observed
+        self.seen = histograms[0].observed if single else 0  # ``quantiles`` reads one histogram only
         return since
 
     def quantiles(self, histogram: LogHistogram, qs: tuple[float, ...]) -> list[float]:

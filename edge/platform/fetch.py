@@ -13,12 +13,14 @@ body bytes, and header names are validated once per distinct spelling, then cach
 from __future__ import annotations
 
 import builtins
+import functools
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from http import HTTPStatus
 from typing import Any, ClassVar, Union
 from urllib.parse import urlsplit
 
+import ada_url
 import msgspec
 
 __all__ = ["BodyUsedError", "Headers", "InvalidURLError", "Request", "Response"]
@@ -174,7 +176,9 @@ class Headers:
         return [pair for pairs in self._entries.values() for pair in pairs]
 
     def copy(self) -> Headers:
-        duplicate = object.__new__(Headers)
+        """A copy of the same kind: a clone of a request whose headers are immutable has immutable
+        headers too (the fetch standard's clone keeps the guard); ``Headers(other)`` is mutable."""
+        duplicate = object.__new__(type(self))
         duplicate._entries = self._entries.copy()
         return duplicate
 
@@ -196,6 +200,30 @@ class Headers:
     def __repr__(self) -> str:
         """Names only: values are often credentials, and reprs end up in logs and test output."""
         return f"Headers({sorted(self._entries)!r})"
+
+
+class ImmutableHeaders(Headers):
+    """The headers of a request the platform delivered to a worker, or of a response a binding
+    returned: reading them is as ever, changing them is a ``TypeError``, as on Cloudflare (code
+    that does it works on edge otherwise, and fails there). A copy is mutable: ``Request(request)``,
+    ``Headers(request.headers)``.
+
+    Made by ``freeze``, which changes the class of the headers in place: one assignment per hop,
+    no copy of headers that are mostly only read.
+    """
+
+    __slots__ = ()
+
+    def _refuse(self, *_: object) -> None:
+        raise TypeError("Can't modify immutable headers.")
+
+    append = set = delete = _refuse  # type: ignore[assignment]
+
+
+def freeze(headers: Headers) -> None:
+    """Make ``headers`` immutable in place (see ``ImmutableHeaders``)."""
+    if type(headers) is Headers:
+        headers.__class__ = ImmutableHeaders
 
 
 class InvalidURLError(TypeError, ValueError):
@@ -314,7 +342,7 @@ class Request(_Body):
         if isinstance(url, str):
             if _ABSOLUTE_URL_PREFIX.match(url) is None:
                 raise TypeError(f"invalid URL {url!r}: a Request needs an absolute URL with a scheme and host")
-            self._url = url
+            self._url = _whatwg(url)
             self._url_parts = None
         elif isinstance(url, Request):
             source = url
@@ -340,7 +368,9 @@ class Request(_Body):
 
     @property
     def url(self) -> str:
-        """The URL exactly as given: unlike the WHATWG URL parser, nothing is normalized."""
+        """The URL as the WHATWG URL parser gives it (scheme and host lower-cased, default port and
+        dot segments gone, non-ASCII percent-encoded), as workerd gives a Request a worker builds;
+        a request that arrived over HTTP keeps its URL as it came (``incoming``), as there."""
         return self._url
 
     @property
@@ -371,6 +401,18 @@ class Request(_Body):
     def query(self) -> str:
         """The query string without its leading "?" ("" when there is none)."""
         return self._parts()[2]
+
+    @classmethod
+    def incoming(cls, url: str, method: str, headers: HeadersInit, body: bytes | None) -> Request:
+        """A request as it arrived over HTTP: unlike one a worker builds, its URL is kept as it
+        came, and a GET or HEAD may carry a body, which reaches the worker (as on workerd; RFC 9110
+        gives it no meaning, but does not refuse it)."""
+        get_with_body = body is not None and _normalized_method(method) in ("GET", "HEAD")
+        request = cls(url, method=method, headers=headers, body=None if get_with_body else body)
+        if get_with_body:
+            request._body = body
+        request._url, request._url_parts = url, None  # as it came: workerd does not normalize it either
+        return request
 
     def clone(self) -> Request:
         """An independent copy; both this request and the copy can be read once each."""
@@ -409,9 +451,15 @@ def _normalized_method(method: object) -> str:
     return method.upper()
 
 
-_REASON_PHRASES = {status.value: status.phrase for status in HTTPStatus}
+# The reason phrases workerd writes (checked for every status from 200 to 599 by the conformance
+# suite's oracle): Python's table with the current RFC 9110 wording where it has the old one, no
+# 425, and for a status it does not know, its class's phrase.
+_REASON_PHRASES = {status.value: status.phrase for status in HTTPStatus if status.value != 425} | {
+    413: "Payload Too Large", 414: "URI Too Long", 416: "Range Not Satisfiable", 418: "I'm a teapot",
+}
+_CLASS_PHRASES = {2: "Successful", 3: "Redirection", 4: "Client Error", 5: "Server Error"}
 _NULL_BODY_STATUSES = frozenset((204, 205, 304))
-_REDIRECT_STATUSES = frozenset((301, 302, 303, 307, 308))
+REDIRECT_STATUSES = frozenset((301, 302, 303, 307, 308))
 
 
 class _ClassOrInstanceMethod:
@@ -445,7 +493,7 @@ def _json_response(cls: type[Response], data: Any, status: int = 200, headers: H
 class Response(_Body):
     """An HTTP response as a worker returns it."""
 
-    __slots__ = ("_status", "_status_text", "_headers")
+    __slots__ = ("_status", "_status_text", "_headers", "_redirected")
 
     _kind = "Response"
 
@@ -456,7 +504,8 @@ class Response(_Body):
         status_text: str | None = None,
         headers: HeadersInit = None,
     ) -> None:
-        """``status_text`` defaults to the standard reason phrase ("" for unregistered codes)."""
+        """``status_text`` defaults to the reason phrase workerd writes for ``status`` (for a code it
+        does not know, its class's: "Server Error" for 599)."""
         if type(status) is not int:
             if not isinstance(status, int) or isinstance(status, bool):
                 raise ValueError(f"status must be an int in 200..599, not {status!r}")
@@ -467,7 +516,7 @@ class Response(_Body):
             raise TypeError(f"Response with null body status {status} cannot have a body")
         self._status = status
         self._status_text = (
-            _REASON_PHRASES.get(status, "")
+            (_REASON_PHRASES.get(status) or _CLASS_PHRASES[status // 100])
             if status_text is None
             else _normalized_value(status_text, "status text")
         )
@@ -482,7 +531,7 @@ class Response(_Body):
     def headers(self, headers: Headers) -> None:
         """Only a ``Headers``: the platform reads them after the worker is done (``Headers(...)``
         turns a dict or pairs into one)."""
-        if type(headers) is not Headers:
+        if type(headers) not in (Headers, ImmutableHeaders):
             raise TypeError(f"Response.headers must be a Headers, not {type(headers).__name__}: wrap it, Headers(...)")
         self._headers = headers
 
@@ -490,7 +539,7 @@ class Response(_Body):
 
     @classmethod
     def redirect(cls, url: str, status: int = 302) -> Response:
-        if status not in _REDIRECT_STATUSES:
+        if status not in REDIRECT_STATUSES:
             raise ValueError(f"redirect status must be one of 301, 302, 303, 307, 308, not {status!r}")
         if not isinstance(url, str) or _ABSOLUTE_URL_PREFIX.match(url) is None:
             raise TypeError(f"invalid redirect URL {url!r}: it must be absolute, with a scheme and host")
@@ -508,6 +557,11 @@ class Response(_Body):
     def ok(self) -> bool:
         return 200 <= self._status <= 299
 
+    @property
+    def redirected(self) -> bool:
+        """The answer to a fetch that followed at least one redirect (``follow_redirect``)."""
+        return getattr(self, "_redirected", False)  # unset until a redirect is followed: nothing to pay per answer
+
     def clone(self) -> Response:
         """An independent copy; both this response and the copy can be read once each."""
         self._check_clonable()
@@ -523,6 +577,48 @@ class Response(_Body):
         """Status only: headers and body may carry credentials."""
         return f"<Response {self._status}>"
 
+
+
+REDIRECT_MODES = ("follow", "manual", "error")
+"""fetch's ``redirect`` option; "follow" is the default."""
+MAX_REDIRECTS = 20
+"""Redirects one fetch follows before it fails, as the fetch standard says."""
+_CONTENT_HEADERS = ("content-type", "content-length", "content-encoding", "content-language", "content-location")
+
+
+@functools.lru_cache(maxsize=4096)  # a worker builds Requests for a few URLs, many times
+def _whatwg(url: str) -> str:
+    try:
+        return ada_url.normalize_url(url)
+    except ValueError:
+        raise TypeError(f"invalid URL {url!r}") from None
+
+
+def follow_redirect(request: Request, response: Response) -> Request | None:
+    """The request a fetch that follows redirects sends after ``response``, as the fetch
+    standard's HTTP-redirect fetch makes it; None when ``response`` is not one to follow (not a
+    301, 302, 303, 307 or 308, or without a Location).
+
+    The Location resolves against the request's URL. A POST answered 301 or 302, and anything but
+    GET or HEAD answered 303, becomes a GET without its body and content headers; otherwise the
+    method, headers and body (bytes, so they can be sent again) go on as they were.
+    """
+    if response._status not in REDIRECT_STATUSES:
+        return None
+    location = response._headers.get("location")
+    if location is None:
+        return None
+    method, body = request._method, request._body
+    headers = request.headers.copy()
+    if (response._status in (301, 302) and method == "POST") or (response._status == 303 and method not in ("GET", "HEAD")):
+        method, body = "GET", None
+        for name in _CONTENT_HEADERS:
+            headers.delete(name)
+    try:
+        url = ada_url.join_url(request._url, location)
+    except ValueError:
+        raise TypeError(f"invalid redirect Location {location!r}") from None
+    return Request(url, method=method, headers=headers, body=body)
 
 
 def checked_response(result: object) -> Response:

@@ -1,10 +1,14 @@
 """Worker code: Python modules shaped like Workers' modules, and synthetic workers from distributions.
 
-A worker module defines ``async def fetch(request, env, ctx)`` and may define more public
-``async def name(env, ctx, *args, **kwargs)`` functions: those are its RPC methods, callable from a
-bound worker as ``await env.BINDING.name(*args, **kwargs)`` (seed 004's pre_process / integration /
-post_process hooks). Each environment loads its own copy of the module, as each Workers environment
-is its own isolate: module-level state is never shared between environments.
+A worker module is written as Cloudflare's Python Workers are (``from workers import
+WorkerEntrypoint, Response``; ``class Default(WorkerEntrypoint)`` with ``async def fetch(self,
+request)``; its other public coroutine methods are RPC methods; ``edge.platform.sdk`` is that
+``workers`` module), or as their older ``on_fetch(request, env)``, or in edge's own shape:
+``async def fetch(request, env, ctx)`` and more public ``async def name(env, ctx, *args,
+**kwargs)`` functions as its RPC methods. A bound worker calls an RPC method as ``await
+env.BINDING.name(*args, **kwargs)`` (seed 004's pre_process / integration / post_process hooks).
+Each environment loads its own copy of the module, as each Workers environment is its own
+isolate: module-level state is never shared between environments.
 
 ``ctx`` (built by the environment actor) is how code tells the model what it costs:
 ``await ctx.cpu("2ms")`` spends CPU on a core, charged to the top-level request;
@@ -24,8 +28,9 @@ import types
 from pathlib import Path
 from typing import Any, Callable
 
+from edge.platform import sdk
 from edge.platform.distributions import Distribution
-from edge.platform.fetch import Response
+from edge.platform.fetch import Response, freeze
 
 _module_ids = itertools.count()
 
@@ -63,15 +68,35 @@ def load_worker(path: str | Path) -> WorkerCode:
         raise WorkerLoadError(f"expected a Python module (.py), got {str(path)!r}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses and pickling look modules up by name
+    sys.modules["workers"] = sdk  # `from workers import ...`: the runtime's module, as on Cloudflare
     try:
         exec(_compiled(str(path), path.read_bytes()), module.__dict__)  # what exec_module does
     except Exception as exc:  # the user's import-time error, reported as a config error
         del sys.modules[name]
         raise WorkerLoadError(f"worker module {str(path)!r} failed to import: {type(exc).__name__}: {exc}") from None
+    try:
+        return _handlers(module, name)
+    except WorkerLoadError as exc:
+        del sys.modules[name]
+        raise WorkerLoadError(f"worker module {str(path)!r}: {exc}") from None
+
+
+def _handlers(module: types.ModuleType, name: str) -> WorkerCode:
+    """What a module answers with, in the first of the three shapes it has: Cloudflare's Python
+    Workers (``class Default(WorkerEntrypoint)``), their older ``on_fetch``, or edge's own
+    ``async def fetch(request, env, ctx)`` with module-level RPC functions."""
+    entry = getattr(module, "Default", None)
+    if isinstance(entry, type) and issubclass(entry, sdk.WorkerEntrypoint):
+        return _entrypoint(entry)
+    on_fetch = getattr(module, "on_fetch", None)
+    if callable(on_fetch) and getattr(module, "fetch", None) is None:
+        return WorkerCode(_on_fetch(on_fetch), {})
     fetch = getattr(module, "fetch", None)
     if fetch is None or not inspect.iscoroutinefunction(fetch):
-        del sys.modules[name]
-        raise WorkerLoadError(f"expected worker module {str(path)!r} to define `async def fetch(request, env, ctx)`")
+        raise WorkerLoadError(
+            "expected `class Default(WorkerEntrypoint)` with `async def fetch(self, request)` "
+            "(Cloudflare's Python Workers), or `async def fetch(request, env, ctx)`"
+        )
     rpc = {
         attr: fn
         for attr, fn in vars(module).items()
@@ -81,6 +106,47 @@ def load_worker(path: str | Path) -> WorkerCode:
         and getattr(fn, "__module__", None) == name
     }
     return WorkerCode(fetch, rpc)
+
+
+def _entrypoint(entry: type) -> WorkerCode:
+    """A ``WorkerEntrypoint`` class: an instance per call, as the runtime makes one per
+    invocation; ``fetch`` answers requests and its other public coroutine methods are its RPC
+    methods. The handlers return the method's coroutine rather than wrap it in one of their
+    own: a coroutine level would be paid again on every resume of the worker."""
+    if not inspect.iscoroutinefunction(getattr(entry, "fetch", None)):
+        raise WorkerLoadError(f"expected class {entry.__name__}(WorkerEntrypoint) to define `async def fetch(self, request)`")
+
+    def fetch(request: Any, env: Any, ctx: Any) -> Any:
+        return entry(ctx, env).fetch(request)
+
+    def method(attr: str) -> Callable[..., Any]:
+        def call(env: Any, ctx: Any, *args: Any, **kwargs: Any) -> Any:
+            return getattr(entry(ctx, env), attr)(*args, **kwargs)
+
+        return call
+
+    rpc = {
+        attr: method(attr)
+        for attr, fn in inspect.getmembers(entry, inspect.iscoroutinefunction)
+        if not attr.startswith("_") and attr != "fetch" and not hasattr(sdk.WorkerEntrypoint, attr)
+    }
+    return WorkerCode(fetch, rpc)
+
+
+def _on_fetch(on_fetch: Callable[..., Any]) -> Callable[..., Any]:
+    """The older Python Workers handler, ``on_fetch(request[, env[, ctx]])``, async or not."""
+    try:
+        wanted = len(inspect.signature(on_fetch).parameters)
+    except (TypeError, ValueError):
+        wanted = 3
+    if not 1 <= wanted <= 3:
+        raise WorkerLoadError("expected `on_fetch(request, env, ctx)` (env and ctx may be left out)")
+
+    async def fetch(request: Any, env: Any, ctx: Any) -> Any:
+        answer = on_fetch(*(request, env, ctx)[:wanted])
+        return await answer if inspect.isawaitable(answer) else answer
+
+    return fetch
 
 
 class SyntheticBody:
@@ -132,6 +198,8 @@ class ModelWorker:
         self._empty = Response(None)
         self._json = Response(None, headers={"content-type": "application/json"})
         self._failed = Response(None, status=error_status)
+        for template in (self._empty, self._json, self._failed):  # answers a binding returns are immutable: clones keep it
+            freeze(template.headers)
 
     def respond(self, rng: random.Random, body: SyntheticBody) -> Response:
         if self.errors and rng.random() < self.errors:

@@ -151,7 +151,7 @@ class _Deployment(msgspec.Struct, forbid_unknown_fields=True):
     """What a service sets for all its environments and an environment may set again."""
 
     worker: str | None = None
-    """A Python module with `async def fetch(request, env, ctx)`, its path relative to the scenario file."""
+    """A Python worker module, its path relative to the scenario file: Cloudflare's Python Workers shape (`class Default(WorkerEntrypoint)`), `on_fetch`, or `async def fetch(request, env, ctx)`."""
     model: Model | None = None
     """A synthetic worker instead of code: distributions of CPU, latency, errors and size."""
     gateway: Gateway | None = None

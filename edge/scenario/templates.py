@@ -39,7 +39,8 @@ Made by `edge init --template {template}`. A simulated edge platform, Cloudflare
 
 - `scenario.toml`: the services, their routes, bindings, models and traffic (every field is
   described in `docs/scenario-fields.md` of edge's source);
-- `workers/*.py`: the code workers, `async def fetch(request, env, ctx)`.
+- `workers/*.py`: the code workers, written as Cloudflare's Python Workers are (`from workers import
+  WorkerEntrypoint, Response`; `class Default(WorkerEntrypoint)` with `async def fetch(self, request)`).
 
 Run it in virtual time (seconds for minutes of traffic; exit 1 if a threshold fails):
 

@@ -5,7 +5,7 @@ with a ``status`` and a ``code``, which the gateway answers as its JSON error (4
 post_process hook: what it returns replaces the integration's result in the answer.
 """
 
-from edge.platform.fetch import Response
+from workers import Response, WorkerEntrypoint
 
 
 class Unauthorized(Exception):
@@ -13,17 +13,16 @@ class Unauthorized(Exception):
     code = "unauthorized"
 
 
-async def before(env, ctx, request, context):
-    await ctx.cpu(env.CPU_PER_CHECK)
-    if request.headers.get("authorization") != f"Bearer {env.API_KEY}":
-        raise Unauthorized("missing or wrong API key")
-    return {"caller": "key-1"}
+class Default(WorkerEntrypoint):
+    async def before(self, request, context):
+        await self.ctx.cpu(self.env.CPU_PER_CHECK)
+        if request.headers.get("authorization") != f"Bearer {self.env.API_KEY}":
+            raise Unauthorized("missing or wrong API key")
+        return {"caller": "key-1"}
 
+    async def after(self, request, context):
+        await self.ctx.cpu(self.env.CPU_PER_CHECK)
+        return {**context["result"], "audited": True}
 
-async def after(env, ctx, request, context):
-    await ctx.cpu(env.CPU_PER_CHECK)
-    return {**context["result"], "audited": True}
-
-
-async def fetch(request, env, ctx):
-    return Response("hooks is reached through RPC only", status=404)
+    async def fetch(self, request):
+        return Response("hooks is reached through RPC only", status=404)

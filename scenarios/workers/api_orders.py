@@ -4,7 +4,7 @@ They return plain values; the gateway wraps them in its JSON envelope. An unknow
 deliberate 404 (an error with ``status`` and ``code``), not a failure of the service.
 """
 
-from edge.platform.fetch import Response
+from workers import Response, WorkerEntrypoint
 
 
 class NotFound(Exception):
@@ -12,21 +12,20 @@ class NotFound(Exception):
     code = "order_not_found"
 
 
-async def get(env, ctx, request, context):
-    await ctx.cpu(env.CPU_PER_CALL)
-    await ctx.sleep(ctx.random.expovariate(1 / 0.002))  # the order store
-    order_id = context["params"]["id"]
-    if not order_id.isdigit():
-        raise NotFound(f"no order {order_id!r}")
-    return {"id": int(order_id), "caller": context["pre_process"]["caller"]}
+class Default(WorkerEntrypoint):
+    async def get(self, request, context):
+        await self.ctx.cpu(self.env.CPU_PER_CALL)
+        await self.ctx.sleep(self.ctx.random.expovariate(1 / 0.002))  # the order store
+        order_id = context["params"]["id"]
+        if not order_id.isdigit():
+            raise NotFound(f"no order {order_id!r}")
+        return {"id": int(order_id), "caller": context["pre_process"]["caller"]}
 
+    async def run(self, request, context):
+        await self.ctx.cpu(self.env.CPU_PER_CALL)
+        order = await request.json()
+        await self.ctx.sleep(self.ctx.random.expovariate(1 / 0.004))
+        return {"id": 1000 + self.ctx.random.randrange(1000), "sku": order["sku"], "qty": order["qty"]}
 
-async def run(env, ctx, request, context):
-    await ctx.cpu(env.CPU_PER_CALL)
-    order = await request.json()
-    await ctx.sleep(ctx.random.expovariate(1 / 0.004))
-    return {"id": 1000 + ctx.random.randrange(1000), "sku": order["sku"], "qty": order["qty"]}
-
-
-async def fetch(request, env, ctx):
-    return Response("orders is reached through RPC only", status=404)
+    async def fetch(self, request):
+        return Response("orders is reached through RPC only", status=404)

@@ -1,10 +1,11 @@
 """The seed's auth service (seed 001): private, reached only through the gateway's AUTH binding."""
 
-from edge.platform.fetch import Response
+from workers import Response, WorkerEntrypoint
 
 
-async def fetch(request, env, ctx):
-    await ctx.cpu(env.CPU_PER_REQUEST)
-    if request.headers.get("x-custom-token") == env.SECRET_TOKEN:
-        return Response("Request allowed", status=200)
-    return Response("x-custom-token does not match, request not allowed", status=403)
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        await self.ctx.cpu(self.env.CPU_PER_REQUEST)
+        if request.headers.get("x-custom-token") == self.env.SECRET_TOKEN:
+            return Response("Request allowed", status=200)
+        return Response("x-custom-token does not match, request not allowed", status=403)

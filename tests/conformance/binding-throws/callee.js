@@ -1,0 +1,5 @@
+export default {
+  async fetch(request) {
+    throw new Error("boom from the callee");
+  },
+};

@@ -1,0 +1,2 @@
+async def fetch(request, env, ctx):
+    raise RuntimeError("boom from the callee")

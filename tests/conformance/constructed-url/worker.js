@@ -1,0 +1,14 @@
+const URLS = [
+  "http://Example.COM:80/a/./b/../c#fragment",
+  "https://x.test:443/caf\u00e9?q=a b",
+  "http://x.test/%7Efoo/..%2Fbar",
+  "HTTP://x.test",
+  "http://x.test/a/../../b?",
+  "http://x.test:8080/p",
+];
+
+export default {
+  async fetch(request) {
+    return new Response(URLS.map((url) => new Request(url).url).join("\n"));
+  },
+};

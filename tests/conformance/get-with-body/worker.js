@@ -1,0 +1,6 @@
+export default {
+  async fetch(request) {
+    const text = await request.text();
+    return new Response(`${request.method} ${text.length}: ${text}`);
+  },
+};

@@ -1,0 +1,5 @@
+export default {
+  async fetch(request) {
+    return Response.json({ a: 1, b: [true, null], c: "é" });
+  },
+};

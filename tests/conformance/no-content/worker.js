@@ -1,0 +1,5 @@
+export default {
+  async fetch(request) {
+    return new Response(null, { status: 204, headers: { "x-done": "yes" } });
+  },
+};

@@ -1,0 +1,5 @@
+from edge.platform.fetch import Request
+
+
+async def fetch(request, env, ctx):
+    return await env.CALLEE.fetch(Request("http://callee.example/", method="POST", body="abc"))

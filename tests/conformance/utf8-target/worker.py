@@ -1,0 +1,5 @@
+from edge.platform.fetch import Response
+
+
+async def fetch(request, env, ctx):
+    return Response(request.url)

@@ -1,0 +1,114 @@
+"""Cloudflare's Python Workers run unchanged: ``from workers import ...``, ``class
+Default(WorkerEntrypoint)``, RPC methods on it, ``self.env``/``self.ctx``, and ``on_fetch``."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import send, text
+
+from edge.platform.fetch import Request
+from edge.platform.workers import WorkerLoadError, load_worker
+
+PAIR = """
+[[services]]
+name = "front"
+routes = ["example.com/*"]
+worker = "front.py"
+vars = { GREETING = "hello" }
+bindings = { BACK = "back" }
+
+[[services]]
+name = "back"
+worker = "back.py"
+"""
+
+FRONT = """
+from workers import Response, WorkerEntrypoint
+
+class Default(WorkerEntrypoint):
+    calls = 0
+
+    async def fetch(self, request):
+        await self.ctx.cpu("1ms")
+        self.seen = getattr(self, "seen", 0) + 1  # an instance per call: never 2
+        Default.calls += 1  # the module is the isolate's: state there lives on
+        total = await self.env.BACK.add(2, 3)
+        answer = await self.env.BACK.fetch(request)
+        self.ctx.waitUntil(self.later())
+        return Response(f"{self.env.GREETING} {total} {await answer.text()} seen={self.seen} calls={Default.calls}")
+
+    async def later(self):
+        await self.ctx.cpu("2ms")
+"""
+
+BACK = """
+from workers import Response, WorkerEntrypoint
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        return Response(f"back saw {request.method} {request.path}")
+
+    async def add(self, a, b):
+        return a + b
+
+    def not_rpc(self):  # not a coroutine: not callable over a binding
+        return 1
+"""
+
+
+def test_a_cloudflare_python_worker_runs_unchanged(make_scenario):
+    loaded = make_scenario(PAIR, {"front.py": FRONT, "back.py": BACK})
+    responses, result = send(loaded, [Request("https://example.com/a"), Request("https://example.com/b")])
+    assert [text(r) for r in responses] == ["hello 5 back saw GET /a seen=1 calls=1", "hello 5 back saw GET /b seen=1 calls=2"]
+    front = result.metrics.environments["front@production"]
+    assert front.cpu_seconds == pytest.approx(2 * 0.003)  # 1 ms in fetch, 2 ms in its waitUntil work
+    assert result.metrics.environments["back@production"].answered == 4  # two RPC calls, two fetches
+
+
+def test_an_entrypoints_rpc_methods_are_its_public_coroutine_methods(tmp_path):
+    (tmp_path / "back.py").write_text(BACK)
+    code = load_worker(tmp_path / "back.py")
+    assert sorted(code.rpc) == ["add"]
+
+
+@pytest.mark.parametrize(
+    "on_fetch",
+    [
+        "def on_fetch(request):\n    return Response('old style ' + request.path)",
+        "async def on_fetch(request):\n    return Response('old style ' + request.path)",
+        "async def on_fetch(request, env):\n    return Response('old style ' + request.path)",
+        "async def on_fetch(request, env, ctx):\n    return Response('old style ' + request.path)",
+    ],
+)
+def test_the_older_on_fetch_handler_runs_with_one_two_or_three_arguments(make_scenario, on_fetch):
+    toml = '[[services]]\nname = "old"\nroutes = ["example.com/*"]\nworker = "old.py"\n'
+    loaded = make_scenario(toml, {"old.py": "from workers import Response\n" + on_fetch + "\n"})
+    [response], _ = send(loaded, [Request("https://example.com/x")])
+    assert (response.status, text(response)) == (200, "old style /x")
+
+
+@pytest.mark.parametrize(
+    ("source", "said"),
+    [
+        ("x = 1\n", "expected `class Default(WorkerEntrypoint)`"),
+        ("def fetch(request, env, ctx):\n    pass\n", "expected `class Default(WorkerEntrypoint)`"),
+        ("from workers import WorkerEntrypoint\nclass Default(WorkerEntrypoint):\n    pass\n", "expected class Default(WorkerEntrypoint) to define `async def fetch(self, request)`"),
+        ("def on_fetch(request, env, ctx, extra):\n    pass\n", "expected `on_fetch(request, env, ctx)`"),
+    ],
+)
+def test_a_module_without_a_handler_is_refused_naming_the_shapes_it_could_have(tmp_path, source, said):
+    (tmp_path / "w.py").write_text(source)
+    with pytest.raises(WorkerLoadError, match="w.py") as raised:
+        load_worker(tmp_path / "w.py")
+    assert said in str(raised.value)
+
+
+def test_a_worker_never_needs_edge_platform(make_scenario):
+    # The seed's workers and the templates import only `workers`.
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    sources = [*(root / "edge" / "bundled" / "workers").glob("*.py"), *(root / "edge" / "bundled" / "templates").rglob("*.py")]
+    assert sources
+    for source in sources:
+        assert "edge.platform" not in source.read_text(), source
