@@ -390,7 +390,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
               f"--queue-delay-interval ({format_duration(args.queue_delay_interval)}), or 0 to turn admission control off", file=sys.stderr)
         return EXIT_BAD_INPUT
     limits = Limits(
-        max_body_bytes=args.max_body, header_timeout=args.client_timeout, body_timeout=args.client_timeout,
+        max_body_bytes=args.max_body, max_header_bytes=args.max_headers, max_url_bytes=args.max_url,
+        header_timeout=args.client_timeout, body_timeout=args.client_timeout,
         write_timeout=args.write_timeout, max_in_flight=args.max_in_flight, max_connections=args.max_connections,
         queue_delay_target=args.queue_delay_target, queue_delay_interval=args.queue_delay_interval,
     )
@@ -645,6 +646,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--admin-port", type=int, default=DEFAULT_ADMIN_PORT, help=f"port of the admin API (default {DEFAULT_ADMIN_PORT})")
     serve.add_argument("--admin-token", metavar="TOKEN", default=None,
                        help=f"the admin API's token (default: ${TOKEN_ENV}, else one generated and printed at start)")
+    serve.add_argument("--max-headers", type=_size, default=128 * 1024, help='largest request header fields, all together, e.g. "128KiB" (default, Cloudflare\'s 128 KB); larger gets 431')
+    serve.add_argument("--max-url", type=_size, default=16 * 1024, help='largest request target, e.g. "16KiB" (default, Cloudflare\'s 16 KB); larger gets 414')
     serve.add_argument("--max-body", type=_size, default=1024 * 1024, help='largest request body accepted, e.g. "1MiB" (default); larger gets 413')
     serve.add_argument("--client-timeout", type=_duration, default=10.0, help='time a client has to send a request head, and then its body (default "10s"); slower gets 408')
     serve.add_argument("--write-timeout", type=_positive_duration, default=10.0, help='time a client has to take an answer (default "10s"); then it is dropped')

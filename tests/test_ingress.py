@@ -317,7 +317,7 @@ def test_a_body_many_times_the_read_ahead_is_received_whole_up_to_the_limit(size
 
 
 @pytest.mark.parametrize("head, status", [
-    (b"GET / HTTP/1.1\r\nHost: e.com\r\nx-big: " + b"a" * 100_000 + b"\r\n\r\n", 431),
+    (b"GET / HTTP/1.1\r\nHost: e.com\r\nx-big: " + b"a" * 200_000 + b"\r\n\r\n", 431),
     (b"POST /size HTTP/1.1\r\nHost: e.com\r\nContent-Length: 2000000\r\n\r\n" + b"x" * 900_000, 413),
 ])
 def test_a_refused_client_still_sending_reads_its_refusal_instead_of_a_reset(server, head, status):
@@ -358,3 +358,35 @@ def test_no_byte_stream_breaks_the_server(server, caplog, data):
         raw = rest[int(length.group(1)):] if length else rest
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
     assert status_of(server.exchange(GOOD)) == 200
+
+
+def _head(target_bytes: int, header_bytes: int) -> bytes:
+    """A request whose target is ``target_bytes`` long and whose header fields take ``header_bytes``
+    (each line's name, ": ", value and CRLF, as the ingress counts them)."""
+    target = b"/" + b"t" * (target_bytes - 1)
+    fixed = [b"Host: e.com\r\n", b"Connection: close\r\n"]
+    filler = header_bytes - sum(len(line) for line in fixed) - len(b"x-fill: \r\n")
+    return b"GET " + target + b" HTTP/1.1\r\n" + b"".join(fixed) + b"x-fill: " + b"f" * filler + b"\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("target", "headers", "status"),
+    [
+        (16 * 1024, 128 * 1024, 200),  # both exactly at Cloudflare's limits
+        (16 * 1024 + 1, 100, 414),
+        (100, 128 * 1024 + 1, 431),
+        (16 * 1024 + 1, 128 * 1024 + 1, 414),  # the target is looked at first
+    ],
+)
+def test_the_target_and_the_headers_are_limited_as_cloudflare_documents(target, headers, status):
+    with RunningServer(Limits()) as server:
+        raw = server.exchange(_head(target, headers), timeout=10)
+        assert status_of(raw) == status
+
+
+def test_smaller_limits_apply_at_their_boundary():
+    limits = Limits(max_url_bytes=100, max_header_bytes=200)
+    with RunningServer(limits) as server:
+        assert status_of(server.exchange(_head(100, 200))) == 200
+        assert status_of(server.exchange(_head(101, 200))) == 414
+        assert status_of(server.exchange(_head(100, 201))) == 431

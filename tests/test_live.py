@@ -104,7 +104,7 @@ def test_malformed_requests_get_400_and_the_server_keeps_serving(default_server)
 
 
 def test_oversized_headers_get_431_and_refusals_are_counted(default_server):
-    raw = exchange(default_server.port, b"GET / HTTP/1.1\r\nHost: example.com\r\nx-big: " + b"a" * 40_000 + b"\r\n\r\n")
+    raw = exchange(default_server.port, b"GET / HTTP/1.1\r\nHost: example.com\r\nx-big: " + b"a" * 140_000 + b"\r\n\r\n")
     assert status_of(raw) == 431
     assert any(line.startswith('edge_ingress_rejected_total{status="431"}') for line in metric_lines(default_server, "edge_ingress_rejected_total"))
 

@@ -6,7 +6,8 @@ turns each complete request into a ``Request`` for the handler. What a client ge
 connection's problem, never the server's:
 
 * an unparseable request line or header block: 400, then the connection closes;
-* a header block over ``max_header_bytes``: 431, then close;
+* a target over ``max_url_bytes``: 414, header fields over ``max_header_bytes`` in all: 431 (the
+  limits Cloudflare documents, 16 KB and 128 KB), then close;
 * a body over ``max_body_bytes`` (declared or counted while it streams): 413, then close;
 * a client too slow to send its head or body: 408 and close, before any actor sees the request,
   so a slow client never holds a worker slot;
@@ -43,7 +44,8 @@ keeps a bounded latency. Sheds are 503s with ``Retry-After``, counted as ``rejec
   ``max_in_flight`` is shed at once and its connection closed (see ``_shed``);
 * more than ``max_connections`` open connections: a new one gets a 503 and is closed;
 * a client that does not take its answer within ``write_timeout`` is dropped (counted);
-* at most ``read_buffer_bytes`` of a connection's input are read ahead of what is being served.
+* at most ``read_buffer_bytes`` and a usual head (16 KiB) of a connection's input are read ahead of
+  what is being served; more only while a larger head is still arriving.
 
 Keep-alive connections idle longer than ``idle_timeout`` are closed. ``stop_accepting()`` begins a
 graceful shutdown: listeners close, idle connections close, requests in flight finish (answered
@@ -71,6 +73,7 @@ import trio
 from edge.live import receive
 from edge.live.admission import ADMIT, SHED, AdaptiveLimit
 from edge.live.ratelimit import RateLimit
+from edge.platform import h11_internals
 from edge.platform.errors import INVALID_RESPONSE, platform_error
 from edge.platform.fetch import Request, Response
 
@@ -114,7 +117,8 @@ _HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-
 class Limits(msgspec.Struct, frozen=True):
     """What one client may ask of the ingress."""
 
-    max_header_bytes: int = 16 * 1024
+    max_header_bytes: int = 128 * 1024  # the header fields together (names, values, ": ", CRLFs), as Cloudflare's 128 KB
+    max_url_bytes: int = 16 * 1024  # the request target, as Cloudflare's 16 KB URLs
     max_body_bytes: int = 1024 * 1024
     header_timeout: float = 10.0  # from the first byte of a request to the end of its head
     body_timeout: float = 30.0  # for the whole body, once the head is in
@@ -155,6 +159,7 @@ class HttpServer:
         """``server`` is the ``Server`` header of every answer ("" for none, as workerd sends)."""
         self.handler = handler
         self._server = [(b"server", server.encode("latin-1"))] if server else []
+        h11_internals.accept_raw_utf8_targets()  # a raw UTF-8 target is served, as workerd serves it
         self.limits = limits = limits or Limits()
         self.in_flight = 0  # requests handed to the handler and not yet answered
         self.connections = 0
@@ -306,9 +311,11 @@ class HttpServer:
         if head.method not in _METHODS:
             raise _Reject(501, f"unrecognized request method {head.method[:40].decode('latin-1')!r} (methods are case-sensitive)")
         # h11 only bounds a head that is still incomplete; one that arrived whole is measured here.
-        head_size = len(head.method) + len(head.target) + sum(len(name) + len(value) + 4 for name, value in head.headers)
-        if head_size > limits.max_header_bytes:
-            raise _Reject(431, f"request head of {head_size} bytes is over the {limits.max_header_bytes}-byte limit")
+        if len(head.target) > limits.max_url_bytes:
+            raise _Reject(414, f"request target of {len(head.target)} bytes is over the {limits.max_url_bytes}-byte limit")
+        header_size = sum(len(name) + len(value) + 4 for name, value in head.headers)
+        if header_size > limits.max_header_bytes:
+            raise _Reject(431, f"request headers of {header_size} bytes are over the {limits.max_header_bytes}-byte limit")
         declared = _content_length(head.headers)
         if declared is not None and any(name == b"transfer-encoding" for name, _ in head.headers):
             raise _Reject(400, "a request cannot have both Content-Length and Transfer-Encoding")
@@ -530,9 +537,11 @@ class _Client:
         self.arrived = 0.0  # when the request being read reached the socket (time.time())
         self.delay = 0.0  # how long the last request waited before its head was parsed
         self.first = True  # is it the connection's first request?
-        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
-        # head and body are consumed as they arrive, so this bounds input waiting behind an answer
-        self.read_ahead = limits.max_header_bytes + limits.read_buffer_bytes
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head_bytes(limits))
+        # Head and body are consumed as they arrive, so this bounds input waiting behind an answer:
+        # a usual head and the read buffer; only a head still arriving may grow to the limits.
+        self.read_behind = min(limits.max_header_bytes, _USUAL_HEAD) + limits.read_buffer_bytes
+        self.read_ahead = max_head_bytes(limits) + limits.read_buffer_bytes
         self.grace = limits.hangup_grace
         self.reading = trio.CancelScope()  # the reader's; cancelled = read timeout or shutdown
         self.serving: trio.CancelScope | None = None  # the handler's, while a request is served
@@ -546,7 +555,7 @@ class _Client:
     async def read(self) -> None:
         with self.reading:
             while True:
-                room = self.read_ahead - len(_unparsed(self.h11))
+                room = self._room_left()
                 if room <= 0:
                     self._room = trio.Event()  # enough read ahead: wait for the requests to be served
                     await self._room.wait()
@@ -568,6 +577,16 @@ class _Client:
         self._done_reading = True
         self._arrived.set()
         self.finished.set()
+
+    def _room_left(self) -> int:
+        """How much more may be read: up to ``read_behind`` unparsed bytes, so that a client that
+        pipelines, or sends and never reads, costs little; past that only while h11 waits for the
+        rest of a head (none complete in the buffer), up to a whole head at the limits."""
+        unparsed = _unparsed(self.h11)
+        room = self.read_behind - len(unparsed)
+        if room <= 0 and self.h11.their_state is h11.IDLE and b"\r\n\r\n" not in unparsed:
+            room = self.read_ahead - len(unparsed)
+        return room
 
     def hangup_deadline(self) -> None:
         """EOF: gone, or only half-closed; the handler gets ``hangup_grace`` to answer either way."""
@@ -671,6 +690,16 @@ def _log_client_fault(stream: trio.SocketStream, status: int) -> None:
     client_faults.warning("%d %s answered to a client at %s", status, HTTPStatus(status).phrase, peer)
 
 
+_USUAL_HEAD = 16 * 1024
+"""A head as large as nearly all are: what may wait unparsed behind a request in service."""
+
+
+def max_head_bytes(limits: Limits) -> int:
+    """The largest request head read whole: the target and the headers at their limits, and the
+    rest of the request line and the blank line (the longest method workerd serves is 10 bytes)."""
+    return limits.max_url_bytes + limits.max_header_bytes + 64
+
+
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
     for name, value in headers:
         if name == b"content-length":
@@ -689,7 +718,7 @@ def _received_at(ancillary: list[tuple[int, int, bytes]]) -> float:
 
 def _to_request(head: h11.Request, body: bytes) -> Request | _BadRequest:
     headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in head.headers]
-    target = head.target.decode("latin-1")
+    target = head.target.decode("utf-8", "replace")  # raw UTF-8 reaches the worker as it came, as on workerd
     method = head.method.decode("latin-1")
     if target.startswith(("http://", "https://")):
         url = target
