@@ -145,8 +145,9 @@ class Binding:
         result = await self._call(method, None, args, kwargs)
         if isinstance(result, RpcFailure):
             raise (RpcMethodMissing if result.missing else RpcError)(result.message, result.status, result.code, result.detail)
-        if isinstance(result, Response):
+        if isinstance(result, Response) and result.headers.get(ERROR_HEADER) is not None:
             # The platform answered instead of the method (shed, CPU limit): surface it as an error.
+            # (A Response the method returned is a result like any other: the API gateway's hooks return them.)
             text = await result.clone().text()
             raise RpcError(f"{self._target}.{method} failed: {result.status} {text}", result.status, None, text)
         return result

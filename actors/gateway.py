@@ -1,49 +1,50 @@
-"""Seed 004's API gateway, served by the platform from a scenario's ``gateway`` table.
+"""Seed 004's API gateway, served by the platform from a scenario's ``gateway`` table, answering as
+the project seed 004 configures does (``irensaltali/serverlessapigateway``, "the reference").
 
-The worker a user would otherwise write by hand (match the route, call the hooks over bindings,
-wrap the answer): ``gateway_worker`` makes it from a checked ``edge.scenario.gateway.Gateway``, and
-the environment actor runs it as any code worker (slots, CPU, metrics, live and virtual alike).
+The worker a user would otherwise deploy (match the route, call the hooks over bindings, shape the
+answer): ``gateway_worker`` makes it from a checked ``edge.scenario.gateway.Gateway``, and the
+environment actor runs it as any code worker (slots, CPU, metrics, live and virtual alike).
 
-For a request, the entry of ``paths`` whose path template matches and whose method is the
-request's (or ``ANY``) is chosen, the most specific template first, then an exact method over
-``ANY``, then the first written. Its calls go over the environment's bindings, each as
-``env.BINDING.function(request, context)``: ``request`` a clone of the incoming request (each call
-may read the body), ``context`` a new dict each time with ``method``, ``path``, ``params`` (the
-path parameters), ``query``, and what came before: ``pre_process`` (its return value) for the
-integration and post_process, ``result`` (the integration's) for post_process.
+A request goes to the entry of ``paths`` whose template matches (``PathTemplate.match``) and whose
+method is the request's or ``ANY``, ranked as the reference ranks them: exact matches first, then
+more matched segments, then no wildcard before a wildcard, then the exact method before ``ANY``,
+then the order written. No entry: 404 ``{"message": "No match found."}``, a path that exists for
+other methods (and HEAD on a GET path) included, as there.
 
-Answers are the seed's standard JSON envelope:
+``pre_process``, when the entry has one, decides: the request goes on only if it returns exactly
+``True``. A Response it returns is the answer; None is a 500; anything else (False, a string, a
+dict...) an empty 200, as the reference answers what is not a Response (a dict with an int
+``status`` and a ``body`` makes that answer). The ``integration``'s result is then the answer,
+shaped as the reference shapes it (``_answer``). A hook or integration that raises, or a bound
+service the platform could not reach, is a 500 ``{"message": "Internal server error"}``. Every
+answer carries the reference's ``X-Powered-By``. A ``post_process`` on a path is kept in the table
+but never called: the reference calls it only for its Auth0 callback, never for a service binding.
 
-* success: 200 ``{"status": "success", "message": "Operation completed successfully.", "data": D}``,
-  D the integration's return value, or post_process's when it returns something other than None;
-* error: ``{"status": "error", "message": M, "error": CODE}`` with
-  - 404 ``not_found``: no entry's path matches;
-  - 405 ``method_not_allowed`` (and ``Allow``): a path matches, for other methods only;
-  - a hook or the integration raised with ``status`` (400..599) and ``code``: that status and code,
-    M the exception's message (how a pre_process hook refuses a request: 401, 403...);
-  - raised without a status: 500 ``internal_server_error``; the platform answered for the bound
-    service (shed, down): its status (503 ``service_unavailable``); M says which;
-  - a result JSON cannot carry: 500 ``invalid_result``.
-
-A request over its CPU budget or its invocation limit is the platform's 503/500 as for any worker:
-those are not the bound service's answers and are not wrapped.
+Deliberate differences (docs/conformance.md): each call is ``env.BINDING.function(request,
+context)``, ``context`` a dict of ``method``, ``path``, ``params`` and ``query``, where the
+reference passes the environment (secrets included) and its own context as JSON strings; an alias
+or function the table names that the scenario lacks is a configuration error (``edge check``),
+where the reference skips such a hook and answers such an integration 404. A request over its CPU
+budget is the platform's 1102, as for any worker.
 """
 
 from __future__ import annotations
 
-from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
 
 import msgspec
 
-from actors.environment import Env, RpcError
-from edge.platform.fetch import Request, Response
+from actors.environment import Env
+from edge.platform.cpu import CpuLimitExceeded
+from edge.platform.fetch import Headers, Request, Response
 from edge.platform.workers import WorkerCode
 from edge.scenario.gateway import Call, Gateway, Route
 
+POWERED_BY = ("x-powered-by", "github.com/irensaltali/serverlessapigateway")
 SUCCESS = "Operation completed successfully."
-_JSON = {"content-type": "application/json"}
+FAILURE = "An error occurred."
+_JSON = "application/json"
 _encode = msgspec.json.Encoder().encode
 
 
@@ -53,49 +54,38 @@ def gateway_worker(gateway: Gateway) -> WorkerCode:
     aliases = gateway.aliases
 
     async def fetch(request: Request, env: Env, ctx: Any) -> Response:
-        method, path = request.method, request.path
-        route, params, allowed = _match(routes, method, path)
-        if route is None:
-            if allowed:
-                return _error(405, f"{method} is not allowed on {path}", "method_not_allowed", {"allow": ", ".join(allowed)})
-            return _error(404, "No match found.", "not_found")
-        context: dict[str, Any] = {"method": method, "path": path, "params": params, "query": dict(parse_qsl(request.query))}
+        match = _match(routes, request.method, request.path)
+        if match is None:
+            return _message(404, "No match found.")
+        route, params = match
+        context = {"method": request.method, "path": request.path, "params": params, "query": dict(parse_qsl(request.query))}
         try:
             if route.pre_process is not None:
-                context["pre_process"] = await _invoke(env, aliases, route.pre_process, request, context)
-            result = await _invoke(env, aliases, route.integration, request, context)
-            if route.post_process is not None:
-                processed = await _invoke(env, aliases, route.post_process, request, {**context, "result": result})
-                if processed is not None:
-                    result = processed
-        except RpcError as exc:
-            return _error(exc.status, exc.detail, exc.code or _code(exc.status))
-        try:
-            body = _encode({"status": "success", "message": SUCCESS, "data": result})
-        except (TypeError, ValueError) as exc:
-            return _error(500, f"the result of {route.integration.function} is not JSON: {exc}", "invalid_result")
-        return Response(body, headers=_JSON)
+                verdict = await _invoke(env, aliases, route.pre_process, request, context)
+                if verdict is not True:
+                    return _refusal(verdict)
+            return _answer(await _invoke(env, aliases, route.integration, request, context))
+        except CpuLimitExceeded:
+            raise  # the platform's, not the gateway's
+        except Exception:
+            return _message(500, "Internal server error")
 
     return WorkerCode(fetch, {})
 
 
-def _match(routes: list[Route], method: str, path: str) -> tuple[Route | None, dict[str, str], list[str]]:
-    """The route for ``method`` and ``path`` and its parameters; without one, the methods the
-    path has (empty: no entry's path matches)."""
-    best: tuple[Any, Route, dict[str, str]] | None = None
-    allowed: list[str] = []
+def _match(routes: list[Route], method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+    """The entry for ``method`` and ``path`` and its path parameters, ranked as the reference does."""
+    best: tuple[tuple[bool, int, bool, bool], Route, dict[str, str]] | None = None
     for route in routes:
-        params = route.template.match(path)
-        if params is None:
+        if route.method != method and route.method != "ANY":
             continue
-        allowed.append(route.method)
-        if route.method in (method, "ANY"):
-            rank = (route.template.specificity, route.method == method)
-            if best is None or rank > best[0]:
-                best = (rank, route, params)
-    if best is None:
-        return None, {}, sorted(set(allowed))
-    return best[1], best[2], []
+        found = route.template.match(path)
+        if found is None:
+            continue
+        rank = (found.exact, found.count, not found.wildcard, route.method == method)
+        if best is None or rank > best[0]:  # strictly better: of equals, the first written
+            best = (rank, route, found.params)
+    return None if best is None else (best[1], best[2])
 
 
 def _invoke(env: Env, aliases: dict[str, str], call: Call, request: Request, context: dict[str, Any]) -> Any:
@@ -103,13 +93,59 @@ def _invoke(env: Env, aliases: dict[str, str], call: Call, request: Request, con
     return getattr(binding, call.function)(request.clone(), dict(context))
 
 
-def _code(status: int) -> str:
+def _refusal(verdict: Any) -> Response:
+    """What a pre_process hook that did not return True answers."""
+    if isinstance(verdict, Response):
+        return _passed_through(verdict)
+    if verdict is None:
+        return _message(500, "Internal server error")
+    if isinstance(verdict, dict) and type(verdict.get("status")) is int:
+        try:
+            return _powered(Response(verdict.get("body"), status=verdict["status"]))
+        except (TypeError, ValueError):
+            return _message(500, "Internal server error")
+    return _powered(Response(None))
+
+
+def _answer(result: Any) -> Response:
+    """An integration's result as the reference answers it."""
+    if isinstance(result, Response):
+        return _passed_through(result)
+    if result is None:
+        return _powered(Response(None, headers={"content-type": _JSON}))
+    if isinstance(result, str):
+        return _powered(Response(result, headers={"content-type": _JSON}))
+    if isinstance(result, (bool, int, float)):
+        return _powered(Response(None, status=400, headers={"content-type": _JSON}))
+    if isinstance(result, (list, tuple)):
+        result = {str(index): item for index, item in enumerate(result)}  # spread into an object, as JavaScript does
+    if not isinstance(result, dict):
+        return _message(500, "Internal server error")
+    error, message, status = result.get("error"), result.get("message"), result.get("statusCode")
+    if error:
+        body: dict[str, Any] = {"status": "error", "message": message or FAILURE, "error": error}
+    else:
+        data = {key: value for key, value in result.items() if key not in ("statusCode", "error", "message")}
+        body = {"status": "success", "message": message or SUCCESS, "data": data}
     try:
-        return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
-    except ValueError:
-        return "error"
+        code = (500 if error else 200) if status is None else int(status)
+        return _powered(Response(_encode(body), status=code, headers={"content-type": _JSON}))
+    except (TypeError, ValueError):  # a status no Response can have, or a result JSON cannot carry
+        return _message(500, "Internal server error")
 
 
-def _error(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> Response:
-    body = _encode({"status": "error", "message": message, "error": code})
-    return Response(body, status=status, headers={**_JSON, **(headers or {})})
+def _passed_through(response: Response) -> Response:
+    """A Response a bound service returned, as it is, with the gateway's header added (on a copy:
+    what a binding returned is immutable)."""
+    copy = Response(None, status=response.status, status_text=response.status_text, headers=Headers(response.headers))
+    copy._body = response._body
+    return _powered(copy)
+
+
+def _message(status: int, message: str) -> Response:
+    return _powered(Response(_encode({"message": message}), status=status, headers={"content-type": _JSON}))
+
+
+def _powered(response: Response) -> Response:
+    response.headers.set(*POWERED_BY)
+    return response

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 T = TypeVar("T")
 
@@ -103,30 +103,44 @@ def _most_specific_first(route: tuple[RoutePattern, object]) -> tuple[int, int, 
     return (-host, -length, -path)
 
 
+class PathMatch(NamedTuple):
+    """How a path matched a template, as the reference gateway ranks matches: ``exact`` ones
+    first, then more ``count`` (matched segments, the empty one before the first "/"
+    included), then one without the ``wildcard`` first."""
+
+    params: dict[str, str]
+    count: int
+    exact: bool
+    wildcard: bool
+
+
 class PathTemplate:
     """A gateway path (seed 004's ``paths[].path``): ``/users/{id}``, ``/files/{.+}``.
 
-    ``{name}`` matches one non-empty segment and is handed to the hooks as a path parameter;
-    ``{.+}``, last only, matches one or more remaining segments. Of several templates matching a
-    path the most specific wins, as in the seed's gateway: no wildcard before one, then more literal
-    segments, then more segments.
+    Matched as the reference project (``irensaltali/serverlessapigateway``, ``PathOperator``)
+    matches: segment by segment, ``{name}`` takes any one segment, an empty one too (``/users/``
+    matches ``/users/{id}`` with ``id`` ""), and is handed to the hooks as a path parameter;
+    ``{.+}``, last only, takes whatever follows, nothing included (``/files`` and ``/files/a/b``
+    both match ``/files/{.+}``). A match where every segment was a literal is ``exact``, and so,
+    as in the reference, is a wildcard's that took exactly one segment. Templates are checked
+    more strictly than the reference does (a parameter is a whole segment, named once; the
+    wildcard last): those are configuration errors there, found by hand.
     """
 
-    __slots__ = ("text", "_segments", "_wildcard", "specificity")
+    __slots__ = ("text", "_segments")
 
     WILDCARD = "{.+}"
 
     def __init__(self, text: str) -> None:
         if not text.startswith("/"):
             raise ValueError(f'expected a path starting with "/", like "/users/{{id}}", got {text!r}')
-        segments = text.split("/")[1:]
-        self._wildcard = segments[-1] == self.WILDCARD
-        if self._wildcard:
-            segments.pop()
+        segments = text.split("/")
         names: set[str] = set()
-        for segment in segments:
+        for index, segment in enumerate(segments):
             if segment == self.WILDCARD:
-                raise ValueError(f"expected {self.WILDCARD} only as the last segment, got {text!r}")
+                if index != len(segments) - 1:
+                    raise ValueError(f"expected {self.WILDCARD} only as the last segment, got {text!r}")
+                continue
             if "{" in segment or "}" in segment:
                 name = segment[1:-1]
                 if not (segment.startswith("{") and segment.endswith("}") and name.isidentifier()):
@@ -135,27 +149,29 @@ class PathTemplate:
                     raise ValueError(f"expected each path parameter once, {{{name}}} appears twice in {text!r}")
                 names.add(name)
         self.text = text
-        self._segments = [(s[1:-1], True) if s.startswith("{") else (s, False) for s in segments]
-        literal = sum(1 for _, param in self._segments if not param)
-        self.specificity = (0 if self._wildcard else 1, literal, len(self._segments))
+        self._segments = segments
 
-    def match(self, path: str) -> dict[str, str] | None:
-        """The path parameters when ``path`` matches, else None."""
-        parts = path.split("/")[1:]
-        count = len(self._segments)
-        if len(parts) < count + self._wildcard or (not self._wildcard and len(parts) != count):
-            return None
-        if self._wildcard and not "".join(parts[count:]):
+    def match(self, path: str) -> PathMatch | None:
+        """How ``path`` matches, or None."""
+        config, request = self._segments, path.split("/")
+        wildcard = config[-1] == self.WILDCARD
+        if len(request) != len(config) if not wildcard else len(request) < len(config) - 1:
             return None
         params: dict[str, str] = {}
-        for (value, param), part in zip(self._segments, parts):
-            if param:
-                if not part:
-                    return None
-                params[value] = part
-            elif part != value:
+        count, exact = 0, True
+        for segment, part in zip(config, request):
+            if segment == self.WILDCARD:
+                count = min(len(config), len(request))
+                break
+            if segment.startswith("{"):
+                exact = False
+                params[segment[1:-1]] = part
+            elif segment != part:
                 return None
-        return params
+            count += 1
+        else:
+            exact = exact and len(config) == len(request)  # a wildcard path one segment short
+        return PathMatch(params, count, exact and count == len(config) == len(request), wildcard)
 
     def __str__(self) -> str:
         return self.text

@@ -2,8 +2,8 @@
 
 A service (or one environment of it) with a ``gateway`` table runs no code of its own: the platform
 serves it (``actors.gateway``), matching each request's method and path against ``paths`` and
-calling the bound services' RPC methods named by ``pre_process``, ``integration`` and
-``post_process``. The field names are the seed's, so its JSON pastes as TOML key for key::
+calling the bound services' RPC methods named by ``pre_process`` and ``integration`` (a
+``post_process`` is read and checked, and never called, as in the project seed 004 configures). The field names are the seed's, so its JSON pastes as TOML key for key::
 
     [services.gateway]
     serviceBindings = [{ alias = "users", binding = "USERS" }]

@@ -1,15 +1,11 @@
 """Seed 004's target service: the RPC methods the API gateway's paths integrate (``get``, ``run``).
 
-They return plain values; the gateway wraps them in its JSON envelope. An unknown order is a
-deliberate 404 (an error with ``status`` and ``code``), not a failure of the service.
+They return plain values; the gateway wraps them as the reference gateway does: a dict is the
+``data`` of its success envelope, and one with ``statusCode`` and ``error`` is an error envelope
+with that status (an unknown order: 404).
 """
 
 from workers import Response, WorkerEntrypoint
-
-
-class NotFound(Exception):
-    status = 404
-    code = "order_not_found"
 
 
 class Default(WorkerEntrypoint):
@@ -18,8 +14,8 @@ class Default(WorkerEntrypoint):
         await self.ctx.sleep(self.ctx.random.expovariate(1 / 0.002))  # the order store
         order_id = context["params"]["id"]
         if not order_id.isdigit():
-            raise NotFound(f"no order {order_id!r}")
-        return {"id": int(order_id), "caller": context["pre_process"]["caller"]}
+            return {"statusCode": 404, "error": "order_not_found", "message": f"no order {order_id!r}"}
+        return {"id": int(order_id)}
 
     async def run(self, request, context):
         await self.ctx.cpu(self.env.CPU_PER_CALL)
