@@ -227,20 +227,21 @@ async def _serve(live: LiveRuntime, ingress: HttpServer, servers: list[HttpServe
             endpoints["metrics"] = await _listen(metrics_server, nursery, host, metrics_port)
         if memory.available():
             nursery.start_soon(memory.give_back, RELEASE_FREE, RELEASE_CHECK, name="memory release")
-        if on_ready is not None:
-            on_ready(endpoints)
         load = trio.CancelScope()
-        if traffic:
-            target = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
-            generator = LoadGenerator(loaded, target, endpoints["ingress"].port, seed=loaded.spec.scenario.seed if seed is None else seed)
-
-            async def drive() -> None:
-                with load:
-                    await generator.run()
-
-            nursery.start_soon(drive)
-
+        # Signals are caught from before the ready lines: a SIGTERM sent as soon as they are read
+        # drains like any other, rather than finding the default handler (exit 143).
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            if on_ready is not None:
+                on_ready(endpoints)
+            if traffic:
+                target = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+                generator = LoadGenerator(loaded, target, endpoints["ingress"].port, seed=loaded.spec.scenario.seed if seed is None else seed)
+
+                async def drive() -> None:
+                    with load:
+                        await generator.run()
+
+                nursery.start_soon(drive)
             async for signum in signals:
                 log.info("%s: closing listeners, draining requests in flight (up to %gs)", signal.Signals(signum).name, drain)
                 break
