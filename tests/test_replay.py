@@ -315,3 +315,128 @@ def test_a_replayed_log_reproduces_its_rate_profile():
     report = build_report(simulate(loaded, interval=10.0))
     assert report.series.clients.requests[:6] == per_window
     assert report.clients.requests == 2 * len(log)
+
+
+# -- hostile and degenerate replay files (issue 27: items 1, 8, 9, 10) ----------------------------
+
+
+@pytest.mark.parametrize("command", ["run", "check"])
+def test_a_file_of_one_request_plays_it_once(tmp_path, command):
+    path = scenario(tmp_path, '{"time": 1, "path": "/"}\n', file="one.jsonl", duration="2s")
+    done = edge(command, path, "--quiet") if command == "run" else edge(command, path)
+    assert done.returncode == 0, done.stderr
+    result = simulate(config.load(path), duration=2.0)
+    assert result.metrics.clients.requests == 1
+
+
+@pytest.mark.parametrize(
+    ("log", "where", "expected"),
+    [
+        ('{"time": -1e308, "path": "/"}\n{"time": 1e308, "path": "/b"}\n', "r.jsonl:2", "within 366 days (a year) of the first"),
+        ('{"time": 0, "path": "/"}\n{"time": 31622400.001, "path": "/b"}\n', "r.jsonl:2", "within 366 days"),  # a year and a millisecond
+        ('{"time": 1, "path": "/a\\r\\nX-Evil: 1"}\n', "r.jsonl:1", "without control characters"),
+        ('{"time": 1, "path": "/a\\tb"}\n', "r.jsonl:1", "without control characters"),
+        ('{"time": 1, "path": "/' + "p" * 16384 + '"}\n', "r.jsonl:1", "at most 16,384 bytes"),  # 16,385 with the "/"
+        ("[" * 50_000 + "]" * 50_000 + "\n", "r.jsonl:1", "expected JSON nested less deeply"),
+        ('{"time": 1, "path": "/", "n": ' + "9" * 5001 + "}\n", "r.jsonl:1", "expected JSON that can be read"),
+        ('{"time": 1, "path": "/", "pad": "' + "x" * (128 * 1024) + '"}\n', "r.jsonl:1", "expected a line of at most 131,072 characters"),
+    ],
+)
+def test_a_hostile_line_is_refused_with_its_place_and_exit_2(tmp_path, log, where, expected):
+    path = scenario(tmp_path, log, file="r.jsonl")
+    with pytest.raises(config.ConfigError) as raised:
+        config.load(path)
+    assert f"{tmp_path / where}: " in str(raised.value) and expected in str(raised.value), str(raised.value)[:300]
+    done = edge("check", path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-500:]
+
+
+def test_a_path_exactly_at_the_url_limit_and_a_year_exactly_are_read(tmp_path):
+    log = '{"time": 0, "path": "/' + "p" * 16383 + '"}\n{"time": 31622400, "path": "/b"}\n'
+    loaded = config.load(scenario(tmp_path, log, file="r.jsonl"))
+    assert [len(e.target) for e in loaded.replays[0].entries] == [16384, 2]
+    assert loaded.replays[0].span == 366 * 86400
+
+
+def test_a_deep_har_is_refused_not_a_traceback(tmp_path):
+    path = scenario(tmp_path, '{"log": ' + "[" * 100_000 + "]" * 100_000 + "}", file="s.har")
+    done = edge("check", path)
+    assert done.returncode == 2 and "nested less deeply" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_connections_own_headers_are_dropped_from_json_lines(tmp_path):
+    log = '{"time": 1, "path": "/", "headers": {"Host": "evil.test", "content-length": "5", "transfer-encoding": "chunked", "x-kept": "1"}}\n'
+    assert entries(config.load(scenario(tmp_path, log, file="r.jsonl"))) == [(0.0, "GET", "/", [("x-kept", "1")])]
+
+
+def test_an_unterminated_quote_on_a_long_line_fails_fast_and_small(tmp_path):
+    import time
+    import tracemalloc
+
+    line = '127.0.0.1 - - [10/Oct/2000:13:55:36 -0700] "GET /' + "a" * 120_000 + "\n"
+    tracemalloc.start()
+    began = time.perf_counter()
+    with pytest.raises(replay.ReplayError, match="line 1: expected a Common or Combined Log Format line"):
+        replay.parse(line.encode(), file="a.log", format="clf")
+    took = time.perf_counter() - began
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 10 * len(line)  # the possessive pattern keeps no backtracking state per character
+    assert took < 5.0  # a bound an idle or busy machine meets by far: the old pattern took seconds per MB
+
+
+# -- rates no run could simulate (issue 27 item 2) --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "log", "field", "refused"),
+    [
+        ("loop = true", '{"time": 0, "path": "/"}\n{"time": 1e-9, "path": "/"}\n', "traffic[0].speed", True),  # 1e9/s
+        ("loop = true\nspeed = 1e300", CLF, "traffic[0].speed", True),
+        ("loop = true\nspeed = 500000", '{"time": 0, "path": "/"}\n{"time": 1, "path": "/"}\n', "traffic[0].speed", False),  # 500,000/s
+        ("loop = true\nspeed = 1000000", '{"time": 0, "path": "/"}\n{"time": 1, "path": "/"}\n', "traffic[0].speed", False),  # exactly at
+        ("loop = true\nspeed = 1000001", '{"time": 0, "path": "/"}\n{"time": 1, "path": "/"}\n', "traffic[0].speed", True),  # one over
+        ("", '{"time": 0, "path": "/"}\n{"time": 1e-9, "path": "/"}\n', "", False),  # not looped: two requests, however close
+    ],
+)
+def test_a_replay_rate_over_the_limit_is_refused_with_the_limit_named(tmp_path, extra, log, field, refused):
+    path = scenario(tmp_path, log, file="r.jsonl" if log.startswith("{") else "access.log", extra=extra)
+    if not refused:
+        config.load(path)
+        return
+    with pytest.raises(config.ConfigError) as raised:
+        config.load(path)
+    assert f": {field}: expected at most 1e+06 requests per second at the peak (`max_rate` under [scenario] raises the limit)" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("traffic", "meta", "refused"),
+    [
+        ('arrivals = "constant(1000000000/s)"', "", True),
+        ('arrivals = "constant(1000000/s)"', "", False),  # exactly at the limit
+        ('arrivals = "poisson(1000001/s)"', "", True),
+        ('arrivals = "poisson(600000/s)"\nbursts = [{ at = "1s", duration = "1s", factor = 2 }]', "", True),  # 1.2M at the burst
+        ('arrivals = "constant(1000000000/s)"', "max_rate = 2e9", False),  # raised
+        ("users = 100000000", "", False),  # closed: each user waits for its answer
+    ],
+)
+def test_an_arrival_rate_over_the_limit_is_refused_and_max_rate_raises_it(tmp_path, traffic, meta, refused):
+    path = tmp_path / "s.toml"
+    path.write_text(f"""
+[scenario]
+{meta}
+[[services]]
+name = "app"
+routes = ["example.com/*"]
+model = {{ latency = "1ms" }}
+[[traffic]]
+{traffic}
+requests = [{{ url = "https://example.com/" }}]
+""")
+    if not refused:
+        config.load(path)
+        return
+    with pytest.raises(config.ConfigError, match=r"traffic\[0\]\.arrivals: expected at most 1e\+06 requests per second at the peak"):
+        config.load(path)
+    done = edge("run", path, "--duration", "1s")
+    assert done.returncode == 2 and "max_rate" in done.stderr

@@ -19,7 +19,7 @@ import random
 
 from edge.scenario import config
 from edge.scenario.values import DEFAULT_ARRIVALS
-from edge.scenario.arrivals import Arrivals, Burst, Diurnal, RateProfile
+from edge.scenario.arrivals import Arrivals, profile_of
 from edge.scenario.replay import Replay
 from edge.platform.clock import ModelClock, random_stream
 from edge.platform.distributions import Distribution
@@ -91,7 +91,8 @@ class ReplaySchedule:
         passes, index = divmod(self.next, len(self.entries))
         if passes and not self.loop:
             return math.inf
-        at = (passes * self.period + self.entries[index].at) / self.speed
+        # (not ``passes * period`` on the first pass: a one-request file's period is infinite, and 0 * inf is NaN)
+        at = ((passes * self.period if passes else 0.0) + self.entries[index].at) / self.speed
         if at >= until:
             return math.inf
         self.current = self.entries[index]
@@ -194,17 +195,6 @@ class ClosedUsers:
         self.clock.call_later(max(self.think.sample(self.rng), self.MIN_GAP), self._send)
 
 
-def rate_profile(group: config.Traffic) -> RateProfile:
-    base = (group.arrivals or DEFAULT_ARRIVALS).rate
-    stages = [(stage.duration.seconds, stage.rate.per_second) for stage in group.stages]
-    diurnal = None
-    if group.diurnal is not None:
-        d = group.diurnal
-        diurnal = Diurnal(d.period.seconds, float(d.trough), d.peak.seconds)
-    bursts = [Burst(b.at.seconds, b.duration.seconds, float(b.factor)) for b in group.bursts]
-    return RateProfile(base, stages, diurnal, bursts)
-
-
 @dataclasses.dataclass(frozen=True)
 class GroupPlan:
     """One traffic group as both drivers send it: the simulation's clients and ``edge serve --traffic``.
@@ -240,7 +230,7 @@ def plan_traffic(loaded: config.LoadedScenario, *, seed: int) -> list[GroupPlan]
             mix = arrivals = ReplaySchedule(loaded.replays[index], group.base_url, speed=float(group.speed), loop=group.loop)
         else:
             mix = RequestMix(spec, group.requests)
-            arrivals = None if closed else Arrivals(rate_profile(group), (group.arrivals or DEFAULT_ARRIVALS).kind, rng)
+            arrivals = None if closed else Arrivals(profile_of(group), (group.arrivals or DEFAULT_ARRIVALS).kind, rng)
         plans.append(GroupPlan(
             name=config.group_name(group, index),
             start=group.start.seconds,

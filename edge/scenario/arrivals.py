@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import math
 import random
-from typing import NamedTuple, Sequence
+from typing import TYPE_CHECKING, NamedTuple, Sequence
+
+from edge.scenario.values import DEFAULT_ARRIVALS
+
+if TYPE_CHECKING:
+    from edge.scenario.config import Traffic
 
 
 class Burst(NamedTuple):
@@ -107,3 +112,15 @@ class Arrivals:
             self._credit += rate * self._step
             t += self._step
         return math.inf
+
+
+def profile_of(group: Traffic) -> RateProfile:
+    """The rate profile of an open traffic group: its arrivals' rate, stages, diurnal shape, bursts."""
+    base = (group.arrivals or DEFAULT_ARRIVALS).rate
+    stages = [(stage.duration.seconds, stage.rate.per_second) for stage in group.stages]
+    diurnal = None
+    if group.diurnal is not None:
+        d = group.diurnal
+        diurnal = Diurnal(d.period.seconds, float(d.trough), d.peak.seconds)
+    bursts = [Burst(b.at.seconds, b.duration.seconds, float(b.factor)) for b in group.bursts]
+    return RateProfile(base, stages, diurnal, bursts)

@@ -14,6 +14,7 @@ from typing import Callable, Iterator
 
 from edge.platform.routes import RoutePattern
 from edge.platform.versions import Version, VersionError, VersionHistory
+from edge.scenario.arrivals import profile_of
 from edge.scenario.values import GATE_SUBJECT
 from edge.scenario.config import (
     ConfigError, ConfigErrors, Environment, LoadedScenario, Scenario, Service, TimelineEvent, environment_routes, environments_of,
@@ -230,6 +231,26 @@ def check_traffic_groups(loaded: LoadedScenario) -> None:
             raise ConfigError(loaded.file, f"traffic[{t}]", "expected at least one public service (one with `routes`) to send traffic to")
 
 
+def check_traffic_rates(loaded: LoadedScenario) -> None:
+    """No traffic group sends faster than ``[scenario] max_rate``: at its peak (arrivals, stages,
+    bursts together), or for a looped replay on average over a pass (its requests, sped up,
+    repeated every span and one mean gap)."""
+    limit = loaded.spec.scenario.max_rate
+    for t, group in enumerate(loaded.spec.traffic):
+        if group.replay is not None:
+            entries = loaded.replays[t].entries
+            if not group.loop or len(entries) < 2:
+                continue  # played once: at most the file's requests, however close together
+            field, rate = f"traffic[{t}].speed", (len(entries) - 1) * float(group.speed) / entries[-1].at
+        elif group.users is not None:
+            continue  # closed: a user waits for each answer
+        else:
+            field, rate = f"traffic[{t}].arrivals", profile_of(group).peak
+        if not rate <= limit:
+            raise ConfigError(loaded.file, field, f"expected at most {limit:,g} requests per second at the peak "
+                                                  f"(`max_rate` under [scenario] raises the limit), got {rate:,.6g}")
+
+
 def check_secret_refs(loaded: LoadedScenario) -> None:
     """A header's "secret:SERVICE.NAME" names a service that has that secret."""
     services = _services(loaded.spec)
@@ -380,6 +401,7 @@ CHECKS: tuple[Callable[[LoadedScenario], None], ...] = (
     check_rollout_environments,
     check_routes,
     check_traffic_groups,
+    check_traffic_rates,
     check_secret_refs,
     check_timeline_targets,
     check_timeline_weights,

@@ -115,8 +115,14 @@ class Meta(msgspec.Struct, forbid_unknown_fields=True):
     workers_subdomain: str = "edge"
     """The account's workers.dev subdomain: each environment of a public service also answers at
     its preview hostname ENVIRONMENT.SERVICE.SUBDOMAIN.workers.dev (``preview_host``)."""
+    max_rate: Number = 1_000_000
+    """Requests per simulated second one traffic group may send at its peak (a looped replay: on
+    average over a pass). A rate no run could simulate in reasonable time, usually a typo such as
+    ``constant(1000000000/s)``, is refused at load rather than started; raise it to run more."""
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.max_rate) and self.max_rate > 0):
+            raise ValueError(f"@max_rate: expected a positive number of requests per second, got {self.max_rate}")
         if not _LABEL.match(self.workers_subdomain):
             raise ValueError(f"@workers_subdomain: expected a DNS label (lowercase letters, digits and '-'), got {self.workers_subdomain!r}")
         if self.request_limit is not None and self.request_limit.seconds <= 0:
@@ -880,8 +886,8 @@ def loads(data: bytes | str, *, file: str, base_dir: str) -> LoadedScenario:
     if environments > MAX_ENVIRONMENTS:
         raise ConfigError(file, "services", f"expected at most {MAX_ENVIRONMENTS:,} environments in all, got {environments:,}")
     loaded = LoadedScenario(spec=spec, file=file, base_dir=base_dir)
-    run_checks(loaded)
     loaded.replays = {i: _read_replay(loaded, i, group.replay) for i, group in enumerate(spec.traffic) if group.replay is not None}
+    run_checks(loaded)  # after the replays: a looped one's rate is checked
     if spec.tune is not None:
         loaded.candidates = [
             candidate_rollout(loaded, candidate, f"tune.candidates[{i}]") for i, candidate in enumerate(spec.tune.candidates)

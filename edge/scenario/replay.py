@@ -15,7 +15,10 @@ Three formats, each giving what it records and nothing more:
   and every header except those the connection itself sets (``host``, ``content-length``,
   ``connection``, ``transfer-encoding``, HTTP/2 pseudo-headers such as ``:authority``).
 
-Bodies are not replayed. Times become offsets from the earliest request, in time order (a log is
+Bodies are not replayed. Headers the connection itself sets (``host``, ``content-length``,
+``transfer-encoding``...) are dropped from JSON lines as from a HAR. A path with control
+characters, over 16 KB (Cloudflare's URL limit), a line over 128 KB, JSON nested too deeply, and
+times over a year apart are refused with their line. Times become offsets from the earliest request, in time order (a log is
 written as requests finish, so its lines may be slightly out of order). Blank lines are skipped;
 any other line that cannot be read stops the load with its line number (``ReplayError``).
 """
@@ -35,9 +38,15 @@ from edge.platform.fetch import Request
 
 MAX_REPLAY_BYTES = 64 * 1024 * 1024
 MAX_REPLAY_REQUESTS = 1_000_000
+MAX_REPLAY_SPAN = 366 * 86400.0
+"""Seconds from a file's first request to its last: a year, more than any log covers."""
+MAX_TARGET_BYTES = 16 * 1024
+"""A replayed path and query, at most: Cloudflare's URL limit (16 KB)."""
+MAX_LINE_BYTES = 128 * 1024
+"""A line of a log (CLF, JSON lines), at most: a request line and Cloudflare's 128 KB of headers."""
 FORMATS = ("clf", "jsonl", "har")
 _DROPPED_HEADERS = frozenset({"host", "content-length", "connection", "transfer-encoding", "keep-alive", "upgrade"})
-_QUOTED = r'"((?:[^"\\]|\\.)*)"'
+_QUOTED = r'"((?:[^"\\]++|\\.)*+)"'  # possessive: a quote left open fails at once, with no backtracking
 _CLF = re.compile(
     r'^\S+ \S+ \S+ \[(?P<time>[^\]]+)\] ' + _QUOTED.replace("(", "(?P<request>", 1)
     + r' (?:\d{3}|-) (?:\d+|-)'
@@ -99,19 +108,22 @@ def parse(data: bytes, *, file: str, format: str) -> Replay:
         line = data[:exc.start].count(b"\n") + 1
         raise ReplayError(f"line {line}", "not UTF-8 text") from None
     read = {"clf": _clf, "jsonl": _jsonl, "har": _har}[format]
-    timed: list[tuple[float, str, str, list[tuple[str, str]]]] = []
+    timed: list[tuple[float, str, str, str, list[tuple[str, str]]]] = []  # (time, where, method, target, headers)
     for where, when, method, target, headers in read(text):
         if len(timed) == MAX_REPLAY_REQUESTS:
             raise ReplayError(where, f"expected at most {MAX_REPLAY_REQUESTS:,} requests, got more")
         _check(where, method, target, headers)
-        timed.append((when, method, target, headers))
+        timed.append((when, where, method, target, headers))
     if not timed:
         raise ReplayError("line 1" if format != "har" else "log.entries", "expected at least one request, the file has none")
     if format == "clf":
         timed = _spread(timed)
     timed.sort(key=lambda entry: entry[0])  # stable: lines of one instant keep their order
-    first = timed[0][0]
-    return Replay(file=file, format=format, entries=[Entry(when - first, *rest) for when, *rest in timed])
+    first, (last, where, *_) = timed[0][0], timed[-1]
+    if not last - first <= MAX_REPLAY_SPAN:  # `not`: an infinite span too (times of -1e308 and 1e308)
+        raise ReplayError(where, f"expected every request within {MAX_REPLAY_SPAN / 86400:.0f} days (a year) of the first, "
+                                 f"this one is {last - first:.3g} s after it")
+    return Replay(file=file, format=format, entries=[Entry(when - first, method, target, headers) for when, _, method, target, headers in timed])
 
 
 Line = tuple[str, float, str, str, list[tuple[str, str]]]
@@ -119,6 +131,8 @@ Line = tuple[str, float, str, str, list[tuple[str, str]]]
 
 def _lines(text: str) -> Iterator[tuple[int, str]]:
     for number, line in enumerate(text.splitlines(), 1):
+        if len(line) > MAX_LINE_BYTES:
+            raise ReplayError(f"line {number}", f"expected a line of at most {MAX_LINE_BYTES:,} characters, got {len(line):,}")
         if line.strip():
             yield number, line
 
@@ -150,10 +164,7 @@ def _clf_time(text: str) -> float:
 def _jsonl(text: str) -> Iterator[Line]:
     for number, line in _lines(text):
         where = f"line {number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ReplayError(where, f"not JSON: {exc.msg} (column {exc.colno})") from None
+        record = _json(where, line)
         if not isinstance(record, dict):
             raise ReplayError(where, 'expected a JSON object like {"time": 1.5, "method": "GET", "path": "/"}')
         when = record.get("time")
@@ -170,14 +181,25 @@ def _jsonl(text: str) -> Iterator[Line]:
         headers = record.get("headers", {})
         if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
             raise ReplayError(where, "headers: expected an object of strings")
-        yield where, float(when), method, path, list(headers.items())
+        kept = [(name, value) for name, value in headers.items() if name.lower() not in _DROPPED_HEADERS]
+        yield where, float(when), method, path, kept
+
+
+def _json(where: str | None, text: str) -> Any:
+    """``json.loads``, its every failure a ReplayError: malformed JSON, nesting too deep for the
+    parser (``RecursionError``) and numbers too long for an int (``ValueError``) alike."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ReplayError(where or f"line {exc.lineno}", f"not JSON: {exc.msg} (column {exc.colno})") from None
+    except RecursionError:
+        raise ReplayError(where or "line 1", "expected JSON nested less deeply (the parser gave up)") from None
+    except ValueError as exc:
+        raise ReplayError(where or "line 1", f"expected JSON that can be read: {exc}") from None
 
 
 def _har(text: str) -> Iterator[Line]:
-    try:
-        archive = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ReplayError(f"line {exc.lineno}", f"not JSON: {exc.msg} (column {exc.colno})") from None
+    archive = _json(None, text)
     log = archive.get("log") if isinstance(archive, dict) else None
     entries = log.get("entries") if isinstance(log, dict) else None
     if not isinstance(entries, list):
@@ -216,7 +238,11 @@ def _iso(where: str, field: str, text: str) -> float:
 def _check(where: str, method: str, target: str, headers: list[tuple[str, str]]) -> None:
     """What the run's ``Request`` would refuse, refused at load with the line's place."""
     if not target.startswith("/"):
-        raise ReplayError(where, f'expected a path starting with "/", got {target!r}')
+        raise ReplayError(where, f'expected a path starting with "/", got {target[:100]!r}')
+    if any(ord(c) < 0x20 or c == "\x7f" for c in target):
+        raise ReplayError(where, f"expected a path without control characters (CR, LF, tab...), got {target[:100]!r}")
+    if len(target.encode()) > MAX_TARGET_BYTES:
+        raise ReplayError(where, f"expected a path and query of at most {MAX_TARGET_BYTES:,} bytes (Cloudflare's URL limit), got {len(target.encode()):,}")
     try:
         Request(_PLACEHOLDER + target, method=method, headers=headers)
     except TypeError as exc:
