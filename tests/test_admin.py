@@ -158,3 +158,45 @@ def test_a_listener_on_every_address_takes_any_ip_literal_but_no_name():
         assert status_of(put(running, host=f"127.0.0.1:{port}")) == 200
         assert status_of(put(running, host=f"localhost:{port}")) == 200
         assert status_of(put(running, host=f"attacker.example:{port}")) == 421
+
+
+def test_the_admin_cli_never_sends_the_token_through_a_proxy(served):
+    """``http_proxy`` set, as on many machines: the admin API is still reached directly, and the
+    proxy (a listener that records what it is sent) receives nothing, the token least of all."""
+    import socket
+    import threading
+
+    received: list[bytes] = []
+    proxy = socket.socket()
+    proxy.bind(("127.0.0.1", 0))
+    proxy.listen(4)
+    proxy.settimeout(0.2)
+    stop = threading.Event()
+
+    def record() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = proxy.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(1)
+                try:
+                    received.append(conn.recv(65536))
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=record, daemon=True)
+    thread.start()
+    try:
+        address = f"http://127.0.0.1:{proxy.getsockname()[1]}"
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "EDGE_ADMIN_TOKEN": ADMIN_TOKEN,
+               "http_proxy": address, "HTTP_PROXY": address, "no_proxy": "", "NO_PROXY": ""}
+        done = subprocess.run([sys.executable, "-m", "edge.cli", "weight", "app", "canary", "5", "--admin", served.admin],
+                              capture_output=True, text=True, cwd=ROOT, timeout=30, env=env)
+    finally:
+        stop.set()
+        thread.join(2)
+        proxy.close()
+    assert done.returncode == 0, done.stderr
+    assert received == []

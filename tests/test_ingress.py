@@ -390,3 +390,29 @@ def test_smaller_limits_apply_at_their_boundary():
         assert status_of(server.exchange(_head(100, 200))) == 200
         assert status_of(server.exchange(_head(101, 200))) == 414
         assert status_of(server.exchange(_head(100, 201))) == 431
+
+
+@pytest.mark.parametrize(("head", "status"), [
+    (b"HEAD * HTTP/1.1\r\nHost: e.com\r\n\r\n", 400),
+    (b"HEAD / HTTP/1.1\r\nHost: [::1\r\n\r\n", 400),
+    (b"HEAD / HTTP/1.1\r\nHost: e.com\r\nContent-Length: 5000000\r\n\r\n", 413),
+    (b"HEAD / HTTP/1.1\r\nHost: e.com\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+])
+def test_a_refused_head_gets_its_status_line_and_no_body_and_a_get_its_body(server, head, status):
+    # Before: the refusal wrote a body, h11 refused a body for a HEAD, and nothing was sent at all.
+    raw = server.exchange(head)
+    assert status_of(raw) == status and closes(raw) and raw.endswith(b"\r\n\r\n")
+    as_get = server.exchange(b"GET" + head[4:])
+    assert status_of(as_get) == status and as_get.endswith(b"\n") and not as_get.endswith(b"\r\n\r\n")
+
+
+@pytest.mark.parametrize(("head", "status"), [
+    (b"POST / HTTP/1.0\r\nHost: e.com\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400),  # RFC 9112 6.1
+    (b"POST / HTTP/1.1\r\nHost: e.com\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 200),
+    (b"GET http://user:pass@e.com/ HTTP/1.1\r\nHost: e.com\r\n\r\n", 400),  # RFC 9110 4.2.4
+    (b"GET http://e.com/a@b HTTP/1.1\r\nHost: e.com\r\nConnection: close\r\n\r\n", 200),  # an @ in the path is no userinfo
+    (b"A" * 10_000 + b" / HTTP/1.1\r\nHost: e.com\r\n\r\n", 501),  # a method workerd does not know
+])
+def test_rfc_9112_leftovers(server, head, status):
+    raw = server.exchange(head)
+    assert status_of(raw) == status

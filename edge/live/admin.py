@@ -293,6 +293,11 @@ def rollback(admin_url: str, environment: str, to: int | None, message: str = ""
     return _ask(admin_url, "POST", f"/versions/{environment}/rollback", {"to": to, "message": message}, token=token, timeout=timeout)
 
 
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+"""An opener that never goes through a proxy: ``http_proxy`` in the environment would hand the
+bearer token to the proxy (and for 127.0.0.1 make no sense). The admin API is reached directly."""
+
+
 def _ask(admin_url: str, method: str, path: str, body: Any, *, token: str, timeout: float) -> Any:
     url = f"{admin_url.rstrip('/')}{urllib.parse.quote(path, safe='/@')}"
     headers = {"authorization": f"Bearer {token}"}
@@ -302,7 +307,7 @@ def _ask(admin_url: str, method: str, path: str, body: Any, *, token: str, timeo
         headers["content-type"] = "application/json"
     request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
+        with _DIRECT.open(request, timeout=timeout) as answer:
             return json.loads(answer.read())
     except urllib.error.HTTPError as exc:
         try:

@@ -305,9 +305,14 @@ class HttpServer:
                 raise _Reject(408, "request head not received in time")
             return None
         head: h11.Request = event
+        client.method = head.method
         client.delay = time.time() - client.arrived
         if head.http_version not in _VERSIONS:
             raise _Reject(505, f"HTTP/{head.http_version.decode()} is not supported: HTTP/1.1 and HTTP/1.0 are")
+        if head.http_version == b"1.0" and any(name == b"transfer-encoding" for name, _ in head.headers):
+            raise _Reject(400, "Transfer-Encoding in an HTTP/1.0 request: its framing is faulty (RFC 9112, 6.1)")
+        if head.target.startswith((b"http://", b"https://")) and b"@" in head.target.split(b"/", 3)[2]:
+            raise _Reject(400, "an absolute-form target with user information (RFC 9110, 4.2.4: not sent, not accepted)")
         if head.method not in _METHODS:
             raise _Reject(501, f"unrecognized request method {head.method[:40].decode('latin-1')!r} (methods are case-sensitive)")
         # h11 only bounds a head that is still incomplete; one that arrived whole is measured here.
@@ -512,7 +517,10 @@ class HttpServer:
         headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()), (b"connection", b"close"), *self._server]
         try:
             with trio.move_on_after(5):
-                await client.stream.send_all(conn.send(h11.Response(status_code=reject.status, headers=headers, reason=HTTPStatus(reject.status).phrase.encode())) + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
+                out = conn.send(h11.Response(status_code=reject.status, headers=headers, reason=HTTPStatus(reject.status).phrase.encode()))
+                if client.method != b"HEAD":  # the answer to a HEAD has no body: h11 would refuse one, and no status line would go
+                    out += conn.send(h11.Data(data=body))
+                await client.stream.send_all(out + conn.send(h11.EndOfMessage()))
         except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
             return
         # The rest of what the client sends (an oversized head, a refused body) is still unread.
@@ -537,6 +545,7 @@ class _Client:
         self.arrived = 0.0  # when the request being read reached the socket (time.time())
         self.delay = 0.0  # how long the last request waited before its head was parsed
         self.first = True  # is it the connection's first request?
+        self.method = b""  # of the request whose head was read last
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head_bytes(limits))
         # Head and body are consumed as they arrive, so this bounds input waiting behind an answer:
         # a usual head and the read buffer; only a head still arriving may grow to the limits.
@@ -597,6 +606,7 @@ class _Client:
     def consumed(self) -> None:
         """A request cycle ended: the reader may read ahead again."""
         self.started = False
+        self.method = b""
         self.first = False
         if _unparsed(self.h11):  # pipelined: it has waited behind its own connection until now
             self.arrived = time.time()
