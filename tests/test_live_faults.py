@@ -188,3 +188,27 @@ def test_serve_stops_on_a_signal_while_workers_keep_spinning(scenario, sig):
         for client in clients:
             client.join(10)
     assert answers and set(answers) <= {503}
+
+
+def test_health_checks_and_scrapes_are_never_shed_while_a_worker_stalls(scenario):
+    """Admission control on (the default) and the default 1 s step limit: a worker holding the
+    loop makes every request wait, which admission answers by shedding. A health check or a
+    scrape addressed to the server must not be shed, on the main port or on --metrics-port
+    (before: 503 five times out of five, on both)."""
+    with serve(scenario(), "--metrics-port", "0") as served:
+        metrics_port = int(served.metrics.rsplit(":", 1)[1].split("/")[0])
+        for attempt in range(3):
+            blocked: list[tuple] = []
+            client = threading.Thread(target=lambda: blocked.append(get(served.port, "/sleep")))
+            client.start()
+            time.sleep(0.3)  # the worker now holds the loop for its step limit (1 s)
+            answers = []
+            checks = [threading.Thread(target=lambda port=port, path=path: answers.append((port, path, get(port, path, host="127.0.0.1")[0])))
+                      for port in (served.port, metrics_port) for path in ("/healthz", "/metrics")]
+            for check in checks:
+                check.start()
+            for check in checks:
+                check.join(15)
+            client.join(15)
+            assert sorted(status for _, _, status in answers) == [200] * 4, (attempt, answers)
+            assert blocked[0][:2] == (503, "stalled")

@@ -155,9 +155,13 @@ class HttpServer:
         rejected: dict[int, int] | None = None,
         faults: dict[str, int] | None = None,
         server: str = "edge",
+        exempt: Callable[[h11.Request], bool] | None = None,
     ) -> None:
-        """``server`` is the ``Server`` header of every answer ("" for none, as workerd sends)."""
+        """``server`` is the ``Server`` header of every answer ("" for none, as workerd sends).
+        A request ``exempt`` says yes to (a health check, a scrape) bypasses admission control: it
+        never waits for a slot nor is shed, though it counts in flight while it is served."""
         self.handler = handler
+        self.exempt = exempt
         self._server = [(b"server", server.encode("latin-1"))] if server else []
         h11_internals.accept_raw_utf8_targets()  # a raw UTF-8 target is served, as workerd serves it
         self.limits = limits = limits or Limits()
@@ -270,7 +274,11 @@ class HttpServer:
             received = await self._read_request(client)
             if received is None:
                 return
-            refusal = await self._admit(client)
+            if self.exempt is not None and self.exempt(received[0]):
+                self._enter()
+                refusal = None
+            else:
+                refusal = await self._admit(client)
             if refusal is not None:
                 await self._shed(client, refusal)
             else:

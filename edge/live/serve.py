@@ -20,6 +20,7 @@ import logging
 import signal
 from typing import Any, Callable
 
+import h11
 import trio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -79,6 +80,16 @@ class LiveRuntime:
             if platform is not None:
                 return platform
         return await self.fetch(request)
+
+    def exempt(self, head: h11.Request) -> bool:
+        """A health check or a scrape addressed to the server itself, which admission control
+        never queues nor sheds: a busy server that answers its health check 503 gets restarted,
+        and its metrics go dark exactly when they are needed."""
+        path = head.target.partition(b"?")[0]
+        if path not in (b"/healthz", b"/metrics"):
+            return False
+        host = _hostname(next((value for name, value in head.headers if name == b"host"), b"").decode("latin-1"))
+        return _addressed_to_server(host) and self.topology.routes.match(host.lower(), path.decode()) is None
 
     def platform_endpoint(self, request: Request) -> Response | None:
         if request.path == "/metrics":
@@ -149,13 +160,22 @@ def _count_tasks(task: trio.lowlevel.Task | None) -> int:
     return count
 
 
-def _addressed_to_server(host: str) -> bool:
+_UNQUEUED = Limits(queue_delay_target=0)
+"""The admin API's and ``--metrics-port``'s servers: no admission control (a worker's stall must not
+shed a scrape or an operator's command); only the fixed ``max_in_flight``."""
+
+
+def _hostname(host: str) -> str:
+    """A ``Host`` header's name, without its port or brackets."""
     if host.startswith("["):  # [::1]:8787
-        name = host[1 : host.find("]")]
-    elif host.count(":") == 1:  # 127.0.0.1:8787, localhost:8787
-        name = host.partition(":")[0]
-    else:  # no port, or a bare IPv6 address
-        name = host
+        return host[1 : host.find("]")]
+    if host.count(":") == 1:  # 127.0.0.1:8787, localhost:8787
+        return host.partition(":")[0]
+    return host  # no port, or a bare IPv6 address
+
+
+def _addressed_to_server(host: str) -> bool:
+    name = _hostname(host)
     if name == "localhost":
         return True
     try:
@@ -200,7 +220,8 @@ async def serve(
     ``traffic`` also drives the scenario's traffic groups at the ingress, over real sockets.
     """
     live = LiveRuntime(loaded, admin_token=admin_token, seed=seed)
-    ingress = HttpServer(live.handle, limits, rejected=live.metrics.ingress_rejected, faults=live.metrics.ingress_faults, server=server_header)
+    ingress = HttpServer(live.handle, limits, rejected=live.metrics.ingress_rejected, faults=live.metrics.ingress_faults, server=server_header,
+                         exempt=live.exempt)
     live.ingress = ingress
     servers = [ingress]
     step_limit = loaded.spec.scenario.step_limit
@@ -217,12 +238,12 @@ async def _serve(live: LiveRuntime, ingress: HttpServer, servers: list[HttpServe
         schedule_timeline(loaded.spec, live.topology, live.clock, live.timeline)
         schedule_rollouts(loaded.spec, live.topology, live.clock, live.metrics)
         endpoints = {"ingress": await _listen(ingress, nursery, host, port)}
-        admin = HttpServer(live.admin)
+        admin = HttpServer(live.admin, _UNQUEUED)
         servers.append(admin)
         endpoints["admin"] = await _listen(admin, nursery, admin_host, admin_port)
         live.admin.listening_on(admin_host, endpoints["admin"].port)  # before its first request: _listen did not yield
         if metrics_port is not None:
-            metrics_server = HttpServer(live.metrics_only)
+            metrics_server = HttpServer(live.metrics_only, _UNQUEUED)
             servers.append(metrics_server)
             endpoints["metrics"] = await _listen(metrics_server, nursery, host, metrics_port)
         if memory.available():
