@@ -37,7 +37,10 @@ EXIT_INTERRUPTED = {signal.SIGINT: 130, signal.SIGTERM: 143}
 def _load(path: str | None) -> config.LoadedScenario:
     from edge.engine.simulate import default_scenario_path
 
-    return config.load(path or default_scenario_path())
+    loaded = config.load(path or default_scenario_path())
+    for warning in loaded.warnings:
+        print(f"edge: warning: {warning}", file=sys.stderr)
+    return loaded
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -33,6 +36,7 @@ arrivals = "poisson(10/s)"
 requests = [{ url = "https://example.com/" }]
 """
 
+ROOT = Path(__file__).resolve().parent.parent
 GW = "async def fetch(request, env, ctx):\n    return await env.APP.fetch(request)\n"
 
 
@@ -87,11 +91,43 @@ def test_errors_name_path_and_expectation(tmp_path, old, new, path, expected):
     assert str(exc).startswith(f"{tmp_path / 's.toml'}: {path}: ")
 
 
-def test_worker_without_fetch_or_failing_import(tmp_path):
+def test_worker_without_fetch_or_with_a_syntax_error(tmp_path):
     exc = error(tmp_path, GOOD, worker="def handler():\n    pass\n")
     assert exc.path == "services[0].worker" and "async def fetch" in exc.expected
-    exc = error(tmp_path, GOOD, worker="import does_not_exist\n")
-    assert exc.path == "services[0].worker" and "ModuleNotFoundError" in exc.expected
+    exc = error(tmp_path, GOOD, worker="async def fetch(request, env, ctx):\n    return (\n")
+    assert exc.path == "services[0].worker" and "line 2" in exc.expected
+
+
+def test_checking_a_scenario_never_runs_its_worker_code_and_running_it_reports_what_only_running_shows(tmp_path):
+    # A module whose first line writes a file: `edge check` reads it (its syntax, its handler)
+    # and writes nothing; `edge run` runs it, and its failing import is a config error, exit 2.
+    marker = tmp_path / "ran"
+    worker = f"open({str(marker)!r}, 'w').write('x')\nimport does_not_exist\nasync def fetch(request, env, ctx):\n    pass\n"
+    (tmp_path / "gw.py").write_text(worker)
+    (tmp_path / "s.toml").write_text(GOOD)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for command in (["check"], ["graph"]):
+        done = subprocess.run([sys.executable, "-m", "edge.cli", *command, str(tmp_path / "s.toml")], capture_output=True, text=True, env=env, cwd=ROOT)
+        assert done.returncode == 0 and not marker.exists(), (command, done.stderr)
+    done = subprocess.run([sys.executable, "-m", "edge.cli", "run", str(tmp_path / "s.toml"), "--duration", "1s"], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert done.returncode == 2 and marker.exists()
+    assert done.stderr == (f"edge: error: {tmp_path / 's.toml'}: services[0].worker: worker module {str(tmp_path / 'gw.py')!r} failed to import: "
+                           "ModuleNotFoundError: No module named 'does_not_exist'\n")
+
+
+def test_a_worker_outside_the_scenarios_folder_is_a_warning(tmp_path):
+    (tmp_path / "inside").mkdir()
+    (tmp_path / "gw.py").write_text(GW)
+    (tmp_path / "inside" / "s.toml").write_text(GOOD.replace('worker = "gw.py"', 'worker = "../gw.py"'))
+    loaded = config.load(tmp_path / "inside" / "s.toml")
+    assert loaded.warnings == [f"{tmp_path / 'inside' / 's.toml'}: services[0].worker: '../gw.py' is outside the scenario's folder; "
+                               "`edge run` and `edge serve` will run it"]
+    done = subprocess.run([sys.executable, "-m", "edge.cli", "check", str(tmp_path / "inside" / "s.toml")], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    assert done.returncode == 0 and done.stderr == f"edge: warning: {loaded.warnings[0]}\n"
+    (tmp_path / "inside" / "gw.py").write_text(GW)
+    (tmp_path / "inside" / "s.toml").write_text(GOOD)
+    assert config.load(tmp_path / "inside" / "s.toml").warnings == []
 
 
 def test_secret_references_are_checked(tmp_path):

@@ -24,7 +24,7 @@ from edge.platform.clock import ModelClock, random_stream
 from edge.platform.cpu import CorePool
 from edge.metrics.recorders import RunMetrics
 from edge.platform.routes import RouteTable
-from edge.platform.workers import ModelWorker, load_worker
+from edge.platform.workers import ModelWorker, WorkerCode, WorkerLoadError, load_worker
 
 DEFAULT_CONCURRENCY = 256
 DEFAULT_MAILBOX = 1024
@@ -54,7 +54,7 @@ def build(loaded: config.LoadedScenario, *, seed: int, clock: ModelClock, metric
     topology = Topology(cores)
     pending_bindings: list[tuple[dict[str, tuple[str, Post]], dict[str, config.Target]]] = []
 
-    for service in spec.services:
+    for index, service in enumerate(spec.services):
         for env_name, env in config.environments_of(service).items():
             bindings: dict[str, tuple[str, Post]] = {}
             pending_bindings.append((bindings, {**service.bindings, **env.bindings}))
@@ -66,7 +66,7 @@ def build(loaded: config.LoadedScenario, *, seed: int, clock: ModelClock, metric
             elif model is not None:
                 worker = ModelWorker(model.cpu.distribution, model.latency.distribution, model.errors.fraction, model.error_status, model.size.distribution)
             else:
-                worker = load_worker(Path(loaded.base_dir) / (env.worker or service.worker))  # type: ignore[operator]
+                worker = _loaded_worker(loaded, index, service, env_name, env)
             cold_start = env.cold_start if env.cold_start is not None else service.cold_start
             actor = EnvironmentActor(
                 service=service.name,
@@ -121,6 +121,17 @@ def build(loaded: config.LoadedScenario, *, seed: int, clock: ModelClock, metric
             post = topology.entries[target.service] if target.environment is None else topology.environments[f"{target.service}@{target.environment}"].post
             bindings[name] = (target.service, post)
     return topology
+
+
+def _loaded_worker(loaded: config.LoadedScenario, index: int, service: config.Service, env_name: str, env: config.Environment) -> WorkerCode:
+    """The worker module, run (imported) here for the first time: ``edge check`` only reads it, so
+    what only running it shows (an import that fails) is a configuration error here, named as
+    the check names its problems."""
+    try:
+        return load_worker(Path(loaded.base_dir) / (env.worker or service.worker))  # type: ignore[operator]
+    except WorkerLoadError as exc:
+        where = f"services[{index}].environments.{env_name}.worker" if env.worker else f"services[{index}].worker"
+        raise config.ConfigError(loaded.file, where, str(exc)) from None
 
 
 def _retry_policy(retry: config.Retry) -> RetryPolicy:

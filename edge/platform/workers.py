@@ -17,6 +17,7 @@ isolate: module-level state is never shared between environments.
 
 from __future__ import annotations
 
+import ast
 import functools
 import importlib.util
 import inspect
@@ -147,6 +148,50 @@ def _on_fetch(on_fetch: Callable[..., Any]) -> Callable[..., Any]:
         return await answer if inspect.isawaitable(answer) else answer
 
     return fetch
+
+
+def read_worker(path: str | Path) -> list[str]:
+    """A worker module's RPC methods, read from its source without running it, or the
+    ``WorkerLoadError`` ``load_worker`` would raise for its shape.
+
+    Why: ``edge check`` (and ``graph``, ``import``) must not run the code it checks, which may
+    come from anyone (a module whose first line writes a file wrote it when checked). Its
+    syntax, its handler in one of the three shapes and its own RPC methods are all in its
+    source; what only running it shows (an import that fails, a method made at run time or
+    inherited from a class of another module) shows when ``edge run`` or ``serve`` loads it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WorkerLoadError(f"expected a readable Python worker module, {str(path)!r} does not exist")
+    try:
+        tree = ast.parse(path.read_bytes(), str(path))
+    except SyntaxError as exc:
+        raise WorkerLoadError(f"worker module {str(path)!r}: line {exc.lineno}: {exc.msg}") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise WorkerLoadError(f"worker module {str(path)!r} cannot be read: {exc}") from None
+    top = {node.name: node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    entry = top.get("Default")
+    if isinstance(entry, ast.ClassDef) and any(_base_name(base) == "WorkerEntrypoint" for base in entry.bases):
+        methods = {node.name: node for node in entry.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+        if not isinstance(methods.get("fetch"), ast.AsyncFunctionDef):
+            raise WorkerLoadError(f"worker module {str(path)!r}: expected class Default(WorkerEntrypoint) to define `async def fetch(self, request)`")
+        return _public_coroutines(methods)
+    if isinstance(top.get("on_fetch"), (ast.FunctionDef, ast.AsyncFunctionDef)) and "fetch" not in top:
+        return []
+    if not isinstance(top.get("fetch"), ast.AsyncFunctionDef):
+        raise WorkerLoadError(
+            f"worker module {str(path)!r}: expected `class Default(WorkerEntrypoint)` with `async def fetch(self, request)` "
+            "(Cloudflare's Python Workers), or `async def fetch(request, env, ctx)`"
+        )
+    return _public_coroutines(top)
+
+
+def _base_name(node: ast.expr) -> str:
+    return node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+
+
+def _public_coroutines(defined: dict[str, Any]) -> list[str]:
+    return sorted(name for name, node in defined.items() if isinstance(node, ast.AsyncFunctionDef) and not name.startswith("_") and name != "fetch")
 
 
 class SyntheticBody:

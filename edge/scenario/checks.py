@@ -14,6 +14,7 @@ from typing import Callable, Iterator
 
 from edge.platform.routes import RoutePattern
 from edge.platform.versions import Version, VersionError, VersionHistory
+from edge.platform.workers import WorkerLoadError, read_worker
 from edge.scenario.arrivals import profile_of
 from edge.scenario.values import GATE_SUBJECT
 from edge.scenario.config import (
@@ -62,31 +63,35 @@ def check_binding_targets(loaded: LoadedScenario) -> None:
 
 
 def check_worker_modules(loaded: LoadedScenario) -> None:
-    """Every environment runs something, and its worker module loads and has ``fetch``."""
-    from edge.platform.workers import WorkerLoadError, load_worker  # imports the worker code: only here
-
+    """Every environment runs something, and its worker module reads as a worker, without running
+    it (``read_worker``); a module outside the scenario's folder is a warning: checking a scenario
+    someone sent must not run code from elsewhere on the machine unnoticed."""
+    base = Path(loaded.base_dir).resolve()
     for i, service in enumerate(loaded.spec.services):
         for env_name, env in environments_of(service).items():
             env_path = _environment_path(service, i, env_name)
             worker = env.worker or (service.worker if env.model is None and env.gateway is None else None)
             if worker is None and env.model is None and service.model is None and gateway_of(service, env) is None:
                 raise ConfigError(loaded.file, env_path, "expected `worker` (a Python module), `model` (synthetic behaviour) or `gateway`")
-            if worker is not None:
-                try:
-                    load_worker(Path(loaded.base_dir) / worker)
-                except WorkerLoadError as exc:
-                    raise ConfigError(loaded.file, f"{env_path}.worker" if env.worker else f"services[{i}].worker", str(exc)) from None
+            if worker is None:
+                continue
+            where = f"{env_path}.worker" if env.worker else f"services[{i}].worker"
+            try:
+                read_worker(Path(loaded.base_dir) / worker)
+            except WorkerLoadError as exc:
+                raise ConfigError(loaded.file, where, str(exc)) from None
+            if not (base / worker).resolve().is_relative_to(base):
+                loaded.warnings.append(f"{loaded.file}: {where}: {worker!r} is outside the scenario's folder; `edge run` and `edge serve` will run it")
 
 
 def _rpc_methods(loaded: LoadedScenario, service: Service, env: Environment, cache: dict[str, list[str]]) -> list[str] | None:
-    """The RPC methods an environment's worker has; None when it runs no code (a model, a gateway)."""
-    from edge.platform.workers import load_worker  # check_worker_modules has loaded every module once
-
+    """The RPC methods an environment's worker has, read from its source; None when it runs no
+    code (a model, a gateway)."""
     worker = env.worker or (service.worker if env.model is None and env.gateway is None else None)
     if worker is None:
         return None
     if worker not in cache:
-        cache[worker] = sorted(load_worker(Path(loaded.base_dir) / worker).rpc)
+        cache[worker] = read_worker(Path(loaded.base_dir) / worker)
     return cache[worker]
 
 

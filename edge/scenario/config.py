@@ -854,6 +854,9 @@ class LoadedScenario(msgspec.Struct):
     candidates: list[Rollout] = []
     """``tune.candidates``, each decoded over the tuned service's rollout (``edge.tune`` has the
     grid tried when the scenario lists none)."""
+    warnings: list[str] = []
+    """What loading found worth saying but not refusing (a worker outside the scenario's folder):
+    each command prints them to stderr."""
 
 
 def load(path: str | Path) -> LoadedScenario:
