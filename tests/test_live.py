@@ -432,6 +432,11 @@ def test_serve_traffic_runs_closed_users_too(tmp_path):
         counts = metric_lines(served, "edge_request_duration_seconds_count")
     answered = sum(float(line.rsplit(" ", 1)[1]) for line in counts)
     assert 20 <= answered <= 44  # 4 users x 2 s / (100 ms + 100 ms), less startup
+    # The summary adds up, the requests still on their way at the stop named (issue 27, item 13).
+    summary = re.search(r"live traffic: (\d+) requests sent: (\d+) answered, (\d+) without an answer, (\d+) still on their way", served.stderr)
+    assert summary is not None, served.stderr
+    sent, got, failed, on_the_way = map(int, summary.groups())
+    assert sent == got + failed + on_the_way and 0 <= on_the_way <= 4
 
 
 LIVE_ROLLOUT = """

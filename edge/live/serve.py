@@ -269,7 +269,8 @@ async def _serve(live: LiveRuntime, ingress: HttpServer, servers: list[HttpServe
         load.cancel()
         if traffic:
             stats = generator.stats
-            log.info("live traffic: %d requests sent, %d answered, %d without an answer", stats.sent, stats.answered, stats.failed)
+            log.info("live traffic: %d requests sent: %d answered, %d without an answer, %d still on their way when it stopped",
+                     stats.sent, stats.answered, stats.failed, stats.sent - stats.answered - stats.failed)
         for server in servers:
             server.stop_accepting()
         if not await ingress.drained(drain):
