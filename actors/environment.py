@@ -73,6 +73,11 @@ class RpcError(Exception):
         self.detail = message if detail is None else detail
 
 
+STOP_AFTER_STALLS = 2
+"""Virtual time: stalls after which an environment's worker is stopped for the rest of the run
+(one may be an unlucky input; a second, a worker that keeps holding the loop)."""
+
+
 class RpcMethodMissing(RpcError, TypeError):
     """The bound worker has no such RPC method: a ``TypeError`` too, as on workerd."""
 
@@ -525,6 +530,9 @@ class EnvironmentActor:
         result = None
         if self.live and call.cancelled:
             result = platform_error(CLIENT_CLOSED)
+        elif self.stats.stopped_at is not None:  # a stall stopped the worker (virtual time): see _interrupted
+            self.stats.unrun += 1
+            result = platform_error(STALLED)
         elif self.faults is not None:
             result = await self._inject(ctx)
         if result is None:
@@ -804,6 +812,12 @@ class EnvironmentActor:
             return platform_error(CPU_LIMIT)
         self.stats.stalls += 1
         self._warn_once(str(exc), "was stopped (answered 503, error 1102)")
+        if not self.live and self.stats.stopped_at is None and self.stats.stalls >= STOP_AFTER_STALLS:
+            # In virtual time a stall costs the step limit in wall time (10 s by default), and a
+            # worker that keeps stalling stalls for nearly every call: a run of a few hundred calls
+            # would take an hour. Its later calls are answered at once, and the report says so.
+            self.stats.stopped_at = self.clock.now()
+            log.warning("%s: its later calls are answered 503 (error 1102) without running its worker, for the rest of the run", self.key)
         return platform_error(STALLED)
 
     def _warn_once(self, message: str, outcome: str) -> None:

@@ -222,3 +222,34 @@ raise ValueError("{SECRET}") from RuntimeError("{SECRET}")
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
     assert "failed with ***" in done.stderr and "RuntimeError: key ***" in done.stderr
     assert SECRET not in done.stderr + done.stdout
+
+
+def test_a_worker_that_keeps_stalling_is_stopped_after_its_second_stall_and_the_report_says_so(tmp_path):
+    # Before: each of its calls cost the step limit in wall time (10 s by default): 40 s for a
+    # half-second run at 10 req/s. One stall leaves the worker running (an unlucky input); the
+    # second stops it for the rest of the run, its later calls answered 1102 at once.
+    import json
+
+    (tmp_path / "app.py").write_text(textwrap.dedent(WORKER))
+    (tmp_path / "run.toml").write_text(RUN_SCENARIO.format(fault="spin", step_limit="300ms"))
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "edge.cli", "run", str(tmp_path / "run.toml"), "--no-progress", "--json", str(tmp_path / "r.json")],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()}, timeout=120)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    app = json.loads((tmp_path / "r.json").read_text())["environments"]["app@production"]
+    assert (app["requests"], app["stalls"], app["answered_without_running"]) == (10, 2, 8)
+    assert 0.4 <= app["stopped_at_s"] < 0.6  # the second call (constant 5/s: at 0.2 s, 0.4 s, ...)
+    assert "its 8 later calls were answered 503 (error 1102) without running it" in " ".join(done.stdout.split())
+    assert elapsed < 0.3 * 10  # two step limits, not ten
+
+
+def test_one_stall_leaves_the_worker_running(make_scenario):
+    from actors.environment import STOP_AFTER_STALLS
+
+    assert STOP_AFTER_STALLS == 2
+    responses, result = send(scenario(make_scenario, step_limit="200ms"),
+                             [Request("https://example.com/spin"), (1.0, Request("https://example.com/"))])
+    assert [r.status for r in responses] == [503, 200]
+    stats = result.metrics.environments["app@production"]
+    assert (stats.stalls, stats.stopped_at, stats.unrun) == (1, None, 0)

@@ -43,6 +43,8 @@ class EnvironmentStats:
         "shed",
         "exceptions",
         "stalls",
+        "stopped_at",
+        "unrun",
         "cold_starts",
         "isolate_evictions",
         "inflight",
@@ -60,6 +62,10 @@ class EnvironmentStats:
         self.shed = 0
         self.exceptions = 0
         self.stalls = 0  # worker steps the watchdog interrupted for holding the event loop
+        # Virtual time: when a stall stopped the environment's worker for the rest of the run, and
+        # the calls answered 1102 since without running it (``EnvironmentActor._serve``).
+        self.stopped_at: float | None = None
+        self.unrun = 0
         self.cold_starts: dict[str, int] = {}
         # Warm isolates dropped, by reason ("capacity", "expired"), read when asked: an isolate's
         # keep_warm runs out with nothing happening. Empty for an environment without cold starts.

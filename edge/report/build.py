@@ -81,6 +81,12 @@ class EnvironmentReport(msgspec.Struct, omit_defaults=True):
     """Which version served from when (a rollback deploys an earlier version again)."""
     isolate_evictions: IsolateEvictions | None = None
     """Only for an environment with a ``cold_start``: without one it keeps no isolates."""
+    stalls: int = 0
+    """Worker steps the watchdog interrupted for holding the event loop past ``step_limit``."""
+    stopped_at_s: float | None = None
+    """Virtual time: when a stall stopped the worker for the rest of the run."""
+    answered_without_running: int = 0
+    """Calls answered 503 (error 1102) since, without running the worker."""
 
 
 class BindingReport(msgspec.Struct):
@@ -257,6 +263,9 @@ def build_report(result: RunResult) -> Report:
             ],
             deployments=list(actor.history.deployments),
             isolate_evictions=IsolateEvictions(**evicted) if (evicted := s.isolate_evictions()) else None,
+            stalls=s.stalls,
+            stopped_at_s=None if s.stopped_at is None else _round(s.stopped_at),
+            answered_without_running=s.unrun,
         )
     routers = {
         service: RouterReport(
@@ -475,6 +484,12 @@ def print_summary(report: Report, console: Console | None = None) -> None:
                 + (f"; never answered {g.unanswered:,}" if g.unanswered else "") + (f"; dropped {g.dropped:,}" if g.dropped else "")
             )
     console.print(f"node: {report.node.cores} cores, {report.node.cpu_utilisation:.1%} CPU utilisation")
+    for key, e in report.environments.items():
+        if e.stopped_at_s is not None:
+            console.print(
+                f"[bold red]{key}: a worker step held the loop past the step limit at {ms(e.stopped_at_s)}; its worker was stopped "
+                f"there, and its {e.answered_without_running:,} later calls were answered 503 (error 1102) without running it[/bold red]"
+            )
     if report.measured_cpu:
         console.print("[yellow]CPU: measured CPU of code workers charged too (measure_cpu): this run is not deterministic[/yellow]")
     for entry in report.timeline:
