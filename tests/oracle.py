@@ -10,8 +10,7 @@ workerd ignores; ``UPPERHOST`` by the same in capitals). An answer is compared a
 (and the reason phrase when it says so). A request may declare that edge differs on purpose
 (``[requests.differs]``: edge follows Cloudflare's production where it and workerd part, with the
 source): then workerd must still answer otherwise, so that a difference that went away is noticed,
-and edge as declared. A request that edge does not answer as workerd yet carries ``gap``: the
-test is an expected failure that must fail (strict), so that a gap closed is noticed too.
+and edge as declared. There is no third kind: an answer that differs otherwise fails its test.
 
     python tests/oracle.py --write-doc   # regenerate the summary in docs/conformance.md
 """
@@ -72,8 +71,6 @@ class Exchange(msgspec.Struct, forbid_unknown_fields=True):
     body: bool = True
     """False when the body is not the behaviour: the words of a refusal the HTTP layer writes."""
     differs: Difference | None = None
-    gap: str | None = None
-    """Edge does not answer as workerd yet: what is missing, for a strict expected failure."""
 
     def data(self, case: str) -> bytes:
         """The request's bytes: ``HOST`` is the case's host, ``UPPERHOST`` the same in capitals."""
@@ -270,19 +267,17 @@ def summary(all_cases: list[Case]) -> str:
     """The doc's table of the suite: a row per behaviour, and the counts."""
     requests = [exchange for case in all_cases for exchange in case.requests]
     differ = sum(1 for exchange in requests if exchange.differs is not None)
-    gaps = sum(1 for exchange in requests if exchange.gap is not None)
     lines = [
         BEGIN,
         f"**{len(all_cases)} pairs, {len(requests)} requests** against workerd {WORKERD_VERSION}: "
-        f"{len(requests) - differ - gaps} answered alike, {differ} differing on purpose, {gaps} not yet alike.",
+        f"{len(requests) - differ} answered alike, {differ} differing on purpose.",
         "",
-        "| behaviour (case folder) | requests | differs on purpose | not yet alike |",
-        "|---|---|---|---|",
+        "| behaviour (case folder) | requests | differs on purpose |",
+        "|---|---|---|",
     ]
     for case in all_cases:
         differs = "; ".join(f"`{e.name}`: {e.differs.why} ({e.differs.source})" for e in case.requests if e.differs) or ""
-        gap = "; ".join(f"`{e.name}`: {e.gap}" for e in case.requests if e.gap) or ""
-        lines.append(f"| {case.behaviour} (`{case.name}`) | {len(case.requests)} | {differs} | {gap} |")
+        lines.append(f"| {case.behaviour} (`{case.name}`) | {len(case.requests)} | {differs} |")
     lines.append(END)
     return "\n".join(lines)
 

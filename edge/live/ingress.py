@@ -98,9 +98,9 @@ _TIMESPEC = struct.Struct("@qq")
 _ANCILLARY_SIZE = socket.CMSG_SPACE(_TIMESPEC.size)
 # workerd writes the header names its HTTP library knows in their usual case, the others as given.
 _CANONICAL_NAMES = {
-    name.lower(): name
-    for name in (b"Connection", b"Content-Length", b"Content-Type", b"Date", b"Host", b"Keep-Alive", b"Location",
-                 b"TE", b"Trailer", b"Transfer-Encoding", b"Upgrade")
+    name.lower(): name.encode()
+    for name in ("Connection", "Content-Length", "Content-Type", "Date", "Host", "Keep-Alive", "Location",
+                 "TE", "Trailer", "Transfer-Encoding", "Upgrade")
 }
 _VERSIONS = (b"1.1", b"1.0")
 _METHODS = frozenset(
@@ -476,8 +476,7 @@ class HttpServer:
         for name, value in response.headers.raw():
             lowercase = name.lower()
             if lowercase not in _HOP_BY_HOP:
-                raw = name.encode("latin-1")
-                headers.append((_CANONICAL_NAMES.get(raw.lower(), raw), value.encode("latin-1")))
+                headers.append((_CANONICAL_NAMES.get(lowercase) or name.encode("latin-1"), value.encode("latin-1")))
         if response.status not in (204, 304):  # RFC 9110 8.6: none on a 204; workerd sends none on a 304 either
             headers.append((b"Content-Length", str(len(body)).encode()))
         headers += self._server
