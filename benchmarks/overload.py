@@ -8,8 +8,10 @@ the chain's request, waiting for the whole answer, and sending the next at once.
 to be cheap for good throughput to hold.
 
 Per step (connections 1, 4, 16, ..., 4096): good throughput (2xx per second), p50 and p99 of the
-good answers' latency, the share of 503s and their median latency, the median lag of the clients'
-own event loop (which every latency measured here includes: the clients share the machine's CPUs
+good answers' latency, the share of 503s and their median latency (these latencies for requests
+not re-sent at once after a 503), the share of requests that were re-sent at once and the median
+latency of their 2xx (the server holds such a connection back until the 503's Retry-After), the
+median lag of the clients' own event loop (which every latency measured here includes: the clients share the machine's CPUs
 with the server), connection errors, and the server's RSS after the step. Then ``--slow-readers`` clients that pipeline requests and never read
 the answers, for the write timeout and buffer bounds: the server's RSS while they hang and after
 they are gone.
@@ -92,9 +94,14 @@ class Step:
         self.counting = False
         self.good: list[float] = []  # latencies of 2xx answers in the window
         self.shed: list[float] = []  # latencies of 503s
+        # latencies of answers to requests re-sent at once after a 503, ignoring its Retry-After:
+        # the server holds such a connection back until the Retry-After has passed
+        self.good_resent: list[float] = []
+        self.shed_resent: list[float] = []
         self.lag: list[float] = []  # the clients' own event loop lag
         self.other = 0
         self.errors = 0
+        self.clients: list[Client] = []  # closed at the end of the step: the next one starts afresh
 
 
 class Client(asyncio.Protocol):
@@ -104,10 +111,12 @@ class Client(asyncio.Protocol):
         self.step, self.port, self.honor, self.running = step, port, honor_retry_after, running
         self.buffer = b""
         self.sent_at = 0.0
+        self.resent = False  # is the request in flight re-sent at once after a 503?
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         self.transport = transport
+        self.step.clients.append(self)
         self.send()
 
     def send(self) -> None:
@@ -129,6 +138,7 @@ class Client(asyncio.Protocol):
             closing = b"connection: close" in self.buffer[:end].lower()
             self.buffer = self.buffer[total:]
             self.record(status, time.perf_counter() - self.sent_at)
+            self.resent = status == 503 and not self.honor
             if closing:
                 self.transport.close()  # type: ignore[union-attr]
                 return
@@ -142,9 +152,9 @@ class Client(asyncio.Protocol):
         if not step.counting:
             return
         if 200 <= status < 300:
-            step.good.append(latency)
+            (step.good_resent if self.resent else step.good).append(latency)
         elif status == 503:
-            step.shed.append(latency)
+            (step.shed_resent if self.resent else step.shed).append(latency)
         else:
             step.other += 1
 
@@ -195,6 +205,9 @@ async def run_step(port: int, connections: int, seconds: float, honor: bool) -> 
     await probe
     for task in [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
         task.cancel()
+    for client in step.clients:
+        if client.transport is not None:
+            client.transport.close()  # else the server keeps them open (and counted) until collected
     await asyncio.sleep(0)
     return step
 
@@ -234,13 +247,19 @@ def run_steps(limits: dict[str, float], label: str, steps: list[int], args: argp
         before = rss_mb(pid)
         print(f"{label}: pid {pid}; RSS at start {before:.0f} MB; {args.seconds:g} s per step; "
               f"shed clients {'wait Retry-After' if args.honor_retry_after else 're-send at once'}")
-        print(f"{'conns':>6} {'good/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'503 %':>6} {'503 p50':>8} {'cl. lag':>8} {'other':>6} {'conn err':>8} {'RSS MB':>7}")
+        print("good/s: 2xx per second, all of them; p50/p99 of the 2xx and p50 of the 503s: of requests not re-sent at once "
+              "after a 503; 'resent 2xx p50': the 2xx to requests that were (held back by the server to their Retry-After)")
+        print(f"{'conns':>6} {'good/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'503 %':>6} {'503 p50':>8} {'resent':>7} {'resent 2xx p50':>15} {'cl. lag':>8} {'other':>6} {'conn err':>8} {'RSS MB':>7}")
         for connections in steps:
             step = asyncio.run(run_step(port, connections, args.seconds, args.honor_retry_after))
-            answers = len(step.good) + len(step.shed) + step.other
-            shed = 100 * len(step.shed) / answers if answers else 0.0
-            print(f"{connections:>6} {len(step.good) / args.seconds:>8.0f} {percentile(step.good, 0.5) * 1e3:>8.1f} "
-                  f"{percentile(step.good, 0.99) * 1e3:>8.1f} {shed:>6.1f} {percentile(step.shed, 0.5) * 1e3:>8.1f} {percentile(step.lag, 0.5) * 1e3:>8.1f} "
+            good = len(step.good) + len(step.good_resent)
+            sheds = len(step.shed) + len(step.shed_resent)
+            answers = good + sheds + step.other
+            shed = 100 * sheds / answers if answers else 0.0
+            resent = 100 * (len(step.good_resent) + len(step.shed_resent)) / answers if answers else 0.0
+            print(f"{connections:>6} {good / args.seconds:>8.0f} {percentile(step.good, 0.5) * 1e3:>8.1f} "
+                  f"{percentile(step.good, 0.99) * 1e3:>8.1f} {shed:>6.1f} {percentile(step.shed, 0.5) * 1e3:>8.1f} {resent:>6.1f}% "
+                  f"{percentile(step.good_resent, 0.5) * 1e3:>15.1f} {percentile(step.lag, 0.5) * 1e3:>8.1f} "
                   f"{step.other:>6} {step.errors:>8} {rss_mb(pid):>7.0f}", flush=True)
             time.sleep(0.5)
         if args.slow_readers:

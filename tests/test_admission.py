@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge.live.admission import ADMIT, FLOOR, SHED, STALL, WAIT, AdaptiveLimit
+from edge.live.admission import ADMIT, FLOOR, SHED, STALL, WAIT, WORK_SHARE, AdaptiveLimit
 
 TARGET, INTERVAL = 0.005, 0.1
 
@@ -14,10 +14,12 @@ def limiter(ceiling: int = 64) -> AdaptiveLimit:
     return AdaptiveLimit(TARGET, INTERVAL, ceiling)
 
 
-def run_interval(limit: AdaptiveLimit, start: float, delays: list[float], in_flight: int = 0) -> None:
-    """Requests (not first on their connection) taken up within [start, start + INTERVAL)."""
+def run_interval(limit: AdaptiveLimit, start: float, delays: list[float], in_flight: int = 0, work: float = INTERVAL) -> None:
+    """Requests (not first on their connection) taken up within [start, start + INTERVAL), the
+    admitted ones' handlers taking ``work`` seconds of it in all (by default all of it)."""
     for index, delay in enumerate(delays):
         limit.decide(start + index * INTERVAL / (2 * len(delays)), delay, in_flight, 0, first=False)
+    limit.worked(work)
 
 
 def test_admits_under_the_limit_and_queues_up_to_the_limit_over_it():
@@ -77,10 +79,11 @@ def test_the_limit_halves_at_most_per_interval_and_stops_at_the_floor():
         assert limit.limit == want
 
 
-def intervals(limit: AdaptiveLimit, contents: list[tuple[list[float], int]]) -> int:
-    """Consecutive intervals, each (delays, in_flight); the limit once the last one is judged."""
+def intervals(limit: AdaptiveLimit, contents: list[tuple[list[float], int]], work: float = INTERVAL) -> int:
+    """Consecutive intervals, each (delays, in_flight), the last one with ``work`` seconds of
+    admitted work; the limit once the last one is judged."""
     for step, (delays, in_flight) in enumerate(contents):
-        run_interval(limit, step * INTERVAL, delays, in_flight)
+        run_interval(limit, step * INTERVAL, delays, in_flight, work if step == len(contents) - 1 else INTERVAL)
     limit.decide(len(contents) * INTERVAL, 0.0, 0, 0, first=False)
     return limit.limit
 
@@ -95,6 +98,69 @@ def test_the_limit_grows_when_it_made_requests_wait_and_the_queue_kept_up():
     assert intervals(limiter(), [*shrunk, ([TARGET * 0.99], 16)]) == 17
     # never over the ceiling
     assert intervals(limiter(), [*shrunk, *[([0.0], 64)] * 4]) == 64
+
+
+def test_the_limit_shrinks_only_while_admitted_work_takes_its_share_of_the_passes():
+    """Long passes not made of admitted work (shedding, accepting, other processes on the CPU):
+    a lower limit would only serve less. Exactly at the share the limit shrinks; just under it
+    holds, or grows in proportion when it held requests back."""
+    at = WORK_SHARE * INTERVAL
+    assert intervals(limiter(), [([1.0], 0)], work=at) == 32  # at the share: halves as before
+    assert intervals(limiter(), [([1.0], 0)], work=at * 0.99) == 64  # just under, none held back: holds
+    shrunk = [([1.0], 0), ([1.0], 0)]  # 64 -> 32 -> 16
+    assert intervals(limiter(), [*shrunk, ([1.0], 16)], work=at) == 8  # held back, at the share: shrinks
+    assert intervals(limiter(), [*shrunk, ([1.0], 16)], work=at / 1.25) == 20  # held back, under: x share / work
+    assert intervals(limiter(), [*shrunk, ([1.0], 16)], work=at / 10) == 32  # by 2x at most
+    assert intervals(limiter(), [*shrunk, ([1.0], 16)], work=0.0) == 16  # nothing admitted ran: no signal
+
+
+def test_only_the_loops_own_share_of_a_delay_counts_against_the_target():
+    """On a machine shared with busy processes, part of every delay is time the loop's thread
+    waited for a CPU: the least delay is scaled by the share of the time the loop ran passes that
+    it was not waiting for one. Time blocked in its own worker (sleeping, blocking I/O) counts."""
+    def judged(busy: float, waiting: float) -> int:
+        limit = limiter()
+        waited = [3.0]  # cumulative, read at each interval's end
+        limit.cpu_wait = lambda: waited[0]
+        limit.decide(0.0, 2 * TARGET, 0, 0, first=False)  # the first interval begins: the wait so far
+        waited[0] += waiting
+        run_interval(limit, 0.0, [2 * TARGET])  # twice the target, on the wall clock
+        limit.ran(busy)
+        limit.decide(INTERVAL, 0.0, 0, 0, first=False)
+        return limit.limit
+
+    assert judged(0.08, 0.04) == 64  # half of it waiting for a CPU: exactly the target
+    assert judged(0.08, 0.036) == round(64 / 1.1)  # a little less: just over, shrinks in proportion
+    assert judged(0.08, 0.0) == 32  # all of it the loop's own (running, or blocked in its own worker)
+    assert judged(0.08, 0.2) == 64  # never less than nothing
+    assert judged(0.0, 0.0) == 32  # no pass measured: the delay is taken as it is
+
+
+def test_a_held_back_request_is_no_signal():
+    """A request read once its connection's hold after a shed ended is taken up at once: its
+    short delay says nothing about the loop's lag."""
+    limit = limiter()
+    run_interval(limit, 0.0, [1.0])
+    limit.decide(0.05, 0.0, 0, 0, first=False, held=True)
+    limit.decide(INTERVAL, 0.0, 0, 0, first=False)
+    assert limit.limit == 32  # judged on the 1 s delay alone
+
+
+def test_a_request_waits_only_if_the_queue_ahead_takes_under_half_an_interval_at_the_last_pace():
+    limit = limiter(ceiling=8)
+    for index in range(100):  # 100 requests given a slot in the first interval
+        assert limit.decide(index * INTERVAL / 200, 0.0, 0, 0, first=False) == ADMIT
+    limit.decide(INTERVAL, 0.0, 0, 0, first=False)  # judged: the pace is 100 an interval
+    assert limit.decide(INTERVAL, 0.0, 8, 49, first=False) == WAIT  # 49 ahead: just under half the pace
+    assert limit.decide(INTERVAL, 0.0, 8, 50, first=False) == SHED  # 50: at it
+    limit.admitted()  # waiting requests given a slot count towards the pace too
+    for index in range(99):
+        limit.decide(INTERVAL + index * INTERVAL / 200, 0.0, 0, 0, first=False)
+    limit.decide(2 * INTERVAL, 0.0, 0, 0, first=False)
+    assert limit.decide(2 * INTERVAL, 0.0, 8, 50, first=False) == SHED  # 1 + 99 + 1: pace 101, half 50
+    assert limit.decide(2 * INTERVAL, 0.0, 8, 49, first=False) == WAIT
+    limit.decide(4 * INTERVAL, 0.0, 0, 0, first=False)  # after an idle interval the pace is forgotten
+    assert limit.decide(4 * INTERVAL, 0.0, 8, 8, first=False) == SHED  # the limit's own bound again
 
 
 def test_an_idle_interval_and_stale_requests_are_no_signal():

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import trio
 
-from edge.live.ingress import Limits, _unparsed
+from edge.live.ingress import ACCEPT_BATCH, LINGER, REFUSAL_WINDOW, REFUSALS, Allowance, Limits, _unparsed
 from edge.live.ratelimit import RateLimit
 from ingress_server import RunningServer, read_all
 
@@ -250,6 +250,175 @@ def read_answer(sock: socket.socket) -> bytes:
     while len(body) < length:
         body += sock.recv(65536)
     return head + b"\r\n\r\n" + body
+
+
+class PassCounter(trio.abc.Instrument):
+    """Counts the scheduler passes of the server's run (each begins after its wait for I/O)."""
+
+    def __init__(self) -> None:
+        self.passes = 0
+
+    def after_io_wait(self, timeout: float) -> None:
+        self.passes += 1
+
+
+def handled_in_passes(server: RunningServer) -> tuple[PassCounter, list[int]]:
+    """A pass counter in the server's run, and the list the pass of each ``GET /`` is appended to
+    when its handler runs."""
+    counter = PassCounter()
+    trio.from_thread.run_sync(trio.lowlevel.add_instrument, counter, trio_token=server._token)
+    seen: list[int] = []
+    original = server.server.handler
+
+    async def recording(request):
+        if request.path == "/":
+            seen.append(counter.passes)
+        return await original(request)
+
+    server.server.handler = recording
+    return counter, seen
+
+
+def send_during_a_stall(server: RunningServer, socks: list[socket.socket], stall: float = 0.4) -> None:
+    """Block the server's loop for ``stall`` seconds (a worker that never yields) and send ``GET /``
+    on each of ``socks`` meanwhile: when the loop runs again, every request is there at once."""
+    blocker = threading.Thread(target=server.exchange, args=(b"GET /block?s=%g HTTP/1.1\r\nHost: e.com\r\nConnection: close\r\n\r\n" % stall,))
+    blocker.start()
+    time.sleep(0.1)  # the server is in the blocking worker now
+    for sock in socks:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: e.com\r\n\r\n")
+    blocker.join(5)
+
+
+@pytest.mark.parametrize("clients, per_pass", [(4, [4]), (5, [4, 1]), (8, [4, 4])])
+def test_the_limit_bounds_the_requests_one_pass_serves_when_handlers_never_yield(clients, per_pass):
+    """A handler that answers without a schedule point is in flight only while it runs: before,
+    the count in flight was 0 or 1 at every decision, the limit never held, and one pass served
+    every request that had arrived. A slot now stays taken until the pass that answered ends:
+    exactly at the limit (4) one pass serves them all, one over waits for the next pass."""
+    limits = Limits(max_in_flight=4, queue_delay_target=0.05, queue_delay_interval=1.0)
+    with RunningServer(limits) as server:
+        counter, seen = handled_in_passes(server)
+        socks = [server.connect() for _ in range(clients)]
+        time.sleep(0.1)  # all accepted
+        send_during_a_stall(server, socks)
+        for sock in socks:
+            assert status_of(read_answer(sock)) == 200
+            sock.close()
+        first = min(seen)
+        assert [seen.count(first + step) for step in range(len(per_pass))] == per_pass, seen
+        assert server.server.rejected == {}
+
+
+@pytest.mark.parametrize("clients, per_pass", [(ACCEPT_BATCH, [ACCEPT_BATCH]), (ACCEPT_BATCH + 1, [ACCEPT_BATCH, 1])])
+def test_connections_waiting_in_the_backlog_are_taken_in_one_pass(clients, per_pass):
+    """trio's own accept takes one connection per scheduler pass, so under load the backlog grew
+    and new clients waited seconds. The whole backlog is taken at once now, up to ACCEPT_BATCH a
+    pass: exactly that many connections waiting are served in one pass, one more in the next."""
+    with RunningServer(Limits(queue_delay_target=0)) as server:
+        counter, seen = handled_in_passes(server)
+        blocker = threading.Thread(target=server.exchange, args=(b"GET /block?s=0.5 HTTP/1.1\r\nHost: e.com\r\nConnection: close\r\n\r\n",))
+        blocker.start()
+        time.sleep(0.1)  # the loop is blocked: the connections below wait in the backlog, requests sent
+        socks = [server.connect() for _ in range(clients)]
+        for sock in socks:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: e.com\r\n\r\n")
+        blocker.join(5)
+        for sock in socks:
+            assert status_of(read_answer(sock)) == 200
+            sock.close()
+        first = min(seen)
+        assert [seen.count(first + step) for step in range(len(per_pass))] == per_pass, seen
+
+
+def test_a_shed_connection_is_read_again_only_once_its_retry_after_has_passed():
+    """A client that re-sends at once after a 503 costs nothing until its Retry-After: its next
+    request is read then (and served: the slot is free long before), not at once, where a parse
+    and a 503 each time round took the CPU from admitted requests."""
+    limits = Limits(max_in_flight=1, queue_delay_target=0.05, queue_delay_interval=0.2, retry_after=1)
+    with RunningServer(limits) as server:
+        threads, statuses = slow_requests(server, 1, 0.4)
+        with server.connect() as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: e.com\r\n\r\n")
+            raw = read_answer(sock)
+            shed_at = time.monotonic()
+            assert status_of(raw) == 503 and not closes(raw)
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: e.com\r\n\r\n")  # at once, ignoring Retry-After
+            raw = read_answer(sock)
+            waited = time.monotonic() - shed_at
+        assert status_of(raw) == 200 and 0.95 <= waited < 1.5, waited
+        for thread in threads:
+            thread.join(5)
+        assert statuses == [200] and server.server.rejected == {503: 1}
+
+
+def test_a_refused_connection_is_closed_once_its_client_has_or_after_the_linger():
+    """Over max_connections: the 503 is written as the connection is accepted, without a task, and
+    the socket is closed only once the client has closed (what it sent is read and dropped, so
+    the close cannot reset the answer) or after LINGER seconds."""
+    with RunningServer(Limits(max_connections=1)) as server:
+        held = server.connect()
+        held.sendall(b"GET / HTTP/1.1\r\nHost: e.com\r\n\r\n")
+        assert status_of(read_answer(held)) == 200
+
+        def refused_open() -> int:
+            return trio.from_thread.run_sync(lambda: len(server.server._refused), trio_token=server._token)
+
+        polite = server.connect()
+        polite.sendall(b"GET / HTTP/1.1\r\nHost: e.com\r\n\r\n" * 3)  # sent before it reads: no reset
+        raw = read_all(polite)
+        assert status_of(raw) == 503 and closes(raw)
+        lingering = server.connect()
+        assert status_of(lingering.recv(65536)) == 503  # never closes its side
+        assert refused_open() == 2
+        polite.close()
+        time.sleep(0.3)
+        assert refused_open() == 1  # closed once its client had
+        time.sleep(LINGER)
+        assert refused_open() == 0 and lingering.recv(65536) == b""  # the linger ran out
+        lingering.close()
+        assert server.server.rejected == {503: 2}
+        held.close()
+
+
+def test_an_allowance_gives_its_count_per_window_and_no_more():
+    allowance = Allowance(100, 0.1)
+    assert allowance.take(5.0, 60) == 60  # the window begins at its first use
+    assert allowance.take(5.05, 60) == 40  # exactly the count in all
+    assert allowance.take(5.0999, 1) == 0 and allowance.window_end == pytest.approx(5.1)  # none left: wait
+    assert allowance.take(5.1, 101) == 100  # a new window at its end exactly, the count again
+
+
+def test_connections_over_max_connections_are_refused_at_most_refusals_per_window():
+    """A flood of connections while the server is full: each gets its 503, but no more than
+    REFUSALS per REFUSAL_WINDOW are taken (refusing as fast as the loop turns took a third of the
+    CPU from the connections served); the rest wait in the kernel's backlog meanwhile."""
+    import selectors
+
+    flood = REFUSALS + 50
+    with RunningServer(Limits(max_connections=1)) as server:
+        held = server.connect()
+        held.sendall(b"GET / HTTP/1.1\r\nHost: e.com\r\n\r\n")
+        assert status_of(read_answer(held)) == 200
+        selector = selectors.DefaultSelector()
+        socks = [server.connect() for _ in range(flood)]
+        for sock in socks:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: e.com\r\n\r\n")
+            selector.register(sock, selectors.EVENT_READ)
+        answered: list[float] = []
+        deadline = time.monotonic() + 10
+        while len(answered) < flood and time.monotonic() < deadline:
+            for key, _ in selector.select(timeout=1):
+                answered.append(time.monotonic())
+                assert status_of(read_all(key.fileobj)) == 503
+                selector.unregister(key.fileobj)
+        assert len(answered) == flood
+        first = min(answered)
+        assert sum(when < first + REFUSAL_WINDOW * 0.9 for when in answered) <= REFUSALS
+        assert max(answered) - first >= REFUSAL_WINDOW * 0.9  # the last ones waited for the next window
+        for sock in socks:
+            sock.close()
+        held.close()
 
 
 def test_connections_over_max_connections_get_503_and_close():

@@ -33,16 +33,23 @@ What the server gets wrong stays its own request's problem: a worker's answer HT
 Overload is shed early and cheaply, before any actor sees the request, so that what is admitted
 keeps a bounded latency. Sheds are 503s with ``Retry-After``, counted as ``rejected`` 503s:
 
-* admission control (``edge.live.admission``): a limit on requests in the handler, at most
-  ``max_in_flight``, that shrinks while every request of a ``queue_delay_interval`` waited over
-  ``queue_delay_target`` before its head was parsed (measured from the kernel's receive timestamp,
-  ``SO_TIMESTAMPNS``, so the accept backlog counts). A request over the limit waits for a slot,
-  oldest first, for up to an interval in all (at most ``limit`` of them; beyond, shed and closed),
-  then is shed with its connection kept (see ``_admit``). While the limit is reached (in this
-  interval or the last), a connection's first request that waited over an interval in the accept
-  backlog is shed at once, before its ``Request`` is built, and the connection closed. ``queue_delay_target = 0`` turns it off: then a request over
-  ``max_in_flight`` is shed at once and its connection closed (see ``_shed``);
-* more than ``max_connections`` open connections: a new one gets a 503 and is closed;
+* admission control (``edge.live.admission``): a limit on requests in flight (from admission to
+  the end of the scheduler pass that answered them), at most ``max_in_flight``, that shrinks while
+  every request of a ``queue_delay_interval`` waited over ``queue_delay_target`` before its head
+  was parsed (measured from the kernel's receive timestamp, ``SO_TIMESTAMPNS``, so the accept
+  backlog counts). A request over the limit waits for a slot, oldest first, for up to an interval
+  in all, if those waiting ahead of it will likely have theirs within half an interval; otherwise
+  it is shed at once (see ``_admit``). While the limit is reached (in this interval or the last), a
+  connection's first request that waited over an interval in the accept backlog is shed at once,
+  before its ``Request`` is built. A shed connection is kept, and its next request read only once
+  the 503's ``Retry-After`` has passed (``_hold_back``): a client that re-sends at once costs
+  nothing until then. ``queue_delay_target = 0`` turns admission control off: then a request over
+  ``max_in_flight`` is shed at once and its connection closed;
+* more than ``max_connections`` open connections: a new one gets a 503 as it is accepted, and is
+  closed once its client has closed (``_refuse_at_once``); at most ``REFUSALS`` per
+  ``REFUSAL_WINDOW``, the rest waiting in the kernel's backlog;
+* the backlog is taken whole each time a listener is readable (up to ``ACCEPT_BATCH`` a pass), not
+  one connection per pass as trio's ``accept`` does (``_accept``);
 * a client that does not take its answer within ``write_timeout`` is dropped (counted);
 * at most ``read_buffer_bytes`` and a usual head (16 KiB) of a connection's input are read ahead of
   what is being served; more only while a larger head is still arriving.
@@ -55,6 +62,7 @@ with ``connection: close``), and ``drained()`` reports when none is left.
 from __future__ import annotations
 
 import collections
+import errno
 import logging
 import math
 import os
@@ -73,7 +81,7 @@ import trio
 from edge.live import receive
 from edge.live.admission import ADMIT, SHED, AdaptiveLimit
 from edge.live.ratelimit import RateLimit
-from edge.platform import h11_internals
+from edge.platform import h11_internals, trio_internals
 from edge.platform.errors import INVALID_RESPONSE, platform_error
 from edge.platform.fetch import Request, Response
 
@@ -91,6 +99,7 @@ _HOP_BY_HOP = frozenset(
 _RECEIVE_CHUNK = 64 * 1024
 LINGER = 1.0  # seconds a refused client's remaining input is read (and dropped) before closing
 LINGER_BYTES = 1024 * 1024  # and at most this much of it
+_REFUSED_POLL = 0.05  # seconds between looks at the refused sockets still open
 # Linux's SO_TIMESTAMPNS (the socket module does not name it): recvmsg then says when the data
 # reached the socket, and an accepted socket inherits it from its listener.
 _SO_TIMESTAMPNS = 35 if sys.platform == "linux" else None
@@ -187,10 +196,19 @@ class HttpServer:
             if limits.queue_delay_target else None
         )
         self._waiters: collections.deque[trio.Event] = collections.deque()  # waiting for a slot, oldest first
+        self._answered = 0  # requests answered in this scheduler pass: their slots free when it ends
+        self._passes = 0  # scheduler passes begun (counted with admission control on)
         self._closing = False
         self._accepting = trio.CancelScope()
         self._idle: set[_Client] = set()  # waiting for their next request
         self._serving: set[_Client] = set()  # with a request in the handler
+        # shed connections not read again until their Retry-After: (when, released), oldest first
+        self._held_back: collections.deque[tuple[float, trio.Event]] = collections.deque()
+        self._holding = trio.Event()  # set when the releaser has a connection to wait for
+        # refused over max_connections: (when to close at the latest, socket), oldest first
+        self._refused: collections.deque[tuple[float, socket.socket]] = collections.deque()
+        self._refused_waiting = trio.Event()
+        self._refusals = Allowance(REFUSALS, REFUSAL_WINDOW)  # shared by the listeners
         self._drained = trio.Event()
         self._drained.set()
 
@@ -199,9 +217,67 @@ class HttpServer:
         if _SO_TIMESTAMPNS is not None:
             for listener in listeners:
                 listener.socket.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
-        async with trio.open_nursery() as connections:
-            with self._accepting:
-                await trio.serve_listeners(self._connection, listeners, handler_nursery=connections)
+        passes = schedstat = None
+        if self.admission is not None:
+            passes = _Passes(self._new_pass, self.admission.ran)
+            trio.lowlevel.add_instrument(passes)
+            schedstat = _SchedStat.open()  # in the loop's thread: it is the one read
+            self.admission.cpu_wait = schedstat.read if schedstat is not None else None
+        try:
+            async with trio.open_nursery() as connections, trio.open_nursery() as helpers:
+                helpers.start_soon(self._close_refused)
+                helpers.start_soon(self._release_held_back)
+                with self._accepting:
+                    async with trio.open_nursery() as accepting:
+                        for listener in listeners:
+                            accepting.start_soon(self._accept, listener, connections)
+                helpers.cancel_scope.cancel()  # nothing left for them once accepting stopped
+        finally:
+            if passes is not None:
+                trio.lowlevel.remove_instrument(passes)
+            if schedstat is not None:
+                self.admission.cpu_wait = None  # type: ignore[union-attr]
+                schedstat.close()
+
+    async def _accept(self, listener: trio.SocketListener, connections: trio.Nursery) -> None:
+        """Take every connection waiting in ``listener``'s backlog each time it is readable.
+
+        trio's ``listener.accept()`` takes one connection per scheduler pass, and a pass under load
+        lasts tens of milliseconds: the backlog then grew faster than it was taken, and a client
+        waited seconds for its connection to be accepted, even to be told 503. Here the backlog is
+        taken in one go (``ACCEPT_BATCH`` at most per pass, so a flood of connections cannot hold
+        the loop), each connection started as a task of its own, and one over ``max_connections``
+        refused on the spot (``_refuse_at_once``).
+        """
+        async with listener:
+            raw = trio_internals.standard_socket(listener.socket)
+            while True:
+                if raw is None:  # trio's insides are not as expected: its own accept, one per pass
+                    stream = await listener.accept()
+                    task = self._refuse if self.connections >= self.limits.max_connections else self._connection
+                    connections.start_soon(task, stream)
+                    continue
+                await trio.lowlevel.wait_readable(raw)
+                batch = ACCEPT_BATCH
+                if self.connections >= self.limits.max_connections:
+                    # Full: every connection taken now is refused. Clients refused often reconnect
+                    # at once, and refusing as fast as the loop turned took a third of the CPU from
+                    # the connections served (4,096 clients); past the allowance, they wait in the
+                    # kernel's backlog.
+                    batch = self._refusals.take(trio.current_time(), ACCEPT_BATCH)
+                    if not batch:
+                        await trio.sleep_until(self._refusals.window_end)
+                        continue
+                accepted = _accept_waiting(raw, batch)
+                if accepted is None:
+                    await trio.sleep(_ACCEPT_RETRY)  # out of descriptors or memory: let some close
+                    continue
+                for sock in accepted:
+                    if self.connections >= self.limits.max_connections:
+                        self._refuse_at_once(sock)
+                    else:
+                        self.connections += 1  # now: the task starts in the next pass
+                        connections.start_soon(self._connection, trio.SocketStream(trio.socket.from_stdlib_socket(sock)), True)
 
     @property
     def admission_limit(self) -> int:
@@ -214,6 +290,8 @@ class HttpServer:
         self._accepting.cancel()
         for client in list(self._idle):
             client.reading.cancel()
+        for _, released in self._held_back:
+            released.set()
 
     async def drained(self, timeout: float) -> bool:
         """Wait until no request is in flight; False if ``timeout`` seconds were not enough."""
@@ -222,11 +300,11 @@ class HttpServer:
         return self.in_flight == 0
 
     # -- one connection ------------------------------------------------------------------
-    async def _connection(self, stream: trio.SocketStream) -> None:
-        if self.connections >= self.limits.max_connections:
-            await self._refuse(stream)
-            return
-        self.connections += 1
+    async def _connection(self, stream: trio.SocketStream, counted: bool = False) -> None:
+        """One connection, from its first request to its close; ``counted``: already counted in
+        ``connections``."""
+        if not counted:
+            self.connections += 1
         try:
             await self._converse_on(stream)
         finally:
@@ -243,6 +321,48 @@ class HttpServer:
         await _linger(stream)
         with trio.CancelScope(shield=True):
             await stream.aclose()
+
+    def _refuse_at_once(self, sock: socket.socket) -> None:
+        """Over max_connections: a 503 without parsing anything, our side shut at once, and the
+        socket left to ``_close_refused``, which closes it once the client has.
+
+        Why not a task per refusal, as for a connection served: clients refused this way often
+        reconnect at once, and at 4,096 connections a task each (its writes, its lingering read)
+        took a third of the CPU. Why not close at once: closing a socket with unread input resets
+        the connection, and a reset can destroy the answer before the client has read it.
+        """
+        self.count_rejected(503)
+        try:
+            sock.setblocking(False)
+            sock.send(self._refusal)  # a few hundred bytes into an empty send buffer: all of it
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:  # gone already: nothing to tell it
+            sock.close()
+            return
+        self._refused.append((trio.current_time() + LINGER, sock))
+        self._refused_waiting.set()
+
+    async def _close_refused(self) -> None:
+        """Close each refused socket once its client has closed (what it sent read and dropped),
+        or after ``LINGER`` seconds; every ``_REFUSED_POLL`` seconds while there are any."""
+        try:
+            while True:
+                if not self._refused:
+                    self._refused_waiting = trio.Event()
+                    await self._refused_waiting.wait()
+                await trio.sleep(_REFUSED_POLL)
+                now = trio.current_time()
+                still: collections.deque[tuple[float, socket.socket]] = collections.deque()
+                for deadline, sock in self._refused:
+                    if now >= deadline or _read_to_end(sock):
+                        sock.close()
+                    else:
+                        still.append((deadline, sock))
+                self._refused = still
+        finally:
+            for _, sock in self._refused:
+                sock.close()
+            self._refused.clear()
 
     def count_rejected(self, status: int) -> None:
         self.rejected[status] = self.rejected.get(status, 0) + 1
@@ -279,9 +399,13 @@ class HttpServer:
                 refusal = None
             else:
                 refusal = await self._admit(client)
+            held = refusal is not None and refusal is not self._shed_and_close
             if refusal is not None:
                 await self._shed(client, refusal)
+                if held and not self._closing:
+                    await self._hold_back(client)
             else:
+                passes, started = self._passes, time.perf_counter()
                 request = _to_request(*received)
                 try:
                     response = await self._handle(client, request)
@@ -290,10 +414,12 @@ class HttpServer:
                 if response is None:  # the client went away
                     return
                 await self._respond(client, request, response)
+                if passes == self._passes and self.admission is not None:  # no schedule point: all its own work
+                    self.admission.worked(time.perf_counter() - started)
             if conn.our_state is h11.MUST_CLOSE or self._closing:
                 return
             conn.start_next_cycle()
-            client.consumed()
+            client.consumed(held)
 
     async def _read_request(self, client: _Client) -> tuple[h11.Request, bytes] | None:
         """The next complete request (head, body), or None when the client closed (or idled out)
@@ -382,12 +508,12 @@ class HttpServer:
                 return self._shed_and_close
             self._enter()
             return None
-        decision = admission.decide(trio.current_time(), client.delay, self.in_flight, len(self._waiters), client.first)
+        decision = admission.decide(trio.current_time(), client.delay, self.in_flight + self._answered, len(self._waiters), client.first, client.held)
         if decision is ADMIT:
             self._enter()
             return None
         if decision is SHED:
-            return self._shed_and_close
+            return self._shed_headers
         waiter = trio.Event()  # set by _leave, which hands its slot over
         self._waiters.append(waiter)
         try:
@@ -410,13 +536,36 @@ class HttpServer:
             self._drained = trio.Event()
 
     def _leave(self) -> None:
-        """A request left the handler: its slot goes to the newest waiting request, if it fits."""
-        if self._waiters and self.in_flight <= self.admission.limit:  # type: ignore[union-attr]
+        """A request left the handler: its slot goes to the oldest waiting request (which runs in
+        the next scheduler pass), if it fits; otherwise it stays taken until this pass ends."""
+        if self._waiters and self.in_flight + self._answered <= self.admission.limit:  # type: ignore[union-attr]
             self._waiters.popleft().set()
+            self.admission.admitted()  # type: ignore[union-attr]
             return
         self.in_flight -= 1
+        if self.admission is not None:
+            self._answered += 1
         if self.in_flight == 0:
             self._drained.set()
+
+    def _new_pass(self) -> None:
+        """A scheduler pass begins: the slots of the requests answered in the last one are free,
+        and go to waiting requests first (they run in this pass).
+
+        Why a slot outlives its answer until the pass ends: most handlers run to their answer
+        without a schedule point, so a request is in the handler only while it runs, and the
+        count in flight at any decision was 0 or 1: the limit never held, and one pass served
+        every request that had arrived, its length (and every latency) growing with the clients.
+        Counting what a pass answered bounds the requests one pass serves by the limit.
+        """
+        self._answered = 0
+        self._passes += 1
+        waiters = self._waiters
+        limit = self.admission.limit  # type: ignore[union-attr]
+        while waiters and self.in_flight < limit:
+            self.in_flight += 1
+            waiters.popleft().set()
+            self.admission.admitted()  # type: ignore[union-attr]
 
     async def _handle(self, client: _Client, request: Request | _BadRequest) -> Response | None:
         """Run the handler in the slot taken; None if the client disconnected meanwhile (the handler
@@ -485,16 +634,38 @@ class HttpServer:
         return h11.Response(status_code=response.status, headers=headers, reason=response.status_text.encode("latin-1")), body
 
     async def _shed(self, client: _Client, headers: list[tuple[bytes, bytes]]) -> None:
-        """503 + Retry-After from prepared headers, closing the connection or not.
-
-        Closing is what keeps a shed cheap when clients re-send at once and the shed is immediate:
-        a shed client has to come back through the accept loop, which takes one connection per
-        scheduler pass, instead of cycling on its open connection and taking a turn from every
-        admitted request's each hop.
-        """
+        """503 + Retry-After from prepared headers, closing the connection or not."""
         self.count_rejected(503)
         conn = client.h11
         await self._send(client, conn.send(h11.Response(status_code=503, headers=headers)) + conn.send(h11.Data(data=self._shed_body)) + conn.send(h11.EndOfMessage()))
+
+    async def _hold_back(self, client: _Client) -> None:
+        """Read a shed connection's next request only once its ``Retry-After`` has passed.
+
+        Why: clients that re-send at once after a 503 (wrk does, and many retry loops) would
+        otherwise cost a parse and a 503 each time round, and with hundreds of them those 503s took
+        the CPU: 161 good answers per second at 256 connections, where the loop serves 2,700.
+        Held back, such a client costs nothing until then, and a client that honours the header
+        never notices. Shutdown ends the wait.
+        """
+        released = trio.Event()
+        self._held_back.append((trio.current_time() + self.limits.retry_after, released))
+        self._holding.set()
+        await released.wait()
+
+    async def _release_held_back(self) -> None:
+        """Release each held-back connection when its time comes: one timer for them all, since
+        each waits the same Retry-After and they come in the order they leave (a timer each, and
+        its cancellation, cost a shed connection more than the shed)."""
+        held = self._held_back
+        while True:
+            if not held:
+                self._holding = trio.Event()
+                await self._holding.wait()
+            await trio.sleep_until(held[0][0])
+            now = trio.current_time()
+            while held and held[0][0] <= now:
+                held.popleft()[1].set()
 
     async def _send(self, client: _Client, data: bytes) -> None:
         """Write to a client that must take it within write_timeout, or be dropped.
@@ -552,6 +723,7 @@ class _Client:
         self.arrived = 0.0  # when the request being read reached the socket (time.time())
         self.delay = 0.0  # how long the last request waited before its head was parsed
         self.first = True  # is it the connection's first request?
+        self.held = False  # is the request being read one that was held back after a shed?
         self.method = b""  # of the request whose head was read last
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head_bytes(limits))
         # Head and body are consumed as they arrive, so this bounds input waiting behind an answer:
@@ -610,11 +782,13 @@ class _Client:
         if serving is not None:
             serving.deadline = min(serving.deadline, trio.current_time() + self.grace)
 
-    def consumed(self) -> None:
-        """A request cycle ended: the reader may read ahead again."""
+    def consumed(self, held: bool) -> None:
+        """A request cycle ended: the reader may read ahead again; ``held``: the connection was held
+        back after a shed."""
         self.started = False
         self.method = b""
         self.first = False
+        self.held = held
         if _unparsed(self.h11):  # pipelined: it has waited behind its own connection until now
             self.arrived = time.time()
         self._room.set()
@@ -696,6 +870,113 @@ def _head_fault(data: bytearray) -> str | None:
     if data.find(b"\n ", 0, stop) >= 0 or data.find(b"\n\t", 0, stop) >= 0:
         return "obsolete line folding (a header line that begins with a space or tab)"
     return None
+
+
+class _Passes(trio.abc.Instrument):
+    """Calls ``on_pass()`` as each scheduler pass begins (after trio's wait for I/O), and
+    ``ran(seconds)`` as it ends, with how long it ran."""
+
+    def __init__(self, on_pass: Callable[[], None], ran: Callable[[float], None]) -> None:
+        self._on_pass = on_pass
+        self._ran = ran
+        self._began = math.nan
+
+    def after_io_wait(self, timeout: float) -> None:
+        self._on_pass()
+        self._began = time.perf_counter()
+
+    def before_io_wait(self, timeout: float) -> None:
+        if self._began == self._began:  # not NaN: a pass began
+            self._ran(time.perf_counter() - self._began)
+
+
+class _SchedStat:
+    """How long the calling thread has been runnable but waiting for a CPU, from Linux's
+    ``/proc/thread-self/schedstat`` (its second field, nanoseconds); read with ``pread`` on a
+    descriptor kept open (a microsecond), so it is the thread that opened it that is read."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    @classmethod
+    def open(cls) -> _SchedStat | None:
+        try:
+            schedstat = cls(os.open("/proc/thread-self/schedstat", os.O_RDONLY))
+            schedstat.read()
+        except (OSError, ValueError, IndexError):
+            return None  # not Linux, or a kernel without scheduler statistics
+        return schedstat
+
+    def read(self) -> float:
+        return int(os.pread(self.fd, 128, 0).split()[1]) * 1e-9
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+ACCEPT_BATCH = 32
+"""The most connections taken from one listener's backlog per scheduler pass."""
+REFUSALS, REFUSAL_WINDOW = 100, 0.1
+"""While the server is full (max_connections), at most REFUSALS connections are taken (and refused)
+per REFUSAL_WINDOW seconds: 1,000 a second, a few percent of a CPU."""
+
+
+class Allowance:
+    """At most ``count`` of something per ``window`` seconds, windows starting when first used."""
+
+    def __init__(self, count: int, window: float) -> None:
+        self.count = count
+        self.window = window
+        self.window_end = -math.inf
+        self._left = 0
+
+    def take(self, now: float, wanted: int) -> int:
+        """How many of ``wanted`` may go now (0: wait for ``window_end``)."""
+        if now >= self.window_end:
+            self.window_end = now + self.window
+            self._left = self.count
+        taken = min(wanted, self._left)
+        self._left -= taken
+        return taken
+_ACCEPT_RETRY = 0.1  # seconds before accepting again after running out of descriptors or memory
+# accept() errors that say a connection died in the backlog: take the next one
+_ACCEPT_SKIP = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ENOPROTOOPT, errno.EHOSTDOWN,
+                          errno.ENONET, errno.EHOSTUNREACH, errno.EOPNOTSUPP, errno.ENETUNREACH, errno.ENETDOWN})
+_ACCEPT_FULL = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+
+
+def _accept_waiting(raw: socket.socket, batch: int) -> list[socket.socket] | None:
+    """The connections waiting in a listening socket's backlog, up to ``batch``; None when the
+    process is out of descriptors or memory (then nothing is taken for a while)."""
+    accepted: list[socket.socket] = []
+    while len(accepted) < batch:
+        try:
+            sock, _ = raw.accept()
+        except BlockingIOError:
+            break
+        except OSError as exc:
+            if exc.errno in _ACCEPT_SKIP:
+                continue
+            if exc.errno in _ACCEPT_FULL:
+                log.error("accept failed (%s): taking no connection for %gs", os.strerror(exc.errno), _ACCEPT_RETRY)
+                return accepted or None
+            raise
+        accepted.append(sock)
+    return accepted
+
+
+def _read_to_end(sock: socket.socket) -> bool:
+    """Read and drop what a refused client sent (``LINGER_BYTES`` at most per call); True once it
+    has closed (or the socket failed)."""
+    try:
+        for _ in range(LINGER_BYTES // _RECEIVE_CHUNK):
+            if not sock.recv(_RECEIVE_CHUNK):
+                return True
+    except BlockingIOError:
+        pass
+    except OSError:
+        return True
+    return False
 
 
 def _log_client_fault(stream: trio.SocketStream, status: int) -> None:
