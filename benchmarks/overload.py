@@ -16,10 +16,12 @@ with the server), connection errors, and the server's RSS after the step. Then `
 the answers, for the write timeout and buffer bounds: the server's RSS while they hang and after
 they are gone.
 
-``--compare`` runs the steps twice, on two servers one after the other: adaptive admission off
-(``queue_delay_target = 0``: a fixed ``max_in_flight``), then on with the default target.
+``--compare`` starts a second server, with adaptive admission off (``queue_delay_target = 0``: a
+fixed ``max_in_flight``), and runs each step against both in turn; ``--repeat N`` runs each step N
+times per server, interleaved, and shows the medians (this machine's noise, with other processes
+on it, is tens of percent from one run to the next).
 
-    python benchmarks/overload.py [--quick] [--compare] [--seconds 4] [--max-connections 4096] [--slow-readers 300]
+    python benchmarks/overload.py [--quick] [--compare] [--repeat 3] [--seconds 4] [--max-connections 4096] [--slow-readers 300]
 """
 
 from __future__ import annotations
@@ -241,34 +243,63 @@ async def slow_readers(port: int, pid: int, count: int, hold: float) -> tuple[in
     return len(dropped), during
 
 
-def run_steps(limits: dict[str, float], label: str, steps: list[int], args: argparse.Namespace) -> None:
-    with edge_server(limits) as (port, pid):
+def summary(step: Step, seconds: float) -> dict[str, float]:
+    """One measured step's figures."""
+    good = len(step.good) + len(step.good_resent)
+    sheds = len(step.shed) + len(step.shed_resent)
+    answers = good + sheds + step.other
+    return {
+        "good/s": good / seconds,
+        "p50 ms": percentile(step.good, 0.5) * 1e3,
+        "p99 ms": percentile(step.good, 0.99) * 1e3,
+        "503 %": 100 * sheds / answers if answers else 0.0,
+        "503 p50": percentile(step.shed, 0.5) * 1e3,
+        "resent %": 100 * (len(step.good_resent) + len(step.shed_resent)) / answers if answers else 0.0,
+        "resent 2xx p50": percentile(step.good_resent, 0.5) * 1e3,
+        "cl. lag": percentile(step.lag, 0.5) * 1e3,
+        "other": step.other,
+        "conn err": step.errors,
+    }
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2] if ordered else float("nan")
+
+
+def run_steps(servers: list[tuple[str, dict[str, float]]], steps: list[int], args: argparse.Namespace) -> None:
+    """Each step against each server in turn, ``args.repeat`` times over (interleaved, so that a
+    machine whose load drifts weighs on both alike); the median of each figure."""
+    with contextlib.ExitStack() as stack:
+        running = [(label, *stack.enter_context(edge_server(limits))) for label, limits in servers]
         time.sleep(0.5)
-        before = rss_mb(pid)
-        print(f"{label}: pid {pid}; RSS at start {before:.0f} MB; {args.seconds:g} s per step; "
-              f"shed clients {'wait Retry-After' if args.honor_retry_after else 're-send at once'}")
+        before = {label: rss_mb(pid) for label, _, pid in running}
+        for label, _, pid in running:
+            print(f"{label}: pid {pid}; RSS at start {before[label]:.0f} MB")
+        print(f"{args.seconds:g} s per step, {args.repeat} run(s) each (medians); shed clients "
+              f"{'wait Retry-After' if args.honor_retry_after else 're-send at once'}")
         print("good/s: 2xx per second, all of them; p50/p99 of the 2xx and p50 of the 503s: of requests not re-sent at once "
               "after a 503; 'resent 2xx p50': the 2xx to requests that were (held back by the server to their Retry-After)")
-        print(f"{'conns':>6} {'good/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'503 %':>6} {'503 p50':>8} {'resent':>7} {'resent 2xx p50':>15} {'cl. lag':>8} {'other':>6} {'conn err':>8} {'RSS MB':>7}")
+        columns = list(summary(Step(), 1.0))
+        print(f"{'conns':>6} {'server':>9} " + " ".join(f"{name:>{max(8, len(name))}}" for name in columns) + f" {'RSS MB':>7}")
         for connections in steps:
-            step = asyncio.run(run_step(port, connections, args.seconds, args.honor_retry_after))
-            good = len(step.good) + len(step.good_resent)
-            sheds = len(step.shed) + len(step.shed_resent)
-            answers = good + sheds + step.other
-            shed = 100 * sheds / answers if answers else 0.0
-            resent = 100 * (len(step.good_resent) + len(step.shed_resent)) / answers if answers else 0.0
-            print(f"{connections:>6} {good / args.seconds:>8.0f} {percentile(step.good, 0.5) * 1e3:>8.1f} "
-                  f"{percentile(step.good, 0.99) * 1e3:>8.1f} {shed:>6.1f} {percentile(step.shed, 0.5) * 1e3:>8.1f} {resent:>6.1f}% "
-                  f"{percentile(step.good_resent, 0.5) * 1e3:>15.1f} {percentile(step.lag, 0.5) * 1e3:>8.1f} "
-                  f"{step.other:>6} {step.errors:>8} {rss_mb(pid):>7.0f}", flush=True)
-            time.sleep(0.5)
-        if args.slow_readers:
-            hold = 3.0 if args.quick else 8.0
-            dropped, during = asyncio.run(slow_readers(port, pid, args.slow_readers, hold))
-            time.sleep(2 * RELEASE_CHECK + 1.0)  # the server looks at its free heap this often: two looks
-            print(f"{args.slow_readers} clients that never read, {hold:g} s: server dropped {dropped}; "
-                  f"RSS {during:.0f} MB while they hung, {rss_mb(pid):.0f} MB after they left")
-        print(f"RSS before {before:.0f} MB, after {rss_mb(pid):.0f} MB", flush=True)
+            runs: dict[str, list[dict[str, float]]] = {label: [] for label, _, _ in running}
+            for _ in range(args.repeat):
+                for label, port, _ in running:
+                    runs[label].append(summary(asyncio.run(run_step(port, connections, args.seconds, args.honor_retry_after)), args.seconds))
+                    time.sleep(0.5)
+            for label, _, pid in running:
+                figures = [median([run[name] for run in runs[label]]) for name in columns]
+                print(f"{connections:>6} {label:>9} " + " ".join(f"{value:>{max(8, len(name))}.1f}" for name, value in zip(columns, figures))
+                      + f" {rss_mb(pid):>7.0f}", flush=True)
+        for label, port, pid in running:
+            if args.slow_readers:
+                hold = 3.0 if args.quick else 8.0
+                dropped, during = asyncio.run(slow_readers(port, pid, args.slow_readers, hold))
+                time.sleep(2 * RELEASE_CHECK + 1.0)  # the server looks at its free heap this often: two looks
+                print(f"{label}: {args.slow_readers} clients that never read, {hold:g} s: server dropped {dropped}; "
+                      f"RSS {during:.0f} MB while they hung, {rss_mb(pid):.0f} MB after they left")
+            print(f"{label}: RSS before {before[label]:.0f} MB, after {rss_mb(pid):.0f} MB", flush=True)
 
 
 def main() -> None:
@@ -281,7 +312,8 @@ def main() -> None:
     parser.add_argument("--factor", type=int, default=4, help="connections grow by this factor per step (default 4)")
     parser.add_argument("--slow-readers", type=int, default=300, help="clients that never read (default 300; 0 skips)")
     parser.add_argument("--honor-retry-after", action="store_true", help="shed clients wait Retry-After (1 s) before re-sending")
-    parser.add_argument("--compare", action="store_true", help="first with adaptive admission off, then on")
+    parser.add_argument("--compare", action="store_true", help="a server with adaptive admission off beside the one with it on, steps interleaved")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each step per server (default 1); the medians are shown")
     parser.add_argument("--limits", default="{}", help='Limits fields as JSON, e.g. \'{"queue_delay_target": 0.01}\'')
     parser.add_argument("--quick", action="store_true", help="1 s per step, 100 slow readers")
     args = parser.parse_args()
@@ -293,9 +325,11 @@ def main() -> None:
         steps.append(n)
         n *= args.factor
     limits = json.loads(args.limits)
+    servers = [("on", limits)]
     if args.compare:
-        run_steps({**limits, "queue_delay_target": 0}, "adaptive admission off (a fixed max_in_flight)", steps, args)
-    run_steps(limits, f"Limits {limits or 'defaults'}", steps, args)
+        servers.insert(0, ("off", {**limits, "queue_delay_target": 0}))
+    print(f"servers: {'off = adaptive admission off (a fixed max_in_flight); ' if args.compare else ''}on = Limits {limits or 'defaults'}")
+    run_steps(servers, steps, args)
 
 
 if __name__ == "__main__":

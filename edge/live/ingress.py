@@ -56,7 +56,9 @@ keeps a bounded latency. Sheds are 503s with ``Retry-After``, counted as ``rejec
 
 Keep-alive connections idle longer than ``idle_timeout`` are closed. ``stop_accepting()`` begins a
 graceful shutdown: listeners close, idle connections close, requests in flight finish (answered
-with ``connection: close``), and ``drained()`` reports when none is left.
+with ``connection: close``), and ``drained()`` reports when none is left. An idle connection is
+closed lingering (a FIN first, then what arrives is dropped until the client closes too): a
+request racing the close would otherwise be unread input at the close, which resets the connection.
 """
 
 from __future__ import annotations
@@ -393,6 +395,10 @@ class HttpServer:
         while not self._closing:
             received = await self._read_request(client)
             if received is None:
+                if not client.hung_up:  # idled out, or shutdown: we close, and a request may be racing it
+                    client.reading.cancel()
+                    await client.finished.wait()  # the reader is off the socket: one receiver at a time
+                    await _linger(client.stream)  # a FIN first, then what comes is dropped: no reset
                 return
             if self.exempt is not None and self.exempt(received[0]):
                 self._enter()
@@ -646,12 +652,15 @@ class HttpServer:
         otherwise cost a parse and a 503 each time round, and with hundreds of them those 503s took
         the CPU: 161 good answers per second at 256 connections, where the loop serves 2,700.
         Held back, such a client costs nothing until then, and a client that honours the header
-        never notices. Shutdown ends the wait.
+        never notices. Shutdown ends the wait, and so does the client hanging up.
         """
-        released = trio.Event()
+        if client.hung_up:
+            return
+        client.held_back = released = trio.Event()  # the reader sets it too, if the client hangs up
         self._held_back.append((trio.current_time() + self.limits.retry_after, released))
         self._holding.set()
         await released.wait()
+        client.held_back = None
 
     async def _release_held_back(self) -> None:
         """Release each held-back connection when its time comes: one timer for them all, since
@@ -733,6 +742,7 @@ class _Client:
         self.grace = limits.hangup_grace
         self.reading = trio.CancelScope()  # the reader's; cancelled = read timeout or shutdown
         self.serving: trio.CancelScope | None = None  # the handler's, while a request is served
+        self.held_back: trio.Event | None = None  # set to end the hold after a shed
         self.hung_up = False
         self.started = False  # has the request being read begun to arrive?
         self._done_reading = False
@@ -760,6 +770,8 @@ class _Client:
                     self.hung_up = True
                     if self.serving is not None:
                         self.hangup_deadline()
+                    if self.held_back is not None:  # gone: nothing to hold back for
+                        self.held_back.set()
                     break
                 self._arrived.set()
         self._done_reading = True
