@@ -375,7 +375,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import trio
 
     from edge.live.ingress import Limits
-    from edge.live.serve import serve
+    from edge.live.serve import ListenError, serve
 
     from edge.live.admin import new_token
 
@@ -407,14 +407,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if generated:  # printed this once, on stdout; never logged
             print(f"edge: admin token {token} (send `Authorization: Bearer TOKEN`; `edge weight` reads {TOKEN_ENV})", flush=True)
 
-    return trio.run(
-        functools.partial(
-            serve, loaded, host=args.host, port=args.port, metrics_port=args.metrics_port,
-            admin_host=args.admin_host, admin_port=args.admin_port, admin_token=token, limits=limits,
-            server_header=args.server_header, drain=args.drain,
-            seed=args.seed, traffic=args.traffic, on_ready=ready,
+    try:
+        return trio.run(
+            functools.partial(
+                serve, loaded, host=args.host, port=args.port, metrics_port=args.metrics_port,
+                admin_host=args.admin_host, admin_port=args.admin_port, admin_token=token, limits=limits,
+                server_header=args.server_header, drain=args.drain,
+                seed=args.seed, traffic=args.traffic, on_ready=ready,
+            )
         )
-    )
+    except BaseException as exc:
+        listen = _only(exc, ListenError)  # raised inside the server's nursery: in a group, then
+        if listen is None:
+            raise
+        print(f"edge: error: {listen}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 def cmd_weight(args: argparse.Namespace) -> int:
@@ -724,6 +731,18 @@ class _Signals:
         if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started in the background: nobody relays SIGINT
             raise KeyboardInterrupt
         signal.raise_signal(signal.SIGINT)
+
+
+def _only(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """``exc`` if it is a ``kind``, or the first one in an exception group of nothing else; else None."""
+    if isinstance(exc, BaseExceptionGroup):
+        matched, rest = exc.split(kind)
+        if matched is None or rest is not None:
+            return None
+        while isinstance(matched, BaseExceptionGroup):
+            matched = matched.exceptions[0]
+        return matched
+    return exc if isinstance(exc, kind) else None
 
 
 def _interrupted(exc: BaseException) -> bool:

@@ -212,3 +212,30 @@ def test_health_checks_and_scrapes_are_never_shed_while_a_worker_stalls(scenario
             client.join(15)
             assert sorted(status for _, _, status in answers) == [200] * 4, (attempt, answers)
             assert blocked[0][:2] == (503, "stalled")
+
+
+@pytest.mark.parametrize("flags, named, why", [
+    (["--port", "{busy}", "--admin-port", "0"], "--port {busy}", "address already in use"),
+    (["--port", "0", "--admin-port", "{busy}"], "--admin-port {busy}", "address already in use"),
+    (["--port", "0", "--admin-port", "0", "--metrics-port", "{busy}"], "--metrics-port {busy}", "address already in use"),
+    (["--host", "192.0.2.1", "--port", "0", "--admin-port", "0"], "--host 192.0.2.1", "not an address of this machine"),
+    (["--host", "no-such-host.invalid", "--port", "0", "--admin-port", "0"], "--host no-such-host.invalid", "no such host name"),
+])
+def test_an_address_serve_cannot_listen_on_is_one_line_naming_its_flag_and_exit_2(flags, named, why):
+    """A busy port (edge serve started twice, or the admin port taken), an address not on this
+    machine, a host name that does not resolve: one line naming the address and the flag that sets
+    it, exit 2 (it was a 40-line traceback and exit 1)."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        args = [flag.replace("{busy}", port) for flag in flags]
+        proc = subprocess.run([sys.executable, "-m", "edge.cli", "serve", *args], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith("edge: error: cannot listen on ") and named.replace("{busy}", port) in lines[0] and why in lines[0]

@@ -15,9 +15,11 @@ Once a burst has left ``RELEASE_FREE`` bytes of the heap free, they go back to t
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import signal
+import socket
 from typing import Any, Callable
 
 import h11
@@ -185,8 +187,28 @@ def _addressed_to_server(host: str) -> bool:
     return True
 
 
-async def _listen(server: HttpServer, nursery: trio.Nursery, host: str, port: int) -> Endpoint:
-    listeners = await trio.open_tcp_listeners(port, host=host)
+class ListenError(Exception):
+    """An address the server cannot listen on: one line naming it and the flag that sets it."""
+
+
+_LISTEN_HINTS = {
+    errno.EADDRINUSE: "the port is taken (another edge serve?): choose another with {port_flag}, or 0 for any free one",
+    errno.EACCES: "ports under 1024 need privileges: choose one above with {port_flag}",
+    errno.EADDRNOTAVAIL: "{host} is not an address of this machine: choose one with {host_flag}",
+}
+
+
+async def _listen(server: HttpServer, nursery: trio.Nursery, host: str, port: int, flags: tuple[str, str]) -> Endpoint:
+    """Listen on host:port for ``server``; ``flags`` are the options that set them (host, port),
+    named when the address cannot be used (a busy port, a privileged one, an address not here)."""
+    try:
+        listeners = await trio.open_tcp_listeners(port, host=host)
+    except OSError as exc:
+        host_flag, port_flag = flags
+        hint = _LISTEN_HINTS.get(exc.errno, "") if not isinstance(exc, socket.gaierror) else f"no such host name: choose one with {host_flag}"
+        why = exc.strerror or str(exc)
+        raise ListenError(f"cannot listen on {host}:{port} ({host_flag} {host} {port_flag} {port}): {why.lower()}"
+                          + (f"; {hint.format(host=host, host_flag=host_flag, port_flag=port_flag)}" if hint else "")) from None
     nursery.start_soon(server.serve, listeners)
     bound = listeners[0].socket.getsockname()
     return Endpoint(host, bound[1])
@@ -237,15 +259,15 @@ async def _serve(live: LiveRuntime, ingress: HttpServer, servers: list[HttpServe
         supervisor = await live.run_actors(nursery)
         schedule_timeline(loaded.spec, live.topology, live.clock, live.timeline)
         schedule_rollouts(loaded.spec, live.topology, live.clock, live.metrics)
-        endpoints = {"ingress": await _listen(ingress, nursery, host, port)}
+        endpoints = {"ingress": await _listen(ingress, nursery, host, port, ("--host", "--port"))}
         admin = HttpServer(live.admin, _UNQUEUED)
         servers.append(admin)
-        endpoints["admin"] = await _listen(admin, nursery, admin_host, admin_port)
+        endpoints["admin"] = await _listen(admin, nursery, admin_host, admin_port, ("--admin-host", "--admin-port"))
         live.admin.listening_on(admin_host, endpoints["admin"].port)  # before its first request: _listen did not yield
         if metrics_port is not None:
             metrics_server = HttpServer(live.metrics_only, _UNQUEUED)
             servers.append(metrics_server)
-            endpoints["metrics"] = await _listen(metrics_server, nursery, host, metrics_port)
+            endpoints["metrics"] = await _listen(metrics_server, nursery, host, metrics_port, ("--host", "--metrics-port"))
         if memory.available():
             nursery.start_soon(memory.give_back, RELEASE_FREE, RELEASE_CHECK, name="memory release")
         load = trio.CancelScope()
