@@ -81,6 +81,14 @@ def test_default_scenario_is_valid():
         ('name = "app"', 'name = "app"\ncolour = "red"', "services[1]", "unknown field `colour`"),
         ('name = "app"', 'name = "gateway"', "services[1].name", "unique service name"),
         ('worker = "gw.py"', 'worker = "missing.py"', "services[0].worker", "does not exist"),
+        # a misspelt field: the closest one named (difflib), and the fields expected
+        ('arrivals = "poisson', 'arrival = "poisson', "traffic[0]", "unknown field `arrival` (did you mean `arrivals`?); expected one of requests, name, arrivals,"),
+        ('model = { cpu = "1ms" }\n[services.environments.canary]', 'model = { cpu = "1ms" }\n[services.environments.canary]\nmodle = {}',
+         "services[1].environments.canary", "unknown field `modle` (did you mean `model`?); expected one of "),
+        ('name = "app"', 'name = "app"\nzzqq = 1', "services[1]", "unknown field `zzqq`; expected one of worker, model, "),  # nothing close
+        # a rate without its unit is not taken as per second: the unit is asked for
+        ('"poisson(10/s)"', '"poisson(10)"', "traffic[0].arrivals", 'with its unit, like "poisson(10/s)"'),
+        ('"poisson(10/s)"', '"constant(2.5k)"', "traffic[0].arrivals", 'with its unit, like "constant(2.5k/s)"'),
     ],
 )
 def test_errors_name_path_and_expectation(tmp_path, old, new, path, expected):
@@ -89,6 +97,15 @@ def test_errors_name_path_and_expectation(tmp_path, old, new, path, expected):
     assert exc.path == path, str(exc)
     assert expected in exc.expected, str(exc)
     assert str(exc).startswith(f"{tmp_path / 's.toml'}: {path}: ")
+
+
+def test_a_misspelt_field_of_a_rollout_step_is_named_at_its_step_with_the_closest_field(tmp_path):
+    """A step is a weight or a table: the table's fields are the ones offered."""
+    toml = GOOD.replace("[services.split]\nweights = { production = 99, canary = 1 }",
+                        "[services.rollout]\ncanary = \"canary\"\ninterval = \"1s\"\nsteps = [1, 5, { wieght = 10 }, 50]")
+    exc = error(tmp_path, toml)
+    assert exc.path == "services[1].rollout.steps[2]", str(exc)
+    assert exc.expected == "object contains unknown field `wieght` (did you mean `weight`?); expected one of weight, pause, manual"
 
 
 def test_worker_without_fetch_or_with_a_syntax_error(tmp_path):

@@ -97,7 +97,7 @@ def test_a_file_of_exactly_8_mib_loads_and_one_byte_more_is_refused(tmp_path):
 ])
 def test_nesting_is_refused_one_level_past_32(at, over):
     # At the limit the file gets as far as the types (no field `x`); one deeper it stops at the depth.
-    assert refused(at + "\n" + ONE) == "s.toml: object contains unknown field `x`"
+    assert refused(at + "\n" + ONE).startswith("s.toml: object contains unknown field `x`; expected one of services, ")
     message = refused(over + "\n" + ONE)
     assert message.startswith("s.toml: x") and message.endswith(": expected tables and arrays nested at most 32 deep")
 

@@ -18,6 +18,7 @@ with room to spare.
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 import tomllib
@@ -965,7 +966,47 @@ def convert(raw: Any, type: Any, file: str, at: str = "") -> Any:
         assert match is not None  # the pattern accepts any text
         path = _name_dict_keys(raw, match.group("path") or "", str(exc))
         message = _TOO_LONG.sub(lambda m: f"expected at most {int(m.group(1)):,} entries", _lower_first(match.group("msg")))
+        unknown = _UNKNOWN_FIELD.match(message)
+        if unknown is not None:
+            message += _did_you_mean(unknown.group(1), _fields_at(type, path))
         raise ConfigError(file, _join(_join(at, _dotted(path)), match.group("field") or ""), message) from None
+
+
+_UNKNOWN_FIELD = re.compile(r"^object contains unknown field `([^`]*)`$")
+
+
+def _fields_at(type: Any, path: str) -> list[str]:
+    """The field names of the struct found at ``path`` (msgspec's, e.g. ``.traffic[0]``) inside
+    ``type``, read from ``msgspec.inspect``; [] where the path leads to no struct."""
+    node = msgspec.inspect.type_info(type)
+    for name, index in ((m.group(1), m.group(2)) for m in _SEGMENT.finditer(path)):
+        node = _struct_in(node)
+        if name is not None and isinstance(node, msgspec.inspect.StructType):
+            node = next((f.type for f in node.fields if f.encode_name == name), None)
+        elif isinstance(node, (msgspec.inspect.ListType, msgspec.inspect.DictType)):
+            node = node.item_type if index is not None and isinstance(node, msgspec.inspect.ListType) else getattr(node, "value_type", None)
+        else:
+            return []
+    node = _struct_in(node)
+    return [f.encode_name for f in node.fields] if isinstance(node, msgspec.inspect.StructType) else []
+
+
+def _struct_in(node: Any) -> Any:
+    """The struct, list or table a union stands for (``T | None``, ``float | Step``); the node
+    itself otherwise."""
+    if isinstance(node, msgspec.inspect.UnionType):
+        kinds = (msgspec.inspect.StructType, msgspec.inspect.ListType, msgspec.inspect.DictType)
+        return next((t for t in node.types if isinstance(t, kinds)), node)
+    return node
+
+
+def _did_you_mean(name: str, fields: list[str]) -> str:
+    """" (did you mean `x`?)" for the field closest to a misspelt ``name`` (difflib), then the
+    fields expected; "" when the struct is unknown."""
+    if not fields:
+        return ""
+    close = difflib.get_close_matches(name, fields, n=1)
+    return (f" (did you mean `{close[0]}`?)" if close else "") + f"; expected one of {', '.join(fields)}"
 
 
 _TOO_LONG = re.compile(r"^expected `(?:array|object)` of length <= (\d+)$")

@@ -141,7 +141,10 @@ class ArrivalProcess(Value):
         if not match:
             raise ValueError(f'expected "poisson(RATE)" or "constant(RATE)" with RATE like "500/s", got {raw!r}')
         self.kind = match.group(1)
-        self.rate = parse_rate(match.group(2))
+        rate = match.group(2)
+        if "/" not in rate:  # a bare number would be read per second: say so rather than guess
+            raise ValueError(f'expected RATE with its unit, like "{match.group(1)}({rate}/s)" or "{match.group(1)}({rate}/m)", got {raw!r}')
+        self.rate = parse_rate(rate)
 
 
 DEFAULT_ARRIVALS = ArrivalProcess("poisson(100/s)")
