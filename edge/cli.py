@@ -585,7 +585,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--html", metavar="PATH", help="write the report as one self-contained HTML page (tables, interactive charts)")
     run.add_argument("--plots", metavar="DIR", help="draw PNG plots of the run into DIR (latency, traffic, canary, CPU)")
     run.add_argument("--interval", type=_duration, default=None,
-                     help="simulated time between two points of the report's series and plots (default: about 100 points)")
+                     help="simulated time between two points of the report's series and plots (default: the smallest round interval giving at most 120 points)")
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="show a live progress bar on stderr (default: when stderr is a terminal)")
     run.add_argument("--measure-cpu", action="store_true",
@@ -624,7 +624,7 @@ def parser() -> argparse.ArgumentParser:
     tune.set_defaults(func=cmd_tune)
 
     check = sub.add_parser("check", help="validate a scenario without running it")
-    check.add_argument("scenario", nargs="?")
+    check.add_argument("scenario", nargs="?", help="scenario TOML (default: the bundled seed topology)")
     check.set_defaults(func=cmd_check)
 
     imp = sub.add_parser("import", help="turn wrangler.toml / wrangler.json(c) files into a scenario with placeholder models")
@@ -643,7 +643,7 @@ def parser() -> argparse.ArgumentParser:
     init.set_defaults(func=cmd_init)
 
     graph = sub.add_parser("graph", help="show the bound-services dependency view")
-    graph.add_argument("scenario", nargs="?")
+    graph.add_argument("scenario", nargs="?", help="scenario TOML (default: the bundled seed topology)")
     graph.add_argument("--dot", action="store_true", help="Graphviz dot instead of text (pipe to `dot -Tsvg`)")
     graph.set_defaults(func=cmd_graph)
 

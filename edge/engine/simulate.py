@@ -56,7 +56,7 @@ def simulate(
 
     Deterministic: the seed decides every random draw and trio's scheduling order, and nothing reads
     the wall clock. The run is also read every ``interval`` simulated seconds (``RunResult.series``;
-    by default about a hundred points). ``setup`` lets tests and tools reach the built model before
+    by default the smallest round interval giving at most 120 points). ``setup`` lets tests and tools reach the built model before
     traffic starts. ``stop_when`` is asked every ``stop_every`` (default: every interval), with
     the run so far: a reason (a string) stops the traffic there; the run then drains and ends as it
     would have at its end.

@@ -424,7 +424,7 @@ def write_json(report: Report, path: str | Path) -> None:
 
 
 MAX_REPORT_BYTES = 256 * 1024 * 1024
-"""A week of simulated time at the default 100 points is a few MB; this only stops /dev/zero."""
+"""A week of simulated time at the default 120 points is a few MB; this only stops /dev/zero."""
 
 
 def read_json(path: str | Path) -> Report:
