@@ -406,6 +406,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"edge: admin API on {endpoints['admin'].url}", flush=True)
         if generated:  # printed this once, on stdout; never logged
             print(f"edge: admin token {token} (send `Authorization: Bearer TOKEN`; `edge weight` reads {TOKEN_ENV})", flush=True)
+        print(f"edge: dashboard on {endpoints['ingress'].url}/dashboard", flush=True)
 
     try:
         return trio.run(

@@ -610,3 +610,19 @@ def test_serve_traffic_replays_a_file_over_real_sockets(tmp_path):
         counts = metric_lines(served, "edge_request_duration_seconds_count")
     by_service = {s: sum(float(line.rsplit(" ", 1)[1]) for line in counts if f'service="{s}"' in line) for s in "ab"}
     assert by_service == {"a": 6.0, "b": 4.0}
+
+
+def test_the_servers_own_address_answers_an_index_of_its_endpoints_and_the_banner_names_the_dashboard():
+    """`curl http://127.0.0.1:8787/` was a bare 404 `error code: 1000`: on the server's own address,
+    where no route of the scenario takes /, it lists the endpoints, the admin API and the routes;
+    a Host a route takes still reaches the route."""
+    with serve() as served:
+        with urllib.request.urlopen(served.ingress + "/", timeout=5) as answer:
+            assert answer.status == 200 and answer.headers["content-type"].startswith("text/plain")
+            index = answer.read().decode()
+        for endpoint in ("/dashboard", "/metrics", "/healthz", f"admin API    {served.admin}"):
+            assert endpoint in index, index
+        assert "Routes: example.com/*" in index, index
+        routed = exchange(int(served.ingress.rsplit(":", 1)[1]), b"GET / HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n")
+        assert b"edge serve:" not in routed  # the scenario's own route answered
+        assert served.process.stdout.readline() == f"edge: dashboard on {served.ingress}/dashboard\n"  # after the three URLs

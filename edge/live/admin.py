@@ -111,6 +111,11 @@ class AdminApi:
         """Where the API listens, which is what a request's Host must name."""
         self._listener = (host, port)
 
+    @property
+    def listener(self) -> tuple[str, int] | None:
+        """(host, port) the API listens on, once it does."""
+        return self._listener
+
     async def __call__(self, request: Request) -> Response:
         refused = self._refusal(request)
         if refused is not None:

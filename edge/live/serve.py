@@ -81,6 +81,8 @@ class LiveRuntime:
             platform = self.platform_endpoint(request)
             if platform is not None:
                 return platform
+            if request.path == "/":
+                return Response(self.index(), headers={"content-type": "text/plain; charset=utf-8"})
         return await self.fetch(request)
 
     def exempt(self, head: h11.Request) -> bool:
@@ -107,6 +109,26 @@ class LiveRuntime:
         if request.path == "/dashboard.json":
             return Response(self.dashboard.json(), headers={"content-type": "application/json", "cache-control": "no-store"})
         return None
+
+    def index(self) -> str:
+        """What ``/`` on the server's own address answers when no route of the scenario takes it:
+        the server's endpoints, and how to reach the scenario's routes (their hosts), instead of a
+        bare 404 ``error code: 1000`` to someone trying the URL the server printed."""
+        lines = [
+            f"edge serve: {self.loaded.spec.scenario.name}",
+            "",
+            "  /dashboard   the live dashboard (a page for a browser)",
+            "  /metrics     Prometheus metrics",
+            "  /healthz     health check",
+        ]
+        if self.admin.listener is not None:
+            host, port = self.admin.listener
+            lines.append(f"  admin API    http://{host}:{port} (Authorization: Bearer TOKEN; edge weight, edge versions)")
+        routes = [str(route) for service in self.loaded.spec.services for route in service.routes]
+        if routes:
+            lines += ["", "The scenario's routes answer requests that name their host, e.g.", "  curl -H 'Host: HOST' URL",
+                      "Routes: " + ", ".join(routes[:20]) + (f" and {len(routes) - 20} more" if len(routes) > 20 else "")]
+        return "\n".join(lines) + "\n"
 
     async def metrics_only(self, request: Request) -> Response:
         """The ``--metrics-port`` handler."""
