@@ -263,6 +263,21 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_fields(args: argparse.Namespace) -> int:
+    from edge.scenario import fields
+
+    if args.name is None:
+        print(fields.render(), end="")
+        return EXIT_OK
+    found = fields.lookup(args.name)
+    if found is None:
+        names = [cls.__name__ for cls in fields.tables()]
+        print(f"edge: error: no table or field called {args.name!r}: tables are {', '.join(names)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(found, end="")
+    return EXIT_OK
+
+
 def _print_statistical_gates(spec: config.Scenario) -> None:
     """What each rollout's statistical gates promise: the comparison's level at each planned
     comparison and over the rollout, the sequential test's bounds."""
@@ -627,6 +642,10 @@ def parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a scenario without running it")
     check.add_argument("scenario", nargs="?", help="scenario TOML (default: the bundled seed topology)")
     check.set_defaults(func=cmd_check)
+
+    fields_ = sub.add_parser("fields", help="the scenario file's fields: every table, or one table or field, with its type, default and meaning")
+    fields_.add_argument("name", nargs="?", help="a table (Traffic, Rollout, ...) or a field (arrivals, steps, ...); none: the whole reference")
+    fields_.set_defaults(func=cmd_fields)
 
     imp = sub.add_parser("import", help="turn wrangler.toml / wrangler.json(c) files into a scenario with placeholder models")
     imp.add_argument("files", nargs="+", metavar="WRANGLER_FILE", help="wrangler.toml, wrangler.json or wrangler.jsonc; several form one topology")

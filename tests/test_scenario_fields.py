@@ -62,3 +62,26 @@ def test_drain_is_explained_and_the_readme_links_the_fields():
     drain = next(line for line in meta.splitlines() if line.startswith("| `drain` |"))
     assert '`"30s"`' in drain and "20s + drain" in drain and "never answered" in drain
     assert "docs/scenario-fields.md" in (ROOT / "README.md").read_text()
+
+
+def test_edge_fields_prints_the_reference_a_table_or_a_field_and_refuses_an_unknown_name():
+    """pip users lack docs/: `edge fields` prints the same reference from the installed package."""
+    import subprocess
+    import sys
+
+    def fields(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "edge.cli", "fields", *args], capture_output=True, text=True, timeout=60, cwd=ROOT)
+
+    whole = fields()
+    assert whole.returncode == 0 and whole.stdout == DOC.read_text()
+    field = fields("arrivals")  # a field: every table that has it, with its type, default and meaning
+    assert field.returncode == 0 and field.stdout.startswith("[Traffic]\n  arrivals: arrivals (\"poisson(500/s)\"")
+    assert "poisson(RATE) or constant(RATE)" in field.stdout
+    table = fields("stage")  # a table, any case: all its fields
+    assert table.returncode == 0 and table.stdout.splitlines()[0] == "[Stage]"
+    assert [line.split(":")[0].strip() for line in table.stdout.splitlines() if line.startswith("  ") and not line.startswith("    ")] == ["duration", "rate"]
+    model = fields("model")  # a struct type shows its table's name, without the document's link
+    assert "](#" not in model.stdout
+    unknown = fields("arrivalz")
+    assert unknown.returncode == 2 and unknown.stdout == ""
+    assert unknown.stderr.startswith("edge: error: no table or field called 'arrivalz': tables are Scenario, ")

@@ -38,7 +38,7 @@ _README = """\
 Made by `edge init --template {template}`. A simulated edge platform, Cloudflare-Workers style:
 
 - `scenario.toml`: the services, their routes, bindings, models and traffic (every field is
-  described in `docs/scenario-fields.md` of edge's source);
+  described by `edge fields`, one table or field by `edge fields NAME`, e.g. `edge fields arrivals`);
 - `workers/*.py`: the code workers, written as Cloudflare's Python Workers are (`from workers import
   WorkerEntrypoint, Response`; `class Default(WorkerEntrypoint)` with `async def fetch(self, request)`).
 
