@@ -34,9 +34,17 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
+PROJECT_SCENARIO = "scenario.toml"
+"""What a command given no scenario takes from the folder it runs in (``edge init`` writes it)."""
+
+
 def _load(path: str | None) -> config.LoadedScenario:
+    """The scenario at ``path``; none given: ./scenario.toml in a project folder, else the bundled one."""
     from edge.engine.simulate import default_scenario_path
 
+    if path is None and os.path.isfile(PROJECT_SCENARIO):
+        path = PROJECT_SCENARIO
+        print(f"edge: note: {PROJECT_SCENARIO} of this folder (give a scenario to take another)", file=sys.stderr)
     loaded = config.load(path or default_scenario_path())
     for warning in loaded.warnings:
         print(f"edge: warning: {warning}", file=sys.stderr)
@@ -589,7 +597,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="simulate a scenario in virtual time and report")
-    run.add_argument("scenario", nargs="?", help="scenario TOML (default: the bundled seed topology)")
+    run.add_argument("scenario", nargs="?", help="scenario TOML (default: ./scenario.toml if this folder has one, else the bundled seed topology)")
     run.add_argument("--seed", type=int, default=None, help="random seed (default: the scenario's)")
     run.add_argument("--duration", type=_duration, default=None, help='simulated traffic duration, e.g. "10m" (default: the scenario\'s)')
     run.add_argument("--json", metavar="PATH", help="write the JSON report here")
@@ -640,7 +648,7 @@ def parser() -> argparse.ArgumentParser:
     tune.set_defaults(func=cmd_tune)
 
     check = sub.add_parser("check", help="validate a scenario without running it")
-    check.add_argument("scenario", nargs="?", help="scenario TOML (default: the bundled seed topology)")
+    check.add_argument("scenario", nargs="?", help="scenario TOML (default: ./scenario.toml if this folder has one, else the bundled seed topology)")
     check.set_defaults(func=cmd_check)
 
     fields_ = sub.add_parser("fields", help="the scenario file's fields: every table, or one table or field, with its type, default and meaning")
@@ -663,12 +671,12 @@ def parser() -> argparse.ArgumentParser:
     init.set_defaults(func=cmd_init)
 
     graph = sub.add_parser("graph", help="show the bound-services dependency view")
-    graph.add_argument("scenario", nargs="?", help="scenario TOML (default: the bundled seed topology)")
+    graph.add_argument("scenario", nargs="?", help="scenario TOML (default: ./scenario.toml if this folder has one, else the bundled seed topology)")
     graph.add_argument("--dot", action="store_true", help="Graphviz dot instead of text (pipe to `dot -Tsvg`)")
     graph.set_defaults(func=cmd_graph)
 
     serve = sub.add_parser("serve", help="serve a scenario live over HTTP, with /metrics and an admin API")
-    serve.add_argument("scenario", nargs="?", help="scenario TOML (default: the bundled seed topology)")
+    serve.add_argument("scenario", nargs="?", help="scenario TOML (default: ./scenario.toml if this folder has one, else the bundled seed topology)")
     serve.add_argument("--host", default="127.0.0.1", help="address of the ingress (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8787, help="port of the ingress (default 8787; 0 picks one)")
     serve.add_argument("--metrics-port", type=int, default=None, help="also serve /metrics and /healthz alone on this port")

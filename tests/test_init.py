@@ -141,3 +141,39 @@ def test_readme_says_how_live_cpu_is_measured():
     readme = (ROOT / "README.md").read_text()
     assert "trio instrument" not in readme
     assert "`cpu.metered` drives the worker's coroutine itself" in readme
+
+
+def test_a_command_given_no_scenario_takes_the_project_folders_scenario_toml(tmp_path):
+    """`edge init` writes scenario.toml; `edge run` (check, graph, serve) with no argument in that
+    folder takes it, and says so, instead of the bundled scenario. Elsewhere: the bundled one."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    project = tmp_path / "project"
+    assert subprocess.run([sys.executable, "-m", "edge.cli", "init", str(project), "--template", "canary"], capture_output=True, env=env, timeout=60).returncode == 0
+    checked = subprocess.run([sys.executable, "-m", "edge.cli", "check"], capture_output=True, text=True, env=env, cwd=project, timeout=60)
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.startswith("scenario.toml: ok") and "edge: note: scenario.toml of this folder" in checked.stderr
+    elsewhere = subprocess.run([sys.executable, "-m", "edge.cli", "check"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    assert elsewhere.returncode == 0 and "bundled/default.toml: ok" in elsewhere.stdout and "note" not in elsewhere.stderr
+
+
+def test_every_template_with_a_rollout_has_a_tune_table_that_edge_tune_runs(tmp_path):
+    """`edge tune scenario.toml` in a fresh canary project failed: the template had no [tune]."""
+    from edge.scenario import config
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with_rollout = []
+    for template in TEMPLATES:
+        project = tmp_path / template
+        assert subprocess.run([sys.executable, "-m", "edge.cli", "init", str(project), "--template", template], capture_output=True, env=env, timeout=60).returncode == 0
+        if any(s.rollout for s in config.load(project / "scenario.toml").spec.services):
+            with_rollout.append(template)
+    assert "canary" in with_rollout
+    for template in with_rollout:
+        project = tmp_path / template
+        tuned = subprocess.run([sys.executable, "-m", "edge.cli", "tune", "scenario.toml", "--budget", "4"], capture_output=True, text=True,
+                               env=env, cwd=project, timeout=300)
+        assert tuned.returncode == 0, tuned.stderr
+        assert "replications" in tuned.stdout and "#1" in tuned.stdout
