@@ -33,9 +33,11 @@ def test_init_writes_a_project_that_runs_once_copied_elsewhere(tmp_path: Path, t
     made = edge("init", "project", "--template", template, cwd=tmp_path)
     assert made.returncode == 0, made.stderr
     written = tree(tmp_path / "project")
-    assert set(written) == {"scenario.toml", "workers/gateway.py", "workers/auth.py", "README.md", ".gitignore"}
+    workers = {"api-gateway": ["api_hooks.py", "api_orders.py"]}.get(template, ["gateway.py", "auth.py"])
+    assert set(written) == {"scenario.toml", "README.md", ".gitignore", *(f"workers/{name}" for name in workers)}
     assert not any(p.is_symlink() for p in (tmp_path / "project").rglob("*"))
-    assert written["workers/gateway.py"] == (BUNDLED / "workers" / "gateway.py").read_bytes()
+    for name in workers:
+        assert written[f"workers/{name}"] == (BUNDLED / "workers" / name).read_bytes()
     assert written["scenario.toml"] == TEMPLATES[template].read_bytes()
     assert b"edge run scenario.toml" in written["README.md"] and b"edge serve scenario.toml" in written["README.md"]
 
@@ -55,6 +57,22 @@ def test_init_project_serves_real_http(tmp_path: Path) -> None:
         denied = exchange(served.port, b"GET / HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n")
     assert status_of(allowed) in (200, 500)  # app's model fails 0.1% of answers
     assert status_of(denied) == 403 and b"not allowed" in denied
+
+
+def test_the_api_gateway_template_is_seed_004_and_its_readme_curl_is_answered(tmp_path: Path) -> None:
+    """`--template gateway` is a gateway coded as a worker; the seed's API gateway, configured and
+    not coded, is `--template api-gateway`: its project's README says how to call it, and that call
+    is answered (the gateway's JSON envelope), without the key 401 and on no entry 404."""
+    assert edge("init", "p", "--template", "api-gateway", cwd=tmp_path).returncode == 0
+    readme = (tmp_path / "p" / "README.md").read_text()
+    assert "curl -H 'host: api.example.com' -H 'authorization: Bearer k-7d41c0e2' http://127.0.0.1:8787/orders/42" in readme
+    with serve(str(tmp_path / "p" / "scenario.toml")) as served:
+        order = exchange(served.port, b"GET /orders/42 HTTP/1.1\r\nHost: api.example.com\r\nauthorization: Bearer k-7d41c0e2\r\nConnection: close\r\n\r\n")
+        keyless = exchange(served.port, b"GET /orders/42 HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n\r\n")
+        nowhere = exchange(served.port, b"GET /customers HTTP/1.1\r\nHost: api.example.com\r\nauthorization: Bearer k-7d41c0e2\r\nConnection: close\r\n\r\n")
+    assert status_of(order) == 200 and order.endswith(b'{"status":"success","message":"Operation completed successfully.","data":{"id":42}}')
+    assert status_of(keyless) == 401
+    assert status_of(nowhere) == 404 and b"No match found." in nowhere
 
 
 def test_init_defaults_to_the_current_folder_and_the_seed_chain(tmp_path: Path) -> None:
@@ -91,6 +109,7 @@ def test_repository_scenarios_are_real_files_equal_to_the_bundled_ones() -> None
     scenarios = ROOT / "scenarios"
     assert not [p for p in scenarios.rglob("*") if p.is_symlink()]
     assert (scenarios / "default.toml").read_bytes() == (BUNDLED / "default.toml").read_bytes()
+    assert (scenarios / "api-gateway.toml").read_bytes() == (BUNDLED / "templates" / "api-gateway.toml").read_bytes()
     bundled = sorted(p.name for p in (BUNDLED / "workers").glob("*.py"))
     assert sorted(p.name for p in (scenarios / "workers").glob("*.py")) == bundled
     for name in bundled:

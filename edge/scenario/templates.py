@@ -19,7 +19,8 @@ from edge.platform.files import OutputError, check_directory, write_output
 BUNDLED = Path(__file__).resolve().parent.parent / "bundled"
 TEMPLATES = {
     "seed-chain": BUNDLED / "default.toml",  # what `edge run` runs with no scenario
-    "gateway": BUNDLED / "templates" / "gateway.toml",
+    "gateway": BUNDLED / "templates" / "gateway.toml",  # a gateway coded as a worker
+    "api-gateway": BUNDLED / "templates" / "api-gateway.toml",  # seed 004: a gateway configured, not coded
     "canary": BUNDLED / "templates" / "canary.toml",
 }
 DEFAULT_TEMPLATE = "seed-chain"
@@ -50,12 +51,22 @@ Run it in virtual time (seconds for minutes of traffic; exit 1 if a threshold fa
 Serve it live over HTTP (ingress on :8787, /metrics, an admin API):
 
     edge serve scenario.toml
-    curl -H 'host: example.com' -H "x-custom-token: $TOKEN" http://127.0.0.1:8787/
-
-(`$TOKEN`: auth's `SECRET_TOKEN` in scenario.toml; without it the gateway answers 403.)
+{try_it}
 
 Check it without running it: `edge check scenario.toml`; see who calls whom: `edge graph scenario.toml`.
 """
+
+
+_TRY_IT = {
+    None: """    curl -H 'host: example.com' -H "x-custom-token: $TOKEN" http://127.0.0.1:8787/
+
+(`$TOKEN`: auth's `SECRET_TOKEN` in scenario.toml; without it the gateway answers 403.)""",
+    "api-gateway": """    curl -H 'host: api.example.com' -H 'authorization: Bearer k-7d41c0e2' http://127.0.0.1:8787/orders/42
+
+(the key is hooks's `API_KEY` in scenario.toml: without it the gateway's pre_process hook answers
+401; a path or method no `paths` entry has is 404 `{"message": "No match found."}`.)""",
+}
+"""How to try a served project with curl, by template (None: the gateway chains')."""
 
 
 def project_files(template: str) -> dict[str, bytes]:
@@ -64,7 +75,7 @@ def project_files(template: str) -> dict[str, bytes]:
     files = {"scenario.toml": scenario.read_bytes()}
     for worker in _workers_named(tomllib.loads(scenario.read_text())):
         files[worker] = (BUNDLED / worker).read_bytes()
-    files["README.md"] = _README.format(name=template, template=template).encode()
+    files["README.md"] = _README.format(name=template, template=template, try_it=_TRY_IT.get(template, _TRY_IT[None])).encode()
     files[".gitignore"] = _GITIGNORE.encode()
     return files
 
