@@ -775,9 +775,7 @@ def _only(exc: BaseException, kind: type[BaseException]) -> BaseException | None
 
 def _interrupted(exc: BaseException) -> bool:
     """KeyboardInterrupt, alone or as every member of trio's exception groups."""
-    if isinstance(exc, BaseExceptionGroup):
-        return exc.split(KeyboardInterrupt)[1] is None
-    return isinstance(exc, KeyboardInterrupt)
+    return _only(exc, KeyboardInterrupt) is not None
 
 
 _ALLOCATOR_EXEC = "EDGE_ALLOCATOR_EXEC"

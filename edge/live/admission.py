@@ -21,10 +21,10 @@ bounds how many requests one pass serves, which is what bounds a pass's length.
   waits for a CPU part of the time, and the least delay is scaled by the share of the time it ran
   passes (``ran``) that its thread was not runnable and waiting for a CPU (``cpu_wait``: Linux's
   ``/proc/thread-self/schedstat``). A loop blocked by its own worker, in ``time.sleep`` or
-  blocking I/O, is not waiting for a CPU: such a stall still counts. And the limit shrinks only while admitted requests took at least
-  ``WORK_SHARE`` of the interval (``worked``): passes made long by other work (shedding, accepting)
-  are not shortened by serving less. While such passes hold requests back, the limit grows instead,
-  towards admitted work having that share.
+  blocking I/O, is not waiting for a CPU: such a stall still counts. And the limit shrinks only
+  while admitted requests took at least ``WORK_SHARE`` of the interval (``worked``): passes made
+  long by other work (shedding, accepting) are not shortened by serving less. While such passes
+  hold requests back, the limit grows instead, towards admitted work having that share.
 * A request over the limit waits for a slot (the ingress queues it, oldest first; slots go to the
   waiting before new requests) until it has waited ``interval`` in all, then it is shed. It waits
   only if the requests already waiting would have a slot within half an interval at the last
@@ -89,7 +89,7 @@ class AdaptiveLimit:
         self._min = math.inf  # the least delay seen in the current interval
         self._limited = False  # has the limit refused a request in it?
         self._pressed = False  # had it in the interval before?
-        self._work = 0.0  # seconds spent in admitted requests' handlers in the current interval
+        self._work = 0.0  # seconds admitted requests took, admission to answer, in the current interval
         self._admitted = 0  # requests given a slot in the current interval
         self._pace = 0  # and in the last one: how many waiting requests an interval takes
         # () -> seconds the loop's thread has been runnable but waiting for a CPU, so far; None
@@ -100,7 +100,7 @@ class AdaptiveLimit:
 
     def decide(self, now: float, delay: float, in_flight: int, waiting: int, first: bool, held: bool = False) -> str:
         """``ADMIT``, ``WAIT`` (for a slot, until it has waited ``interval`` in all; no more wait
-        than ``limit``) or ``SHED``, for
+        than ``limit`` or half the last interval's pace, whichever is more) or ``SHED``, for
         a request that waited ``delay`` seconds, taken up at ``now`` with ``in_flight`` being served
         and ``waiting`` waiting for a slot; ``first``: the first request of its connection (its delay
         includes the accept backlog); ``held``: read only after its connection was held back for a
@@ -130,7 +130,8 @@ class AdaptiveLimit:
         self._admitted += 1
 
     def worked(self, seconds: float) -> None:
-        """An admitted request's handler ran for ``seconds`` (without a schedule point between)."""
+        """An admitted request took ``seconds`` from its admission to its answer written, without
+        a schedule point between (its handler's work and the ingress's)."""
         self._work += seconds
 
     def ran(self, seconds: float) -> None:

@@ -123,6 +123,7 @@ class LiveRuntime:
         ]
         if self.admin.listener is not None:
             host, port = self.admin.listener
+            host = f"[{host}]" if ":" in host else host  # an IPv6 address
             lines.append(f"  admin API    http://{host}:{port} (Authorization: Bearer TOKEN; edge weight, edge versions)")
         routes = [str(route) for service in self.loaded.spec.services for route in service.routes]
         if routes:
