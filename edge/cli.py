@@ -69,9 +69,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     def setup(topology, front, clock) -> None:
         nonlocal recorder, progress
         if args.openmetrics:
-            # Samples are stamped from a wall-clock start taken here, in the shell: the model itself
+            # Samples are stamped from a wall-clock time read here, in the shell: the model itself
             # never reads the wall clock (the JSON report stays byte-identical for a seed).
-            start = time.time() if args.openmetrics_start is None else args.openmetrics_start
+            start = 0.0 if args.openmetrics_start is None else args.openmetrics_start
             recorder = OpenMetricsRecorder(front.metrics, clock, args.scrape_interval, start, duration)
             recorder.begin()
         if show_progress:
@@ -91,6 +91,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         write_json(report, args.json)
     if recorder is not None:
         recorder.scrape()  # the state at the end of the run
+        if args.openmetrics_start is None:
+            recorder.ends_at(time.time())  # the run ends now: a dashboard's last 30 minutes show it whole
         recorder.write(args.openmetrics)
     if args.html:
         from edge.report.page import write_html
@@ -605,7 +607,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--openmetrics", metavar="PATH", help="write the run's metrics as timestamped OpenMetrics (for `edge backfill`)")
     run.add_argument("--scrape-interval", type=_duration, default=15.0, help='simulated time between two OpenMetrics scrapes (default "15s")')
     run.add_argument("--openmetrics-start", type=float, default=None, metavar="EPOCH",
-                     help="timestamp of simulated time 0, in epoch seconds (default: now, so dashboards' recent ranges show it)")
+                     help="timestamp of simulated time 0, in epoch seconds (default: the run ends now, so dashboards' recent ranges show it)")
     run.add_argument("--html", metavar="PATH", help="write the report as one self-contained HTML page (tables, interactive charts)")
     run.add_argument("--plots", metavar="DIR", help="draw PNG plots of the run into DIR (latency, traffic, canary, CPU)")
     run.add_argument("--interval", type=_duration, default=None,

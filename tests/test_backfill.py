@@ -131,3 +131,25 @@ def test_backfill_of_a_run_writes_blocks(tmp_path):
     done = edge("backfill", str(om), str(tmp_path / "data"))
     assert done.returncode == 0, done.stderr
     assert any((block / "meta.json").is_file() for block in (tmp_path / "data").iterdir())
+
+
+def test_by_default_a_runs_samples_end_when_it_is_written_never_in_the_future(tmp_path):
+    """Stamped from the run's start, a run's samples spanned up to its simulated length into the
+    future, and "last 30 minutes" showed a fraction of it. By default the run now ends at the
+    moment `edge run` wrote the file; `--openmetrics-start` still sets simulated time 0."""
+    scenario = tmp_path / "virtual.toml"
+    scenario.write_text(VIRTUAL)
+
+    def stamps(*flags: str) -> tuple[list[float], float, float]:
+        before = time.time()
+        ran = edge("run", str(scenario), "-q", "--duration", "2m", "--openmetrics", str(tmp_path / "run.om"), *flags)
+        assert ran.returncode == 0, ran.stderr
+        text = (tmp_path / "run.om").read_text()  # promtool reads such files: the round trip above
+        found = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("edge_requests_total{")]
+        return found, before, time.time()
+
+    found, before, after = stamps()
+    assert before - 1 < max(found) <= after  # the last scrape: when the file was written
+    assert 100 < max(found) - min(found) <= 120  # every 15 s from the first answers (15 s) to 2 min, all in the past
+    found, _, _ = stamps("--openmetrics-start", "1700000000")
+    assert min(found) >= 1700000000 and 1700000115 < max(found) <= 1700000120

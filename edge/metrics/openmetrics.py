@@ -2,8 +2,8 @@
 
 ``edge run --openmetrics out.om`` scrapes the run's own collector every ``interval`` of simulated
 time, as a Prometheus would scrape a live ``edge serve``, stamps each sample with the simulated
-time (shifted to start at ``start``, an epoch second), and writes every scrape into one OpenMetrics
-file. ``promtool tsdb create-blocks-from openmetrics out.om DATA`` (``edge backfill``) turns it into
+time shifted by ``start`` (an epoch second: by default the run ends at the moment it was written,
+``ends_at``), and writes every scrape into one OpenMetrics file. ``promtool tsdb create-blocks-from openmetrics out.om DATA`` (``edge backfill``) turns it into
 TSDB blocks, after which the same Grafana dashboards show a simulated hour as if it had been live.
 
 The exposition itself is prometheus-client's; this module only keeps the scrapes and orders them
@@ -45,9 +45,15 @@ class OpenMetricsRecorder:
     def begin(self) -> None:
         self.clock.call_later(0.0, self.scrape)
 
+    def ends_at(self, epoch: float) -> None:
+        """Stamp the samples so that the last scrape falls on ``epoch``: a run backfilled just after
+        it ended is in a dashboard's recent ranges, not partly in the future."""
+        self.start = epoch - (self._last or 0.0)
+
     def scrape(self) -> None:
-        """Record every sample now, stamped with the (shifted) simulated time; then the next."""
-        stamp = round(self.start + self.clock.now(), 3)
+        """Record every sample now, stamped with the simulated time (``start`` is added as they are
+        written, so it may be set after the run); then the next."""
+        stamp = round(self.clock.now(), 3)
         if stamp == self._last:  # the end of the run fell on a scheduled scrape
             return
         self._last = stamp
@@ -70,7 +76,8 @@ class OpenMetricsRecorder:
                 labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k != "le"))
                 return (labels, sample.timestamp, position[id(sample)])
 
-            ordered.samples = sorted(family.samples, key=series)
+            ordered.samples = [sample._replace(timestamp=round(self.start + sample.timestamp, 3))
+                               for sample in sorted(family.samples, key=series)]
             yield ordered
 
     def write(self, path: str | Path) -> None:
