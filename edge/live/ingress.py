@@ -82,7 +82,7 @@ import trio
 
 from edge.live import receive
 from edge.live.admission import ADMIT, SHED, AdaptiveLimit
-from edge.live.ratelimit import RateLimit
+from edge.live.ratelimit import Allowance, RateLimit
 from edge.platform import h11_internals, trio_internals
 from edge.platform.errors import INVALID_RESPONSE, platform_error
 from edge.platform.fetch import Request, Response
@@ -931,30 +931,6 @@ ACCEPT_BATCH = 32
 REFUSALS, REFUSAL_WINDOW = 100, 0.1
 """While the server is full (max_connections), at most REFUSALS connections are taken (and refused)
 per REFUSAL_WINDOW seconds: 1,000 a second, a few percent of a CPU."""
-
-
-class Allowance:
-    """At most ``count`` of something per ``window`` seconds, windows starting when first used."""
-
-    def __init__(self, count: int, window: float) -> None:
-        self.count = count
-        self.window = window
-        self.window_end = -math.inf
-        self._left = 0
-
-    def take(self, now: float, wanted: int) -> int:
-        """How many of ``wanted`` may go now (0: wait for ``window_end``)."""
-        if now >= self.window_end:
-            self.window_end = now + self.window
-            self._left = self.count
-        taken = min(wanted, self._left)
-        self._left -= taken
-        return taken
-_ACCEPT_RETRY = 0.1  # seconds before accepting again after running out of descriptors or memory
-# accept() errors that say a connection died in the backlog: take the next one
-_ACCEPT_SKIP = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ENOPROTOOPT, errno.EHOSTDOWN,
-                          errno.ENONET, errno.EHOSTUNREACH, errno.EOPNOTSUPP, errno.ENETUNREACH, errno.ENETDOWN})
-_ACCEPT_FULL = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 
 
 def _accept_waiting(raw: socket.socket, batch: int) -> list[socket.socket] | None:
