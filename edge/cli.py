@@ -177,8 +177,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def _power(loaded: config.LoadedScenario, args: argparse.Namespace) -> int:
     """``edge tune --power``: the curves of ``tune.grid`` instead of the adaptive run."""
     from edge.report.plots import write_power_plot
-    from edge.tune import schedules
     from edge.tune.power import power
+    from edge.tune.progress import TuneProgress
     from edge.tune.table import print_power_table
     from edge.tune.tuner import write_json
 
@@ -187,13 +187,10 @@ def _power(loaded: config.LoadedScenario, args: argparse.Namespace) -> int:
         raise config.ConfigError(loaded.file, "tune.grid", 'expected a grid of bugs for --power, e.g. grid = { errors = ["0.5%", "1%", "2%"] }')
     if args.plot or args.budget is not None:
         raise config.ConfigError("--power", "", "expected neither --plot nor --budget: a power run has its own PNG and a fixed --replications")
-    grid = loaded.spec.tune.grid
-    if not args.quiet:
-        simulations = len(schedules.candidates(loaded)) * (len(grid.bugs) + 1) * (args.replications or grid.replications)
-        print(f"edge tune --power: {simulations:,} simulations", file=sys.stderr, flush=True)
-    with _executor(args) as executor:
+    progress = None if args.quiet else TuneProgress(Console(stderr=True))
+    with _executor(args) as executor, progress or contextlib.nullcontext():
         result = power(loaded, replications=args.replications, confidence=args.confidence, seed=args.seed, executor=executor,
-                       per_request=args.per_request)
+                       per_request=args.per_request, progress=progress)
     if args.json:
         write_json(result, args.json)
     write_power_plot(result, args.power)

@@ -8,12 +8,15 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor
 
 import msgspec
 import pytest
+from rich.cells import cell_len
+from rich.text import Text
 
 from edge.scenario import config
 from edge.report.build import build_report
@@ -204,7 +207,7 @@ def test_a_schedule_that_surely_fails_is_dropped_and_the_run_stops_once_decided(
     assert winner.caught.low is not None and winner.caught.low >= 0.8 > proportion(16, 16, 0.95).low
     # On a terminal: a bar with an ETA, and each round's line above it.
     shown = terminal.getvalue()
-    assert "ETA" in shown and "round 7: #0 seeds" in shown and "decided: #0" in shown
+    assert "ETA" in shown and "round 7: seeds " in shown and "decided: #0" in shown
 
 
 def test_a_long_fixed_run_recommends_what_the_adaptive_run_decided_with_a_third_of_the_replications(tmp_path):
@@ -321,6 +324,132 @@ def test_the_table_fits_120_columns_and_says_too_few(tmp_path):
 
     write_tune_plot(result, tmp_path / "t.png")  # points without error bars, rather than made-up ones
     assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def three_schedules(tmp_path, limits=CLEAR_LIMITS):
+    """The winner, the gate that never fires, and the slower one: quick to run, every verdict."""
+    slower = '{ steps = [10, 50, 100], interval = "1m" }'
+    three = TWO[: TWO.rindex("]")] + ", " + slower + "]"
+    return config.load(write(tmp_path, candidates=three + "\n" + limits, p1=0.2, rate=20, replications=60))
+
+
+def rendered(print_function, result, width):
+    from rich.console import Console
+
+    console = Console(width=width, record=True, file=io.StringIO())
+    print_function(result, console)
+    return console.export_text()
+
+
+def assert_whole(text, width, cells):
+    """Every line within the width, nothing cropped, and every value and interval bound of the
+    cells shown whole (wrapping may only part a value from its interval)."""
+    lines = text.splitlines()
+    assert max(map(len, lines)) <= width, max(lines, key=len)
+    assert "…" not in text
+    words = set(text.split())
+    for cell in cells:
+        for word in Text.from_markup(cell).plain.split():
+            assert word in words, (word, cell)
+
+
+def shown_columns(text, width, all_columns):
+    """The columns a table printed, read from its "not shown" line."""
+    note = re.search(rf"not shown at {width} columns: (.*?) \(a wider", " ".join(text.split()))
+    return [c for c in all_columns if note is None or c not in note.group(1).split(", ")]
+
+
+TUNE_COLUMNS = ["#", "reps", "bad: caught", "time to rollback", "errors seen", "good: false rollback", "rollout time", "verdict"]
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_the_table_shows_every_value_whole_at_80_and_120_columns(tmp_path, width):
+    from edge.tune.table import print_table, shown
+
+    result = tune(three_schedules(tmp_path), budget=Budget(fixed=20), executor=None)
+    text = rendered(print_table, result, width)
+    columns = shown_columns(text, width, TUNE_COLUMNS)
+    # The one column left out at 80 is one that decides nothing here (errors seen is no limit of this scenario).
+    assert columns == (TUNE_COLUMNS if width == 120 else [c for c in TUNE_COLUMNS if c != "errors seen"])
+    figures = {"bad: caught": lambda c: shown(c.caught, as_percent=True), "time to rollback": lambda c: shown(c.time_to_rollback_s, " s"),
+               "errors seen": lambda c: shown(c.errors_seen), "good: false rollback": lambda c: shown(c.false_rollback, as_percent=True),
+               "rollout time": lambda c: shown(c.rollout_time_s, " s")}
+    cells = [figures[column](c) for c in result.candidates for column in columns if column in figures]
+    assert any("(" in cell for cell in cells)  # intervals to keep whole
+    assert_whole(text, width, cells + [c.schedule for c in result.candidates])
+    assert "★ leading" in text and "leading: #0, on the estimates; not decided (fixed replications)" in " ".join(text.split())
+
+
+@pytest.mark.parametrize(("limits", "order"), [
+    (CLEAR_LIMITS, ["errors seen", "time to rollback", "reps", "rollout time"]),
+    (CLEAR_LIMITS[:-2] + ', errors_seen = 100 }', ["time to rollback", "reps", "errors seen", "rollout time"]),
+])
+def test_columns_are_left_out_one_by_one_exactly_when_their_widest_words_no_longer_fit(tmp_path, limits, order):
+    from edge.tune.table import print_table
+
+    result = tune(three_schedules(tmp_path, limits), budget=Budget(fixed=20), executor=None)
+    widths = {width: shown_columns(rendered(print_table, result, width), width, TUNE_COLUMNS) for width in range(52, 121)}
+    full = min(width for width, columns in widths.items() if columns == TUNE_COLUMNS)
+    # At the boundary the table is exactly as wide as the terminal; one column less and the least
+    # important column goes (errors seen matters once it is a limit), then the next: never a value cut instead.
+    assert max(map(len, rendered(print_table, result, full).splitlines())) == full
+    assert widths[full - 1] == [c for c in TUNE_COLUMNS if c != order[0]]
+    assert set(widths[52]) == set(TUNE_COLUMNS) - set(order)
+    for width, columns in widths.items():
+        left_out = set(TUNE_COLUMNS) - set(columns)
+        assert left_out == set(order[: len(left_out)]), (width, left_out)
+        assert_whole(rendered(print_table, result, width), width, [])
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_the_progress_bar_and_round_lines_fit_the_terminal(width):
+    from rich.console import Console
+
+    from edge.tune.progress import TuneProgress
+
+    terminal = io.StringIO()
+    line = "edge tune: round 9, 38 replications; dropped #1 (fails caught >= 95%); leading #3; 4 open, about 1,169 more replications to decide"
+    with TuneProgress(Console(file=terminal, force_terminal=True, width=width)) as progress:
+        progress.round_started(7, {0: range(1024, 1030), 2: range(1010, 1030), 3: range(1024, 1030)}, 96)
+        for _ in range(40):
+            progress.simulation_done()
+        progress.bar.refresh()
+        progress.said(line)
+    # What the terminal was sent: each redraw of the bar ends in a carriage return, each line in a newline.
+    drawn = [segment for segment in re.split(r"[\r\n]", ANSI.sub("", terminal.getvalue())) if segment]
+    assert max(map(cell_len, drawn)) <= width, max(drawn, key=cell_len)
+    bars = [segment for segment in drawn if "ETA" in segment]
+    assert bars and all(bar.startswith("round 7: seeds 1010–1029 ") and " 40/96 " in bar for bar in bars[-1:])
+    said = [segment for segment in drawn if "ETA" not in segment]
+    assert " ".join(" ".join(said).split()) == line  # wrapped between words, none lost or cut
+
+
+def test_the_plot_says_what_the_table_says(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from edge.report.plots import tune_figure
+    from edge.tune.table import print_table
+
+    loaded = three_schedules(tmp_path)
+    for result, word in ((tune(loaded, budget=Budget(fixed=4), executor=None), "leading"), (tune(loaded, executor=None), "recommended")):
+        assert result.decided == (word == "recommended")
+        table = " ".join(rendered(print_table, result, 120).split())
+        (table_word,) = set(re.findall(r"★ (\w+)", table))
+        figure = tune_figure(result)
+        labels = [t.get_text() for ax in figure.axes for t in ax.texts]
+        (caption,) = [t.get_text() for t in figure.texts if t.get_text() != figure.get_suptitle()]
+        assert table_word == word
+        assert {w for label in labels for w in re.findall(r"★ (\w+)", label)} == {table_word}
+        answer = caption.splitlines()[0].removesuffix(".")
+        assert answer.startswith(f"{table_word}: #0") and answer in table
+        # Every point is labelled with the verdict of its row: words the table has too.
+        assert {label.split(" ", 1)[0] for label in labels} == {f"#{i}" for i in range(len(result.candidates))}
+        for label in labels:
+            assert label.split(" ", 1)[1] in table, label
+        plt.close(figure)
 
 
 def test_plot_error_bars_run_to_the_interval_bounds():
@@ -482,6 +611,35 @@ def test_a_power_curve_rises_with_the_bug_and_each_point_is_a_tune_run_with_that
         power(config.load(with_grid(tmp_path, grid=GRID.format(n=3))), executor=None))  # seeded: the same bytes
 
 
+@pytest.mark.parametrize("width", [80, 120])
+def test_the_power_table_and_plot_show_every_interval(tmp_path, width):
+    from edge.report.plots import power_figure
+    from edge.tune.power import power
+    from edge.tune.table import print_power_table, shown
+
+    schedules = 'candidates = [{ steps = [10, 50, 100], interval = "30s" }, { steps = [50, 100], interval = "20s" }]'
+    result = power(config.load(with_grid(tmp_path, grid=GRID.format(n=3), candidates=schedules)), executor=None)
+    text = rendered(print_power_table, result, width)
+    assert "not shown" not in text  # two schedules and four bugs fit 80 columns
+    assert_whole(text, width, [shown(c.false_rollback, as_percent=True) for c in result.curves])
+    # The plot: a bar from each interval's low to its high bound, a hollow point where there is none.
+    figure = power_figure(result)
+    caught_axis, time_axis = figure.axes
+    for axis, estimates, scale in ((caught_axis, [p.caught for c in result.curves for p in c.points], 100.0),
+                                   (time_axis, [p.time_to_rollback_s for c in result.curves for p in c.points
+                                                if p.time_to_rollback_s.value is not None], 1.0)):
+        bars = {(round(low, 9), round(high, 9)) for container in axis.containers if container.has_yerr
+                for (_, low), (_, high) in container.lines[2][0].get_segments()}
+        assert bars == {(round(e.low * scale, 9), round(e.high * scale, 9)) for e in estimates if e.low is not None}
+        hollow = sum(container.lines[0].get_markerfacecolor() == "white" for container in axis.containers)
+        assert hollow == sum(e.low is None for e in estimates)
+    assert any(e.low is None for c in result.curves for p in c.points for e in [p.time_to_rollback_s] if e.value is not None)
+    labels = caught_axis.get_legend_handles_labels()[1]
+    for index, curve in enumerate(result.curves):
+        assert f"#{index}: false rollback {Text.from_markup(shown(curve.false_rollback, as_percent=True)).plain}" in labels
+    assert "bars: 95% intervals" in figure.get_suptitle()
+
+
 def test_the_smallest_bug_caught_is_the_one_from_which_every_larger_is():
     from edge.tune.intervals import Estimate
     from edge.tune.power import PowerPoint, _smallest
@@ -542,7 +700,15 @@ def test_edge_tune_power_writes_the_curves(tmp_path):
     assert (tmp_path / "power.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     curves = json.loads((tmp_path / "power.json").read_text())
     assert curves["replications"] == 3 and [p["bug"] for p in curves["curves"][0]["points"]] == ["0.5%", "2.5%", "5%", "10%"]
-    assert "caught ≥ 99% from" in done.stdout and "15 simulations" in done.stderr  # 1 schedule, 4 bugs and a good canary, 3 each
+    assert "caught ≥ 99% from" in done.stdout
+    # A line as each point is done (stderr is a pipe: whole lines, no bar), its P(caught) that of the curves.
+    (curve,) = curves["curves"]
+    caught = [f"{p['caught']['value']:.0%}" for p in curve["points"]]
+    assert done.stderr.splitlines() == [
+        "edge tune --power: 15 simulations (1 schedule(s), 4 bugs and a good canary, 3 replications each)",
+        *(f"edge tune --power: bug {bug} ({i} of 4), caught: #0 {c}" for i, (bug, c) in enumerate(zip(["0.5%", "2.5%", "5%", "10%"], caught), 1)),
+        f"edge tune --power: good canary, rolled back: #0 {curve['false_rollback']['value']:.0%}",
+    ]
     refused = subprocess.run([*run, "--power", str(tmp_path / "p.png"), "--plot", str(tmp_path / "t.png")], capture_output=True, text=True, timeout=120, cwd=root)
     assert refused.returncode == 2 and "--plot" in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
     write(tmp_path)  # tune.toml again, without its grid

@@ -84,6 +84,80 @@ def test_environments_carry_their_own_vars_and_bindings_to_environment_workers(t
     assert "    kv_namespaces: KV (MY_NAMESPACE)" in top and "env.staging.kv_namespaces: KV (MY_NAMESPACE)" in top
 
 
+@pytest.mark.parametrize("order", [("api/wrangler.toml", "web/wrangler.jsonc"), ("web/wrangler.jsonc", "api/wrangler.toml")])
+def test_an_environment_with_a_name_of_its_own_is_what_bindings_to_that_name_reach(tmp_path: Path, order: tuple[str, str]) -> None:
+    # Wrangler deploys [env.development] name = "development" as the worker "development": a
+    # binding to that name is a binding to api@development, in whichever order the files come.
+    folder = FIXTURES / "named-environments"
+    text, spec = imported(tmp_path, *(folder / name for name in order))
+    services = by_name(spec)
+    assert sorted(services) == ["api", "api-staging", "web"]
+    web = services["web"].environments
+    assert {env: {k: str(v) for k, v in web[env].bindings.items()} for env in web} == {
+        "production": {"API": "api"},
+        "development": {"API": "api@development"},
+        "staging": {"API": "api@staging", "LEGACY": "api-staging"},
+    }
+    api = services["api"]
+    assert api.environments["development"].vars == {"STAGE": "development"}
+    # workers_dev = true serves the environment on its own worker name; the routes it inherits stay the service's.
+    assert [str(r) for r in api.environments["development"].routes] == ["development.your-subdomain.workers.dev/*"]
+    assert [str(r) for r in web["development"].routes] == ["web-dev.your-subdomain.workers.dev/*"]
+    assert [str(r) for r in api.environments["staging"].routes] == ["api.staging.example.com/*"]
+    assert [str(r) for r in api.routes] == ["api.example.com/*"]
+    top = header(text)
+    api_file, web_file = str(folder / "api/wrangler.toml"), str(folder / "web/wrangler.jsonc")
+    said = _listed(top)
+    assert "env.development.name = development: the environment's worker name; bindings to it go to api@development" in said[api_file]
+    assert "env.staging.name = api-staging-v2: the environment's worker name; bindings to it go to api@staging" in said[api_file]
+    assert "env.staging.routes api.example.com/*: also the production environment's, whose route it stays" in said[api_file]
+    assert "env.development.name = web-dev: the environment's worker name; bindings to it go to web@development" in said[web_file]
+    # The worker nothing deploys as is a placeholder that says why the renamed environment is not it.
+    assert "# api's [env.staging] would be api-staging, but deploys as api-staging-v2\n" in text
+
+
+def _listed(top: str) -> dict[str, list[str]]:
+    """The "not imported" list, per file."""
+    listed: dict[str, list[str]] = {}
+    file = ""
+    for line in top.splitlines():
+        if line.startswith("#   ") and line.endswith(":") and not line.startswith("#    "):
+            file = line[4:-1]
+            listed[file] = []
+        elif line.startswith("#     ") and file:
+            listed[file].append(line[6:])
+    return listed
+
+
+def test_a_name_two_workers_deploy_as_reaches_one_and_the_other_says_so(tmp_path: Path) -> None:
+    for name, text in (("web", 'name = "web"\nroutes = ["example.com/*"]\nservices = [{ binding = "API", service = "api-v2" }]\n'),
+                       ("api", 'name = "api"\nworkers_dev = false\n[env.preview]\nname = "web"\n'
+                               '[env.canary]\nname = "api-v2"\n[env.next]\nname = "api-v2"\n[env.old]\n'),
+                       ("old", 'name = "api-old"\nworkers_dev = false\n')):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "wrangler.toml").write_text(text)
+    text, spec = imported(tmp_path, *(tmp_path / name / "wrangler.toml" for name in ("web", "api", "old")))
+    assert str(by_name(spec)["web"].bindings["API"]) == "api@canary"
+    # A worker's own name wins over an environment's (named, or by wrangler's NAME-ENV); of two
+    # environments, the first in the file.
+    listed = _listed(header(text))[str(tmp_path / "api/wrangler.toml")]
+    assert listed == [
+        "env.preview.name = web: web has this name too; bindings to it go to web, not to api@preview",
+        "env.canary.name = api-v2: the environment's worker name; bindings to it go to api@canary",
+        "env.next.name = api-v2: api@canary has this name too; bindings to it go to api@canary, not to api@next",
+        "env.old (deployed as api-old): api-old has this name too; bindings to it go to api-old, not to api@old",
+    ]
+
+
+def test_a_binding_name_given_twice_keeps_the_last_and_says_the_first_is_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "wrangler.toml"
+    path.write_text('name = "web"\nroutes = ["example.com/*"]\n'
+                    'services = [{ binding = "API", service = "auth" }, { binding = "API", service = "users" }]\n')
+    text, spec = imported(tmp_path, path)
+    assert {k: str(v) for k, v in by_name(spec)["web"].bindings.items()} == {"API": "users"}
+    assert "services[1]: binding API again: it replaces the earlier one, to auth" in header(text)
+
+
 def test_routes_as_strings_objects_and_custom_domains(tmp_path: Path) -> None:
     text, spec = imported(tmp_path, FIXTURES / "routes/wrangler.toml")
     assert [str(r) for r in spec.services[0].routes] == [
@@ -117,12 +191,17 @@ def test_storage_and_unknown_keys_are_listed_by_key_never_dropped(tmp_path: Path
 
 
 def test_every_key_of_a_file_is_imported_or_named_in_the_comment(tmp_path: Path) -> None:
+    # An environment's name is not kept as such (edge has environments, not workers per
+    # environment): it is named in the comment with where the bindings to it go.
     for path in FIXTURES.rglob("wrangler.*"):
         raw = wrangler.read(path)
         text = wrangler.import_files([str(path)])
         top = header(text)
         for key in raw:
             assert key in wrangler.IMPORTED | {"env"} or key in top, (path, key)
+        for env, section in raw.get("env", {}).items():
+            for key in section:
+                assert key in wrangler.IMPORTED - {"name"} or f"env.{env}.{key}" in top, (path, env, key)
 
 
 def test_output_goes_to_stdout_and_an_existing_file_is_replaced_only_with_force(tmp_path: Path) -> None:
@@ -157,6 +236,7 @@ def test_an_output_folder_that_does_not_exist_is_refused_before_anything_is_writ
     ("wrangler.toml", 'name = "api"\n[env.staging]\nservices = [{ service = "auth" }]', "wrangler.toml: env.staging.services[0].binding: expected"),
     ("wrangler.toml", 'name = "api"\nroutes = [{ zone_name = "example.com" }]', "wrangler.toml: routes[0].pattern: expected a route pattern"),
     ("wrangler.toml", 'name = "api"\nworkers_dev = "yes"', "wrangler.toml: workers_dev: expected true or false"),
+    ("wrangler.toml", 'name = "api"\n[env.dev]\nname = ""', "wrangler.toml: env.dev.name: expected a worker name, got ''"),
 ])
 def test_a_malformed_file_is_one_line_naming_the_file_and_exit_2(tmp_path: Path, name: str, text: str, message: str) -> None:
     (tmp_path / name).write_text(text)

@@ -199,50 +199,79 @@ def _bar(estimate: Any, scale: float) -> list[list[float]] | None:
     return [[(estimate.value - estimate.low) * scale], [(estimate.high - estimate.value) * scale]]
 
 
-def write_tune_plot(result: Any, path: str | Path) -> None:
-    """``edge tune``'s trade-offs: how long a good rollout takes against what a bad canary costs
-    (errors users saw) and how surely it is caught, one point per schedule, with its intervals."""
+VERDICT_COLOURS = {"lead": "C2", "passes": "C0", "open": "C0", "paused": "C7", "fails": "C3", "dropped": "C3"}
+HOLLOW = "a hollow point: too few replications for an interval, so no bar"
+
+
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (cost, sureness) = plt.subplots(1, 2, figsize=(14, 5.5))
+    return plt
+
+
+def _points(ax: Any, xs: list[float], estimates: list[Any], scale: float, colour: str, **line: Any) -> None:
+    """A line through the estimates, each with its interval's bar; a point without an interval is
+    hollow, rather than drawn as sure as its neighbours."""
+    ys = [e.value * scale for e in estimates]
+    ax.plot(xs, ys, "-", color=colour, **line)
+    for x, y, e in zip(xs, ys, estimates):
+        bar = _bar(e, scale)
+        ax.errorbar([x], [y], yerr=bar, fmt="o", color=colour, capsize=3, markerfacecolor=colour if bar else "white")
+
+
+def write_tune_plot(result: Any, path: str | Path) -> None:
+    _save(tune_figure(result), path)
+
+
+def tune_figure(result: Any) -> Any:
+    """``edge tune``'s trade-offs: how long a good rollout takes against what a bad canary costs
+    (errors users saw) and how surely it is caught, one point per schedule with its intervals,
+    labelled with its verdict and the answer as the caption, in the table's words."""
+    from edge.tune.wording import answer, verdict
+
+    figure, (cost, sureness) = _pyplot().subplots(1, 2, figsize=(14, 5.5))
     figure.suptitle(f"edge tune: {result.scenario}, rollout of {result.service} (up to {result.replications} replications each; "
-                    f"{result.confidence:.0%} intervals)")
+                    f"bars: {result.confidence:.0%} intervals)")
     for index, c in enumerate(result.candidates):
         if c.rollout_time_s.value is None:
             continue  # never promoted: no place on the time axis
-        colour = "C2" if index == result.recommended else ("C0" if c.meets_limits else "C3")
+        words, kind = verdict(index, result)
+        colour = VERDICT_COLOURS[kind]
         x, xerr = c.rollout_time_s.value / 60, _bar(c.rollout_time_s, 1 / 60)
         for ax, estimate, scale in ((cost, c.errors_seen, 1.0), (sureness, c.caught, 100.0)):
             if estimate.value is None:
                 continue
-            y = estimate.value * scale
-            ax.errorbar([x], [y], xerr=xerr, yerr=_bar(estimate, scale), fmt="o", color=colour, capsize=3)
-            ax.annotate(str(index), (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+            y, yerr = estimate.value * scale, _bar(estimate, scale)
+            ax.errorbar([x], [y], xerr=xerr, yerr=yerr, fmt="o", color=colour, capsize=3,
+                        markerfacecolor=colour if xerr and yerr else "white")
+            ax.annotate(f"#{index} {words}", (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8, color=colour)
     cost.set_xlabel("good canary: minutes to promotion")
     cost.set_ylabel("bad canary: requests answered with its errors (after fallback)")
     sureness.set_xlabel("good canary: minutes to promotion")
     sureness.set_ylabel("bad canary: rolled back (%)")
     for ax in (cost, sureness):
         ax.grid(True, alpha=0.3)
-    figure.text(0.01, 0.01, "green: recommended; blue: meets the limits; red: does not. Numbers: the table's rows.", fontsize=8)
-    figure.tight_layout(rect=(0, 0.03, 1, 1))
-    _save(figure, path)
+    figure.text(0.01, 0.01, f"{answer(result)}.\n#N: the table's rows, with their verdicts; {HOLLOW} on one axis.", fontsize=8)
+    figure.tight_layout(rect=(0, 0.05, 1, 1))
+    return figure
 
 
 def write_power_plot(result: Any, path: str | Path) -> None:
+    _save(power_figure(result), path)
+
+
+def power_figure(result: Any) -> Any:
     """``edge tune --power``: each schedule's P(caught) and time to rollback as the bug grows, with
-    their intervals, the target P(caught) as a line and each schedule's false rollbacks in its label."""
-    import matplotlib
+    their intervals, the target P(caught) as a line and each schedule's false rollbacks, with
+    their interval, in its label."""
+    from edge.tune.wording import interval, value
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (caught, time) = plt.subplots(1, 2, figsize=(14, 5.5))
+    figure, (caught, time) = _pyplot().subplots(1, 2, figsize=(14, 5.5))
     figure.suptitle(f"edge tune --power: {result.scenario}, rollout of {result.service} ({result.replications} replications per point; "
-                    f"{result.confidence:.0%} intervals)")
+                    f"bars: {result.confidence:.0%} intervals)")
     axis = {"errors": "bad canary's error ratio (%)", "latency": "bad canary's latency factor", "cpu": "bad canary's CPU factor"}[result.kind]
     scale = 100.0 if result.kind == "errors" else 1.0
     sizes = sorted({p.size * scale for curve in result.curves for p in curve.points})
@@ -251,20 +280,17 @@ def write_power_plot(result: Any, path: str | Path) -> None:
     geometric = sizes[0] > 0 and sizes[-1] >= 4 * sizes[0]
     middle = (len(result.curves) - 1) / 2
     for index, curve in enumerate(result.curves):
-        label = f"#{index} (false rollback {curve.false_rollback.value:.0%})" if curve.false_rollback.value is not None else f"#{index}"
+        false = curve.false_rollback
+        label = f"#{index}: false rollback {value(false, as_percent=True)} {interval(false, as_percent=True) or '(too few for an interval)'}"
         side = index - middle
         if geometric:
             xs = [p.size * scale * 1.025 ** side for p in curve.points]
         else:
             xs = [p.size * scale + side * 0.006 * (sizes[-1] - sizes[0]) for p in curve.points]
-        bars = [_bar(p.caught, 100.0) or [[0.0], [0.0]] for p in curve.points]
-        caught.errorbar(xs, [p.caught.value * 100 for p in curve.points], yerr=[[b[0][0] for b in bars], [b[1][0] for b in bars]],
-                        fmt="o-", color=f"C{index}", capsize=3, label=label)
+        _points(caught, xs, [p.caught for p in curve.points], 100.0, f"C{index}", label=label)
         timed = [(x, p.time_to_rollback_s) for x, p in zip(xs, curve.points) if p.time_to_rollback_s.value is not None]
         if timed:
-            bars = [_bar(e, 1.0) or [[0.0], [0.0]] for _, e in timed]
-            time.errorbar([x for x, _ in timed], [e.value for _, e in timed], yerr=[[b[0][0] for b in bars], [b[1][0] for b in bars]],
-                          fmt="o-", color=f"C{index}", capsize=3, label=f"#{index}")
+            _points(time, [x for x, _ in timed], [e for _, e in timed], 1.0, f"C{index}", label=f"#{index}")
     caught.axhline(result.target * 100, color="grey", linestyle="--", label=f"target {result.target:.0%}")
     caught.set_ylabel("rolled back (%)")
     time.set_ylabel("seconds to rollback (when caught)")
@@ -276,6 +302,6 @@ def write_power_plot(result: Any, path: str | Path) -> None:
         ax.set_xlabel(axis)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
-    figure.text(0.01, 0.01, "#N: the table's rows; schedules are drawn slightly apart where they agree.", fontsize=8)
+    figure.text(0.01, 0.01, f"#N: the table's rows; schedules are drawn slightly apart where they agree; {HOLLOW}.", fontsize=8)
     figure.tight_layout(rect=(0, 0.03, 1, 1))
-    _save(figure, path)
+    return figure

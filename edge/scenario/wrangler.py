@@ -15,10 +15,13 @@ Wrangler's rules kept here:
   kv_namespaces, are not inheritable"); ``route``/``routes``, ``workers_dev`` and ``limits`` are.
   In edge an environment inherits the service's vars and bindings, so a file with environments
   gets them per environment. An ``[env.NAME]``'s own routes become that environment's routes; the
-  top level's are the service's.
+  top level's are the service's, and a route both have stays the service's (a route is one worker's).
 * An ``[env.NAME]`` deploys as a worker of its own, named ``env.NAME.name`` or ``NAME-ENV``: a
   binding to that worker name targets the environment (``auth-staging`` → ``auth@staging``), as does
-  a binding's ``environment`` (the dashboard's service environments).
+  a binding's ``environment`` (the dashboard's service environments). Edge has no worker per
+  environment, so the comment says where bindings to an ``env.NAME.name`` go, and which worker has
+  a name two deploy as (a top level's, else the first environment's). A binding twice in one
+  environment keeps the last, and says so.
 * The top-level configuration is the environment ``production``, unless the file has an
   ``[env.production]``; then it is ``default`` and production is that section.
 * A route's ``zone_name``/``zone_id`` is not needed (edge routes by host and path); a
@@ -87,6 +90,8 @@ _LOCATION = re.compile(r"^<string>:(\d+) (.*) at column (\d+)$")
 @dataclass
 class _Env:
     deploy_name: str
+    named: bool = False
+    """The section gives its worker's name (``[env.NAME] name = ...``) rather than wrangler's ``NAME-ENV``."""
     routes: list[str] = field(default_factory=list)
     vars: dict[str, str] = field(default_factory=dict)
     bindings: dict[str, str] = field(default_factory=dict)
@@ -175,6 +180,7 @@ def import_files(paths: list[str]) -> str:
     for service in state.services.values():
         for env_name, env in service.envs.items():
             state.aliases.setdefault(env.deploy_name, (service.name, env_name))
+    _say_deployed_names(state)
     for service in list(state.services.values()):
         for env_name, env in service.envs.items():
             for index, entry in env.wanted:
@@ -203,12 +209,20 @@ def _add_file(state: _Import, file: str, raw: dict[str, Any]) -> None:
     envs = {top_name: _section(state, file, raw, "", name, None, skipped)}
     for env_name, section in sections.items():
         deploy = section.get("name", f"{name}-{env_name}")
-        _expect(isinstance(deploy, str), file, f"env.{_shown(env_name)}.name", f"expected a worker name, got {deploy!r}")
+        _expect(isinstance(deploy, str) and deploy != "", file, f"env.{_shown(env_name)}.name", f"expected a worker name, got {deploy!r}")
         envs[env_name] = _section(state, file, section, f"env.{_shown(env_name)}.", deploy, raw, skipped)
+        envs[env_name].named = "name" in section
     service = _Service(name, file, envs)
+    serving = envs[service.serving]
     for env_name, env in envs.items():
-        if env_name != service.serving and env.routes == envs[service.serving].routes:
-            env.routes = []  # inherited from the top level, whose routes the service already has
+        if env is serving:
+            continue
+        # A route is one worker's: the serving environment's stay the service's, whoever else lists them.
+        shared = [route for route in env.routes if route in serving.routes]
+        env.routes = [route for route in env.routes if route not in serving.routes]
+        if env.section and {"route", "routes"} & sections[env_name].keys():  # its own, not inherited from the top level
+            skipped.extend(f"{env.section}routes {_shown(route)}: also the {service.serving} environment's, whose route it stays"
+                           for route in shared)
     state.services[name] = service
 
 
@@ -323,7 +337,7 @@ def _bind(state: _Import, service: _Service, env: _Env, index: int, entry: Any) 
     if target not in state.services:
         _check_service_name(target, file, f"{path}.service")
         state.services[target] = _Service(target, None, {"production": _Env(target)},
-                                          [f"not among the imported files: bound by {service.name}'s {binding}"])
+                                          [f"not among the imported files: bound by {service.name}'s {binding}", *_renamed(state, target)])
     bound = state.services[target]
     environment = entry.get("environment")
     if environment is not None:
@@ -341,7 +355,41 @@ def _bind(state: _Import, service: _Service, env: _Env, index: int, entry: Any) 
     other = sorted(set(entry) - BINDING_KEYS)
     if other:
         state.skipped[file].append(f"{path}: {', '.join(map(_shown, other))}: not modelled")
+    if binding in env.bindings:
+        state.skipped[file].append(f"{path}: binding {_shown(binding)} again: it replaces the earlier one, to {env.bindings[binding]}")
     env.bindings[binding] = target if pinned in (None, bound.serving) else f"{target}@{pinned}"
+
+
+def _say_deployed_names(state: _Import) -> None:
+    """Where each environment's own worker name went: edge has no worker per environment, so the
+    name survives only as the target of the bindings to it, which the comment says."""
+    for service in state.services.values():
+        if service.file is None:
+            continue  # the files' services only: no binding has made a placeholder yet
+        for env_name, env in service.envs.items():
+            if not env.section:
+                continue  # the top level: its name is the service's
+            owner = state.aliases[env.deploy_name]
+            where = f"{env.section}name = {_shown(env.deploy_name)}" if env.named else \
+                f"{env.section[:-1]} (deployed as {_shown(env.deploy_name)})"
+            if owner != (service.name, env_name):
+                state.skipped[service.file].append(f"{where}: {_target(state, *owner)} has this name too; bindings to it go to "
+                                                   f"{_target(state, *owner)}, not to {_target(state, service.name, env_name)}")
+            elif env.named:
+                state.skipped[service.file].append(
+                    f"{where}: the environment's worker name; bindings to it go to {_target(state, *owner)}")
+
+
+def _target(state: _Import, service: str, env: str) -> str:
+    """A binding's target as the scenario writes it: the service alone for its serving environment."""
+    return service if env == state.services[service].serving else f"{service}@{env}"
+
+
+def _renamed(state: _Import, worker: str) -> list[str]:
+    """Why no imported environment is ``worker``: one that would be by wrangler's default naming has a name of its own."""
+    return [f"{service.name}'s [env.{_shown(env_name)}] would be {_shown(worker)}, but deploys as {_shown(env.deploy_name)}"
+            for service in state.services.values() for env_name, env in service.envs.items()
+            if env.named and f"{service.name}-{env_name}" == worker]
 
 
 def _check_service_name(name: str, file: str, path: str) -> None:

@@ -8,12 +8,16 @@ per point, with replication ``i`` on seed ``seed + i`` at every point and under 
 (common random numbers: the curves differ by the bug and the schedule, not by luck, and a point
 equals an ``edge tune`` run with that bug as ``bad``). The smallest bug caught is read off the
 curve at ``limits.caught``: on the point estimate, and surely (the interval's lower bound).
+Every simulation is submitted at once, point by point, and each point's P(caught) is said as soon
+as its last replication is read: a power run takes minutes, and says something along the way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Executor
 from pathlib import Path
+from typing import Protocol
 
 import msgspec
 
@@ -21,7 +25,8 @@ from edge.scenario import config
 from edge.tune import schedules
 from edge.tune.intervals import Estimate, bounded_mean, proportion
 from edge.tune.results import EngineUse
-from edge.tune.tuner import Task, engine_use, run_tasks, schedule_label, time_bounds
+from edge.tune.tuner import Replication, Task, engine_use, run_tasks, schedule_label, time_bounds
+from edge.tune.wording import percent
 
 
 class PowerPoint(msgspec.Struct):
@@ -60,8 +65,16 @@ class PowerResult(msgspec.Struct):
     engine: EngineUse
 
 
+class Progress(Protocol):
+    """What ``power`` tells whoever shows its progress (``edge.tune.progress``)."""
+
+    def started(self, description: str, simulations: int) -> None: ...
+    def simulation_done(self) -> None: ...
+    def said(self, line: str) -> None: ...
+
+
 def power(loaded: config.LoadedScenario, *, replications: int | None = None, confidence: float = 0.95, seed: int | None = None,
-          executor: Executor | None = None, per_request: bool = False) -> PowerResult:
+          executor: Executor | None = None, per_request: bool = False, progress: Progress | None = None) -> PowerResult:
     tune = loaded.spec.tune
     assert tune is not None and tune.grid is not None
     grid = tune.grid
@@ -70,8 +83,12 @@ def power(loaded: config.LoadedScenario, *, replications: int | None = None, con
     scenario = str(Path(loaded.file).resolve())
     rollouts = schedules.candidates(loaded)
     hypotheses = [f"grid {g}" for g in range(len(grid.bugs))] + ["good"]
-    tasks = [Task(scenario, i, h, seed + k, per_request) for i in range(len(rollouts)) for h in hypotheses for k in range(n)]
-    done = run_tasks(tasks, executor)
+    tasks = [Task(scenario, i, h, seed + k, per_request) for h in hypotheses for i in range(len(rollouts)) for k in range(n)]
+    if progress is not None:
+        progress.said(f"edge tune --power: {len(tasks):,} simulations ({len(rollouts)} schedule(s), {len(grid.bugs)} bugs "
+                      f"and a good canary, {n} replications each)")
+        progress.started(f"--power: {len(hypotheses)} points", len(tasks))
+    done = run_tasks(tasks, executor, None if progress is None else _points_said(progress, grid.bugs, len(rollouts), n))
     target = tune.limits.caught.fraction
     curves = []
     for i, rollout in enumerate(rollouts):
@@ -97,6 +114,24 @@ def power(loaded: config.LoadedScenario, *, replications: int | None = None, con
         scenario=loaded.spec.scenario.name, service=config.tuned_service(loaded.spec).name, seed=seed, confidence=confidence,
         replications=n, kind=grid.kind, target=target, curves=curves, engine=engine_use(scenario, done),
     )
+
+
+def _points_said(progress: Progress, bugs: list[str], schedules: int, n: int) -> Callable[[Replication], None]:
+    """Counts each replication read, and says a point's P(caught) per schedule (the false
+    rollbacks for the good canary) once its last one is."""
+    read: list[Replication] = []
+
+    def done(replication: Replication) -> None:
+        read.append(replication)
+        progress.simulation_done()
+        if len(read) % (schedules * n):
+            return
+        point = len(read) // (schedules * n) - 1
+        rolled_back = [sum(r.phase == "rolled back" for r in read[-schedules * n:] if r.candidate == i) / n for i in range(schedules)]
+        what = f"bug {bugs[point]} ({point + 1} of {len(bugs)}), caught" if point < len(bugs) else "good canary, rolled back"
+        progress.said(f"edge tune --power: {what}: " + ", ".join(f"#{i} {percent(p)}" for i, p in enumerate(rolled_back)))
+
+    return done
 
 
 def _smallest(points: list[PowerPoint], read, target: float) -> str | None:

@@ -1,8 +1,9 @@
-"""``edge tune``'s table: the figures that decide, in at most 120 columns.
+"""``edge tune``'s table: the figures that decide, in the terminal's width (up to 120 columns).
 
-The schedules are listed under the table (a schedule can be long); the rest of the figures
-(errors without the fallback, extra load, canary requests, the closed form, every check) are in
-``--json``.
+A value is never cut: at 80 columns a cell wraps between a value and its interval, and the
+columns that matter least are left out, and named, rather than any bound cropped (``fit``). The
+schedules are listed under the table (a schedule can be long); the rest of the figures (errors
+without the fallback, extra load, canary requests, the closed form, every check) are in ``--json``.
 """
 
 from __future__ import annotations
@@ -11,14 +12,17 @@ import sys
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.text import Text
 
+from edge.tune.fit import Column, fitted
 from edge.tune.intervals import Estimate
 from edge.tune.power import PowerResult
-from edge.tune.results import CandidateResult, EngineUse, TuneResult
+from edge.tune.results import EngineUse, TuneResult
+from edge.tune.wording import Kind, answer, interval, percent, value, verdict
 
 WIDTH = 120
 TOO_FEW = "too few replications"
+STYLES: dict[Kind, str] = {"lead": "bold", "fails": "red", "dropped": "", "paused": "", "passes": "", "open": ""}
 
 
 def _console() -> Console:
@@ -26,67 +30,52 @@ def _console() -> Console:
     return Console(width=min(Console().width, WIDTH)) if sys.stdout.isatty() else Console(width=WIDTH)
 
 
-def _number(x: float) -> str:
-    return f"{x:.1f}" if abs(x) < 10 else f"{x:,.0f}"
-
-
-def _percent(x: float) -> str:
-    return f"{x:.1%}" if 0 < x < 0.1 else f"{x:.0%}"
-
-
-def shown(e: Estimate, unit: str = "", percent: bool = False) -> str:
-    """"12 (8.5–17) s", "100% (95–100%)", or "too few replications" without an interval."""
+def shown(e: Estimate, unit: str = "", as_percent: bool = False) -> str:
+    """"12 s (8.5–17)", "100% (95–100%)", or "too few replications" without an interval."""
     if e.value is None:
         return "—"
-    if e.low is None or e.high is None:
-        return TOO_FEW
-    if percent:
-        return f"{_percent(e.value)} [dim]({_percent(e.low)[:-1]}–{_percent(e.high)})[/dim]"
-    return f"{_number(e.value)}{unit} [dim]({_number(e.low)}–{_number(e.high)})[/dim]"
+    bounds = interval(e, as_percent)
+    return TOO_FEW if bounds is None else f"{value(e, unit, as_percent)} [dim]{bounds}[/dim]"
 
 
-def _verdict(index: int, c: CandidateResult, result: TuneResult) -> str:
-    if index == result.recommended:
-        return "[bold green]★ recommended[/bold green]" if result.decided else "[bold]★ leading[/bold]"
-    if c.dropped is not None:
-        return f"[red]{escape(c.dropped)}[/red]" if c.dropped.startswith("fails") else escape(c.dropped)
-    if c.paused is not None:
-        return f"paused: {escape(c.paused)}"
-    return "passes" if all(check.status == "passes" for check in c.checks) else "open"
+def _verdict(index: int, result: TuneResult) -> str:
+    text, kind = verdict(index, result)
+    style = "bold green" if kind == "lead" and result.decided else STYLES[kind]
+    return f"[{style}]{escape(text)}[/{style}]" if style else escape(text)
+
+
+def _left_out(dropped: list[str], width: int) -> str | None:
+    return f"not shown at {width} columns: {', '.join(dropped)} (a wider terminal shows them; --json has every figure)" if dropped else None
 
 
 def print_table(result: TuneResult, console: Console | None = None) -> None:
     console = _console() if console is None else console
-    table = Table(
-        title=f"edge tune: {result.scenario}, rollout of {result.service}: {result.replications} replications in "
-        f"{result.rounds} round(s) ({result.budget}); {result.confidence:.0%} intervals",
-        title_justify="left",
-    )
-    for column in ("#", "reps", "bad: caught", "time to rollback", "errors seen", "good: false rollback", "rollout time", "verdict"):
-        table.add_column(column, justify="right" if column not in ("#", "verdict") else "left")
-    for index, c in enumerate(result.candidates):
-        table.add_row(
-            str(index), str(c.replications), shown(c.caught, percent=True), shown(c.time_to_rollback_s, " s"),
-            shown(c.errors_seen), shown(c.false_rollback, percent=True), shown(c.rollout_time_s, " s"),
-            _verdict(index, c, result),
-        )
+    cs = result.candidates
+    # Left out first when the width is short: what decides (the verdict, the limits, the rollout
+    # time) stays; errors seen matters more when it is one of the limits.
+    errors_rank = 4 if "errors_seen" in result.limits else 7
+    columns = [
+        Column("#", [str(i) for i in range(len(cs))], 0, "left"),
+        Column("reps", [str(c.replications) for c in cs], 5),
+        Column("bad: caught", [shown(c.caught, as_percent=True) for c in cs], 2),
+        Column("time to rollback", [shown(c.time_to_rollback_s, " s") for c in cs], 6),
+        Column("errors seen", [shown(c.errors_seen) for c in cs], errors_rank),
+        Column("good: false rollback", [shown(c.false_rollback, as_percent=True) for c in cs], 2),
+        Column("rollout time", [shown(c.rollout_time_s, " s") for c in cs], 3),
+        Column("verdict", [_verdict(i, result) for i in range(len(cs))], 1, "left",
+               () if result.recommended is None else (verdict(result.recommended, result)[0],)),
+    ]
+    title = (f"edge tune: {result.scenario}, rollout of {result.service}: {result.replications} replications in "
+             f"{result.rounds} round(s) ({result.budget}); {result.confidence:.0%} intervals")
+    table, dropped = fitted(title, columns, console.width)
     console.print(table)
-    for index, c in enumerate(result.candidates):
+    if note := _left_out(dropped, console.width):
+        console.print(note, style="dim")
+    for index, c in enumerate(cs):
         console.print(f"  #{index}  {escape(c.schedule)}")
     console.print(engine_line(result.engine))
-    limits = ", ".join(check.limit for check in result.candidates[0].checks if not check.limit.startswith("rollout time"))
-    if result.decided:
-        if result.recommended is None:
-            console.print(f"[bold red]no schedule meets the limits[/bold red] ({limits}): decided")
-        else:
-            console.print(f"recommended: [bold]#{result.recommended}[/bold], decided: it surely meets every limit "
-                          f"({limits}) and is surely the fastest of those left")
-        return
-    why = "the budget is spent" if result.stopped == "budget" else "fixed replications"
-    if result.recommended is None:
-        console.print(f"[bold red]no schedule meets the limits[/bold red] ({limits}) on the estimates; not decided ({why})")
-    else:
-        console.print(f"leading: [bold]#{result.recommended}[/bold], on the estimates; not decided ({why}). Open:")
+    style = "bold red" if result.recommended is None else "bold" if result.decided else ""
+    console.print(Text(answer(result) + (". Open:" if result.undecided else ""), style=style))
     for line in result.undecided:
         console.print(f"  {escape(line)}")
 
@@ -104,21 +93,23 @@ def print_power_table(result: PowerResult, console: Console | None = None) -> No
     """P(caught) per schedule and bug (points only: the intervals are in ``--json`` and the plot),
     false rollbacks, and the smallest bug caught at the target."""
     console = _console() if console is None else console
-    table = Table(
-        title=f"edge tune --power: {result.scenario}, rollout of {result.service}: {result.replications} replications per point; "
-        f"P(caught) as the {result.kind} bug grows",
-        title_justify="left",
-    )
-    table.add_column("#")
-    for point in result.curves[0].points:
-        table.add_column(escape(point.bug), justify="right")
-    for column in ("false rollback", f"caught ≥ {result.target:.0%} from", f"surely ({result.confidence:.0%})"):
-        table.add_column(column, justify="right")
-    for index, curve in enumerate(result.curves):
-        cells = [_percent(p.caught.value) if p.caught.value is not None else "—" for p in curve.points]
-        table.add_row(str(index), *cells, shown(curve.false_rollback, percent=True),
-                      escape(curve.smallest_caught or "none"), escape(curve.smallest_surely_caught or "none"))
+    curves = result.curves
+    # The answer's columns stay longest; of the bugs, the largest (caught by all, most often) go first.
+    columns = [
+        Column("#", [str(i) for i in range(len(curves))], 0, "left"),
+        *(Column(escape(point.bug), [percent(c.points[g].caught.value) if c.points[g].caught.value is not None else "—" for c in curves],
+                 4 + len(curves[0].points) - g)
+          for g, point in enumerate(curves[0].points)),
+        Column("false rollback", [shown(c.false_rollback, as_percent=True) for c in curves], 2),
+        Column(f"caught ≥ {result.target:.0%} from", [escape(c.smallest_caught or "none") for c in curves], 1),
+        Column(f"surely ({result.confidence:.0%})", [escape(c.smallest_surely_caught or "none") for c in curves], 3),
+    ]
+    title = (f"edge tune --power: {result.scenario}, rollout of {result.service}: {result.replications} replications per point; "
+             f"P(caught) as the {result.kind} bug grows")
+    table, dropped = fitted(title, columns, console.width)
     console.print(table)
-    for index, curve in enumerate(result.curves):
+    if note := _left_out(dropped, console.width):
+        console.print(note, style="dim")
+    for index, curve in enumerate(curves):
         console.print(f"  #{index}  {escape(curve.schedule)}")
     console.print(engine_line(result.engine))

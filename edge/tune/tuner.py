@@ -207,8 +207,9 @@ def canary_model(behaviour: config.Behaviour | None, canary: ModelWorker, stable
     return copy.copy(stable) if behaviour is None else changed_model(canary, behaviour)
 
 
-def run_tasks(all_tasks: list[Task], executor: Executor | None, done: Callable[[], None] | None = None) -> list[Replication]:
-    """Every replication, on ``executor`` (None: in this process), in the tasks' order."""
+def run_tasks(all_tasks: list[Task], executor: Executor | None, done: Callable[[Replication], None] | None = None) -> list[Replication]:
+    """Every replication, on ``executor`` (None: in this process), in the tasks' order, each
+    handed to ``done`` as it is read."""
     if executor is None:
         mapped: Iterable[Replication] = map(replicate, all_tasks)
     else:
@@ -224,7 +225,7 @@ def run_tasks(all_tasks: list[Task], executor: Executor | None, done: Callable[[
     for result in mapped:
         results.append(result)
         if done is not None:
-            done()
+            done(result)
     return results
 
 
@@ -391,7 +392,7 @@ def tune(loaded: config.LoadedScenario, *, budget: Budget | None = None, confide
         round_tasks = [Task(scenario, i, h, seed + k, per_request) for i in active for k in plan[i] for h in HYPOTHESES]
         if progress is not None:
             progress.round_started(rounds, {i: range(seed + r.start, seed + r.stop) for i, r in plan.items()}, len(round_tasks))
-        replications += run_tasks(round_tasks, executor, None if progress is None else progress.simulation_done)
+        replications += run_tasks(round_tasks, executor, None if progress is None else lambda _: progress.simulation_done())
         for i in active:
             seeds_used[i] = plan[i].stop
         results = summarise(loaded, replications, seed, confidence)
