@@ -455,11 +455,41 @@ def cmd_weight(args: argparse.Namespace) -> int:
         print(f"edge: error: no admin token: set {TOKEN_ENV} (or pass --admin-token) to the token `edge serve` printed at start", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        weights = set_weight(args.admin, args.service, args.environment, args.percent, token=token)
+        weights = set_weight(args.admin, args.service, args.environment, args.percent, token=token, pause_rollout=args.pause_rollout)
     except AdminError as exc:
         print(f"edge: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(f"{args.service}: " + ", ".join(f"{env} {pct:g}%" for env, pct in weights.items()))
+    return EXIT_OK
+
+
+def cmd_rollout(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from edge.live.admin import rollout_action, rollouts
+    from edge.report.rollouts import decode, print_rollout
+
+    if args.action != "status" and args.service is None:
+        print(f"edge: error: `edge rollout {args.action}` needs the SERVICE whose rollout to {args.action}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    console = Console() if sys.stdout.isatty() else Console(width=160, soft_wrap=True)
+    if args.action == "status":
+        found = _admin_call(args, lambda token: rollouts(args.admin, args.service, token=token))
+    else:
+        answer, found = _admin_call(args, lambda token: rollout_action(args.admin, args.service, args.action, token=token)), None
+        if answer is not None:
+            done, report = answer
+            console.print(f"{args.service}: {done}")
+            found = {args.service: report}
+    if found is None:
+        return EXIT_BAD_INPUT
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return EXIT_OK
+    if not found:
+        console.print("no rollouts: no service of the scenario has a [services.rollout]")
+    for service, report in found.items():
+        print_rollout(console, service, decode(report))
     return EXIT_OK
 
 
@@ -505,7 +535,7 @@ def _admin_call(args: argparse.Namespace, call):
     if token is None:
         print(f"edge: error: no admin token: set {TOKEN_ENV} (or pass --admin-token) to the token `edge serve` printed at start", file=sys.stderr)
         return None
-    if "@" not in args.environment:
+    if "@" not in getattr(args, "environment", "@"):
         print(f"edge: error: expected SERVICE@ENVIRONMENT (e.g. app@production), got {args.environment!r}", file=sys.stderr)
         return None
     try:
@@ -711,7 +741,21 @@ def parser() -> argparse.ArgumentParser:
     weight.add_argument("--admin", default=f"http://127.0.0.1:{DEFAULT_ADMIN_PORT}", help="admin API URL (default %(default)s)")
     weight.add_argument("--admin-token", metavar="TOKEN", default=None,
                         help=f"the token `edge serve` printed or was given (default: ${TOKEN_ENV})")
+    weight.add_argument("--pause-rollout", action="store_true",
+                        help="when a rollout owns the service's split (it is refused otherwise), pause it and set the weight")
     weight.set_defaults(func=cmd_weight)
+
+    rollout = sub.add_parser("rollout", help="follow or steer a rollout of a running `edge serve`",
+                             description="status: phase, step, weight, the last analysis's checks and the history. pause: stop analysing and "
+                                         "stepping, the split is yours (edge weight). resume: go on from the step, at its weight. abort: roll back "
+                                         "now. approve: let it past a manual step.")
+    rollout.add_argument("action", choices=("status", "pause", "resume", "abort", "approve"))
+    rollout.add_argument("service", nargs="?", default=None, help="the service whose rollout (status: all when left out)")
+    rollout.add_argument("--json", action="store_true", help="the rollout records as JSON (RolloutReport), every event")
+    rollout.add_argument("--admin", default=f"http://127.0.0.1:{DEFAULT_ADMIN_PORT}", help="admin API URL (default %(default)s)")
+    rollout.add_argument("--admin-token", metavar="TOKEN", default=None,
+                         help=f"the token `edge serve` printed or was given (default: ${TOKEN_ENV})")
+    rollout.set_defaults(func=cmd_rollout)
 
     for name, helptext in (("versions", "list an environment's versions on a running `edge serve`"),
                            ("rollback", "serve an earlier version of an environment on a running `edge serve`")):

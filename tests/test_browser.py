@@ -122,6 +122,13 @@ def test_live_dashboard_of_edge_serve_updates_in_chromium_with_data_in_every_cha
             seconds, points = open_page(browser, url, REPORT_POINTS)
             sections = browser.execute_script("return [...document.querySelectorAll('#charts h2')].map(h => h.textContent);")
             assert sections == ["Traffic", "Latency", "Per-binding latency", "Canary", "Shared CPU", "Actors"]
+            # The rollout panel: its state now, in a table drawn by the page; its step marked on every chart.
+            rows = browser.execute_script("return [...document.querySelectorAll('#rollouts tbody tr')].map(r => [...r.cells].map(c => c.textContent));")
+            [(service, phase, step, weight, failures, last)] = rows
+            assert (service, phase, step, weight) == ("app (canary against production)", "progressing", "1 of 1", "50%"), rows
+            assert failures == "0 (rolls back at 1)" and ("hold: ✗ canary answers" in last or last == "none yet"), last
+            marks = browser.execute_script("return fetch('/dashboard.json').then(r => r.json()).then(p => p.events.map(e => e.label));")
+            assert "app step 50%" in marks, marks
             # It keeps polling: two readings later every chart has more points, with no error on the way.
             time.sleep(2 * INTERVAL + 0.5)
             later = browser.execute_script(f"return {REPORT_POINTS};")

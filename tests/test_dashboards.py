@@ -323,7 +323,7 @@ weights = {{ production = 99, canary = 1 }}
 retry = {{ on = "5xx", methods = ["GET", "HEAD"], to = "production", budget = {{ ratio = 0.5, min_per_second = 5 }} }}
 
 # A rollout that holds at half the traffic (no interval ever has a million answers): its phase and
-# its analyses feed the rollout panels, and its weight is the one the test sets.
+# its analyses feed the rollout panels. It owns the split: the admin API refuses to set it.
 [services.rollout]
 steps = [50]
 interval = "2s"
@@ -487,13 +487,16 @@ def resolve_variables(board: dict[str, Any], prometheus: Prometheus) -> tuple[di
     return values, problems
 
 
-def put_weight(admin: str, service: str, environment: str, percent: float) -> dict[str, Any]:
+def put_weight(admin: str, service: str, environment: str, percent: float) -> tuple[int, dict[str, Any]]:
     request = urllib.request.Request(
         f"{admin}/weights/{service}/{environment}", data=json.dumps({"percent": percent}).encode(), method="PUT",
         headers={"content-type": "application/json", **admin_headers()},
     )
-    with urllib.request.urlopen(request, timeout=5) as answer:
-        return json.loads(answer.read())
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read())
 
 
 def test_every_panel_query_returns_data_from_a_live_server(tmp_path):
@@ -505,8 +508,10 @@ def test_every_panel_query_returns_data_from_a_live_server(tmp_path):
     boards = dashboards()
 
     with serve(str(scenario)) as served:
-        # Half the app traffic to the flaky canary: 5xx, fallbacks and canary latency within seconds.
-        assert put_weight(served.admin, "app", "canary", 50) == {"app": {"production": 50.0, "canary": 50.0}}
+        # The rollout sends half the app traffic to the flaky canary: 5xx, fallbacks and canary
+        # latency within seconds. It owns that split: a weight set by hand is refused (issue 28, item 2).
+        status, answer = put_weight(served.admin, "app", "canary", 10)
+        assert status == 409 and "the rollout of app owns its split" in answer["error"], answer
         prometheus = Prometheus(binary, tmp_path, f"127.0.0.1:{served.port}")
         try:
             with Traffic(served.port) as traffic:
@@ -546,4 +551,4 @@ def test_every_panel_query_returns_data_from_a_live_server(tmp_path):
         pytest.fail(f"{len(missing)} queries returned no data ({summary}):\n\n" + "\n\n".join(missing), pytrace=False)
     assert statuses[200] > 100 and statuses[403] > 0 and statuses[500] > 0, summary
     assert not [k for k in statuses if isinstance(k, str)], f"client errors: {summary}"
-    assert weight and float(weight[0]["value"][1]) == 50.0, f"edge_canary_weight of app@canary after the PUT: {weight}"
+    assert weight and float(weight[0]["value"][1]) == 50.0, f"edge_canary_weight of app@canary, the rollout's step: {weight}"

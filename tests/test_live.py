@@ -481,7 +481,7 @@ def test_a_live_rollout_waits_for_its_approval_through_the_admin_api(tmp_path):
         assert admin_call(served, "POST", "/rollouts/db/approve")[0] == 404
         assert admin_call(served, "GET", "/rollouts/app/approve")[0] == 405
         status, answer = admin_call(served, "POST", "/rollouts/app/approve")
-        assert status == 200 and "goes on" in answer["app"]
+        assert status == 200 and "goes on" in answer["done"] and answer["rollout"]["phase"] == "progressing"
         while admin_call(served, "GET", "/rollouts")[1]["app"]["phase"] != "promoted" and time.monotonic() < deadline:
             time.sleep(0.1)
         assert 'edge_rollout_phase{phase="promoted",service="app"} 1.0' in metric_lines(served, "edge_rollout_phase")

@@ -217,3 +217,47 @@ def test_approve_needs_a_rollout(make_scenario):
     with pytest.raises(config.ConfigError) as raised:
         make_scenario(text)
     assert "timeline[0].target" in str(raised.value) and "with a rollout" in str(raised.value)
+
+
+def test_a_failed_analysis_says_what_was_measured_over_how_many_answers_against_which_limit(make_scenario, tmp_path):
+    """In all three outputs: the JSON's checks, the terminal summary and the HTML page."""
+    import html
+    import json
+    from rich.console import Console
+    from edge.report.build import print_summary, write_json
+    from edge.report.page import render
+
+    _, report = run(make_scenario, STEPS, errors=0.05)
+    [failed] = [e for e in report.rollouts["app"].events if e.event == "fail"]
+    ratio, p99 = failed.checks
+    canary = report.environments["app@canary"]
+    assert (ratio.name, ratio.op, ratio.limit, ratio.passed, ratio.unit) == ("error ratio", "<", 0.01, False, "%")
+    assert 0.03 < ratio.measured < 0.07 and 500 < ratio.samples <= canary.requests  # about 600 answers at 10% of 100/s for 1m
+    assert (p99.name, p99.passed, p99.samples) == ("p99 latency", True, ratio.samples)  # passes are carried too
+    shown = f"error ratio {ratio.measured:.3%} of {ratio.samples:,} answers (needs < 1%)"
+    assert failed.detail == shown
+
+    out = tmp_path / "r.json"
+    write_json(report, out)
+    [written] = [e for e in json.loads(out.read_text())["rollouts"]["app"]["events"] if e["event"] == "fail"]
+    assert written["checks"][0] == {"name": "error ratio", "measured": ratio.measured, "op": "<", "limit": 0.01,
+                                    "samples": ratio.samples, "passed": False, "unit": "%"}
+    for width in (80, 120):
+        console = Console(width=width, record=True)
+        print_summary(report, console)
+        assert shown in console.export_text(), width  # on one line, whole
+    assert shown in html.unescape(render(report))
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_rollout_status_fits_the_terminal_and_shows_the_last_analysis_checks(make_scenario, width):
+    from rich.console import Console
+    from edge.report.rollouts import print_rollout
+
+    _, report = run(make_scenario, STEPS + "\nfailure_limit = 2", errors=0.05)
+    console = Console(width=width, record=True)
+    print_rollout(console, "app", report.rollouts["app"])
+    text = console.export_text()
+    assert "…" not in text and all(len(line.rstrip()) <= width for line in text.splitlines()), text
+    assert text.startswith("app: rolled back at 2m0s, step 1 of 4, canary at 0%, against production;")
+    assert "last analysis at 2m0s: fail ✗ error ratio" in text and "(needs < 1%)" in text and "✓ p99 latency" in text

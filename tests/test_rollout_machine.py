@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from edge.engine.rollout_machine import (
-    Analysis, Approve, CompareLimits, Comparison, Log, Milestone, NoData, PauseOver, Phase, Plan, Promote, RecordAnalysis,
+    Abort, Analysis, Approve, Check, Hold, Resume, CompareLimits, Comparison, Log, Milestone, NoData, PauseOver, Phase, Plan, Promote, RecordAnalysis,
     Rollback, RolloutState, ScheduleAnalysis, SchedulePauseEnd, SequentialTest, SetWeight, Start, StartWindow, Step, Verdict, step,
 )
 from edge.scenario.values import Gate
@@ -36,6 +36,16 @@ def window(answered: int = 1000, errors: int = 1, values: tuple[float, ...] = GO
 def verdict(actions) -> Verdict:
     [recorded] = [a.verdict for a in actions if isinstance(a, RecordAnalysis)]
     return recorded
+
+
+PASSED = Log(Verdict.PASS, "1000 canary answers, 1 errors; error ratio 0.100% of 1,000 answers (needs < 1%); p99 latency 10ms of 1,000 answers (needs < 50ms)", (
+    Check("error ratio", 0.001, "<", 0.01, 1000, True, "%"), Check("p99 latency", 0.010, "<", 0.05, 1000, True, "s")))
+
+
+def checks(actions) -> tuple[Check, ...]:
+    """The checks of the analysis's verdict (the rollback's, for the sequential test's)."""
+    [logged] = [a.checks for a in actions if isinstance(a, Log) and isinstance(a.event, Verdict)] or [a.checks for a in actions if isinstance(a, Rollback)]
+    return logged
 
 
 def entered(index: int, plan: Plan = PLAN) -> list:
@@ -74,7 +84,7 @@ def test_a_second_start_changes_nothing(phase):
 def test_a_pass_before_the_last_step_moves_to_the_next():
     state, actions = step(at(0), window())
     assert (state.phase, state.step) == (Phase.PROGRESSING, 1)
-    assert actions == [RecordAnalysis(Verdict.PASS), Log(Verdict.PASS, "1000 canary answers, 1 errors"), *entered(1)]
+    assert actions == [RecordAnalysis(Verdict.PASS), PASSED, *entered(1)]
 
 
 def test_a_pass_at_the_step_before_the_last_enters_the_last():
@@ -85,7 +95,7 @@ def test_a_pass_at_the_step_before_the_last_enters_the_last():
 def test_a_pass_at_the_last_step_promotes():
     state, actions = step(at(2), window())
     assert state.phase is Phase.PROMOTED and state.ended
-    assert actions == [RecordAnalysis(Verdict.PASS), Log(Verdict.PASS, "1000 canary answers, 1 errors"), Promote()]
+    assert actions == [RecordAnalysis(Verdict.PASS), PASSED, Promote()]
 
 
 def test_a_single_step_rollout_promotes_on_its_first_pass():
@@ -99,7 +109,9 @@ def test_a_single_step_rollout_promotes_on_its_first_pass():
 def test_a_failure_on_the_first_window_rolls_back_with_the_default_limit_of_one():
     state, actions = step(at(0), window(values=(0.05, 0.010)))
     assert state.phase is Phase.ROLLED_BACK and state.failures == 1
-    assert actions == [RecordAnalysis(Verdict.FAIL), Log(Verdict.FAIL, "error ratio < 1%"), Rollback("1 failed analyses (limit 1)")]
+    failed = Log(Verdict.FAIL, "error ratio 5.000% of 1,000 answers (needs < 1%)", (
+        Check("error ratio", 0.05, "<", 0.01, 1000, False, "%"), Check("p99 latency", 0.010, "<", 0.05, 1000, True, "s")))
+    assert actions == [RecordAnalysis(Verdict.FAIL), failed, Rollback("1 failed analyses (limit 1)")]
 
 
 @pytest.mark.parametrize("before, phase", [(0, Phase.PROGRESSING), (1, Phase.PROGRESSING), (2, Phase.ROLLED_BACK)])
@@ -148,9 +160,23 @@ def test_an_inclusive_gate_at_its_limit(shed, passed):
     assert verdict(actions) is (Verdict.PASS if passed else Verdict.FAIL)
 
 
-def test_every_failed_gate_is_named():
+def test_every_failed_gate_is_named_with_its_measured_value_sample_size_and_limit():
     _, actions = step(at(0), window(values=(0.05, 0.2)))
-    assert Log(Verdict.FAIL, "error ratio < 1%; p99 latency < 50ms") in actions
+    assert Log(Verdict.FAIL, "error ratio 5.000% of 1,000 answers (needs < 1%); p99 latency 200ms of 1,000 answers (needs < 50ms)", (
+        Check("error ratio", 0.05, "<", 0.01, 1000, False, "%"), Check("p99 latency", 0.2, "<", 0.05, 1000, False, "s"))) in actions
+
+
+@pytest.mark.parametrize("ratio, passed", [(0.01, False), (math.nextafter(0.01, 0), True)], ids=["exactly at the limit", "just under"])
+def test_a_gate_at_its_limit_carries_the_value_it_was_judged_on(ratio, passed):
+    _, actions = step(at(0), window(values=(ratio, 0.010)))
+    assert checks(actions)[0] == Check("error ratio", ratio, "<", 0.01, 1000, passed, "%")
+
+
+def test_a_gate_counts_the_samples_its_value_was_measured_over():
+    """A latency quantile is read from the answers whose latency was recorded, not all answers."""
+    _, actions = step(at(0), Analysis(answered=1000, errors=1, gate_values=GOOD, gate_samples=(1000, 998)))
+    assert [(c.name, c.samples) for c in checks(actions)] == [("error ratio", 1000), ("p99 latency", 998)]
+    assert "p99 latency 10ms of 998 answers" in [a for a in actions if isinstance(a, Log)][0].detail
 
 
 def test_a_value_for_every_gate_is_required():
@@ -164,8 +190,10 @@ def test_min_requests_at_its_limit(answered, judged):
     plan = dataclasses.replace(PLAN, min_requests=100, failure_limit=5)
     _, actions = step(at(0, plan), window(answered=answered))
     assert verdict(actions) is (Verdict.PASS if judged else Verdict.NO_DATA)
-    if not judged:
-        assert Log(Verdict.NO_DATA, f"{answered} canary answers (needs 100)") in actions
+    assert checks(actions)[0] == Check("canary answers", answered, ">=", 100, answered, judged)
+    if not judged:  # the gates are not judged on too few answers
+        assert Log(Verdict.NO_DATA, f"no data: canary answers {answered} (needs >= 100)", checks(actions)) in actions
+        assert len(checks(actions)) == 1
 
 
 @pytest.mark.parametrize("answered, judged", [(0, False), (1, True)])
@@ -198,7 +226,8 @@ def test_no_data_as_a_hold_counts_nothing_and_stays_at_the_step():
     plan = dataclasses.replace(PLAN, min_requests=100, no_data=NoData.HOLD)
     state, actions = step(at(1, plan), window(answered=0, errors=0))
     assert (state.phase, state.step, state.failures) == (Phase.PROGRESSING, 1, 0)
-    assert actions == [RecordAnalysis(Verdict.HOLD), Log(Verdict.HOLD, "0 canary answers (needs 100)"), ScheduleAnalysis(60.0)]
+    held = Log(Verdict.HOLD, "no data: canary answers 0 (needs >= 100)", (Check("canary answers", 0, ">=", 100, 0, False),))
+    assert actions == [RecordAnalysis(Verdict.HOLD), held, ScheduleAnalysis(60.0)]
 
 
 # -- the latency comparison ------------------------------------------------------------------------
@@ -218,9 +247,17 @@ def test_the_comparison_fails_only_when_both_limits_are_passed(p, shift, passed)
     assert verdict(actions) is (Verdict.PASS if passed else Verdict.FAIL)
 
 
-def test_a_failed_comparison_names_the_stable_environment():
-    _, actions = step(at(0, COMPARE), window(comparison=Comparison(p_value=0.0001, median_shift_s=0.002)))
-    assert Log(Verdict.FAIL, "latency above production's (Mann-Whitney p=0.0001, median +2ms)") in actions
+def test_a_failed_comparison_names_the_stable_environment_its_level_and_samples():
+    _, actions = step(at(0, COMPARE), window(comparison=Comparison(p_value=0.0001, median_shift_s=0.002, samples=640)))
+    failed = "Mann-Whitney p against production 0.0001 of 640 answers (needs >= 0.01), median +2ms (fails only beyond +1ms)"
+    assert [a.detail for a in actions if isinstance(a, Log)] == [failed]
+    assert checks(actions)[-1] == Check("Mann-Whitney p against production", 0.0001, ">=", 0.01, 640, False, note="median +2ms (fails only beyond +1ms)")
+
+
+def test_a_passed_comparison_is_a_check_too():
+    _, actions = step(at(0, COMPARE), window(comparison=Comparison(p_value=0.0001, median_shift_s=-0.002, samples=640)))
+    assert verdict(actions) is Verdict.PASS
+    assert checks(actions)[-1].passed and checks(actions)[-1].note.startswith("median -2ms")
 
 
 def test_nothing_to_compare_passes():
@@ -254,6 +291,8 @@ def test_the_upper_bound_rolls_back_at_once(llr, rolled_back):
     if rolled_back:  # not a counted failure, and no no-data verdict either
         assert state.failures == 0 and actions[0] == RecordAnalysis(Verdict.ROLLBACK) and isinstance(actions[-1], Rollback)
         assert actions[-1].why.startswith("sequential test: error ratio nearer 1.000% than 0.100%")
+        [check] = actions[-1].checks
+        assert (check.name, check.passed, check.op, check.limit) == ("log-likelihood ratio", False, "<", round(UPPER, 6))
         assert not any(isinstance(a, Log) for a in actions)  # the controller logs the rollback itself
     else:
         assert verdict(actions) is Verdict.HOLD
@@ -374,3 +413,90 @@ def test_the_machine_needs_no_clock_metrics_trio_or_randomness():
         capture_output=True, text=True, check=True,
     ).stdout.split()
     assert not {"trio", "numpy", "random", "edge.platform.clock", "edge.metrics", "edge.engine.topology", "actors"} & set(loaded)
+
+
+def test_the_sequential_tests_check_counts_every_answer_it_has_read():
+    state, _ = step(at(0, SEQUENTIAL), window(answered=150, errors=0))
+    assert state.sprt_answers == 150
+    state, actions = step(dataclasses.replace(state, llr=UPPER), window(answered=100, errors=1))  # one error in 100 raises the ratio
+    [check] = checks(actions)
+    assert check.samples == 250 and "of 250 answers" in actions[-1].why
+
+
+# -- the operator: pause, resume, abort ------------------------------------------------------------
+@pytest.mark.parametrize("phase", [Phase.PENDING, Phase.PROGRESSING, Phase.WAITING])
+def test_a_pause_holds_any_unfinished_phase_and_resume_returns_to_it(phase):
+    state = RolloutState(PAUSED, phase=phase, step=-1 if phase is Phase.PENDING else 0)  # waiting: for the 3m before 50%
+    held, actions = step(state, Hold())
+    assert held.phase is Phase.PAUSED and actions == [Log(Milestone.PAUSED, "by the operator")]
+    resumed, actions = step(held, Resume())
+    assert resumed.phase is phase and actions[0] == Log(Milestone.RESUMED, "by the operator")
+
+
+def test_a_paused_rollout_ignores_its_analyses():
+    held, _ = step(at(1), Hold())
+    assert step(held, window(values=(0.5, 0.5))) == (held, [])
+
+
+def test_resuming_a_progressing_rollout_sets_its_weight_again_and_analyses_afresh():
+    """The operator may have moved the split while paused; the rollout's step weight comes back."""
+    held, _ = step(at(1), Hold())
+    state, actions = step(held, Resume())
+    assert (state.phase, state.step) == (Phase.PROGRESSING, 1)
+    assert actions == [Log(Milestone.RESUMED, "by the operator"), SetWeight(50), StartWindow(), ScheduleAnalysis(60.0)]
+
+
+@pytest.mark.parametrize("final", [Phase.PROMOTED, Phase.ROLLED_BACK])
+def test_a_finished_rollout_cannot_be_paused_resumed_or_aborted(final):
+    state = RolloutState(PLAN, phase=final, step=2)
+    for event in (Hold(), Resume(), Abort()):
+        assert step(state, event) == (state, [])
+
+
+def test_a_second_pause_and_a_resume_of_a_running_rollout_change_nothing():
+    held, _ = step(at(1), Hold())
+    assert step(held, Hold()) == (held, [])
+    assert step(at(1), Resume()) == (at(1), [])
+
+
+@pytest.mark.parametrize("phase", [Phase.PENDING, Phase.PROGRESSING, Phase.WAITING, Phase.PAUSED])
+def test_abort_rolls_back_from_any_unfinished_phase(phase):
+    state, actions = step(RolloutState(PLAN, phase=phase, step=1), Abort())
+    assert state.phase is Phase.ROLLED_BACK and actions == [Rollback("aborted by the operator")]
+
+
+def test_a_start_during_a_pause_starts_the_rollout_when_resumed():
+    held, _ = step(RolloutState(PLAN), Hold())
+    held, actions = step(held, Start())
+    assert held.phase is Phase.PAUSED and actions == []
+    state, actions = step(held, Resume())
+    assert state.phase is Phase.PROGRESSING and state.step == 0 and SetWeight(10) in actions
+
+
+def test_a_steps_pause_that_ends_during_the_operators_pause_moves_on_when_resumed():
+    state, _ = step(at(0, PAUSED), window())  # waits 3m before 50%
+    held, _ = step(state, Hold())
+    held, actions = step(held, PauseOver(1))
+    assert held.phase is Phase.PAUSED and actions == []
+    state, actions = step(held, Resume())
+    assert (state.phase, state.step) == (Phase.PROGRESSING, 1) and SetWeight(50) in actions
+
+
+def test_a_steps_pause_not_yet_over_keeps_waiting_when_resumed():
+    state, _ = step(at(0, PAUSED), window())
+    held, _ = step(state, Hold())
+    state, actions = step(held, Resume())
+    assert state.phase is Phase.WAITING and actions == [Log(Milestone.RESUMED, "by the operator"), SetWeight(10)]
+    state, actions = step(state, PauseOver(1))  # the step's own timer, as scheduled before the pause
+    assert (state.phase, state.step) == (Phase.PROGRESSING, 1)
+
+
+@pytest.mark.parametrize("approved", [False, True])
+def test_an_approval_during_a_pause_is_used_when_resumed(approved):
+    state, _ = step(at(0, MANUAL), window())  # waits for an approval before 50%
+    held, _ = step(state, Hold())
+    if approved:
+        held, actions = step(held, Approve())
+        assert held.phase is Phase.PAUSED and actions == []  # not resumed by an approval
+    state, _ = step(held, Resume())
+    assert (state.phase, state.step) == ((Phase.PROGRESSING, 1) if approved else (Phase.WAITING, 0))

@@ -244,7 +244,7 @@ def test_a_threshold_over_an_environment_that_answered_nothing_fails_with_no_dat
         "p99 latency of api@canary < 1s": (False, True, "no data"),
         "errors of api@canary == 0": (False, True, "no data"),  # zero errors out of nothing is not a pass
         "requests of api@canary == 0": (True, False, "measured 0"),  # a count of requests is its own data
-        "error ratio < 5%": (True, False, "measured 0.000%"),  # the clients sent 1,000
+        "error ratio < 5%": (True, False, "measured 0.000% of 1,000 requests"),  # the clients sent 1,000
     }
 
 
@@ -280,7 +280,7 @@ def test_edge_run_for_no_time_fails_its_thresholds_with_no_data(tmp_path):
 def test_no_data_is_left_out_of_the_json_when_there_is_data(tmp_path):
     out = tmp_path / "r.json"
     assert edge_run(str(scenario(tmp_path, "requests >= 900")), "-q", "--json", str(out)).returncode == 0
-    assert json.loads(out.read_text())["thresholds"] == [{"threshold": "requests >= 900", "value": 1000.0, "passed": True}]
+    assert json.loads(out.read_text())["thresholds"] == [{"threshold": "requests >= 900", "value": 1000.0, "passed": True, "samples": 1000}]
 
 
 def test_a_bad_no_data_choice_exits_2_naming_the_path(tmp_path):

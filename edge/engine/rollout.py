@@ -33,7 +33,7 @@ from edge.engine.topology import Topology
 from edge.scenario.thresholds import Threshold
 
 
-class RolloutEvent(msgspec.Struct):
+class RolloutEvent(msgspec.Struct, omit_defaults=True):
     at_s: float
     event: str
     """start, step, pass, fail, no_data, hold, settled (the sequential test), waiting, approved,
@@ -41,18 +41,32 @@ class RolloutEvent(msgspec.Struct):
     weight: float
     """The canary's weight after the event."""
     detail: str
+    checks: list[machine.Check] = []
+    """An analysis's criteria (gates, answers needed, the comparison, the sequential test), pass
+    or fail, each with its measured value, sample size and limit."""
+
+
+MARKED_EVENTS = frozenset({"start", "step", "rollback", "promote", "waiting", "approved", "paused", "resumed"})
+"""Rollout events worth a line on a chart (the report's, the live dashboard's): the decisions and
+the operator's actions, not every analysis."""
 
 
 class RolloutReport(msgspec.Struct):
     canary: str
     stable: str
     phase: str
-    """pending, progressing, waiting (a pause or an approval), promoted or rolled back."""
+    """pending, progressing, waiting (a pause or an approval), paused (by the operator), promoted
+    or rolled back."""
     weight: float
+    step: int
+    """The step whose weight the canary has, from 1 (0 before the first)."""
+    steps: int
     steps_passed: int
     failures: int
+    failure_limit: int
     ended_at_s: float | None
-    """When it was promoted or rolled back."""
+    """When it was promoted or rolled back, in seconds since the run's (or the server's) start,
+    as every time of its events is."""
     canary_requests: int
     """Calls the canary answered from the rollout's start to its end (or the run's)."""
     canary_errors: int
@@ -134,6 +148,8 @@ class RolloutController:
         self.clock = clock
         self.metrics = metrics
         self.state = machine.RolloutState(plan_of(rollout))
+        self.origin = clock.now()
+        """The clock's time at the run's (or the server's) start: a live clock's is not 0."""
         self.events: list[RolloutEvent] = []
         self.analyses: list[tuple[float, machine.Analysis]] = []
         """Every window analysed, with its time (what ``edge tune``'s agreement tests compare)."""
@@ -141,6 +157,7 @@ class RolloutController:
         self._first: _Reading | None = None  # the canary at the start, for its totals
         self._last: _Reading | None = None  # the canary when the window began
         self._last_stable: Bins | None = None
+        self._window = 0  # the analysis window's number: an analysis scheduled for an earlier one is stale
         self._show_phase()
 
     # -- events in --------------------------------------------------------------------------------
@@ -156,11 +173,37 @@ class RolloutController:
 
     def approve(self) -> str:
         """A manual gate's approval (timeline ``approve``, or the admin API live)."""
-        resumes = self.state.awaiting >= 0
+        resumes = self.state.awaiting >= 0 and self.state.phase is Phase.WAITING
         self._feed(machine.Approve())
         return "approved: the rollout goes on" if resumes else "approved in advance: the next manual step will not wait"
 
-    def _analyse(self) -> None:
+    def hold(self) -> str:
+        """The operator's pause: nothing analysed, no step taken, the split left to the operator."""
+        if self.state.ended or self.state.phase is Phase.PAUSED:
+            return f"nothing to pause: the rollout is {self.phase}"
+        self._feed(machine.Hold())
+        return f"paused at {self.router.weights.get(self.canary, 0.0):g}%: the split is yours until `edge rollout resume`"
+
+    def resume(self) -> str:
+        if self.state.phase is not Phase.PAUSED:
+            return f"nothing to resume: the rollout is {self.phase}"
+        self._feed(machine.Resume())
+        return f"resumed: {self.phase}, the canary at {self.router.weights.get(self.canary, 0.0):g}%"
+
+    def abort(self) -> str:
+        if self.state.ended:
+            return f"nothing to abort: the rollout is {self.phase}"
+        self._feed(machine.Abort())
+        return "aborted: rolled back, the canary at 0%"
+
+    @property
+    def owns_split(self) -> bool:
+        """Whether the rollout sets the split: from its creation until it ends, unless paused."""
+        return not self.state.ended and self.state.phase is not Phase.PAUSED
+
+    def _analyse(self, window_number: int) -> None:
+        if window_number != self._window:  # scheduled before a pause, for a window since begun again
+            return
         window = self._measure()
         self.analyses.append((self.clock.now(), window))
         self._feed(window)
@@ -177,27 +220,28 @@ class RolloutController:
             case machine.SetWeight(weight):
                 self.router.set_weight(self.canary, weight)
             case machine.StartWindow():
+                self._window += 1
                 self._last = _Reading(self.metrics.environments[self.canary_actor.key])
                 self._last_stable = self.metrics.environments[self.stable_actor.key].latency.bins()
             case machine.ScheduleAnalysis(after_s):
-                self.clock.call_later(after_s, self._analyse)
+                self.clock.call_later(after_s, self._analyse, self._window)
             case machine.SchedulePauseEnd(index, after_s):
                 self.clock.call_later(after_s, self._pause_over, index)
             case machine.RecordAnalysis(verdict):
                 key = (self.service, verdict.value)
                 self.metrics.rollout_checks[key] = self.metrics.rollout_checks.get(key, 0) + 1
-            case machine.Log(event, detail):
-                self._log(event.value, detail)
+            case machine.Log(event, detail, checks):
+                self._log(event.value, detail, checks)
             case machine.Promote():
                 version = self.stable_actor.adopt(self.canary_actor)
                 self.router.set_weights({name: (100.0 if name == self.stable else 0.0) for name in self.router.targets})
-                self.ended_at = self.clock.now()
+                self.ended_at = self._since_start()
                 # Logged here, not by the machine: the version is the environment's, after adopting.
                 self._log("promote", f"{self.stable} now runs version {version.number} ({version.source}) and takes all traffic")
-            case machine.Rollback(why):
+            case machine.Rollback(why, checks):
                 self.router.set_weight(self.canary, 0.0)
-                self.ended_at = self.clock.now()
-                self._log("rollback", why)
+                self.ended_at = self._since_start()
+                self._log("rollback", why, checks)
 
     # -- one interval's figures -------------------------------------------------------------------
     def _measure(self) -> machine.Analysis:
@@ -218,9 +262,12 @@ class RolloutController:
         for phase in Phase:
             self.metrics.rollout_phase[(self.service, phase.value)] = 1.0 if phase is self.state.phase else 0.0
 
-    def _log(self, event: str, detail: str) -> None:
+    def _log(self, event: str, detail: str, checks: tuple[machine.Check, ...] = ()) -> None:
         weight = self.router.weights.get(self.canary, 0.0)
-        self.events.append(RolloutEvent(at_s=round(self.clock.now(), 9), event=event, weight=weight, detail=detail))
+        self.events.append(RolloutEvent(at_s=self._since_start(), event=event, weight=weight, detail=detail, checks=list(checks)))
+
+    def _since_start(self) -> float:
+        return round(self.clock.now() - self.origin, 9)
 
     @property
     def phase(self) -> str:
@@ -236,8 +283,9 @@ class RolloutController:
         first = self._first or end
         return RolloutReport(
             canary=self.canary, stable=self.stable, phase=self.phase, weight=self.router.weights.get(self.canary, 0.0),
+            step=self.state.step + 1, steps=len(self.state.plan.steps),
             steps_passed=sum(1 for e in self.events if e.event == "pass"),
-            failures=self.state.failures, ended_at_s=None if self.ended_at is None else round(self.ended_at, 9),
+            failures=self.state.failures, failure_limit=self.state.plan.failure_limit, ended_at_s=self.ended_at,
             canary_requests=end.answered - first.answered, canary_errors=end.errors - first.errors, events=list(self.events),
         )
 
@@ -259,7 +307,9 @@ def analysis(plan: machine.Plan, *, answered: int, errors: int, shed: int, laten
     limits = plan.compare
     if limits is not None and stable_weight > 0 and min(latency.count, stable_latency.count) >= limits.min_samples:
         comparison = _compare(latency, stable_latency)
-    return machine.Analysis(answered=answered, errors=errors, gate_values=tuple(_value(gate, window) for gate in plan.gates), comparison=comparison)
+    return machine.Analysis(
+        answered=answered, errors=errors, gate_values=tuple(_value(gate, window) for gate in plan.gates),
+        gate_samples=tuple(_samples(gate, window, answered) for gate in plan.gates), comparison=comparison)
 
 
 def _compare(canary: Bins, stable: Bins) -> machine.Comparison:
@@ -267,7 +317,7 @@ def _compare(canary: Bins, stable: Bins) -> machine.Comparison:
     from scipy.stats import mannwhitneyu  # a second's import, paid only by rollouts that compare
 
     p = float(mannwhitneyu(canary.samples(), stable.samples(), alternative="greater", method="asymptotic").pvalue)
-    return machine.Comparison(p_value=p, median_shift_s=canary.quantile(0.5) - stable.quantile(0.5))
+    return machine.Comparison(p_value=p, median_shift_s=canary.quantile(0.5) - stable.quantile(0.5), samples=canary.count)
 
 
 def _value(gate: Threshold, window: dict[str, Any]) -> float:
@@ -277,6 +327,12 @@ def _value(gate: Threshold, window: dict[str, Any]) -> float:
             return value.largest()
         return value.quantile({"p50": 0.5, "p90": 0.9, "p99": 0.99}[gate.stat])  # type: ignore[index]
     return float(value)
+
+
+def _samples(gate: Threshold, window: dict[str, Any], answered: int) -> int:
+    """A latency quantile is read from the answers whose latency was recorded; the rest from all."""
+    value = window[gate.metric]
+    return value.count if isinstance(value, Bins) else answered
 
 
 def schedule_rollouts(spec: config.Scenario, topology: Topology, clock: ModelClock, metrics: RunMetrics) -> dict[str, RolloutController]:

@@ -4,7 +4,8 @@ Nothing here reads a clock, a metric or a random number, or touches an actor: th
 (``edge.engine.rollout``) measures each analysis window, turns timers and approvals into events,
 and applies the actions this returns, in order. So every decision can be tested by feeding events.
 
-Phases and what moves them (``Start``, ``PauseOver``, ``Approve``, ``Analysis``):
+Phases and what moves them (``Start``, ``PauseOver``, ``Approve``, ``Analysis``; an operator's
+``Hold``, ``Resume`` and ``Abort``):
 
 * pending -> progressing (or waiting, if the first step has a pause or needs an approval): Start.
 * progressing -> progressing at the next step: an analysis passes before the last step.
@@ -12,6 +13,11 @@ Phases and what moves them (``Start``, ``PauseOver``, ``Approve``, ``Analysis``)
 * waiting -> progressing: the pause is over (PauseOver) and any approval is given (Approve).
 * progressing -> promoted: the last step's analysis passes.
 * progressing -> rolled back: ``failure_limit`` failed analyses, or the sequential test's upper bound.
+* pending, progressing or waiting -> paused: Hold (``edge rollout pause``). Nothing is analysed
+  and no step is taken; the weight stays where it is, or where the operator sets it.
+* paused -> progressing or waiting, where it was: Resume. The step's weight is set again and its
+  analysis window starts afresh; a step's pause or an approval that came meanwhile counts.
+* any phase but the final ones -> rolled back: Abort.
 * promoted, rolled back: final; later events change nothing.
 
 The order of one analysis (the report's history depends on it): the sequential test, which may
@@ -25,6 +31,8 @@ import dataclasses
 import enum
 import math
 
+import msgspec
+
 from edge.platform.units import format_duration
 from edge.scenario.thresholds import Threshold
 
@@ -34,6 +42,8 @@ class Phase(enum.StrEnum):
     PROGRESSING = "progressing"
     WAITING = "waiting"
     """For a step's pause, or for an approval."""
+    PAUSED = "paused"
+    """By the operator: until resumed, nothing is analysed and no step taken."""
     PROMOTED = "promoted"
     ROLLED_BACK = "rolled back"
 
@@ -65,6 +75,48 @@ class Milestone(enum.StrEnum):
     SETTLED = "settled"
     WAITING = "waiting"
     APPROVED = "approved"
+    PAUSED = "paused"
+    RESUMED = "resumed"
+
+
+class Check(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One criterion of an analysis, pass or fail, as Flagger and Argo Rollouts print a metric's
+    result: what was measured, over how many answers, against which limit. Plain data, so the
+    report's JSON carries it as it is."""
+
+    name: str
+    """What was measured: a gate's statistic and metric ("p99 latency"), "canary answers", the
+    comparison's "Mann-Whitney p", the sequential test's "log-likelihood ratio"."""
+    measured: float
+    op: str
+    """The comparison that passes: measured OP limit."""
+    limit: float
+    samples: int
+    """The answers the value was measured over."""
+    passed: bool
+    unit: str = ""
+    """"s" for a duration, "%" for a ratio, "" for a count or a statistic."""
+    note: str = ""
+    """What else decided it (the comparison's median shift)."""
+
+    def shown(self) -> str:
+        """"error ratio 5.000% of 240 answers (needs < 1.000%)"; "canary answers 12 (needs >= 100)"."""
+        counted = "" if self.name == ANSWERS else f" of {self.samples:,} answers"
+        limit = f"{self.limit * 100:.10g}%" if self.unit == "%" else _number(self.limit, self.unit)  # as the scenario wrote it
+        text = f"{self.name} {_number(self.measured, self.unit)}{counted} (needs {self.op} {limit})"
+        return f"{text}, {self.note}" if self.note else text
+
+
+ANSWERS = "canary answers"
+"""The check of ``min_requests``: its value is its sample size."""
+
+
+def _number(value: float, unit: str) -> str:
+    if unit == "s":
+        return format_duration(value)
+    if unit == "%":
+        return f"{value:.3%}"
+    return f"{value:.3g}" if value != int(value) else f"{value:g}"
 
 
 # -- the plan: a rollout's settings, parsed -------------------------------------------------------
@@ -156,6 +208,12 @@ class RolloutState:
     sprt_settled: bool = False
     comparisons: int = 0
     """Latency comparisons judged so far: the next is at the plan's level of that index."""
+    sprt_answers: int = 0
+    """The answers the sequential test has read."""
+    held_from: Phase | None = None
+    """The phase an operator's pause interrupted, to resume to."""
+    start_missed: bool = False
+    """The start came during a pause from pending: the rollout starts when resumed."""
 
     @property
     def ended(self) -> bool:
@@ -181,12 +239,31 @@ class Approve:
 
 
 @dataclasses.dataclass(frozen=True)
+class Hold:
+    """An operator's pause (``edge rollout pause``)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Resume:
+    """An operator's resume after a ``Hold``."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Abort:
+    """An operator's abort: roll back now."""
+
+    why: str = "aborted by the operator"
+
+
+@dataclasses.dataclass(frozen=True)
 class Comparison:
     """The canary's latency against the stable environment's over the window."""
 
     p_value: float
     """One-sided: small when the canary is slower."""
     median_shift_s: float
+    samples: int = 0
+    """The canary's answers compared (the stable environment's are at least ``min_samples`` too)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,12 +274,15 @@ class Analysis:
     errors: int
     gate_values: tuple[float, ...]
     """The measured value of each of the plan's gates, in its order (anything when ``answered`` is 0)."""
+    gate_samples: tuple[int, ...] = ()
+    """The answers each gate's value was measured over, in the same order; ``answered`` for any
+    left out (a latency quantile's are the answers whose latency was recorded)."""
     comparison: Comparison | None = None
     """None when there is nothing to compare: a side answered fewer than ``min_samples``, or
     the stable environment had no weight in the window."""
 
 
-Event = Start | PauseOver | Approve | Analysis
+Event = Start | PauseOver | Approve | Hold | Resume | Abort | Analysis
 
 
 # -- actions --------------------------------------------------------------------------------------
@@ -242,6 +322,8 @@ class Log:
 
     event: Verdict | Milestone
     detail: str
+    checks: tuple[Check, ...] = ()
+    """An analysis's criteria, each with its measured value, sample size and limit."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,6 +336,8 @@ class Rollback:
     """The canary's weight goes to 0."""
 
     why: str
+    checks: tuple[Check, ...] = ()
+    """The sequential test's, when it decided the rollback."""
 
 
 Action = SetWeight | StartWindow | ScheduleAnalysis | SchedulePauseEnd | RecordAnalysis | Log | Promote | Rollback
@@ -263,6 +347,8 @@ Action = SetWeight | StartWindow | ScheduleAnalysis | SchedulePauseEnd | RecordA
 def step(state: RolloutState, event: Event) -> tuple[RolloutState, list[Action]]:
     """The state after ``event`` and what to do about it, in order."""
     if isinstance(event, Start):
+        if state.phase is Phase.PAUSED and state.held_from is Phase.PENDING:
+            return dataclasses.replace(state, start_missed=True), []
         if state.phase is not Phase.PENDING:
             return state, []
         plan = state.plan
@@ -272,12 +358,51 @@ def step(state: RolloutState, event: Event) -> tuple[RolloutState, list[Action]]
         state, actions = _enter(dataclasses.replace(state, phase=Phase.PROGRESSING), 0)
         return state, [started, *actions]
     if isinstance(event, PauseOver):
+        if state.phase is Phase.PAUSED:  # the step's pause is over; the operator's is not
+            return dataclasses.replace(state, paused_for=event.step), []
         if state.phase is not Phase.WAITING:
             return state, []
         return _enter(dataclasses.replace(state, paused_for=event.step), event.step)
     if isinstance(event, Approve):
         return _approve(state)
+    if isinstance(event, Hold):
+        if state.ended or state.phase is Phase.PAUSED:
+            return state, []
+        return dataclasses.replace(state, phase=Phase.PAUSED, held_from=state.phase), [Log(Milestone.PAUSED, "by the operator")]
+    if isinstance(event, Resume):
+        return _resume(state)
+    if isinstance(event, Abort):
+        if state.ended:
+            return state, []
+        return _roll_back(state, event.why, [])
     return _analyse(state, event)
+
+
+def _resume(state: RolloutState) -> tuple[RolloutState, list[Action]]:
+    """Back where the pause found it: a pending rollout waits for its start, a progressing one
+    analyses its step afresh (at the step's weight again), a waiting one goes on once its step's
+    pause is over and an approval, if needed, is given (either may have come meanwhile)."""
+    if state.phase is not Phase.PAUSED or state.held_from is None:
+        return state, []
+    was, missed = state.held_from, state.start_missed
+    state = dataclasses.replace(state, phase=was, held_from=None, start_missed=False)
+    resumed = Log(Milestone.RESUMED, "by the operator")
+    if missed:
+        state, actions = step(state, Start())
+        return state, [resumed, *actions]
+    if was is Phase.PROGRESSING:
+        weight = state.plan.steps[state.step].weight
+        return state, [resumed, SetWeight(weight), StartWindow(), ScheduleAnalysis(state.plan.interval_s)]
+    if was is Phase.WAITING:
+        following = state.awaiting if state.awaiting >= 0 else state.step + 1
+        target = state.plan.steps[following]
+        pause_over = target.pause_s is None or state.paused_for == following
+        if pause_over and (state.awaiting < 0 or state.approvals):
+            state, actions = _enter(state, following)
+            return state, [resumed, *actions]
+        if state.step >= 0:  # still waiting, at the last step's weight
+            return state, [resumed, SetWeight(state.plan.steps[state.step].weight)]
+    return state, [resumed]
 
 
 def _enter(state: RolloutState, index: int) -> tuple[RolloutState, list[Action]]:
@@ -301,7 +426,7 @@ def _approve(state: RolloutState) -> tuple[RolloutState, list[Action]]:
     """An approval resumes a waiting manual step, or is kept for the next one (even after the end:
     it is harmless there, and an operator's early approval must not be lost)."""
     state = dataclasses.replace(state, approvals=state.approvals + 1)
-    if state.awaiting < 0:
+    if state.awaiting < 0 or state.phase is Phase.PAUSED:  # a paused rollout uses it when resumed
         return state, []
     state, actions = _enter(state, state.awaiting)
     return state, [Log(Milestone.APPROVED, ""), *actions]
@@ -312,7 +437,7 @@ def _analyse(state: RolloutState, window: Analysis) -> tuple[RolloutState, list[
         return state, []
     plan = state.plan
     actions: list[Action] = []
-    verdict: tuple[Verdict, str] | None = None
+    verdict: tuple[Verdict, str, tuple[Check, ...]] | None = None
     if plan.sequential is not None and not state.sprt_settled:
         state, verdict, settled = _sprt(state, plan.sequential, window)
         if settled:
@@ -321,11 +446,11 @@ def _analyse(state: RolloutState, window: Analysis) -> tuple[RolloutState, list[
         *verdict, compared = _judge(plan, window, state.comparisons)
         if compared:
             state = dataclasses.replace(state, comparisons=state.comparisons + 1)
-    kind, detail = verdict
+    kind, detail, checks = verdict
     actions.append(RecordAnalysis(kind))
     if kind is Verdict.ROLLBACK:
-        return _roll_back(state, detail, actions)
-    actions.append(Log(kind, detail))
+        return _roll_back(state, detail, actions, checks)
+    actions.append(Log(kind, detail, checks))
     if kind is Verdict.PASS:
         if state.step + 1 < len(plan.steps):
             state, entered = _enter(state, state.step + 1)
@@ -338,37 +463,51 @@ def _analyse(state: RolloutState, window: Analysis) -> tuple[RolloutState, list[
     return state, [*actions, ScheduleAnalysis(plan.interval_s)]
 
 
-def _sprt(state: RolloutState, test: SequentialTest, window: Analysis) -> tuple[RolloutState, tuple[Verdict, str] | None, Log | None]:
+def _sprt(state: RolloutState, test: SequentialTest, window: Analysis) -> tuple[RolloutState, tuple[Verdict, str, tuple[Check, ...]] | None, Log | None]:
     """The test over this window's answers too: a rollback verdict, a settled note, or neither."""
     p0, p1 = test.p0, test.p1
     llr = state.llr + window.errors * math.log(p1 / p0) + (window.answered - window.errors) * math.log((1 - p1) / (1 - p0))
     upper = math.log((1 - test.beta) / test.alpha)
     lower = math.log(test.beta / (1 - test.alpha))
-    state = dataclasses.replace(state, llr=llr)
+    state = dataclasses.replace(state, llr=llr, sprt_answers=state.sprt_answers + window.answered)
     if llr >= upper:
-        return state, (Verdict.ROLLBACK, f"sequential test: error ratio nearer {p1:.3%} than {p0:.3%} (log-likelihood ratio {llr:.2f} >= {upper:.2f})"), None
+        check = Check("log-likelihood ratio", round(llr, 6), "<", round(upper, 6), state.sprt_answers, False,
+                      note=f"sequential test of error ratio {p0:.3%} against {p1:.3%}")
+        return state, (Verdict.ROLLBACK, f"sequential test: error ratio nearer {p1:.3%} than {p0:.3%} ({check.shown()})", (check,)), None
     if llr <= lower:
-        settled = Log(Milestone.SETTLED, f"sequential test: error ratio nearer {p0:.3%} (log-likelihood ratio {llr:.2f} <= {lower:.2f})")
+        settled = Log(Milestone.SETTLED, f"sequential test: error ratio nearer {p0:.3%} (log-likelihood ratio {llr:.2f} <= {lower:.2f} "
+                                         f"over {state.sprt_answers:,} answers)")
         return dataclasses.replace(state, sprt_settled=True), None, settled
     return state, None, None
 
 
-def _judge(plan: Plan, window: Analysis, comparisons: int) -> tuple[Verdict, str, bool]:
+def _judge(plan: Plan, window: Analysis, comparisons: int) -> tuple[Verdict, str, tuple[Check, ...], bool]:
     """No data, or the gates and the comparison (the rollout's ``comparisons``-th) over the
-    window; and whether a comparison was judged (it spends its level)."""
-    if window.answered < max(plan.min_requests, 1):
-        reason = f"{window.answered} canary answers (needs {plan.min_requests})"
-        return {NoData.FAIL: Verdict.NO_DATA, NoData.PASS: Verdict.PASS, NoData.HOLD: Verdict.HOLD}[plan.no_data], reason, False
-    failed = [gate.text for gate, value in zip(plan.gates, window.gate_values, strict=True) if not gate.holds(value)]
+    window, each as a ``Check``; and whether a comparison was judged (it spends its level)."""
+    needed = max(plan.min_requests, 1)
+    enough = Check(ANSWERS, window.answered, ">=", needed, window.answered, window.answered >= needed)
+    if not enough.passed:
+        verdict = {NoData.FAIL: Verdict.NO_DATA, NoData.PASS: Verdict.PASS, NoData.HOLD: Verdict.HOLD}[plan.no_data]
+        return verdict, f"no data: {enough.shown()}", (enough,), False
+    checks = [enough] if plan.min_requests > 1 else []
+    samples = window.gate_samples or (window.answered,) * len(plan.gates)
+    for gate, value, count in zip(plan.gates, window.gate_values, samples, strict=True):
+        checks.append(Check(gate.measure, value, gate.op, gate.value, count, gate.holds(value), gate.unit))
     c, limits = window.comparison, plan.compare
     compared = limits is not None and c is not None
-    if limits is not None and c is not None and c.p_value < limits.level(comparisons) and c.median_shift_s > limits.min_shift_s:
-        which = "" if limits.levels is None else f" < {limits.level(comparisons):.2g}, comparison {comparisons + 1} of {len(limits.levels)};"
-        failed.append(f"latency above {plan.stable}'s (Mann-Whitney p={c.p_value:.2g}{which or ','} median +{format_duration(c.median_shift_s)})")
+    if limits is not None and c is not None:
+        level = limits.level(comparisons)
+        slower = c.p_value < level and c.median_shift_s > limits.min_shift_s
+        which = "" if limits.levels is None else f", comparison {comparisons + 1} of {len(limits.levels)}"
+        checks.append(Check(f"Mann-Whitney p against {plan.stable}", float(f"{c.p_value:.6g}"), ">=", float(f"{level:.6g}"), c.samples, not slower,
+                            note=f"median {'+' if c.median_shift_s >= 0 else '-'}{format_duration(abs(c.median_shift_s))} "
+                                 f"(fails only beyond +{format_duration(limits.min_shift_s)}){which}"))
+    failed = [check.shown() for check in checks if not check.passed]
     if failed:
-        return Verdict.FAIL, "; ".join(failed), compared
-    return Verdict.PASS, f"{window.answered} canary answers, {window.errors} errors", compared
+        return Verdict.FAIL, "; ".join(failed), tuple(checks), compared
+    passed = f"{window.answered} canary answers, {window.errors} errors"
+    return Verdict.PASS, "; ".join([passed, *(check.shown() for check in checks if check is not enough)]), tuple(checks), compared
 
 
-def _roll_back(state: RolloutState, why: str, actions: list[Action]) -> tuple[RolloutState, list[Action]]:
-    return dataclasses.replace(state, phase=Phase.ROLLED_BACK), [*actions, Rollback(why)]
+def _roll_back(state: RolloutState, why: str, actions: list[Action], checks: tuple[Check, ...] = ()) -> tuple[RolloutState, list[Action]]:
+    return dataclasses.replace(state, phase=Phase.ROLLED_BACK), [*actions, Rollback(why, checks)]

@@ -6,9 +6,16 @@ reach it steers production-like traffic. It is small and JSON over HTTP, so ``cu
     GET  /weights                      {"app": {"production": 99.0, "canary": 1.0}}
     PUT  /weights/app                  body {"production": 95, "canary": 5}: the whole split
     PUT  /weights/app/canary           body {"percent": 5}: one environment, the rest keep
-                                       their proportions (0 is a rollback)
-    GET  /rollouts                     every rollout: phase, weight, analyses so far
+                                       their proportions (0 is a rollback). While a rollout
+                                       owns app's split this is 409, unless the request adds
+                                       ?pause_rollout=1: the rollout is paused first
+    GET  /rollouts                     every rollout: phase, step, weight, its history; times
+                                       in seconds since the server started
+    GET  /rollouts/app                 app's rollout
     POST /rollouts/app/approve         let app's rollout past a manual step
+    POST /rollouts/app/pause           stop analysing and stepping; the split is the operator's
+    POST /rollouts/app/resume          go on from the step it was at, at that step's weight
+    POST /rollouts/app/abort           roll back now
     GET  /versions                     every environment's version history
     GET  /versions/app@production      one environment's: active version, versions, deployments
     POST /versions/app@production      body {"vars": {...}, "secrets": {...}, "message": "...",
@@ -184,6 +191,12 @@ class AdminApi:
             return _error(404, f"no split service {parts[1]!r} (split services: {split})")
         if request.method not in ("PUT", "POST"):
             return _error(405, f"use PUT to change the weights of {parts[1]}")
+        rollout = self.rollouts.get(parts[1])
+        if rollout is not None and rollout.owns_split:
+            if "pause_rollout=1" not in urlsplit(request.url).query.split("&"):
+                return _error(409, f"the rollout of {parts[1]} owns its split ({rollout.phase}, step {rollout.state.step + 1} of "
+                                   f"{len(rollout.state.plan.steps)}): pause it first, or add ?pause_rollout=1 to pause it and set the weight")
+            log.warning("rollout of %s: %s", parts[1], rollout.hold())
         body = await request.bytes()
         try:
             if len(parts) == 2:
@@ -199,19 +212,24 @@ class AdminApi:
         return Response.json({router.service: router.weights})
 
     def _rollouts(self, request: Request, parts: list[str]) -> Response:
-        if len(parts) == 1 and request.method == "GET":
-            return Response(msgspec.json.encode({name: c.report() for name, c in sorted(self.rollouts.items())}),
-                            headers={"content-type": "application/json"})
-        if len(parts) == 3 and parts[2] == "approve":
-            controller = self.rollouts.get(parts[1])
-            if controller is None:
-                return _error(404, f"no rollout of {parts[1]!r} (rollouts: {', '.join(sorted(self.rollouts)) or 'none'})")
-            if request.method != "POST":
-                return _error(405, f"use POST to approve the rollout of {parts[1]}")
-            done = controller.approve()
-            log.info("rollout of %s: %s", parts[1], done)
-            return Response.json({parts[1]: done})
-        return _error(404, f"no admin endpoint {request.path}; try GET /rollouts or POST /rollouts/SERVICE/approve")
+        if len(parts) == 1:
+            if request.method != "GET":
+                return _error(405, "GET /rollouts lists every rollout")
+            return _json({name: c.report() for name, c in sorted(self.rollouts.items())})
+        controller = self.rollouts.get(parts[1])
+        if controller is None:
+            return _error(404, f"no rollout of {parts[1]!r} (rollouts: {', '.join(sorted(self.rollouts)) or 'none'})")
+        if len(parts) == 2 and request.method == "GET":
+            return _json(controller.report())
+        action = ROLLOUT_ACTIONS.get(parts[2]) if len(parts) == 3 else None
+        if action is None:
+            return _error(404, f"no admin endpoint {request.path}; try GET /rollouts/{parts[1]} or POST /rollouts/{parts[1]}/"
+                               f"{'|'.join(ROLLOUT_ACTIONS)}")
+        if request.method != "POST":
+            return _error(405, f"use POST to {parts[2]} the rollout of {parts[1]}")
+        done = getattr(controller, action)()
+        log.warning("rollout of %s: %s", parts[1], done)
+        return Response.json({"done": done, "rollout": msgspec.to_builtins(controller.report())})
 
     async def _versions(self, request: Request, parts: list[str]) -> Response:
         if len(parts) == 1:
@@ -254,6 +272,10 @@ class AdminApi:
         return {name: dict(router.weights) for name, router in sorted(self.routers.items())}
 
 
+ROLLOUT_ACTIONS = {"approve": "approve", "pause": "hold", "resume": "resume", "abort": "abort"}
+"""POST /rollouts/SERVICE/<name> -> the controller's method."""
+
+
 def _json(value: Any) -> Response:
     return Response(msgspec.json.encode(value), headers={"content-type": "application/json"})
 
@@ -283,9 +305,24 @@ class AdminError(Exception):
     """The admin API could not be reached or refused the change; the message says which."""
 
 
-def set_weight(admin_url: str, service: str, environment: str, percent: float, *, token: str, timeout: float = 5.0) -> dict[str, float]:
+def set_weight(admin_url: str, service: str, environment: str, percent: float, *, token: str, pause_rollout: bool = False,
+               timeout: float = 5.0) -> dict[str, float]:
     """What ``edge weight SERVICE ENV PCT`` does: one PUT, and the split the server now applies."""
-    return _ask(admin_url, "PUT", f"/weights/{service}/{environment}", {"percent": percent}, token=token, timeout=timeout)[service]
+    query = "pause_rollout=1" if pause_rollout else ""
+    return _ask(admin_url, "PUT", f"/weights/{service}/{environment}", {"percent": percent}, token=token, timeout=timeout, query=query)[service]
+
+
+def rollouts(admin_url: str, service: str | None, *, token: str, timeout: float = 5.0) -> dict[str, Any]:
+    """What ``edge rollout status [SERVICE]`` shows: service -> its ``RolloutReport`` as JSON."""
+    if service is None:
+        return _ask(admin_url, "GET", "/rollouts", None, token=token, timeout=timeout)
+    return {service: _ask(admin_url, "GET", f"/rollouts/{service}", None, token=token, timeout=timeout)}
+
+
+def rollout_action(admin_url: str, service: str, action: str, *, token: str, timeout: float = 5.0) -> tuple[str, dict[str, Any]]:
+    """``edge rollout pause|resume|abort|approve SERVICE``: what the server did, and the rollout after it."""
+    answer = _ask(admin_url, "POST", f"/rollouts/{service}/{action}", None, token=token, timeout=timeout)
+    return answer["done"], answer["rollout"]
 
 
 def versions(admin_url: str, environment: str, *, token: str, timeout: float = 5.0) -> dict[str, Any]:
@@ -303,8 +340,8 @@ _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 bearer token to the proxy (and for 127.0.0.1 make no sense). The admin API is reached directly."""
 
 
-def _ask(admin_url: str, method: str, path: str, body: Any, *, token: str, timeout: float) -> Any:
-    url = f"{admin_url.rstrip('/')}{urllib.parse.quote(path, safe='/@')}"
+def _ask(admin_url: str, method: str, path: str, body: Any, *, token: str, timeout: float, query: str = "") -> Any:
+    url = f"{admin_url.rstrip('/')}{urllib.parse.quote(path, safe='/@')}" + (f"?{query}" if query else "")
     headers = {"authorization": f"Bearer {token}"}
     data = None
     if body is not None:

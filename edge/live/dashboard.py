@@ -6,6 +6,10 @@ Every ``INTERVAL`` seconds the dashboard reads the run's recorders the way a sim
 does (``SeriesRecorder``: traffic, latency, canary weights, CPU), plus what only a live server has
 to show as it goes: per-binding latency and the actors' mailboxes and in-flight calls. It keeps
 the last ``KEEP`` readings (ten minutes), so its memory does not grow with the run.
+
+A rollout shows twice: a panel of its state now (phase, step, weight, the last analysis's
+checks), and its steps, rollbacks and the operator's pauses as marked lines on every chart, as
+the timeline's events are.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 
 import trio
 
+from edge.engine.rollout import MARKED_EVENTS, RolloutController
 from edge.engine.timeline import TimelineEntry
 from edge.metrics.charts import chart, ms, sections
 from edge.metrics.histogram import Bins
@@ -30,8 +35,10 @@ KEEP = 300
 
 
 class Dashboard:
-    def __init__(self, metrics: RunMetrics, clock: ModelClock, timeline: list[TimelineEntry], cpu_limit_s: float) -> None:
+    def __init__(self, metrics: RunMetrics, clock: ModelClock, timeline: list[TimelineEntry], cpu_limit_s: float,
+                 rollouts: dict[str, RolloutController] | None = None) -> None:
         self.metrics = metrics
+        self.rollouts = {} if rollouts is None else rollouts  # filled in place when the rollouts are scheduled
         self.clock = clock
         self.timeline = timeline
         self.cpu_limit_s = cpu_limit_s
@@ -106,7 +113,20 @@ class Dashboard:
                 chart("Cold starts per second", "/s", *((key, c["cold"]) for key, c in self.actors.items())),
             ]})
         events = [{"at": self.started + e.at_s, "label": f"{e.action} {e.target}"} for e in self.timeline]
-        return {"time": True, "x": self.stamps, "events": events, "sections": page}
+        rollouts = []
+        for service, controller in sorted(self.rollouts.items()):
+            r = controller.report()
+            origin = self.started + controller.origin
+            events += [{"at": origin + e.at_s, "label": f"{service} {e.event} {e.weight:g}%"}
+                       for e in r.events if e.event in MARKED_EVENTS]
+            analysed = [e for e in r.events if e.checks]
+            rollouts.append({
+                "service": service, "canary": r.canary, "stable": r.stable, "phase": r.phase, "step": r.step, "steps": r.steps,
+                "weight": r.weight, "failures": r.failures, "failure_limit": r.failure_limit,
+                "last": None if not analysed else {"at": origin + analysed[-1].at_s, "event": analysed[-1].event,
+                                                   "checks": [{"shown": c.shown(), "passed": c.passed} for c in analysed[-1].checks]},
+            })
+        return {"time": True, "x": self.stamps, "events": events, "sections": page, "rollouts": rollouts}
 
     def json(self) -> bytes:
         return json.dumps(self.snapshot(), separators=(",", ":")).encode()
@@ -124,12 +144,44 @@ PAGE = f"""<!doctype html>
 <h1>edge serve: {{name}}</h1>
 <p class="muted">The last {KEEP * INTERVAL / 60:g} minutes, read every {INTERVAL:g} s from the running server
 (<a href="/dashboard.json">dashboard.json</a>, <a href="/metrics">/metrics</a>). <span id="status"></span></p>
+<div id="rollouts"></div>
 <div id="charts"></div>
 <script>
 (function () {{
   var status = document.getElementById("status");
+  function cell(row, text, className) {{
+    var td = row.insertCell();
+    td.textContent = text;
+    if (className) td.className = className;
+  }}
+  function rollouts(list) {{
+    var node = document.getElementById("rollouts");
+    node.textContent = "";
+    if (!list || !list.length) return;
+    var title = document.createElement("h2");
+    title.textContent = "Rollouts";
+    node.appendChild(title);
+    var table = document.createElement("table");
+    var head = table.createTHead().insertRow();
+    ["service", "phase", "step", "canary weight", "failed analyses", "last analysis"].forEach(function (h) {{
+      var th = document.createElement("th"); th.textContent = h; head.appendChild(th);
+    }});
+    var body = table.createTBody();
+    list.forEach(function (r) {{
+      var row = body.insertRow();
+      cell(row, r.service + " (" + r.canary + " against " + r.stable + ")");
+      cell(row, r.phase, r.phase === "rolled back" ? "fail" : r.phase === "promoted" ? "pass" : "");
+      cell(row, r.step ? r.step + " of " + r.steps : "not started");
+      cell(row, r.weight + "%");
+      cell(row, r.failures + " (rolls back at " + r.failure_limit + ")");
+      cell(row, r.last ? new Date(r.last.at * 1000).toLocaleTimeString() + " " + r.last.event + ": " +
+        r.last.checks.map(function (c) {{ return (c.passed ? "✓ " : "✗ ") + c.shown; }}).join("; ") : "none yet");
+    }});
+    node.appendChild(table);
+  }}
   function poll() {{
     fetch("/dashboard.json", {{cache: "no-store"}}).then(function (r) {{ return r.json(); }}).then(function (page) {{
+      rollouts(page.rollouts);
       EdgeCharts.draw(document.getElementById("charts"), page);
       status.textContent = page.x.length ? "Updated " + new Date().toLocaleTimeString() + "." : "Waiting for the first reading.";
     }}).catch(function (e) {{ status.textContent = "Server unreachable: " + e; }});

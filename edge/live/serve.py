@@ -73,7 +73,7 @@ class LiveRuntime:
         self.admin = AdminApi(self.topology.routers, self.topology.rollouts, token=admin_token, environments=self.topology.environments)
         self.timeline: list[TimelineEntry] = []
         self.ingress: HttpServer | None = None  # the main port's server, once serving: read at each scrape
-        self.dashboard = Dashboard(self.metrics, self.clock, self.timeline, meta.cpu_limit.seconds)
+        self.dashboard = Dashboard(self.metrics, self.clock, self.timeline, meta.cpu_limit.seconds, self.topology.rollouts)
 
     async def handle(self, request: Request) -> Response:
         """The main port: platform endpoints for requests addressed to the server, else routes."""

@@ -13,7 +13,7 @@ from typing import Callable
 
 import msgspec
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 
 from edge.platform.files import InputError, read_input, write_output
 from edge.metrics.histogram import LogHistogram
@@ -26,6 +26,7 @@ from edge.engine.timeline import TimelineEntry
 from edge.scenario.thresholds import Threshold, ThresholdResult, has_data
 from edge.platform.units import format_duration
 from edge.platform.versions import Deployment
+from edge.report.terminal import Column, clauses, fitted, left_out, print_parts
 
 
 class Quantiles(msgspec.Struct):
@@ -356,8 +357,9 @@ def threshold_result(report: Report, rule: ThresholdRule) -> ThresholdResult:
     """The rule's verdict on the run: the value measured, or "no data" (``thresholds.has_data``)."""
     t = rule.threshold
     value = _round(threshold_value(report, t))
-    if has_data(t, subject_requests(report, t)):
-        return ThresholdResult(threshold=t.text, value=value, passed=t.holds(value))
+    requests = subject_requests(report, t)
+    if has_data(t, requests):
+        return ThresholdResult(threshold=t.text, value=value, passed=t.holds(value), samples=requests)
     return ThresholdResult(threshold=t.text, value=value, passed=rule.no_data == "pass", no_data=True)
 
 
@@ -438,38 +440,48 @@ def read_json(path: str | Path) -> Report:
     return msgspec.json.decode(data, type=Report)
 
 
+SUMMARY_PRIORITY = ("environment", "requests", "5xx", "p99", "p50", "2xx", "CPU", "shed", "4xx", "p90", "queue p99", "ver")
+"""The summary table's columns, most needed first: a terminal too narrow for all of them loses
+them from the end."""
+
+
 def print_summary(report: Report, console: Console | None = None) -> None:
     if console is None:
-        # Piped or redirected output is not wrapped to rich's 80-column default: logs keep whole rows.
-        console = Console() if sys.stdout.isatty() else Console(width=160)
+        # Piped or redirected output is not wrapped at all: logs keep whole rows and lines.
+        console = Console() if sys.stdout.isatty() else Console(width=160, soft_wrap=True)
     ms = format_duration
-    table = Table(title=f"{report.scenario} — seed {report.seed}, {ms(report.duration_s)} of traffic", title_justify="left")
-    for column in ("environment", "ver", "requests", "2xx", "4xx", "5xx", "shed", "p50", "p90", "p99", "queue p99", "CPU"):
-        table.add_column(column, justify="left" if column == "environment" else "right")
+    columns = ("environment", "ver", "requests", "2xx", "4xx", "5xx", "shed", "p50", "p90", "p99", "queue p99", "CPU")
+    rows = []
     for key, e in report.environments.items():
-        table.add_row(
+        rows.append([
             key, e.version, f"{e.requests:,}", f"{e.status.get('2xx', 0):,}", f"{e.status.get('4xx', 0):,}", f"{e.status.get('5xx', 0):,}",
             f"{e.shed:,}", ms(e.latency_s.p50), ms(e.latency_s.p90), ms(e.latency_s.p99), ms(e.queue_wait_s.p99), ms(e.cpu_s),
-        )
+        ])
         served = [v for v in e.versions if v.requests]
         if len(served) > 1 or (served and str(served[0].number) != e.version):  # the version changed during the run
             for v in served:
-                table.add_row(
+                rows.append([
                     f"  {key} v{v.number}", str(v.number), f"{v.requests:,}", f"{v.status.get('2xx', 0):,}", f"{v.status.get('4xx', 0):,}",
                     f"{v.status.get('5xx', 0):,}", *[""] * 6,
-                )
+                ])
+    title = f"{report.scenario} — seed {report.seed}, {ms(report.duration_s)} of traffic"
+    table, dropped = fitted(title, [
+        Column(name, [row[i] for row in rows], SUMMARY_PRIORITY.index(name), "left" if i == 0 else "right", unbroken=tuple(row[0].strip() for row in rows) if i == 0 else ())
+        for i, name in enumerate(columns)], console.width)
     console.print(table)
+    if note := left_out(dropped, console.width):
+        console.print(note, style="dim")
     c = report.clients
-    console.print(
-        f"clients: {c.requests:,} requests, {c.errors:,} errors ({c.error_ratio:.3%}), "
-        f"p50 {ms(c.latency_s.p50)}, p99 {ms(c.latency_s.p99)}, max {ms(c.latency_s.max)}; "
-        f"retries {c.retries:,}, shed {c.shed:,}, CPU limit exceeded {c.cpu_limit_exceeded:,}; "
-        f"CPU per request p50 {ms(c.cpu_per_request_s.p50)}, p99 {ms(c.cpu_per_request_s.p99)}"
-        + (f"; timeouts {c.timeouts:,}" if c.timeouts else "")
-        + (f"; unknown environment {c.unknown_environment:,}" if c.unknown_environment else "")
-        + (f"; [bold red]never answered {c.unanswered:,}[/bold red]" if c.unanswered else "")
-        + (f"; dropped arrivals {sum(c.dropped.values()):,}" if c.dropped else "")
-    )
+    print_parts(console, clauses(
+        [f"clients: {c.requests:,} requests", f"{c.errors:,} errors ({c.error_ratio:.3%})", f"p50 {ms(c.latency_s.p50)}",
+         f"p99 {ms(c.latency_s.p99)}", f"max {ms(c.latency_s.max)}"],
+        [f"retries {c.retries:,}", f"shed {c.shed:,}", f"CPU limit exceeded {c.cpu_limit_exceeded:,}"],
+        [f"CPU per request p50 {ms(c.cpu_per_request_s.p50)}", f"p99 {ms(c.cpu_per_request_s.p99)}"],
+        [f"timeouts {c.timeouts:,}"] if c.timeouts else [],
+        [f"unknown environment {c.unknown_environment:,}"] if c.unknown_environment else [],
+        [f"[bold red]never answered {c.unanswered:,}[/bold red]"] if c.unanswered else [],
+        [f"dropped arrivals {sum(c.dropped.values()):,}"] if c.dropped else [],
+    ))
     for name, r in report.replays.items():
         console.print(
             f"  replay {name}: {r.file} ({r.format}), {r.requests:,} requests over {ms(r.span_s)} recorded "
@@ -493,30 +505,34 @@ def print_summary(report: Report, console: Console | None = None) -> None:
     if report.measured_cpu:
         console.print("[yellow]CPU: measured CPU of code workers charged too (measure_cpu): this run is not deterministic[/yellow]")
     for entry in report.timeline:
-        console.print(f"[cyan]{format_duration(entry.at_s):>8}[/cyan]  {entry.action} {entry.target}: {entry.detail}")
+        first, *rest = clauses(*([escape(part)] for part in entry.detail.split("; ")))
+        print_parts(console, [f"[cyan]{format_duration(entry.at_s):>8}[/cyan]  {entry.action} {entry.target}: {first}", *rest], indent=" " * 10)
     for service, r in report.rollouts.items():
         ended = "" if r.ended_at_s is None else f" at {format_duration(r.ended_at_s)}"
         colour = {"promoted": "green", "rolled back": "red"}.get(r.phase, "yellow")
-        console.print(
-            f"rollout {service}@{r.canary}: [{colour}]{r.phase}{ended}[/{colour}], canary at {r.weight:g}%, "
-            f"{r.steps_passed} steps passed, {r.failures} failed analyses; {r.canary_requests:,} canary answers, {r.canary_errors:,} errors"
-        )
+        print_parts(console, clauses(
+            [f"rollout {service}@{r.canary}: [{colour}]{r.phase}{ended}[/{colour}]", f"canary at {r.weight:g}%",
+             f"{r.steps_passed} steps passed", f"{r.failures} failed analyses"],
+            [f"{r.canary_requests:,} canary answers", f"{r.canary_errors:,} errors"],
+        ))
         for e in r.events:
             if e.event not in ("pass", "step"):
-                console.print(f"[cyan]{format_duration(e.at_s):>8}[/cyan]  {e.event} ({e.weight:g}%): {e.detail}")
+                # A check is one part: "error ratio 5.000% of 1,196 answers (needs < 1%)" stays on one line.
+                first, *rest = clauses(*([escape(part)] for part in e.detail.split("; ")))
+                print_parts(console, [f"[cyan]{format_duration(e.at_s):>8}[/cyan]  {e.event} ({e.weight:g}%): {first}", *rest], indent=" " * 10)
     if report.stopped_early is not None:
         console.print(f"[bold red]stopped early at {format_duration(report.stopped_early.at_s)}:[/bold red] {report.stopped_early.threshold}")
     for t in report.thresholds:
         mark = "[green]✓ pass[/green]" if t.passed else "[bold red]✗ FAIL[/bold red]"
-        console.print(f"{mark}  {t.threshold}  ({t.shown()})")
+        print_parts(console, [f"{mark}  {escape(t.threshold)}", f"({t.shown()})"], indent=" " * 8)
     for service, r in report.routers.items():
         weights = ", ".join(f"{env} {w:g}%" for env, w in r.weights.items())
         retries = ", ".join(f"{k} {v:,}" for k, v in r.retries.items()) or "none"
         denied = ", ".join(f"{k} {v:,}" for k, v in r.retries_denied.items())
-        console.print(f"router {service}: {weights}; retries {retries}" + (f"; denied by the budget {denied}" if denied else ""))
+        print_parts(console, clauses([f"router {service}: {weights}"], [f"retries {retries}"], [f"denied by the budget {denied}"] if denied else []))
         for env, effective in r.effective.items():
             actual = r.actual[env]
-            console.print(
-                f"  {service}@{env}: success {effective.success_ratio:.3%} effective ({effective.requests:,} routed there first), "
-                f"{actual.success_ratio:.3%} per attempt ({actual.requests:,} attempts)"
-            )
+            print_parts(console, clauses([
+                f"  {service}@{env}: success {effective.success_ratio:.3%} effective ({effective.requests:,} routed there first)",
+                f"{actual.success_ratio:.3%} per attempt ({actual.requests:,} attempts)",
+            ]), indent="    ")

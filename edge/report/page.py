@@ -13,6 +13,7 @@ from html import escape
 from pathlib import Path
 from typing import Any, Iterable
 
+from edge.engine.rollout import MARKED_EVENTS
 from edge.metrics.charts import sections
 from edge.platform.files import write_output
 from edge.platform.pages import head, script_json
@@ -101,14 +102,10 @@ def _rollouts(report: Report) -> str:
     return "".join(parts) or '<p class="muted">none</p>'
 
 
-# Rollout events worth a line on the charts: the decisions, not every analysis.
-MARKED = {"start", "step", "rollback", "promote", "waiting", "approved"}
-
-
 def chart_data(report: Report) -> dict[str, Any]:
     events = [{"at": e.at_s, "label": f"{e.action} {e.target}"} for e in report.timeline]
     events += [{"at": e.at_s, "label": f"{service} {e.event} {e.weight:g}%"}
-               for service, r in report.rollouts.items() for e in r.events if e.event in MARKED]
+               for service, r in report.rollouts.items() for e in r.events if e.event in MARKED_EVENTS]
     return {"x": report.series.end_s, "events": events, "sections": sections(report.series, report.cpu_limit_s)}
 
 

@@ -69,6 +69,16 @@ class Threshold:
     def holds(self, measured: float) -> bool:
         return _OPS[self.op](measured, self.value)
 
+    @property
+    def measure(self) -> str:
+        """What is measured, without its limit: "p99 latency", "error ratio"."""
+        return f"{self.stat} {self.metric}" if self.stat else self.metric
+
+    @property
+    def unit(self) -> str:
+        """"s" for a duration, "%" for a ratio, "" for a count."""
+        return "s" if self.metric in TIMED else "%" if self.metric in RATIOS else ""
+
     def __str__(self) -> str:
         return self.text
 
@@ -90,18 +100,22 @@ class ThresholdResult(msgspec.Struct, omit_defaults=True):
     no_data: bool = False
     """Its subject saw no requests: ``value`` measures nothing, and ``passed`` is the rule's
     ``no_data`` choice (fail by default). Left out of the JSON when False."""
+    samples: int = 0
+    """The requests its subject saw, which ``value`` was measured over."""
 
     def shown(self) -> str:
-        """The verdict's reason: the value measured, in the threshold's own terms ("measured 15.9ms",
-        "measured 0.108%", "measured 3"), or "no data"."""
+        """The verdict's reason: the value measured, in the threshold's own terms, and over how
+        many requests ("measured 15.9ms of 1,204 requests", "measured 0.108% of ..."), or "no data"."""
         if self.no_data:
             return "no data"
         metric = parse_threshold(self.threshold).metric
         if metric in TIMED:
-            return f"measured {format_duration(self.value)}"
-        if metric in RATIOS:
-            return f"measured {self.value:.3%}"
-        return f"measured {self.value:g}"
+            measured = format_duration(self.value)
+        elif metric in RATIOS:
+            measured = f"{self.value:.3%}"
+        else:
+            measured = f"{self.value:g}"
+        return f"measured {measured}" if metric == "requests" else f"measured {measured} of {self.samples:,} requests"
 
 
 def parse_threshold(text: object, default_subject: str = "clients") -> Threshold:

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-from edge.tune.fit import Column, fitted
+from edge.report.terminal import Column, fitted, left_out
 from edge.tune.intervals import Estimate
 from edge.tune.power import PowerResult
 from edge.tune.results import EngineUse, TuneResult
@@ -44,10 +44,6 @@ def _verdict(index: int, result: TuneResult) -> str:
     return f"[{style}]{escape(text)}[/{style}]" if style else escape(text)
 
 
-def _left_out(dropped: list[str], width: int) -> str | None:
-    return f"not shown at {width} columns: {', '.join(dropped)} (a wider terminal shows them; --json has every figure)" if dropped else None
-
-
 def print_table(result: TuneResult, console: Console | None = None) -> None:
     console = _console() if console is None else console
     cs = result.candidates
@@ -69,7 +65,7 @@ def print_table(result: TuneResult, console: Console | None = None) -> None:
              f"{result.rounds} round(s) ({result.budget}); {result.confidence:.0%} intervals")
     table, dropped = fitted(title, columns, console.width)
     console.print(table)
-    if note := _left_out(dropped, console.width):
+    if note := left_out(dropped, console.width):
         console.print(note, style="dim")
     for index, c in enumerate(cs):
         console.print(f"  #{index}  {escape(c.schedule)}")
@@ -108,7 +104,7 @@ def print_power_table(result: PowerResult, console: Console | None = None) -> No
              f"P(caught) as the {result.kind} bug grows")
     table, dropped = fitted(title, columns, console.width)
     console.print(table)
-    if note := _left_out(dropped, console.width):
+    if note := left_out(dropped, console.width):
         console.print(note, style="dim")
     for index, curve in enumerate(curves):
         console.print(f"  #{index}  {escape(curve.schedule)}")

@@ -1,0 +1,111 @@
+"""Following and steering a live rollout (issue 28, item 2), through a real ``edge serve`` and
+the ``edge`` command an operator types: ``edge rollout status|pause|resume|abort|approve``, and
+``edge weight`` refusing a split that a rollout owns unless told to pause it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from live import ADMIN_TOKEN, ROOT, admin_headers, serve
+
+SCENARIO = """
+[scenario]
+name = "live-rollout"
+
+[[services]]
+name = "app"
+routes = ["example.com/*"]
+[services.environments.production]
+model = { latency = "1ms" }
+[services.environments.canary]
+model = { latency = "1ms" }
+[services.split]
+weights = { production = 100, canary = 0 }
+
+[services.rollout]
+steps = [10, { weight = 50, manual = true }, 100]
+interval = "300ms"
+no_data = "pass"
+"""
+
+
+def edge(served, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "EDGE_ADMIN_TOKEN": ADMIN_TOKEN}
+    return subprocess.run([sys.executable, "-m", "edge.cli", *args, "--admin", served.admin], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60, env=env)
+
+
+def rollout(served) -> dict:
+    request = urllib.request.Request(served.admin + "/rollouts/app", headers=admin_headers())
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return json.loads(answer.read())
+
+
+def wait_for(served, phase: str) -> dict:
+    deadline = time.monotonic() + 30
+    while (now := rollout(served))["phase"] != phase:
+        assert time.monotonic() < deadline, now
+        time.sleep(0.05)
+    return now
+
+
+@pytest.fixture
+def served(tmp_path):
+    path = tmp_path / "rollout.toml"
+    path.write_text(SCENARIO)
+    with serve(str(path)) as running:
+        yield running
+
+
+def test_an_operator_follows_pauses_resumes_and_aborts_a_live_rollout(served):
+    waiting = wait_for(served, "waiting")  # at 10%, for the approval before 50%
+    assert (waiting["step"], waiting["steps"], waiting["weight"]) == (1, 3, 10.0)
+    # Times are seconds since the server started, as /versions' are, not trio's clock (~1e5 s).
+    assert all(0 <= e["at_s"] < 60 for e in waiting["events"]), waiting["events"]
+
+    status = edge(served, "rollout", "status")
+    assert status.returncode == 0, status.stderr
+    assert "app: waiting, step 1 of 3, canary at 10%, against production;" in status.stdout
+    assert "pass (10%): 0 canary answers" in status.stdout or "pass (10%): no data" in status.stdout
+
+    refused = edge(served, "weight", "app", "canary", "30")
+    assert refused.returncode == 2 and "owns its split (waiting, step 1 of 3)" in refused.stderr and "?pause_rollout=1" in refused.stderr
+    assert rollout(served)["weight"] == 10.0  # nothing changed
+
+    taken = edge(served, "weight", "app", "canary", "30", "--pause-rollout")
+    assert (taken.returncode, taken.stdout) == (0, "app: production 70%, canary 30%\n"), taken.stderr
+    paused = rollout(served)
+    assert (paused["phase"], paused["weight"], paused["events"][-1]["event"]) == ("paused", 30.0, "paused")
+    assert edge(served, "rollout", "approve", "app").returncode == 0  # kept for the resume, not acted on while paused
+    time.sleep(1.0)  # three intervals: a paused rollout analyses nothing and takes no step
+    assert (rollout(served)["phase"], rollout(served)["weight"]) == ("paused", 30.0)
+    assert edge(served, "weight", "app", "canary", "20").returncode == 0  # the split is the operator's while paused
+
+    resumed = edge(served, "rollout", "resume", "app")
+    assert resumed.returncode == 0 and resumed.stdout.startswith("app: resumed: progressing, the canary at 50%"), resumed.stdout
+    again = edge(served, "rollout", "pause", "app")
+    assert again.returncode == 0 and "paused at" in again.stdout
+
+    aborted = edge(served, "rollout", "abort", "app")
+    assert aborted.returncode == 0 and "app: aborted: rolled back, the canary at 0%" in aborted.stdout
+    final = rollout(served)
+    assert (final["phase"], final["weight"]) == ("rolled back", 0.0) and final["events"][-1]["detail"] == "aborted by the operator"
+    late = edge(served, "rollout", "pause", "app")
+    assert late.returncode == 0 and "nothing to pause: the rollout is rolled back" in late.stdout
+    assert edge(served, "weight", "app", "canary", "5").returncode == 0  # an ended rollout owns nothing
+
+
+def test_rollout_commands_say_what_is_missing_or_unknown(served):
+    no_service = edge(served, "rollout", "pause")
+    assert no_service.returncode == 2 and "needs the SERVICE" in no_service.stderr
+    unknown = edge(served, "rollout", "abort", "db")
+    assert unknown.returncode == 2 and "no rollout of 'db' (rollouts: app)" in unknown.stderr
+    as_json = edge(served, "rollout", "status", "--json")
+    assert as_json.returncode == 0 and set(json.loads(as_json.stdout)) == {"app"}
