@@ -166,7 +166,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if args.json:
         write_json(result, args.json)
     if args.plot:
-        from edge.report.plots import write_tune_plot
+        from edge.tune.plots import write_tune_plot
 
         write_tune_plot(result, args.plot)
     if not args.quiet:
@@ -176,7 +176,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 def _power(loaded: config.LoadedScenario, args: argparse.Namespace) -> int:
     """``edge tune --power``: the curves of ``tune.grid`` instead of the adaptive run."""
-    from edge.report.plots import write_power_plot
+    from edge.tune.plots import write_power_plot
     from edge.tune.power import power
     from edge.tune.progress import TuneProgress
     from edge.tune.table import print_power_table

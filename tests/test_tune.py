@@ -320,7 +320,7 @@ def test_the_table_fits_120_columns_and_says_too_few(tmp_path):
     text = out.getvalue()
     assert "too few" in text and "±" not in text  # two replications: no interval, rather than a made-up one
     assert "#0  1/2/3/5/8/13/21/34/55/100 every 30s; gates error ratio < 3%" in text  # the long schedule, under the table
-    from edge.report.plots import write_tune_plot
+    from edge.tune.plots import write_tune_plot
 
     write_tune_plot(result, tmp_path / "t.png")  # points without error bars, rather than made-up ones
     assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -430,7 +430,7 @@ def test_the_progress_bar_and_round_lines_fit_the_terminal(width):
 def test_the_plot_says_what_the_table_says(tmp_path):
     import matplotlib.pyplot as plt
 
-    from edge.report.plots import tune_figure
+    from edge.tune.plots import tune_figure
     from edge.tune.table import print_table
 
     loaded = three_schedules(tmp_path)
@@ -453,7 +453,7 @@ def test_the_plot_says_what_the_table_says(tmp_path):
 
 
 def test_plot_error_bars_run_to_the_interval_bounds():
-    from edge.report.plots import _bar
+    from edge.tune.plots import _bar
     from edge.tune.intervals import Estimate
 
     # A skewed mean: 2 errors, interval 0-9. Symmetric bars of the t interval reached below zero.
@@ -613,7 +613,7 @@ def test_a_power_curve_rises_with_the_bug_and_each_point_is_a_tune_run_with_that
 
 @pytest.mark.parametrize("width", [80, 120])
 def test_the_power_table_and_plot_show_every_interval(tmp_path, width):
-    from edge.report.plots import power_figure
+    from edge.tune.plots import power_figure
     from edge.tune.power import power
     from edge.tune.table import print_power_table, shown
 
