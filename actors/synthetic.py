@@ -6,6 +6,11 @@ request's budget), its wait and its answer are clock callbacks. A call that find
 nothing queued starts in the sender's turn; one that finds every slot busy waits in the actor's
 mailbox (FIFO), and each finished call starts the oldest waiting one. A call never completes
 inside ``post``: completions are timer steps, so a reply never reaches a caller still running.
+
+A replayed request whose log line records its request time (``LoggedRequest``) is served in that
+time instead of a latency draw: the model's CPU, then a wait for the rest (none if the CPU took
+longer), so that the log's slow requests stay slow and its fast ones fast. The recorded time is
+the server's, queueing and all; the model adds its own queueing on top.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from edge.platform.cpu import CpuLimitExceeded
 from edge.platform.errors import CPU_LIMIT, platform_error
 from edge.platform.fetch import Response
 from edge.platform.workers import ModelWorker, SyntheticBody
+from edge.scenario.replay import LoggedRequest
 
 if TYPE_CHECKING:
     from actors.environment import EnvironmentActor
@@ -62,7 +68,7 @@ class SyntheticCalls:
         actor = self.actor
         wanted = worker.cpu.sample(actor.rng)
         if wanted <= 0:
-            self._wait(call, worker)
+            self._wait(call, worker, 0.0)
             return
         try:
             granted = call.account.charge(wanted, actor.key)
@@ -80,11 +86,15 @@ class SyntheticCalls:
         if short:
             self._done(call, platform_error(CPU_LIMIT))
         else:
-            self._wait(call, worker)
+            self._wait(call, worker, granted)
 
-    def _wait(self, call: Call, worker: ModelWorker) -> None:
+    def _wait(self, call: Call, worker: ModelWorker, spent: float) -> None:
         actor = self.actor
-        wait = worker.latency.sample(actor.rng)
+        request = call.request
+        if type(request) is LoggedRequest and worker.logged_scale is not None:
+            wait = max(request.service_time * worker.logged_scale - spent, 0.0)
+        else:
+            wait = worker.latency.sample(actor.rng)
         if self._pacing is not None:
             wait = max(wait - self._pacing.tail, 0.0)
         actor.clock.call_later(wait, self._answer, call, worker)

@@ -15,9 +15,11 @@ import msgspec
 import pytest
 
 from edge.engine.simulate import simulate
+from edge.engine.timeline import change_behaviour
 from edge.engine.traffic import ReplaySchedule, plan_traffic
 from edge.report.build import build_report
-from edge.scenario import config, replay
+from edge.scenario import config, logformat, replay
+from edge.scenario.values import ScaledDistribution
 from edge.tune.budget import Budget
 from edge.tune.tuner import tune
 
@@ -440,3 +442,238 @@ requests = [{{ url = "https://example.com/" }}]
         config.load(path)
     done = edge("run", path, "--duration", "1s")
     assert done.returncode == 2 and "max_rate" in done.stderr
+
+
+# -- logs from real servers (issue 28 item 6): their formats, their noise, their request times ------
+
+NGINX_MAIN = '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" "$http_x_forwarded_for"'
+NGINX_TIMED = NGINX_MAIN + " $request_time $upstream_response_time"
+STAMP = "[02/Mar/2026:09:00:10 +0100]"
+EPOCH = 1772438410.0  # the stamp above
+TLS_PROBE = r'45.148.10.81 - - [02/Mar/2026:09:00:11 +0100] "\x16\x03\x01\x00\xEE\x01\x00\x00\xEA\x03\x03" 400 157 "-" "-" "-" 0.041 -'
+CLOSED = '203.0.113.7 - - [02/Mar/2026:09:00:11 +0100] "-" 400 0 "-" "-" "-" 0.000 -'
+
+
+def _one(line: str, format: str) -> tuple[float, str, str, list[tuple[str, str]], float | None]:
+    """What ``line`` records: its arrival (seconds after ``EPOCH``), method, target, headers, request time."""
+    read = logformat.read_line(logformat.compile_format(format), line)
+    return round(read.at - read.elapsed - EPOCH, 6), read.method, read.target, read.headers, read.time
+
+
+@pytest.mark.parametrize(
+    ("format", "line", "at", "headers", "time"),
+    [
+        # nginx main, as the stock nginx.conf has it: the X-Forwarded-For the request carried is replayed
+        (NGINX_MAIN, f'203.0.113.9 - - {STAMP} "GET /a?x=1 HTTP/1.1" 200 512 "https://r.test/" "curl/8.5.0" "198.51.100.7, 10.0.0.1"',
+         0.0, [("referer", "https://r.test/"), ("user-agent", "curl/8.5.0"), ("x-forwarded-for", "198.51.100.7, 10.0.0.1")], None),
+        (NGINX_MAIN, f'203.0.113.9 - - {STAMP} "GET /a?x=1 HTTP/1.1" 200 512 "-" "curl/8.5.0" "-"', 0.0, [("user-agent", "curl/8.5.0")], None),
+        # nginx combined (its predefined format), and with $request_time: a line is stamped when its request ends
+        ('$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent"',
+         f'203.0.113.9 - alice {STAMP} "GET /a?x=1 HTTP/1.1" 200 512 "-" "curl/8.5.0"', 0.0, [("user-agent", "curl/8.5.0")], None),
+        (NGINX_TIMED, f'203.0.113.9 - - {STAMP} "GET /a?x=1 HTTP/1.1" 200 512 "-" "-" "-" 0.532 -', -0.532, [], 0.532),  # nginx served it
+        (NGINX_TIMED, f'203.0.113.9 - - {STAMP} "GET /a?x=1 HTTP/1.1" 200 512 "-" "-" "-" 0.040 0.038', -0.040, [], 0.038),  # the upstream's
+        (NGINX_TIMED, f'203.0.113.9 - - {STAMP} "GET /a?x=1 HTTP/1.1" 502 512 "-" "-" "-" 0.531 0.500, 0.012', -0.531, [], 0.512),  # retried
+        (NGINX_TIMED, f'203.0.113.9 - - {STAMP} "GET /a?x=1 HTTP/1.1" 200 512 "-" "-" "-" 0.1 0.1 : 0.2', -0.1, [], 0.3),  # internal redirect
+        ('$msec "$request" $upstream_response_time', '1772438410.250 "GET /a?x=1 HTTP/1.1" 0.125', 0.125, [], 0.125),  # stamp less upstream
+        ('$time_iso8601 $request_method $request_uri rt=$request_time', '2026-03-02T09:00:10+01:00 GET /a?x=1 rt=0.005', -0.005, [], 0.005),
+        # Apache common and combined (httpd.conf's \" read as "), alone and with %D (µs), %T (s), %{ms}T: %t is the arrival
+        ('%h %l %u %t "%r" %>s %b', f'127.0.0.1 - frank {STAMP} "GET /a?x=1 HTTP/1.0" 200 2326', 0.0, [], None),
+        (r'%h %l %u %t \"%r\" %>s %b \"%{Referer}i\" \"%{User-Agent}i\"',
+         f'127.0.0.1 - - {STAMP} "GET /a?x=1 HTTP/1.0" 200 2326 "http://r.test/" "Mozilla/4.08"', 0.0,
+         [("referer", "http://r.test/"), ("user-agent", "Mozilla/4.08")], None),
+        ('%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i" %D', f'127.0.0.1 - - {STAMP} "GET /a?x=1 HTTP/1.0" 200 2326 "-" "-" 1234',
+         0.0, [], 0.001234),
+        ('%h %l %u %t "%r" %>s %b %T', f'127.0.0.1 - - {STAMP} "GET /a?x=1 HTTP/1.0" 200 - 2', 0.0, [], 2.0),
+        ('%h %l %u %t "%r" %>s %b %{ms}T', f'127.0.0.1 - - {STAMP} "GET /a?x=1 HTTP/1.0" 200 - 25', 0.0, [], 0.025),
+        ('%h %l %u %t "%r" %>s %b %{X-Forwarded-For}i %{us}T', f'127.0.0.1 - - {STAMP} "GET /a?x=1 HTTP/1.0" 200 - 10.0.0.1 250', 0.0,
+         [("x-forwarded-for", "10.0.0.1")], 0.00025),
+    ],
+)
+def test_each_log_format_gives_the_time_request_headers_and_request_time_in_seconds(format, line, at, headers, time):
+    assert _one(line, format) == (at, "GET", "/a?x=1", headers, time)
+    read = replay.parse(f"{line}\n{line}\n".encode(), file="a.log", format=format)  # the same through the file reader
+    assert [(e.method, e.target, e.headers, e.time) for e in read.entries] == [("GET", "/a?x=1", headers, time)] * 2
+    assert read.format == ("nginx log_format" if format.startswith("$") else "Apache LogFormat")
+
+
+def test_clf_reads_nginx_main_and_the_fields_any_server_adds_after_combined(tmp_path):
+    # nginx's stock main format failed at line 1 before: the default reader reads it, the trailing fields unread
+    log = (f'203.0.113.9 - - {STAMP} "GET /a HTTP/1.1" 200 512 "-" "curl/8.5.0" "198.51.100.7, 10.0.0.1"\n'
+           f'203.0.113.9 - - {STAMP} "GET /b HTTP/1.1" 200 512 "-" "curl/8.5.0" "-" rt=0.012 urt="0.010, 0.002"\n'
+           f'203.0.113.9 - - {STAMP} "GET /c HTTP/1.1" 200 512 1234\n')
+    read = config.load(scenario(tmp_path, log)).replays[0]
+    assert [(e.method, e.target, e.headers) for e in read.entries] == [
+        ("GET", "/a", [("user-agent", "curl/8.5.0")]), ("GET", "/b", [("user-agent", "curl/8.5.0")]), ("GET", "/c", []),
+    ]
+    assert [e.at for e in read.entries] == pytest.approx([0, 1 / 3, 2 / 3])  # one second, three requests
+    assert all(e.time is None for e in read.entries)  # a bare number's unit is unknown: not read as a request time
+
+
+def test_nginx_lines_are_spread_over_their_second_then_moved_back_by_their_request_time():
+    line = '1.2.3.4 - - [02/Mar/2026:09:00:{s} +0100] "GET /{p} HTTP/1.1" 200 1 "-" "-" "-" {rt} -'
+    log = "\n".join(line.format(s=s, p=p, rt=rt) for s, p, rt in (("00", "a", "0.000"), ("01", "b", "0.000"), ("01", "c", "0.750")))
+    read = replay.parse(log.encode(), file="a.log", format=NGINX_TIMED)
+    # b and c share the second 01 (at 1.0 and 1.5); c took 0.75 s, so it arrived at 0.75, before b
+    assert [(e.target, e.at) for e in read.entries] == [("/a", 0.0), ("/c", 0.75), ("/b", 1.0)]
+
+
+@pytest.mark.parametrize(
+    ("format", "expected"),
+    [
+        ('$remote_addr "$request" $status', "this one has no time"),
+        ("[$time_local] $status", "this one has no request"),
+        ('[$time_local] "$request_method"', "this one has no request"),  # a method alone is not a request
+        ("[$time_local] $request", "expected $request in double quotes"),
+        ('%h %t %>s', "this one has no request"),
+        ("%t %r", "expected %r in double quotes"),
+        ("nginx", "expected one of clf, jsonl, har, or a log format"),
+    ],
+)
+def test_a_format_without_what_replay_needs_is_a_config_error_exit_2_naming_the_field(tmp_path, format, expected):
+    path = scenario(tmp_path, CLF, extra=f"replay_format = '{format}'")
+    with pytest.raises(config.ConfigError) as raised:
+        config.load(path)
+    assert str(raised.value).startswith(f"{path}: traffic[0].replay_format: ") and expected in str(raised.value), str(raised.value)
+    done = edge("check", path)
+    assert done.returncode == 2 and "traffic[0].replay_format: " in done.stderr and expected in done.stderr, done.stderr
+
+
+def _noisy(noise: int) -> str:
+    """A log of three requests and ``noise`` unreadable lines after the first."""
+    good = f'203.0.113.9 - - {STAMP} "GET /{{}} HTTP/1.1" 200 512 "-" "-" "-" 0.010 0.008'
+    lines = [good.format("a"), *([TLS_PROBE, CLOSED] * noise)[:noise], good.format("b"), good.format("c")]
+    return "\n".join(lines) + "\n"
+
+
+def test_on_error_abort_is_the_default_and_names_the_file_line_and_what_was_expected(tmp_path):
+    path = scenario(tmp_path, _noisy(2), extra=f"replay_format = '{NGINX_TIMED}'")
+    with pytest.raises(config.ConfigError) as raised:
+        config.load(path)
+    message = str(raised.value)
+    assert message.startswith(f"{path}: traffic[0].replay: {tmp_path / 'access.log'}:2: expected a request line "), message
+    assert r'got "\x16\x03\x01' in message and 'on_error = "skip" skips unreadable lines' in message
+    done = edge("check", path)
+    assert done.returncode == 2 and "access.log:2: expected a request line" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("noise", "listed", "more"),
+    [(0, [], False), (4, [2, 3, 4, 5], False), (5, [2, 3, 4, 5, 6], False), (6, [2, 3, 4, 5, 6], True)],  # under, at and over five
+)
+def test_on_error_skip_counts_the_unreadable_lines_and_lists_the_first_five(tmp_path, noise, listed, more):
+    path = scenario(tmp_path, _noisy(noise), extra=f"replay_format = '{NGINX_TIMED}'\non_error = \"skip\"")
+    loaded = config.load(path)
+    assert [e.target for e in loaded.replays[0].entries] == ["/a", "/b", "/c"]
+    assert (loaded.replays[0].skipped, loaded.replays[0].skipped_lines) == (noise, listed)
+    done = edge("run", path, "--json", tmp_path / "r.json")
+    assert done.returncode == 0, done.stderr
+    written = json.loads((tmp_path / "r.json").read_text())["replays"]["log"]
+    assert (written.get("skipped", 0), written.get("skipped_lines", []), written["logged_times"]) == (noise, listed, 3)
+    summary = f"{noise:,} unreadable lines skipped ({', '.join(map(str, listed))}{', ...' if more else ''})"
+    assert (summary in done.stdout) == (noise > 0), done.stdout
+
+
+def test_skip_covers_every_problem_of_a_line_but_not_the_files(tmp_path):
+    long_path = '1.2.3.4 - - [02/Mar/2026:09:00:10 +0100] "GET /' + "p" * 16384 + ' HTTP/1.1" 200 1'  # a path of 16,385 bytes
+    data = (b'1.2.3.4 - - [02/Mar/2026:09:00:10 +0100] "GET /ok HTTP/1.1" 200 1\n'
+            b'1.2.3.4 - - [02/Mar/2026:09:00:10 +0100] "GET /\xff HTTP/1.1" 200 1\n'  # not UTF-8
+            b'1.2.3.4 - - [31/Feb/2026:09:00:10 +0100] "GET /t HTTP/1.1" 200 1\n'  # no such day
+            b'1.2.3.4 - - [02/Mar/2026:09:00:10 +0100] "GET http://h/ HTTP/1.1" 200 1\n'
+            + long_path.encode() + b"\n" + b"x" * (128 * 1024 + 1) + b"\n")
+    read = replay.parse(data, file="a.log", format="clf", on_error="skip")
+    assert [e.target for e in read.entries] == ["/ok"] and (read.skipped, read.skipped_lines) == (5, [2, 3, 4, 5, 6])
+    with pytest.raises(replay.ReplayError, match="line 2: not UTF-8 text"):
+        replay.parse(data, file="a.log", format="clf")
+    # A log of nothing readable is refused, not replayed as nothing
+    with pytest.raises(replay.ReplayError, match=r"all 2 lines were unreadable \(lines 1, 2\); is replay_format the log's format\?"):
+        replay.parse((TLS_PROBE + "\n" + CLOSED + "\n").encode(), file="a.log", format=NGINX_TIMED, on_error="skip")
+    # JSON lines skip too
+    read = replay.parse(b'{"time": 1, "path": "/"}\n{"time": 1,\n[1]\n', file="r.jsonl", format="jsonl", on_error="skip")
+    assert (len(read.entries), read.skipped_lines) == (1, [2, 3])
+
+
+@pytest.mark.parametrize(
+    ("extra", "field", "expected"),
+    [
+        ('on_error = "ignore"', "traffic[0].on_error", 'expected "abort" or "skip", got "ignore"'),
+        ('service_time = "recorded"', "traffic[0].service_time", 'expected "logged" or "model", got "recorded"'),
+    ],
+)
+def test_bad_on_error_and_service_time_values_name_the_field(tmp_path, extra, field, expected):
+    with pytest.raises(config.ConfigError) as raised:
+        config.load(scenario(tmp_path, CLF, extra=extra))
+    assert f": {field}: " in str(raised.value) and expected in str(raised.value), str(raised.value)
+
+
+def test_on_error_and_service_time_need_a_replay_and_skip_is_not_for_a_har(tmp_path):
+    plain = SCENARIO.format(file="x", duration="5s", extra="").replace('replay = "x"\nbase_url = "https://example.com"', 'requests = [{ url = "https://example.com/" }]')
+    for extra, field in (('on_error = "skip"', "on_error"), ('service_time = "model"', "service_time")):
+        (tmp_path / "s.toml").write_text(plain + extra + "\n")
+        with pytest.raises(config.ConfigError, match=rf"traffic\[0\]\.{field}: only for a replayed group"):
+            config.load(tmp_path / "s.toml")
+    with pytest.raises(config.ConfigError, match=r'traffic\[0\]\.on_error: a HAR file is one JSON document, read whole or refused'):
+        config.load(scenario(tmp_path, json.dumps(HAR), file="s.har", extra='on_error = "skip"'))
+
+
+@pytest.mark.parametrize(("rt", "refused"), [("31622399.999", False), ("31622400", False), ("31622400.001", True), ("9" * 400, True)])
+def test_a_request_time_of_a_year_is_read_and_a_longer_one_refused(rt, refused):
+    line = f'1.2.3.4 - - {STAMP} "GET / HTTP/1.1" 200 1 "-" "-" "-" {rt} -'
+    if not refused:
+        assert _one(line, NGINX_TIMED)[4] == float(rt)
+        return
+    with pytest.raises(replay.ReplayError, match=r"line 1: expected a request time of at most 31622400 s \(a year\), got (31,622,400.001|inf) s"):
+        replay.parse(line.encode(), file="a.log", format=NGINX_TIMED)
+
+
+TIMED_SCENARIO_LOG = "\n".join(
+    f'1.2.3.4 - - [02/Mar/2026:09:00:0{2 * i} +0100] "GET /{i} HTTP/1.1" 200 1 "-" "-" "-" {rt} {up}'
+    for i, (rt, up) in enumerate((("0.201", "0.200"), ("0.501", "0.500"), ("0.003", "0.002"), ("0.050", "-")))
+) + "\n"
+
+
+def _latencies(tmp_path: Path, *, model: str = '{ latency = "1ms" }', extra: str = "", timeline: str = "", setup=None) -> list[float]:
+    text = SCENARIO.format(file="access.log", duration="10s", extra=f"replay_format = '{NGINX_TIMED}'\n{extra}").replace(
+        'model = { latency = "1ms" }', f"model = {model}") + timeline
+    (tmp_path / "access.log").write_text(TIMED_SCENARIO_LOG)
+    (tmp_path / "s.toml").write_text(text)
+    report = build_report(simulate(config.load(tmp_path / "s.toml"), interval=1.0, setup=setup))
+    # A request every other second: each second's p50 is that of the one request answered in it
+    return [p for p, n in zip(report.series.clients.latency_p50_s, report.series.clients.requests) if n]
+
+
+def test_a_synthetic_model_serves_a_logged_request_in_its_logged_time(tmp_path):
+    # The upstream's time when nginx logs one, else the request's own ("-": nginx served it)
+    assert _latencies(tmp_path) == pytest.approx([0.200, 0.500, 0.002, 0.050], rel=0.02)
+    # The model's CPU is spent within the logged time; a request faster than the CPU takes the CPU's time
+    assert _latencies(tmp_path, model='{ latency = "1ms", cpu = "10ms" }') == pytest.approx([0.200, 0.500, 0.010, 0.050], rel=0.02)
+    # service_time = "model": the model's latency, as for any request
+    assert _latencies(tmp_path, extra='service_time = "model"') == pytest.approx([0.001] * 4, rel=0.02)
+
+
+@pytest.mark.parametrize(
+    ("how", "latency", "expected"),
+    [("tune", "x3", [0.600, 1.500, 0.006, 0.150]), ("tune", "5ms", [0.005] * 4),
+     ("timeline", "5ms", [0.200, 0.005, 0.005, 0.005])],  # at 0.5 s: the first request began on the model before
+)
+def test_a_latency_a_hypothesis_or_the_timeline_sets_scales_or_replaces_the_logged_times(tmp_path, how, latency, expected):
+    # A tuning hypothesis "x3" is a latency bug of the model's shape: logged times slow with it; a
+    # latency written out is the new model, for logged requests too
+    if how == "tune":
+        behaviour = config.Behaviour(latency=ScaledDistribution(latency))
+        got = _latencies(tmp_path, setup=lambda topology, *_: change_behaviour(topology.environments["app@production"], behaviour))
+    else:
+        got = _latencies(tmp_path, timeline=f'\n[[timeline]]\nat = "0.5s"\naction = "set"\ntarget = "app@production"\nlatency = "{latency}"\n')
+    assert got == pytest.approx(expected, rel=0.02)
+
+
+def test_a_retry_keeps_the_logged_time():
+    request = replay.LoggedRequest("https://example.com/a", method="GET", headers=[("x-a", "1")], service_time=0.25)
+    copy = request.clone()
+    assert type(copy) is replay.LoggedRequest and copy.service_time == 0.25 and copy.url == request.url and copy.headers.get("x-a") == "1"
+
+
+def test_the_nginx_scenario_gives_byte_identical_reports_for_the_same_seed(tmp_path):
+    path = ROOT / "scenarios" / "replay-nginx.toml"
+    runs = [edge("run", path, "--seed", "5", "--quiet", "--json", tmp_path / f"{h}.json", hash_seed=h) for h in ("1", "2")]
+    assert [r.returncode for r in runs] == [0, 0], runs[0].stderr
+    assert (tmp_path / "1.json").read_bytes() == (tmp_path / "2.json").read_bytes()

@@ -14,7 +14,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge.scenario import replay
+from edge.scenario import logformat, replay
 
 ROOT = Path(__file__).resolve().parent.parent
 BUDGET = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -38,10 +38,10 @@ _clf_lines = st.builds(
 )
 
 
-def _parsed_or_refused(data: bytes, format: str) -> None:
+def _parsed_or_refused(data: bytes, format: str, on_error: str = "abort") -> None:
     tracemalloc.start()
     try:
-        result = replay.parse(data, file="f", format=format)
+        result = replay.parse(data, file="f", format=format, on_error=on_error)
         assert result.entries and all(e.target.startswith("/") for e in result.entries)
         assert 0 <= result.span <= replay.MAX_REPLAY_SPAN
     except replay.ReplayError as exc:
@@ -62,6 +62,41 @@ def test_json_lines_of_any_content_are_read_or_refused_with_a_place(lines):
 @given(st.lists(st.one_of(_clf_lines, _text), min_size=0, max_size=8))
 def test_log_lines_of_any_content_are_read_or_refused_with_a_place(lines):
     _parsed_or_refused("\n".join(lines).encode(), "clf")
+
+
+NGINX = '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" "$http_x_forwarded_for" $request_time $upstream_response_time'
+_nginx_lines = st.builds(
+    lambda request, xff, rt, upstream: f'1.2.3.4 - - [02/Mar/2026:09:00:00 +0100] "{request}" 400 157 "-" "-" "{xff}" {rt} {upstream}',
+    st.one_of(_text, st.just("GET / HTTP/1.1"), st.just("-"), st.just(r"\x16\x03\x01\x00")), _text,
+    st.one_of(st.just("0.010"), st.just("-"), _text), st.one_of(st.just("0.010, 0.020"), st.just("-"), _text),
+)
+
+
+@BUDGET
+@given(st.lists(st.one_of(_nginx_lines, _text), min_size=0, max_size=8), st.sampled_from(replay.ON_ERROR))
+def test_nginx_lines_of_any_content_are_read_skipped_or_refused_with_a_place(lines, on_error):
+    _parsed_or_refused("\n".join(lines).encode(), NGINX, on_error)
+
+
+_format_text = st.lists(st.one_of(
+    _text, st.sampled_from(["$time_local", "$request", "$msec", "$http_x_a", "$status", "${request_time}", "$upstream_response_time",
+                            "%t", "%r", "%D", "%{ms}T", "%{X-A}i", "%>s", "%%", '"', '\\"', "[", "]", " ", "$", "%"]),
+), max_size=10).map("".join)
+
+
+@BUDGET
+@given(_format_text, st.lists(_text, max_size=3))
+def test_any_format_compiles_or_is_refused_and_reads_any_line_or_says_what_it_expected(text, lines):
+    try:
+        fmt = logformat.compile_format(text)
+    except ValueError as exc:
+        assert str(exc).startswith("expected"), str(exc)
+        return
+    for line in lines:
+        try:
+            logformat.read_line(fmt, line)
+        except logformat.Unreadable as exc:
+            assert str(exc).startswith("expected")
 
 
 _har_entries = st.lists(

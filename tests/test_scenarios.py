@@ -25,6 +25,10 @@ EXPECTED = {
     "api-gateway": (["--duration", "20s"], 0, lambda r: r["environments"]["api@production"]["requests"] > 3_000
                     and r["environments"]["orders@production"]["exceptions"] == 0),
     "replay": ([], 0, lambda r: r["replays"]["shop"]["requests"] == 365 and r["groups"]["shop"]["requests"] == 730),  # two passes
+    # 300 lines, 7 of them noise (TLS handshakes, "-" 400 0, probes) skipped: the first five listed
+    "replay-nginx": ([], 0, lambda r: r["replays"]["site"]["skipped"] == 7 and r["replays"]["site"]["skipped_lines"] == [26, 51, 120, 146, 211]
+                     and r["replays"]["site"]["requests"] == r["groups"]["site"]["requests"] == r["replays"]["site"]["logged_times"] == 293
+                     and r["clients"]["latency_s"]["max"] == 1.212),  # the monthly report's logged upstream time
     "diurnal-day": (["--duration", "6m"], 0, lambda r: 10_000 < r["clients"]["requests"] < 60_000),  # the night: 0.1x-0.3x of 500/s
 }
 

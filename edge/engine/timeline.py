@@ -83,6 +83,9 @@ def changed_model(worker: ModelWorker, event: config.TimelineEvent | config.Beha
     worker = copy.copy(worker)
     if event.latency is not None:
         worker.latency = _replacing(event.latency, worker.latency)
+        factor = event.latency.factor if isinstance(event.latency, ScaledDistribution) else None
+        # A logged request time slows with its model ("x3"); a latency written out replaces both.
+        worker.logged_scale = None if factor is None or worker.logged_scale is None else worker.logged_scale * factor
     if event.cpu is not None:
         worker.cpu = _replacing(event.cpu, worker.cpu)
     if event.errors is not None:

@@ -20,7 +20,7 @@ import random
 from edge.scenario import config
 from edge.scenario.values import DEFAULT_ARRIVALS
 from edge.scenario.arrivals import Arrivals, profile_of
-from edge.scenario.replay import Replay
+from edge.scenario.replay import LoggedRequest, Replay
 from edge.platform.clock import ModelClock, random_stream
 from edge.platform.distributions import Distribution
 from edge.platform.fetch import Request, Response, freeze
@@ -73,13 +73,16 @@ class ReplaySchedule:
     arrival (``max_inflight``) skips its request rather than shifting the rest. Times are divided
     by ``speed``; with ``loop`` pass *k* starts at k × (span + one mean gap), so the last request
     of a pass and the first of the next are as far apart as the file's requests are on average.
+    With ``logged``, a request whose line logs a request time carries it (``LoggedRequest``), as
+    the time a synthetic model serves it in; ``speed`` hastens arrivals, not service.
     """
 
-    def __init__(self, replay: Replay, base_url: str, *, speed: float, loop: bool) -> None:
+    def __init__(self, replay: Replay, base_url: str, *, speed: float, loop: bool, logged: bool = True) -> None:
         self.entries = replay.entries
         self.base = base_url.rstrip("/")
         self.speed = speed
         self.loop = loop
+        self.logged = logged
         count = len(self.entries)
         self.period = replay.span * count / (count - 1) if count > 1 else math.inf
         self.next = 0
@@ -101,6 +104,8 @@ class ReplaySchedule:
 
     def draw(self, rng: random.Random) -> Request:
         entry = self.current
+        if entry.time is not None and self.logged:
+            return LoggedRequest(self.base + entry.target, method=entry.method, headers=entry.headers, service_time=entry.time)
         return Request(self.base + entry.target, method=entry.method, headers=entry.headers)
 
 
@@ -227,7 +232,8 @@ def plan_traffic(loaded: config.LoadedScenario, *, seed: int) -> list[GroupPlan]
         arrivals: Arrivals | ReplaySchedule | None
         if index in loaded.replays:
             assert group.base_url is not None
-            mix = arrivals = ReplaySchedule(loaded.replays[index], group.base_url, speed=float(group.speed), loop=group.loop)
+            mix = arrivals = ReplaySchedule(loaded.replays[index], group.base_url, speed=float(group.speed), loop=group.loop,
+                                            logged=group.service_time == "logged")
         else:
             mix = RequestMix(spec, group.requests)
             arrivals = None if closed else Arrivals(profile_of(group), (group.arrivals or DEFAULT_ARRIVALS).kind, rng)

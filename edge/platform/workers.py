@@ -229,9 +229,13 @@ class ModelWorker:
     figures. The environment actor drives the steps (it serves model calls with timers rather than
     a task each); this object holds the distributions and makes the answer. Draws come from the
     environment's own random stream, in a fixed order: CPU, latency, error, size.
+
+    ``logged_scale`` multiplies the request time a replayed log records, which a call that carries
+    one is served in instead of a latency draw: 1 for the model as declared, N after a latency
+    factor "xN", None once a latency is written in its place (the new one is then the model's).
     """
 
-    __slots__ = ("cpu", "latency", "errors", "error_status", "size", "_empty", "_json", "_failed")
+    __slots__ = ("cpu", "latency", "errors", "error_status", "size", "logged_scale", "_empty", "_json", "_failed")
 
     def __init__(self, cpu: Distribution, latency: Distribution, errors: float, error_status: int, size: Distribution) -> None:
         self.cpu = cpu
@@ -239,6 +243,7 @@ class ModelWorker:
         self.errors = errors
         self.error_status = error_status
         self.size = size
+        self.logged_scale: float | None = 1.0
         # Answers are clones of these: copying is cheaper than validating a new Response.
         self._empty = Response(None)
         self._json = Response(None, headers={"content-type": "application/json"})

@@ -158,8 +158,9 @@ class GroupReport(msgspec.Struct):
     dropped: int
 
 
-class ReplayReport(msgspec.Struct):
-    """A replayed traffic group: the file it sends and its recorded traffic."""
+class ReplayReport(msgspec.Struct, omit_defaults=True):
+    """A replayed traffic group: the file it sends and its recorded traffic (``skipped``,
+    ``skipped_lines`` and ``logged_times`` absent when 0 or empty)."""
 
     file: str
     """As the scenario names it (relative to the scenario file)."""
@@ -172,6 +173,13 @@ class ReplayReport(msgspec.Struct):
     """The file's mean rate: requests over span (0 for a span of 0)."""
     speed: float
     loop: bool
+    skipped: int = 0
+    """Lines that could not be read, skipped (``on_error = "skip"``): not in ``requests``."""
+    skipped_lines: list[int] = []
+    """The first five of them by line number, to look at."""
+    logged_times: int = 0
+    """Requests whose line logs a request time, which a synthetic model serves them in
+    (``service_time = "logged"``; 0 with "model")."""
 
 
 class StoppedEarly(msgspec.Struct):
@@ -349,6 +357,8 @@ def replay_reports(loaded: LoadedScenario) -> dict[str, ReplayReport]:
         reports[group_name(group, index)] = ReplayReport(
             file=replay.file, format=replay.format, requests=len(replay.entries), span_s=_round(span),
             rate_per_s=_round(len(replay.entries) / span) if span > 0 else 0.0, speed=float(group.speed), loop=group.loop,
+            skipped=replay.skipped, skipped_lines=replay.skipped_lines,
+            logged_times=sum(e.time is not None for e in replay.entries) if group.service_time == "logged" else 0,
         )
     return reports
 
@@ -486,6 +496,9 @@ def print_summary(report: Report, console: Console | None = None) -> None:
         console.print(
             f"  replay {name}: {r.file} ({r.format}), {r.requests:,} requests over {ms(r.span_s)} recorded "
             f"({r.rate_per_s:,.4g}/s), sent at x{r.speed:g}" + (", looped" if r.loop else "")
+            + (f"; {r.logged_times:,} served in their logged request time" if r.logged_times else "")
+            + (f"; {r.skipped:,} unreadable lines skipped ({', '.join(map(str, r.skipped_lines))}"
+               + (", ...)" if r.skipped > len(r.skipped_lines) else ")") if r.skipped else "")
         )
     if len(report.groups) > 1:
         for name, g in report.groups.items():

@@ -31,7 +31,10 @@ from edge.platform.fetch import Request
 from edge.platform.files import InputError, read_input
 from edge.platform.routes import RoutePattern
 from edge.scenario.gateway import Gateway
-from edge.scenario.replay import FORMATS as REPLAY_FORMATS, MAX_REPLAY_BYTES, Replay, ReplayError, format_of, parse as parse_replay
+from edge.scenario.replay import (
+    MAX_REPLAY_BYTES, ON_ERROR as REPLAY_ON_ERROR, SERVICE_TIMES as REPLAY_SERVICE_TIMES, Replay, ReplayError, check_format, format_of,
+    parse as parse_replay,
+)
 from edge.scenario.thresholds import Threshold, parse_threshold
 from edge.scenario.values import (
     ArrivalProcess, Duration, DurationDistribution, Gate, HeaderValue, Ratio, Rate, ScaledDistribution, SizeDistribution, Target, dec_hook, enc_hook,
@@ -566,8 +569,16 @@ class Traffic(msgspec.Struct, forbid_unknown_fields=True):
     """Recorded traffic instead of a request mix: a log file (path relative to the scenario) whose
     requests are sent at their recorded times (``edge.scenario.replay`` has the formats)."""
     replay_format: str | None = None
-    """The replay file's format: clf (Common or Combined Log Format), jsonl or har; default from
-    its extension (.har, .jsonl or .ndjson, anything else clf)."""
+    """The replay file's format: clf (Common or Combined Log Format, and any fields after them),
+    jsonl, har, or a log format as nginx's log_format or Apache's LogFormat writes it
+    ('$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent $request_time');
+    default from its extension (.har, .jsonl or .ndjson, anything else clf)."""
+    on_error: str = "abort"
+    """Replay: a line that cannot be read stops the load naming it ("abort"), or is skipped and
+    counted in the report ("skip": a TLS handshake or an empty request logged as a 400)."""
+    service_time: str = "logged"
+    """Replay: a request whose line logs a request time is served by a synthetic model in that
+    time ("logged"), or as any other request, in the model's ("model")."""
     base_url: str | None = None
     """Replay: the scheme and host a logged path is sent to, e.g. "https://example.com" (a log
     line has a path only)."""
@@ -580,7 +591,8 @@ class Traffic(msgspec.Struct, forbid_unknown_fields=True):
         if self.replay is not None:
             self._check_replay()
             return
-        for field, value in (("replay_format", self.replay_format), ("base_url", self.base_url), ("speed", self.speed != 1), ("loop", self.loop)):
+        for field, value in (("replay_format", self.replay_format), ("base_url", self.base_url), ("speed", self.speed != 1), ("loop", self.loop),
+                             ("on_error", self.on_error != "abort"), ("service_time", self.service_time != "logged")):
             if value:
                 raise ValueError(f"@{field}: only for a replayed group (replay = \"FILE\")")
         if not self.requests:
@@ -605,8 +617,16 @@ class Traffic(msgspec.Struct, forbid_unknown_fields=True):
             raise ValueError(f'@base_url: expected the scheme and host the replayed paths go to, like "https://example.com", got {self.base_url!r}')
         if not (math.isfinite(self.speed) and self.speed > 0):
             raise ValueError(f"@speed: expected a positive factor, got {self.speed}")
-        if self.replay_format is not None and self.replay_format not in REPLAY_FORMATS:
-            raise ValueError(f"@replay_format: expected one of {', '.join(REPLAY_FORMATS)}, got {self.replay_format!r}")
+        if self.replay_format is not None:
+            try:
+                check_format(self.replay_format)
+            except ValueError as exc:
+                raise ValueError(f"@replay_format: {exc}") from None
+        for field, value, choices in (("on_error", self.on_error, REPLAY_ON_ERROR), ("service_time", self.service_time, REPLAY_SERVICE_TIMES)):
+            if value not in choices:
+                raise ValueError(f"@{field}: expected {' or '.join(map(repr, choices))}, got {value!r}".replace("'", '"'))
+        if self.on_error == "skip" and format_of(self.replay, self.replay_format) == "har":
+            raise ValueError('@on_error: a HAR file is one JSON document, read whole or refused: "skip" is for logs and JSON lines')
         if self.max_inflight is not None and self.max_inflight < 1:
             raise ValueError(f"@max_inflight: expected at least 1, got {self.max_inflight}")
         if self.timeout is not None and self.timeout.seconds <= 0:
@@ -909,7 +929,7 @@ def _read_replay(loaded: LoadedScenario, index: int, name: str) -> Replay:
     except InputError as exc:
         raise ConfigError(loaded.file, at, f"{path}: {exc}") from None
     try:
-        replay = parse_replay(data, file=name, format=format_of(name, group.replay_format))
+        replay = parse_replay(data, file=name, format=format_of(name, group.replay_format), on_error=group.on_error)
     except ReplayError as exc:
         place = exc.where.removeprefix("line ") if exc.where.startswith("line ") else exc.where
         raise ConfigError(loaded.file, at, f"{path}:{place}: {exc.expected}") from None

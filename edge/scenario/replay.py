@@ -1,12 +1,13 @@
 """Recorded traffic (``[[traffic]] replay = "access.log"``): a log read into arrival times and requests.
 
-Three formats, each giving what it records and nothing more:
+The formats, each giving what it records and nothing more:
 
 * ``clf``: Common Log Format, one request per line (``HOST IDENT USER [TIME] "METHOD TARGET PROTO"
   STATUS BYTES``), or the Combined format (the same, then ``"REFERER" "USER-AGENT"``), which
-  adds those two headers. Lines are matched by ``_CLF``; the time is ``%d/%b/%Y:%H:%M:%S %z``.
-  A log has one-second resolution: the k requests logged in one second are spread evenly over it
-  (at s, s + 1/k, ...) rather than sent as a burst the original traffic never was.
+  adds those two headers; any fields after those (nginx's ``main`` adds ``"$http_x_forwarded_for"``)
+  are not read. The time is ``%d/%b/%Y:%H:%M:%S %z``.
+* a log format, as nginx's ``log_format`` or Apache's ``LogFormat`` writes it: the time, the
+  request, the ``$http_*`` headers and the request time it logs (``edge.scenario.logformat``).
 * ``jsonl``: one JSON object per line with ``time`` (seconds as a number, or an ISO 8601 string),
   ``path`` (starting with "/", query included), ``method`` (default GET) and ``headers`` (an
   object of strings); other fields are ignored, so a structured access log can be read as it is.
@@ -15,12 +16,17 @@ Three formats, each giving what it records and nothing more:
   and every header except those the connection itself sets (``host``, ``content-length``,
   ``connection``, ``transfer-encoding``, HTTP/2 pseudo-headers such as ``:authority``).
 
-Bodies are not replayed. Headers the connection itself sets (``host``, ``content-length``,
-``transfer-encoding``...) are dropped from JSON lines as from a HAR. A path with control
-characters, over 16 KB (Cloudflare's URL limit), a line over 128 KB, JSON nested too deeply, and
-times over a year apart are refused with their line. Times become offsets from the earliest request, in time order (a log is
-written as requests finish, so its lines may be slightly out of order). Blank lines are skipped;
-any other line that cannot be read stops the load with its line number (``ReplayError``).
+A log with one-second resolution spreads the k requests logged in one second evenly over it (at s,
+s + 1/k, ...) rather than sending a burst the original traffic never was. Bodies are not
+replayed. Headers the connection itself sets (``host``, ``content-length``, ``transfer-encoding``...)
+are dropped from JSON lines as from a HAR. A path with control characters, over 16 KB (Cloudflare's
+URL limit), a line over 128 KB, JSON nested too deeply, and times over a year apart are refused
+with their line. Times become offsets from the earliest request, in time order (a log is written
+as requests finish, so its lines may be slightly out of order). Blank lines are skipped. A line
+that cannot be read stops the load with its line number (``ReplayError``), or with ``on_error =
+"skip"`` is skipped and counted (``Replay.skipped``): every internet-facing server logs TLS
+handshakes sent to its HTTP port (``"\\x16\\x03\\x01..." 400``) and connections closed before a
+request (``"-" 400 0``). A HAR is one JSON document, read whole or refused.
 """
 
 from __future__ import annotations
@@ -30,11 +36,12 @@ import functools
 import json
 import math
 import re
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import msgspec
 
 from edge.platform.fetch import Request
+from edge.scenario.logformat import CLF, Line, Unreadable, compile_format, read_line
 
 MAX_REPLAY_BYTES = 64 * 1024 * 1024
 MAX_REPLAY_REQUESTS = 1_000_000
@@ -44,14 +51,13 @@ MAX_TARGET_BYTES = 16 * 1024
 """A replayed path and query, at most: Cloudflare's URL limit (16 KB)."""
 MAX_LINE_BYTES = 128 * 1024
 """A line of a log (CLF, JSON lines), at most: a request line and Cloudflare's 128 KB of headers."""
+MAX_LISTED_SKIPS = 5
+"""Skipped lines the report lists by number (all are counted)."""
 FORMATS = ("clf", "jsonl", "har")
+ON_ERROR = ("abort", "skip")
+SERVICE_TIMES = ("logged", "model")
 _DROPPED_HEADERS = frozenset({"host", "content-length", "connection", "transfer-encoding", "keep-alive", "upgrade"})
-_QUOTED = r'"((?:[^"\\]++|\\.)*+)"'  # possessive: a quote left open fails at once, with no backtracking
-_CLF = re.compile(
-    r'^\S+ \S+ \S+ \[(?P<time>[^\]]+)\] ' + _QUOTED.replace("(", "(?P<request>", 1)
-    + r' (?:\d{3}|-) (?:\d+|-)'
-    + r'(?: ' + _QUOTED.replace("(", "(?P<referer>", 1) + ' ' + _QUOTED.replace("(", "(?P<agent>", 1) + r')?\s*$'
-)
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")  # the bytes surrogateescape kept
 _PLACEHOLDER = "http://replay.invalid"  # a host to build a Request with while checking a line
 
 
@@ -71,6 +77,8 @@ class Entry(msgspec.Struct, array_like=True):
     target: str
     """Path and query, starting with "/"."""
     headers: list[tuple[str, str]]
+    time: float | None = None
+    """The request time the log records, in seconds (None: it records none)."""
 
 
 class Replay(msgspec.Struct):
@@ -79,11 +87,32 @@ class Replay(msgspec.Struct):
     file: str
     """The path as the scenario gave it (reports name it so, the same wherever the run is)."""
     format: str
+    """clf, jsonl, har, "nginx log_format" or "Apache LogFormat"."""
     entries: list[Entry]
+    skipped: int = 0
+    """Lines that could not be read, skipped (``on_error = "skip"``)."""
+    skipped_lines: list[int] = []
+    """The first ``MAX_LISTED_SKIPS`` of them, by line number."""
 
     @property
     def span(self) -> float:
         return self.entries[-1].at
+
+
+class LoggedRequest(Request):
+    """A replayed request with the time its log line records: a synthetic model serves it in that
+    time (``actors.synthetic``). A clone (a router's retry) keeps it."""
+
+    __slots__ = ("service_time",)
+
+    def __init__(self, url: str, *, method: str, headers: list[tuple[str, str]], service_time: float) -> None:
+        super().__init__(url, method=method, headers=headers)
+        self.service_time = service_time
+
+    def clone(self) -> LoggedRequest:
+        duplicate = super().clone()
+        duplicate.service_time = self.service_time  # type: ignore[attr-defined]
+        return duplicate  # type: ignore[return-value]
 
 
 def format_of(file: str, given: str | None) -> str:
@@ -98,108 +127,125 @@ def format_of(file: str, given: str | None) -> str:
     return "clf"
 
 
-def parse(data: bytes, *, file: str, format: str) -> Replay:
-    """The requests of ``data``, a file in ``format``; a ReplayError names the first bad line."""
+def check_format(format: str) -> None:
+    """A format name, or a log format that can be read; a ValueError says what was expected."""
+    if format not in FORMATS:
+        compile_format(format)
+
+
+class _Skips(msgspec.Struct):
+    count: int = 0
+    first: list[int] = []
+
+
+def parse(data: bytes, *, file: str, format: str, on_error: str = "abort") -> Replay:
+    """The requests of ``data``, a file in ``format`` (a name or a log format); a ReplayError names
+    the first bad line, or with ``on_error = "skip"`` the first that is not a line's own problem."""
     if len(data) > MAX_REPLAY_BYTES:
         raise ReplayError("size", f"expected a replay file of at most {MAX_REPLAY_BYTES:,} bytes (64 MiB), got more")
     try:
-        text = data.decode()
+        text, mixed = data.decode(), False
     except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise ReplayError(f"line {line}", "not UTF-8 text") from None
-    read = {"clf": _clf, "jsonl": _jsonl, "har": _har}[format]
-    timed: list[tuple[float, str, str, str, list[tuple[str, str]]]] = []  # (time, where, method, target, headers)
-    for where, when, method, target, headers in read(text):
+        if format == "har":
+            line = data[:exc.start].count(b"\n") + 1
+            raise ReplayError(f"line {line}", "not UTF-8 text") from None
+        text, mixed = data.decode(errors="surrogateescape"), True  # each line that is not UTF-8 is unreadable
+    skips = _Skips()
+    rows: Iterator[tuple[str, Line]]
+    if format == "har":
+        rows, label, spread = _har(text), format, False
+    elif format == "jsonl":
+        rows, label, spread = _lines(text, _jsonl, mixed, skips if on_error == "skip" else None), format, False
+    else:
+        fmt = CLF if format == "clf" else compile_format(format)
+        rows, label, spread = _lines(text, functools.partial(read_line, fmt), mixed, skips if on_error == "skip" else None), fmt.label, fmt.whole_seconds
+    timed: list[tuple[str, Line]] = []
+    for where, row in rows:
         if len(timed) == MAX_REPLAY_REQUESTS:
             raise ReplayError(where, f"expected at most {MAX_REPLAY_REQUESTS:,} requests, got more")
-        _check(where, method, target, headers)
-        timed.append((when, where, method, target, headers))
+        timed.append((where, row))
     if not timed:
+        if skips.count:
+            raise ReplayError("line 1", f"expected at least one request: all {skips.count:,} lines were unreadable (lines "
+                                        f"{', '.join(map(str, skips.first))}{', ...' if skips.count > len(skips.first) else ''}); "
+                                        "is replay_format the log's format?")
         raise ReplayError("line 1" if format != "har" else "log.entries", "expected at least one request, the file has none")
-    if format == "clf":
+    if spread:
         timed = _spread(timed)
-    timed.sort(key=lambda entry: entry[0])  # stable: lines of one instant keep their order
-    first, (last, where, *_) = timed[0][0], timed[-1]
-    if not last - first <= MAX_REPLAY_SPAN:  # `not`: an infinite span too (times of -1e308 and 1e308)
+    for _, row in timed:  # after spreading: the stamps are what share a second
+        row.at -= row.elapsed
+    timed.sort(key=lambda entry: entry[1].at)  # stable: lines of one instant keep their order
+    first, (where, last) = timed[0][1].at, timed[-1]
+    if not last.at - first <= MAX_REPLAY_SPAN:  # `not`: an infinite span too (times of -1e308 and 1e308)
         raise ReplayError(where, f"expected every request within {MAX_REPLAY_SPAN / 86400:.0f} days (a year) of the first, "
-                                 f"this one is {last - first:.3g} s after it")
-    return Replay(file=file, format=format, entries=[Entry(when - first, method, target, headers) for when, _, method, target, headers in timed])
+                                 f"this one is {last.at - first:.3g} s after it")
+    return Replay(file=file, format=label, entries=[Entry(row.at - first, row.method, row.target, row.headers, row.time) for _, row in timed],
+                  skipped=skips.count, skipped_lines=skips.first)
 
 
-Line = tuple[str, float, str, str, list[tuple[str, str]]]
-
-
-def _lines(text: str) -> Iterator[tuple[int, str]]:
+def _lines(text: str, read: Callable[[str], Line], mixed: bool, skips: _Skips | None) -> Iterator[tuple[str, Line]]:
+    """Each line read (blank ones passed over); one that cannot be read stops with its number, or
+    is counted in ``skips`` when skipping."""
     for number, line in enumerate(text.splitlines(), 1):
-        if len(line) > MAX_LINE_BYTES:
-            raise ReplayError(f"line {number}", f"expected a line of at most {MAX_LINE_BYTES:,} characters, got {len(line):,}")
-        if line.strip():
-            yield number, line
-
-
-def _clf(text: str) -> Iterator[Line]:
-    for number, line in _lines(text):
-        where = f"line {number}"
-        match = _CLF.match(line)
-        if match is None:
-            raise ReplayError(where, 'expected a Common or Combined Log Format line: HOST IDENT USER [TIME] "METHOD PATH PROTOCOL" STATUS BYTES ["REFERER" "USER-AGENT"]')
+        if not line.strip():
+            continue
         try:
-            when = _clf_time(match["time"])
-        except ValueError:
-            raise ReplayError(where, f'expected a time like [10/Oct/2000:13:55:36 -0700], got [{match["time"]}]') from None
-        parts = match["request"].split(" ")
-        if len(parts) != 3:
-            raise ReplayError(where, f'expected a request line "METHOD PATH PROTOCOL", got "{match["request"]}"')
-        headers = [(name, value) for name, value in (("referer", match["referer"]), ("user-agent", match["agent"]))
-                   if value not in (None, "", "-")]
-        yield where, when, parts[0], parts[1], headers
+            if len(line) > MAX_LINE_BYTES:
+                raise Unreadable(f"expected a line of at most {MAX_LINE_BYTES:,} characters, got {len(line):,}")
+            if mixed and _NOT_UTF8.search(line):
+                raise Unreadable("not UTF-8 text")
+            row = read(line)
+            _check(row)
+        except Unreadable as exc:
+            if skips is None:
+                raise ReplayError(f"line {number}", f'{exc} (on_error = "skip" skips unreadable lines)') from None
+            skips.count += 1
+            if len(skips.first) < MAX_LISTED_SKIPS:
+                skips.first.append(number)
+            continue
+        yield f"line {number}", row
 
 
-@functools.lru_cache(maxsize=1024)
-def _clf_time(text: str) -> float:
-    """Cached: a busy log repeats each second's stamp on many lines, and strptime is half the cost of a line."""
-    return datetime.datetime.strptime(text, "%d/%b/%Y:%H:%M:%S %z").timestamp()
+def _jsonl(line: str) -> Line:
+    record = _json(line)
+    if not isinstance(record, dict):
+        raise Unreadable('expected a JSON object like {"time": 1.5, "method": "GET", "path": "/"}')
+    when = record.get("time")
+    if isinstance(when, str):
+        when = _iso("time", when)
+    elif not isinstance(when, (int, float)) or isinstance(when, bool) or not math.isfinite(when):
+        raise Unreadable(f"time: expected seconds (a number) or an ISO 8601 time, got {when!r}")
+    method = record.get("method", "GET")
+    path = record.get("path")
+    if not isinstance(method, str):
+        raise Unreadable(f"method: expected a string, got {method!r}")
+    if not isinstance(path, str):
+        raise Unreadable(f'path: expected a string starting with "/", got {path!r}')
+    headers = record.get("headers", {})
+    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+        raise Unreadable("headers: expected an object of strings")
+    kept = [(name, value) for name, value in headers.items() if name.lower() not in _DROPPED_HEADERS]
+    return Line(float(when), method, path, kept, None)
 
 
-def _jsonl(text: str) -> Iterator[Line]:
-    for number, line in _lines(text):
-        where = f"line {number}"
-        record = _json(where, line)
-        if not isinstance(record, dict):
-            raise ReplayError(where, 'expected a JSON object like {"time": 1.5, "method": "GET", "path": "/"}')
-        when = record.get("time")
-        if isinstance(when, str):
-            when = _iso(where, "time", when)
-        elif not isinstance(when, (int, float)) or isinstance(when, bool) or not math.isfinite(when):
-            raise ReplayError(where, f"time: expected seconds (a number) or an ISO 8601 time, got {when!r}")
-        method = record.get("method", "GET")
-        path = record.get("path")
-        if not isinstance(method, str):
-            raise ReplayError(where, f"method: expected a string, got {method!r}")
-        if not isinstance(path, str):
-            raise ReplayError(where, f'path: expected a string starting with "/", got {path!r}')
-        headers = record.get("headers", {})
-        if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
-            raise ReplayError(where, "headers: expected an object of strings")
-        kept = [(name, value) for name, value in headers.items() if name.lower() not in _DROPPED_HEADERS]
-        yield where, float(when), method, path, kept
-
-
-def _json(where: str | None, text: str) -> Any:
-    """``json.loads``, its every failure a ReplayError: malformed JSON, nesting too deep for the
+def _json(text: str) -> Any:
+    """``json.loads``, its every failure Unreadable: malformed JSON, nesting too deep for the
     parser (``RecursionError``) and numbers too long for an int (``ValueError``) alike."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ReplayError(where or f"line {exc.lineno}", f"not JSON: {exc.msg} (column {exc.colno})") from None
+        raise Unreadable(f"not JSON: {exc.msg} (column {exc.colno})", exc.lineno) from None
     except RecursionError:
-        raise ReplayError(where or "line 1", "expected JSON nested less deeply (the parser gave up)") from None
+        raise Unreadable("expected JSON nested less deeply (the parser gave up)") from None
     except ValueError as exc:
-        raise ReplayError(where or "line 1", f"expected JSON that can be read: {exc}") from None
+        raise Unreadable(f"expected JSON that can be read: {exc}") from None
 
 
-def _har(text: str) -> Iterator[Line]:
-    archive = _json(None, text)
+def _har(text: str) -> Iterator[tuple[str, Line]]:
+    try:
+        archive = _json(text)
+    except Unreadable as exc:
+        raise ReplayError(f"line {exc.line}", str(exc)) from None
     log = archive.get("log") if isinstance(archive, dict) else None
     entries = log.get("entries") if isinstance(log, dict) else None
     if not isinstance(entries, list):
@@ -222,42 +268,48 @@ def _har(text: str) -> Iterator[Line]:
         target = "/" + rest.partition("/")[2].partition("#")[0]
         kept = [(h["name"], h["value"]) for h in headers
                 if not h["name"].startswith(":") and h["name"].lower() not in _DROPPED_HEADERS]
-        yield where, _iso(where, "startedDateTime", entry["startedDateTime"]), method, target, kept
+        try:
+            row = Line(_iso("startedDateTime", entry["startedDateTime"]), method, target, kept, None)
+            _check(row)
+        except Unreadable as exc:
+            raise ReplayError(where, str(exc)) from None
+        yield where, row
 
 
-def _iso(where: str, field: str, text: str) -> float:
+def _iso(field: str, text: str) -> float:
     try:
         moment = datetime.datetime.fromisoformat(text)
     except ValueError:
-        raise ReplayError(where, f"{field}: expected an ISO 8601 time like 2024-05-01T12:00:00.250Z, got {text!r}") from None
+        raise Unreadable(f"{field}: expected an ISO 8601 time like 2024-05-01T12:00:00.250Z, got {text!r}") from None
     if moment.tzinfo is None:  # no zone: read as UTC, not as this machine's local time
         moment = moment.replace(tzinfo=datetime.timezone.utc)
     return moment.timestamp()
 
 
-def _check(where: str, method: str, target: str, headers: list[tuple[str, str]]) -> None:
-    """What the run's ``Request`` would refuse, refused at load with the line's place."""
+def _check(row: Line) -> None:
+    """What the run's ``Request`` would refuse, refused at load."""
+    target = row.target
     if not target.startswith("/"):
-        raise ReplayError(where, f'expected a path starting with "/", got {target[:100]!r}')
+        raise Unreadable(f'expected a path starting with "/", got {target[:100]!r}')
     if any(ord(c) < 0x20 or c == "\x7f" for c in target):
-        raise ReplayError(where, f"expected a path without control characters (CR, LF, tab...), got {target[:100]!r}")
-    if len(target.encode()) > MAX_TARGET_BYTES:
-        raise ReplayError(where, f"expected a path and query of at most {MAX_TARGET_BYTES:,} bytes (Cloudflare's URL limit), got {len(target.encode()):,}")
+        raise Unreadable(f"expected a path without control characters (CR, LF, tab...), got {target[:100]!r}")
+    size = len(target.encode(errors="surrogatepass"))  # a JSON "\ud800" is a lone surrogate: counted, not a crash
+    if size > MAX_TARGET_BYTES:
+        raise Unreadable(f"expected a path and query of at most {MAX_TARGET_BYTES:,} bytes (Cloudflare's URL limit), got {size:,}")
     try:
-        Request(_PLACEHOLDER + target, method=method, headers=headers)
+        Request(_PLACEHOLDER + target, method=row.method, headers=row.headers)
     except TypeError as exc:
-        raise ReplayError(where, f"expected what a fetch Request accepts: {exc}") from None
+        raise Unreadable(f"expected what a fetch Request accepts: {exc}") from None
 
 
-def _spread(timed: list[Any]) -> list[Any]:
+def _spread(timed: list[tuple[str, Line]]) -> list[tuple[str, Line]]:
     """Spread the requests of each logged second evenly over it (the log's one-second resolution)."""
     per_second: dict[float, int] = {}
-    for entry in timed:
-        per_second[entry[0]] = per_second.get(entry[0], 0) + 1
+    for _, row in timed:
+        per_second[row.at] = per_second.get(row.at, 0) + 1
     seen: dict[float, int] = {}
-    spread = []
-    for when, *rest in timed:
-        index = seen.get(when, 0)
-        seen[when] = index + 1
-        spread.append((when + index / per_second[when], *rest))
-    return spread
+    for _, row in timed:
+        index = seen.get(row.at, 0)
+        seen[row.at] = index + 1
+        row.at += index / per_second[row.at]
+    return timed
