@@ -22,6 +22,8 @@ Conventions (the PromQL's own are in ``edge/metrics/panels.py``):
 * rates use ``$__rate_interval``: Grafana derives it from the datasource's ``timeInterval`` (the 5 s
   scrape interval), so a window always holds enough samples for ``rate()``; a console page uses its
   ``window`` URL parameter (default 1m);
+* both open on the last ``RANGE`` (15 minutes); a console page takes another from its ``range`` URL
+  parameter (``?range=1h``);
 * ``edge`` must be importable (``pip install -e .``).
 """
 
@@ -42,6 +44,8 @@ CONSOLES = HERE / "consoles"
 
 DATASOURCE = {"type": "prometheus", "uid": "edge-prometheus"}  # = grafana/provisioning/datasources/prometheus.yml
 TAG = "edge"
+RANGE = "15m"
+"""The time range both renderings open on: a fresh ``edge serve`` is minutes old (an hour drew it as a sliver)."""
 
 
 # -- Grafana JSON model ------------------------------------------------------------------------------
@@ -175,7 +179,7 @@ def dashboard(board: Board) -> dict[str, Any]:
         "graphTooltip": 1,  # shared crosshair: compare panels at one instant
         "schemaVersion": 39,
         "version": 1,
-        "time": {"from": "now-15m", "to": "now"},
+        "time": {"from": f"now-{RANGE}", "to": "now"},
         "timepicker": {},
         "timezone": "browser",
         "refresh": "10s",
@@ -236,7 +240,7 @@ def console(name: str, board: Board) -> str:
         nav(name),
         f"<h1>{escape(board.title)}</h1>",
         f"<p>{escape(board.description)}</p>",
-        f'<div id="edge-board" class="edge-panels" data-variables="{attribute(variables)}">',
+        f'<div id="edge-board" class="edge-panels" data-range="{RANGE}" data-variables="{attribute(variables)}">',
         *(console_panel(panel) for panel in board.panels),
         "</div>",
         '{{ template "edge_tail" }}',

@@ -14,7 +14,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge.metrics.exposition import registry_for
-from edge.metrics.families import FAMILIES, LATENCY_BUCKETS, Family
+from edge.metrics.families import FAMILIES, LATENCY_BUCKETS, LOADGEN_FAMILIES, Family
 from edge.metrics.histogram import Bins, LogHistogram, bin_mids
 from edge.metrics.recorders import RunMetrics
 
@@ -220,9 +220,9 @@ def doc_table_rows() -> list[str]:
 
 
 def declared_rows() -> list[str]:
-    """The metrics table of docs/architecture.md as the declarations write it."""
+    """The metrics tables of docs/architecture.md (the run's, then the load generator's) as the declarations write them."""
     return [
-        f"| `{f.name}` | {f.kind} | {', '.join(f'`{label}`' for label in f.labels)} | {f.help} |" for f in FAMILIES
+        f"| `{f.name}` | {f.kind} | {', '.join(f'`{label}`' for label in f.labels)} | {f.help} |" for f in FAMILIES + LOADGEN_FAMILIES
     ]
 
 
@@ -234,7 +234,7 @@ def test_the_architecture_table_is_the_declared_families():
 
 def test_every_metric_the_docs_name_is_declared():
     # A family's name or one of its series (edge_x_bucket) is fine in prose; anything else is a stale name.
-    declared = {f.name for f in FAMILIES} | {series for f in FAMILIES for series in f.samples}
+    declared = {f.name for f in FAMILIES + LOADGEN_FAMILIES} | {series for f in FAMILIES for series in f.samples}
     for doc in DOCS:
         named = set(re.findall(r"\bedge_[a-z0-9_]+", (ROOT / doc).read_text()))
         assert named, f"{doc} names no metric: is the pattern stale?"

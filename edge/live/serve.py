@@ -35,7 +35,7 @@ from edge.platform import memory, watchdog
 from edge.platform.clock import RealClock
 from edge.platform.fetch import Request, Response
 from edge.live.ingress import HttpServer, Limits
-from edge.live.loadgen import LoadGenerator
+from edge.live.loadgen import LoadCollector, LoadGenerator
 from edge.metrics.exposition import registry_for
 from edge.metrics.recorders import RunMetrics
 from edge.engine.front_door import FrontDoor
@@ -302,6 +302,7 @@ async def _serve(live: LiveRuntime, ingress: HttpServer, servers: list[HttpServe
             if traffic:
                 target = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
                 generator = LoadGenerator(loaded, target, endpoints["ingress"].port, seed=loaded.spec.scenario.seed if seed is None else seed)
+                live.registry.register(LoadCollector(generator))
 
                 async def drive() -> None:
                     with load:
@@ -313,9 +314,7 @@ async def _serve(live: LiveRuntime, ingress: HttpServer, servers: list[HttpServe
                 break
         load.cancel()
         if traffic:
-            stats = generator.stats
-            log.info("live traffic: %d requests sent: %d answered, %d without an answer, %d still on their way when it stopped",
-                     stats.sent, stats.answered, stats.failed, stats.sent - stats.answered - stats.failed)
+            log.info("%s", generator.summary(trio.current_time()))
         for server in servers:
             server.stop_accepting()
         if not await ingress.drained(drain):

@@ -190,3 +190,24 @@ FAMILIES = (
     ROUTED_REQUESTS,
 )
 
+# Exported by ``edge serve --traffic`` alone, read from its load generator (edge/live/loadgen.py):
+# the client's side of a live run, which the platform's families cannot show. A generator behind its
+# schedule sends less than the scenario says, which would otherwise pass for a server answering less.
+LOADGEN_PLANNED = Family(
+    "edge_loadgen_planned_total", "counter",
+    "Live, edge serve --traffic: requests due so far by a traffic group's schedule (its arrivals, or its "
+    "closed users' think times ended).", ("group",),
+)
+LOADGEN_SENT = Family(
+    "edge_loadgen_sent_total", "counter",
+    "Live, edge serve --traffic: requests the load generator sent (written to a connection, or given up when "
+    "none could be opened); rate of this over rate of edge_loadgen_planned_total is the share of the schedule sent.",
+    ("group",),
+)
+LOADGEN_LAG = Family(
+    "edge_loadgen_lag_seconds", "gauge",
+    "Live, edge serve --traffic: how far behind its schedule the load generator is: the time since the oldest "
+    "request due and not yet sent fell due (0 on time), read at scrape time.", ("group",),
+)
+
+LOADGEN_FAMILIES = (LOADGEN_PLANNED, LOADGEN_SENT, LOADGEN_LAG)
