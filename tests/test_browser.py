@@ -94,11 +94,27 @@ def test_html_report_opens_offline_in_chromium_with_data_in_every_chart(tmp_path
         titles = browser.execute_script("return [...document.querySelectorAll('.u-title')].map(t => t.textContent);")
         events = browser.execute_script("return JSON.parse(document.getElementById('edge-data').textContent).events;")
         print(f"report ({page.stat().st_size:,} bytes): {seconds:.2f}s to every chart drawn, points per chart {points}")
+        legend = hover_legend(browser, "Top-level latency")
+        assert legend["p50"].endswith(")") and " ms (n " in legend["p50"], legend  # a quantile's value with its samples
         screenshot(browser, tmp_path / "report.png")
     assert len(points) == len(titles) == 8, titles  # traffic, latency, canary and CPU: two charts each
     assert "Weight by environment" in titles
     assert {"at": 0.0, "label": "weights app"} in events
     assert any(e["label"].startswith("app start") for e in events), events  # the rollout's start, marked too
+
+
+def hover_legend(browser, title: str) -> dict[str, str]:
+    """The legend of the chart titled ``title`` with the cursor over the middle of its plot: label -> value."""
+    labels, values = browser.execute_script("""
+      const chart = [...document.querySelectorAll('.uplot')].find(c => c.querySelector('.u-title').textContent === arguments[0]);
+      const over = chart.querySelector('.u-over'), box = over.getBoundingClientRect();
+      const at = {clientX: box.left + box.width / 2, clientY: box.top + box.height / 2, bubbles: true};
+      over.dispatchEvent(new MouseEvent('mouseenter', at));
+      over.dispatchEvent(new MouseEvent('mousemove', at));
+      const rows = [...chart.querySelectorAll('.u-legend .u-series')].slice(1);
+      return [rows.map(r => r.querySelector('.u-label').textContent), rows.map(r => r.querySelector('.u-value').textContent)];
+    """, title)
+    return dict(zip(labels, values))
 
 
 def test_html_outputs_are_checked_before_the_run(tmp_path):
@@ -129,6 +145,10 @@ def test_live_dashboard_of_edge_serve_updates_in_chromium_with_data_in_every_cha
             assert failures == "0 (rolls back at 1)" and ("hold: ✗ canary answers" in last or last == "none yet"), last
             marks = browser.execute_script("return fetch('/dashboard.json').then(r => r.json()).then(p => p.events.map(e => e.label));")
             assert "app step 50%" in marks, marks
+            # A quantile's point shows its samples; one from too few says what it needs instead of a value.
+            legend = hover_legend(browser, "Latency p99 by service environment (intervals of 100 answers or more)")
+            shown = [v for v in legend.values() if v != "—"]
+            assert shown and all(re.fullmatch(r"[\d.]+ ms \(n \d+\)|— \(n \d+, needs 100\)", v) for v in shown), legend
             # It keeps polling: two readings later every chart has more points, with no error on the way.
             time.sleep(2 * INTERVAL + 0.5)
             later = browser.execute_script(f"return {REPORT_POINTS};")
@@ -139,3 +159,19 @@ def test_live_dashboard_of_edge_serve_updates_in_chromium_with_data_in_every_cha
         with urllib.request.urlopen(url, timeout=5) as answer:
             text = answer.read().decode()
     assert not re.findall(r"\b(?:src)\s*=", text)  # uPlot comes inline: nothing to fetch from the internet
+
+
+def test_live_dashboard_marks_a_rollouts_steps_and_an_operators_pause_on_every_chart(tmp_path):
+    """Events that happen while the page is open (issue 28, item 2): each poll's events are drawn,
+    not only those of the first drawing."""
+    from test_live_rollouts import SCENARIO as ROLLOUT, edge as edge_cli
+
+    (tmp_path / "rollout.toml").write_text(ROLLOUT)
+    with serve(str(tmp_path / "rollout.toml")) as served, Traffic(served.port), chromium() as browser:
+        open_page(browser, f"{served.ingress}/dashboard", REPORT_POINTS)
+        assert edge_cli(served, "rollout", "pause", "app").returncode == 0
+        deadline = time.monotonic() + 30
+        while not all("app paused 10%" in marks for marks in browser.execute_script("return EdgeCharts.marked();")):
+            assert time.monotonic() < deadline, browser.execute_script("return EdgeCharts.marked();")
+            time.sleep(0.5)
+        assert not errors(browser)

@@ -50,7 +50,8 @@ def test_the_kth_comparison_is_judged_at_the_kth_level_and_none_past_the_plan():
     assert state.step == 1 and state.comparisons == 1 and state.failures == 0
     state, actions = machine.step(state, _window(0.0199))  # just under the second
     assert state.failures == 1 and state.comparisons == 2
-    assert any("p=0.02 < 0.02, comparison 2 of 2" in getattr(a, "detail", "") for a in actions)
+    [failed] = [c for a in actions if isinstance(a, machine.Log) for c in a.checks if not c.passed]
+    assert (failed.measured, failed.op, failed.limit) == (0.0199, ">=", 0.02) and failed.note.endswith("comparison 2 of 2")
     state, _ = machine.step(state, _window(1e-9))  # a third comparison: past the plan, it cannot fail
     assert state.failures == 1 and state.step == 2
 

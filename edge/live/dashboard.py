@@ -23,7 +23,7 @@ import trio
 
 from edge.engine.rollout import MARKED_EVENTS, RolloutController
 from edge.engine.timeline import TimelineEntry
-from edge.metrics.charts import chart, ms, sections
+from edge.metrics.charts import chart, quantile, sections
 from edge.metrics.histogram import Bins
 from edge.metrics.recorders import RunMetrics
 from edge.metrics.series import SeriesRecorder
@@ -68,8 +68,9 @@ class Dashboard:
             now = sum((h.bins() for h in histograms), Bins())
             since = now - self._bins.get(path, Bins())
             self._bins[path] = now
-            columns = self.bindings.setdefault(path, {"calls": [0.0] * points, "p50": [None] * points, "p99": [None] * points})
+            columns = self.bindings.setdefault(path, {"calls": [0.0] * points, "n": [0] * points, "p50": [0.0] * points, "p99": [0.0] * points})
             columns["calls"].append(round(since.count / INTERVAL, 3))
+            columns["n"].append(since.count)
             columns["p50"].append(since.quantile(0.5) if since.count else 0.0)
             columns["p99"].append(since.quantile(0.99) if since.count else 0.0)
 
@@ -103,7 +104,8 @@ class Dashboard:
         if self.bindings:
             page.insert(2, {"title": "Per-binding latency", "charts": [
                 chart("Binding calls per second", "/s", *((path, c["calls"]) for path, c in self.bindings.items())),
-                chart("Binding latency p50 / p99", "ms", *((f"{q} {path}", ms(c[q])) for path, c in self.bindings.items() for q in ("p50", "p99"))),
+                chart("Binding latency p50 / p99", "ms", *(quantile(f"{name} {path}", c[name], c["n"], q)
+                                                           for path, c in self.bindings.items() for name, q in (("p50", 0.5), ("p99", 0.99)))),
             ]})
         if self.actors:
             page.append({"title": "Actors", "charts": [

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from edge.metrics import families as fam
+from edge.metrics.charts import needed
 
 Kind = Literal["stat", "timeseries", "heatmap"]
 
@@ -117,8 +118,13 @@ def sel(*matchers: str) -> str:
     return ", ".join(m for m in matchers if m)
 
 
-def quantile(q: float, bucket: str, by: str, selector: str = "") -> str:
-    return f"histogram_quantile({q}, sum by (le, {by}) ({rate(bucket, selector)}))"
+def quantile(q: float, bucket: str, by: str = "", selector: str = "") -> str:
+    """The q-quantile over the rate window, only where the window had the samples it needs
+    (``charts.needed``: a p99 from 100): the p99 of a canary's ten answers is their largest at best."""
+    everything = sel(selector, 'le="+Inf"')
+    count = f"{bucket}{{{everything}}}"
+    return (f"histogram_quantile({q}, sum by (le{', ' if by else ''}{by}) ({rate(bucket, selector)}))\n"
+            f"  and on ({by}) sum by ({by}) (increase({count}[{W}])) >= {needed(q)}")
 
 
 def indent(text: str, by: str = "  ") -> str:
@@ -185,7 +191,7 @@ def overview() -> dict[str, Any]:
         stat("Error ratio users saw", "5xx among top-level answers, after the routers' fallbacks (edge_client_requests_total).",
              [Query(effective_error_ratio("", S))], "percentunit", decimals=2),
         stat("Top-level p99", "99th percentile of top-level latency at the ingress, every entry service together.",
-             [Query(f"histogram_quantile(0.99, sum by (le) ({rate(latency, S)}))")], "s"),
+             [Query(quantile(0.99, latency, selector=S))], "s"),
         stat("Fallbacks per second", "Failed attempts a router retried on another environment (edge_retries_total).",
              [Query(f"sum({rate(fam.RETRIES.name, S)}) or vector(0)")], "reqps"),
         timeseries("Top-level requests per second", "By entry service and the environment that answered "
@@ -345,8 +351,8 @@ def canary() -> dict[str, Any]:
                    "callers got the failure (edge_retries_denied_total).",
                    queries((f"sum by (service, from_environment) ({rate(fam.RETRIES_DENIED.name, S)})", "{{service}} {{from_environment}}")),
                    "reqps"),
-        timeseries("Rollout phase", "1 for the rollout's current phase: pending, progressing, waiting (a pause or an approval), "
-                   "promoted, rolled back (edge_rollout_phase).",
+        timeseries("Rollout phase", "1 for the rollout's current phase: pending, progressing, waiting (a step's pause or an approval), "
+                   "paused (by the operator: edge rollout pause), promoted, rolled back (edge_rollout_phase).",
                    queries((f"{fam.ROLLOUT_PHASE.name}{{{S}}} == 1", "{{service}} {{phase}}")), "short", step=True),
         timeseries("Rollout analyses per second by verdict", "Each interval's verdict on the canary: pass, fail, no_data, hold, "
                    "rollback (edge_rollout_checks_total).",

@@ -33,6 +33,7 @@ class EnvironmentSeries(msgspec.Struct):
     """One service environment, per attempt (what it answered, retries included)."""
 
     requests: list[int]
+    """Answers in the interval: the samples its latency quantiles are read from."""
     errors: list[int]
     """5xx answers."""
     shed: list[int]
@@ -55,6 +56,11 @@ class ClientSeries(msgspec.Struct):
     latency_p99_s: list[float]
     cpu_per_request_p50_s: list[float]
     cpu_per_request_p99_s: list[float]
+    latency_samples: list[int] = msgspec.field(default_factory=list)
+    """Answers the interval's latency quantiles were read from (a report from before these were
+    kept has none: its ``requests`` stand in)."""
+    cpu_samples: list[int] = msgspec.field(default_factory=list)
+    """Top-level requests whose CPU the interval's CPU quantiles were read from."""
 
 
 class Series(msgspec.Struct):
@@ -189,9 +195,11 @@ class SeriesRecorder:
         latency = self._bins("clients.latency", [g.latency for g in groups])
         c.latency_p50_s.append(_round_quantile(latency.quantile(0.5)))
         c.latency_p99_s.append(_round_quantile(latency.quantile(0.99)))
+        c.latency_samples.append(latency.count)
         cpu = self._bins("clients.cpu", list(metrics.request_cpu.values()))
         c.cpu_per_request_p50_s.append(_round_quantile(cpu.quantile(0.5)))
         c.cpu_per_request_p99_s.append(_round_quantile(cpu.quantile(0.99)))
+        c.cpu_samples.append(cpu.count)
 
         readings = self._environments
         for key, stats in metrics.environments.items():

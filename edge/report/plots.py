@@ -9,7 +9,8 @@ Four figures, each answering one question an operator asks of a rollout:
 * ``cpu.png``: CPU per top-level request against the limit, and CPU used per environment.
 
 Timeline events are drawn as labelled vertical lines on every figure: a deploy or a crash and the
-change it caused are seen together. matplotlib is imported here only, and only when plots are asked
+change it caused are seen together. A quantile is drawn only where an interval had the samples it
+needs (``charts.needed``), and each line's legend gives its samples per interval. matplotlib is imported here only, and only when plots are asked
 for: it costs half a second to import.
 """
 
@@ -22,9 +23,10 @@ from typing import Any, Callable
 
 from edge.platform.files import write_output
 from edge.report.build import Report
+from edge.metrics.charts import quantile_ms, with_samples
 from edge.metrics.series import Series
 
-QUANTILE_STYLES = (("latency_p50_s", "p50", ":"), ("latency_p99_s", "p99", "-"))
+QUANTILE_STYLES = (("latency_p50_s", "p50", 0.5, ":"), ("latency_p99_s", "p99", 0.99, "-"))
 
 
 def write_plots(report: Report, directory: str | Path) -> list[Path]:
@@ -98,17 +100,13 @@ def _per_second(amounts: list[int] | list[float], series: Series) -> list[float]
     return [n / (end - start) if end > start else 0.0 for n, start, end in zip(amounts, starts, series.end_s)]
 
 
-def _ms(values: list[float]) -> list[float | None]:
-    """Milliseconds; None (a gap in the line) where an interval had no request to measure."""
-    return [v * 1000 if v > 0 else None for v in values]
-
-
 def _latency(report: Report) -> Any:
     figure, (ax,), axis = _figure(report, 1, "latency per environment and interval")
     for index, (key, env) in enumerate(report.series.environments.items()):
         colour = f"C{index % 10}"
-        for column, name, style in QUANTILE_STYLES:
-            ax.plot(axis.x, _ms(getattr(env, column)), linestyle=style, color=colour, label=f"{key} {name}")
+        for column, name, q, style in QUANTILE_STYLES:
+            ax.plot(axis.x, quantile_ms(getattr(env, column), env.requests, q), linestyle=style, color=colour,
+                    label=with_samples(f"{key} {name}", env.requests, q))
     ax.set_ylabel("latency (ms, log)")
     ax.set_yscale("log")
     _legend(ax)
@@ -163,7 +161,7 @@ def _canary(report: Report) -> Any:
             errors.plot(axis.x, ratio, color=colour, linewidth=0.8, label=f"{key}, per interval")
             so_far = [100 * e / n if n else None for e, n in zip(itertools.accumulate(env.errors), itertools.accumulate(env.requests))]
             errors.plot(axis.x, so_far, color=colour, linestyle="--", linewidth=1.6, label=f"{key}, since the start")
-            p99.plot(axis.x, _ms(env.latency_p99_s), color=colour, label=key)
+            p99.plot(axis.x, quantile_ms(env.latency_p99_s, env.requests, 0.99), color=colour, label=with_samples(key, env.requests, 0.99))
     weight.set_ylabel("weight (%)")
     errors.set_ylabel("5xx per attempt (%)")
     p99.set_ylabel("p99 latency (ms)")
@@ -177,8 +175,11 @@ def _cpu(report: Report) -> Any:
     series = report.series
     c = series.clients
     figure, (per_request, used), axis = _figure(report, 2, "CPU per request and per environment")
-    per_request.plot(axis.x, _ms(c.cpu_per_request_p50_s), linestyle=":", color="C0", label="p50 per top-level request")
-    per_request.plot(axis.x, _ms(c.cpu_per_request_p99_s), color="C0", label="p99 per top-level request")
+    charged = c.cpu_samples or c.requests  # a report from before samples were kept
+    per_request.plot(axis.x, quantile_ms(c.cpu_per_request_p50_s, charged, 0.5), linestyle=":", color="C0",
+                     label=with_samples("p50 per top-level request", charged, 0.5))
+    per_request.plot(axis.x, quantile_ms(c.cpu_per_request_p99_s, charged, 0.99), color="C0",
+                     label=with_samples("p99 per top-level request", charged, 0.99))
     per_request.axhline(report.cpu_limit_s * 1000, color="C3", linestyle="--", label="CPU limit")
     per_request.set_yscale("log")  # a request's CPU and the limit are often decades apart
     per_request.set_ylabel("CPU (ms, log)")

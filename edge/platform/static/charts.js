@@ -4,6 +4,8 @@
  * [{label, values}]}]}] over the shared x values page.x (seconds: simulated ones, or epoch seconds
  * when page.time), marking page.events = [{at, label}]. Drawn again with the same charts, it
  * updates their data in place (the live dashboard polls); with other charts, it starts over.
+ * A quantile's series also has samples (each point's) and needs (the fewest it is drawn from):
+ * the legend gives a point's samples with its value, and says why a point is missing.
  */
 window.EdgeCharts = (function () {
   "use strict";
@@ -25,13 +27,16 @@ window.EdgeCharts = (function () {
     return function (v) { return v === null || v === undefined ? "—" : number(v) + (suffix[unit] || ""); };
   }
 
-  function events(list) {
+  // The events are the page's latest (u.edgeEvents): a live dashboard's rollout takes steps as it goes.
+  function events() {
     return {hooks: {draw: [function (u) {
       var ctx = u.ctx, ratio = window.devicePixelRatio || 1;
       ctx.save();
-      list.forEach(function (e) {
+      u.edgeMarked = [];
+      (u.edgeEvents || []).forEach(function (e) {
         var x = Math.round(u.valToPos(e.at, "x", true));
         if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) { return; }
+        u.edgeMarked.push(e.label);
         ctx.strokeStyle = "#999";
         ctx.setLineDash([4 * ratio, 4 * ratio]);
         ctx.beginPath();
@@ -62,12 +67,20 @@ window.EdgeCharts = (function () {
       height: 220,
       scales: {x: {time: !!page.time}, y: {range: function (u, min, max) { return [Math.min(0, min), max > 0 ? max * 1.05 : 1]; }}},
       series: [{label: page.time ? "time" : "simulated s"}].concat(spec.series.map(function (s, i) {
-        return {label: s.label, stroke: palette[i % palette.length], width: 1.5, dash: s.dash, value: function (u, v) { return format(v); }};
+        return {label: s.label, stroke: palette[i % palette.length], width: 1.5, dash: s.dash, value: function (u, v, si, at) {
+          var now = (u.edgeSpec || spec).series[si - 1], n = now.samples && at !== null && at !== undefined ? now.samples[at] : null;
+          if (n === null || n === undefined) { return format(v); }
+          return v === null && n > 0 ? "— (n " + number(n) + ", needs " + now.needs + ")" : format(v) + " (n " + number(n) + ")";
+        }};
       })),
       axes: [{}, {size: 70, values: function (u, values) { return values.map(format); }}],
-      plugins: [events(page.events || [])],
+      plugins: [events()],
     };
-    return new uPlot(opts, data(spec, page), node);
+    var u = new uPlot(opts, data(spec, page), node);
+    u.edgeSpec = spec;
+    u.edgeEvents = page.events || [];
+    u.redraw();
+    return u;
   }
 
   function data(spec, page) {
@@ -80,7 +93,13 @@ window.EdgeCharts = (function () {
     }));
     if (now === shape) {
       var i = 0;
-      page.sections.forEach(function (s) { s.charts.forEach(function (c) { charts[i++].setData(data(c, page)); }); });
+      page.sections.forEach(function (s) {
+        s.charts.forEach(function (c) {
+          charts[i].edgeSpec = c;
+          charts[i].edgeEvents = page.events || [];
+          charts[i++].setData(data(c, page));
+        });
+      });
       return;
     }
     charts.forEach(function (u) { u.destroy(); });
@@ -107,5 +126,10 @@ window.EdgeCharts = (function () {
   window.addEventListener("resize", function () {
     charts.forEach(function (u) { u.setSize({width: Math.max(400, u.root.parentNode.clientWidth - 8), height: 220}); });
   });
-  return {draw: draw, points: points};
+  // The events each chart marked in its last drawing (for the tests: a canvas keeps no labels).
+  function marked() {
+    return charts.map(function (u) { return u.edgeMarked || []; });
+  }
+
+  return {draw: draw, points: points, marked: marked};
 })();
