@@ -714,3 +714,10 @@ def test_edge_tune_power_writes_the_curves(tmp_path):
     write(tmp_path)  # tune.toml again, without its grid
     no_grid = subprocess.run([*run, "--power", str(tmp_path / "p.png")], capture_output=True, text=True, timeout=120, cwd=root)
     assert no_grid.returncode == 2 and "tune.grid" in no_grid.stderr and "Traceback" not in no_grid.stderr, no_grid.stderr
+
+
+@pytest.mark.parametrize("x, shown", [(0.0, "0%"), (0.0004999, "0%"), (0.0005, "0.1%"), (0.062, "6.2%"), (0.0999, "10.0%"), (0.1, "10%"), (0.95, "95%")])
+def test_a_percent_has_one_decimal_from_005_percent_to_10_percent(x, shown):
+    from edge.tune.wording import percent
+
+    assert percent(x) == shown

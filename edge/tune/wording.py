@@ -19,7 +19,9 @@ def number(x: float) -> str:
 
 
 def percent(x: float) -> str:
-    return f"{x:.1%}" if 0 < x < 0.1 else f"{x:.0%}"
+    """One decimal below 10% ("6.2%"), none above; under 0.05% (an interval's lower bound a hair
+    above 0) is "0%", not "0.0%"."""
+    return f"{x:.1%}" if 0.0005 <= x < 0.1 else f"{x:.0%}"
 
 
 def value(e: Estimate, unit: str = "", as_percent: bool = False) -> str:
