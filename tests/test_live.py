@@ -12,12 +12,11 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
 import urllib.request
 
 import pytest
 
-from live import ADMIN_TOKEN, ROOT, admin_headers, exchange, serve, status_of
+from live import ADMIN_TOKEN, ROOT, exchange, serve, status_of
 from test_loadgen import check_summary
 
 TOKEN = "s3cret-token-0f9a"
@@ -436,55 +435,6 @@ def test_serve_traffic_runs_closed_users_too(tmp_path):
     # The summary adds up, the requests in flight at the stop named (issue 27, item 13).
     numbers = check_summary(served.stderr)
     assert numbers["in_flight"] + numbers["waiting"] <= 4, numbers  # a user's one request at most
-
-
-LIVE_ROLLOUT = """
-[scenario]
-name = "live-rollout"
-
-[[services]]
-name = "app"
-routes = ["example.com/*"]
-[services.environments.production]
-model = { latency = "1ms" }
-[services.environments.canary]
-model = { latency = "1ms" }
-[services.split]
-weights = { production = 100, canary = 0 }
-
-[services.rollout]
-steps = [50, { weight = 100, manual = true }]
-interval = "500ms"
-no_data = "pass"
-"""
-
-
-def admin_call(served, method: str, path: str) -> tuple[int, dict]:
-    request_ = urllib.request.Request(served.admin + path, method=method, data=b"" if method == "POST" else None, headers=admin_headers())
-    try:
-        with urllib.request.urlopen(request_, timeout=10) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
-def test_a_live_rollout_waits_for_its_approval_through_the_admin_api(tmp_path):
-    scenario = tmp_path / "rollout.toml"
-    scenario.write_text(LIVE_ROLLOUT)
-    with serve(str(scenario)) as served:
-        deadline = time.monotonic() + 15
-        while admin_call(served, "GET", "/rollouts")[1]["app"]["phase"] != "waiting" and time.monotonic() < deadline:
-            time.sleep(0.1)
-        status, rollouts = admin_call(served, "GET", "/rollouts")
-        assert status == 200 and rollouts["app"]["phase"] == "waiting" and rollouts["app"]["weight"] == 50.0
-        assert admin_call(served, "POST", "/rollouts/db/approve")[0] == 404
-        assert admin_call(served, "GET", "/rollouts/app/approve")[0] == 405
-        status, answer = admin_call(served, "POST", "/rollouts/app/approve")
-        assert status == 200 and "goes on" in answer["done"] and answer["rollout"]["phase"] == "progressing"
-        while admin_call(served, "GET", "/rollouts")[1]["app"]["phase"] != "promoted" and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert 'edge_rollout_phase{phase="promoted",service="app"} 1.0' in metric_lines(served, "edge_rollout_phase")
-        assert 'edge_canary_weight{environment="production",service="app"} 100.0' in metric_lines(served, "edge_canary_weight")
 
 
 REDIRECT_SCENARIO = """

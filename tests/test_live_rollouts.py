@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -109,3 +110,26 @@ def test_rollout_commands_say_what_is_missing_or_unknown(served):
     assert unknown.returncode == 2 and "no rollout of 'db' (rollouts: app)" in unknown.stderr
     as_json = edge(served, "rollout", "status", "--json")
     assert as_json.returncode == 0 and set(json.loads(as_json.stdout)) == {"app"}
+
+
+def status_of_call(served, method: str, path: str) -> int:
+    request = urllib.request.Request(served.admin + path, method=method, data=b"" if method == "POST" else None, headers=admin_headers())
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status
+    except urllib.error.HTTPError as refused:
+        return refused.code
+
+
+def test_a_live_rollout_waits_for_its_approval_then_promotes(served):
+    assert wait_for(served, "waiting")["weight"] == 10.0
+    assert status_of_call(served, "POST", "/rollouts/db/approve") == 404
+    assert status_of_call(served, "GET", "/rollouts/app/approve") == 405
+    approved = edge(served, "rollout", "approve", "app")
+    assert approved.returncode == 0 and approved.stdout.startswith("app: approved: the rollout goes on"), approved.stdout
+    promoted = wait_for(served, "promoted")
+    assert [e["event"] for e in promoted["events"]][-2:] == ["pass", "promote"]
+    with urllib.request.urlopen(served.ingress + "/metrics", timeout=10) as answer:
+        metrics = answer.read().decode()
+    assert 'edge_rollout_phase{phase="promoted",service="app"} 1.0' in metrics
+    assert 'edge_canary_weight{environment="production",service="app"} 100.0' in metrics
