@@ -18,6 +18,8 @@ import os
 import signal
 import sys
 import time
+import traceback
+from typing import TypeVar
 
 from rich.console import Console
 
@@ -26,13 +28,14 @@ from edge.live.admin import DEFAULT_ADMIN_PORT, TOKEN_ENV
 from edge.platform import memory
 from edge.platform.files import OutputError, check_directory, check_file
 from edge.platform.units import format_duration, parse_duration, parse_size
-from edge.platform.trio_internals import UnsupportedTrio
+from edge.platform.edge_error import EdgeError, UsageError
 
 EXIT_OK = 0
 EXIT_THRESHOLDS_FAILED = 1
-EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
+
+E = TypeVar("E", bound=BaseException)
 
 PROJECT_SCENARIO = "scenario.toml"
 """What a command given no scenario takes from the folder it runs in (``edge init`` writes it)."""
@@ -130,11 +133,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
     try:
         report = read_json(args.report)
     except (OSError, ValueError) as exc:
-        print(f"edge: error: {args.report}: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        raise UsageError(f"{args.report}: {exc}") from None
     if args.directory is None and args.html is None:
-        print("edge plot: error: nothing to write: give a DIRECTORY for the PNG plots, --html PATH, or both", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        raise UsageError("nothing to write: give a DIRECTORY for the PNG plots, --html PATH, or both")
     _check_outputs(files=(args.html,), directories=(args.directory,))
     if args.html:
         from edge.report.page import write_html
@@ -186,7 +187,7 @@ def _power(loaded: config.LoadedScenario, args: argparse.Namespace) -> int:
     if loaded.spec.tune.grid is None:
         raise config.ConfigError(loaded.file, "tune.grid", 'expected a grid of bugs for --power, e.g. grid = { errors = ["0.5%", "1%", "2%"] }')
     if args.plot or args.budget is not None:
-        raise config.ConfigError("--power", "", "expected neither --plot nor --budget: a power run has its own PNG and a fixed --replications")
+        raise UsageError("--power: expected neither --plot nor --budget: a power run has its own PNG and a fixed --replications")
     progress = None if args.quiet else TuneProgress(Console(stderr=True))
     with _executor(args) as executor, progress or contextlib.nullcontext():
         result = power(loaded, replications=args.replications, confidence=args.confidence, seed=args.seed, executor=executor,
@@ -212,7 +213,7 @@ def _executor(args: argparse.Namespace):
             try:
                 client = Client(args.dask, timeout="10s")
             except (OSError, TimeoutError) as exc:
-                raise config.ConfigError("--dask", "", f"cannot reach the Dask scheduler at {args.dask}: {exc}") from None
+                raise UsageError(f"--dask: cannot reach the Dask scheduler at {args.dask}: {exc}") from None
             with client:
                 yield client.get_executor()
 
@@ -222,18 +223,13 @@ def _executor(args: argparse.Namespace):
 
     @contextlib.contextmanager
     def processes():
+        from edge.tune.processes import stop_workers
+
         executor = ProcessPoolExecutor(max_workers=args.jobs or os.cpu_count(), initializer=_replication_process)
         try:
             yield executor
         except BaseException:
-            # Interrupted (or failed): running replications are stopped now rather than waited for.
-            # With its processes gone the pool is broken and fails every pending replication itself;
-            # cancelling them too (cancel_futures) races with that, and on Python 3.11 the pool's
-            # thread then prints an InvalidStateError traceback.
-            running = list((getattr(executor, "_processes", None) or {}).values())  # no public way before 3.14's terminate_workers
-            for process in running:
-                process.terminate()
-            executor.shutdown(wait=True)
+            stop_workers(executor)  # interrupted (or failed): running replications are not waited for
             raise
         executor.shutdown()
 
@@ -248,14 +244,10 @@ def _replication_process() -> None:
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    from edge.metrics.openmetrics import BackfillError, backfill
+    from edge.metrics.openmetrics import backfill
 
     _check_outputs(directories=(args.data_dir,))
-    try:
-        print(backfill(args.openmetrics, args.data_dir), end="")
-    except BackfillError as exc:
-        print(f"edge: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    print(backfill(args.openmetrics, args.data_dir), end="")
     print(f"edge: blocks written to {args.data_dir}; serve them with: prometheus --storage.tsdb.path={args.data_dir} "
           "--config.file=grafana/prometheus.yml --storage.tsdb.retention.time=100y")
     return EXIT_OK
@@ -279,8 +271,7 @@ def cmd_fields(args: argparse.Namespace) -> int:
     found = fields.lookup(args.name)
     if found is None:
         names = [cls.__name__ for cls in fields.tables()]
-        print(f"edge: error: no table or field called {args.name!r}: tables are {', '.join(names)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        raise UsageError(f"no table or field called {args.name!r}: tables are {', '.join(names)}")
     print(found, end="")
     return EXIT_OK
 
@@ -397,7 +388,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import trio
 
     from edge.live.ingress import Limits
-    from edge.live.serve import ListenError, serve
+    from edge.live.serve import serve
 
     from edge.live.admin import new_token
 
@@ -411,9 +402,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not _is_loopback(args.admin_host):
         print(f"edge: warning: the admin API listens on {args.admin_host}: anyone who reaches it can change weights", file=sys.stderr)
     if args.queue_delay_target and not args.queue_delay_target < args.queue_delay_interval:
-        print(f"edge: error: --queue-delay-target ({format_duration(args.queue_delay_target)}) must be under "
-              f"--queue-delay-interval ({format_duration(args.queue_delay_interval)}), or 0 to turn admission control off", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        raise UsageError(f"--queue-delay-target ({format_duration(args.queue_delay_target)}) must be under "
+                         f"--queue-delay-interval ({format_duration(args.queue_delay_interval)}), or 0 to turn admission control off")
     limits = Limits(
         max_body_bytes=args.max_body, max_header_bytes=args.max_headers, max_url_bytes=args.max_url,
         header_timeout=args.client_timeout, body_timeout=args.client_timeout,
@@ -430,35 +420,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"edge: admin token {token} (send `Authorization: Bearer TOKEN`; `edge weight` reads {TOKEN_ENV})", flush=True)
         print(f"edge: dashboard on {endpoints['ingress'].url}/dashboard", flush=True)
 
-    try:
-        return trio.run(
-            functools.partial(
-                serve, loaded, host=args.host, port=args.port, metrics_port=args.metrics_port,
-                admin_host=args.admin_host, admin_port=args.admin_port, admin_token=token, limits=limits,
-                server_header=args.server_header, drain=args.drain,
-                seed=args.seed, traffic=args.traffic, on_ready=ready,
-            )
+    return trio.run(
+        functools.partial(
+            serve, loaded, host=args.host, port=args.port, metrics_port=args.metrics_port,
+            admin_host=args.admin_host, admin_port=args.admin_port, admin_token=token, limits=limits,
+            server_header=args.server_header, drain=args.drain,
+            seed=args.seed, traffic=args.traffic, on_ready=ready,
         )
-    except BaseException as exc:
-        listen = _only(exc, ListenError)  # raised inside the server's nursery: in a group, then
-        if listen is None:
-            raise
-        print(f"edge: error: {listen}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    )
 
 
 def cmd_weight(args: argparse.Namespace) -> int:
-    from edge.live.admin import AdminError, set_weight
+    from edge.live.admin import set_weight
 
-    token = _admin_token(args)
-    if token is None:
-        print(f"edge: error: no admin token: set {TOKEN_ENV} (or pass --admin-token) to the token `edge serve` printed at start", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    try:
-        weights = set_weight(args.admin, args.service, args.environment, args.percent, token=token, pause_rollout=args.pause_rollout)
-    except AdminError as exc:
-        print(f"edge: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    weights = set_weight(args.admin, args.service, args.environment, args.percent, token=_required_token(args), pause_rollout=args.pause_rollout)
     print(f"{args.service}: " + ", ".join(f"{env} {pct:g}%" for env, pct in weights.items()))
     return EXIT_OK
 
@@ -470,19 +445,14 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     from edge.report.rollouts import decode, print_rollout
 
     if args.action != "status" and args.service is None:
-        print(f"edge: error: `edge rollout {args.action}` needs the SERVICE whose rollout to {args.action}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        raise UsageError(f"`edge rollout {args.action}` needs the SERVICE whose rollout to {args.action}")
     console = Console() if sys.stdout.isatty() else Console(width=160, soft_wrap=True)
     if args.action == "status":
-        found = _admin_call(args, lambda token: rollouts(args.admin, args.service, token=token))
+        found = rollouts(args.admin, args.service, token=_required_token(args))
     else:
-        answer, found = _admin_call(args, lambda token: rollout_action(args.admin, args.service, args.action, token=token)), None
-        if answer is not None:
-            done, report = answer
-            console.print(f"{args.service}: {done}")
-            found = {args.service: report}
-    if found is None:
-        return EXIT_BAD_INPUT
+        done, report = rollout_action(args.admin, args.service, args.action, token=_required_token(args))
+        console.print(f"{args.service}: {done}")
+        found = {args.service: report}
     if args.json:
         print(json.dumps(found, indent=2))
         return EXIT_OK
@@ -496,9 +466,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
 def cmd_versions(args: argparse.Namespace) -> int:
     from edge.live.admin import versions
 
-    history = _admin_call(args, lambda token: versions(args.admin, args.environment, token=token))
-    if history is None:
-        return EXIT_BAD_INPUT
+    history = versions(args.admin, _environment(args), token=_required_token(args))
     if args.json:
         print(json.dumps(history, indent=2))
         return EXIT_OK
@@ -509,9 +477,7 @@ def cmd_versions(args: argparse.Namespace) -> int:
 def cmd_rollback(args: argparse.Namespace) -> int:
     from edge.live.admin import rollback
 
-    history = _admin_call(args, lambda token: rollback(args.admin, args.environment, args.to, args.message, token=token))
-    if history is None:
-        return EXIT_BAD_INPUT
+    history = rollback(args.admin, _environment(args), args.to, args.message, token=_required_token(args))
     print(f"{args.environment}: version {history['active']} serves again ({history['deployments'][-1]['message']})")
     return EXIT_OK
 
@@ -527,22 +493,17 @@ def _print_history(environment: str, history: dict) -> None:
         print(f"  {format_duration(d['at_s']):>9}  v{d['version']:<5} {d['message']}")
 
 
-def _admin_call(args: argparse.Namespace, call):
-    """Run one admin API call with the operator's token; None (after saying why) if it failed."""
-    from edge.live.admin import AdminError
+def _environment(args: argparse.Namespace) -> str:
+    if "@" not in args.environment:
+        raise UsageError(f"expected SERVICE@ENVIRONMENT (e.g. app@production), got {args.environment!r}")
+    return args.environment
 
+
+def _required_token(args: argparse.Namespace) -> str:
     token = _admin_token(args)
     if token is None:
-        print(f"edge: error: no admin token: set {TOKEN_ENV} (or pass --admin-token) to the token `edge serve` printed at start", file=sys.stderr)
-        return None
-    if "@" not in getattr(args, "environment", "@"):
-        print(f"edge: error: expected SERVICE@ENVIRONMENT (e.g. app@production), got {args.environment!r}", file=sys.stderr)
-        return None
-    try:
-        return call(token)
-    except AdminError as exc:
-        print(f"edge: error: {exc}", file=sys.stderr)
-        return None
+        raise UsageError(f"no admin token: set {TOKEN_ENV} (or pass --admin-token) to the token `edge serve` printed at start")
+    return token
 
 
 def _admin_token(args: argparse.Namespace) -> str | None:
@@ -804,15 +765,16 @@ class _Signals:
         signal.raise_signal(signal.SIGINT)
 
 
-def _only(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+def _only(exc: BaseException, kind: type[E]) -> E | None:
     """``exc`` if it is a ``kind``, or the first one in an exception group of nothing else; else None."""
     if isinstance(exc, BaseExceptionGroup):
         matched, rest = exc.split(kind)
         if matched is None or rest is not None:
             return None
-        while isinstance(matched, BaseExceptionGroup):
-            matched = matched.exceptions[0]
-        return matched
+        found: BaseException = matched
+        while isinstance(found, BaseExceptionGroup):
+            found = found.exceptions[0]
+        return found if isinstance(found, kind) else None
     return exc if isinstance(exc, kind) else None
 
 
@@ -825,12 +787,12 @@ _ALLOCATOR_EXEC = "EDGE_ALLOCATOR_EXEC"
 """Set in the environment of the command ``_run_on_jemalloc`` started again: it is not started a third time."""
 
 
-def _run_on_jemalloc(args: argparse.Namespace) -> int | None:
+def _run_on_jemalloc(args: argparse.Namespace) -> None:
     """Start this same command again on jemalloc, if ``--allocator`` asks for it (edge.platform.memory
-    says why). Returns an exit status when the command must stop here, None when it goes on."""
+    says why); a UsageError when it was asked for and cannot be had."""
     choice = getattr(args, "allocator", "python")
     if choice == "python" or memory.jemalloc_loaded():
-        return None
+        return
     library = memory.jemalloc_library()
     if library is not None and _ALLOCATOR_EXEC not in os.environ:
         env = {**memory.jemalloc_environment(os.environ, library), _ALLOCATOR_EXEC: "1"}
@@ -840,37 +802,38 @@ def _run_on_jemalloc(args: argparse.Namespace) -> int | None:
     else:
         why = f"{library} did not load (LD_PRELOAD={os.environ.get('LD_PRELOAD', '')!r})"
     if choice == "jemalloc":
-        print(f"edge: error: --allocator jemalloc: {why}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        raise UsageError(f"--allocator jemalloc: {why}")
     print(f"edge: note: {why}: CPython's allocator keeps most of the memory a burst takes (--allocator)", file=sys.stderr)
-    return None
+
+
+BUG_REPORT = "edge: this is a bug in edge, not in your input: please report it with the lines above and the command"
+EXIT_BUG = 70
+"""An exception edge did not expect (sysexits' EX_SOFTWARE): never a user's mistake, which is an EdgeError."""
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if argv is None:  # the command line itself, not a call from Python: only then may the process be replaced
-        status = _run_on_jemalloc(args)
-        if status is not None:
-            return status
-    logging.basicConfig(level=logging.WARNING, format="edge: %(levelname)s %(name)s: %(message)s")
-    _Signals.install()
     try:
+        if argv is None:  # the command line itself, not a call from Python: only then may the process be replaced
+            _run_on_jemalloc(args)
+        logging.basicConfig(level=logging.WARNING, format="edge: %(levelname)s %(name)s: %(message)s")
+        _Signals.install()
         return args.func(args)
-    except config.ConfigError as exc:
-        print(f"edge: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except OutputError as exc:
-        print(f"edge: error: cannot write output: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except UnsupportedTrio as exc:  # an install edge cannot run reproducibly on: say which, not a traceback
-        print(f"edge: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
     except BaseException as exc:
-        if not _interrupted(exc):
+        # An error raised inside a nursery (edge serve's listeners) comes in an exception group.
+        problem = _only(exc, EdgeError)
+        if problem is not None:
+            print(f"edge: error: {problem.shown()}", file=sys.stderr)
+            return problem.exit_code
+        if _interrupted(exc):
+            signum = _Signals.received
+            print(f"edge: interrupted by {signal.Signals(signum).name}", file=sys.stderr)
+            return EXIT_INTERRUPTED[signum]
+        if not isinstance(exc, Exception):  # SystemExit and the like: not ours to report
             raise
-        signum = _Signals.received
-        print(f"edge: interrupted by {signal.Signals(signum).name}", file=sys.stderr)
-        return EXIT_INTERRUPTED[signum]
+        traceback.print_exc()
+        print(BUG_REPORT, file=sys.stderr)
+        return EXIT_BUG
 
 
 if __name__ == "__main__":

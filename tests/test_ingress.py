@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import trio
 
-from edge.live.ingress import ACCEPT_BATCH, LINGER, REFUSAL_WINDOW, REFUSALS, Allowance, Limits, _unparsed
+from edge.live.ingress import ACCEPT_BATCH, LINGER, REFUSAL_WINDOW, REFUSALS, Allowance, Limits
 from edge.live.ratelimit import RateLimit
 from ingress_server import RunningServer, read_all
 
@@ -481,7 +481,7 @@ def test_input_read_ahead_of_a_request_in_service_stops_exactly_at_the_read_ahea
         time.sleep(0.5)  # the slow answer is half way: whatever was to be read ahead has been
 
         def buffered() -> list[int]:
-            return [len(_unparsed(client.h11)) for client in server.server._serving]
+            return [len(client.unparsed()) for client in server.server._serving]
 
         # read up to the bound exactly, then h11 took the slow request's head out of the buffer
         assert trio.from_thread.run_sync(buffered, trio_token=server._token) == [1024 + 4096 - len(slow)]

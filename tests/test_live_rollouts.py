@@ -31,7 +31,7 @@ model = { latency = "1ms" }
 weights = { production = 100, canary = 0 }
 
 [services.rollout]
-steps = [10, { weight = 50, manual = true }, 100]
+steps = [10, { weight = 50, manual = true }, { weight = 100, manual = true }]
 interval = "300ms"
 no_data = "pass"
 """
@@ -67,6 +67,8 @@ def served(tmp_path):
 
 def test_an_operator_follows_pauses_resumes_and_aborts_a_live_rollout(served):
     waiting = wait_for(served, "waiting")  # at 10%, for the approval before 50%
+    # Every step after the first waits for an approval: however slow the machine, the rollout is
+    # where the test left it when its next command arrives.
     assert (waiting["step"], waiting["steps"], waiting["weight"]) == (1, 3, 10.0)
     # Times are seconds since the server started, as /versions' are, not trio's clock (~1e5 s).
     assert all(0 <= e["at_s"] < 60 for e in waiting["events"]), waiting["events"]
@@ -127,6 +129,8 @@ def test_a_live_rollout_waits_for_its_approval_then_promotes(served):
     assert status_of_call(served, "GET", "/rollouts/app/approve") == 405
     approved = edge(served, "rollout", "approve", "app")
     assert approved.returncode == 0 and approved.stdout.startswith("app: approved: the rollout goes on"), approved.stdout
+    assert wait_for(served, "waiting")["weight"] == 50.0
+    assert edge(served, "rollout", "approve", "app").returncode == 0
     promoted = wait_for(served, "promoted")
     assert [e["event"] for e in promoted["events"]][-2:] == ["pass", "promote"]
     with urllib.request.urlopen(served.ingress + "/metrics", timeout=10) as answer:

@@ -4,6 +4,7 @@ gets the public-API path (same virtual times, more scheduler passes) or, for see
 from __future__ import annotations
 
 import collections
+import signal
 import subprocess
 import sys
 import threading
@@ -15,7 +16,7 @@ import trio
 import trio.testing
 from trio.lowlevel import Abort, checkpoint, current_task, reschedule, wait_task_rescheduled
 
-from edge.platform import trio_internals
+from edge.platform import trio_internals, watchdog
 from edge.platform.clock import VirtualClock, _RarePolls
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -173,6 +174,37 @@ def test_seeding_refuses_when_the_scheduler_random_is_not_there(monkeypatch):
     monkeypatch.setattr(trio._core._run, "_r", object())
     with pytest.raises(trio_internals.UnsupportedTrio, match=r"no trio\._core\._run\._r .* trio>=0\.25,<0\.36"):
         trio_internals.seed_scheduler(3)
+
+
+def _told_from_signal() -> list[bool]:
+    """``watchdog.from_signal`` in a task (where worker code asks it) of the KeyboardInterrupt trio's
+    SIGINT handler raises in the task's own code, and of one the task raises itself."""
+    told = []
+
+    async def main():
+        for interrupt in (lambda: signal.raise_signal(signal.SIGINT), lambda: (_ for _ in ()).throw(KeyboardInterrupt)):
+            try:
+                interrupt()
+            except KeyboardInterrupt as exc:
+                told.append(watchdog.from_signal(exc))
+
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # else trio installs no handler
+    trio.run(main)
+    return told
+
+
+@pytest.mark.parametrize("version", ["0.25.0", "0.35.9"])
+def test_trios_sigint_handler_is_named_on_the_ends_of_the_tested_range(monkeypatch, version):
+    monkeypatch.setattr(trio, "__version__", version)
+    assert trio_internals.sigint_handler_module() == "trio._core._ki"
+    assert _told_from_signal() == [True, False]
+
+
+@pytest.mark.parametrize("version", ["0.24.0", "0.36.0"])
+def test_an_untested_trios_sigint_is_told_from_a_workers_by_the_installed_handler(monkeypatch, version):
+    monkeypatch.setattr(trio, "__version__", version)
+    assert trio_internals.sigint_handler_module() is None
+    assert _told_from_signal() == [True, False]
 
 
 def _small_virtual_run():

@@ -61,6 +61,7 @@ from actors.environment import EnvironmentActor
 from actors.router import RouterActor
 from edge.platform.fetch import Request, Response
 from edge.platform.versions import UnknownVersion, VersionError
+from edge.platform.edge_error import EdgeError
 
 log = logging.getLogger("edge.live.admin")
 
@@ -301,7 +302,7 @@ def _example(parts: int) -> str:
     return '{"production": 95, "canary": 5}' if parts == 2 else '{"percent": 5}'
 
 
-class AdminError(Exception):
+class AdminError(EdgeError):
     """The admin API could not be reached or refused the change; the message says which."""
 
 

@@ -735,6 +735,7 @@ class _Client:
         self.held = False  # is the request being read one that was held back after a shed?
         self.method = b""  # of the request whose head was read last
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head_bytes(limits))
+        self.unparsed = h11_internals.unparsed_reader(self.h11)  # looked at several times a request: uncopied where it may be
         # Head and body are consumed as they arrive, so this bounds input waiting behind an answer:
         # a usual head and the read buffer; only a head still arriving may grow to the limits.
         self.read_behind = min(limits.max_header_bytes, _USUAL_HEAD) + limits.read_buffer_bytes
@@ -763,7 +764,7 @@ class _Client:
                     data, ancillary = await receive.recvmsg(self.socket, min(room, _RECEIVE_CHUNK), _ANCILLARY_SIZE)
                 except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
                     data = b""  # reset by the peer: the same as a hang-up here
-                if data and self.h11.their_state is h11.IDLE and not _unparsed(self.h11):
+                if data and self.h11.their_state is h11.IDLE and not self.unparsed():
                     self.arrived = _received_at(ancillary)  # the first bytes of a request
                 self.h11.receive_data(data)  # b"" tells h11 the peer closed
                 if not data:
@@ -782,7 +783,7 @@ class _Client:
         """How much more may be read: up to ``read_behind`` unparsed bytes, so that a client that
         pipelines, or sends and never reads, costs little; past that only while h11 waits for the
         rest of a head (none complete in the buffer), up to a whole head at the limits."""
-        unparsed = _unparsed(self.h11)
+        unparsed = self.unparsed()
         room = self.read_behind - len(unparsed)
         if room <= 0 and self.h11.their_state is h11.IDLE and b"\r\n\r\n" not in unparsed:
             room = self.read_ahead - len(unparsed)
@@ -801,7 +802,7 @@ class _Client:
         self.method = b""
         self.first = False
         self.held = held
-        if _unparsed(self.h11):  # pipelined: it has waited behind its own connection until now
+        if self.unparsed():  # pipelined: it has waited behind its own connection until now
             self.arrived = time.time()
         self._room.set()
 
@@ -815,7 +816,7 @@ class _Client:
         conn = self.h11
         while True:
             if conn.their_state is h11.IDLE:
-                fault = _head_fault(_unparsed(conn))
+                fault = _head_fault(self.unparsed())
                 if fault is not None:
                     raise _Reject(400, fault)
             try:
@@ -826,7 +827,7 @@ class _Client:
                 return event
             if self.reading.deadline == math.inf:
                 self.reading.deadline = trio.current_time() + timeout
-            if not self.started and _unparsed(conn):
+            if not self.started and self.unparsed():
                 self.started = True
                 if on_start is not None:
                     on_start(self)
@@ -862,16 +863,7 @@ class _BadRequest:
         self.message = message
 
 
-def _unparsed(conn: h11.Connection) -> bytearray:
-    """What h11 has received and not parsed yet, without the copy ``trailing_data`` makes.
-
-    h11 has no public view of its buffer; tests/test_ingress.py's framing tests fail if this stops
-    being it (bare LF and obs-fold would be accepted again).
-    """
-    return conn._receive_buffer._data  # type: ignore[attr-defined]
-
-
-def _head_fault(data: bytearray) -> str | None:
+def _head_fault(data: bytes | bytearray) -> str | None:
     """Why a complete head waiting in ``data`` must be refused, if it must; None while it is incomplete."""
     end = _BLANK_LINE.search(data)
     if end is None:

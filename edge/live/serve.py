@@ -42,6 +42,7 @@ from edge.engine.front_door import FrontDoor
 from edge.engine.topology import Topology, build, start_actors
 from edge.engine.rollout import schedule_rollouts
 from edge.engine.timeline import TimelineEntry, schedule_timeline
+from edge.platform.edge_error import EdgeError
 
 log = logging.getLogger("edge.live.serve")
 
@@ -210,7 +211,7 @@ def _addressed_to_server(host: str) -> bool:
     return True
 
 
-class ListenError(Exception):
+class ListenError(EdgeError):
     """An address the server cannot listen on: one line naming it and the flag that sets it."""
 
 

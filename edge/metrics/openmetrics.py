@@ -25,6 +25,7 @@ from edge.platform.clock import ModelClock
 from edge.platform.files import InputError, read_tail, write_output
 from edge.metrics.exposition import RunCollector
 from edge.metrics.recorders import RunMetrics
+from edge.platform.edge_error import EdgeError
 
 
 class OpenMetricsRecorder:
@@ -86,7 +87,7 @@ class OpenMetricsRecorder:
         write_output(path, text)
 
 
-class BackfillError(Exception):
+class BackfillError(EdgeError):
     """A backfill that did not happen; ``str()`` says why (the input, or what promtool said)."""
 
 

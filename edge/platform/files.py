@@ -29,13 +29,15 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
+from edge.platform.edge_error import EdgeError
+
 T = TypeVar("T")
 _OWN_DESCRIPTOR = re.compile(r"^/(?:dev/fd|proc/self/fd)/(\d+)$")
 _STANDARD = {"/dev/stdout": 1, "/dev/stderr": 2}
 _MAX_LINKS = 40  # as the kernel's ELOOP limit
 
 
-class InputError(Exception):
+class InputError(EdgeError):
     """An input that is not a regular file, or cannot be read; ``str()`` says why."""
 
 
@@ -84,8 +86,10 @@ def _file_kind(mode: int) -> str:
     return "something else"
 
 
-class OutputError(Exception):
+class OutputError(EdgeError):
     """An output that cannot be written; ``str()`` names the path and why."""
+
+    prefix = "cannot write output: "
 
 
 def check_file(path: str | Path) -> None:

@@ -2,9 +2,9 @@
 
 trio has no public API for what fast, reproducible virtual time needs: seeding the order in which
 a scheduler pass runs its tasks, seeing the run queue from the clock, and polling for I/O less
-often than once per pass; and, for the live ingress, reading a socket with no schedule point
-between the system call and the caller. Nothing else in edge touches
-``trio._core`` or a trio socket's insides. Each hook first checks that this trio is a version the hooks were tested on
+often than once per pass; for the live ingress, reading a socket with no schedule point
+between the system call and the caller; and, for the watchdog, knowing trio's SIGINT handler.
+Nothing else in edge touches ``trio._core`` or a trio socket's insides. Each hook first checks that this trio is a version the hooks were tested on
 (``TESTED``, also the bound in ``pyproject.toml``) and that the objects it reaches have the shape it
 uses; if not, the clock's hooks fall back to what the public API gives (slower, still correct) and
 seeding refuses with ``UnsupportedTrio``, since an unseeded run is not reproducible.
@@ -26,9 +26,12 @@ import collections
 import random
 import re
 import socket
+import sys
 from typing import Any, Callable
 
 import trio
+
+from edge.platform.edge_error import EdgeError
 
 TESTED = ((0, 25), (0, 35))
 """The oldest and newest trio minor versions the hooks were tested on (every minor in between)."""
@@ -36,8 +39,9 @@ TESTED = ((0, 25), (0, 35))
 SUPPORTED_RANGE = "trio>=0.25,<0.36"
 
 
-class UnsupportedTrio(RuntimeError):
-    """The running trio is not one whose internals the seeding hook was tested on."""
+class UnsupportedTrio(EdgeError, RuntimeError):
+    """The running trio is not one whose internals the seeding hook was tested on: an install edge
+    cannot run reproducibly on, said in one line rather than a traceback."""
 
 
 def _version_problem() -> str | None:
@@ -137,3 +141,18 @@ def standard_socket(sock: Any) -> socket.socket | None:
     """
     raw = getattr(sock, "_sock", None)
     return raw if isinstance(raw, socket.socket) and raw.fileno() == sock.fileno() else None
+
+
+def sigint_handler_module() -> str | None:
+    """The module in which trio's SIGINT handler raises ``KeyboardInterrupt`` (``trio._core._ki``,
+    where ``KIManager.install`` defines it), or None.
+
+    For ``edge.platform.watchdog.from_signal``, which tells a real Ctrl-C from a worker's own
+    ``KeyboardInterrupt`` by the frame that raised it. Checked: this trio is tested and the module
+    is loaded with its ``KIManager``. Fallback (None): the caller knows trio's handler by its code,
+    the handler installed for SIGINT, which holds while trio runs, when worker code runs.
+    """
+    module = sys.modules.get("trio._core._ki")
+    if _version_problem() is not None or not callable(getattr(getattr(module, "KIManager", None), "install", None)):
+        return None
+    return module.__name__

@@ -49,7 +49,7 @@ import time
 import types
 from typing import Any, Callable
 
-from edge.platform import fibers
+from edge.platform import fibers, trio_internals
 
 log = logging.getLogger("edge.watchdog")
 
@@ -99,7 +99,6 @@ _boundaries: set[types.CodeType] = set()
 _step_codes = {fibers.step.__code__, fibers.Fiber.close.__code__}
 _PLATFORM = ("trio", "outcome", "actors", "edge")
 _USER_OK = ("edge.platform.fetch", "edge.platform.units")  # pure values a worker builds in its loops
-_SIGNAL_HANDLERS = {"trio._core._ki"}
 
 
 def boundary(*functions: Callable[..., Any]) -> None:
@@ -154,7 +153,14 @@ def from_signal(exc: BaseException) -> bool:
         return False
     while tb.tb_next is not None:
         tb = tb.tb_next
-    return tb.tb_frame.f_globals.get("__name__") in _SIGNAL_HANDLERS or tb.tb_frame.f_code in _SIGINT_CODES
+    frame = tb.tb_frame
+    if frame.f_code in _SIGINT_CODES:
+        return True
+    trio_handlers = trio_internals.sigint_handler_module()
+    if trio_handlers is not None:
+        return frame.f_globals.get("__name__") == trio_handlers
+    installed = (_replaced_sigint, signal.getsignal(signal.SIGINT))  # trio's, wrapped by ours or not
+    return any(frame.f_code is getattr(handler, "__code__", None) for handler in installed)
 
 
 _replaced_sigint: Any = None

@@ -37,8 +37,10 @@ from edge.scenario.replay import (
 )
 from edge.scenario.thresholds import Threshold, parse_threshold
 from edge.scenario.values import (
-    ArrivalProcess, Duration, DurationDistribution, Gate, HeaderValue, Ratio, Rate, ScaledDistribution, SizeDistribution, Target, dec_hook, enc_hook,
+    ArrivalProcess, Duration, DurationDistribution, FieldError, Gate, HeaderValue, Ratio, Rate, ScaledDistribution, SizeDistribution, Target,
+    dec_hook, enc_hook,
 )
+from edge.platform.edge_error import EdgeError
 
 Number = int | float
 
@@ -63,7 +65,7 @@ def _at_most(count: int) -> msgspec.Meta:
 Entries = _at_most(MAX_ENTRIES)
 
 
-class ConfigError(Exception):
+class ConfigError(EdgeError):
     """A scenario that cannot run; ``str()`` is the message for the user."""
 
     def __init__(self, file: str, path: str, expected: str) -> None:
@@ -126,15 +128,15 @@ class Meta(msgspec.Struct, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.max_rate) and self.max_rate > 0):
-            raise ValueError(f"@max_rate: expected a positive number of requests per second, got {self.max_rate}")
+            raise FieldError("max_rate", f"expected a positive number of requests per second, got {self.max_rate}")
         if not _LABEL.match(self.workers_subdomain):
-            raise ValueError(f"@workers_subdomain: expected a DNS label (lowercase letters, digits and '-'), got {self.workers_subdomain!r}")
+            raise FieldError("workers_subdomain", f"expected a DNS label (lowercase letters, digits and '-'), got {self.workers_subdomain!r}")
         if self.request_limit is not None and self.request_limit.seconds <= 0:
-            raise ValueError(f"@request_limit: expected a positive duration, got {self.request_limit.raw!r}")
+            raise FieldError("request_limit", f"expected a positive duration, got {self.request_limit.raw!r}")
         if self.cores < 1:
-            raise ValueError(f"@cores: expected at least 1 core, got {self.cores}")
+            raise FieldError("cores", f"expected at least 1 core, got {self.cores}")
         if self.max_invocations < 1:
-            raise ValueError(f"@max_invocations: expected at least 1, got {self.max_invocations}")
+            raise FieldError("max_invocations", f"expected at least 1, got {self.max_invocations}")
 
 
 class Model(msgspec.Struct, forbid_unknown_fields=True):
@@ -154,7 +156,7 @@ class Model(msgspec.Struct, forbid_unknown_fields=True):
     def __post_init__(self) -> None:
         # 200..599: what a Response accepts (an informational 1xx is not an answer a worker gives).
         if not 200 <= self.error_status <= 599:
-            raise ValueError(f"@error_status: expected an HTTP status 200..599, got {self.error_status}")
+            raise FieldError("error_status", f"expected an HTTP status 200..599, got {self.error_status}")
 
 
 class _Deployment(msgspec.Struct, forbid_unknown_fields=True):
@@ -204,17 +206,17 @@ class Environment(_Deployment):
 
 def _check_deployment_fields(env: _Deployment) -> None:
     if env.worker is not None and env.model is not None:
-        raise ValueError("@worker: expected either `worker` (Python code) or `model` (synthetic), not both")
+        raise FieldError("worker", "expected either `worker` (Python code) or `model` (synthetic), not both")
     if env.gateway is not None and (env.worker is not None or env.model is not None):
-        raise ValueError("@gateway: expected either `gateway` (served by the platform) or `worker`/`model`, not both")
+        raise FieldError("gateway", "expected either `gateway` (served by the platform) or `worker`/`model`, not both")
     if env.concurrency is not None and env.concurrency < 1:
-        raise ValueError(f"@concurrency: expected at least 1, got {env.concurrency}")
+        raise FieldError("concurrency", f"expected at least 1, got {env.concurrency}")
     if env.max_isolates is not None and env.max_isolates < 1:
-        raise ValueError(f"@max_isolates: expected at least 1 isolate, got {env.max_isolates}")
+        raise FieldError("max_isolates", f"expected at least 1 isolate, got {env.max_isolates}")
     if env.mailbox is not None and env.mailbox < 0:
-        raise ValueError(f"@mailbox: expected a capacity >= 0, got {env.mailbox}")
+        raise FieldError("mailbox", f"expected a capacity >= 0, got {env.mailbox}")
     if env.version is not None and env.version < 1:
-        raise ValueError(f"@version: expected a version number >= 1, got {env.version}")
+        raise FieldError("version", f"expected a version number >= 1, got {env.version}")
 
 
 class RetryBudget(msgspec.Struct, forbid_unknown_fields=True):
@@ -231,11 +233,11 @@ class RetryBudget(msgspec.Struct, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.ratio) and self.ratio >= 0):
-            raise ValueError(f"@ratio: expected retries per request >= 0 (0.2 is one retry per five requests), got {self.ratio}")
+            raise FieldError("ratio", f"expected retries per request >= 0 (0.2 is one retry per five requests), got {self.ratio}")
         if not (math.isfinite(self.min_per_second) and self.min_per_second >= 0):
-            raise ValueError(f"@min_per_second: expected retries per second >= 0, got {self.min_per_second}")
+            raise FieldError("min_per_second", f"expected retries per second >= 0, got {self.min_per_second}")
         if self.window.seconds <= 0:
-            raise ValueError(f"@window: expected a positive duration, got {self.window.raw!r}")
+            raise FieldError("window", f"expected a positive duration, got {self.window.raw!r}")
 
 
 class Retry(msgspec.Struct, forbid_unknown_fields=True):
@@ -252,7 +254,7 @@ class Retry(msgspec.Struct, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         if self.on != "5xx":
-            raise ValueError(f'@on: expected "5xx" (retry when the status is >= 500), got {self.on!r}')
+            raise FieldError("on", f'expected "5xx" (retry when the status is >= 500), got {self.on!r}')
         self.methods = [m.upper() for m in self.methods]
 
 
@@ -267,7 +269,7 @@ class Affinity(msgspec.Struct, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         if (self.header is None) == (self.cookie is None):
-            raise ValueError("@header: expected either `header` or `cookie` to name the affinity key, not both or neither")
+            raise FieldError("header", "expected either `header` or `cookie` to name the affinity key, not both or neither")
 
 
 class Split(msgspec.Struct, forbid_unknown_fields=True):
@@ -284,10 +286,10 @@ class Split(msgspec.Struct, forbid_unknown_fields=True):
     def __post_init__(self) -> None:
         for name, weight in self.weights.items():
             if not (math.isfinite(weight) and 0 <= weight <= 100):
-                raise ValueError(f"@weights.{name}: expected a percentage between 0 and 100, got {weight}")
+                raise FieldError(f"weights.{name}", f"expected a percentage between 0 and 100, got {weight}")
         total = sum(self.weights.values())
         if abs(total - 100) > 1e-9:
-            raise ValueError(f"@weights: expected weights summing to 100 (percent), got {total:g}")
+            raise FieldError("weights", f"expected weights summing to 100 (percent), got {total:g}")
 
 
 class RolloutStep(msgspec.Struct, forbid_unknown_fields=True):
@@ -302,7 +304,7 @@ class RolloutStep(msgspec.Struct, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.weight) and 0 < self.weight <= 100):
-            raise ValueError(f"@weight: expected a percentage in (0, 100], got {self.weight}")
+            raise FieldError("weight", f"expected a percentage in (0, 100], got {self.weight}")
 
 
 COMPARE_SPENDING = ("obrien-fleming", "pocock", "per-look")
@@ -332,13 +334,13 @@ class Compare(msgspec.Struct, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         if self.test != "mann-whitney":
-            raise ValueError(f'@test: expected "mann-whitney", got {self.test!r}')
+            raise FieldError("test", f'expected "mann-whitney", got {self.test!r}')
         if not 0 < self.alpha < 1:
-            raise ValueError(f"@alpha: expected a probability in (0, 1), got {self.alpha}")
+            raise FieldError("alpha", f"expected a probability in (0, 1), got {self.alpha}")
         if self.min_samples < 1:
-            raise ValueError(f"@min_samples: expected at least 1 answer a side, got {self.min_samples}")
+            raise FieldError("min_samples", f"expected at least 1 answer a side, got {self.min_samples}")
         if self.spending not in COMPARE_SPENDING:
-            raise ValueError(f"@spending: expected one of {', '.join(COMPARE_SPENDING)}, got {self.spending!r}")
+            raise FieldError("spending", f"expected one of {', '.join(COMPARE_SPENDING)}, got {self.spending!r}")
 
 
 class Sequential(msgspec.Struct, forbid_unknown_fields=True):
@@ -360,10 +362,10 @@ class Sequential(msgspec.Struct, forbid_unknown_fields=True):
     def __post_init__(self) -> None:
         p0, p1 = self.p0.fraction, self.p1.fraction
         if not 0 < p0 < p1 < 1:
-            raise ValueError(f"@p1: expected 0 < p0 < p1 < 1, got p0 {p0:g} and p1 {p1:g}")
+            raise FieldError("p1", f"expected 0 < p0 < p1 < 1, got p0 {p0:g} and p1 {p1:g}")
         for name in ("alpha", "beta"):
             if not 0 < getattr(self, name) < 0.5:
-                raise ValueError(f"@{name}: expected a probability in (0, 0.5), got {getattr(self, name)}")
+                raise FieldError(f"{name}", f"expected a probability in (0, 0.5), got {getattr(self, name)}")
 
 
 NO_DATA = ("fail", "pass", "hold")
@@ -408,22 +410,22 @@ class Rollout(msgspec.Struct, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         if bool(self.steps) == (self.step_weight is not None):
-            raise ValueError("@steps: expected either `steps` (a list of weights) or `step_weight` (and `max_weight`), not both or neither")
+            raise FieldError("steps", "expected either `steps` (a list of weights) or `step_weight` (and `max_weight`), not both or neither")
         if self.step_weight is not None and not (0 < self.step_weight <= self.max_weight <= 100):
-            raise ValueError(f"@step_weight: expected 0 < step_weight <= max_weight <= 100, got {self.step_weight} and {self.max_weight}")
+            raise FieldError("step_weight", f"expected 0 < step_weight <= max_weight <= 100, got {self.step_weight} and {self.max_weight}")
         last = 0.0
         for index, step in enumerate(rollout_steps(self)):
             if step.weight <= last:
-                raise ValueError(f"@steps[{index}]: expected weights that increase, got {step.weight} after {last:g}")
+                raise FieldError(f"steps[{index}]", f"expected weights that increase, got {step.weight} after {last:g}")
             last = step.weight
         if self.interval.seconds <= 0:
-            raise ValueError(f"@interval: expected a positive duration, got {self.interval.raw!r}")
+            raise FieldError("interval", f"expected a positive duration, got {self.interval.raw!r}")
         if self.no_data not in NO_DATA:
-            raise ValueError(f"@no_data: expected one of {', '.join(NO_DATA)}, got {self.no_data!r}")
+            raise FieldError("no_data", f"expected one of {', '.join(NO_DATA)}, got {self.no_data!r}")
         if self.failure_limit < 1:
-            raise ValueError(f"@failure_limit: expected at least 1, got {self.failure_limit}")
+            raise FieldError("failure_limit", f"expected at least 1, got {self.failure_limit}")
         if self.min_requests < 0:
-            raise ValueError(f"@min_requests: expected a count >= 0, got {self.min_requests}")
+            raise FieldError("min_requests", f"expected a count >= 0, got {self.min_requests}")
 
 
 def rollout_steps(rollout: Rollout) -> list[RolloutStep]:
@@ -448,10 +450,10 @@ class Service(_Deployment, kw_only=True):
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
-            raise ValueError(f"@name: expected a service name of letters, digits, '-' and '_', got {self.name!r}")
+            raise FieldError("name", f"expected a service name of letters, digits, '-' and '_', got {self.name!r}")
         for env_name in self.environments:  # part of a preview hostname and of "SERVICE@ENV"
             if not _NAME.match(env_name):
-                raise ValueError(f"@environments.{env_name}: expected an environment name of letters, digits, '-' and '_'")
+                raise FieldError(f"environments.{env_name}", f"expected an environment name of letters, digits, '-' and '_'")
         _check_deployment_fields(self)
 
 
@@ -472,14 +474,14 @@ class RequestTemplate(msgspec.Struct, forbid_unknown_fields=True):
     def __post_init__(self) -> None:
         self.method = self.method.upper()
         if self.body_size is not None and self.body is not None:
-            raise ValueError("@body_size: expected either `body` (a literal) or `body_size`, not both")
+            raise FieldError("body_size", "expected either `body` (a literal) or `body_size`, not both")
         if not (math.isfinite(self.weight) and self.weight > 0):
-            raise ValueError(f"@weight: expected a positive weight, got {self.weight}")
+            raise FieldError("weight", f"expected a positive weight, got {self.weight}")
         if not _URL.match(self.url):
-            raise ValueError(f'@url: expected an absolute URL like "https://example.com/path", got {self.url!r}')
+            raise FieldError("url", f'expected an absolute URL like "https://example.com/path", got {self.url!r}')
         for field in ("body", "body_size"):
             if getattr(self, field) is not None and self.method in ("GET", "HEAD"):
-                raise ValueError(f"@{field}: a {self.method} request cannot have a body")
+                raise FieldError(f"{field}", f"a {self.method} request cannot have a body")
         _check_request(self)
 
 
@@ -498,7 +500,7 @@ def _check_request(template: RequestTemplate) -> None:
         try:
             make()
         except TypeError as exc:
-            raise ValueError(f"@{field}: expected what a fetch Request accepts: {exc}") from None
+            raise FieldError(f"{field}", f"expected what a fetch Request accepts: {exc}") from None
 
 
 class Stage(msgspec.Struct, forbid_unknown_fields=True):
@@ -518,9 +520,9 @@ class DiurnalShape(msgspec.Struct, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         if self.period.seconds <= 0:
-            raise ValueError(f"@period: expected a positive duration, got {self.period.raw!r}")
+            raise FieldError("period", f"expected a positive duration, got {self.period.raw!r}")
         if not 0 < self.trough <= 1:
-            raise ValueError(f"@trough: expected a fraction in (0, 1], got {self.trough}")
+            raise FieldError("trough", f"expected a fraction in (0, 1], got {self.trough}")
 
 
 class BurstSpec(msgspec.Struct, forbid_unknown_fields=True):
@@ -533,7 +535,7 @@ class BurstSpec(msgspec.Struct, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.factor) and self.factor >= 0):
-            raise ValueError(f"@factor: expected a non-negative multiplier, got {self.factor}")
+            raise FieldError("factor", f"expected a non-negative multiplier, got {self.factor}")
 
 
 class Traffic(msgspec.Struct, forbid_unknown_fields=True):
@@ -594,43 +596,43 @@ class Traffic(msgspec.Struct, forbid_unknown_fields=True):
         for field, value in (("replay_format", self.replay_format), ("base_url", self.base_url), ("speed", self.speed != 1), ("loop", self.loop),
                              ("on_error", self.on_error != "abort"), ("service_time", self.service_time != "logged")):
             if value:
-                raise ValueError(f"@{field}: only for a replayed group (replay = \"FILE\")")
+                raise FieldError(f"{field}", f"only for a replayed group (replay = \"FILE\")")
         if not self.requests:
-            raise ValueError("@requests: expected at least one request template")
+            raise FieldError("requests", "expected at least one request template")
         if self.users is not None:
             if self.users < 1:
-                raise ValueError(f"@users: expected at least one user, got {self.users}")
+                raise FieldError("users", f"expected at least one user, got {self.users}")
             for field, value in (("arrivals", self.arrivals), ("stages", self.stages), ("diurnal", self.diurnal), ("bursts", self.bursts), ("max_inflight", self.max_inflight)):
                 if value:
-                    raise ValueError(f"@{field}: a closed group (users = ...) has no arrival rate; drop {field} or users")
+                    raise FieldError(f"{field}", f"a closed group (users = ...) has no arrival rate; drop {field} or users")
         if self.max_inflight is not None and self.max_inflight < 1:
-            raise ValueError(f"@max_inflight: expected at least 1, got {self.max_inflight}")
+            raise FieldError("max_inflight", f"expected at least 1, got {self.max_inflight}")
         if self.timeout is not None and self.timeout.seconds <= 0:
-            raise ValueError(f"@timeout: expected a positive duration, got {self.timeout.raw!r}")
+            raise FieldError("timeout", f"expected a positive duration, got {self.timeout.raw!r}")
 
     def _check_replay(self) -> None:
         for field, value in (("requests", self.requests), ("arrivals", self.arrivals), ("stages", self.stages), ("diurnal", self.diurnal),
                              ("bursts", self.bursts), ("users", self.users)):
             if value:
-                raise ValueError(f"@{field}: a replayed group sends the file's requests at its times; drop {field} or replay")
+                raise FieldError(f"{field}", f"a replayed group sends the file's requests at its times; drop {field} or replay")
         if self.base_url is None or not _BASE_URL.match(self.base_url):
-            raise ValueError(f'@base_url: expected the scheme and host the replayed paths go to, like "https://example.com", got {self.base_url!r}')
+            raise FieldError("base_url", f'expected the scheme and host the replayed paths go to, like "https://example.com", got {self.base_url!r}')
         if not (math.isfinite(self.speed) and self.speed > 0):
-            raise ValueError(f"@speed: expected a positive factor, got {self.speed}")
+            raise FieldError("speed", f"expected a positive factor, got {self.speed}")
         if self.replay_format is not None:
             try:
                 check_format(self.replay_format)
             except ValueError as exc:
-                raise ValueError(f"@replay_format: {exc}") from None
+                raise FieldError("replay_format", f"{exc}") from None
         for field, value, choices in (("on_error", self.on_error, REPLAY_ON_ERROR), ("service_time", self.service_time, REPLAY_SERVICE_TIMES)):
             if value not in choices:
-                raise ValueError(f"@{field}: expected {' or '.join(map(repr, choices))}, got {value!r}".replace("'", '"'))
+                raise FieldError(f"{field}", f"expected {' or '.join(map(repr, choices))}, got {value!r}".replace("'", '"'))
         if self.on_error == "skip" and format_of(self.replay, self.replay_format) == "har":
-            raise ValueError('@on_error: a HAR file is one JSON document, read whole or refused: "skip" is for logs and JSON lines')
+            raise FieldError("on_error", 'a HAR file is one JSON document, read whole or refused: "skip" is for logs and JSON lines')
         if self.max_inflight is not None and self.max_inflight < 1:
-            raise ValueError(f"@max_inflight: expected at least 1, got {self.max_inflight}")
+            raise FieldError("max_inflight", f"expected at least 1, got {self.max_inflight}")
         if self.timeout is not None and self.timeout.seconds <= 0:
-            raise ValueError(f"@timeout: expected a positive duration, got {self.timeout.raw!r}")
+            raise FieldError("timeout", f"expected a positive duration, got {self.timeout.raw!r}")
 
 
 TIMELINE_ACTIONS = ("set", "crash", "cold", "weights", "deploy", "promote", "rollback", "approve")
@@ -686,27 +688,27 @@ class TimelineEvent(msgspec.Struct, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         if self.action not in TIMELINE_ACTIONS:
-            raise ValueError(f"@action: expected one of {', '.join(TIMELINE_ACTIONS)}, got {self.action!r}")
+            raise FieldError("action", f"expected one of {', '.join(TIMELINE_ACTIONS)}, got {self.action!r}")
         pinned = self.target.pinned
         if self.action == "approve":
             if pinned:
-                raise ValueError(f"@target: an approval is for a service's rollout, got {self.target!r}")
+                raise FieldError("target", f"an approval is for a service's rollout, got {self.target!r}")
         elif self.action == "weights":
             if pinned:
-                raise ValueError(f"@target: weights apply to a service (its router), got {self.target!r}")
+                raise FieldError("target", f"weights apply to a service (its router), got {self.target!r}")
             if not self.weights:
-                raise ValueError("@weights: expected the new split, e.g. { production = 95, canary = 5 }")
+                raise FieldError("weights", "expected the new split, e.g. { production = 95, canary = 5 }")
         elif not pinned:
-            raise ValueError(f'@target: expected "SERVICE@ENVIRONMENT" for {self.action}, got {self.target!r}')
+            raise FieldError("target", f'expected "SERVICE@ENVIRONMENT" for {self.action}, got {self.target!r}')
         if self.action == "crash":
             if self.duration is None:
-                raise ValueError("@duration: expected how long the crash lasts, e.g. \"30s\"")
+                raise FieldError("duration", "expected how long the crash lasts, e.g. \"30s\"")
         if self.version is not None and self.version < 1:
-            raise ValueError(f"@version: expected a version number >= 1, got {self.version}")
+            raise FieldError("version", f"expected a version number >= 1, got {self.version}")
         if self.version is not None and self.action not in ("deploy", "rollback"):
-            raise ValueError(f"@version: only a deploy (its number) or a rollback (the version to return to) takes one, not {self.action}")
+            raise FieldError("version", f"only a deploy (its number) or a rollback (the version to return to) takes one, not {self.action}")
         if self.vars and self.action != "deploy":
-            raise ValueError(f"@vars: only a deploy changes vars (as a new version), not {self.action}")
+            raise FieldError("vars", f"only a deploy changes vars (as a new version), not {self.action}")
 
 
 class Behaviour(msgspec.Struct, forbid_unknown_fields=True):
@@ -748,17 +750,17 @@ class PowerGrid(msgspec.Struct, forbid_unknown_fields=True):
     def __post_init__(self) -> None:
         given = [name for name in ("errors", "latency", "cpu") if getattr(self, name)]
         if len(given) != 1:
-            raise ValueError(f"@errors: expected exactly one of errors, latency or cpu (a curve has one axis), got {len(given)}")
+            raise FieldError("errors", f"expected exactly one of errors, latency or cpu (a curve has one axis), got {len(given)}")
         for name in ("latency", "cpu"):
             for index, value in enumerate(getattr(self, name)):
                 if value.factor is None:
-                    raise ValueError(f'@{name}[{index}]: expected a factor like "x1.5" (a curve needs sizes to order), got {value.raw!r}')
+                    raise FieldError(f"{name}[{index}]", f'expected a factor like "x1.5" (a curve needs sizes to order), got {value.raw!r}')
         sizes = self.sizes
         for index in range(1, len(sizes)):
             if sizes[index] <= sizes[index - 1]:
-                raise ValueError(f"@{self.kind}[{index}]: expected bugs that grow, got {self.bugs[index]} after {self.bugs[index - 1]}")
+                raise FieldError(f"{self.kind}[{index}]", f"expected bugs that grow, got {self.bugs[index]} after {self.bugs[index - 1]}")
         if self.replications < 2:
-            raise ValueError(f"@replications: expected at least 2 (for a confidence interval), got {self.replications}")
+            raise FieldError("replications", f"expected at least 2 (for a confidence interval), got {self.replications}")
 
     @property
     def kind(self) -> str:
@@ -802,7 +804,7 @@ class Tune(msgspec.Struct, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         if self.replications < 2:
-            raise ValueError(f"@replications: expected at least 2 (for a confidence interval), got {self.replications}")
+            raise FieldError("replications", f"expected at least 2 (for a confidence interval), got {self.replications}")
 
 
 class ThresholdRule(msgspec.Struct, forbid_unknown_fields=True):
@@ -846,7 +848,7 @@ class Scenario(msgspec.Struct, forbid_unknown_fields=True):
                 try:
                     rule = ThresholdRule(parse_threshold(rule))
                 except ValueError as exc:
-                    raise ValueError(f"@thresholds[{index}]: {exc}") from None
+                    raise FieldError(f"thresholds[{index}]", f"{exc}") from None
             rules.append(rule)
         self.thresholds = rules
 
@@ -861,7 +863,7 @@ _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _BASE_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s]+$")
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s]+(/\S*)?$")
 # "@FIELD: " starts a __post_init__ error: the field within the failing table (a header name may hold spaces).
-_MSGSPEC_ERROR = re.compile(r"^(?:@(?P<field>[^\n]+?): )?(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+_MSGSPEC_ERROR = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 
 
 class LoadedScenario(msgspec.Struct):
@@ -989,7 +991,8 @@ def convert(raw: Any, type: Any, file: str, at: str = "") -> Any:
         unknown = _UNKNOWN_FIELD.match(message)
         if unknown is not None:
             message += _did_you_mean(unknown.group(1), _fields_at(type, path))
-        raise ConfigError(file, _join(_join(at, _dotted(path)), match.group("field") or ""), message) from None
+        field = exc.__cause__.field if isinstance(exc.__cause__, FieldError) else ""  # a __post_init__ names the field it refused
+        raise ConfigError(file, _join(_join(at, _dotted(path)), field), message) from None
 
 
 _UNKNOWN_FIELD = re.compile(r"^object contains unknown field `([^`]*)`$")

@@ -25,6 +25,17 @@ from edge.scenario.thresholds import Threshold, parse_threshold
 Raw = str | int | float
 
 
+class FieldError(ValueError):
+    """A field a Struct's ``__post_init__`` refuses, and what it expected. msgspec keeps it as the
+    cause of its ValidationError, which says where the Struct is (``$.services[2].rollout``):
+    the loader joins the two into the path it reports (``services[2].rollout.steps[1]``)."""
+
+    def __init__(self, field: str, expected: str) -> None:
+        super().__init__(expected)
+        self.field = field
+        self.expected = expected
+
+
 class Value:
     """A parsed scenario value; equal to another of its type written the same way."""
 
