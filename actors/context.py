@@ -14,7 +14,7 @@ import inspect
 import random
 from typing import TYPE_CHECKING, Any, Awaitable
 
-from edge.platform import fibers
+from edge.platform import fibers, runs
 from edge.platform.cpu import CorePool, CpuAccount, CpuLimitExceeded
 from edge.platform.units import parse_duration
 
@@ -72,7 +72,7 @@ class Context:
         assert account is not None, "ctx.cpu() outside a call"
         granted = account.charge(wanted, actor.key)
         actor.stats.cpu_seconds += granted
-        fiber = fibers.current
+        fiber = runs.current().fiber
         if fiber is not None and 0 < granted == wanted and actor.cores.take():
             # The common case in virtual time, without a coroutine of its own: the timer that
             # ends the work gives the core back and resumes the worker (``_off_core``).

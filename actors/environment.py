@@ -27,7 +27,7 @@ import functools
 import logging
 import math
 import random
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, cast
 
 import outcome
 import trio
@@ -56,7 +56,7 @@ IDLE_SLOTS_KEPT = 2
 """Idle live slot tasks kept whatever the load: a lone call never waits for a task to start."""
 _RETIRE = object()  # the message that ends an idle live slot
 
-Post = Callable[[Call], Any]
+Post = Callable[[Call], "Response | None"]
 """An actor's entry point: accepts a call (returns None) or answers it at once (a Response)."""
 
 
@@ -287,7 +287,7 @@ class EnvironmentActor:
         cores: CorePool,
         rng: random.Random,
         metrics: RunMetrics,
-        cold_start: Any = None,
+        cold_start: Distribution | None = None,
         keep_warm: float = 300.0,
         max_isolates: int | None = None,
         live: bool = False,
@@ -468,11 +468,11 @@ class EnvironmentActor:
         stats.queue_wait.observe(now - call.posted_at)
         stats.inflight += 1
         call.version = self.version  # the version that serves it, even if another is deployed meanwhile
-        isolates = self.isolates
-        if isolates is None or isolates.take():
+        isolates, cold_start = self.isolates, self.cold_start  # isolates are kept only with a cold start
+        if isolates is None or cold_start is None or isolates.take():
             return 0.0
         stats.cold_starts[self.version] = stats.cold_starts.get(self.version, 0) + 1
-        return self.cold_start.sample(self.rng)
+        return cold_start.sample(self.rng)
 
     def finish(self, call: Call, result: Any) -> None:
         status = result._status if isinstance(result, Response) else (result.status if isinstance(result, RpcFailure) else 200)
@@ -540,7 +540,7 @@ class EnvironmentActor:
                 if call.method is None:
                     if type(call.request.headers) is Headers:  # a delivered request's headers are immutable, as on Cloudflare
                         freeze(call.request.headers)
-                    work = self.worker.fetch(call.request, env, ctx)  # (a promotion may swap the worker)
+                    work = cast(WorkerCode, self.worker).fetch(call.request, env, ctx)  # (a promotion may swap the worker)
                 else:
                     work = self._rpc(call, env, ctx)
                 if metering:
@@ -778,9 +778,10 @@ class EnvironmentActor:
         return None
 
     async def _rpc(self, call: Call, env: Env, ctx: Context) -> Any:
-        method = self.worker.rpc.get(call.method)
+        rpc = cast(WorkerCode, self.worker).rpc
+        method = rpc.get(call.method) if call.method is not None else None
         if method is None:
-            known = ", ".join(sorted(self.worker.rpc)) or "none"
+            known = ", ".join(sorted(rpc)) or "none"
             return RpcFailure(f"{self.service} has no RPC method {call.method!r} (methods: {known})", missing=True)
         return await method(env, ctx, *call.args, **(call.kwargs or {}))
 
@@ -790,12 +791,13 @@ class EnvironmentActor:
         is its caller's error, neither counted nor logged as the worker's."""
         detail = redact.redact(str(exc))
         status, code = getattr(exc, "status", None), getattr(exc, "code", None)
-        deliberate = call.method is not None and type(status) is int and 400 <= status <= 599
-        if not (deliberate and status < 500):
+        deliberate = call.method is not None and isinstance(status, int) and 400 <= status <= 599
+        if not (deliberate and isinstance(status, int) and status < 500):
             self.stats.exceptions += 1
             self._warn_once(redact.redact(f"{type(exc).__name__}: {exc}"), "threw (answered 500, error 1101)")
         if call.method is not None:
-            return RpcFailure(detail, status if deliberate else 500, code if deliberate and isinstance(code, str) else None, detail)
+            return RpcFailure(detail, status if deliberate and isinstance(status, int) else 500,
+                              code if deliberate and isinstance(code, str) else None, detail)
         return platform_error(WORKER_EXCEPTION)
 
     def _interrupted(self, call: Call, exc: BaseException) -> Any:

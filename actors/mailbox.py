@@ -25,7 +25,7 @@ from typing import Any, Awaitable, Callable
 import outcome
 from trio.lowlevel import Abort, current_task, reschedule, wait_task_rescheduled
 
-from edge.platform import fibers
+from edge.platform import fibers, runs
 
 
 class Mailbox:
@@ -107,7 +107,7 @@ class Mailbox:
         """
         if self.waiting:
             return self.waiting.popleft()
-        fiber = fibers.current
+        fiber = runs.current().fiber
         if fiber is not None:
             wake = fiber.wake
             self._idle.append(wake)
@@ -118,13 +118,13 @@ class Mailbox:
                 raise
         task = current_task()
 
-        def wake(message: Any) -> None:
+        def wake_task(message: Any) -> None:
             reschedule(task, outcome.Value(message))
 
-        self._idle.append(wake)
+        self._idle.append(wake_task)
 
         def abort(_: Any) -> Abort:
-            self._idle.remove(wake)
+            self._idle.remove(wake_task)
             return Abort.SUCCEEDED
 
         return await wait_task_rescheduled(abort)
@@ -250,7 +250,7 @@ def ask(post: Callable[[Call], Any], call: Call) -> Awaitable[Any]:
     Call it only to await it at once: the call is posted here, and the reply wakes whoever called
     ``ask``. A plain function returning the trap itself, so that a hop costs no extra frame.
     """
-    fiber = fibers.current
+    fiber = runs.current().fiber
     if fiber is not None:
         call.waiter = fiber
         call.on_reply = _wake_fiber

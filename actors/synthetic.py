@@ -16,7 +16,7 @@ the server's, queueing and all; the model adds its own queueing on top.
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from actors.mailbox import Call, RpcFailure
 from edge.platform.cpu import CpuLimitExceeded
@@ -55,7 +55,7 @@ class SyntheticCalls:
     def _begin(self, call: Call) -> None:
         actor = self.actor
         cold = actor.begin(call)
-        worker = actor.worker  # the version that began the call answers it, even if another is deployed meanwhile
+        worker = cast(ModelWorker, actor.worker)  # the version that began the call answers it, even if another is deployed meanwhile
         if call.method is not None:
             failure = RpcFailure(f"{actor.service} is a synthetic model: it has no RPC methods", missing=True)
             actor.clock.call_later(cold, self._done, call, failure)

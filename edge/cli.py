@@ -18,14 +18,14 @@ import os
 import signal
 import sys
 import time
-import traceback
 from typing import TypeVar
 
+import msgspec
 from rich.console import Console
 
 from edge.scenario import config
 from edge.live.admin import DEFAULT_ADMIN_PORT, TOKEN_ENV
-from edge.platform import memory
+from edge.platform import memory, redact
 from edge.platform.files import OutputError, check_directory, check_file
 from edge.platform.units import format_duration, parse_duration, parse_size
 from edge.platform.edge_error import EdgeError, UsageError
@@ -54,15 +54,22 @@ def _load(path: str | None) -> config.LoadedScenario:
     return loaded
 
 
+def _with_flags(loaded: config.LoadedScenario, args: argparse.Namespace) -> config.LoadedScenario:
+    """The scenario with what ``edge run``'s flags change in its ``[scenario]`` table: a new
+    value, the loaded one left as it was (``--duration`` and ``--seed`` are the run's arguments)."""
+    if not args.measure_cpu:
+        return loaded
+    scenario = msgspec.structs.replace(loaded.spec.scenario, measure_cpu=True)
+    return msgspec.structs.replace(loaded, spec=msgspec.structs.replace(loaded.spec, scenario=scenario))
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from edge.metrics.openmetrics import OpenMetricsRecorder
     from edge.report.progress import RunProgress
     from edge.report.build import abort_check, build_report, failed_thresholds, print_summary, write_json
     from edge.engine.simulate import simulate
 
-    loaded = _load(args.scenario)
-    if args.measure_cpu:
-        loaded.spec.scenario.measure_cpu = True
+    loaded = _with_flags(_load(args.scenario), args)
     _check_outputs(files=(args.json, args.openmetrics, args.html), directories=(args.plots,))
     err = Console(stderr=True)
     duration = args.duration if args.duration is not None else loaded.spec.scenario.duration.seconds
@@ -831,7 +838,7 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_INTERRUPTED[signum]
         if not isinstance(exc, Exception):  # SystemExit and the like: not ours to report
             raise
-        traceback.print_exc()
+        sys.stderr.write(redact.format_exception(exc))  # it may have escaped a run holding its secrets
         print(BUG_REPORT, file=sys.stderr)
         return EXIT_BUG
 

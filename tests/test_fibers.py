@@ -8,7 +8,7 @@ import pytest
 import trio
 from conftest import send, text
 
-from edge.platform import fibers
+from edge.platform import fibers, runs
 from edge.platform.clock import VirtualClock
 from edge.engine.simulate import simulate
 from edge.platform.fetch import Request
@@ -40,7 +40,7 @@ def test_step_runs_a_fiber_until_it_suspends_and_reports_its_end():
 
     fiber = fibers.Fiber(body(), ready, lambda f, error: ended.append((f, error)))
     fibers.step(fiber, None)
-    assert not ended and fibers.current is None
+    assert not ended and runs.current().fiber is None
     fiber.wake(2)
     fiber.wake(3)  # queued in order: each wake-up is one resume
     assert list(ready) == [(fiber, 2), (fiber, 3)]
@@ -68,7 +68,7 @@ def test_a_closed_fiber_runs_its_finally_and_ignores_later_wake_ups():
         try:
             await fibers.suspend()
         finally:
-            cleaned.append(fibers.current is not None)  # closing runs as the fiber
+            cleaned.append(runs.current().fiber is not None)  # closing runs as the fiber
 
     ready: deque = deque()
     fiber = fibers.Fiber(body(), ready, lambda f, error: pytest.fail("a closed fiber does not end"))

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import trio
 
 from edge.scenario import config
-from edge.platform import watchdog
+from edge.platform import runs, watchdog
 from edge.platform.clock import VirtualClock
 from edge.platform.trio_internals import seed_scheduler
 from edge.metrics.recorders import RunMetrics
@@ -60,11 +61,14 @@ def simulate(
     traffic starts. ``stop_when`` is asked every ``stop_every`` (default: every interval), with
     the run so far: a reason (a string) stops the traffic there; the run then drains and ends as it
     would have at its end.
+
+    A run of its own (``runs.new``) from before its actors are built: simulations in other threads
+    of the process run beside it without seeing its fibers, secrets or scheduler draws.
     """
     meta = loaded.spec.scenario
     seed = meta.seed if seed is None else seed
     duration = meta.duration.seconds if duration is None else duration
-    with _fewer_collections():
+    with _fewer_collections(), runs.new():
         return _simulate(loaded, seed, duration, interval, setup, stop_when, stop_every)
 
 
@@ -139,6 +143,18 @@ GC_THRESHOLDS = (20_000, 20, 20)
 """The cyclic collector's thresholds during a run (CPython's defaults: 700, 10, 10)."""
 
 
+class _Collections:
+    """The runs in the process's threads that want fewer collections, and the thresholds before."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+        self.before = gc.get_threshold()
+        self.lock = threading.Lock()
+
+
+_collections = _Collections()
+
+
 @contextlib.contextmanager
 def _fewer_collections() -> Iterator[None]:
     """Run with the cyclic collector's generations collected about thirty times less often.
@@ -148,14 +164,23 @@ def _fewer_collections() -> Iterator[None]:
     request allocates is freed by reference counting. With CPython's default thresholds a
     topology of 10,000 services spent a third of its run in collections that found nothing; the
     young generation still bounds any garbage cycles to what tens of thousands of allocations
-    leave behind. The thresholds are the process's, so they are put back afterwards.
+    leave behind. The thresholds are the process's, so they are put back afterwards, by the last
+    of the runs in the process's threads to end (each putting back what it found would leave
+    a run's thresholds behind when runs overlap).
     """
-    before = gc.get_threshold()
-    gc.set_threshold(*GC_THRESHOLDS)
+    shared = _collections
+    with shared.lock:
+        if shared.runs == 0:
+            shared.before = gc.get_threshold()
+            gc.set_threshold(*GC_THRESHOLDS)
+        shared.runs += 1
     try:
         yield
     finally:
-        gc.set_threshold(*before)
+        with shared.lock:
+            shared.runs -= 1
+            if shared.runs == 0:
+                gc.set_threshold(*shared.before)
 
 
 def default_scenario_path() -> Path:

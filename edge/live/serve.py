@@ -31,7 +31,7 @@ from actors.supervisor import Supervisor
 from edge.scenario import config
 from edge.live.admin import AdminApi
 from edge.live.dashboard import Dashboard, page
-from edge.platform import memory, watchdog
+from edge.platform import memory, runs, watchdog
 from edge.platform.clock import RealClock
 from edge.platform.fetch import Request, Response
 from edge.live.ingress import HttpServer, Limits
@@ -264,16 +264,19 @@ async def serve(
     """Serve until SIGINT/SIGTERM, then drain; returns the exit code (0).
 
     ``traffic`` also drives the scenario's traffic groups at the ingress, over real sockets.
+    The server is a run of its own (``runs.new``), entered before it builds anything or starts a
+    task: every task it starts is in it.
     """
-    live = LiveRuntime(loaded, admin_token=admin_token, seed=seed)
-    ingress = HttpServer(live.handle, limits, rejected=live.metrics.ingress_rejected, faults=live.metrics.ingress_faults, server=server_header,
-                         exempt=live.exempt)
-    live.ingress = ingress
-    servers = [ingress]
-    step_limit = loaded.spec.scenario.step_limit
-    with watchdog.armed(watchdog.STEP_LIMIT_LIVE if step_limit is None else step_limit.seconds, sigint=False):
-        return await _serve(live, ingress, servers, loaded, host=host, port=port, metrics_port=metrics_port, admin_host=admin_host,
-                            admin_port=admin_port, drain=drain, seed=seed, traffic=traffic, on_ready=on_ready)
+    with runs.new():
+        live = LiveRuntime(loaded, admin_token=admin_token, seed=seed)
+        ingress = HttpServer(live.handle, limits, rejected=live.metrics.ingress_rejected, faults=live.metrics.ingress_faults,
+                             server=server_header, exempt=live.exempt)
+        live.ingress = ingress
+        servers = [ingress]
+        step_limit = loaded.spec.scenario.step_limit
+        with watchdog.armed(watchdog.STEP_LIMIT_LIVE if step_limit is None else step_limit.seconds, sigint=False):
+            return await _serve(live, ingress, servers, loaded, host=host, port=port, metrics_port=metrics_port, admin_host=admin_host,
+                                admin_port=admin_port, drain=drain, seed=seed, traffic=traffic, on_ready=on_ready)
 
 
 async def _serve(live: LiveRuntime, ingress: HttpServer, servers: list[HttpServer], loaded: config.LoadedScenario, *, host: str, port: int,

@@ -26,7 +26,7 @@ from typing import Any, Awaitable, Callable, Coroutine
 import trio
 from trio.lowlevel import Abort, current_task, reschedule, wait_task_rescheduled
 
-from edge.platform import fibers, timerfd, trio_internals
+from edge.platform import fibers, runs, timerfd, trio_internals
 
 
 class ModelClock:
@@ -35,7 +35,7 @@ class ModelClock:
     def now(self) -> float:
         raise NotImplementedError
 
-    async def sleep(self, seconds: float) -> None:
+    def sleep(self, seconds: float) -> Awaitable[None]:
         raise NotImplementedError
 
     def call_later(self, seconds: float, fn: Callable[..., Any], *args: Any) -> None:
@@ -133,7 +133,7 @@ class VirtualClock(trio.abc.Clock, ModelClock):
     def sleep(self, seconds: float) -> Awaitable[None]:
         """Wait ``seconds`` of model time: a fiber's wake-up is a timer that resumes it, a task's
         a timer that reschedules it (cheaper than ``trio.sleep``'s cancel scope and deadline)."""
-        fiber = fibers.current
+        fiber = runs.current().fiber
         if fiber is not None:
             heapq.heappush(self._timers, [self._now + seconds, next(self._seq), None, fibers.step, (fiber, None)])
             return fibers.suspend()

@@ -18,7 +18,7 @@ import types
 
 from trio.lowlevel import Abort, current_task, reschedule, wait_task_rescheduled
 
-from edge.platform import fibers, watchdog
+from edge.platform import fibers, runs, watchdog
 from edge.platform.clock import ModelClock
 
 
@@ -125,7 +125,7 @@ class CorePool:
 
     async def queue(self) -> None:
         """Wait in line (FIFO) until ``release`` hands over a core; the caller holds it then."""
-        fiber = fibers.current
+        fiber = runs.current().fiber
         if fiber is not None:
             wake = fiber.wake
             self.wait(wake)
@@ -167,31 +167,30 @@ def metered(coro: Coroutine[Any, Any, Any], meter: Meter) -> Generator[Any, Any,
     code between two points where the worker parks (a binding call, a sleep); steps of other
     tasks interleave between them and are not counted. This drives the coroutine the way ``await``
     does (send what trio resumes it with, throw what trio throws), with a CPU clock read around
-    each step. While a step runs, ``watchdog.steps.current`` says when it started and how much CPU
-    it may use (``meter.left()``): the watchdog interrupts a step that goes past that (or past
-    the wall limit) with ``WorkerInterrupted``, since Python cannot be preempted otherwise.
+    each step. While a step runs, the run's ``step`` (``runs.Run.step``) says when it started and
+    how much CPU it may use (``meter.left()``): the watchdog interrupts a step that goes past that
+    (or past the wall limit) with ``WorkerInterrupted``, since Python cannot be preempted otherwise.
     """
     send: Any = None
     error: BaseException | None = None
-    steps = watchdog.steps
-    charged = _charged
+    run = runs.current()
     while True:
-        outer = steps.current  # a call run inline by a binding is a step inside its caller's step
-        inner = charged[0]
+        outer = run.step  # a call run inline by a binding is a step inside its caller's step
+        inner = run.charged
         started = time.thread_time()
-        steps.current = (started, meter.left())
+        run.step = (started, meter.left())
         try:
             trap = coro.send(send) if error is None else coro.throw(error)
         except StopIteration as done:
-            steps.current = outer
-            _charge_own(meter, started, inner)
+            run.step = outer
+            _charge_own(meter, started, inner, run)
             return done.value
         except BaseException:
-            steps.current = outer
-            _charge_own(meter, started, inner)
+            run.step = outer
+            _charge_own(meter, started, inner, run)
             raise
-        steps.current = outer
-        _charge_own(meter, started, inner)
+        run.step = outer
+        _charge_own(meter, started, inner, run)
         try:
             send, error = (yield trap), None
         except GeneratorExit:  # closed while parked: close the worker too, as await does
@@ -201,15 +200,13 @@ def metered(coro: Coroutine[Any, Any, Any], meter: Meter) -> Generator[Any, Any,
             send, error = None, exc
 
 
-_charged = [0.0]
-"""Thread CPU charged by every metered step so far: a step subtracts what steps nested in it
-(a bound worker run inline, see ``EnvironmentActor.serve_inline``) charged themselves, so that
-no CPU is charged twice."""
-
-
-def _charge_own(meter: Meter, started: float, inner: float) -> None:
-    own = time.thread_time() - started - (_charged[0] - inner)
-    _charged[0] += own
+def _charge_own(meter: Meter, started: float, inner: float, run: runs.Run) -> None:
+    """Charge a step's own CPU: ``run.charged`` counts what every metered step of the run
+    charged, so a step subtracts what steps nested in it (a bound worker run inline, see
+    ``EnvironmentActor.serve_inline``) charged since it began (``inner``), and no CPU is charged
+    twice."""
+    own = time.thread_time() - started - (run.charged - inner)
+    run.charged += own
     meter.charge(own)
 
 

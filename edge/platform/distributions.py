@@ -26,7 +26,7 @@ import random
 import re
 from collections.abc import Callable
 from statistics import NormalDist
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -90,11 +90,13 @@ class Distribution(abc.ABC):
         """``n`` independent draws from numpy's ``gen``: the same distribution as ``sample``, for
         the batched engine (``edge.engine.batched``), which draws a stretch of requests at once."""
 
-    mean: float
-    """The exact mean, from the parameters (what a queueing model or a test checks against).
+    if TYPE_CHECKING:
+        @property
+        def mean(self) -> float:
+            """The exact mean, from the parameters (what a queueing model or a test checks against).
 
-    Declared, not an abstract property: a dataclass field of that name would take the property
-    object as its default."""
+            Declared for the type checker only, not an abstract property: a dataclass field of that
+            name would take the property object as its default."""
 
     def quantile(self, q: float) -> float:
         """The q-quantile, for distributions whose inverse CDF has a closed form."""
@@ -331,7 +333,7 @@ class Pareto(Distribution):
         object.__setattr__(self, "_exponent", -1 / self.alpha)
 
     def sample(self, rng: random.Random) -> float:
-        return self.minimum * (1.0 - rng.random()) ** self._exponent
+        return float(self.minimum * (1.0 - rng.random()) ** self._exponent)
 
     def survival(self, x: float) -> float:
         return 1.0 if x < self.minimum else (self.minimum / x) ** self.alpha

@@ -17,7 +17,7 @@ import functools
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from http import HTTPStatus
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar, Union, cast
 from urllib.parse import urlsplit
 
 import ada_url
@@ -324,6 +324,8 @@ class Request(_Body):
     """
 
     __slots__ = ("_url", "_method", "_url_parts", "headers")
+    _method: str
+    headers: Headers
 
     _kind = "Request"
     _url_parts: tuple[str, str, str] | None  # (host, path, query) once asked for
@@ -475,8 +477,8 @@ class _ClassOrInstanceMethod:
 
     def __get__(self, instance: object, owner: type) -> Callable[..., Any]:
         if instance is None:
-            return self._on_class.__get__(owner, type(owner))
-        return self._on_instance.__get__(instance, owner)
+            return cast(Callable[..., Any], self._on_class.__get__(owner, type(owner)))
+        return cast(Callable[..., Any], self._on_instance.__get__(instance, owner))
 
 
 def _json_response(cls: type[Response], data: Any, status: int = 200, headers: HeadersInit = None) -> Response:
@@ -494,6 +496,7 @@ class Response(_Body):
     __slots__ = ("_status", "_status_text", "_headers", "_redirected")
 
     _kind = "Response"
+    _redirected: bool  # unset until a redirect is followed (``redirected``)
 
     def __init__(
         self,

@@ -8,7 +8,8 @@ generators straight from its event loop; a fiber is the same thing for a corouti
 timer, or the reply that a fiber waits for, calls ``coro.send`` directly.
 
 The same worker code runs live as a trio task. The platform's awaitables (``VirtualClock.sleep``,
-``CorePool.run``, ``Mailbox.receive``, ``ask``) look at ``current``: inside a fiber they arrange
+``CorePool.run``, ``Mailbox.receive``, ``ask``) look at the run's fiber (``runs.current().fiber``,
+per run: two simulations in two threads each step their own): inside a fiber they arrange
 the fiber's own wake-up and ``suspend()``; outside one they take trio's path. A worker that awaits
 anything else in virtual time (``trio.sleep``, an asyncio future) gets an error at that ``await``
 (a 500 for its call), since nothing here would ever resume it.
@@ -25,8 +26,7 @@ import types
 from collections import deque
 from typing import Any, Callable, Coroutine, Generator
 
-current: Fiber | None = None
-"""The fiber being stepped, if any: set by ``step`` around each resume, as trio's current task."""
+from edge.platform import runs
 
 _SUSPEND = object()  # what a fiber yields to ``step``: "my wake-up is arranged, park me"
 
@@ -45,7 +45,7 @@ class Fiber:
     here is a platform bug or a real Ctrl-C).
     """
 
-    __slots__ = ("coro", "_ready", "on_exit")
+    __slots__ = ("coro", "_ready", "on_exit", "_run")
 
     coro: Coroutine[Any, Any, Any] | None
 
@@ -53,6 +53,7 @@ class Fiber:
         self.coro = coro
         self._ready = ready
         self.on_exit = on_exit
+        self._run = runs.current()  # what ``step`` marks: no context lookup per step
 
     def wake(self, value: Any = None) -> None:
         """Resume the fiber with ``value`` at the current instant, after the fibers already queued."""
@@ -61,26 +62,26 @@ class Fiber:
     def close(self) -> None:
         """End a parked fiber (its run is over): ``GeneratorExit`` at its ``await``, so that its
         ``finally`` blocks run. A worker that swallows it and awaits again is just dropped."""
-        global current
         coro, self.coro = self.coro, None  # a wake-up that comes after this finds nothing to resume
         if coro is None:
             return
-        current = self
+        run = self._run
+        run.fiber = self
         try:
             coro.close()
         except RuntimeError:  # "coroutine ignored GeneratorExit": nothing more can be done for it
             pass
         finally:
-            current = None
+            run.fiber = None
 
 
 def step(fiber: Fiber, value: Any) -> None:
     """Resume ``fiber`` with ``value`` and run it until it suspends or ends."""
-    global current
     coro = fiber.coro
     if coro is None:  # closed while its wake-up was on the way
         return
-    current = fiber
+    run = fiber._run
+    run.fiber = fiber
     error: BaseException | None = None
     try:
         while True:
@@ -99,4 +100,4 @@ def step(fiber: Fiber, value: Any) -> None:
                 f"fetch bodies), not {type(yielded).__name__}: nothing would ever resume it"
             )
     finally:
-        current = None
+        run.fiber = None

@@ -39,7 +39,7 @@ def _tested(version: str) -> bool:
 
 def accept_raw_utf8_targets() -> bool:
     """Let h11 read request targets with bytes from 0x80; True if it now does (or already did)."""
-    if not _tested(h11.__version__):
+    if not _tested(str(getattr(h11, "__version__", ""))):
         return False
     found = []
     for module_name, attribute in _PATTERNS:
@@ -69,7 +69,7 @@ def unparsed_reader(conn: h11.Connection) -> Callable[[], bytes | bytearray]:
     copy, which costs a copy of every unparsed byte at each look, up to the ingress's read-ahead
     bound (a whole head at the limits) while a large head or a pipelining client's requests wait.
     """
-    buffer = getattr(conn, "_receive_buffer", None) if _tested(h11.__version__) else None
+    buffer = getattr(conn, "_receive_buffer", None) if _tested(str(getattr(h11, "__version__", ""))) else None
     if isinstance(getattr(buffer, "_data", None), (bytes, bytearray)):
         return lambda: buffer._data  # type: ignore[union-attr]
     return lambda: conn.trailing_data[0]

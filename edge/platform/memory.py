@@ -67,7 +67,7 @@ def available() -> bool:
 def free_heap_bytes() -> int:
     """Bytes in malloc's free lists: freed, yet still part of the process."""
     assert _LIBC is not None
-    return _LIBC.mallinfo2().fordblks
+    return int(_LIBC.mallinfo2().fordblks)
 
 
 def release_free_heap() -> None:

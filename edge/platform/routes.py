@@ -109,7 +109,7 @@ class PathMatch(NamedTuple):
     included), then one without the ``wildcard`` first."""
 
     params: dict[str, str]
-    count: int
+    count: int  # type: ignore[assignment]  # a field named as tuple's method: the gateway's word for it
     exact: bool
     wildcard: bool
 

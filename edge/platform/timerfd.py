@@ -12,7 +12,6 @@ and callers keep trio's own deadlines.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import time
 from typing import Callable
@@ -56,11 +55,15 @@ class Timer:
 def open_timer() -> Timer | None:
     """A new timer, or None where the platform has no timerfd."""
     if hasattr(os, "timerfd_create"):
-        fd = os.timerfd_create(time.CLOCK_MONOTONIC, flags=_NONBLOCK_CLOEXEC)  # type: ignore[attr-defined]
-        return Timer(fd, lambda fd, ns: os.timerfd_settime_ns(fd, initial=ns))  # type: ignore[attr-defined]
-    name = ctypes.util.find_library("c")
-    libc = ctypes.CDLL(name, use_errno=True) if name else None
-    if libc is None or not hasattr(libc, "timerfd_create"):
+        fd = os.timerfd_create(time.CLOCK_MONOTONIC, flags=_NONBLOCK_CLOEXEC)
+        return Timer(fd, lambda fd, ns: os.timerfd_settime_ns(fd, initial=ns))  # type: ignore[attr-defined]  # Python 3.13's
+    # The process's own symbols, libc's among them: find_library would run `ldconfig -p`, a
+    # process started for every clock, and a unit test's clock must not start one.
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except (OSError, TypeError):  # Windows has no "this process" handle
+        return None
+    if not hasattr(libc, "timerfd_create"):
         return None
     fd = libc.timerfd_create(time.CLOCK_MONOTONIC, _NONBLOCK_CLOEXEC)
     if fd < 0:

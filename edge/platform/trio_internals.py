@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 import trio
 
+from edge.platform import runs
 from edge.platform.edge_error import EdgeError
 
 TESTED = ((0, 25), (0, 35))
@@ -111,25 +112,50 @@ def wrap_io_manager(wrap: Callable[[Any], Any]) -> bool:
 
 
 def seed_scheduler(seed: int) -> None:
-    """Make the order in which trio runs each pass's batch a function of ``seed``: seed the
-    module-level ``random.Random`` (``trio._core._run._r``) that reverses, or under Hypothesis
-    shuffles, each batch.
+    """Make the order in which trio runs each pass's batch a function of ``seed`` for the current
+    run (``runs.Run.scheduler``): the module-level ``random.Random`` (``trio._core._run._r``)
+    that reverses, or under Hypothesis shuffles, each batch is replaced, once, by ``_PerRun``,
+    which draws from the current run's own.
 
     A simulation must depend on its seed alone (same seed, byte-identical report), and nothing
-    public seeds trio's scheduler. No fallback: on an untested trio, or if ``_r`` is not a
-    ``random.Random``, raise ``UnsupportedTrio`` before the run starts rather than run
-    unreproducibly.
+    public seeds trio's scheduler; ``_r`` is the process's, so two runs in two threads seeding it
+    would draw from one sequence, each shifting the other's order. No fallback: on an untested
+    trio, or if ``_r`` is not a ``random.Random``, raise ``UnsupportedTrio`` before the run starts
+    rather than run unreproducibly.
     """
     problem = _version_problem()
     scheduler_random = getattr(_run_module(), "_r", None)
     if problem is None and not isinstance(scheduler_random, random.Random):
         problem = f"trio {trio.__version__} has no trio._core._run._r random instance"
-    if problem is not None:
+    if problem is not None or not isinstance(scheduler_random, random.Random):
         raise UnsupportedTrio(
             f"{problem}: reproducible virtual-time runs seed trio's scheduler through its internals, "
             f"tested with {SUPPORTED_RANGE} (install e.g. 'trio=={TESTED[1][0]}.{TESTED[1][1]}.*')"
         )
-    scheduler_random.seed(seed)
+    if not isinstance(scheduler_random, _PerRun):
+        _run_module()._r = _PerRun(scheduler_random)
+    runs.current().scheduler = random.Random(seed)
+
+
+class _PerRun(random.Random):
+    """Stands in for trio's ``_r``: each draw comes from the current run's random, or from trio's
+    own outside a seeded run. trio draws in its run loop, which runs in the context of the thread
+    that called ``trio.run``, where ``simulate`` made its run current. Overriding ``getrandbits``
+    makes ``shuffle`` (and ``_randbelow``) draw through it too, so a sequence is the one the
+    run's random would give by itself."""
+
+    def __init__(self, trios: random.Random) -> None:
+        super().__init__()
+        self._trios = trios
+
+    def _of_run(self) -> random.Random:
+        return runs.current().scheduler or self._trios
+
+    def random(self) -> float:
+        return self._of_run().random()
+
+    def getrandbits(self, k: int) -> int:
+        return self._of_run().getrandbits(k)
 
 
 def standard_socket(sock: Any) -> socket.socket | None:
@@ -153,6 +179,6 @@ def sigint_handler_module() -> str | None:
     the handler installed for SIGINT, which holds while trio runs, when worker code runs.
     """
     module = sys.modules.get("trio._core._ki")
-    if _version_problem() is not None or not callable(getattr(getattr(module, "KIManager", None), "install", None)):
+    if module is None or _version_problem() is not None or not callable(getattr(getattr(module, "KIManager", None), "install", None)):
         return None
     return module.__name__

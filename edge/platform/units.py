@@ -51,13 +51,13 @@ def shown(value: object) -> str:
     return json.dumps(value, ensure_ascii=False) if isinstance(value, str) else repr(value)
 
 
-def _bare_number(value: object, noun: str, expected: str) -> float | None:
-    """A TOML int or float as a finite non-negative float; None for a string.
+def _bare_number(value: object, noun: str, expected: str) -> float | str:
+    """A TOML int or float as a finite non-negative float; a string as it is, for its parser.
 
     bool is rejected although it is an int: ``duration = true`` is a mistake, not one second.
     """
     if isinstance(value, str):
-        return None
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"expected {expected}, got {shown(value)}")
     try:
@@ -88,10 +88,9 @@ def parse_duration(value: str | int | float) -> float:
     A string needs a unit, except "0": "30" could mean seconds or milliseconds, and guessing wrong
     silently changes a run by a factor of a thousand.
     """
-    number = _bare_number(value, "duration", _DURATION_EXPECTED)
-    if number is not None:
-        return number
-    text = value
+    text = _bare_number(value, "duration", _DURATION_EXPECTED)
+    if not isinstance(text, str):
+        return text
     _negative(text, "duration")
     if text.strip() == "0":
         return 0.0
@@ -108,15 +107,15 @@ def parse_duration(value: str | int | float) -> float:
 
 def parse_rate(value: str | int | float) -> float:
     """Events per second from "500/s", "30/m", "3600/h", "2.5k/s" or a bare number (per second)."""
-    number = _bare_number(value, "rate", _RATE_EXPECTED)
-    if number is not None:
-        return number
-    _negative(value, "rate")
-    match = _RATE.fullmatch(value)
+    text = _bare_number(value, "rate", _RATE_EXPECTED)
+    if not isinstance(text, str):
+        return text
+    _negative(text, "rate")
+    match = _RATE.fullmatch(text)
     if match is None:
-        raise ValueError(f"expected {_RATE_EXPECTED}, got {shown(value)}")
+        raise ValueError(f"expected {_RATE_EXPECTED}, got {shown(text)}")
     count = float(match.group(1)) * (1000.0 if match.group(2) else 1.0)
-    return _finite(count / _RATE_PER[match.group(3) or "s"], "rate", value)
+    return _finite(count / _RATE_PER[match.group(3) or "s"], "rate", text)
 
 
 def parse_ratio(value: str | int | float) -> float:
@@ -125,11 +124,11 @@ def parse_ratio(value: str | int | float) -> float:
     A bare number is a fraction, never a percentage: 5 is an error rather than 500%.
     """
     number = _bare_number(value, "ratio", _RATIO_EXPECTED)
-    if number is None:
-        _negative(value, "ratio")
-        match = _RATIO.fullmatch(value)
+    if isinstance(number, str):
+        _negative(number, "ratio")
+        match = _RATIO.fullmatch(number)
         if match is None:
-            raise ValueError(f"expected {_RATIO_EXPECTED}, got {shown(value)}")
+            raise ValueError(f"expected {_RATIO_EXPECTED}, got {shown(number)}")
         number = float(match.group(1)) / (100.0 if match.group(2) else 1.0)
     if number > 1:
         raise ValueError(f"expected {_RATIO_EXPECTED}, got {shown(value)} (more than 100%)")
@@ -142,11 +141,11 @@ def parse_size(value: str | int | float) -> int:
     kB/MB/GB are powers of 1000 and KiB/MiB/GiB powers of 1024, as on the labels they come from.
     """
     number = _bare_number(value, "size", _SIZE_EXPECTED)
-    if number is None:
-        _negative(value, "size")
-        match = _SIZE.fullmatch(value)
+    if isinstance(number, str):
+        _negative(number, "size")
+        match = _SIZE.fullmatch(number)
         if match is None:
-            raise ValueError(f"expected {_SIZE_EXPECTED}, got {shown(value)}")
+            raise ValueError(f"expected {_SIZE_EXPECTED}, got {shown(number)}")
         number = float(match.group(1)) * _SIZE_UNITS[match.group(2) or "B"]
     return round(_finite(number, "size", str(value)))
 

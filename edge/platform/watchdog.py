@@ -5,14 +5,15 @@ request's CPU budget, or blocks without awaiting (``time.sleep``, blocking I/O) 
 that runs trio: every other request, ``/healthz`` and the shutdown signals wait behind it, and in
 virtual time ``edge run`` never returns. One mechanism covers CPU and wall time, live and virtual:
 
-* **Noticing**, from a daemon thread, at no cost on the hot path. Live, the CPU-metering trampoline
-  (``cpu.metered``) already reads the thread's CPU clock around each worker step; it also publishes
-  ``steps.current = (cpu at start, CPU budget left)`` for the step's duration. The thread reads the
-  trio thread's CPU clock (``pthread_getcpuclockid``) and its own wall clock: more CPU than the
-  budget left, or a step older than the wall limit, is a breach. Virtual time publishes nothing
-  (a fiber step costs about a microsecond; a store per step would show): the thread looks at the
-  trio thread's stack (``sys._current_frames``) and calls a breach when the same ``fibers.step``
-  frame has been there for the wall limit. Real CPU is not a virtual worker's cost (``ctx.cpu``
+* **Noticing**, from a daemon thread, at no cost on the hot path. It watches the run that armed
+  it (``runs.Run``: a run in another thread is not its to interrupt). Live, the CPU-metering
+  trampoline (``cpu.metered``) already reads the thread's CPU clock around each worker step; it
+  also publishes ``run.step = (cpu at start, CPU budget left)`` for the step's duration. The
+  thread reads the trio thread's CPU clock (``pthread_getcpuclockid``) and its own wall clock:
+  more CPU than the budget left, or a step older than the wall limit, is a breach. Virtual time
+  publishes nothing more than the fiber being stepped (``run.fiber``; a store per step beyond
+  that would show): the thread then looks at the trio thread's stack (``sys._current_frames``)
+  and calls a breach when the same ``fibers.step`` frame has been there for the wall limit. Real CPU is not a virtual worker's cost (``ctx.cpu``
   is), so only the wall limit applies there.
 * **Interrupting**: ``pthread_kill(SIGUSR2)`` to the trio thread (the main thread: Python runs
   signal handlers there only). The handler runs at the thread's next bytecode, and a blocking call
@@ -49,7 +50,7 @@ import time
 import types
 from typing import Any, Callable
 
-from edge.platform import fibers, trio_internals
+from edge.platform import fibers, runs, trio_internals
 
 log = logging.getLogger("edge.watchdog")
 
@@ -77,23 +78,6 @@ class WorkerInterrupted(BaseException):
         self.reason = reason
         self.limit = limit
 
-
-class _Steps:
-    """What the trio thread publishes for the watchdog, and what the watchdog aims at."""
-
-    __slots__ = ("current", "target", "sigint")
-
-    def __init__(self) -> None:
-        self.current: tuple[float, float] | None = None
-        """Live: ``(thread CPU at the step's start, CPU budget left)`` while a worker step runs."""
-        self.target: tuple[Any, str, float] | None = None
-        """What the next signal is for: the step (a ``current`` tuple, or a ``fibers.step`` frame),
-        the reason and the limit crossed."""
-        self.sigint = False
-        """A real Ctrl-C came while armed: the run is ending, worker steps must not hold it up."""
-
-
-steps = _Steps()
 
 _boundaries: set[types.CodeType] = set()
 _step_codes = {fibers.step.__code__, fibers.Fiber.close.__code__}
@@ -126,7 +110,7 @@ def _worker_boundary(frame: types.FrameType | None) -> types.FrameType | None:
 
 
 def _on_signal(signum: int, frame: types.FrameType | None) -> None:
-    target = steps.target
+    target = _watchdog.target
     if target is None:
         return
     step, reason, limit = target
@@ -138,9 +122,9 @@ def _on_signal(signum: int, frame: types.FrameType | None) -> None:
             below = below.f_back
         if below is None:
             return
-    elif steps.current is not step:  # live: that step has ended since
+    elif _watchdog.run.step is not step:  # live: that step has ended since
         return
-    steps.target = None
+    _watchdog.target = None
     if reason == SIGINT:
         raise KeyboardInterrupt
     raise WorkerInterrupted(reason, limit)
@@ -167,7 +151,7 @@ _replaced_sigint: Any = None
 
 
 def _on_sigint(signum: int, frame: types.FrameType | None) -> None:
-    steps.sigint = True
+    _watchdog.sigint = True
     if _worker_boundary(frame) is not None:
         raise KeyboardInterrupt
     previous = _replaced_sigint
@@ -179,7 +163,8 @@ _SIGINT_CODES = {_on_sigint.__code__, _on_signal.__code__}
 
 
 class _Watchdog:
-    """The thread, and the signal handlers it needs, while at least one actor is armed."""
+    """The thread, and the signal handlers it needs, while the main thread's run is armed: one
+    per process, as the signals and the main thread are."""
 
     def __init__(self) -> None:
         self.armed = 0
@@ -187,10 +172,21 @@ class _Watchdog:
         self.thread: threading.Thread | None = None
         self.stop = threading.Event()
         self.replaced: Any = None
+        self.run = runs.OUTSIDE
+        """The run watched: its ``step`` (live) and ``fiber`` (virtual) say what holds the thread."""
+        self.target: tuple[Any, str, float] | None = None
+        """What the next signal is for: the step (a ``run.step`` tuple, or a ``fibers.step`` frame),
+        the reason and the limit crossed."""
+        self.sigint = False
+        """A real Ctrl-C came while armed: the run is ending, worker steps must not hold it up."""
 
     def arm(self, wall_limit: float, sigint: bool) -> bool:
         if threading.current_thread() is not threading.main_thread():
             return False  # signal handlers run on the main thread only: nothing could interrupt
+        run = runs.current()
+        if self.armed and run is not self.run:
+            return False  # a run inside another's (a worker calling simulate): the outer one is watched
+        self.run = run
         self.wall_limit = wall_limit
         self.armed += 1
         if self.armed == 1:
@@ -218,8 +214,9 @@ class _Watchdog:
         if signal.getsignal(signal.SIGINT) is _on_sigint:
             signal.signal(signal.SIGINT, _replaced_sigint)
         _replaced_sigint = None
-        steps.target = None
-        steps.sigint = False
+        self.run = runs.OUTSIDE
+        self.target = None
+        self.sigint = False
 
     def _watch(self, ident: int) -> None:
         cpu_clock = time.pthread_getcpuclockid(ident)
@@ -235,7 +232,7 @@ class _Watchdog:
             now = time.monotonic()
             if step is not seen:
                 seen, seen_at = step, now
-            if steps.sigint:
+            if self.sigint:
                 self._fire(ident, step, SIGINT, 0.0)
             elif cpu_left is not None and cpu_left < 0:
                 self._fire(ident, step, CPU, step[1])
@@ -244,22 +241,21 @@ class _Watchdog:
             elif cpu_left is not None:  # wake when the budget would run out, not a tick later
                 pause = min(TICK, max(cpu_left, 0.001))
 
-    @staticmethod
-    def _running(ident: int, cpu_clock: int) -> tuple[Any, float | None]:
+    def _running(self, ident: int, cpu_clock: int) -> tuple[Any, float | None]:
         """The worker step holding the trio thread, if any, and (live) the CPU budget it has left."""
-        live = steps.current
+        run = self.run
+        live = run.step
         if live is not None:
             return live, live[1] - (time.clock_gettime(cpu_clock) - live[0])
-        if fibers.current is None:
+        if run.fiber is None:
             return None, None
         frame = sys._current_frames().get(ident)
         while frame is not None and frame.f_code not in _step_codes:
             frame = frame.f_back
         return frame, None
 
-    @staticmethod
-    def _fire(ident: int, step: Any, reason: str, limit: float) -> None:
-        steps.target = (step, reason, limit)
+    def _fire(self, ident: int, step: Any, reason: str, limit: float) -> None:
+        self.target = (step, reason, limit)
         signal.pthread_kill(ident, SIGNAL)
 
 

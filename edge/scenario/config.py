@@ -19,11 +19,12 @@ with room to spare.
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Callable, Literal
 
 import msgspec
 
@@ -488,15 +489,14 @@ class RequestTemplate(msgspec.Struct, forbid_unknown_fields=True):
 def _check_request(template: RequestTemplate) -> None:
     """What the traffic's ``Request`` will refuse (a method or a header name that is not an HTTP
     token, a value with a line break) is refused here, with its path, rather than mid-run."""
-    for field, make in (
-        ("url", lambda: Request(template.url)),
-        ("method", lambda: Request(template.url, method=template.method)),
-        *(
-            # A secret's own value is not known here: its name is what can be checked.
-            (f"headers.{name}", lambda name=name, value=value: Request(template.url, headers=[(name, "" if value.secret else value.raw)]))
-            for name, value in template.headers.items()
-        ),
-    ):
+    made: list[tuple[str, Callable[[], Request]]] = [
+        ("url", functools.partial(Request, template.url)),
+        ("method", functools.partial(Request, template.url, method=template.method)),
+        # A secret's own value is not known here: its name is what can be checked.
+        *((f"headers.{name}", functools.partial(Request, template.url, headers=[(name, "" if value.secret else str(value.raw))]))
+          for name, value in template.headers.items()),
+    ]
+    for field, make in made:
         try:
             make()
         except TypeError as exc:
@@ -602,8 +602,10 @@ class Traffic(msgspec.Struct, forbid_unknown_fields=True):
         if self.users is not None:
             if self.users < 1:
                 raise FieldError("users", f"expected at least one user, got {self.users}")
-            for field, value in (("arrivals", self.arrivals), ("stages", self.stages), ("diurnal", self.diurnal), ("bursts", self.bursts), ("max_inflight", self.max_inflight)):
-                if value:
+            open_only: list[tuple[str, object]] = [("arrivals", self.arrivals), ("stages", self.stages), ("diurnal", self.diurnal),
+                                                   ("bursts", self.bursts), ("max_inflight", self.max_inflight)]
+            for field, given in open_only:
+                if given:
                     raise FieldError(f"{field}", f"a closed group (users = ...) has no arrival rate; drop {field} or users")
         if self.max_inflight is not None and self.max_inflight < 1:
             raise FieldError("max_inflight", f"expected at least 1, got {self.max_inflight}")
@@ -611,8 +613,10 @@ class Traffic(msgspec.Struct, forbid_unknown_fields=True):
             raise FieldError("timeout", f"expected a positive duration, got {self.timeout.raw!r}")
 
     def _check_replay(self) -> None:
-        for field, value in (("requests", self.requests), ("arrivals", self.arrivals), ("stages", self.stages), ("diurnal", self.diurnal),
-                             ("bursts", self.bursts), ("users", self.users)):
+        assert self.replay is not None
+        mixed: list[tuple[str, object]] = [("requests", self.requests), ("arrivals", self.arrivals), ("stages", self.stages),
+                                           ("diurnal", self.diurnal), ("bursts", self.bursts), ("users", self.users)]
+        for field, value in mixed:
             if value:
                 raise FieldError(f"{field}", f"a replayed group sends the file's requests at its times; drop {field} or replay")
         if self.base_url is None or not _BASE_URL.match(self.base_url):
@@ -624,9 +628,9 @@ class Traffic(msgspec.Struct, forbid_unknown_fields=True):
                 check_format(self.replay_format)
             except ValueError as exc:
                 raise FieldError("replay_format", f"{exc}") from None
-        for field, value, choices in (("on_error", self.on_error, REPLAY_ON_ERROR), ("service_time", self.service_time, REPLAY_SERVICE_TIMES)):
-            if value not in choices:
-                raise FieldError(f"{field}", f"expected {' or '.join(map(repr, choices))}, got {value!r}".replace("'", '"'))
+        for field, choice, choices in (("on_error", self.on_error, REPLAY_ON_ERROR), ("service_time", self.service_time, REPLAY_SERVICE_TIMES)):
+            if choice not in choices:
+                raise FieldError(f"{field}", f"expected {' or '.join(map(repr, choices))}, got {choice!r}".replace("'", '"'))
         if self.on_error == "skip" and format_of(self.replay, self.replay_format) == "har":
             raise FieldError("on_error", 'a HAR file is one JSON document, read whole or refused: "skip" is for logs and JSON lines')
         if self.max_inflight is not None and self.max_inflight < 1:
@@ -1001,7 +1005,7 @@ _UNKNOWN_FIELD = re.compile(r"^object contains unknown field `([^`]*)`$")
 def _fields_at(type: Any, path: str) -> list[str]:
     """The field names of the struct found at ``path`` (msgspec's, e.g. ``.traffic[0]``) inside
     ``type``, read from ``msgspec.inspect``; [] where the path leads to no struct."""
-    node = msgspec.inspect.type_info(type)
+    node: msgspec.inspect.Type | None = msgspec.inspect.type_info(type)
     for name, index in ((m.group(1), m.group(2)) for m in _SEGMENT.finditer(path)):
         node = _struct_in(node)
         if name is not None and isinstance(node, msgspec.inspect.StructType):
@@ -1044,7 +1048,8 @@ def candidate_rollout(loaded: LoadedScenario, schedule: dict[str, Any], at: str)
     base = msgspec.to_builtins(tuned_service(loaded.spec).rollout, enc_hook=enc_hook)
     for field in SCHEDULE_FIELDS:
         base.pop(field, None)
-    return convert({**base, **schedule}, Rollout, loaded.file, at)
+    rollout: Rollout = convert({**base, **schedule}, Rollout, loaded.file, at)
+    return rollout
 
 
 def tuned_service(spec: Scenario) -> Service:

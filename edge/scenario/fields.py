@@ -19,6 +19,7 @@ import msgspec.inspect as mi
 from edge.platform.routes import RoutePattern
 from edge.scenario import config, values
 from edge.scenario.gateway import Gateway
+from edge.scenario.thresholds import Threshold
 
 CUSTOM = {  # the scenario's value types, as a user writes them
     values.Duration: 'duration ("30s", "1m30s")',
@@ -30,7 +31,7 @@ CUSTOM = {  # the scenario's value types, as a user writes them
     values.ArrivalProcess: 'arrivals ("poisson(500/s)", "constant(500/s)")',
     values.Target: 'service ("app") or environment ("app@canary")',
     values.HeaderValue: 'header value, or "secret:SERVICE.NAME"',
-    values.Threshold: 'threshold line ("p99 latency of app@canary < 200ms")',
+    Threshold: 'threshold line ("p99 latency of app@canary < 200ms")',
     values.Gate: 'gate line ("error ratio < 1%")',
     RoutePattern: 'route pattern ("example.com/*")',
     Gateway: 'gateway table (`serviceBindings`, `paths`: see [the API gateway](../README.md#api-gateway-seed-004))',

@@ -29,7 +29,7 @@ from __future__ import annotations
 import datetime
 import functools
 import re
-from typing import Literal
+from typing import Any, Literal, cast
 
 import msgspec
 
@@ -128,7 +128,9 @@ def compile_format(text: str) -> LogFormat:
                          f"LogFormat ('%h %l %u %t \"%r\" %>s %b'), got {text!r}")
     text = text.replace('\\"', '"')
     items = _nginx_items(text) if nginx else _apache_items(text)
-    regex, quoted, named, headers = ["^"], False, {}, 0
+    regex: list[str] = ["^"]
+    quoted, headers = False, 0
+    named: dict[str, tuple[Kind, str, Any]] = {}  # group -> (kind, variable, a header's name or the request time's units)
     for index, item in enumerate(items):
         if isinstance(item, str):
             regex.append(re.escape(item))
@@ -157,9 +159,9 @@ def compile_format(text: str) -> LogFormat:
         label="nginx log_format" if nginx else "Apache LogFormat",
         pattern=re.compile("".join(regex)),
         expected=f"expected a line of the format given ({text})",
-        time="time_local" if time_kind == "apache_time" else time_kind,
-        headers=tuple((group, header) for group, (kind, _, header) in named.items() if kind == "header"),
-        per_second=named["rt"][2] if "rt" in named else 1.0,
+        time="time_local" if time_kind == "apache_time" else cast(Literal["time_local", "time_iso", "msec"], time_kind),
+        headers=tuple((group, str(header)) for group, (kind, _, header) in named.items() if kind == "header"),
+        per_second=float(named["rt"][2]) if "rt" in named else 1.0,
         stamped_at_end=nginx,
     )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from edge.platform.files import OutputError, check_directory, write_output
 
@@ -80,7 +81,7 @@ def project_files(template: str) -> dict[str, bytes]:
     return files
 
 
-def _workers_named(spec: dict) -> list[str]:
+def _workers_named(spec: dict[str, Any]) -> list[str]:
     """The worker modules a template's services and environments name (``workers/NAME.py``)."""
     named = set()
     for service in spec.get("services", []):

@@ -86,7 +86,7 @@ class Threshold:
         return f"{type(self).__name__}({self.text!r})"
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and (other.text, other.subject) == (self.text, self.subject)  # type: ignore[attr-defined]
+        return isinstance(other, Threshold) and type(other) is type(self) and (other.text, other.subject) == (self.text, self.subject)
 
     def __hash__(self) -> int:
         return hash((self.text, self.subject))

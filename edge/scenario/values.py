@@ -51,7 +51,7 @@ class Value:
         return f"{type(self).__name__}({self.raw!r})"
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.raw == self.raw  # type: ignore[attr-defined]
+        return isinstance(other, Value) and type(other) is type(self) and other.raw == self.raw
 
     def __hash__(self) -> int:
         return hash((type(self), self.raw))

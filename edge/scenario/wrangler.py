@@ -197,7 +197,8 @@ def _expect(condition: bool, file: str, path: str, expected: str) -> None:
 
 def _add_file(state: _Import, file: str, raw: dict[str, Any]) -> None:
     name = raw.get("name")
-    _expect(isinstance(name, str) and name != "", file, "name", f"expected the worker's name, got {name!r}")
+    if not isinstance(name, str) or name == "":
+        raise config.ConfigError(file, "name", f"expected the worker's name, got {name!r}")
     _check_service_name(name, file, "name")
     if name in state.services:
         raise config.ConfigError(file, "name", f"expected a worker not imported already, got {name!r} again")
@@ -209,7 +210,8 @@ def _add_file(state: _Import, file: str, raw: dict[str, Any]) -> None:
     envs = {top_name: _section(state, file, raw, "", name, None, skipped)}
     for env_name, section in sections.items():
         deploy = section.get("name", f"{name}-{env_name}")
-        _expect(isinstance(deploy, str) and deploy != "", file, f"env.{_shown(env_name)}.name", f"expected a worker name, got {deploy!r}")
+        if not isinstance(deploy, str) or deploy == "":
+            raise config.ConfigError(file, f"env.{_shown(env_name)}.name", f"expected a worker name, got {deploy!r}")
         envs[env_name] = _section(state, file, section, f"env.{_shown(env_name)}.", deploy, raw, skipped)
         envs[env_name].named = "name" in section
     service = _Service(name, file, envs)
@@ -267,14 +269,16 @@ def _routes(file: str, section: dict[str, Any], at: str, skipped: list[str]) -> 
     for path, route in entries:
         if isinstance(route, dict):
             pattern = route.get("pattern")
-            _expect(isinstance(pattern, str), file, f"{path}.pattern", f"expected a route pattern such as \"example.com/*\", got {pattern!r}")
+            if not isinstance(pattern, str):
+                raise config.ConfigError(file, f"{path}.pattern", f"expected a route pattern such as \"example.com/*\", got {pattern!r}")
             if route.get("custom_domain") is True:
                 pattern = pattern.split("/", 1)[0] + "/*"  # a custom domain is the whole host
             other = sorted(set(route) - {"pattern", "custom_domain", "zone_name", "zone_id"})
             if other:
                 skipped.append(f"{path}: {', '.join(map(_shown, other))}: not modelled")
         else:
-            _expect(isinstance(route, str), file, path, f"expected a route pattern or {{ pattern = ... }}, got {route!r}")
+            if not isinstance(route, str):
+                raise config.ConfigError(file, path, f"expected a route pattern or {{ pattern = ... }}, got {route!r}")
             pattern = route
         try:
             RoutePattern.parse(pattern)
