@@ -28,7 +28,7 @@ from edge.live.admin import DEFAULT_ADMIN_PORT, TOKEN_ENV
 from edge.platform import memory, redact
 from edge.platform.files import OutputError, check_directory, check_file
 from edge.platform.units import format_duration, parse_duration, parse_size
-from edge.platform.edge_error import EdgeError, UsageError
+from edge.platform.user_errors import EdgeError, UsageError
 
 EXIT_OK = 0
 EXIT_THRESHOLDS_FAILED = 1

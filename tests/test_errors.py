@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from edge import cli
-from edge.platform.edge_error import EXIT_BAD_INPUT, EdgeError, UsageError
+from edge.platform.user_errors import EXIT_BAD_INPUT, EdgeError, UsageError
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -61,7 +61,7 @@ from actors.environment import EnvironmentActor
 from actors.router import RouterActor
 from edge.platform.fetch import Request, Response
 from edge.platform.versions import UnknownVersion, VersionError
-from edge.platform.edge_error import EdgeError
+from edge.platform.user_errors import EdgeError
 
 log = logging.getLogger("edge.live.admin")
 

@@ -42,7 +42,7 @@ from edge.engine.front_door import FrontDoor
 from edge.engine.topology import Topology, build, start_actors
 from edge.engine.rollout import schedule_rollouts
 from edge.engine.timeline import TimelineEntry, schedule_timeline
-from edge.platform.edge_error import EdgeError
+from edge.platform.user_errors import EdgeError
 
 log = logging.getLogger("edge.live.serve")
 

@@ -25,7 +25,7 @@ from edge.platform.clock import ModelClock
 from edge.platform.files import InputError, read_tail, write_output
 from edge.metrics.exposition import RunCollector
 from edge.metrics.recorders import RunMetrics
-from edge.platform.edge_error import EdgeError
+from edge.platform.user_errors import EdgeError
 
 
 class OpenMetricsRecorder:

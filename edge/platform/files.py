@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
-from edge.platform.edge_error import EdgeError
+from edge.platform.user_errors import EdgeError
 
 T = TypeVar("T")
 _OWN_DESCRIPTOR = re.compile(r"^/(?:dev/fd|proc/self/fd)/(\d+)$")

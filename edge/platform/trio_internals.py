@@ -32,7 +32,7 @@ from typing import Any, Callable
 import trio
 
 from edge.platform import runs
-from edge.platform.edge_error import EdgeError
+from edge.platform.user_errors import EdgeError
 
 TESTED = ((0, 25), (0, 35))
 """The oldest and newest trio minor versions the hooks were tested on (every minor in between)."""

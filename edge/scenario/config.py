@@ -41,7 +41,7 @@ from edge.scenario.values import (
     ArrivalProcess, Duration, DurationDistribution, FieldError, Gate, HeaderValue, Ratio, Rate, ScaledDistribution, SizeDistribution, Target,
     dec_hook, enc_hook,
 )
-from edge.platform.edge_error import EdgeError
+from edge.platform.user_errors import EdgeError
 
 Number = int | float
 

@@ -22,6 +22,9 @@ window.EdgeCharts = (function () {
     if (a >= 1) { return v.toFixed(2); }
     return v.toPrecision(2);
   }
+  function count(v) {  // a number of samples: whole below 10k (number() gives 95 as "95.00")
+    return Math.abs(v) >= 1e4 ? number(v) : v.toFixed(0);
+  }
   var suffix = {"/s": "/s", ms: " ms", "%": "%", cores: "", "": ""};
   function formatter(unit) {
     return function (v) { return v === null || v === undefined ? "—" : number(v) + (suffix[unit] || ""); };
@@ -70,7 +73,7 @@ window.EdgeCharts = (function () {
         return {label: s.label, stroke: palette[i % palette.length], width: 1.5, dash: s.dash, value: function (u, v, si, at) {
           var now = (u.edgeSpec || spec).series[si - 1], n = now.samples && at !== null && at !== undefined ? now.samples[at] : null;
           if (n === null || n === undefined) { return format(v); }
-          return v === null && n > 0 ? "— (n " + number(n) + ", needs " + now.needs + ")" : format(v) + " (n " + number(n) + ")";
+          return v === null && n > 0 ? "— (n " + count(n) + ", needs " + now.needs + ")" : format(v) + " (n " + count(n) + ")";
         }};
       })),
       axes: [{}, {size: 70, values: function (u, values) { return values.map(format); }}],
