@@ -57,3 +57,21 @@ def _finish_and_drop(unshape):
     finished = [future for future in futures if not future.cancelled()]
     assert finished[0] is futures[0] and all(future.result() is None for future in finished)
     assert len(finished) < len(futures)
+
+
+def _ignore_sigterm():
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: None)  # as a handler a forked child inherits from its parent might
+
+
+def test_a_process_that_outlives_its_sigterm_is_killed_rather_than_waited_for(monkeypatch):
+    monkeypatch.setattr(processes, "_PYTHON", (3, 11))
+    monkeypatch.setattr(processes, "TERMINATE_WAIT", 0.5)
+    monkeypatch.delattr(ProcessPoolExecutor, "terminate_workers", raising=False)
+    executor = ProcessPoolExecutor(max_workers=1, initializer=_ignore_sigterm)
+    futures = [executor.submit(time.sleep, 600) for _ in range(2)]
+    _started(futures)
+    began = time.monotonic()
+    processes.stop_workers(executor)
+    assert time.monotonic() - began < 60 and all(future.done() for future in futures)

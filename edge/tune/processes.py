@@ -18,6 +18,8 @@ TESTED = ((3, 11), (3, 13))
 in between); 3.14 has ``terminate_workers``."""
 
 _PYTHON = sys.version_info[:2]
+TERMINATE_WAIT = 5.0
+"""Seconds a terminated process has to end before it is killed."""
 
 
 def stop_workers(executor: ProcessPoolExecutor) -> None:
@@ -39,6 +41,14 @@ def stop_workers(executor: ProcessPoolExecutor) -> None:
     if not isinstance(processes, dict) or not all(isinstance(p, BaseProcess) for p in processes.values()):
         executor.shutdown(wait=True, cancel_futures=True)
         return
-    for process in list(processes.values()):
+    running = list(processes.values())
+    for process in running:
         process.terminate()
+    for process in running:
+        # A process whose SIGTERM runs a Python handler (forked from a parent that installed one)
+        # may outlive it; the pool's thread would then wait for it for ever.
+        process.join(TERMINATE_WAIT)
+        if process.is_alive():
+            process.kill()
+            process.join()
     executor.shutdown(wait=True)
