@@ -71,3 +71,56 @@ def text(response: Response) -> str:
         return await response.clone().text()
 
     return trio.run(read)
+
+
+# --- tiers (tests/tiers.py) -----------------------------------------------------------------------
+
+_TIER = pytest.StashKey[tuple[str, str]]()
+_REFUSED = pytest.StashKey[list[str]]()
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects: `pytest -m unit` selects on these markers
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    import tiers
+
+    system, integration = tiers.system_objects(), tiers.integration_objects()
+    for item in items:
+        if not isinstance(item, pytest.Function):
+            continue
+        tier, why = tiers.classify(item, system, integration)
+        item.stash[_TIER] = (tier, why)
+        if tier in tiers.TIERS:  # a slow test stays in the slow tier alone: `pytest -m system` is not 10 minutes
+            item.add_marker(getattr(pytest.mark, tier))
+
+
+def _guarded(item: pytest.Item):
+    """Runs a phase of ``item`` under its tier's guard (setup and call: fixtures that start servers
+    count as the test's own doing)."""
+    import tiers
+
+    tier, _ = item.stash.get(_TIER, ("system", ""))
+    with tiers.guard(tier) as refused:
+        yield
+    item.stash.setdefault(_REFUSED, []).extend(refused)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item: pytest.Item):
+    yield from _guarded(item)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    yield from _guarded(item)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A test that caught the guard's refusal and went on still fails, with the refusal."""
+    outcome = yield
+    report = outcome.get_result()
+    refused = item.stash.get(_REFUSED, [])
+    if refused and report.when == "call" and report.passed:
+        tier, why = item.stash[_TIER]
+        report.outcome = "failed"
+        report.longrepr = "\n".join(refused) + f"\n(its tier: {tier}, as it {why})"

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import queue
 import re
 import signal
 import socket
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -56,26 +58,50 @@ class Served:
         return self.returncode
 
 
+@functools.cache
+def _jemalloc() -> str | None:
+    from edge.platform import memory
+
+    return memory.jemalloc_library()  # runs ldconfig: once
+
+
+def _on_jemalloc(environ: dict[str, str]) -> dict[str, str]:
+    """``environ`` as ``edge serve`` makes it when it starts itself again on jemalloc."""
+    from edge.platform import memory
+
+    library = _jemalloc()
+    return environ if library is None else {**memory.jemalloc_environment(environ, library), "EDGE_ALLOCATOR_EXEC": "1"}
+
+
 @contextlib.contextmanager
-def serve(*args: str, timeout: float = 20.0, env: dict[str, str] | None = None) -> Iterator[Served]:
+def serve(*args: str, timeout: float = 20.0, env: dict[str, str] | None = None, preload: bool = True) -> Iterator[Served]:
     """Start ``edge serve`` on free ports with ``args`` (a scenario path, flags) and stop it after;
-    its admin token is ADMIN_TOKEN unless ``env`` says otherwise."""
+    its admin token is ADMIN_TOKEN unless ``env`` says otherwise.
+
+    ``preload``: started on jemalloc already, as ``edge serve`` starts itself again by default, so
+    that a server's Python starts once rather than twice (a second each on a busy machine);
+    tests/test_memory.py tests that restart itself, with ``preload=False``."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "EDGE_ADMIN_TOKEN": ADMIN_TOKEN, **(env or {})}
+    if preload:
+        env = _on_jemalloc(env)
     process = subprocess.Popen(
         [sys.executable, "-m", "edge.cli", "serve", "--port", "0", "--admin-port", "0", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
     )
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    while len(lines) < 3:
-        line = process.stdout.readline()
-        if not line:
-            _, err = process.communicate()
-            raise RuntimeError(f"edge serve exited ({process.returncode}) before it was ready:\n{err}")
-        lines.append(line)
-        if time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError("edge serve did not become ready in time")
+    # The ready lines are read by a thread so that ``timeout`` bounds a server that never prints
+    # them (a readline here would wait for ever), and only such a one: a server slow to start on
+    # a busy machine but ready within it is used, not killed after the fact.
+    ready: queue.Queue[list[str]] = queue.Queue()
+    threading.Thread(target=lambda: ready.put([process.stdout.readline() for _ in range(3)]), daemon=True).start()
+    try:
+        lines = ready.get(timeout=timeout)
+    except queue.Empty:
+        process.kill()
+        process.wait()
+        raise RuntimeError(f"edge serve did not become ready in {timeout:g}s:\n{process.stderr.read()}") from None
+    if not all(lines):
+        _, err = process.communicate()
+        raise RuntimeError(f"edge serve exited ({process.returncode}) before it was ready:\n{err}")
     urls = [re.search(r"(http://\S+)", line).group(1) for line in lines]  # type: ignore[union-attr]
     served = Served(process, urls[0], urls[1], urls[2])
     try:

@@ -14,6 +14,7 @@ import textwrap
 import time
 
 import pytest
+import delays
 from conftest import send, text
 
 from edge.platform.fetch import Request
@@ -33,7 +34,7 @@ secrets = {{{{ KEY = "{SECRET}" }}}}
 """
 
 WORKER = """
-import sys, time
+import os, sys, time
 from edge.platform.fetch import Headers, Response
 
 class Custom(BaseException):
@@ -74,6 +75,8 @@ async def fetch(request, env, ctx):
     if fault == "body-int":
         return Response(42)
     if fault == "spin":
+        if "SPINNING" in os.environ:  # a file to create, telling a test the spinning has begun
+            open(os.environ["SPINNING"], "w").close()
         while True:
             pass
     if fault == "sleep":
@@ -119,14 +122,15 @@ def test_a_response_subclass_is_answered_as_a_plain_response(make_scenario):
 
 @pytest.mark.parametrize("fault", ["spin", "sleep"])
 def test_a_worker_step_that_holds_the_loop_is_stopped_at_the_step_limit(make_scenario, fault):
-    started = time.monotonic()
-    paths = ["/", f"/{fault}", "/"]
-    responses, result = send(scenario(make_scenario, step_limit="200ms"), [Request(f"https://example.com{p}") for p in paths])
-    elapsed = time.monotonic() - started
+    with delays.measured() as waited:
+        started = time.monotonic()
+        paths = ["/", f"/{fault}", "/"]
+        responses, result = send(scenario(make_scenario, step_limit="200ms"), [Request(f"https://example.com{p}") for p in paths])
+        elapsed = time.monotonic() - started
     assert [r.status for r in responses] == [200, 503, 200]
     assert text(responses[1]) == "error code: 1102" and responses[1].headers.get("x-edge-error") == "stalled"
     assert result.metrics.environments["app@production"].stalls == 1
-    assert 0.2 <= elapsed < 5  # the limit, not the 30 s sleep nor for ever
+    assert 0.2 <= elapsed < 5 + waited.seconds  # the limit, not the 30 s sleep nor for ever
 
 
 def test_a_worker_that_swallows_the_interruption_keeps_its_answer_and_no_stall_is_counted(make_scenario):
@@ -169,10 +173,10 @@ requests = [{{{{ url = "https://example.com/{{fault}}" }}}}]
 """
 
 
-def edge_run(tmp_path, fault: str, step_limit: str = "10s", **kwargs):
+def edge_run(tmp_path, fault: str, step_limit: str = "10s", env: dict[str, str] | None = None, **kwargs):
     (tmp_path / "app.py").write_text(textwrap.dedent(WORKER))
     (tmp_path / "run.toml").write_text(RUN_SCENARIO.format(fault=fault, step_limit=step_limit))
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), **(env or {})}
     return subprocess.Popen(
         [sys.executable, "-m", "edge.cli", "run", str(tmp_path / "run.toml"), "--no-progress"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kwargs,
@@ -193,16 +197,22 @@ def test_edge_run_with_a_spinning_worker_ends(tmp_path):
 
 
 def test_ctrl_c_stops_edge_run_while_a_worker_spins_and_is_not_taken_for_a_worker_fault(tmp_path):
-    process = edge_run(tmp_path, "spin", step_limit="60s")  # the watchdog would take a minute
+    spinning = tmp_path / "spinning"
+    process = edge_run(tmp_path, "spin", step_limit="60s", env={"SPINNING": str(spinning)})  # the watchdog would take a minute
     try:
-        time.sleep(3)  # started, and spinning
-        sent = time.monotonic()
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=30)
+        deadline = time.monotonic() + 60
+        while not spinning.exists():  # started, and spinning
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.02)
+        with delays.measured(process) as waited:
+            sent = time.monotonic()
+            process.send_signal(signal.SIGINT)
+            out, err = process.communicate(timeout=30)
+            stopped = time.monotonic() - sent
     finally:
         process.kill()
         process.wait()
-    assert time.monotonic() - sent < 5
+    assert stopped < 5 + waited.seconds
     assert process.returncode == 130  # interrupted, not a finished run with one more error
     assert err == "edge: interrupted by SIGINT\n"
 
@@ -232,16 +242,17 @@ def test_a_worker_that_keeps_stalling_is_stopped_after_its_second_stall_and_the_
 
     (tmp_path / "app.py").write_text(textwrap.dedent(WORKER))
     (tmp_path / "run.toml").write_text(RUN_SCENARIO.format(fault="spin", step_limit="300ms"))
-    started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "edge.cli", "run", str(tmp_path / "run.toml"), "--no-progress", "--json", str(tmp_path / "r.json")],
-                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()}, timeout=120)
-    elapsed = time.monotonic() - started
+    with delays.measured() as waited:  # this process and the run's
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "edge.cli", "run", str(tmp_path / "run.toml"), "--no-progress", "--json", str(tmp_path / "r.json")],
+                              capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()}, timeout=120)
+        elapsed = time.monotonic() - started
     assert done.returncode == 0, done.stderr
     app = json.loads((tmp_path / "r.json").read_text())["environments"]["app@production"]
     assert (app["requests"], app["stalls"], app["answered_without_running"]) == (10, 2, 8)
     assert 0.4 <= app["stopped_at_s"] < 0.6  # the second call (constant 5/s: at 0.2 s, 0.4 s, ...)
     assert "its 8 later calls were answered 503 (error 1102) without running it" in " ".join(done.stdout.split())
-    assert elapsed < 0.3 * 10  # two step limits, not ten
+    assert elapsed < 0.3 * 10 + waited.seconds  # two step limits, not ten
 
 
 def test_one_stall_leaves_the_worker_running(make_scenario):

@@ -79,7 +79,7 @@ def test_edge_serve_runs_on_jemalloc_unless_told_otherwise(choice, on_jemalloc):
     """The same process (its pid) serves after starting itself again with jemalloc preloaded and
     every object in it; --allocator python keeps CPython's allocator."""
     assert memory.jemalloc_library() is not None, "jemalloc is expected here (Debian: libjemalloc2; .ci/run installs it)"
-    with serve(*(() if choice is None else ("--allocator", choice))) as served:
+    with serve(*(() if choice is None else ("--allocator", choice)), preload=False) as served:
         maps, environ = _maps_and_environ(served.process.pid)
         with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
             sock.sendall(b"GET / HTTP/1.1\r\nHost: example.com\r\nx-custom-token: s3cret-token-0f9a\r\nConnection: close\r\n\r\n")
@@ -97,7 +97,7 @@ def test_a_jemalloc_that_did_not_load_is_an_error_when_asked_for_and_a_note_othe
                            capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
     assert asked.returncode == 2
     assert asked.stderr == f"edge: error: --allocator jemalloc: {memory.jemalloc_library()} did not load (LD_PRELOAD='')\n"
-    with serve(env={"EDGE_ALLOCATOR_EXEC": "1"}) as served:
+    with serve(env={"EDGE_ALLOCATOR_EXEC": "1"}, preload=False) as served:
         maps, _ = _maps_and_environ(served.process.pid)
     assert "libjemalloc" not in maps and served.returncode == 0
     assert served.stderr.startswith(f"edge: note: {memory.jemalloc_library()} did not load (LD_PRELOAD=''): "
