@@ -104,3 +104,88 @@ def test_probabilities_at_the_edges_need_the_replications_the_limits_take():
     assert proportion(0, 82, 0.95).high < 0.05 < proportion(0, 81, 0.95).high
     assert proportion(170, 171, 0.95).low > 0.95 > proportion(169, 170, 0.95).low
     assert math.isclose(proportion(5, 10, 0.95).low, 1 - proportion(5, 10, 0.95).high, abs_tol=1e-6)  # symmetric
+
+
+# -- pinned by mutation testing (docs/mutation.md) -------------------------------------------------
+from edge.tune.intervals import MIN_N, Estimate, more_for_gap, more_for_proportion, rounded  # noqa: E402
+
+TIMES = [180.0, 240.0, 180.0, 1830.0, 180.0, 240.0, 180.0, 180.0]  # rollout times, one held to the end
+
+
+def test_the_figures_tune_reports_for_a_sample_are_pinned():
+    """A tune report is the same for the same seed, figures included: a change to how an interval
+    is computed (the betting sequence's bets, its grid, the mixture's prior) changes every report,
+    so it must show here and be made on purpose. Values outside the bounds are clipped to them."""
+    assert bounded_mean(TIMES, 0.95, 60.0, LATEST) == Estimate(401.25, 60.0, 1234.39, 8)
+    assert bounded_mean(TIMES, 0.8, 60.0, LATEST) == Estimate(401.25, 105.135, 1040.58, 8)
+    assert bounded_mean([50.0, 2000.0, 180.0], 0.95, 60.0, LATEST) == Estimate(743.333, 60.0, LATEST, 3)
+    # a value past either bound is judged as the bound (the point estimate is still the values' mean)
+    assert bounded_mean([200.0] * 6 + [5000.0], 0.95, 60.0, LATEST) == Estimate(885.714, 60.0, 1313.16, 7)
+    assert bounded_mean([1000.0] * 6 + [0.0, -3000.0], 0.95, 60.0, LATEST) == Estimate(375.0, 326.385, 1360.95, 8)
+    assert proportion(39, 40, 0.95) == Estimate(0.975, 0.805768, 0.999957, 40)
+    assert proportion(2, 3, 0.95) == Estimate(0.666667, 0.0328179, 0.998956, 3)
+
+
+@pytest.mark.parametrize("n, interval", [(0, False), (MIN_N - 1, False), (MIN_N, True)], ids=["none", "one short", "exactly MIN_N"])
+def test_a_probability_and_a_bounded_mean_get_an_interval_from_min_n(n, interval):
+    successes = n // 2 + (n % 2)
+    p = proportion(successes, n, 0.95)
+    m = bounded_mean([100.0 * (k + 1) for k in range(n)], 0.95, 60.0, LATEST)
+    assert (p.n, m.n) == (n, n) and p.bounded is interval and m.bounded is interval
+    assert p.value == (None if n == 0 else rounded(successes / n))
+    assert m.value == (None if n == 0 else 100.0 * (n + 1) / 2)
+
+
+def test_a_mean_of_counts_gets_an_interval_from_count_min_n():
+    assert mean([1.0, 2.0] * 39 + [1.0], 0.95, 0) == Estimate(rounded(118 / 79), None, None, COUNT_MIN_N - 1)
+    assert mean([], 0.95, 0) == Estimate(None, None, None, 0)
+    assert mean([3.0] * COUNT_MIN_N, 0.95, 0) == Estimate(3.0, 3.0, 3.0, COUNT_MIN_N)  # every resample the same
+
+
+def _counts() -> list[float]:
+    return np.random.default_rng(3).negative_binomial(0.5, 0.2, COUNT_MIN_N).astype(float).tolist()
+
+
+def test_a_mean_of_counts_is_the_same_for_a_seed_and_narrower_at_a_lower_confidence():
+    counts = _counts()
+    at95 = mean(counts, 0.95, 7)
+    assert at95 == mean(counts, 0.95, 7) and (at95.value, at95.n) == (rounded(sum(counts) / COUNT_MIN_N), COUNT_MIN_N)
+    assert at95 != mean(counts, 0.95, 8)  # the seed drives the resampling
+    at90 = mean(counts, 0.90, 7)
+    assert at95.low < at90.low < at90.high < at95.high
+
+
+def test_a_bounded_mean_over_a_span_of_one_or_none():
+    assert bounded_mean([0.0, 1.0, 1.0, 0.0], 0.95, 0.0, 1.0) == Estimate(0.5, 0.0, 1.0, 4)  # a span of exactly 1 is a span
+    assert bounded_mean([5.0, 5.0, 5.0], 0.95, 5.0, 5.0) == Estimate(5.0, 5.0, 5.0, 3)  # no span: the bound itself
+
+
+@pytest.mark.parametrize("n, half, gap, more", [
+    (80, 4.0, 2.0, 240), (80, 1.0, 2.0, 1),  # already narrow enough: one more at least
+    (1, 1.0, 0.5, 3), (80, 1.0, 0.0, None), (0, 1.0, 0.5, None),
+], ids=["wider", "narrower", "one replication", "no gap", "no replications"])
+def test_the_replications_a_gap_needs(n, half, gap, more):
+    """Widths shrink like 1/sqrt(n): from n, a half-width h under a gap g takes n (h/g)^2 in all."""
+    assert more_for_gap(n, half, gap) == more
+
+
+def test_more_for_a_proportion_is_the_least_count_that_decides_it():
+    for successes, n, limit, above in ((39, 40, 0.9, True), (1, 40, 0.1, False), (81, 81, 0.95, True)):
+        more = more_for_proportion(successes, n, 0.95, limit, above)
+        p = successes / n
+
+        def decided(m: int) -> bool:
+            e = proportion(round(p * m), m, 0.95)
+            return e.low > limit if above else e.high < limit
+
+        assert decided(n + more) and not decided(n + more - 1), (successes, n, more)
+    assert more_for_proportion(81, 81, 0.95, 0.95, True) == 1  # all of 82 caught decide caught >= 95%
+
+
+@pytest.mark.parametrize("successes, n, limit, above, more", [
+    (20, 40, 0.5, True, None), (20, 40, 0.5, False, None),  # exactly on the limit: never
+    (21, 40, 0.5, False, None), (19, 40, 0.5, True, None),  # on the wrong side
+    (0, 0, 0.5, True, None),  # no trials: the estimate 0 is below the limit
+])
+def test_more_for_a_proportion_on_or_past_its_limit_is_none(successes, n, limit, above, more):
+    assert more_for_proportion(successes, n, 0.95, limit, above) is more

@@ -500,3 +500,135 @@ def test_an_approval_during_a_pause_is_used_when_resumed(approved):
         assert held.phase is Phase.PAUSED and actions == []  # not resumed by an approval
     state, _ = step(held, Resume())
     assert (state.phase, state.step) == ((Phase.PROGRESSING, 1) if approved else (Phase.WAITING, 0))
+
+
+# -- pinned by mutation testing (docs/mutation.md) -------------------------------------------------
+def test_a_check_shows_a_count_whole_and_a_statistic_to_three_digits():
+    """A count past 999 must not turn into "1.5e+03"; a statistic is not shown to more digits than it means."""
+    assert Check("canary answers", 1500, ">=", 2000, 1500, False).shown() == "canary answers 1500 (needs >= 2000)"
+    assert Check("log-likelihood ratio", 4.567891, "<", 4.553877, 1500, False).shown() == "log-likelihood ratio 4.57 of 1,500 answers (needs < 4.55)"
+
+
+@pytest.mark.parametrize("limits, shown", [
+    # a level under 0.1% in plain digits, exactly 0.1% as a percent, and a whole percent without ".00"
+    (CompareLimits(0.05, 0.001, spending="obrien-fleming", levels=(0.0005, 0.001, 0.05)),
+     "Mann-Whitney at 0.05 overall over 3 comparisons (O'Brien-Fleming: 0.0005, 0.10%, 5%)"),
+    (CompareLimits(0.05, 0.001, spending="pocock", levels=(0.0294,)), "Mann-Whitney at 0.05 overall over 1 comparison (Pocock: 2.94%)"),
+    (CompareLimits(0.05, 0.001, levels=(0.05, 0.05)), "Mann-Whitney at 0.05 per comparison over 2 comparisons: 0.0975 overall"),
+    (CompareLimits(0.05, 0.001, levels=(0.05,)), "Mann-Whitney at 0.05 per comparison over 1 comparison: 0.05 overall"),
+], ids=["obrien-fleming", "pocock-one", "per-look-two", "per-look-one"])
+def test_the_comparisons_plan_is_shown_with_each_planned_level(limits, shown):
+    assert limits.shown() == shown
+
+
+def test_the_start_entry_names_the_comparisons_plan():
+    plan = dataclasses.replace(PLAN, compare=CompareLimits(0.05, 0.001, levels=(0.05,)))
+    _, actions = step(RolloutState(plan), Start())
+    assert actions[0] == Log(Milestone.START, "3 steps: 10%, 50%, 100%, every 1m; Mann-Whitney at 0.05 per comparison over 1 comparison: 0.05 overall")
+
+
+def test_a_manual_first_step_is_entered_on_its_approval():
+    """The step waited for is index 0: an approval must not be taken for "nothing awaited"."""
+    plan = dataclasses.replace(PLAN, steps=(Step(10, manual=True), Step(100)))
+    state, _ = step(RolloutState(plan), Start())
+    state, actions = step(state, Approve())
+    assert (state.phase, state.step, state.approvals, state.awaiting) == (Phase.PROGRESSING, 0, 0, -1)
+    assert actions == [Log(Milestone.APPROVED, ""), *entered(0, plan)]
+
+
+def test_resuming_a_manual_first_step_without_its_approval_only_resumes():
+    """Still waiting for the approval of step 0: nothing is entered, no weight is set (the canary has none yet)."""
+    plan = dataclasses.replace(PLAN, steps=(Step(10, manual=True), Step(100)))
+    state, _ = step(RolloutState(plan), Start())
+    held, _ = step(state, Hold())
+    resumed, actions = step(held, Resume())
+    assert resumed == state and actions == [Log(Milestone.RESUMED, "by the operator")]
+
+
+@pytest.mark.parametrize("plan, index", [(PLAN, 1), (PAUSED, 0), (MANUAL, 0)], ids=["progressing", "waiting for a pause", "waiting for an approval"])
+def test_a_pause_and_a_resume_give_back_the_state_they_found(plan, index):
+    state, _ = step(at(index, plan), window()) if plan is not PLAN else (at(index, plan), [])
+    held, _ = step(state, Hold())
+    assert step(held, Resume())[0] == state
+
+
+def test_a_rollout_aborted_while_paused_stays_rolled_back_when_resumed():
+    held, _ = step(at(1), Hold())
+    aborted, _ = step(held, Abort())
+    assert step(aborted, Resume()) == (aborted, [])
+
+
+def test_a_start_missed_during_a_pause_is_used_once():
+    """A second pause of the started rollout resumes it at its step, not by starting it again."""
+    held, _ = step(RolloutState(PLAN), Hold())
+    held, _ = step(held, Start())
+    started, _ = step(held, Resume())
+    held, _ = step(started, Hold())
+    state, actions = step(held, Resume())
+    assert state == started
+    assert actions == [Log(Milestone.RESUMED, "by the operator"), SetWeight(10), StartWindow(), ScheduleAnalysis(60.0)]
+
+
+@pytest.mark.parametrize("min_requests, listed", [(1, False), (2, True), (0, False)], ids=["exactly 1", "just over", "just under"])
+def test_the_answers_check_is_listed_only_for_a_min_requests_above_one(min_requests, listed):
+    """One answer is what any judged window has: the check says something only from two up."""
+    _, actions = step(at(0, dataclasses.replace(PLAN, min_requests=min_requests)), window())
+    assert [c.name for c in checks(actions)] == ["canary answers"] * listed + ["error ratio", "p99 latency"]
+
+
+SPENT = dataclasses.replace(PLAN, steps=(Step(10),) * 5, failure_limit=9,
+                            compare=CompareLimits(alpha=0.05, min_shift_s=0.001, spending="pocock", levels=(0.001, 0.02)))
+SLOWER = Comparison(p_value=0.015, median_shift_s=0.002, samples=100)
+
+
+def test_each_comparison_spends_the_next_planned_level_and_past_the_plan_none_can_fail():
+    state = at(0, SPENT)
+    seen = []
+    for _ in range(4):
+        state, actions = step(state, window(comparison=SLOWER))
+        check = checks(actions)[-1]
+        seen.append((state.comparisons, check.limit, check.passed, check.note))
+    assert seen[:2] == [
+        (1, 0.001, True, "median +2ms (fails only beyond +1ms), comparison 1 of 2"),
+        (2, 0.02, False, "median +2ms (fails only beyond +1ms), comparison 2 of 2"),
+    ]
+    assert [s[:3] for s in seen[2:]] == [(3, 0.0, True), (4, 0.0, True)]  # exactly one past the plan, and two
+    assert SPENT.compare.level(2) == 0.0 and SPENT.compare.level(1) == 0.02
+
+
+@pytest.mark.parametrize("spends, window_", [
+    (False, window(comparison=None)),  # nothing to compare
+    (False, window(answered=0, errors=0, comparison=SLOWER)),  # no data: the comparison is not judged
+    (True, window(comparison=SLOWER)),
+], ids=["no comparison", "no data", "compared"])
+def test_only_a_judged_comparison_spends_a_level(spends, window_):
+    state, _ = step(at(0, SPENT), window_)
+    assert state.comparisons == int(spends)
+    _, actions = step(state, window(comparison=SLOWER))
+    assert checks(actions)[-1].limit == SPENT.compare.levels[int(spends)]
+
+
+def test_a_comparison_without_planned_levels_is_at_alpha_every_time():
+    plan = dataclasses.replace(SPENT, compare=CompareLimits(alpha=0.02, min_shift_s=0.001))
+    state = at(0, plan)
+    for _ in range(3):
+        state, actions = step(state, window(comparison=SLOWER))
+        assert (checks(actions)[-1].limit, checks(actions)[-1].passed, checks(actions)[-1].note) == (0.02, False, "median +2ms (fails only beyond +1ms)")
+
+
+@pytest.mark.parametrize("shift, sign", [(0.0, "+"), (math.nextafter(0.0, -1), "-"), (0.001, "+")], ids=["exactly zero", "just under", "just over"])
+def test_a_median_shift_of_zero_is_shown_as_plus(shift, sign):
+    _, actions = step(at(0, COMPARE), window(comparison=Comparison(p_value=0.5, median_shift_s=shift)))
+    assert checks(actions)[-1].note.startswith(f"median {sign}")
+
+
+def test_the_sequential_tests_rollback_check_carries_its_ratio_to_six_decimals_and_its_hypotheses():
+    llr = UPPER + 0.123456789
+    _, actions = step(at(0, SEQUENTIAL, llr=llr, sprt_answers=500), EMPTY)
+    assert checks(actions) == (Check("log-likelihood ratio", round(llr, 6), "<", round(UPPER, 6), 500, False,
+                                     note="sequential test of error ratio 0.100% against 1.000%"),)
+
+
+def test_the_sequential_tests_settled_entry_says_where_it_settled():
+    _, actions = step(at(0, SEQUENTIAL, llr=LOWER - 0.5, sprt_answers=1200), EMPTY)
+    assert actions[0] == Log(Milestone.SETTLED, f"sequential test: error ratio nearer 0.100% (log-likelihood ratio {LOWER - 0.5:.2f} <= {LOWER:.2f} over 1,200 answers)")

@@ -13,7 +13,7 @@ import pytest
 from edge.scenario import config
 from edge.report.build import abort_check, build_report
 from edge.engine.simulate import simulate
-from edge.scenario.thresholds import parse_threshold
+from edge.scenario.thresholds import CLIENT_COUNTS, ENVIRONMENT_COUNTS, ThresholdResult, parse_threshold
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -288,3 +288,59 @@ def test_a_bad_no_data_choice_exits_2_naming_the_path(tmp_path):
     path.write_text(ABORTING.format(rules='{ threshold = "requests > 1", no_data = "hold" }'))
     done = edge_run(str(path), "-q")
     assert done.returncode == 2 and "thresholds[0].no_data" in done.stderr, done.stderr
+
+
+# -- pinned by mutation testing (docs/mutation.md) -------------------------------------------------
+def test_a_threshold_that_is_not_text_says_what_was_expected():
+    with pytest.raises(ValueError, match=r'^expected "\[STAT\] METRIC .* got 5$'):
+        parse_threshold(5)
+
+
+def test_a_timed_metric_without_a_statistic_lists_the_statistics():
+    with pytest.raises(ValueError, match=r"^latency needs a statistic \(p50, p90, p99, max, mean\) in 'latency < 1ms'$"):
+        parse_threshold("latency < 1ms")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("p99 cpu per request of api@production < 1ms", "cpu per request is the clients' (top-level requests)"),
+    ("effective error ratio of api@production < 1%", "effective error ratio is the clients' (after fallbacks)"),
+])
+def test_a_clients_only_metric_over_an_environment_is_refused(text, expected):
+    with pytest.raises(ValueError) as raised:
+        parse_threshold(text)
+    assert str(raised.value) == f"{expected}, in {text!r}"
+
+
+@pytest.mark.parametrize("count", sorted({*CLIENT_COUNTS, *ENVIRONMENT_COUNTS}))
+def test_each_count_is_accepted_exactly_for_the_subjects_that_count_it(count):
+    """Clients and environments count different things: each list is the one its subject is checked against."""
+    for subject, allowed, name in ((None, CLIENT_COUNTS, "clients"), ("api@production", ENVIRONMENT_COUNTS, "a service environment")):
+        text = f"{count} of {subject} == 0" if subject else f"{count} == 0"
+        if count in allowed:
+            assert parse_threshold(text).metric == count
+        else:
+            with pytest.raises(ValueError) as raised:
+                parse_threshold(text)
+            assert str(raised.value) == f"{count} is not counted for {name} (there: {', '.join(allowed)}), in {text!r}"
+
+
+@pytest.mark.parametrize("threshold, value, shown", [
+    ("p99 latency < 3ms", 0.0159, "measured 15.9ms of 1,204 requests"),
+    ("error ratio < 1%", 0.00108, "measured 0.108% of 1,204 requests"),
+    ("errors > 400", 412.0, "measured 412 of 1,204 requests"),
+    ("requests == 1000", 1204.0, "measured 1204"),  # a count of requests needs no "of N requests"
+])
+def test_a_result_shows_its_value_in_the_thresholds_own_terms(threshold, value, shown):
+    assert ThresholdResult(threshold, value, False, samples=1204).shown() == shown
+    assert ThresholdResult(threshold, value, False, no_data=True, samples=0).shown() == "no data"
+
+
+def test_thresholds_are_the_same_when_their_text_and_subject_are():
+    """A gate (over its canary by default) and the same line over the clients are two thresholds."""
+    line = "p99 latency < 50ms"
+    assert parse_threshold(line) == parse_threshold(line) and hash(parse_threshold(line)) == hash(parse_threshold(line))
+    assert parse_threshold(line) != parse_threshold(line, default_subject="app@canary")
+    assert parse_threshold(line) != parse_threshold("p99 latency < 60ms")
+    assert len({parse_threshold(line), parse_threshold(line), parse_threshold(line, "app@canary")}) == 2
+    assert parse_threshold(line) != line
+    assert repr(parse_threshold(line)) == "Threshold('p99 latency < 50ms')" and str(parse_threshold(line)) == line

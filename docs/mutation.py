@@ -1,0 +1,154 @@
+"""Mutation testing of one core module with mutmut 3 (docs/mutation.md): `python docs/mutation.py MODULE`.
+
+mutmut 3 copies the source into a `mutants/` folder beside the config and runs pytest there. It
+runs in a copy of the tree in a temporary folder, so nothing it writes lands in the repo and an
+edit made meanwhile does not change what is measured. Each module is run with the unit tests that
+import it in-process: a test that starts a subprocess with PYTHONPATH=ROOT would run the
+unmutated code. One child process (the machine has two cores, shared).
+
+Prints mutmut's survivors and the ones docs/mutation.md lists as equivalent; exits 1 when a
+survivor is not in that list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# module -> (the tests that exercise it in-process, tests to leave out and why)
+MODULES: dict[str, tuple[list[str], list[str]]] = {
+    "edge/engine/rollout_machine.py": (
+        ["tests/test_rollout_machine.py"],
+        # checks what importing the module loads: mutmut's trampolines import mutmut itself
+        ["tests/test_rollout_machine.py::test_the_machine_needs_no_clock_metrics_trio_or_randomness"],
+    ),
+    "edge/scenario/thresholds.py": (["tests/test_thresholds.py"], []),
+    "edge/tune/decide.py": (["tests/test_decide.py", "tests/test_intervals.py"], []),
+    "edge/platform/cpu.py": (["tests/test_cpu.py", "tests/test_actors.py", "tests/test_bindings.py", "tests/test_fibers.py", "tests/test_capacity.py"], []),
+    "edge/live/admission.py": (["tests/test_admission.py"], []),
+    "edge/tune/intervals.py": (["tests/test_intervals.py", "tests/test_decide.py"], []),
+    "actors/mailbox.py": (["tests/test_live_slots.py", "tests/test_actors.py", "tests/test_fibers.py"], []),
+}
+
+# mutmut's names of the survivors that cannot be killed, each with why (docs/mutation.md).
+EQUIVALENT: dict[str, str] = {
+    "edge.engine.rollout_machine.x_step__mutmut_30": "_enter sets the phase on every path, so Start's phase=None is overwritten",
+    "edge.engine.rollout_machine.x_step__mutmut_32": "the same: Start's phase=PROGRESSING is overwritten by _enter",
+    "edge.engine.rollout_machine.x__resume__mutmut_32": "awaiting is -1 or step+1 (a PauseOver only comes for the step whose pause was scheduled)",
+    "edge.engine.rollout_machine.x__resume__mutmut_34": "the same: with awaiting 0, step is -1 and step+1 is 0",
+    "edge.engine.rollout_machine.x__resume__mutmut_35": "the same: with awaiting 0, step is -1 and step+1 is 0",
+    "edge.scenario.thresholds.xǁThresholdǁ__hash____mutmut_1": "hash(None) for every threshold: sets and dicts still hold what __eq__ says, only slower",
+    "edge.tune.decide.x__proportion__mutmut_13": "an assert after the bounded check: low and high are both set there, so `or` cannot fail either",
+    "edge.tune.decide.x__mean_at_most__mutmut_16": "the same assert after the bounded check",
+    "edge.tune.decide.x__more_to_separate__mutmut_10": "the same assert after the bounded check",
+    "edge.tune.decide.x__more_to_separate__mutmut_1": "a bounded Estimate always has its point value (intervals.py sets value with low/high)",
+    "edge.tune.decide.x__mean_at_most__mutmut_37": "at value == line the gap is 0 and more_for_gap gives None whichever half is taken",
+    "edge.tune.decide.x__proportion__mutmut_60": "at value == line more_for_proportion gives None for above=True and False alike",
+    "edge.tune.decide.x__time__mutmut_6": 'float("INF") is float("inf")',
+    "edge.tune.decide.x_checks__mutmut_22": "at_least=None is falsy: the same branch as at_least=False",
+    "edge.tune.decide.x_checks__mutmut_69": "promoted implies an interval, so n >= MIN_N and _too_few gives None anyway",
+    "edge.platform.cpu.xǁCpuAccountǁcharge__mutmut_12": "used never passes limit (each charge is capped at what is left), so left <= 0 means left == 0.0: the same 0.0",
+    "edge.platform.cpu.xǁCpuAccountǁcharge__mutmut_13": "the same: at left == 0.0, left and 0.0 are one value",
+    "edge.live.admission.xǁAdaptiveLimitǁ__init____mutmut_22": "the first decide() always runs _adapt (the interval end starts at -inf), which resets this before it is read",
+    "edge.live.admission.xǁAdaptiveLimitǁ__init____mutmut_23": "the first decide() always runs _adapt (the interval end starts at -inf), which resets this before it is read",
+    "edge.live.admission.xǁAdaptiveLimitǁ__init____mutmut_24": "the first decide() always runs _adapt (the interval end starts at -inf), which resets this before it is read",
+    "edge.live.admission.xǁAdaptiveLimitǁ__init____mutmut_25": "the first decide() always runs _adapt (the interval end starts at -inf), which resets this before it is read",
+    "edge.live.admission.xǁAdaptiveLimitǁ__init____mutmut_26": "the first decide() always runs _adapt (the interval end starts at -inf), which resets this before it is read",
+    "edge.live.admission.xǁAdaptiveLimitǁ__init____mutmut_27": "the first decide() always runs _adapt (the interval end starts at -inf), which resets this before it is read",
+    "edge.live.admission.xǁAdaptiveLimitǁ__init____mutmut_29": "the first decide() always runs _adapt (the interval end starts at -inf), which resets this before it is read",
+    "edge.live.admission.xǁAdaptiveLimitǁ__init____mutmut_30": "the first decide() always runs _adapt (the interval end starts at -inf), which resets this before it is read",
+    "edge.live.admission.xǁAdaptiveLimitǁ__init____mutmut_31": "the first decide() always runs _adapt (the interval end starts at -inf), which resets this before it is read",
+    "edge.live.admission.xǁAdaptiveLimitǁ__init____mutmut_34": "the first decide() always runs _adapt (the interval end starts at -inf), which resets this before it is read",
+    "edge.live.admission.xǁAdaptiveLimitǁ__init____mutmut_36": "the first decide() always runs _adapt (the interval end starts at -inf), which resets this before it is read",
+    "edge.live.admission.xǁAdaptiveLimitǁ_adapt__mutmut_76": "None is falsy like False, and _limited is only read for its truth",
+    "edge.live.admission.xǁAdaptiveLimitǁ_adapt__mutmut_9": "at least == target the scale is target/least == 1.0: the limit is unchanged either way",
+    "edge.live.admission.xǁAdaptiveLimitǁ_adapt__mutmut_82": "BUG: the pace's condition is read after _interval_end moved, so it is always true (docs/mutation.md)",
+    "edge.live.admission.xǁAdaptiveLimitǁ_adapt__mutmut_83": "BUG: the same always-true condition",
+    "edge.live.admission.xǁAdaptiveLimitǁ_adapt__mutmut_85": "BUG: the same condition's else branch is never taken",
+    "edge.live.admission.xǁAdaptiveLimitǁdecide__mutmut_14": "the stale branch returned SHED already for in_flight >= limit: here in_flight < limit always",
+    "edge.live.admission.xǁAdaptiveLimitǁdecide__mutmut_15": "the same: in_flight < limit always holds there",
+    "edge.live.admission.xǁAdaptiveLimitǁdecide__mutmut_17": "a delay equal to the least so far sets the least to the same value",
+    "edge.tune.intervals.x__betting__mutmut_102": "a wealth exactly at log(1/alpha) on a grid point: no sample found that lands on it",
+    "edge.tune.intervals.x__betting__mutmut_107": "NOT KILLED: the every-candidate-rejected branch; no sample found that reaches it",
+    "edge.tune.intervals.x__betting__mutmut_108": "NOT KILLED: the same unreached branch",
+    "edge.tune.intervals.x_bounded_mean__mutmut_11": "a zero span maps any interval to the bound itself: the same Estimate(m, low, low, n)",
+    "edge.tune.intervals.x_bounded_mean__mutmut_31": "values are floats: asarray gives float64 with or without dtype",
+    "edge.tune.intervals.x_bounded_mean__mutmut_33": "the same",
+    "edge.tune.intervals.x_mean__mutmut_37": "values are floats: asarray gives float64 with or without dtype",
+    "edge.tune.intervals.x_mean__mutmut_39": "the same",
+    "edge.tune.intervals.x_mean__mutmut_33": "scipy's bootstrap defaults to method='BCa'",
+    "edge.tune.intervals.x_mean__mutmut_41": "scipy's bootstrap takes the method's name in any case",
+    "edge.tune.intervals.x_mean__mutmut_42": "the same",
+    "edge.tune.intervals.x_mean__mutmut_34": "NOT KILLED: 9999 resamples instead of 2000 moves only the Monte Carlo digits; pinning them would tie a test to scipy's version",
+    "edge.tune.intervals.x_mean__mutmut_43": "NOT KILLED: 2001 resamples, the same",
+    "edge.tune.intervals.x_more_for_proportion__mutmut_6": "the early return only skips a search that finds nothing up to _FAR on or past the limit: None either way",
+    "edge.tune.intervals.x_more_for_proportion__mutmut_8": "the same, for p exactly at the limit",
+    "edge.tune.intervals.x_more_for_proportion__mutmut_11": "the same, for p exactly at the limit",
+    "edge.tune.intervals.x_more_for_proportion__mutmut_23": "an interval bound exactly equal to the limit: no trial count found that lands on it",
+    "edge.tune.intervals.x_more_for_proportion__mutmut_24": "the same",
+    "edge.tune.intervals.x_more_for_proportion__mutmut_34": "bracketing by x3 instead of x2: the bisection finds the same least count (the bound is monotone in m)",
+    "edge.tune.intervals.x_more_for_proportion__mutmut_35": "only when the doubling lands exactly on 10**6 with the answer in (5e5, 1e6]: no case found",
+    "edge.tune.intervals.x_mean__mutmut_48": "NOT KILLED: scipy's BCa answering NaN once min != max; no such sample of 80 counts found",
+    "edge.tune.intervals.x_mean__mutmut_51": "NOT KILLED: scipy's BCa answering NaN once min != max; no such sample of 80 counts found",
+    "edge.tune.intervals.x_mean__mutmut_52": "NOT KILLED: scipy's BCa answering NaN once min != max; no such sample of 80 counts found",
+    "edge.tune.intervals.x_mean__mutmut_53": "NOT KILLED: scipy's BCa answering NaN once min != max; no such sample of 80 counts found",
+    "edge.tune.intervals.x_mean__mutmut_54": "NOT KILLED: scipy's BCa answering NaN once min != max; no such sample of 80 counts found",
+    "edge.tune.intervals.x_mean__mutmut_55": "NOT KILLED: scipy's BCa answering NaN once min != max; no such sample of 80 counts found",
+    "edge.tune.intervals.x_mean__mutmut_56": "NOT KILLED: scipy's BCa answering NaN once min != max; no such sample of 80 counts found",
+}
+
+
+def run(module: str, source: Path, keep: bool, show: bool) -> int:
+    tests, deselected = MODULES[module]
+    work = Path(tempfile.mkdtemp(prefix="edge-mutation-"))
+    try:
+        for part in ("edge", "actors", "tests", "scenarios"):
+            shutil.copytree(source / part, work / part, ignore=shutil.ignore_patterns("__pycache__", ".hypothesis"))
+        shutil.copy2(source / "pyproject.toml", work / "pyproject.toml")
+        lines = ["[mutmut]", "source_paths =", "    edge", "    actors", f"only_mutate = {module}",
+                 "pytest_add_cli_args_test_selection =", *(f"    {t}" for t in tests),
+                 "pytest_add_cli_args =", "    -p", "    no:randomly", *(f"    --deselect\n    {d}" for d in deselected)]
+        (work / "setup.cfg").write_text("\n".join(lines) + "\n")
+        subprocess.run(["mutmut", "run", "--max-children", "1"], cwd=work, check=True, stdout=subprocess.DEVNULL)
+        results = subprocess.run(["mutmut", "results", "--all", "true"], cwd=work, check=True, capture_output=True, text=True).stdout
+        statuses = dict(line.strip().rsplit(": ", 1) for line in results.splitlines() if ": " in line)
+        counts: dict[str, int] = {}
+        for status in statuses.values():
+            counts[status] = counts.get(status, 0) + 1
+        print(module, len(statuses), "mutants:", ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+        unexplained = 0
+        for name, status in sorted(statuses.items()):
+            if status in ("killed", "timeout"):
+                continue
+            why = EQUIVALENT.get(name)
+            print(f"  {status}: {name}: {why or 'NOT LISTED AS EQUIVALENT'}")
+            if why is None:
+                unexplained += 1
+                if show:
+                    print(subprocess.run(["mutmut", "show", name], cwd=work, capture_output=True, text=True).stdout)
+        return 1 if unexplained else 0
+    finally:
+        if keep:
+            print("kept", work)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("module", choices=sorted(MODULES))
+    parser.add_argument("--source", type=Path, default=ROOT, help="the tree to copy (default: this repo)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary copy, to look at mutants with `mutmut show`")
+    parser.add_argument("--show", action="store_true", help="print the diff of each survivor not listed as equivalent")
+    args = parser.parse_args()
+    return run(args.module, args.source.resolve(), args.keep, args.show)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
