@@ -304,7 +304,6 @@ def test_waiting_requests_given_a_slot_set_the_pace_alone():
     assert limit.decide(INTERVAL, 0.0, 8, 50, first=False) == SHED
 
 
-@pytest.mark.xfail(strict=True, reason="bug: _adapt computes the pace after moving _interval_end, so an idle interval never resets it (docs/mutation.md)")
 def test_after_an_idle_interval_the_pace_of_the_one_before_is_forgotten():
     """The docstring: a request waits only if those waiting would have a slot within half an
     interval at the last interval's pace. The last interval had no request at all: pace 0."""

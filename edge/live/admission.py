@@ -166,11 +166,12 @@ class AdaptiveLimit:
                 scale = min(2.0, WORK_SHARE * self.interval / self._work) if grow else 1.0
             limit = round(self.limit * scale)
             self.limit = min(self.ceiling, max(self.floor, limit if scale <= 1 else max(limit, self.limit + 1)))
-        self._pressed = self._limited and now < self._interval_end + self.interval
+        adjacent = now < self._interval_end + self.interval  # the interval just judged followed the last one: no idle one between
+        self._pressed = self._limited and adjacent
         self._interval_end = now + self.interval
         self._min = math.inf
         self._limited = False
         self._work = 0.0
-        self._pace = self._admitted if now < self._interval_end + self.interval else 0
+        self._pace = self._admitted if adjacent else 0
         self._admitted = 0
         self._busy = 0.0
