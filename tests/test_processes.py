@@ -31,7 +31,8 @@ def test_running_replications_are_ended_at_once_and_pending_ones_fail(monkeypatc
     processes.stop_workers(executor)
     assert time.monotonic() - began < 60  # not the 600 s a running replication would take
     assert all(future.done() for future in futures)
-    assert all(isinstance(future.exception(), BrokenProcessPool) for future in futures)
+    # None finished: each failed with the broken pool, or (the pool's thread racing the kill) was cancelled.
+    assert all(future.cancelled() or isinstance(future.exception(), BrokenProcessPool) for future in futures)
     assert set(multiprocessing.active_children()) <= before
 
 
