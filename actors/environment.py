@@ -47,6 +47,7 @@ from edge.metrics.histogram import LogHistogram
 from edge.metrics.recorders import RunMetrics, status_class
 from edge.platform.versions import Version, VersionHistory
 from edge.platform.workers import ModelWorker, WorkerCode
+from edge.scenario.values import EnvironmentKey
 
 log = logging.getLogger("edge.worker")
 
@@ -296,7 +297,7 @@ class EnvironmentActor:
     ) -> None:
         self.service = service
         self.environment = environment
-        self.key = f"{service}@{environment}"
+        self.key = EnvironmentKey(service, environment)
         self.version = str(version)
         self.worker = worker
         self.concurrency = concurrency
@@ -326,7 +327,7 @@ class EnvironmentActor:
         self._config = 0  # bumped when vars or bindings change: slots then rebuild their env
         self._started = clock.now()  # versions are dated from the run's (or the server's) start
         self.history: VersionHistory[Running] = VersionHistory(
-            self.key, Version(version, 0.0, "initial", dict(self.tags)), Running(worker, None, values, bindings),
+            str(self.key), Version(version, 0.0, "initial", dict(self.tags)), Running(worker, None, values, bindings),
         )
         redact.register(secrets)
         self._logged: set[str] = set()

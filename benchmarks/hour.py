@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rich.console import Console  # noqa: E402
 
-from edge.scenario import config  # noqa: E402
+from edge.scenario.load import load  # noqa: E402
+from edge.scenario.resolved import LoadedScenario  # noqa: E402
 from edge.metrics.openmetrics import OpenMetricsRecorder  # noqa: E402
 from edge.report.plots import write_plots  # noqa: E402
 from edge.report.progress import RunProgress  # noqa: E402
@@ -30,13 +31,13 @@ from edge.report.build import build_report, write_json  # noqa: E402
 from edge.engine.simulate import default_scenario_path, simulate  # noqa: E402
 
 
-def bare(loaded: config.LoadedScenario, seconds: float) -> tuple[float, int]:
+def bare(loaded: LoadedScenario, seconds: float) -> tuple[float, int]:
     started = time.perf_counter()
     result = simulate(loaded, seed=1, duration=seconds, interval=seconds)
     return time.perf_counter() - started, result.metrics.clients.requests
 
 
-def reported(loaded: config.LoadedScenario, seconds: float, out: Path) -> tuple[float, int]:
+def reported(loaded: LoadedScenario, seconds: float, out: Path) -> tuple[float, int]:
     recorders = []
     console = Console(file=io.StringIO(), force_terminal=True, width=160)
 
@@ -64,7 +65,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=60.0, help="simulated minutes (default 60)")
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
-    loaded = config.load(default_scenario_path())
+    loaded = load(default_scenario_path())
     seconds = args.minutes * 60
     best = {"bare": float("inf"), "with reporting": float("inf")}
     requests = 0

@@ -58,9 +58,9 @@ def serve_chain(limits: dict[str, float]) -> None:
     from edge.live.admin import new_token
     from edge.live.ingress import Limits
     from edge.live.serve import serve
-    from edge.scenario import config
+    from edge.scenario.load import load
 
-    loaded = config.load(str(HERE / "live" / "chain.toml"))
+    loaded = load(str(HERE / "live" / "chain.toml"))
 
     def ready(endpoints) -> None:
         print(f"serving on {endpoints['ingress'].url}", flush=True)

@@ -48,12 +48,12 @@ CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
-from edge.scenario import config
+from edge.scenario.load import load
 from edge.engine.simulate import simulate
 if sys.argv[1] == "-":
     print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
     raise SystemExit
-loaded = config.load(Path(sys.argv[1]))
+loaded = load(Path(sys.argv[1]))
 started = time.perf_counter()
 result = simulate(loaded, seed=1, duration=float(sys.argv[3]) if len(sys.argv) > 3 else None)
 wall = time.perf_counter() - started

@@ -95,9 +95,9 @@ CHILD = r"""
 import json, resource, sys, time
 sys.path.insert(0, sys.argv[3])
 from pathlib import Path
-from edge.scenario import config
+from edge.scenario.load import load
 from edge.engine.simulate import simulate
-loaded = config.load(Path(sys.argv[1]))
+loaded = load(Path(sys.argv[1]))
 started = time.perf_counter()
 result = simulate(loaded, seed=1, duration=float(sys.argv[2]))
 wall = time.perf_counter() - started

@@ -20,7 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edge.scenario import config  # noqa: E402
+from edge.scenario.load import load  # noqa: E402
+from edge.scenario.resolved import LoadedScenario  # noqa: E402
 from edge.tune.budget import Budget  # noqa: E402
 from edge.tune.intervals import Estimate  # noqa: E402
 from edge.tune.power import power  # noqa: E402
@@ -37,7 +38,7 @@ def shown(e: Estimate, scale: float = 1.0, unit: str = "") -> str:
     return f"{e.value * scale:.3g}{unit} ({e.low * scale:.3g}-{e.high * scale:.3g})"
 
 
-def adaptive(loaded: config.LoadedScenario, budget: int | None, jobs: int, per_request: bool) -> float:
+def adaptive(loaded: LoadedScenario, budget: int | None, jobs: int, per_request: bool) -> float:
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         result = tune(loaded, budget=None if budget is None else Budget(replications=budget), executor=pool, per_request=per_request)
@@ -55,7 +56,7 @@ def adaptive(loaded: config.LoadedScenario, budget: int | None, jobs: int, per_r
     return wall
 
 
-def curves(loaded: config.LoadedScenario, jobs: int, per_request: bool) -> float:
+def curves(loaded: LoadedScenario, jobs: int, per_request: bool) -> float:
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         result = power(loaded, executor=pool, per_request=per_request)
@@ -72,7 +73,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: every core)")
     parser.add_argument("--batched-only", action="store_true", help="skip the per-request runs (minutes)")
     args = parser.parse_args()
-    loaded = config.load(SCENARIO)
+    loaded = load(SCENARIO)
     print(f"edge tune, {SCENARIO.name}, {args.jobs} processes:")
     walls = {}
     for per_request in (False, True)[: 1 if args.batched_only else 2]:

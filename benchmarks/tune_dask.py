@@ -24,14 +24,15 @@ sys.path.insert(0, str(ROOT))
 import msgspec  # noqa: E402
 from distributed import Client, LocalCluster  # noqa: E402
 
-from edge.scenario import config  # noqa: E402
+from edge.scenario.load import load  # noqa: E402
+from edge.scenario.resolved import LoadedScenario  # noqa: E402
 from edge.tune.budget import Budget  # noqa: E402
 from edge.tune.tuner import HYPOTHESES, tune  # noqa: E402
 
 SCENARIO = ROOT / "scenarios" / "tune-canary.toml"
 
 
-def timed(loaded: config.LoadedScenario, budget: Budget, executor) -> tuple[float, bytes, str]:
+def timed(loaded: LoadedScenario, budget: Budget, executor) -> tuple[float, bytes, str]:
     started = time.perf_counter()
     result = tune(loaded, budget=budget, executor=executor)
     wall = time.perf_counter() - started
@@ -47,7 +48,7 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="cluster sizes to run, comma-separated (default 1,2)")
     args = parser.parse_args()
     sizes = [int(n) for n in args.workers.split(",")]
-    loaded = config.load(SCENARIO)
+    loaded = load(SCENARIO)
     budget = Budget(replications=args.budget)
     print(f"edge tune, {SCENARIO.name}, budget {args.budget} replications per schedule:")
     wall, reference, summary = timed(loaded, budget, None)

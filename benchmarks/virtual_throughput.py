@@ -28,12 +28,12 @@ sys.path.insert(0, str(HERE.parent))  # runs from a checkout as well as after `p
 
 from simpy_chain import run_simpy_chain  # noqa: E402
 
-from edge.scenario import config  # noqa: E402
+from edge.scenario.load import load  # noqa: E402
 from edge.engine.simulate import default_scenario_path, simulate  # noqa: E402
 
 
 def run_edge(path: Path, seconds: float, seed: int) -> dict:
-    loaded = config.load(path)
+    loaded = load.load(path)
     started = time.perf_counter()
     result = simulate(loaded, seed=seed, duration=seconds)
     wall = time.perf_counter() - started

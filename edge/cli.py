@@ -23,7 +23,10 @@ from typing import TypeVar
 import msgspec
 from rich.console import Console
 
-from edge.scenario import config
+from edge.scenario import load
+from edge.scenario.errors import ConfigError
+from edge.scenario.resolved import LoadedScenario
+from edge.scenario.schema import Scenario
 from edge.live.admin import DEFAULT_ADMIN_PORT, TOKEN_ENV
 from edge.platform import memory, redact
 from edge.platform.files import OutputError, check_directory, check_file
@@ -41,20 +44,20 @@ PROJECT_SCENARIO = "scenario.toml"
 """What a command given no scenario takes from the folder it runs in (``edge init`` writes it)."""
 
 
-def _load(path: str | None) -> config.LoadedScenario:
+def _load(path: str | None) -> LoadedScenario:
     """The scenario at ``path``; none given: ./scenario.toml in a project folder, else the bundled one."""
     from edge.engine.simulate import default_scenario_path
 
     if path is None and os.path.isfile(PROJECT_SCENARIO):
         path = PROJECT_SCENARIO
         print(f"edge: note: {PROJECT_SCENARIO} of this folder (give a scenario to take another)", file=sys.stderr)
-    loaded = config.load(path or default_scenario_path())
+    loaded = load.load(path or default_scenario_path())
     for warning in loaded.warnings:
         print(f"edge: warning: {warning}", file=sys.stderr)
     return loaded
 
 
-def _with_flags(loaded: config.LoadedScenario, args: argparse.Namespace) -> config.LoadedScenario:
+def _with_flags(loaded: LoadedScenario, args: argparse.Namespace) -> LoadedScenario:
     """The scenario with what ``edge run``'s flags change in its ``[scenario]`` table: a new
     value, the loaded one left as it was (``--duration`` and ``--seed`` are the run's arguments)."""
     if not args.measure_cpu:
@@ -162,7 +165,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     loaded = _load(args.scenario)
     if loaded.spec.tune is None:
-        raise config.ConfigError(loaded.file, "tune", "expected a [tune] table (the hypothesis and the schedules to compare)")
+        raise ConfigError(loaded.file, "tune", "expected a [tune] table (the hypothesis and the schedules to compare)")
     _check_outputs(files=(args.json, args.plot, args.power))
     if args.power:
         return _power(loaded, args)
@@ -182,7 +185,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _power(loaded: config.LoadedScenario, args: argparse.Namespace) -> int:
+def _power(loaded: LoadedScenario, args: argparse.Namespace) -> int:
     """``edge tune --power``: the curves of ``tune.grid`` instead of the adaptive run."""
     from edge.tune.plots import write_power_plot
     from edge.tune.power import power
@@ -192,7 +195,7 @@ def _power(loaded: config.LoadedScenario, args: argparse.Namespace) -> int:
 
     assert loaded.spec.tune is not None
     if loaded.spec.tune.grid is None:
-        raise config.ConfigError(loaded.file, "tune.grid", 'expected a grid of bugs for --power, e.g. grid = { errors = ["0.5%", "1%", "2%"] }')
+        raise ConfigError(loaded.file, "tune.grid", 'expected a grid of bugs for --power, e.g. grid = { errors = ["0.5%", "1%", "2%"] }')
     if args.plot or args.budget is not None:
         raise UsageError("--power: expected neither --plot nor --budget: a power run has its own PNG and a fixed --replications")
     progress = None if args.quiet else TuneProgress(Console(stderr=True))
@@ -263,7 +266,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     loaded = _load(args.scenario)
     spec = loaded.spec
-    envs = sum(len(config.environments_of(s)) for s in spec.services)
+    envs = sum(1 for _ in loaded.resolved.environments())
     print(f"{loaded.file}: ok ({len(spec.services)} services, {envs} environments, {len(spec.traffic)} traffic groups)")
     _print_statistical_gates(spec)
     return EXIT_OK
@@ -283,7 +286,7 @@ def cmd_fields(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _print_statistical_gates(spec: config.Scenario) -> None:
+def _print_statistical_gates(spec: Scenario) -> None:
     """What each rollout's statistical gates promise: the comparison's level at each planned
     comparison and over the rollout, the sequential test's bounds."""
     from edge.engine.rollout import plan_of
@@ -332,8 +335,8 @@ def cmd_graph(args: argparse.Namespace) -> int:
     """The "Bound Services" view (seed 002): who calls whom, through which binding."""
     from edge.report import graph
 
-    spec = _load(args.scenario).spec
-    print(graph.dot(spec) if args.dot else graph.text(spec), end="")
+    resolved = _load(args.scenario).resolved
+    print(graph.dot(resolved) if args.dot else graph.text(resolved), end="")
     return EXIT_OK
 
 
@@ -467,7 +470,7 @@ def _admin_token(args: argparse.Namespace) -> str | None:
     token = args.admin_token if args.admin_token is not None else os.environ.get(TOKEN_ENV) or None
     if token is not None and (problem := token_problem(token)) is not None:
         where = "--admin-token" if args.admin_token is not None else TOKEN_ENV
-        raise config.ConfigError(where, "", f"not a usable admin token: {problem}")
+        raise ConfigError(where, "", f"not a usable admin token: {problem}")
     return token
 
 

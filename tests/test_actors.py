@@ -8,6 +8,7 @@ import pytest
 from conftest import send, text
 
 from edge.platform.fetch import Request
+from edge.scenario.values import EnvironmentKey
 
 SPLIT = """
 [scenario]
@@ -48,7 +49,7 @@ def split(make_scenario, *, canary: float, canary_errors: float = 0.0, prod_erro
 
 
 def served(result, env: str) -> int:
-    return result.metrics.environments[f"app@{env}"].answered
+    return result.metrics.environments[EnvironmentKey("app", env)].answered
 
 
 @pytest.mark.parametrize("canary, n", [(1.0, 40_000), (0.1, 200_000)])
@@ -128,7 +129,7 @@ def test_worker_exception_is_a_500_for_that_request_only(make_scenario):
     responses, result = send(loaded, [Request(f"https://example.com{p}") for p in paths])
     assert [r.status for r in responses] == [200, 500, 200, 500, 200]
     assert text(responses[1]) == "error code: 1101"
-    stats = result.metrics.environments["app@production"]
+    stats = result.metrics.environments[EnvironmentKey("app", "production")]
     assert stats.exceptions == 2
     assert stats.requests["1"][1] == 3 and stats.requests["1"][4] == 2
 
@@ -160,7 +161,7 @@ def test_full_mailbox_sheds_with_503_and_counts(make_scenario):
     statuses = [r.status for r in responses]
     assert statuses.count(200) == 5  # 2 in service + 3 queued
     assert statuses.count(503) == 5
-    assert result.metrics.environments["app@production"].shed == 5
+    assert result.metrics.environments[EnvironmentKey("app", "production")].shed == 5
     assert result.metrics.clients.shed == 5
     assert all(text(r) == "error code: 1200" for r in responses if r.status == 503)
 
@@ -198,11 +199,11 @@ def test_cpu_limit_fails_the_top_level_request_and_names_the_burner(make_scenari
     assert [r.status for r in responses] == [200, 503]
     assert text(responses[1]) == "error code: 1102"
     envs = result.metrics.environments
-    assert envs["heavy@production"].cpu_limit_exceeded == 1
-    assert envs["front@production"].cpu_limit_exceeded == 0
+    assert envs[EnvironmentKey("heavy", "production")].cpu_limit_exceeded == 1
+    assert envs[EnvironmentKey("front", "production")].cpu_limit_exceeded == 0
     assert result.metrics.clients.cpu_limit_exceeded == 1
     # The failing chain was charged exactly its budget, not what it asked for.
-    assert envs["heavy@production"].cpu_seconds == pytest.approx(0.005 + 0.006)
+    assert envs[EnvironmentKey("heavy", "production")].cpu_seconds == pytest.approx(0.005 + 0.006)
     assert result.metrics.request_cpu["front"].max == pytest.approx(0.010)
 
 
@@ -247,7 +248,7 @@ def test_binding_invocations_are_limited_per_request(make_scenario):
     responses, result = send(loaded, [Request("https://example.com/32"), Request("https://example.com/1000000")])
     assert responses[0].status == 200 and text(responses[0]) == "32"
     assert responses[1].status == 500  # the 33rd invocation raised in the caller: no hang, no RecursionError
-    assert result.metrics.environments["loop@production"].exceptions >= 1
+    assert result.metrics.environments[EnvironmentKey("loop", "production")].exceptions >= 1
 
 
 def test_rpc_methods_are_callable_through_bindings(make_scenario):
@@ -288,4 +289,4 @@ def test_rpc_methods_are_callable_through_bindings(make_scenario):
     body = msgspec.json.decode(text(response))
     assert body["before"] == {"path": "/orders", "tag": "x"}
     assert body["error"] == "'missing'"  # the callee's message as it is (str of its KeyError), as on workerd
-    assert result.metrics.environments["hooks@production"].cpu_seconds == pytest.approx(0.001)
+    assert result.metrics.environments[EnvironmentKey("hooks", "production")].cpu_seconds == pytest.approx(0.001)

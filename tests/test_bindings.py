@@ -9,6 +9,7 @@ from conftest import send, text
 
 from edge.engine.front_door import LATER_POLL
 from edge.platform.fetch import MAX_REDIRECTS, ImmutableHeaders, Request, Response, follow_redirect
+from edge.scenario.values import EnvironmentKey
 
 PAIR = """
 [scenario]
@@ -55,9 +56,9 @@ def test_a_callee_that_raises_makes_its_callers_fetch_raise_the_same_message(mak
     callee = f"async def fetch(request, env, ctx):\n    {raised}\n"
     [response], result = run_pair(make_scenario, CATCHING_CALLER, callee)
     assert (response.status, text(response)) == (200, caught)
-    callee_stats = result.metrics.environments["callee@production"]
+    callee_stats = result.metrics.environments[EnvironmentKey("callee", "production")]
     assert callee_stats.exceptions == 1 and callee_stats.totals()[4] == 1  # the callee's own answer was a 500
-    assert result.metrics.environments["caller@production"].exceptions == 0
+    assert result.metrics.environments[EnvironmentKey("caller", "production")].exceptions == 0
 
 
 def test_an_uncaught_callee_error_fails_the_caller_too_and_the_client_sees_1101(make_scenario):
@@ -65,7 +66,7 @@ def test_an_uncaught_callee_error_fails_the_caller_too_and_the_client_sees_1101(
     callee = "async def fetch(request, env, ctx):\n    raise RuntimeError('boom')\n"
     [response], result = run_pair(make_scenario, caller, callee)
     assert (response.status, text(response)) == (500, "error code: 1101")
-    assert result.metrics.environments["caller@production"].exceptions == 1
+    assert result.metrics.environments[EnvironmentKey("caller", "production")].exceptions == 1
 
 
 def test_an_answer_the_callee_chose_is_still_an_answer(make_scenario):
@@ -115,7 +116,7 @@ def test_a_binding_follows_redirects_as_fetch_does(make_scenario, mode, hops, se
     [response], result = send(loaded, [Request(f"https://example.com/{hops}")])
     assert text(response) == seen
     expected_calls = min(hops, MAX_REDIRECTS) + 1 if mode in ("default", "follow") else 1
-    assert result.metrics.environments["callee@production"].answered == expected_calls  # each hop an invocation
+    assert result.metrics.environments[EnvironmentKey("callee", "production")].answered == expected_calls  # each hop an invocation
 
 
 def test_following_a_redirect_changes_the_method_only_where_fetch_does():
@@ -191,7 +192,7 @@ def test_wait_until_work_runs_after_the_answer_on_the_calls_cpu_budget(make_scen
     loaded = make_scenario(PAIR, {"caller.py": WAITING_WORKER.format(cpu=cpu), "callee.py": "async def fetch(r, e, c):\n    pass\n"})
     [response], result = send(loaded, [Request("https://example.com/")])
     assert (response.status, text(response)) == (200, "answered")
-    stats = result.metrics.environments["caller@production"]
+    stats = result.metrics.environments[EnvironmentKey("caller", "production")]
     assert stats.answered == 1 and stats.latency.max < 0.01  # answered before the work: its 60 ms are not the latency
     spent = min(2 * float(cpu[:-2]) / 1000, 0.05)
     assert stats.cpu_seconds == pytest.approx(spent)
@@ -204,7 +205,7 @@ def test_wait_until_work_that_raises_is_counted_and_answers_nobody(make_scenario
     loaded = make_scenario(PAIR, {"caller.py": WAITING_WORKER.format(cpu="1ms"), "callee.py": "async def fetch(r, e, c):\n    pass\n"})
     [response], result = send(loaded, [Request("https://example.com/fail")])
     assert (response.status, text(response)) == (200, "answered")
-    assert result.metrics.environments["caller@production"].exceptions == 1
+    assert result.metrics.environments[EnvironmentKey("caller", "production")].exceptions == 1
 
 
 def test_wait_until_takes_only_awaitables():
@@ -233,5 +234,5 @@ async def fetch(request, env, ctx):
     loaded = make_scenario(PAIR, {"caller.py": worker, "callee.py": "async def fetch(r, e, c):\n    pass\n"})
     responses, result = send(loaded, [Request("https://example.com/"), (1.0, Request("https://example.com/"))])
     assert [text(r) for r in responses] == ["answered", "answered"]
-    stats = result.metrics.environments["caller@production"]
+    stats = result.metrics.environments[EnvironmentKey("caller", "production")]
     assert stats.cpu_seconds == pytest.approx(2 * 0.003) and stats.exceptions == 0

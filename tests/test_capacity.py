@@ -8,6 +8,7 @@ from conftest import send
 
 from actors.supervisor import Supervisor
 from edge.platform.fetch import Request
+from edge.scenario.values import EnvironmentKey
 
 CPU_BOUND = """
 [scenario]
@@ -60,7 +61,7 @@ def test_cold_start_paid_after_keep_warm_and_counted(make_scenario):
 
     _, result = send(loaded, [], duration=3.0, setup=record)
     assert done == pytest.approx([0.051, 0.001, 0.051])
-    assert result.metrics.environments["app@production"].cold_starts == {"7": 2}
+    assert result.metrics.environments[EnvironmentKey("app", "production")].cold_starts == {"7": 2}
 
 
 def test_supervisor_restarts_a_crashed_actor_then_gives_up():

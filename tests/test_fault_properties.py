@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge.platform.fetch import Request
+from edge.scenario.values import EnvironmentKey
 
 SCENARIO = """
 [scenario]
@@ -96,6 +97,6 @@ def test_random_faults_cost_their_own_requests_and_the_actor_keeps_serving(loade
     seen = [(r.status, r.headers.get("x-edge-error")) for r in responses]
     assert seen == [EXPECTED[fault] for fault in [*faults, "ok"]]
     assert text(responses[-1]) == "fine"
-    stats = result.metrics.environments["app@production"]
+    stats = result.metrics.environments[EnvironmentKey("app", "production")]
     assert stats.exceptions == sum(EXPECTED[f][0] == 500 for f in faults)
     assert stats.stalls == sum(f in ("spin", "block") for f in faults)

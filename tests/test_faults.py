@@ -18,6 +18,7 @@ import delays
 from conftest import send, text
 
 from edge.platform.fetch import Request
+from edge.scenario.values import EnvironmentKey
 
 SECRET = "hunter2-very-secret"
 
@@ -109,7 +110,7 @@ def test_a_worker_fault_is_a_1101_for_its_request_only_and_the_run_goes_on(make_
     assert [r.status for r in responses] == [200, 500, 200, 500, 200]
     assert text(responses[1]) == "error code: 1101" and responses[1].headers.get("x-edge-error") == "exception"
     assert text(responses[4]) == "fine"
-    stats = result.metrics.environments["app@production"]
+    stats = result.metrics.environments[EnvironmentKey("app", "production")]
     assert stats.exceptions == 2
     assert SECRET not in caplog.text
 
@@ -129,14 +130,14 @@ def test_a_worker_step_that_holds_the_loop_is_stopped_at_the_step_limit(make_sce
         elapsed = time.monotonic() - started
     assert [r.status for r in responses] == [200, 503, 200]
     assert text(responses[1]) == "error code: 1102" and responses[1].headers.get("x-edge-error") == "stalled"
-    assert result.metrics.environments["app@production"].stalls == 1
+    assert result.metrics.environments[EnvironmentKey("app", "production")].stalls == 1
     assert 0.2 <= elapsed < 5 + waited.seconds  # the limit, not the 30 s sleep nor for ever
 
 
 def test_a_worker_that_swallows_the_interruption_keeps_its_answer_and_no_stall_is_counted(make_scenario):
     responses, result = send(scenario(make_scenario, step_limit="200ms"), [Request("https://example.com/swallow")])
     assert [(r.status, text(r)) for r in responses] == [(200, "swallowed")]
-    assert result.metrics.environments["app@production"].stalls == 0  # nothing reached the platform
+    assert result.metrics.environments[EnvironmentKey("app", "production")].stalls == 0  # nothing reached the platform
 
 
 def test_steps_under_the_step_limit_are_left_alone(make_scenario):
@@ -152,7 +153,7 @@ def test_steps_under_the_step_limit_are_left_alone(make_scenario):
     loaded = make_scenario(SCENARIO.format(step_limit="400ms"), {"app.py": worker})
     responses, result = send(loaded, [Request("https://example.com/")])
     assert [r.status for r in responses] == [200]
-    assert result.metrics.environments["app@production"].stalls == 0
+    assert result.metrics.environments[EnvironmentKey("app", "production")].stalls == 0
 
 
 RUN_SCENARIO = f"""
@@ -262,5 +263,5 @@ def test_one_stall_leaves_the_worker_running(make_scenario):
     responses, result = send(scenario(make_scenario, step_limit="200ms"),
                              [Request("https://example.com/spin"), (1.0, Request("https://example.com/"))])
     assert [r.status for r in responses] == [503, 200]
-    stats = result.metrics.environments["app@production"]
+    stats = result.metrics.environments[EnvironmentKey("app", "production")]
     assert (stats.stalls, stats.stopped_at, stats.unrun) == (1, None, 0)

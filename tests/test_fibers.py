@@ -12,6 +12,7 @@ from edge.platform import fibers, runs
 from edge.platform.clock import VirtualClock
 from edge.engine.simulate import simulate
 from edge.platform.fetch import Request
+from edge.scenario.values import EnvironmentKey
 
 ONE = """
 [scenario]
@@ -111,7 +112,7 @@ def test_a_worker_awaiting_trio_in_virtual_time_gets_a_500_and_the_slot_goes_on(
     responses, result = send(loaded, [Request("https://example.com/trio"), Request("https://example.com/ok")])
     assert [r.status for r in responses] == [500, 200]
     assert text(responses[1]) == "fine"
-    assert result.metrics.environments["app@production"].exceptions == 1
+    assert result.metrics.environments[EnvironmentKey("app", "production")].exceptions == 1
 
 
 def slots_after(make_scenario, calls: int, concurrency: int, mailbox: int):
@@ -125,7 +126,7 @@ def slots_after(make_scenario, calls: int, concurrency: int, mailbox: int):
     seen = {}
 
     def setup(topology, front, clock):
-        actor = topology.environments["app@production"]
+        actor = topology.environments[EnvironmentKey("app", "production")]
         clock.call_later(0.005, lambda: seen.update(slots=actor._slots, queued=len(actor.mailbox)))
 
     responses, result = send(loaded, [Request("https://example.com/") for _ in range(calls)], setup=setup)
@@ -161,13 +162,13 @@ def test_sequential_calls_reuse_one_slot(make_scenario):
     def setup(topology, front, clock):
         actors.update(topology.environments)
         for i in range(50):  # halfway through each call
-            clock.call_later(i * 0.01 + 0.0005, lambda: slots.append(actors["app@production"]._slots))
+            clock.call_later(i * 0.01 + 0.0005, lambda: slots.append(actors[EnvironmentKey("app", "production")]._slots))
 
     _, result = send(loaded, [(i * 0.01, Request("https://example.com/")) for i in range(50)], setup=setup)
-    assert result.metrics.environments["app@production"].answered == 50
+    assert result.metrics.environments[EnvironmentKey("app", "production")].answered == 50
     assert slots == [1] * 50
-    assert actors["app@production"]._slots == 0  # closed at the end of the run
-    assert result.metrics.environments["app@production"].latency.max == pytest.approx(0.001)
+    assert actors[EnvironmentKey("app", "production")]._slots == 0  # closed at the end of the run
+    assert result.metrics.environments[EnvironmentKey("app", "production")].latency.max == pytest.approx(0.001)
 
 
 def test_worker_finally_runs_when_the_run_ends_mid_call(make_scenario, tmp_path):

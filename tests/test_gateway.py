@@ -15,6 +15,7 @@ from live import ROOT, serve
 from edge.platform.fetch import Request
 from edge.platform.routes import PathTemplate
 from edge.scenario import config
+from edge.scenario.values import EnvironmentKey
 
 KEY = "k-7d41c0e2"  # scenarios/api-gateway.toml's API key
 AUTH = {"authorization": f"Bearer {KEY}"}
@@ -190,7 +191,7 @@ def test_a_pre_process_hook_lets_the_request_go_on_only_with_exactly_true(make_s
     [response], result = send(loaded, [Request("https://api.example.com/users/1", headers={"authorization": key})])
     assert (response.status, text(response), response.headers.get("content-type")) == (status, body, content_type)
     assert response.headers.get("x-powered-by") == "github.com/irensaltali/serverlessapigateway"
-    assert result.metrics.environments["target@production"].answered == 0  # the integration is never called
+    assert result.metrics.environments[EnvironmentKey("target", "production")].answered == 0  # the integration is never called
 
 
 @pytest.mark.parametrize("case, status, body", [
@@ -223,7 +224,7 @@ def test_post_process_is_never_called_for_a_service_binding_as_in_the_reference(
     loaded = gateway_scenario(make_scenario, path("GET", "/users/{id}", "get", pre=True, post=True))
     [response], result = send(loaded, [Request("https://api.example.com/users/7", headers={"authorization": "Bearer good"})])
     assert response.status == 200 and envelope(response)["data"]["params"] == {"id": "7"}
-    assert result.metrics.environments["hooks@production"].answered == 1  # pre_process only
+    assert result.metrics.environments[EnvironmentKey("hooks", "production")].answered == 1  # pre_process only
 
 
 @pytest.mark.parametrize("method", ["DELETE", "HEAD", "GET"])
@@ -235,7 +236,7 @@ def test_no_entry_for_the_path_and_method_is_a_404_no_match_found(make_scenario,
     assert response.status == 404 and response.headers.get("allow") is None
     if method != "HEAD":
         assert envelope(response) == {"message": "No match found."}
-    assert result.metrics.environments["target@production"].answered == 0
+    assert result.metrics.environments[EnvironmentKey("target", "production")].answered == 0
 
 
 def test_entries_are_ranked_as_the_reference_ranks_them(make_scenario):
@@ -261,14 +262,14 @@ def test_an_integration_that_raises_is_a_500_and_counts_as_its_exception(make_sc
     [response], result = send(loaded, [Request("https://api.example.com/orders/7")])
     assert response.status == 500
     assert envelope(response) == {"message": "Internal server error"}
-    assert result.metrics.environments["target@production"].exceptions == 1
+    assert result.metrics.environments[EnvironmentKey("target", "production")].exceptions == 1
 
 
 def test_a_bound_service_that_is_down_is_a_500(make_scenario):
     loaded = gateway_scenario(make_scenario, path("GET", "/x", "get"))
 
     def crash(topology, front, clock):
-        topology.environments["target@production"].down = True
+        topology.environments[EnvironmentKey("target", "production")].down = True
 
     [response], _ = send(loaded, [Request("https://api.example.com/x")], setup=crash)
     assert response.status == 500

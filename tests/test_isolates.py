@@ -10,6 +10,7 @@ from actors.isolates import WarmIsolates
 from edge import cli
 from edge.metrics.exposition import registry_for
 from edge.platform.fetch import Request
+from edge.scenario.values import EnvironmentKey
 
 # No model latency: a cold call ends at exactly 0.05 s, so its isolate is warm until exactly 1.05 s.
 API = """
@@ -36,7 +37,7 @@ def run(make_scenario, arrivals: list[float], extra: str = ""):
                 Request("https://api.example.com/"), at, lambda r, at=at: latencies.setdefault(at, []).append(clock.now() - at)))
 
     _, result = send(loaded, [], duration=max(arrivals), setup=submit)
-    stats = result.metrics.environments["api@production"]
+    stats = result.metrics.environments[EnvironmentKey("api", "production")]
     return latencies, sum(stats.cold_starts.values()), stats.isolate_evictions()
 
 
@@ -110,7 +111,7 @@ def test_a_cold_timeline_event_drops_every_isolate_without_counting_an_eviction(
             clock.call_later(at, lambda at=at: front.submit(Request("https://api.example.com/"), at, lambda r, at=at: latencies.append(clock.now() - at)))
 
     _, result = send(loaded, [], duration=1.5, setup=submit)
-    stats = result.metrics.environments["api@production"]
+    stats = result.metrics.environments[EnvironmentKey("api", "production")]
     assert latencies == pytest.approx([0.05, 0.05])
     assert stats.isolate_evictions() == {"capacity": 0, "expired": 0}
 

@@ -20,6 +20,7 @@ from edge.live.serve import LiveRuntime
 from edge.platform.fetch import Request
 import delays
 from live import serve
+from edge.scenario.values import EnvironmentKey
 
 SCENARIO = """
 [scenario]
@@ -76,7 +77,7 @@ def runtime(make_scenario, back_concurrency: int) -> LiveRuntime:
 
 async def test_a_bound_call_runs_in_its_callers_task_while_the_callee_has_room_for_another_slot(make_scenario):
     live = runtime(make_scenario, back_concurrency=3)
-    back = live.topology.environments["back@production"]
+    back = live.topology.environments[EnvironmentKey("back", "production")]
     answers: list = []
 
     async def one() -> None:
@@ -106,7 +107,7 @@ async def test_each_worker_of_an_inline_chain_is_charged_its_own_cpu_only(make_s
         await live.run_actors(nursery)
         answer = await live.fetch(Request("https://front.test/", headers={"x-front-burn": "0.004", "x-back-burn": "0.020"}))
         assert (answer.status, answer.headers.get("x-same-task")) == (200, "True")
-        front, back = (live.topology.environments[f"{name}@production"].stats.cpu_seconds for name in ("front", "back"))
+        front, back = (live.topology.environments[EnvironmentKey(name, "production")].stats.cpu_seconds for name in ("front", "back"))
         nursery.cancel_scope.cancel()
     assert 0.020 <= back < 0.026
     assert 0.004 <= front < 0.008  # before: the caller's step also held the callee's 20 ms

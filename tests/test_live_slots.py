@@ -16,6 +16,7 @@ from actors.mailbox import Mailbox
 from edge.live.admin import new_token
 from edge.live.serve import LiveRuntime, _count_tasks
 from edge.platform.fetch import Request
+from edge.scenario.values import EnvironmentKey
 
 SCENARIO = """
 [scenario]
@@ -93,7 +94,7 @@ async def test_a_consumer_woken_since_the_last_look_is_not_retired_and_keep_is_a
 async def test_live_slots_grow_with_the_calls_up_to_concurrency_and_go_back_after_the_burst(make_scenario, monkeypatch):
     monkeypatch.setattr(environment, "SLOT_RETIRE_AFTER", 0.3)
     runtime = LiveRuntime(make_scenario(SCENARIO, {"app.py": WORKER}), admin_token=new_token())
-    actor = runtime.topology.environments["app@production"]
+    actor = runtime.topology.environments[EnvironmentKey("app", "production")]
     statuses: list[int] = []
 
     async def one() -> None:  # posted to the actor, as through a router (the ingress may serve it inline)

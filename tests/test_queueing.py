@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from edge.engine.simulate import simulate
+from edge.scenario.values import EnvironmentKey
 
 
 def erlang_c_wait(arrival_rate: float, service_rate: float, servers: int) -> float:
@@ -40,7 +41,7 @@ def test_mmc_mean_wait_matches_erlang_c(make_scenario):
     duration = 1500
     loaded = make_scenario(MMC.format(duration=duration, rate=rate, mean_ms=mean_ms, servers=servers))
     result = simulate(loaded, seed=11)
-    stats = result.metrics.environments["queue@production"]
+    stats = result.metrics.environments[EnvironmentKey("queue", "production")]
     expected_wait = erlang_c_wait(rate, 1000 / mean_ms, servers)
     assert stats.queue_wait.count > 0.97 * rate * duration
     assert abs(stats.queue_wait.mean - expected_wait) / expected_wait < 0.04, (stats.queue_wait.mean, expected_wait)

@@ -22,6 +22,7 @@ from edge.scenario import config, logformat, replay
 from edge.scenario.values import ScaledDistribution
 from edge.tune.budget import Budget
 from edge.tune.tuner import tune
+from edge.scenario.values import EnvironmentKey
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -663,7 +664,7 @@ def test_a_latency_a_hypothesis_or_the_timeline_sets_scales_or_replaces_the_logg
     # latency written out is the new model, for logged requests too
     if how == "tune":
         behaviour = config.Behaviour(latency=ScaledDistribution(latency))
-        got = _latencies(tmp_path, setup=lambda topology, *_: change_behaviour(topology.environments["app@production"], behaviour))
+        got = _latencies(tmp_path, setup=lambda topology, *_: change_behaviour(topology.environments[EnvironmentKey("app", "production")], behaviour))
     else:
         got = _latencies(tmp_path, timeline=f'\n[[timeline]]\nat = "0.5s"\naction = "set"\ntarget = "app@production"\nlatency = "{latency}"\n')
     assert got == pytest.approx(expected, rel=0.02)

@@ -18,6 +18,7 @@ from edge.engine.simulate import simulate
 from edge.platform import redact, runs, trio_internals
 from edge.report.build import build_report, write_json
 from edge.scenario import config
+from edge.scenario import load as scenario_load
 
 SCENARIO = """
 [scenario]
@@ -191,7 +192,7 @@ def test_edge_run_flags_leave_the_loaded_scenario_as_it_was(tmp_path, monkeypatc
         loads.append(real_load(path))
         return loads[-1]
 
-    monkeypatch.setattr(config, "load", load)
+    monkeypatch.setattr(scenario_load, "load", load)
     code = cli.main(["run", scenario, "--measure-cpu", "--duration", "1s", "--seed", "5", "--quiet", "--json", str(tmp_path / "r.json")])
     assert code == cli.EXIT_OK
     report = msgspec.json.decode((tmp_path / "r.json").read_bytes())

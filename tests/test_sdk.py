@@ -8,6 +8,7 @@ from conftest import send, text
 
 from edge.platform.fetch import Request
 from edge.platform.workers import WorkerLoadError, load_worker
+from edge.scenario.values import EnvironmentKey
 
 PAIR = """
 [[services]]
@@ -60,9 +61,9 @@ def test_a_cloudflare_python_worker_runs_unchanged(make_scenario):
     loaded = make_scenario(PAIR, {"front.py": FRONT, "back.py": BACK})
     responses, result = send(loaded, [Request("https://example.com/a"), Request("https://example.com/b")])
     assert [text(r) for r in responses] == ["hello 5 back saw GET /a seen=1 calls=1", "hello 5 back saw GET /b seen=1 calls=2"]
-    front = result.metrics.environments["front@production"]
+    front = result.metrics.environments[EnvironmentKey("front", "production")]
     assert front.cpu_seconds == pytest.approx(2 * 0.003)  # 1 ms in fetch, 2 ms in its waitUntil work
-    assert result.metrics.environments["back@production"].answered == 4  # two RPC calls, two fetches
+    assert result.metrics.environments[EnvironmentKey("back", "production")].answered == 4  # two RPC calls, two fetches
 
 
 def test_an_entrypoints_rpc_methods_are_its_public_coroutine_methods(tmp_path):

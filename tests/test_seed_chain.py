@@ -7,8 +7,9 @@ from conftest import send, text
 from edge.scenario import config
 from edge.platform.fetch import Request
 from edge.engine.simulate import default_scenario_path
+from edge.scenario.values import EnvironmentKey
 
-TOKEN = config.resolve_secret(config.load(default_scenario_path()).spec, ("auth", "SECRET_TOKEN"))
+TOKEN = config.load(default_scenario_path()).resolved.secret(("auth", "SECRET_TOKEN"))
 
 
 def default() -> config.LoadedScenario:
@@ -19,9 +20,9 @@ def test_right_token_goes_through_all_three_services():
     [response], result = send(default(), [Request("https://example.com/", headers={"x-custom-token": TOKEN})])
     assert response.status == 200
     envs = result.metrics.environments
-    assert envs["gateway@production"].requests["1"][1] == 1
-    assert envs["auth@production"].requests["1"][1] == 1
-    app_2xx = sum(counts[1] for key in ("app@production", "app@canary") for counts in envs[key].requests.values())
+    assert envs[EnvironmentKey("gateway", "production")].requests["1"][1] == 1
+    assert envs[EnvironmentKey("auth", "production")].requests["1"][1] == 1
+    app_2xx = sum(counts[1] for env in ("production", "canary") for counts in envs[EnvironmentKey("app", env)].requests.values())
     assert app_2xx == 1
     bindings = {(labels[0], labels[1], labels[2]) for labels in result.metrics.bindings}
     assert bindings == {("gateway", "AUTH", "auth"), ("gateway", "APP", "app")}
@@ -39,7 +40,7 @@ def test_wrong_or_missing_token_gets_the_seeds_403_and_app_is_never_called():
         assert response.status == 403
         assert text(response) == "x-custom-token does not match, request not allowed"
     envs = result.metrics.environments
-    assert envs["app@production"].answered == envs["app@canary"].answered == 0
+    assert envs[EnvironmentKey("app", "production")].answered == envs[EnvironmentKey("app", "canary")].answered == 0
 
 
 def test_post_with_body_reaches_app_after_the_gateway_cloned_it_for_auth():
@@ -68,8 +69,8 @@ def test_cpu_of_the_whole_chain_is_charged_to_the_top_level_request():
     [response], result = send(default(), [Request("https://example.com/", headers={"x-custom-token": TOKEN})])
     envs = result.metrics.environments
     chain = sum(s.cpu_seconds for s in envs.values())
-    assert envs["gateway@production"].cpu_seconds == 300e-6
-    assert envs["auth@production"].cpu_seconds == 150e-6
+    assert envs[EnvironmentKey("gateway", "production")].cpu_seconds == 300e-6
+    assert envs[EnvironmentKey("auth", "production")].cpu_seconds == 150e-6
     cpu = result.metrics.request_cpu["gateway"]
     assert cpu.count == 1
     assert abs(cpu.total - chain) < 1e-12

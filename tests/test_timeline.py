@@ -7,6 +7,7 @@ import pytest
 from edge.scenario import config
 from edge.report.build import build_report
 from edge.engine.simulate import simulate
+from edge.scenario.values import EnvironmentKey
 
 BASE = """
 [scenario]
@@ -99,21 +100,21 @@ def test_weights_move_traffic_at_their_time(make_scenario):
 def test_deploy_bumps_the_version_and_records_tags(make_scenario):
     timeline = '[[timeline]]\nat = "10s"\naction = "deploy"\ntarget = "api@canary"\ntags = { git = "def456" }\nlatency = "5ms"'
     result, report = run(make_scenario, timeline + '\n[[timeline]]\nat = "10s"\naction = "weights"\ntarget = "api"\nweights = { production = 0, canary = 100 }', api=SPLIT)
-    canary = result.metrics.environments["api@canary"]
+    canary = result.metrics.environments[EnvironmentKey("api", "canary")]
     assert sum(canary.requests.get("8", [0])) in (99, 100)  # version 7 + 1
-    assert result.topology.environments["api@canary"].tags == {"git": "def456"}
+    assert result.topology.environments[EnvironmentKey("api", "canary")].tags == {"git": "def456"}
     assert report.timeline[0].detail == "version 8; git=def456; latency 5ms"
 
 
 def test_promote_gives_production_the_canarys_code_as_its_next_version_and_all_traffic(make_scenario):
     timeline = '[[timeline]]\nat = "10s"\naction = "promote"\ntarget = "api@canary"'
     result, report = run(make_scenario, '[[timeline]]\nat = "0s"\naction = "weights"\ntarget = "api"\nweights = { production = 50, canary = 50 }\n' + timeline, api=SPLIT)
-    production = result.metrics.environments["api@production"]
+    production = result.metrics.environments[EnvironmentKey("api", "production")]
     assert sum(production.requests.get("2", [0])) in (99, 100)  # after the promotion, all of it, as production's version 2
     assert "7" not in production.requests  # the canary's number is the canary's
     assert report.timeline[1].detail == "production now runs version 2 (from api@canary v7) and takes all traffic"
     assert report.routers["api"].weights == {"production": 100.0, "canary": 0.0}
-    assert result.topology.environments["api@production"].tags == {"git": "abc123"}
+    assert result.topology.environments[EnvironmentKey("api", "production")].tags == {"git": "abc123"}
 
 
 @pytest.mark.parametrize(

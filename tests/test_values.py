@@ -164,10 +164,10 @@ def test_what_a_request_refuses_fails_at_load(tmp_path, request_, path, expected
 def test_header_secret_references_are_typed(tmp_path):
     toml = GOOD.replace('name = "app"', 'name = "app"\nsecrets = { TOKEN = "s3cret" }')
     toml = toml.replace('url = "https://example.com/"', 'url = "https://example.com/", headers = { t = "secret:app.TOKEN", u = "plain" }')
-    spec = load(tmp_path, toml).spec
-    headers = spec.traffic[0].requests[0].headers
+    loaded = load(tmp_path, toml)
+    headers = loaded.spec.traffic[0].requests[0].headers
     assert headers["t"].secret == ("app", "TOKEN") and headers["u"].secret is None
-    assert config.resolve_secret(spec, headers["t"].secret) == "s3cret"
+    assert loaded.resolved.secret(headers["t"].secret) == "s3cret"
 
 
 def test_decode_hook_rejects_what_it_does_not_know_and_encoding_gives_the_text_back():

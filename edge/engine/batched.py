@@ -47,14 +47,15 @@ import numpy as np
 from actors.router import RetryBudget, moved_weights, split_table
 from edge.engine import rollout_machine as machine
 from edge.engine.rollout import analysis, plan_of
-from edge.engine.topology import DEFAULT_CONCURRENCY
+from edge.engine.topology import model_worker
 from edge.metrics.histogram import Bins
 from edge.platform.clock import stream_seed
 from edge.platform.distributions import Distribution
 from edge.platform.fetch import Request
 from edge.platform.routes import RouteTable
 from edge.platform.workers import ModelWorker
-from edge.scenario import config
+from edge.scenario.resolved import LoadedScenario
+from edge.scenario.schema import Rollout, Service
 from edge.scenario.arrivals import RateProfile
 from edge.scenario.values import DEFAULT_ARRIVALS
 
@@ -131,7 +132,7 @@ class Plan:
     """A gate or the comparison reads latency: the windows' bins are worth computing."""
 
 
-def plan_for(loaded: config.LoadedScenario, service: config.Service, rollout: config.Rollout, check_every: float) -> Plan | str:
+def plan_for(loaded: LoadedScenario, service: Service, rollout: Rollout, check_every: float) -> Plan | str:
     """The batched plan of ``service``'s ``rollout`` in ``loaded``, or why it cannot run batched."""
     spec = loaded.spec
     meta = spec.scenario
@@ -141,7 +142,8 @@ def plan_for(loaded: config.LoadedScenario, service: config.Service, rollout: co
         return "the tuned service is not alone in the scenario"
     if meta.request_limit is not None:
         return "a request limit is set"
-    envs = config.environments_of(service)
+    resolved = loaded.resolved.services[service.name]
+    envs = resolved.environments
     if set(envs) != {rollout.stable, rollout.canary}:
         return f"{service.name} has environments other than {rollout.stable} and {rollout.canary}"
     split = service.split
@@ -149,19 +151,17 @@ def plan_for(loaded: config.LoadedScenario, service: config.Service, rollout: co
         return "the split has affinity or an override header"
     models, concurrency = {}, {}
     for name, env in envs.items():
-        model = env.model or (service.model if env.worker is None else None)
-        if model is None or config.gateway_of(service, env) is not None:
-            return f"{service.name}@{name} runs code, not a synthetic model"
-        if (env.cold_start or service.cold_start) is not None:
-            return f"{service.name}@{name} has cold starts"
-        models[name] = ModelWorker(model.cpu.distribution, model.latency.distribution, model.errors.fraction, model.error_status,
-                                   model.size.distribution)
-        concurrency[name] = env.concurrency or service.concurrency or DEFAULT_CONCURRENCY
+        if env.model is None:
+            return f"{env.key} runs code, not a synthetic model"
+        if env.cold_start is not None:
+            return f"{env.key} has cold starts"
+        models[name] = model_worker(env.model)
+        concurrency[name] = env.concurrency
     routes: RouteTable[bool] = RouteTable()
     for pattern in service.routes:
         routes.add(pattern, True)
-    for patterns in config.environment_routes(meta, service).values():
-        for pattern in patterns:
+    for env in envs.values():
+        for pattern in env.routes:
             routes.add(pattern, False)
     retry = split.retry
     groups = []

@@ -15,7 +15,7 @@ import trio
 
 from actors.environment import Post
 from actors.mailbox import Call
-from edge.scenario import config
+from edge.scenario.schema import Meta
 from edge.platform.clock import ModelClock
 from edge.platform.cpu import CpuAccount
 from edge.platform.errors import ERROR_HEADER, NOT_FOUND, WALL_LIMIT, platform_error
@@ -51,7 +51,7 @@ class TopLevel:
 class FrontDoor:
     """Top-level requests: route by host and path, give each a CPU account, record the outcome."""
 
-    def __init__(self, topology: Topology, meta: config.Meta, clock: ModelClock, metrics: RunMetrics) -> None:
+    def __init__(self, topology: Topology, meta: Meta, clock: ModelClock, metrics: RunMetrics) -> None:
         self.topology = topology
         self.clock = clock
         self.metrics = metrics
@@ -175,7 +175,7 @@ class FrontDoor:
         metrics.histogram(metrics.request_cpu, service).observe(account.used)
         if account.exceeded_at is not None:
             client.cpu_limit_exceeded += 1
-            svc, _, env = account.exceeded_at.partition("@")
+            svc, env = account.exceeded_at
             metrics.environment(svc, env).cpu_limit_exceeded += 1
 
     def _record_client(self, clients: ClientStats, service: str | None, response: Response, sent_at: float, done: Any) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from edge.scenario import config
+from edge.scenario.schema import Rollout, Scenario, rollout_steps
 from edge.platform.clock import ModelClock
 from edge.metrics.histogram import Bins
 from edge.metrics.recorders import EnvironmentStats, RunMetrics
@@ -31,6 +31,7 @@ from edge.engine import rollout_machine as machine
 from edge.engine.rollout_machine import Phase
 from edge.engine.topology import Topology
 from edge.scenario.thresholds import Threshold
+from edge.scenario.values import EnvironmentKey
 
 
 class RolloutEvent(msgspec.Struct, omit_defaults=True):
@@ -85,11 +86,11 @@ class _Reading:
         self.queue_wait = stats.queue_wait.bins()
 
 
-def plan_of(rollout: config.Rollout) -> machine.Plan:
+def plan_of(rollout: Rollout) -> machine.Plan:
     """The scenario's rollout settings as the machine's numbers (decoded and checked at load)."""
     steps = tuple(
         machine.Step(weight=float(s.weight), pause_s=None if s.pause is None else s.pause.seconds, pause_label="" if s.pause is None else str(s.pause), manual=s.manual)
-        for s in config.rollout_steps(rollout)
+        for s in rollout_steps(rollout)
     )
     compare = rollout.compare
     sequential = rollout.sequential
@@ -137,14 +138,14 @@ def comparison_levels(alpha: float, spending: str, looks: int) -> tuple[float, .
 
 
 class RolloutController:
-    def __init__(self, service: str, rollout: config.Rollout, topology: Topology, clock: ModelClock, metrics: RunMetrics) -> None:
+    def __init__(self, service: str, rollout: Rollout, topology: Topology, clock: ModelClock, metrics: RunMetrics) -> None:
         self.service = service
         self.rollout = rollout
         self.canary = rollout.canary
         self.stable = rollout.stable
         self.router = topology.routers[service]
-        self.canary_actor = topology.environments[f"{service}@{rollout.canary}"]
-        self.stable_actor = topology.environments[f"{service}@{rollout.stable}"]
+        self.canary_actor = topology.environments[EnvironmentKey(service, rollout.canary)]
+        self.stable_actor = topology.environments[EnvironmentKey(service, rollout.stable)]
         self.clock = clock
         self.metrics = metrics
         self.state = machine.RolloutState(plan_of(rollout))
@@ -335,7 +336,7 @@ def _samples(gate: Threshold, window: dict[str, Any], answered: int) -> int:
     return value.count if isinstance(value, Bins) else answered
 
 
-def schedule_rollouts(spec: config.Scenario, topology: Topology, clock: ModelClock, metrics: RunMetrics) -> dict[str, RolloutController]:
+def schedule_rollouts(spec: Scenario, topology: Topology, clock: ModelClock, metrics: RunMetrics) -> dict[str, RolloutController]:
     """A controller for every service with a ``rollout``, started at its ``start`` (from now)."""
     controllers = {}
     for service in spec.services:

@@ -3,29 +3,41 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import msgspec
 import trio
 
-from edge.scenario import config
+from edge.scenario.resolved import LoadedScenario
 from edge.platform import runs, watchdog
 from edge.platform.clock import VirtualClock
 from edge.platform.trio_internals import seed_scheduler
 from edge.metrics.recorders import RunMetrics
 from edge.metrics.series import Series, SeriesRecorder, default_interval
 from edge.engine.front_door import FrontDoor
-from edge.engine.rollout import schedule_rollouts
+from edge.engine.rollout import RolloutReport, schedule_rollouts
 from edge.engine.timeline import schedule_timeline
 from edge.engine.topology import Topology, build, start_actors
 from edge.engine.traffic import start_traffic
+from edge.platform.versions import Deployment, Version
+from edge.scenario.values import EnvironmentKey
+
+
+class EnvironmentOutcome(msgspec.Struct):
+    """What one environment ended a run as: the version serving, and how it got there."""
+
+    version: str
+    versions: list[Version]
+    deployments: list[Deployment]
 
 
 class RunResult:
     def __init__(
-        self, loaded: config.LoadedScenario, seed: int, duration: float, simulated: float, metrics: RunMetrics,
+        self, loaded: LoadedScenario, seed: int, duration: float, simulated: float, metrics: RunMetrics,
         topology: Topology, events: int, unanswered: int, timeline: list[Any], series: Series,
         stopped: tuple[float, str] | None = None,
     ) -> None:
@@ -42,9 +54,38 @@ class RunResult:
         self.stopped = stopped
         """(simulated time, why) when ``stop_when`` ended the traffic early."""
 
+    # What the run ended as, read from its actors once, at the first asking (after the run): the
+    # report reads these records, never the actors (``topology`` stays for tests and for
+    # ``stop_when``, which watches the run as it goes).
+
+    @functools.cached_property
+    def environments(self) -> dict[EnvironmentKey, EnvironmentOutcome]:
+        return {
+            key: EnvironmentOutcome(actor.version, list(actor.history.versions), list(actor.history.deployments))
+            for key, actor in self.topology.environments.items()
+        }
+
+    @functools.cached_property
+    def routed(self) -> dict[str, list[str]]:
+        """Per service with a router, the environments it shares traffic between."""
+        return {service: list(router.targets) for service, router in self.topology.routers.items()}
+
+    @functools.cached_property
+    def rollouts(self) -> dict[str, RolloutReport]:
+        return {service: controller.report() for service, controller in self.topology.rollouts.items()}
+
+    @property
+    def cores(self) -> int:
+        return self.topology.cores.cores
+
+    @property
+    def cpu_busy_s(self) -> float:
+        """Core-seconds the node's cores spent running workers."""
+        return self.topology.cores.busy_seconds
+
 
 def simulate(
-    loaded: config.LoadedScenario,
+    loaded: LoadedScenario,
     *,
     seed: int | None = None,
     duration: float | None = None,
@@ -73,7 +114,7 @@ def simulate(
 
 
 def _simulate(
-    loaded: config.LoadedScenario, seed: int, duration: float, interval: float | None,
+    loaded: LoadedScenario, seed: int, duration: float, interval: float | None,
     setup: Callable[[Topology, FrontDoor, VirtualClock], Any] | None,
     stop_when: Callable[[RunResult], str | None] | None, stop_every: float | None,
 ) -> RunResult:

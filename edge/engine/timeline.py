@@ -18,8 +18,8 @@ from typing import Any
 import msgspec
 
 from actors.environment import EnvironmentActor, Faults
-from edge.scenario import config
-from edge.scenario.values import DurationDistribution, ScaledDistribution
+from edge.scenario.schema import Behaviour, Scenario, TimelineEvent
+from edge.scenario.values import DurationDistribution, EnvironmentKey, ScaledDistribution
 from edge.platform.clock import ModelClock
 from edge.engine.topology import Topology
 from edge.platform.distributions import Distribution
@@ -36,19 +36,19 @@ class TimelineEntry(msgspec.Struct):
     detail: str
 
 
-def schedule_timeline(spec: config.Scenario, topology: Topology, clock: ModelClock, log: list[TimelineEntry]) -> None:
+def schedule_timeline(spec: Scenario, topology: Topology, clock: ModelClock, log: list[TimelineEntry]) -> None:
     """Set every timeline event of ``spec`` to happen at its time (from now)."""
     for event in spec.timeline:
         clock.call_later(event.at.seconds, _apply, event, topology, clock, log)
 
 
-def _apply(event: config.TimelineEvent, topology: Topology, clock: ModelClock, log: list[TimelineEntry]) -> None:
+def _apply(event: TimelineEvent, topology: Topology, clock: ModelClock, log: list[TimelineEntry]) -> None:
     detail = _ACTIONS[event.action](event, topology, clock)
     log.append(TimelineEntry(at_s=round(clock.now(), 9), action=event.action, target=str(event.target), detail=detail))
 
 
-def _set(event: config.TimelineEvent, topology: Topology, clock: ModelClock) -> str:
-    actor = topology.environments[str(event.target)]
+def _set(event: TimelineEvent, topology: Topology, clock: ModelClock) -> str:
+    actor = topology.environments[event.target.key]
     changed = change_behaviour(actor, event)
     if not changed:
         return "no change"
@@ -56,7 +56,7 @@ def _set(event: config.TimelineEvent, topology: Topology, clock: ModelClock) -> 
     return f"version {version.number}; {changed}"
 
 
-def change_behaviour(actor: EnvironmentActor, event: config.TimelineEvent | config.Behaviour) -> str:
+def change_behaviour(actor: EnvironmentActor, event: TimelineEvent | Behaviour) -> str:
     """A ``set`` (or a tune hypothesis): the event's latency, cpu and errors, those it gives."""
     changes = {
         name: value for name, value in (("latency", event.latency), ("cpu", event.cpu), ("errors", event.errors)) if value is not None
@@ -78,7 +78,7 @@ def change_behaviour(actor: EnvironmentActor, event: config.TimelineEvent | conf
     return ", ".join(f"{name} {value}" for name, value in changes.items())
 
 
-def changed_model(worker: ModelWorker, event: config.TimelineEvent | config.Behaviour) -> ModelWorker:
+def changed_model(worker: ModelWorker, event: TimelineEvent | Behaviour) -> ModelWorker:
     """A copy of ``worker`` with the latency, cpu and errors ``event`` gives (a factor scales)."""
     worker = copy.copy(worker)
     if event.latency is not None:
@@ -102,8 +102,8 @@ def _replacing(value: DurationDistribution | ScaledDistribution, current: Distri
     return value.distribution
 
 
-def _crash(event: config.TimelineEvent, topology: Topology, clock: ModelClock) -> str:
-    actor = topology.environments[str(event.target)]
+def _crash(event: TimelineEvent, topology: Topology, clock: ModelClock) -> str:
+    actor = topology.environments[event.target.key]
     actor.down = True
 
     def restart() -> None:
@@ -116,19 +116,19 @@ def _crash(event: config.TimelineEvent, topology: Topology, clock: ModelClock) -
     return f"down for {event.duration}, then restarts cold"
 
 
-def _cold(event: config.TimelineEvent, topology: Topology, clock: ModelClock) -> str:
-    topology.environments[str(event.target)].go_cold()
+def _cold(event: TimelineEvent, topology: Topology, clock: ModelClock) -> str:
+    topology.environments[event.target.key].go_cold()
     return "every slot cold"
 
 
-def _weights(event: config.TimelineEvent, topology: Topology, clock: ModelClock) -> str:
+def _weights(event: TimelineEvent, topology: Topology, clock: ModelClock) -> str:
     weights = {name: float(w) for name, w in event.weights.items()}
-    topology.routers[str(event.target)].set_weights(weights)
+    topology.routers[event.target.service].set_weights(weights)
     return ", ".join(f"{name} {w:g}%" for name, w in weights.items())
 
 
-def _deploy(event: config.TimelineEvent, topology: Topology, clock: ModelClock) -> str:
-    actor = topology.environments[str(event.target)]
+def _deploy(event: TimelineEvent, topology: Topology, clock: ModelClock) -> str:
+    actor = topology.environments[event.target.key]
     try:
         actor.history.next_number(event.version)
     except VersionError as exc:
@@ -141,10 +141,10 @@ def _deploy(event: config.TimelineEvent, topology: Topology, clock: ModelClock) 
     return "; ".join(parts + ([behaviour] if behaviour else []))
 
 
-def _promote(event: config.TimelineEvent, topology: Topology, clock: ModelClock) -> str:
+def _promote(event: TimelineEvent, topology: Topology, clock: ModelClock) -> str:
     service = event.target.service
-    source = topology.environments[str(event.target)]
-    target = topology.environments[f"{service}@{event.to}"]
+    source = topology.environments[event.target.key]
+    target = topology.environments[EnvironmentKey(event.target.service, event.to)]
     version = target.adopt(source)
     router = topology.routers.get(service)
     if router is not None:
@@ -152,8 +152,8 @@ def _promote(event: config.TimelineEvent, topology: Topology, clock: ModelClock)
     return f"{event.to} now runs version {version.number} ({version.source}) and takes all traffic"
 
 
-def _rollback(event: config.TimelineEvent, topology: Topology, clock: ModelClock) -> str:
-    actor = topology.environments[str(event.target)]
+def _rollback(event: TimelineEvent, topology: Topology, clock: ModelClock) -> str:
+    actor = topology.environments[event.target.key]
     before = actor.version
     try:
         number = actor.rollback(event.version, event.message)
@@ -162,8 +162,8 @@ def _rollback(event: config.TimelineEvent, topology: Topology, clock: ModelClock
     return f"version {number} serves again (rollback from v{before})"
 
 
-def _approve(event: config.TimelineEvent, topology: Topology, clock: ModelClock) -> str:
-    return topology.rollouts[str(event.target)].approve()
+def _approve(event: TimelineEvent, topology: Topology, clock: ModelClock) -> str:
+    return topology.rollouts[event.target.service].approve()
 
 
 _ACTIONS: dict[str, Any] = {

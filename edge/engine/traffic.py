@@ -17,7 +17,8 @@ import itertools
 import math
 import random
 
-from edge.scenario import config
+from edge.scenario.resolved import LoadedScenario, ResolvedScenario
+from edge.scenario.schema import RequestTemplate, group_name
 from edge.scenario.values import DEFAULT_ARRIVALS
 from edge.scenario.arrivals import Arrivals, profile_of
 from edge.scenario.replay import LoggedRequest, Replay
@@ -35,7 +36,7 @@ class RequestMix:
     template with a ``body_size`` gets a body of a size drawn for each request.
     """
 
-    def __init__(self, spec: config.Scenario, templates: list[config.RequestTemplate]) -> None:
+    def __init__(self, resolved: ResolvedScenario, templates: list[RequestTemplate]) -> None:
         self._cumulative = list(itertools.accumulate(t.weight for t in templates))
         self._total = self._cumulative[-1]
         self._templates = [
@@ -43,7 +44,7 @@ class RequestMix:
                 t.url,
                 method=t.method,
                 headers=[
-                    (name, config.resolve_secret(spec, value.secret) if value.secret is not None else value.raw)
+                    (name, resolved.secret(value.secret) if value.secret is not None else value.raw)
                     for name, value in t.headers.items()
                 ],
                 body=None if t.body is None else t.body.encode(),
@@ -222,7 +223,7 @@ class GroupPlan:
     max_inflight: int | None
 
 
-def plan_traffic(loaded: config.LoadedScenario, *, seed: int) -> list[GroupPlan]:
+def plan_traffic(loaded: LoadedScenario, *, seed: int) -> list[GroupPlan]:
     spec = loaded.spec
     plans = []
     for index, group in enumerate(spec.traffic):
@@ -235,10 +236,10 @@ def plan_traffic(loaded: config.LoadedScenario, *, seed: int) -> list[GroupPlan]
             mix = arrivals = ReplaySchedule(loaded.replays[index], group.base_url, speed=float(group.speed), loop=group.loop,
                                             logged=group.service_time == "logged")
         else:
-            mix = RequestMix(spec, group.requests)
+            mix = RequestMix(loaded.resolved, group.requests)
             arrivals = None if closed else Arrivals(profile_of(group), (group.arrivals or DEFAULT_ARRIVALS).kind, rng)
         plans.append(GroupPlan(
-            name=config.group_name(group, index),
+            name=group_name(group, index),
             start=group.start.seconds,
             length=math.inf if group.duration is None else group.duration.seconds,
             mix=mix,
@@ -253,7 +254,7 @@ def plan_traffic(loaded: config.LoadedScenario, *, seed: int) -> list[GroupPlan]
 
 
 def start_traffic(
-    loaded: config.LoadedScenario, front, clock: ModelClock, metrics: RunMetrics, *, seed: int, until: float
+    loaded: LoadedScenario, front, clock: ModelClock, metrics: RunMetrics, *, seed: int, until: float
 ) -> list[OpenArrivals | ClosedUsers]:
     """Start every traffic group; returns them, for ``stop()`` should the run end early."""
     groups: list[OpenArrivals | ClosedUsers] = []

@@ -62,6 +62,7 @@ from actors.router import RouterActor
 from edge.platform.fetch import Request, Response
 from edge.platform.versions import UnknownVersion, VersionError
 from edge.platform.user_errors import EdgeError
+from edge.scenario.values import EnvironmentKey
 
 log = logging.getLogger("edge.live.admin")
 
@@ -111,7 +112,7 @@ class AdminApi:
                  environments: dict[str, EnvironmentActor] | None = None) -> None:
         self.routers = routers
         self.rollouts = {} if rollouts is None else rollouts  # service -> edge.engine.rollout.RolloutController
-        self.environments = {} if environments is None else environments  # "app@production" -> its actor
+        self.environments = {} if environments is None else environments  # app@production -> its actor
         self._token = token.encode()
         self._listener: tuple[str, int] | None = None  # until listening_on: every request is misdirected
 
@@ -236,10 +237,10 @@ class AdminApi:
         if len(parts) == 1:
             if request.method != "GET":
                 return _error(405, "GET /versions lists every environment's versions")
-            return _json({key: actor.history.record() for key, actor in sorted(self.environments.items())})
-        actor = self.environments.get(parts[1])
+            return _json({str(key): actor.history.record() for key, actor in sorted(self.environments.items(), key=lambda item: str(item[0]))})
+        actor = self.environments.get(_environment_key(parts[1]))
         if actor is None:
-            known = ", ".join(sorted(self.environments)) or "none"
+            known = ", ".join(sorted(map(str, self.environments))) or "none"
             return _error(404, f"no environment {parts[1]!r} (environments: {known})")
         if len(parts) == 2 and request.method == "GET":
             return _json(actor.history.record())
@@ -363,3 +364,11 @@ def _ask(admin_url: str, method: str, path: str, body: Any, *, token: str, timeo
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise AdminError(f"cannot reach the admin API at {admin_url} ({reason}): is `edge serve` running?") from None
+
+
+def _environment_key(text: str) -> EnvironmentKey | None:
+    """The environment a path names ("app@canary"); None for text that names none."""
+    try:
+        return EnvironmentKey.parse(text)
+    except ValueError:
+        return None

@@ -75,7 +75,7 @@ class Dashboard:
             columns["p99"].append(since.quantile(0.99) if since.count else 0.0)
 
         for key, stats in self.metrics.environments.items():
-            columns = self.actors.setdefault(key, {name: [0] * points for name in ("mailbox", "inflight", "shed", "cold")})
+            columns = self.actors.setdefault(str(key), {name: [0] * points for name in ("mailbox", "inflight", "shed", "cold")})
             columns["mailbox"].append(stats.mailbox_depth())
             columns["inflight"].append(stats.inflight)
             columns["shed"].append(self._delta(f"{key}.shed", stats.shed))

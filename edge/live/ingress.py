@@ -925,6 +925,13 @@ REFUSALS, REFUSAL_WINDOW = 100, 0.1
 per REFUSAL_WINDOW seconds: 1,000 a second, a few percent of a CPU."""
 
 
+_ACCEPT_RETRY = 0.1  # seconds before accepting again after running out of descriptors or memory
+# accept() errors that say a connection died in the backlog: take the next one
+_ACCEPT_SKIP = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ENOPROTOOPT, errno.EHOSTDOWN,
+                          errno.ENONET, errno.EHOSTUNREACH, errno.EOPNOTSUPP, errno.ENETUNREACH, errno.ENETDOWN})
+_ACCEPT_FULL = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+
+
 def _accept_waiting(raw: socket.socket, batch: int) -> list[socket.socket] | None:
     """The connections waiting in a listening socket's backlog, up to ``batch``; None when the
     process is out of descriptors or memory (then nothing is taken for a while)."""

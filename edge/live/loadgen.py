@@ -30,7 +30,7 @@ from edge.live import receive
 from edge.live.ratelimit import Allowance
 from edge.metrics import families as fam
 from edge.metrics.recorders import STATUS_CLASSES, status_class
-from edge.scenario import config
+from edge.scenario.resolved import LoadedScenario
 from edge.scenario.arrivals import Arrivals
 from edge.platform.distributions import Distribution
 from edge.platform.fetch import Request
@@ -195,7 +195,7 @@ class _Connection:
 class LoadGenerator:
     """The scenario's traffic groups against ``host:port``; runs until cancelled or the groups end."""
 
-    def __init__(self, loaded: config.LoadedScenario, host: str, port: int, *, seed: int, warning_window: float = WARNING_WINDOW) -> None:
+    def __init__(self, loaded: LoadedScenario, host: str, port: int, *, seed: int, warning_window: float = WARNING_WINDOW) -> None:
         self.host = host
         self.port = port
         self.plans = plan_traffic(loaded, seed=seed)

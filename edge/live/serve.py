@@ -28,7 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from actors.environment import inline_target
 from actors.supervisor import Supervisor
-from edge.scenario import config
+from edge.scenario.resolved import LoadedScenario
 from edge.live.admin import AdminApi
 from edge.live.dashboard import Dashboard, page
 from edge.platform import memory, runs, watchdog
@@ -63,7 +63,7 @@ class Endpoint:
 class LiveRuntime:
     """One live topology and the handlers that expose it."""
 
-    def __init__(self, loaded: config.LoadedScenario, *, admin_token: str, seed: int | None = None) -> None:
+    def __init__(self, loaded: LoadedScenario, *, admin_token: str, seed: int | None = None) -> None:
         meta = loaded.spec.scenario
         self.loaded = loaded
         self.clock = RealClock()
@@ -246,7 +246,7 @@ RELEASE_CHECK = 5.0
 
 
 async def serve(
-    loaded: config.LoadedScenario,
+    loaded: LoadedScenario,
     *,
     host: str = "127.0.0.1",
     port: int = 8787,
@@ -279,7 +279,7 @@ async def serve(
                                 admin_port=admin_port, drain=drain, seed=seed, traffic=traffic, on_ready=on_ready)
 
 
-async def _serve(live: LiveRuntime, ingress: HttpServer, servers: list[HttpServer], loaded: config.LoadedScenario, *, host: str, port: int,
+async def _serve(live: LiveRuntime, ingress: HttpServer, servers: list[HttpServer], loaded: LoadedScenario, *, host: str, port: int,
                  metrics_port: int | None, admin_host: str, admin_port: int, drain: float, seed: int | None, traffic: bool,
                  on_ready: Callable[[dict[str, Endpoint]], Any] | None) -> int:
     async with trio.open_nursery() as nursery:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Callable, Iterator
 
 from edge.metrics.histogram import LogHistogram
+from edge.scenario.values import EnvironmentKey
 
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 
@@ -127,7 +128,7 @@ class RunMetrics:
     """Every recorder of one run, keyed by bounded label tuples."""
 
     def __init__(self) -> None:
-        self.environments: dict[str, EnvironmentStats] = {}
+        self.environments: dict[EnvironmentKey, EnvironmentStats] = {}
         # (caller, binding, target, environment, version, status_class) -> latency
         self.bindings: dict[tuple[str, str, str, str, str, str], LogHistogram] = {}
         self.ingress: dict[tuple[str, str], LogHistogram] = {}  # (service, environment)
@@ -153,7 +154,7 @@ class RunMetrics:
         self.admission_limit = 0
 
     def environment(self, service: str, environment: str) -> EnvironmentStats:
-        key = f"{service}@{environment}"
+        key = EnvironmentKey(service, environment)
         stats = self.environments.get(key)
         if stats is None:
             stats = self.environments[key] = EnvironmentStats(service, environment)

@@ -16,6 +16,7 @@ import msgspec
 from edge.platform.clock import ModelClock
 from edge.metrics.histogram import Bins, LogHistogram, quantiles_of_bins
 from edge.metrics.recorders import RunMetrics
+from edge.scenario.values import EnvironmentKey
 
 NICE_INTERVALS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400)
 TARGET_POINTS = 120
@@ -203,9 +204,9 @@ class SeriesRecorder:
 
         readings = self._environments
         for key, stats in metrics.environments.items():
-            e = series.environments.get(key)
+            e = series.environments.get(str(key))
             if e is None:  # an environment's first call: earlier intervals had nothing from it
-                e = series.environments[key] = EnvironmentSeries(*([0] * points for _ in range(3)), *([0.0] * points for _ in range(4)))
+                e = series.environments[str(key)] = EnvironmentSeries(*([0] * points for _ in range(3)), *([0.0] * points for _ in range(4)))
                 readings[key] = _Readings()
             last = readings[key]
             answered, shed, cpu = stats.answered, stats.shed, stats.cpu_seconds
@@ -230,5 +231,5 @@ class SeriesRecorder:
             last.answered, last.shed, last.cpu = answered, shed, cpu
 
         for (service, environment), percent in metrics.canary_weights.items():
-            column = series.weights.setdefault(f"{service}@{environment}", [0.0] * points)
+            column = series.weights.setdefault(str(EnvironmentKey(service, environment)), [0.0] * points)
             column.append(percent)

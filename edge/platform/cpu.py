@@ -56,13 +56,13 @@ class CpuAccount:
         self.used = 0.0
         self.invocations = 0
         self.max_invocations = max_invocations
-        self.exceeded_at: str | None = None
+        self.exceeded_at: tuple[str, str] | None = None  # (service, environment)
 
     @property
     def exceeded(self) -> bool:
         return self.exceeded_at is not None
 
-    def charge(self, seconds: float, where: str) -> float:
+    def charge(self, seconds: float, where: tuple[str, str]) -> float:
         """Charge up to ``seconds``; returns what the budget allowed, marking it exceeded if short.
 
         A request whose budget is already gone raises at once: its chain is being torn down.

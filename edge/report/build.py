@@ -18,7 +18,8 @@ from rich.markup import escape
 from edge.platform.files import InputError, read_input, write_output
 from edge.metrics.histogram import LogHistogram
 from edge.metrics.recorders import STATUS_CLASSES
-from edge.scenario.config import LoadedScenario, ThresholdRule, group_name, threshold_rules
+from edge.scenario.resolved import LoadedScenario
+from edge.scenario.schema import ThresholdRule, group_name, threshold_rules
 from edge.engine.rollout import RolloutReport
 from edge.engine.simulate import RunResult
 from edge.metrics.series import Series
@@ -26,6 +27,7 @@ from edge.engine.timeline import TimelineEntry
 from edge.scenario.thresholds import Threshold, ThresholdResult, has_data
 from edge.platform.units import format_duration
 from edge.platform.versions import Deployment
+from edge.scenario.values import EnvironmentKey
 from edge.report.terminal import Column, clauses, fitted, left_out, print_parts
 
 
@@ -246,13 +248,13 @@ def _outcome(counts: list[int]) -> Outcome:
 def build_report(result: RunResult) -> Report:
     metrics = result.metrics
     environments = {}
-    for key, actor in result.topology.environments.items():
+    for key, outcome in result.environments.items():
         s = metrics.environments[key]
         totals = s.totals()
-        environments[key] = EnvironmentReport(
+        environments[str(key)] = EnvironmentReport(
             service=s.service,
             environment=s.environment,
-            version=actor.version,
+            version=outcome.version,
             requests=sum(totals),
             status=_status(totals),
             latency_s=quantiles(s.latency),
@@ -268,9 +270,9 @@ def build_report(result: RunResult) -> Report:
                     requests=sum(counts := s.requests.get(str(v.number), [0] * len(STATUS_CLASSES))), status=_status(counts),
                     cold_starts=s.cold_starts.get(str(v.number), 0),
                 )
-                for v in actor.history.versions
+                for v in outcome.versions
             ],
-            deployments=list(actor.history.deployments),
+            deployments=outcome.deployments,
             isolate_evictions=IsolateEvictions(**evicted) if (evicted := s.isolate_evictions()) else None,
             stalls=s.stalls,
             stopped_at_s=None if s.stopped_at is None else _round(s.stopped_at),
@@ -283,14 +285,14 @@ def build_report(result: RunResult) -> Report:
             retries_denied={src: n for (svc, src), n in metrics.retries_denied.items() if svc == service},
             effective={
                 env: _outcome(metrics.routed.get((service, env), [0] * len(STATUS_CLASSES)))
-                for env in router.targets
+                for env in targets
             },
             actual={
-                env: _outcome(metrics.environments[f"{service}@{env}"].totals())
-                for env in router.targets
+                env: _outcome(metrics.environments[EnvironmentKey(service, env)].totals())
+                for env in targets
             },
         )
-        for service, router in result.topology.routers.items()
+        for service, targets in result.routed.items()
     }
     bindings = [
         BindingReport(*labels, calls=hist.count, latency_s=quantiles(hist))
@@ -324,14 +326,13 @@ def build_report(result: RunResult) -> Report:
         )
         for name, g in metrics.groups.items()
     }
-    cores = result.topology.cores
     report = Report(
         scenario=result.loaded.spec.scenario.name,
         seed=result.seed,
         duration_s=_round(result.duration),
         simulated_s=_round(result.simulated),
         cpu_limit_s=_round(result.loaded.spec.scenario.cpu_limit.seconds),
-        node=NodeReport(cores=cores.cores, cpu_utilisation=_round(cores.busy_seconds / (cores.cores * result.simulated)) if result.simulated else 0.0),
+        node=NodeReport(cores=result.cores, cpu_utilisation=_round(result.cpu_busy_s / (result.cores * result.simulated)) if result.simulated else 0.0),
         environments=environments,
         routers=routers,
         bindings=bindings,
@@ -340,7 +341,7 @@ def build_report(result: RunResult) -> Report:
         thresholds=[],
         stopped_early=None if result.stopped is None else StoppedEarly(at_s=_round(result.stopped[0]), threshold=result.stopped[1]),
         timeline=list(result.timeline),
-        rollouts={service: controller.report() for service, controller in result.topology.rollouts.items()},
+        rollouts=result.rollouts,
         series=result.series,
         replays=replay_reports(result.loaded),
         measured_cpu=result.loaded.spec.scenario.measure_cpu,

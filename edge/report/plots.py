@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edge.platform.files import write_output
+from edge.scenario.values import EnvironmentKey
 from edge.report.build import Report
 from edge.metrics.charts import quantile_ms, with_samples
 from edge.metrics.series import Series
@@ -139,7 +140,7 @@ def _splits(series: Series) -> dict[str, list[str]]:
     """service -> its split environments (those with a weight)."""
     services: dict[str, list[str]] = {}
     for key in series.weights:
-        service, _, environment = key.partition("@")
+        service, environment = EnvironmentKey.parse(key)
         services.setdefault(service, []).append(environment)
     return services
 
@@ -151,7 +152,7 @@ def _canary(report: Report) -> Any:
     weight, errors, p99 = axes
     for s_index, (service, environments) in enumerate(splits.items()):
         for e_index, environment in enumerate(environments):
-            key = f"{service}@{environment}"
+            key = str(EnvironmentKey(service, environment))
             colour = f"C{(s_index * 3 + e_index) % 10}"
             weight.step(axis.x, series.weights[key], where="post", color=colour, label=key)
             env = series.environments.get(key)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, NamedTuple, Sequence
 from edge.scenario.values import DEFAULT_ARRIVALS
 
 if TYPE_CHECKING:
-    from edge.scenario.config import Traffic
+    from edge.scenario.schema import Traffic
 
 
 class Burst(NamedTuple):

@@ -1,8 +1,9 @@
 """The rules of a scenario that span tables, one named check each, run in order after decoding.
 
-A table's own rules are its Struct's ``__post_init__`` (``edge.scenario.config``); these need the
+A table's own rules are its Struct's ``__post_init__`` (``edge.scenario.schema``); these need the
 whole scenario: does a binding name a service, does a split name its environments, does a secret
-reference resolve. Each check raises a ``ConfigError`` with the path of the first offender. The
+reference resolve. They read what environments inherit from the resolved scenario
+(``loaded.resolved``), as the engine does, so the two cannot disagree. Each check raises a ``ConfigError`` with the path of the first offender. The
 order matters only for which of several errors is reported: service names come first, since the
 others look services up by name.
 """
@@ -16,11 +17,10 @@ from edge.platform.routes import RoutePattern
 from edge.platform.versions import Version, VersionError, VersionHistory
 from edge.platform.workers import WorkerLoadError, read_worker
 from edge.scenario.arrivals import profile_of
-from edge.scenario.values import GATE_SUBJECT
-from edge.scenario.config import (
-    ConfigError, ConfigErrors, Environment, LoadedScenario, Scenario, Service, TimelineEvent, environment_routes, environments_of,
-    gateway_of, group_name, is_model, is_public, threshold_rules, tuned_service,
-)
+from edge.scenario.errors import ConfigError, ConfigErrors
+from edge.scenario.resolved import LoadedScenario, ResolvedEnvironment, environments_of
+from edge.scenario.schema import Scenario, Service, TimelineEvent, group_name, threshold_rules, tuned_service
+from edge.scenario.values import GATE_SUBJECT, EnvironmentKey
 
 
 def _services(spec: Scenario) -> dict[str, Service]:
@@ -52,7 +52,7 @@ def check_binding_targets(loaded: LoadedScenario) -> None:
     services = _services(loaded.spec)
     for i, service in enumerate(loaded.spec.services):
         for env_name, env in environments_of(service).items():
-            for binding, target in {**service.bindings, **env.bindings}.items():
+            for binding, target in loaded.resolved.services[service.name].environments[env_name].bindings.items():
                 where = f"{_environment_path(service, i, env_name)}.bindings.{binding}" if binding in env.bindings else f"services[{i}].bindings.{binding}"
                 if target.service not in services:
                     raise ConfigError(loaded.file, where, f"expected the name of a service, got {target.raw!r} (services: {', '.join(services)})")
@@ -67,15 +67,15 @@ def check_worker_modules(loaded: LoadedScenario) -> None:
     it (``read_worker``); a module outside the scenario's folder is a warning: checking a scenario
     someone sent must not run code from elsewhere on the machine unnoticed."""
     base = Path(loaded.base_dir).resolve()
-    for i, service in enumerate(loaded.spec.services):
-        for env_name, env in environments_of(service).items():
-            env_path = _environment_path(service, i, env_name)
-            worker = env.worker or (service.worker if env.model is None and env.gateway is None else None)
-            if worker is None and env.model is None and service.model is None and gateway_of(service, env) is None:
-                raise ConfigError(loaded.file, env_path, "expected `worker` (a Python module), `model` (synthetic behaviour) or `gateway`")
+    for service in loaded.resolved.services.values():
+        for env in service.environments.values():
+            if env.runs == "nothing":
+                raise ConfigError(loaded.file, _environment_path(loaded.spec.services[service.index], service.index, env.name),
+                                  "expected `worker` (a Python module), `model` (synthetic behaviour) or `gateway`")
+            worker = env.worker
             if worker is None:
                 continue
-            where = f"{env_path}.worker" if env.worker else f"services[{i}].worker"
+            where = f"services[{service.index}].{env.worker_field}"
             try:
                 read_worker(Path(loaded.base_dir) / worker)
             except WorkerLoadError as exc:
@@ -84,15 +84,14 @@ def check_worker_modules(loaded: LoadedScenario) -> None:
                 loaded.warnings.append(f"{loaded.file}: {where}: {worker!r} is outside the scenario's folder; `edge run` and `edge serve` will run it")
 
 
-def _rpc_methods(loaded: LoadedScenario, service: Service, env: Environment, cache: dict[str, list[str]]) -> list[str] | None:
+def _rpc_methods(loaded: LoadedScenario, env: ResolvedEnvironment, cache: dict[str, list[str]]) -> list[str] | None:
     """The RPC methods an environment's worker has, read from its source; None when it runs no
     code (a model, a gateway)."""
-    worker = env.worker or (service.worker if env.model is None and env.gateway is None else None)
-    if worker is None:
+    if env.worker is None:
         return None
-    if worker not in cache:
-        cache[worker] = read_worker(Path(loaded.base_dir) / worker)
-    return cache[worker]
+    if env.worker not in cache:
+        cache[env.worker] = read_worker(Path(loaded.base_dir) / env.worker)
+    return cache[env.worker]
 
 
 def check_gateways(loaded: LoadedScenario) -> None:
@@ -117,13 +116,14 @@ def check_gateways(loaded: LoadedScenario) -> None:
                 continue
             problems.extend((f"{at}.gateway.{path}", expected) for path, expected in gateway.problems)
         for env_name, env in envs.items():
-            gateway = gateway_of(service, env)
+            resolved = loaded.resolved.services[service.name].environments[env_name]
+            gateway = resolved.gateway
             if gateway is None:
                 problems.append((_environment_path(service, i, env_name), "expected a `gateway` table, as the service's other environments"))
                 continue
             at = f"{_environment_path(service, i, env_name) if env.gateway is not None else f'services[{i}]'}.gateway"
-            bindings = {**service.bindings, **env.bindings}
-            owner = f"{service.name}@{env_name}"
+            bindings = resolved.bindings
+            owner = str(resolved.key)
             for a, (alias, binding) in enumerate(gateway.aliases.items()):
                 if binding not in bindings:
                     problems.append((f"{at}.serviceBindings[{a}].binding", f"expected a binding of {owner} "
@@ -133,10 +133,10 @@ def check_gateways(loaded: LoadedScenario) -> None:
                     target = bindings.get(gateway.aliases[call.alias])
                     if target is None or target.service not in services:
                         continue  # reported above, or by check_binding_targets
-                    bound = services[target.service]
-                    reached = [target.environment] if target.environment is not None else list(environments_of(bound))
+                    bound = loaded.resolved.services[target.service]
+                    reached = [target.environment] if target.environment is not None else list(bound.environments)
                     for name in reached:
-                        methods = _rpc_methods(loaded, bound, environments_of(bound)[name], methods_of)
+                        methods = _rpc_methods(loaded, bound.environments[name], methods_of)
                         where = f"{at}.paths[{index}].{hook}.function"
                         if methods is None:
                             problems.append((where, f"expected a code worker with RPC methods behind {call.alias!r}, "
@@ -153,9 +153,10 @@ def check_isolates(loaded: LoadedScenario) -> None:
     mislead."""
     for i, service in enumerate(loaded.spec.services):
         for env_name, env in environments_of(service).items():
-            if (env.max_isolates or service.max_isolates) is not None and (env.cold_start or service.cold_start) is None:
+            resolved = loaded.resolved.services[service.name].environments[env_name]
+            if resolved.max_isolates is not None and resolved.cold_start is None:
                 where = f"{_environment_path(service, i, env_name)}.max_isolates" if env.max_isolates is not None else f"services[{i}].max_isolates"
-                raise ConfigError(loaded.file, where, f"expected a cold_start for {service.name}@{env_name} as well: without one no call waits for an isolate, so max_isolates would change nothing")
+                raise ConfigError(loaded.file, where, f"expected a cold_start for {resolved.key} as well: without one no call waits for an isolate, so max_isolates would change nothing")
 
 
 def check_split_environments(loaded: LoadedScenario) -> None:
@@ -185,7 +186,7 @@ def check_rollout_environments(loaded: LoadedScenario) -> None:
                 raise ConfigError(loaded.file, f"services[{i}].rollout.{role}", _environment_of(service, name))
         if rollout.canary == rollout.stable:
             raise ConfigError(loaded.file, f"services[{i}].rollout.stable", f"expected an environment other than the canary, got {rollout.stable!r} for both")
-        canary = f"{service.name}@{rollout.canary}"
+        canary = str(EnvironmentKey(service.name, rollout.canary))
         for j, gate in enumerate(rollout.gates):
             # A gate is judged on the canary's interval: a line naming another subject would be read
             # as if it named the canary, silently.
@@ -208,25 +209,25 @@ def check_routes(loaded: LoadedScenario) -> None:
             raise ConfigError(loaded.file, where, f"expected a route no other service or environment has, {str(pattern)!r} "
                               f"is already {first_known_as}")
 
-    meta = loaded.spec.scenario
     for i, service in enumerate(loaded.spec.services):
-        for env_name, routes in environment_routes(meta, service).items():
-            owner = f"{service.name}@{env_name}"
-            claim(routes[0], owner, _environment_path(service, i, env_name), f"the preview hostname of {owner}")
+        for env_name, env in loaded.resolved.services[service.name].environments.items():
+            if env.preview is not None:  # none in a private service
+                owner = str(env.key)
+                claim(env.preview, owner, _environment_path(service, i, env_name), f"the preview hostname of {owner}")
     for i, service in enumerate(loaded.spec.services):
         for r, pattern in enumerate(service.routes):
             where = f"services[{i}].routes[{r}]"
             claim(pattern, service.name, where, f"a route of {service.name} ({where})")
-        for env_name, env in environments_of(service).items():
-            for r, pattern in enumerate(env.routes):
-                where, owner = f"services[{i}].environments.{env_name}.routes[{r}]", f"{service.name}@{env_name}"
+        for env_name, resolved in loaded.resolved.services[service.name].environments.items():
+            for r, pattern in enumerate(resolved.own_routes):
+                where, owner = f"services[{i}].environments.{env_name}.routes[{r}]", str(resolved.key)
                 claim(pattern, owner, where, f"a route of {owner} ({where})")
 
 
 def check_traffic_groups(loaded: LoadedScenario) -> None:
     """Traffic groups have names of their own, and something public to send to."""
     names: set[str] = set()
-    public = any(is_public(s) for s in loaded.spec.services)
+    public = any(s.public for s in loaded.resolved.services.values())
     for t, traffic in enumerate(loaded.spec.traffic):
         name = group_name(traffic, t)
         if name in names:
@@ -268,7 +269,7 @@ def check_secret_refs(loaded: LoadedScenario) -> None:
                 where = f"traffic[{t}].requests[{r}].headers.{header}"
                 if service not in services:
                     raise ConfigError(loaded.file, where, f'expected "secret:SERVICE.NAME" naming a service, got service {service!r}')
-                if not any(name in {**services[service].secrets, **e.secrets} for e in environments_of(services[service]).values()):
+                if name not in loaded.resolved.services[service].secrets:
                     raise ConfigError(loaded.file, where, f"expected a secret of {service!r}, it has no secret {name!r}")
 
 
@@ -319,7 +320,8 @@ def check_timeline_promotions(loaded: LoadedScenario) -> None:
             raise ConfigError(loaded.file, f"timeline[{i}].to", _environment_of(service, event.to))
         source = event.target.environment
         assert source is not None  # a promotion's target is pinned (TimelineEvent)
-        if is_model(service, envs[source]) != is_model(service, envs[event.to]):
+        resolved = loaded.resolved.services[service.name].environments
+        if (resolved[source].runs == "model") != (resolved[event.to].runs == "model"):
             raise ConfigError(loaded.file, f"timeline[{i}].to", f"expected {event.to!r} and {source!r} to be both code or both synthetic models")
 
 
@@ -327,15 +329,13 @@ def check_timeline_versions(loaded: LoadedScenario) -> None:
     """Version numbers only grow and a rollback returns to a version there is, replayed in time
     order with the environments' own rules (a rollout's promotion, whose time is not known before
     the run, is not replayed: the timeline event it beats is refused then, in the report)."""
-    services = _services(loaded.spec)
-    histories: dict[str, VersionHistory[None]] = {}
+    histories: dict[EnvironmentKey, VersionHistory[None]] = {}
 
     def history(service: str, env_name: str) -> VersionHistory[None]:
-        key = f"{service}@{env_name}"
+        key = EnvironmentKey(service, env_name)
         if key not in histories:
-            env = environments_of(services[service])[env_name]
-            first = env.version or services[service].version or 1
-            histories[key] = VersionHistory(key, Version(first, 0.0, "initial", {}), None)
+            first = loaded.resolved.environment(key).version
+            histories[key] = VersionHistory(str(key), Version(first, 0.0, "initial", {}), None)
         return histories[key]
 
     timeline = sorted(enumerate(loaded.spec.timeline), key=lambda item: (item[1].at.seconds, item[0]))
@@ -369,8 +369,8 @@ def check_tuned_service(loaded: LoadedScenario) -> None:
         raise ConfigError(loaded.file, "tune.service", f"expected a service with a rollout ({', '.join(with_rollout)}), got {tune.service!r}")
     service = tuned_service(loaded.spec)
     assert service.rollout is not None
-    canary = environments_of(service).get(service.rollout.canary)
-    if canary is None or (is_model(service, canary) and gateway_of(service, canary) is None):  # no canary: check_rollout_environments says so
+    canary = loaded.resolved.services[service.name].environments.get(service.rollout.canary)
+    if canary is None or canary.runs == "model":  # no canary: check_rollout_environments says so
         return
     for hypothesis in ("bad", "good"):  # a factor scales a model's distribution; code has none
         behaviour = getattr(tune, hypothesis)
@@ -388,11 +388,11 @@ def check_tuned_service(loaded: LoadedScenario) -> None:
 def check_threshold_subjects(loaded: LoadedScenario) -> None:
     """A threshold is on the clients or on a service environment there is."""
     spec = loaded.spec
-    known = {f"{s.name}@{e}" for s in spec.services for e in environments_of(s)}
+    known = [str(env.key) for env in loaded.resolved.environments()]
     for i, rule in enumerate(threshold_rules(spec)):
         subject = rule.threshold.subject
         if subject != "clients" and subject not in known:
-            listed = ", ".join(f"{s.name}@{e}" for s in spec.services for e in environments_of(s))
+            listed = ", ".join(known)
             raise ConfigError(loaded.file, f"thresholds[{i}]", f"expected clients or a service environment ({listed}), got {subject!r}")
 
 

@@ -14,7 +14,7 @@ value back into it (``edge tune`` lays candidate schedules over a rollout as bui
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from edge.platform.distributions import Distribution, parse_distribution
 from edge.platform.routes import RoutePattern
@@ -162,6 +162,28 @@ DEFAULT_ARRIVALS = ArrivalProcess("poisson(100/s)")
 """An open group's arrivals when it names none."""
 
 
+class EnvironmentKey(NamedTuple):
+    """One environment of one service: the key of its actor, metrics and report entry.
+
+    A tuple rather than the "service@env" text it prints as, so that no code builds the text to
+    look something up or splits it apart again; ``str()`` is the form users read and write.
+    """
+
+    service: str
+    environment: str
+
+    def __str__(self) -> str:
+        return f"{self.service}@{self.environment}"
+
+    @classmethod
+    def parse(cls, text: str) -> EnvironmentKey:
+        """"app@canary" as a key; a ValueError for text without both parts."""
+        service, at, environment = text.partition("@")
+        if not (service and at and environment):
+            raise ValueError(f'expected "SERVICE@ENVIRONMENT", got {text!r}')
+        return cls(service, environment)
+
+
 class Target(Value):
     """An environment selector: "app" (the service, through its split) or "app@canary" (pinned)."""
 
@@ -171,13 +193,21 @@ class Target(Value):
         if not isinstance(raw, str):
             raise ValueError(f'expected "SERVICE" or "SERVICE@ENVIRONMENT", got {raw!r}')
         super().__init__(raw)
-        service, _, environment = raw.partition("@")
+        service, at, environment = raw.partition("@")
+        if not service or (at and not environment):
+            raise ValueError(f'expected "SERVICE" or "SERVICE@ENVIRONMENT", got {raw!r}')
         self.service = service
         self.environment: str | None = environment or None
 
     @property
     def pinned(self) -> bool:
         return "@" in str(self.raw)
+
+    @property
+    def key(self) -> EnvironmentKey:
+        """The pinned environment's key (only for a pinned target)."""
+        assert self.environment is not None, f"{self.raw!r} names no environment"
+        return EnvironmentKey(self.service, self.environment)
 
 
 SECRET_PREFIX = "secret:"

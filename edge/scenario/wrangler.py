@@ -52,7 +52,9 @@ import tomli_w
 
 from edge.platform.files import InputError, read_input
 from edge.platform.routes import RoutePattern, RoutePatternError
-from edge.scenario import config
+from edge.scenario.errors import ConfigError
+from edge.scenario.load import convert, loads
+from edge.scenario.schema import Service
 
 MAX_FILE_BYTES = 128 * 1024
 """A wrangler file is a few KiB. json5 is pure Python, about 18 µs a byte on the 2-core machine
@@ -110,7 +112,7 @@ class _Service:
 
     @property
     def serving(self) -> str:
-        """The environment edge sends the service's own traffic to (``config.serving_environments``)."""
+        """The environment edge sends the service's own traffic to (``resolved.ResolvedService.serving``)."""
         return "production" if "production" in self.envs else next(iter(self.envs))
 
 
@@ -129,28 +131,28 @@ def read(path: str | Path) -> dict[str, Any]:
     file = str(path)
     suffix = Path(path).suffix
     if suffix not in (".toml", ".json", ".jsonc"):
-        raise config.ConfigError(file, "", "expected a wrangler configuration file: wrangler.toml, wrangler.json or wrangler.jsonc")
+        raise ConfigError(file, "", "expected a wrangler configuration file: wrangler.toml, wrangler.json or wrangler.jsonc")
     try:
         data = read_input(path, MAX_FILE_BYTES)
     except InputError as exc:
-        raise config.ConfigError(file, "", str(exc)) from None
+        raise ConfigError(file, "", str(exc)) from None
     if len(data) > MAX_FILE_BYTES:
-        raise config.ConfigError(file, "", f"expected a wrangler file of at most {MAX_FILE_BYTES:,} bytes (128 KiB), got more")
+        raise ConfigError(file, "", f"expected a wrangler file of at most {MAX_FILE_BYTES:,} bytes (128 KiB), got more")
     try:
         text = data.decode()
         raw = tomllib.loads(text) if suffix == ".toml" else _jsonc(text, file)
     except UnicodeDecodeError as exc:
-        raise config.ConfigError(file, "", f"not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+        raise ConfigError(file, "", f"not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise config.ConfigError(file, "", f"not valid TOML: {exc}") from None
+        raise ConfigError(file, "", f"not valid TOML: {exc}") from None
     except RecursionError:
-        raise config.ConfigError(file, "", "expected tables and arrays nested a few levels deep, got far deeper") from None
+        raise ConfigError(file, "", "expected tables and arrays nested a few levels deep, got far deeper") from None
     if not isinstance(raw, dict):
-        raise config.ConfigError(file, "", f"expected an object at the top, got {type(raw).__name__}")
+        raise ConfigError(file, "", f"expected an object at the top, got {type(raw).__name__}")
     try:
         json.dumps(raw, ensure_ascii=False).encode()
     except UnicodeEncodeError:  # a JSON "\ud800" escape: no TOML file can hold it
-        raise config.ConfigError(file, "", "expected text, got a lone surrogate escape (\\ud800-\\udfff)") from None
+        raise ConfigError(file, "", "expected text, got a lone surrogate escape (\\ud800-\\udfff)") from None
     return raw
 
 
@@ -163,8 +165,8 @@ def _jsonc(text: str, file: str) -> Any:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if match := _LOCATION.match(message):
             line, what, column = match.groups()
-            raise config.ConfigError(file, f"line {line}, column {column}", f"not valid JSONC: {what}") from None
-        raise config.ConfigError(file, "", f"not valid JSONC: {message}") from None
+            raise ConfigError(file, f"line {line}, column {column}", f"not valid JSONC: {what}") from None
+        raise ConfigError(file, "", f"not valid JSONC: {message}") from None
 
 
 def import_files(paths: list[str]) -> str:
@@ -186,22 +188,22 @@ def import_files(paths: list[str]) -> str:
             for index, entry in env.wanted:
                 _bind(state, service, env, index, entry)
     text = _render(state, [str(p) for p in paths])
-    config.loads(text, file=f"the scenario imported from {', '.join(map(str, paths))}", base_dir=".")
+    loads(text, file=f"the scenario imported from {', '.join(map(str, paths))}", base_dir=".")
     return text
 
 
 def _expect(condition: bool, file: str, path: str, expected: str) -> None:
     if not condition:
-        raise config.ConfigError(file, path, expected)
+        raise ConfigError(file, path, expected)
 
 
 def _add_file(state: _Import, file: str, raw: dict[str, Any]) -> None:
     name = raw.get("name")
     if not isinstance(name, str) or name == "":
-        raise config.ConfigError(file, "name", f"expected the worker's name, got {name!r}")
+        raise ConfigError(file, "name", f"expected the worker's name, got {name!r}")
     _check_service_name(name, file, "name")
     if name in state.services:
-        raise config.ConfigError(file, "name", f"expected a worker not imported already, got {name!r} again")
+        raise ConfigError(file, "name", f"expected a worker not imported already, got {name!r} again")
     sections = raw.get("env", {})
     _expect(isinstance(sections, dict) and all(isinstance(s, dict) for s in sections.values()), file, "env",
             "expected tables of environments, such as [env.staging]")
@@ -211,7 +213,7 @@ def _add_file(state: _Import, file: str, raw: dict[str, Any]) -> None:
     for env_name, section in sections.items():
         deploy = section.get("name", f"{name}-{env_name}")
         if not isinstance(deploy, str) or deploy == "":
-            raise config.ConfigError(file, f"env.{_shown(env_name)}.name", f"expected a worker name, got {deploy!r}")
+            raise ConfigError(file, f"env.{_shown(env_name)}.name", f"expected a worker name, got {deploy!r}")
         envs[env_name] = _section(state, file, section, f"env.{_shown(env_name)}.", deploy, raw, skipped)
         envs[env_name].named = "name" in section
     service = _Service(name, file, envs)
@@ -270,7 +272,7 @@ def _routes(file: str, section: dict[str, Any], at: str, skipped: list[str]) -> 
         if isinstance(route, dict):
             pattern = route.get("pattern")
             if not isinstance(pattern, str):
-                raise config.ConfigError(file, f"{path}.pattern", f"expected a route pattern such as \"example.com/*\", got {pattern!r}")
+                raise ConfigError(file, f"{path}.pattern", f"expected a route pattern such as \"example.com/*\", got {pattern!r}")
             if route.get("custom_domain") is True:
                 pattern = pattern.split("/", 1)[0] + "/*"  # a custom domain is the whole host
             other = sorted(set(route) - {"pattern", "custom_domain", "zone_name", "zone_id"})
@@ -278,7 +280,7 @@ def _routes(file: str, section: dict[str, Any], at: str, skipped: list[str]) -> 
                 skipped.append(f"{path}: {', '.join(map(_shown, other))}: not modelled")
         else:
             if not isinstance(route, str):
-                raise config.ConfigError(file, path, f"expected a route pattern or {{ pattern = ... }}, got {route!r}")
+                raise ConfigError(file, path, f"expected a route pattern or {{ pattern = ... }}, got {route!r}")
             pattern = route
         try:
             RoutePattern.parse(pattern)
@@ -398,9 +400,9 @@ def _renamed(state: _Import, worker: str) -> list[str]:
 
 def _check_service_name(name: str, file: str, path: str) -> None:
     try:
-        config.convert({"name": name}, config.Service, file)
-    except config.ConfigError as exc:
-        raise config.ConfigError(file, path, exc.expected) from None
+        convert({"name": name}, Service, file)
+    except ConfigError as exc:
+        raise ConfigError(file, path, exc.expected) from None
 
 
 def _shown(value: Any) -> str:

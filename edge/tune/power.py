@@ -21,7 +21,8 @@ from typing import Protocol
 
 import msgspec
 
-from edge.scenario import config
+from edge.scenario.resolved import LoadedScenario
+from edge.scenario.schema import tuned_service
 from edge.tune import schedules
 from edge.tune.intervals import Estimate, bounded_mean, proportion
 from edge.tune.results import EngineUse
@@ -73,7 +74,7 @@ class Progress(Protocol):
     def said(self, line: str) -> None: ...
 
 
-def power(loaded: config.LoadedScenario, *, replications: int | None = None, confidence: float = 0.95, seed: int | None = None,
+def power(loaded: LoadedScenario, *, replications: int | None = None, confidence: float = 0.95, seed: int | None = None,
           executor: Executor | None = None, per_request: bool = False, progress: Progress | None = None) -> PowerResult:
     tune = loaded.spec.tune
     assert tune is not None and tune.grid is not None
@@ -111,7 +112,7 @@ def power(loaded: config.LoadedScenario, *, replications: int | None = None, con
             smallest_surely_caught=_smallest(points, lambda e: e.low, target),
         ))
     return PowerResult(
-        scenario=loaded.spec.scenario.name, service=config.tuned_service(loaded.spec).name, seed=seed, confidence=confidence,
+        scenario=loaded.spec.scenario.name, service=tuned_service(loaded.spec).name, seed=seed, confidence=confidence,
         replications=n, kind=grid.kind, target=target, curves=curves, engine=engine_use(scenario, done),
     )
 

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import msgspec
 
-from edge.scenario import config
+from edge.scenario.resolved import LoadedScenario
+from edge.scenario.schema import Rollout, tuned_service
 from edge.scenario.values import Duration
 
 GRID_STEPS = ([1, 5, 25, 50, 100], [5, 25, 50, 100], [10, 50, 100], [1, 10, 100])
 GRID_INTERVALS = ("30s", "1m", "2m")
 
 
-def candidates(loaded: config.LoadedScenario) -> list[config.Rollout]:
+def candidates(loaded: LoadedScenario) -> list[Rollout]:
     if loaded.candidates:
         return loaded.candidates
-    base = config.tuned_service(loaded.spec).rollout
+    base = tuned_service(loaded.spec).rollout
     assert base is not None
     return [
         msgspec.structs.replace(base, steps=list(steps), step_weight=None, max_weight=100, interval=Duration(interval))

@@ -32,7 +32,9 @@ from typing import Protocol
 
 import msgspec
 
-from edge.scenario import config
+from edge.scenario.load import SCHEDULE_FIELDS, load
+from edge.scenario.resolved import LoadedScenario
+from edge.scenario.schema import Behaviour, Compare, Rollout, Service, Tune, TuneLimits, rollout_steps, tuned_service
 from edge.tune import decide, schedules
 from edge.tune.budget import Budget
 from edge.tune.intervals import MIN_N, bounded_mean, mean, proportion, rounded
@@ -42,6 +44,7 @@ from edge.report.build import build_report
 from edge.engine import batched
 from edge.engine.simulate import RunResult, simulate
 from edge.platform.workers import ModelWorker
+from edge.scenario.values import EnvironmentKey
 
 HYPOTHESES = ("bad", "good")
 
@@ -82,15 +85,15 @@ class Replication(msgspec.Struct):
 
 
 @functools.lru_cache(maxsize=4)
-def _loaded(path: str) -> config.LoadedScenario:
-    return config.load(path)
+def _loaded(path: str) -> LoadedScenario:
+    return load(path)
 
 
 @functools.lru_cache(maxsize=64)
 def _batch_plan(path: str, candidate: int) -> batched.Plan | str:
     loaded = _loaded(path)
     rollout = schedules.candidates(loaded)[candidate]
-    return batched.plan_for(loaded, config.tuned_service(loaded.spec), rollout, _check_every(rollout))
+    return batched.plan_for(loaded, tuned_service(loaded.spec), rollout, _check_every(rollout))
 
 
 @functools.lru_cache(maxsize=256)
@@ -134,8 +137,8 @@ def replicate(task: Task) -> Replication:
     return msgspec.structs.replace(_per_request(loaded, task, behaviour), why=why)
 
 
-def _per_request(loaded: config.LoadedScenario, task: Task, behaviour: config.Behaviour | None) -> Replication:
-    service = config.tuned_service(loaded.spec)
+def _per_request(loaded: LoadedScenario, task: Task, behaviour: Behaviour | None) -> Replication:
+    service = tuned_service(loaded.spec)
     rollout = schedules.candidates(loaded)[task.candidate]
     spec = msgspec.structs.replace(
         loaded.spec,
@@ -145,8 +148,8 @@ def _per_request(loaded: config.LoadedScenario, task: Task, behaviour: config.Be
     run_loaded = msgspec.structs.replace(loaded, spec=spec)
 
     def setup(topology, front, clock) -> None:
-        canary = topology.environments[f"{service.name}@{rollout.canary}"]
-        stable = topology.environments[f"{service.name}@{rollout.stable}"]
+        canary = topology.environments[EnvironmentKey(service.name, rollout.canary)]
+        stable = topology.environments[EnvironmentKey(service.name, rollout.stable)]
         _apply(behaviour, canary, stable)
 
     def ended(result: RunResult) -> str | None:
@@ -167,7 +170,7 @@ def _per_request(loaded: config.LoadedScenario, task: Task, behaviour: config.Be
     )
 
 
-def hypothesis_behaviour(tune: config.Tune, hypothesis: str) -> config.Behaviour | None:
+def hypothesis_behaviour(tune: Tune, hypothesis: str) -> Behaviour | None:
     """The canary under "bad", "good" or "grid N" (point N of ``edge tune --power``'s curve)."""
     if hypothesis.startswith("grid "):
         assert tune.grid is not None
@@ -175,21 +178,21 @@ def hypothesis_behaviour(tune: config.Tune, hypothesis: str) -> config.Behaviour
     return tune.bad if hypothesis == "bad" else tune.good
 
 
-def schedule_label(loaded: config.LoadedScenario, index: int, rollout: config.Rollout) -> str:
+def schedule_label(loaded: LoadedScenario, index: int, rollout: Rollout) -> str:
     """"1/5/25 every 1m; SPRT 0.1%/0.5%": the steps and the candidate's own settings."""
     tune = loaded.spec.tune
     assert tune is not None
-    steps = [float(s.weight) for s in config.rollout_steps(rollout)]
-    extras = {k: v for k, v in (tune.candidates[index] if tune.candidates else {}).items() if k not in config.SCHEDULE_FIELDS}
+    steps = [float(s.weight) for s in rollout_steps(rollout)]
+    extras = {k: v for k, v in (tune.candidates[index] if tune.candidates else {}).items() if k not in SCHEDULE_FIELDS}
     return f"{'/'.join(f'{w:g}' for w in steps)} every {rollout.interval}" + "".join(f"; {_shown(k, v)}" for k, v in extras.items())
 
 
-def _check_every(rollout: config.Rollout) -> float:
+def _check_every(rollout: Rollout) -> float:
     """How often the run asks whether the rollout is over: a tenth of an interval."""
     return rollout.interval.seconds / 10
 
 
-def _apply(behaviour: config.Behaviour | None, canary, stable) -> None:
+def _apply(behaviour: Behaviour | None, canary, stable) -> None:
     """Give the canary its hypothesised behaviour, as a timeline ``set`` at time 0 would."""
     from edge.engine.timeline import change_behaviour
 
@@ -199,7 +202,7 @@ def _apply(behaviour: config.Behaviour | None, canary, stable) -> None:
         change_behaviour(canary, behaviour)
 
 
-def canary_model(behaviour: config.Behaviour | None, canary: ModelWorker, stable: ModelWorker) -> ModelWorker:
+def canary_model(behaviour: Behaviour | None, canary: ModelWorker, stable: ModelWorker) -> ModelWorker:
     """A synthetic canary under a hypothesis: the stable model when good (no behaviour), else its
     own with the behaviour's changes (a factor scales its model)."""
     from edge.engine.timeline import changed_model
@@ -242,7 +245,7 @@ def _shown(field: str, value: object) -> str:
     if field == "sequential" and isinstance(value, dict):
         return f"SPRT {value.get('p0')}/{value.get('p1')}"
     if field == "compare" and isinstance(value, dict):
-        return f"Mann-Whitney at {value.get('alpha', config.Compare().alpha)} ({value.get('spending', config.Compare().spending)})"
+        return f"Mann-Whitney at {value.get('alpha', Compare().alpha)} ({value.get('spending', Compare().spending)})"
     if isinstance(value, list):
         return f"{field.replace('_', ' ')} {', '.join(map(str, value))}"
     return f"{field.replace('_', ' ')} {value}"
@@ -257,11 +260,11 @@ def fixed_sample_requests(p0: float, p1: float, alpha: float = 0.05, power: floa
     return ((z_alpha * math.sqrt(p0 * (1 - p0)) + z_beta * math.sqrt(p1 * (1 - p1))) / (p1 - p0)) ** 2
 
 
-def summarise(loaded: config.LoadedScenario, replications: list[Replication], seed: int, confidence: float) -> list[CandidateResult]:
+def summarise(loaded: LoadedScenario, replications: list[Replication], seed: int, confidence: float) -> list[CandidateResult]:
     """Every schedule's estimates from its replications, and its limits judged on them."""
     tune = loaded.spec.tune
     assert tune is not None
-    service = config.tuned_service(loaded.spec)
+    service = tuned_service(loaded.spec)
     limits = _limits(tune.limits)
     rates = _error_rates(loaded, service)
     results = []
@@ -270,7 +273,7 @@ def summarise(loaded: config.LoadedScenario, replications: list[Replication], se
         good = [r for r in replications if r.candidate == index and r.hypothesis == "good"]
         caught = [r for r in bad if r.phase == "rolled back"]
         promoted = [r for r in good if r.phase == "promoted"]
-        steps = [float(s.weight) for s in config.rollout_steps(rollout)]
+        steps = [float(s.weight) for s in rollout_steps(rollout)]
         closed = None
         if rollout.sequential is not None:
             s = rollout.sequential
@@ -304,20 +307,20 @@ def summarise(loaded: config.LoadedScenario, replications: list[Replication], se
     return results
 
 
-def time_bounds(loaded: config.LoadedScenario, rollout: config.Rollout) -> tuple[float, float, float]:
+def time_bounds(loaded: LoadedScenario, rollout: Rollout) -> tuple[float, float, float]:
     """Where a replication's rollback and promotion times can lie: (soonest rollback, soonest
     promotion, latest end). A rollback comes at an analysis, the first one an interval after the
     start; a promotion after every step's interval and pause; either by the end of the drain.
     The times' confidence sequences are taken over these ranges."""
     meta = loaded.spec.scenario
-    steps = config.rollout_steps(rollout)
+    steps = rollout_steps(rollout)
     start, interval = rollout.start.seconds, rollout.interval.seconds
     pauses = math.fsum(step.pause.seconds for step in steps if step.pause is not None)
     latest = meta.duration.seconds + meta.drain.seconds
     return min(start + interval, latest), min(start + pauses + len(steps) * interval, latest), latest
 
 
-def _limits(limits: config.TuneLimits) -> dict[str, float]:
+def _limits(limits: TuneLimits) -> dict[str, float]:
     return {"false_rollback": limits.false_rollback.fraction, "caught": limits.caught.fraction,
             **({"errors_seen": float(limits.errors_seen)} if limits.errors_seen is not None else {})}
 
@@ -334,13 +337,12 @@ def _meets_on_points(c: CandidateResult, limits: dict[str, float]) -> bool:
     )
 
 
-def _error_rates(loaded: config.LoadedScenario, service: config.Service) -> tuple[float, float] | None:
+def _error_rates(loaded: LoadedScenario, service: Service) -> tuple[float, float] | None:
     """(p0, p1): the stable environment's modelled error ratio and the bad canary's, when both
     are known numbers (a code worker's is not)."""
     tune = loaded.spec.tune
     assert tune is not None and service.rollout is not None
-    stable = config.environments_of(service)[service.rollout.stable]
-    model = stable.model or service.model
+    model = loaded.resolved.environment(EnvironmentKey(service.name, service.rollout.stable)).model
     if model is None or tune.bad.errors is None:
         return None
     p0, p1 = model.errors.fraction, tune.bad.errors.fraction
@@ -365,7 +367,7 @@ class Progress(Protocol):
     def round_finished(self, result: TuneResult) -> None: ...
 
 
-def tune(loaded: config.LoadedScenario, *, budget: Budget | None = None, confidence: float = 0.95, seed: int | None = None,
+def tune(loaded: LoadedScenario, *, budget: Budget | None = None, confidence: float = 0.95, seed: int | None = None,
          executor: Executor | None = None, progress: Progress | None = None, per_request: bool = False) -> TuneResult:
     """Rounds of replications until the recommendation is decided or ``budget`` is spent (by
     default the scenario's ``tune.replications`` per schedule); ``per_request`` keeps every
@@ -430,7 +432,7 @@ def _capped(count: int, used: int, budget: Budget) -> int:
     return count if budget.replications is None else min(count, budget.replications - used)
 
 
-def _answer(loaded: config.LoadedScenario, results: list[CandidateResult], running: list[int], dropped: dict[int, tuple[str, int]],
+def _answer(loaded: LoadedScenario, results: list[CandidateResult], running: list[int], dropped: dict[int, tuple[str, int]],
             paused: dict[int, str], budget: Budget, seed: int, confidence: float, done: int, rounds: int, engine: EngineUse) -> TuneResult:
     assert loaded.spec.tune is not None
     for i, (reason, after) in dropped.items():
@@ -446,7 +448,7 @@ def _answer(loaded: config.LoadedScenario, results: list[CandidateResult], runni
         undecided = decide.open_questions(results, running, recommended)
     mores = [m for _, m in undecided]
     return TuneResult(
-        scenario=loaded.spec.scenario.name, service=config.tuned_service(loaded.spec).name, seed=seed,
+        scenario=loaded.spec.scenario.name, service=tuned_service(loaded.spec).name, seed=seed,
         confidence=confidence, budget=str(budget), replications=done, rounds=rounds, stopped="budget", decided=decided,
         candidates=results, recommended=recommended,
         undecided=[f"{what}: {_more(m)}" for what, m in undecided],
