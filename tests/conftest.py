@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
+import scenario_builder
 from edge.scenario import config
 from edge.platform.fetch import Request, Response
 from edge.engine.simulate import RunResult, simulate
@@ -25,12 +25,11 @@ class Sent:
 
 @pytest.fixture
 def make_scenario(tmp_path: Path) -> Callable[..., config.LoadedScenario]:
+    """``scenario_builder.load`` into the test's folder: TOML text (a literal, or composed by
+    ``scenario_builder.compose``) and the workers it names."""
+
     def make(toml: str, workers: dict[str, str] | None = None) -> config.LoadedScenario:
-        for name, source in (workers or {}).items():
-            (tmp_path / name).write_text(textwrap.dedent(source))
-        path = tmp_path / "scenario.toml"
-        path.write_text(textwrap.dedent(toml))
-        return config.load(path)
+        return scenario_builder.load(tmp_path, toml, workers)
 
     return make
 

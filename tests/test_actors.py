@@ -6,30 +6,13 @@ import math
 
 import pytest
 from conftest import send, text
+from scenario_builder import canary_service, compose, service
 
 from edge.platform.fetch import Request
 from edge.scenario.values import EnvironmentKey
 
-SPLIT = """
-[scenario]
-cores = 64
-
-[[services]]
-name = "front"
-routes = ["example.com/*"]
-bindings = {{ APP = "app" }}
-worker = "front.py"
-
-[[services]]
-name = "app"
-[services.environments.production]
-model = {{ errors = {prod_errors} }}
-[services.environments.canary]
-model = {{ errors = {canary_errors} }}
-[services.split]
-weights = {{ production = {production}, canary = {canary} }}
-{retry}
-"""
+WEB = ["example.com/*"]
+RETRY = {"on": "5xx", "methods": ["GET", "HEAD"], "to": "production"}
 
 FRONT = """
 async def fetch(request, env, ctx):
@@ -38,14 +21,10 @@ async def fetch(request, env, ctx):
 
 
 def split(make_scenario, *, canary: float, canary_errors: float = 0.0, prod_errors: float = 0.0, retry: bool = True):
-    toml = SPLIT.format(
-        production=100 - canary,
-        canary=canary,
-        canary_errors=canary_errors,
-        prod_errors=prod_errors,
-        retry='retry = { on = "5xx", methods = ["GET", "HEAD"], to = "production" }' if retry else "",
-    )
-    return make_scenario(toml, {"front.py": FRONT})
+    front = service("front", routes=WEB, bindings={"APP": "app"}, worker="front.py")
+    app = canary_service(routes=None, production={"model": {"errors": prod_errors}}, canary={"model": {"errors": canary_errors}},
+                         weight=canary, split={"retry": RETRY} if retry else None)
+    return make_scenario(compose(front, app, cores=64), {"front.py": FRONT})
 
 
 def served(result, env: str) -> int:
@@ -88,31 +67,14 @@ def test_only_5xx_is_retried(make_scenario):
     async def fetch(request, env, ctx):
         return Response("gone", status=404)
     """
-    toml = """
-    [[services]]
-    name = "app"
-    routes = ["example.com/*"]
-    [services.environments.production]
-    model = { errors = 0 }
-    [services.environments.canary]
-    worker = "canary.py"
-    [services.split]
-    weights = { production = 50, canary = 50 }
-    retry = { on = "5xx", methods = ["GET", "HEAD"], to = "production" }
-    """
-    loaded = make_scenario(toml, {"canary.py": worker})
+    app = canary_service(routes=WEB, production={"model": {"errors": 0}}, canary={"worker": "canary.py"}, weight=50, split={"retry": RETRY})
+    loaded = make_scenario(compose(app), {"canary.py": worker})
     responses, result = send(loaded, [(i * 1e-3, Request("https://example.com/")) for i in range(200)])
     assert sum(r.status == 404 for r in responses) == served(result, "canary") > 50
     assert not result.metrics.retries
 
 
-EXCEPTIONS = """
-[[services]]
-name = "app"
-routes = ["example.com/*"]
-worker = "app.py"
-concurrency = 1
-"""
+EXCEPTIONS = service(routes=WEB, worker="app.py", concurrency=1)
 
 
 def test_worker_exception_is_a_500_for_that_request_only(make_scenario):
@@ -124,7 +86,7 @@ def test_worker_exception_is_a_500_for_that_request_only(make_scenario):
             raise RuntimeError("kaboom")
         return Response("fine")
     """
-    loaded = make_scenario(EXCEPTIONS, {"app.py": worker})
+    loaded = make_scenario(compose(EXCEPTIONS), {"app.py": worker})
     paths = ["/", "/boom", "/", "/boom", "/"]
     responses, result = send(loaded, [Request(f"https://example.com{p}") for p in paths])
     assert [r.status for r in responses] == [200, 500, 200, 500, 200]
@@ -139,8 +101,7 @@ def test_exception_messages_never_leak_secrets(make_scenario, caplog):
     async def fetch(request, env, ctx):
         raise ValueError("token was " + env.TOKEN)
     """
-    toml = EXCEPTIONS + 'secrets = { TOKEN = "hunter2-very-secret" }\n'
-    loaded = make_scenario(toml, {"app.py": worker})
+    loaded = make_scenario(compose(EXCEPTIONS | {"secrets": {"TOKEN": "hunter2-very-secret"}}), {"app.py": worker})
     [response], _ = send(loaded, [Request("https://example.com/")])
     assert response.status == 500
     assert "hunter2" not in caplog.text
@@ -148,15 +109,7 @@ def test_exception_messages_never_leak_secrets(make_scenario, caplog):
 
 
 def test_full_mailbox_sheds_with_503_and_counts(make_scenario):
-    toml = """
-    [[services]]
-    name = "app"
-    routes = ["example.com/*"]
-    model = { latency = "10ms" }
-    concurrency = 2
-    mailbox = 3
-    """
-    loaded = make_scenario(toml)
+    loaded = make_scenario(compose(service(routes=WEB, model={"latency": "10ms"}, concurrency=2, mailbox=3)))
     responses, result = send(loaded, [Request("https://example.com/") for _ in range(10)])
     statuses = [r.status for r in responses]
     assert statuses.count(200) == 5  # 2 in service + 3 queued
@@ -166,20 +119,8 @@ def test_full_mailbox_sheds_with_503_and_counts(make_scenario):
     assert all(text(r) == "error code: 1200" for r in responses if r.status == 503)
 
 
-CPU_CHAIN = """
-[scenario]
-cpu_limit = "10ms"
-
-[[services]]
-name = "front"
-routes = ["example.com/*"]
-worker = "front.py"
-bindings = { HEAVY = "heavy" }
-
-[[services]]
-name = "heavy"
-worker = "heavy.py"
-"""
+CPU_CHAIN = compose(service("front", routes=WEB, worker="front.py", bindings={"HEAVY": "heavy"}),
+                    service("heavy", routes=None, worker="heavy.py"), cpu_limit="10ms")
 
 
 def test_cpu_limit_fails_the_top_level_request_and_names_the_burner(make_scenario):
@@ -226,16 +167,7 @@ def test_front_cannot_swallow_the_cpu_limit(make_scenario):
 
 
 def test_binding_invocations_are_limited_per_request(make_scenario):
-    toml = """
-    [scenario]
-    max_invocations = 32
-
-    [[services]]
-    name = "loop"
-    routes = ["example.com/*"]
-    worker = "loop.py"
-    bindings = { SELF = "loop" }
-    """
+    toml = compose(service("loop", routes=WEB, worker="loop.py", bindings={"SELF": "loop"}), max_invocations=32)
     worker = """
     from edge.platform.fetch import Response
     async def fetch(request, env, ctx):
@@ -252,17 +184,8 @@ def test_binding_invocations_are_limited_per_request(make_scenario):
 
 
 def test_rpc_methods_are_callable_through_bindings(make_scenario):
-    toml = """
-    [[services]]
-    name = "gateway"
-    routes = ["example.com/*"]
-    worker = "gateway.py"
-    bindings = { HOOKS = "hooks" }
-
-    [[services]]
-    name = "hooks"
-    worker = "hooks.py"
-    """
+    toml = compose(service("gateway", routes=WEB, worker="gateway.py", bindings={"HOOKS": "hooks"}),
+                   service("hooks", routes=None, worker="hooks.py"))
     gateway = """
     from edge.platform.fetch import Response
     from actors.environment import RpcError

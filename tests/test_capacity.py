@@ -5,20 +5,12 @@ from __future__ import annotations
 import pytest
 import trio
 from conftest import send
+from scenario_builder import compose, service
 
 from actors.supervisor import Supervisor
 from edge.platform.fetch import Request
 from edge.scenario.values import EnvironmentKey
 
-CPU_BOUND = """
-[scenario]
-cores = {cores}
-
-[[services]]
-name = "app"
-routes = ["example.com/*"]
-worker = "app.py"
-"""
 
 APP = """
 from edge.platform.fetch import Response
@@ -30,7 +22,7 @@ async def fetch(request, env, ctx):
 
 @pytest.mark.parametrize("cores, expected", [(1, [0.010, 0.020, 0.030]), (2, [0.010, 0.010, 0.020]), (3, [0.010] * 3)])
 def test_cpu_work_queues_for_the_nodes_cores(make_scenario, cores, expected):
-    loaded = make_scenario(CPU_BOUND.format(cores=cores), {"app.py": APP})
+    loaded = make_scenario(compose(service(routes=["example.com/*"], worker="app.py"), cores=cores), {"app.py": APP})
     latencies: list[float] = []
 
     def record(topology, front, clock):
@@ -43,16 +35,7 @@ def test_cpu_work_queues_for_the_nodes_cores(make_scenario, cores, expected):
 
 
 def test_cold_start_paid_after_keep_warm_and_counted(make_scenario):
-    toml = """
-    [[services]]
-    name = "app"
-    routes = ["example.com/*"]
-    model = { latency = "1ms" }
-    cold_start = "50ms"
-    keep_warm = "1s"
-    version = 7
-    """
-    loaded = make_scenario(toml)
+    loaded = make_scenario(compose(service(routes=["example.com/*"], model={"latency": "1ms"}, cold_start="50ms", keep_warm="1s", version=7)))
     done: list[float] = []
 
     def record(topology, front, clock):

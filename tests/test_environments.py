@@ -9,6 +9,7 @@ import pytest
 from edge.platform.fetch import Request
 from edge.scenario.config import ConfigError
 from conftest import send, text
+from scenario_builder import compose, service
 from live import serve
 
 WHO = {
@@ -20,28 +21,16 @@ WHO = {
     """,
 }
 
-SPLIT = """
-[scenario]
-name = "environments"
-{meta}
-
-[[services]]
-name = "app"
-routes = ["app.test/*"]
-worker = "who.py"
-[services.environments.production]
-vars = {{ WHO = "production" }}
-[services.environments.staging]
-vars = {{ WHO = "staging" }}
-routes = ["staging.app.test/*", "app.test/staging/*"]
-[services.split]
-weights = {{ production = 100, staging = 0 }}
-override = "x-edge-environment"
-"""
+def staging_app(*staging_routes: str) -> dict:
+    """app's production and staging answer with their names; staging has ``staging_routes`` and
+    weight 0, and the override header names either."""
+    return service(worker="who.py", environments={
+        "production": {"vars": {"WHO": "production"}}, "staging": {"vars": {"WHO": "staging"}, "routes": list(staging_routes)},
+    }, split={"weights": {"production": 100, "staging": 0}, "override": "x-edge-environment"})
 
 
-def split(make_scenario, meta: str = ""):
-    return make_scenario(SPLIT.format(meta=meta), WHO)
+def split(make_scenario, **meta):
+    return make_scenario(compose(staging_app("staging.app.test/*", "app.test/staging/*"), name="environments", **meta), WHO)
 
 
 def who(loaded, urls: list[str], **headers: str) -> list[str]:
@@ -67,7 +56,7 @@ def test_every_environment_of_a_public_service_has_a_preview_hostname(make_scena
 
 
 def test_the_workers_subdomain_is_configurable(make_scenario):
-    loaded = split(make_scenario, 'workers_subdomain = "acme"')
+    loaded = split(make_scenario, workers_subdomain="acme")
     assert who(loaded, ["https://staging.app.acme.workers.dev/"]) == ["staging"]
     responses, _ = send(loaded, [Request("https://staging.app.edge.workers.dev/")])
     assert responses[0].status == 404
@@ -76,29 +65,17 @@ def test_the_workers_subdomain_is_configurable(make_scenario):
 @pytest.mark.parametrize("subdomain", ["Acme", "-acme", "acme-", "a.b", "", "a" * 64])
 def test_a_workers_subdomain_that_is_no_dns_label_is_refused(make_scenario, subdomain):
     with pytest.raises(ConfigError, match=r"scenario\.workers_subdomain: expected a DNS label"):
-        split(make_scenario, f'workers_subdomain = "{subdomain}"')
+        split(make_scenario, workers_subdomain=subdomain)
 
 
 def test_a_63_character_workers_subdomain_is_a_label(make_scenario):
-    loaded = split(make_scenario, f'workers_subdomain = "{"a" * 63}"')
+    loaded = split(make_scenario, workers_subdomain="a" * 63)
     assert who(loaded, [f"https://staging.app.{'a' * 63}.workers.dev/"]) == ["staging"]
 
 
 def test_private_services_get_no_preview_hostname(make_scenario):
-    loaded = make_scenario(
-        """
-        [[services]]
-        name = "front"
-        routes = ["front.test/*"]
-        worker = "who.py"
-        vars = { WHO = "front" }
-        [[services]]
-        name = "auth"
-        worker = "who.py"
-        vars = { WHO = "auth" }
-        """,
-        WHO,
-    )
+    front = service("front", worker="who.py", vars={"WHO": "front"})
+    loaded = make_scenario(compose(front, service("auth", routes=None, worker="who.py", vars={"WHO": "auth"})), WHO)
     responses, _ = send(loaded, [Request("https://production.auth.edge.workers.dev/"), Request("https://production.front.edge.workers.dev/")])
     assert responses[0].status == 404 and responses[0].headers.get("x-edge-error") == "not-found"
     assert text(responses[1]) == "front"  # a service without environments has its "production"
@@ -264,19 +241,8 @@ def test_without_the_override_header_the_split_decides(make_scenario):
 
 
 def test_override_on_a_split_over_one_environment_still_refuses_unknown_names(make_scenario):
-    loaded = make_scenario(
-        """
-        [[services]]
-        name = "app"
-        routes = ["app.test/*"]
-        worker = "who.py"
-        vars = { WHO = "production" }
-        [services.split]
-        weights = { production = 100 }
-        override = "x-edge-environment"
-        """,
-        WHO,
-    )
+    app = service(worker="who.py", vars={"WHO": "production"}, split={"weights": {"production": 100}, "override": "x-edge-environment"})
+    loaded = make_scenario(compose(app), WHO)
     responses, _ = send(loaded, [Request("https://app.test/", headers={"x-edge-environment": n}) for n in ("production", "canary")])
     assert text(responses[0]) == "production"
     assert responses[1].status == 400
@@ -284,23 +250,7 @@ def test_override_on_a_split_over_one_environment_still_refuses_unknown_names(ma
 
 # --- live: the same routes through a real edge serve ---
 
-LIVE = """
-[scenario]
-name = "environments-live"
-
-[[services]]
-name = "app"
-routes = ["app.test/*"]
-worker = "who.py"
-[services.environments.production]
-vars = { WHO = "production" }
-[services.environments.staging]
-vars = { WHO = "staging" }
-routes = ["staging.app.test/*"]
-[services.split]
-weights = { production = 100, staging = 0 }
-override = "x-edge-environment"
-"""
+LIVE = compose(staging_app("staging.app.test/*"), name="environments-live")
 
 
 def test_live_environment_routes_preview_hostnames_and_unknown_overrides(tmp_path):

@@ -16,23 +16,19 @@ import time
 import pytest
 import delays
 from conftest import send, text
+from scenario_builder import compose, service, traffic
 
 from edge.platform.fetch import Request
 from edge.scenario.values import EnvironmentKey
 
 SECRET = "hunter2-very-secret"
 
-SCENARIO = f"""
-[scenario]
-step_limit = "{{step_limit}}"
+APP = service(routes=["example.com/*"], worker="app.py", secrets={"KEY": SECRET})
 
-[[services]]
-name = "app"
-routes = ["example.com/*"]
-worker = "app.py"
-concurrency = 1
-secrets = {{{{ KEY = "{SECRET}" }}}}
-"""
+
+def faulty(step_limit: str) -> str:
+    """app, one call at a time, its worker faulting as the path says."""
+    return compose(APP | {"concurrency": 1}, step_limit=step_limit)
 
 WORKER = """
 import os, sys, time
@@ -100,7 +96,7 @@ GARBAGE = ["none", "int", "dict-headers", "status-700", "status-str", "body-int"
 
 
 def scenario(make_scenario, step_limit: str = "10s"):
-    return make_scenario(SCENARIO.format(step_limit=step_limit), {"app.py": WORKER})
+    return make_scenario(faulty(step_limit), {"app.py": WORKER})
 
 
 @pytest.mark.parametrize("fault", RAISED + GARBAGE)
@@ -150,33 +146,20 @@ def test_steps_under_the_step_limit_are_left_alone(make_scenario):
         time.sleep(0.15)  # a second step: the limit is per step, not per request
         return Response("slow but fine")
     """
-    loaded = make_scenario(SCENARIO.format(step_limit="400ms"), {"app.py": worker})
+    loaded = make_scenario(faulty("400ms"), {"app.py": worker})
     responses, result = send(loaded, [Request("https://example.com/")])
     assert [r.status for r in responses] == [200]
     assert result.metrics.environments[EnvironmentKey("app", "production")].stalls == 0
 
 
-RUN_SCENARIO = f"""
-[scenario]
-duration = "2s"
-step_limit = "{{step_limit}}"
-
-[[services]]
-name = "app"
-routes = ["example.com/*"]
-worker = "app.py"
-secrets = {{{{ KEY = "{SECRET}" }}}}
-
-[[traffic]]
-name = "users"
-arrivals = "constant(5/s)"
-requests = [{{{{ url = "https://example.com/{{fault}}" }}}}]
-"""
+def run_scenario(fault: str, step_limit: str) -> str:
+    """Two seconds of 5/s to the path ``/FAULT``."""
+    return compose(APP, traffic=[traffic("constant(5/s)", f"https://example.com/{fault}", name="users")], duration="2s", step_limit=step_limit)
 
 
 def edge_run(tmp_path, fault: str, step_limit: str = "10s", env: dict[str, str] | None = None, **kwargs):
     (tmp_path / "app.py").write_text(textwrap.dedent(WORKER))
-    (tmp_path / "run.toml").write_text(RUN_SCENARIO.format(fault=fault, step_limit=step_limit))
+    (tmp_path / "run.toml").write_text(run_scenario(fault, step_limit))
     env = {**os.environ, "PYTHONPATH": os.getcwd(), **(env or {})}
     return subprocess.Popen(
         [sys.executable, "-m", "edge.cli", "run", str(tmp_path / "run.toml"), "--no-progress"],
@@ -242,7 +225,7 @@ def test_a_worker_that_keeps_stalling_is_stopped_after_its_second_stall_and_the_
     import json
 
     (tmp_path / "app.py").write_text(textwrap.dedent(WORKER))
-    (tmp_path / "run.toml").write_text(RUN_SCENARIO.format(fault="spin", step_limit="300ms"))
+    (tmp_path / "run.toml").write_text(run_scenario("spin", "300ms"))
     with delays.measured() as waited:  # this process and the run's
         started = time.monotonic()
         done = subprocess.run([sys.executable, "-m", "edge.cli", "run", str(tmp_path / "run.toml"), "--no-progress", "--json", str(tmp_path / "r.json")],

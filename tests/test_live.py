@@ -18,6 +18,7 @@ import pytest
 
 import delays
 from live import ADMIN_TOKEN, ROOT, exchange, serve, status_of
+from scenario_builder import compose, service, traffic
 from test_loadgen import check_summary
 
 TOKEN = "s3cret-token-0f9a"
@@ -196,21 +197,8 @@ def _non_loopback_address() -> str | None:
     return None if address.startswith("127.") else address
 
 
-SLOW_AND_FAULTY = """
-[scenario]
-name = "slow-and-faulty"
-
-[[services]]
-name = "slow"
-routes = ["slow.test/*"]
-model = {{ latency = "1500ms" }}
-
-[[services]]
-name = "faulty"
-routes = ["faulty.test/*"]
-worker = "{worker}"
-secrets = {{ API_KEY = "hunter2-secret-value" }}
-"""
+SLOW_AND_FAULTY = compose(service("slow", model={"latency": "1500ms"}),
+                          service("faulty", worker="faulty.py", secrets={"API_KEY": "hunter2-secret-value"}), name="slow-and-faulty")
 
 FAULTY_WORKER = """
 from edge.platform.fetch import Response
@@ -227,7 +215,7 @@ def slow_and_faulty(tmp_path):
     worker = tmp_path / "faulty.py"
     worker.write_text(FAULTY_WORKER)
     scenario = tmp_path / "slow.toml"
-    scenario.write_text(SLOW_AND_FAULTY.format(worker="faulty.py"))
+    scenario.write_text(SLOW_AND_FAULTY)
     return scenario
 
 
@@ -285,21 +273,8 @@ async def fetch(request, env, ctx):
     return Response("burnt")
 """
 
-BURN_SCENARIO = """
-[scenario]
-name = "burn"
-cpu_limit = "40ms"
-
-[[services]]
-name = "front"
-routes = ["burn.test/*"]
-worker = "front.py"
-bindings = { BURNER = "burner" }
-
-[[services]]
-name = "burner"
-worker = "burner.py"
-"""
+BURN_SCENARIO = compose(service("front", routes=["burn.test/*"], worker="front.py", bindings={"BURNER": "burner"}),
+                        service("burner", routes=None, worker="burner.py"), name="burn", cpu_limit="40ms")
 
 FRONT = """
 async def fetch(request, env, ctx):
@@ -332,22 +307,9 @@ def test_live_cpu_is_measured_and_charged_to_the_whole_chain(tmp_path):
     assert values['edge_request_cpu_seconds_count{service="front"}'] == 6.0
 
 
-HANGUP_SCENARIO = """
-[scenario]
-name = "hangup"
-
-[[services]]
-name = "front"
-routes = ["hangup.test/*"]
-worker = "front.py"
-bindings = { BACK = "back" }
-concurrency = 1
-
-[[services]]
-name = "back"
-worker = "back.py"
-concurrency = 1
-"""
+def hangup_scenario(concurrency: int) -> str:
+    return compose(service("front", routes=["hangup.test/*"], worker="front.py", bindings={"BACK": "back"}, concurrency=concurrency),
+                   service("back", routes=None, worker="back.py", concurrency=concurrency), name="hangup")
 
 HANGUP_FRONT = """
 async def fetch(request, env, ctx):
@@ -368,7 +330,7 @@ async def fetch(request, env, ctx):
 def test_a_client_that_hangs_up_frees_the_slots_of_its_whole_chain(tmp_path, concurrency):
     (tmp_path / "front.py").write_text(HANGUP_FRONT)
     (tmp_path / "back.py").write_text(HANGUP_BACK)
-    (tmp_path / "hangup.toml").write_text(HANGUP_SCENARIO.replace("concurrency = 1", f"concurrency = {concurrency}"))
+    (tmp_path / "hangup.toml").write_text(hangup_scenario(concurrency))
     with serve(str(tmp_path / "hangup.toml")) as served:
         with socket.create_connection(("127.0.0.1", served.port), timeout=5) as sock:
             sock.sendall(b"GET /slow HTTP/1.1\r\nHost: hangup.test\r\n\r\n")
@@ -414,20 +376,8 @@ def test_metrics_port_serves_metrics_and_healthz_alone():
         assert request(port, host="example.com", token=None)[0] == 404  # no routes on the metrics port
 
 
-CLOSED_USERS = """
-[scenario]
-name = "closed"
-
-[[services]]
-name = "api"
-routes = ["api.test/*"]
-model = { latency = "100ms" }
-
-[[traffic]]
-users = 4
-think = "100ms"
-requests = [{ url = "https://api.test/" }]
-"""
+CLOSED_USERS = compose(service("api", model={"latency": "100ms"}), traffic=[traffic(None, "https://api.test/", users=4, think="100ms")],
+                       name="closed")
 
 
 def test_serve_traffic_runs_closed_users_too(tmp_path):
@@ -442,15 +392,7 @@ def test_serve_traffic_runs_closed_users_too(tmp_path):
     assert numbers["in_flight"] + numbers["waiting"] <= 4, numbers  # a user's one request at most
 
 
-REDIRECT_SCENARIO = """
-[scenario]
-name = "redirects"
-
-[[services]]
-name = "shop"
-routes = ["shop.test/*"]
-worker = "redirect.py"
-"""
+REDIRECT_SCENARIO = compose(service("shop", worker="redirect.py"), name="redirects")
 
 REDIRECT_WORKER = """
 from urllib.parse import unquote
@@ -532,25 +474,8 @@ def test_the_admission_limit_and_requests_in_flight_are_exported():
         assert metric_value(served, "edge_ingress_in_flight") == 1
 
 
-REPLAYED = """
-[scenario]
-name = "replayed"
-
-[[services]]
-name = "a"
-routes = ["example.com/a*"]
-model = { latency = "1ms" }
-
-[[services]]
-name = "b"
-routes = ["example.com/b*"]
-model = { latency = "1ms" }
-
-[[traffic]]
-replay = "r.jsonl"
-base_url = "https://example.com"
-speed = 4
-"""
+REPLAYED = compose(service("a", routes=["example.com/a*"], model={"latency": "1ms"}), service("b", routes=["example.com/b*"], model={"latency": "1ms"}),
+                   traffic=[traffic(None, None, replay="r.jsonl", base_url="https://example.com", speed=4)], name="replayed")
 
 
 def test_serve_traffic_replays_a_file_over_real_sockets(tmp_path):

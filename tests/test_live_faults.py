@@ -16,22 +16,10 @@ import pytest
 
 import delays
 from live import serve
+from scenario_builder import compose, service, write
 
 SECRET = "hunter2-live-secret"
 
-SCENARIO = f"""
-[scenario]
-name = "faults"
-cpu_limit = "50ms"
-{{extra}}
-
-[[services]]
-name = "w"
-routes = ["w.test/*"]
-worker = "w.py"
-concurrency = 4
-secrets = {{{{ KEY = "{SECRET}" }}}}
-"""
 
 WORKER = """
 import sys, time
@@ -80,10 +68,10 @@ async def fetch(request, env, ctx):
 
 @pytest.fixture
 def scenario(tmp_path):
-    def make(extra: str = "") -> str:
-        (tmp_path / "w.py").write_text(WORKER)
-        (tmp_path / "faults.toml").write_text(SCENARIO.format(extra=extra))
-        return str(tmp_path / "faults.toml")
+    def make(**meta) -> str:
+        """w, its worker faulting as the path says; ``meta`` adds to [scenario]."""
+        w = service("w", worker="w.py", concurrency=4, secrets={"KEY": SECRET})
+        return str(write(tmp_path, compose(w, name="faults", cpu_limit="50ms", **meta), {"w.py": WORKER}, file="faults.toml"))
 
     return make
 
@@ -150,7 +138,7 @@ def test_cpu_both_burnt_and_declared_is_charged_once_the_larger_of_the_two(scena
 
 
 def test_a_blocking_worker_is_stopped_at_the_step_limit_while_others_are_served(scenario):
-    with serve(scenario('step_limit = "300ms"')) as served:
+    with serve(scenario(step_limit="300ms")) as served:
         blocked: list[tuple] = []
         with delays.measured(served.process) as delayed:
             client = threading.Thread(target=lambda: blocked.append(get(served.port, "/sleep")))

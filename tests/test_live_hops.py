@@ -20,24 +20,13 @@ from edge.live.serve import LiveRuntime
 from edge.platform.fetch import Request
 import delays
 from live import serve
+from scenario_builder import compose, service
 from edge.scenario.values import EnvironmentKey
 
-SCENARIO = """
-[scenario]
-name = "hops"
-cpu_limit = "50ms"
-
-[[services]]
-name = "front"
-routes = ["front.test/*"]
-worker = "front.py"
-bindings = {{ BACK = "back" }}
-
-[[services]]
-name = "back"
-worker = "back.py"
-concurrency = {back_concurrency}
-"""
+def hops(back_concurrency: int) -> str:
+    """front, public, calls back through its binding BACK."""
+    return compose(service("front", worker="front.py", bindings={"BACK": "back"}),
+                   service("back", routes=None, worker="back.py", concurrency=back_concurrency), name="hops", cpu_limit="50ms")
 
 PRELUDE = """
 import time
@@ -71,7 +60,7 @@ async def fetch(request, env, ctx):
 
 
 def runtime(make_scenario, back_concurrency: int) -> LiveRuntime:
-    loaded = make_scenario(SCENARIO.format(back_concurrency=back_concurrency), {"front.py": FRONT, "back.py": BACK})
+    loaded = make_scenario(hops(back_concurrency), {"front.py": FRONT, "back.py": BACK})
     return LiveRuntime(loaded, admin_token=new_token())
 
 
@@ -114,7 +103,7 @@ async def test_each_worker_of_an_inline_chain_is_charged_its_own_cpu_only(make_s
 
 
 def test_a_bound_worker_that_spins_inline_is_stopped_at_the_chains_budget_for_its_call_only(make_scenario, tmp_path):
-    make_scenario(SCENARIO.format(back_concurrency=4), {"front.py": FRONT, "back.py": BACK})
+    make_scenario(hops(4), {"front.py": FRONT, "back.py": BACK})
     with serve(str(tmp_path / "scenario.toml")) as served:
         def get(path: str) -> tuple[int, bytes, float]:
             conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=15)

@@ -15,26 +15,11 @@ import urllib.request
 import pytest
 
 from live import ADMIN_TOKEN, ROOT, admin_headers, serve
+from scenario_builder import canary_service, compose, write
 
-SCENARIO = """
-[scenario]
-name = "live-rollout"
-
-[[services]]
-name = "app"
-routes = ["example.com/*"]
-[services.environments.production]
-model = { latency = "1ms" }
-[services.environments.canary]
-model = { latency = "1ms" }
-[services.split]
-weights = { production = 100, canary = 0 }
-
-[services.rollout]
-steps = [10, { weight = 50, manual = true }, { weight = 100, manual = true }]
-interval = "300ms"
-no_data = "pass"
-"""
+APP = canary_service(routes=["example.com/*"], production={"model": {"latency": "1ms"}}, rollout={
+    "steps": [10, {"weight": 50, "manual": True}, {"weight": 100, "manual": True}], "interval": "300ms", "no_data": "pass",
+})
 
 
 def edge(served, *args: str) -> subprocess.CompletedProcess:
@@ -59,8 +44,7 @@ def wait_for(served, phase: str) -> dict:
 
 @pytest.fixture
 def served(tmp_path):
-    path = tmp_path / "rollout.toml"
-    path.write_text(SCENARIO)
+    path = write(tmp_path, compose(APP, name="live-rollout"), file="rollout.toml")
     with serve(str(path)) as running:
         yield running
 

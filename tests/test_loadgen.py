@@ -22,27 +22,14 @@ from edge.live.ingress import HttpServer, Limits
 from edge.live.loadgen import LAG_WARNING, REQUEST_TIMEOUT, WARNING_WINDOW, GroupProgress, LoadGenerator, OpenSchedule
 from edge.platform.fetch import Request, Response
 from edge.scenario import config
+from scenario_builder import compose, load, service, traffic
 
-ONE_USER = """
-[scenario]
-duration = "{duration}"
-
-[[services]]
-name = "app"
-routes = ["example.com/*"]
-model = {{ latency = "1ms" }}
-
-[[traffic]]
-users = 1
-think = "{think}"
-requests = [{{ method = "GET", url = "https://example.com/" }}]
-"""
+APP = service(routes=["example.com/*"], model={"latency": "1ms"})
 
 
 def _run(tmp_path, *, think: str, idle_timeout: float, seconds: float = 2.0) -> LoadGenerator:
-    path = tmp_path / "scenario.toml"
-    path.write_text(ONE_USER.format(duration=f"{seconds}s", think=think))
-    loaded = config.load(path)
+    one_user = traffic(None, None, users=1, think=think, requests=[{"method": "GET", "url": "https://example.com/"}])
+    loaded = load(tmp_path, compose(APP, traffic=[one_user], duration=f"{seconds}s"))
 
     async def main() -> None:
         with trio.move_on_after(seconds):  # a live group runs until the server stops
@@ -82,26 +69,14 @@ def test_a_connection_still_open_is_reused(tmp_path):
 
 # -- keeping to the schedule ---------------------------------------------------------------------------
 
-OPEN = """
-[scenario]
-name = "open"
-
-[[services]]
-name = "app"
-routes = ["example.com/*"]
-model = {{ latency = "1ms" }}
-
-[[traffic]]
-name = "steady"
-arrivals = "constant({rate}/s)"
-requests = [{{ url = "https://example.com/" }}, {{ url = "https://example.com/missing" }}]
-"""
+def open_toml(rate: float) -> str:
+    """A steady open group at ``rate``, to a page and to a missing one."""
+    steady = traffic(f"constant({rate}/s)", name="steady", requests=[{"url": "https://example.com/"}, {"url": "https://example.com/missing"}])
+    return compose(APP, traffic=[steady], name="open")
 
 
 def _open_scenario(tmp_path, rate: float) -> config.LoadedScenario:
-    path = tmp_path / "open.toml"
-    path.write_text(OPEN.format(rate=rate))
-    return config.load(path)
+    return load(tmp_path, open_toml(rate), file="open.toml")
 
 
 def test_lag_is_how_long_the_oldest_request_due_and_not_sent_has_waited():
@@ -254,7 +229,7 @@ def test_serve_traffic_exports_the_generators_progress_as_prometheus_and_promtoo
     binary = shutil.which("prometheus")
     if binary is None:
         pytest.fail("the `prometheus` binary is not on PATH: install it (apt-get install prometheus) to run this test")
-    (tmp_path / "open.toml").write_text(OPEN.format(rate=50))
+    (tmp_path / "open.toml").write_text(open_toml(50))
     share = 'sum(rate(edge_loadgen_sent_total[5s])) / sum(rate(edge_loadgen_planned_total[5s]))'
     with serve(str(tmp_path / "open.toml"), "--traffic") as served:
         prometheus = Prometheus(binary, tmp_path, f"127.0.0.1:{served.port}")

@@ -17,23 +17,9 @@ import pytest
 
 import delays
 from edge.platform.files import OutputError, check_directory, check_file, write_output
+from scenario_builder import compose, service, traffic, write
 
 ROOT = Path(__file__).resolve().parent.parent
-
-TINY = """
-[scenario]
-name = "tiny"
-duration = "{duration}"
-
-[[services]]
-name = "app"
-routes = ["example.com/*"]
-worker = "mark.py"
-
-[[traffic]]
-arrivals = "poisson(200/s)"
-requests = [{{ url = "https://example.com/" }}]
-"""
 
 # The worker marks that the simulation runs, so a test signals a process that is past its imports.
 MARK = """
@@ -51,10 +37,9 @@ async def fetch(request, env, ctx):
 
 
 def scenario(tmp_path: Path, duration: str = "2s") -> Path:
-    (tmp_path / "mark.py").write_text(MARK)
-    path = tmp_path / "tiny.toml"
-    path.write_text(TINY.format(duration=duration))
-    return path
+    app = service(routes=["example.com/*"], worker="mark.py")
+    toml = compose(app, traffic=[traffic("poisson(200/s)", "https://example.com/")], name="tiny", duration=duration)
+    return write(tmp_path, toml, {"mark.py": MARK}, file="tiny.toml")
 
 
 def _default_sigint() -> None:

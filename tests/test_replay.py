@@ -22,24 +22,19 @@ from edge.scenario import config, logformat, replay
 from edge.scenario.values import ScaledDistribution
 from edge.tune.budget import Budget
 from edge.tune.tuner import tune
+from scenario_builder import canary_service, compose, service, traffic, write
 from edge.scenario.values import EnvironmentKey
 
 ROOT = Path(__file__).resolve().parent.parent
 
-SCENARIO = """
-[scenario]
-name = "replay-test"
-duration = "{duration}"
-[[services]]
-name = "app"
-routes = ["example.com/*"]
-model = {{ latency = "1ms" }}
-[[traffic]]
-name = "log"
-replay = "{file}"
-base_url = "https://example.com"
-{extra}
-"""
+APP = service("app", routes=["example.com/*"], model={"latency": "1ms"})
+
+
+def replay_toml(file: str = "access.log", *, duration: str = "20s", app: dict = APP, timeline: tuple = (), **group) -> str:
+    """The scenario the replays here are read in: ``group`` adds fields to its replayed traffic group,
+    or (None) takes them out."""
+    group = {"name": "log", "replay": file, "base_url": "https://example.com"} | group
+    return compose(app, traffic=[traffic(**{"arrivals": None, "url": None, **group})], timeline=timeline, name="replay-test", duration=duration)
 
 CLF = """\
 127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /apache_pb.gif HTTP/1.0" 200 2326
@@ -65,11 +60,9 @@ HAR = {"log": {"version": "1.2", "entries": [
 ]}}
 
 
-def scenario(tmp_path: Path, log: str, *, file: str = "access.log", duration: str = "20s", extra: str = "") -> Path:
+def scenario(tmp_path: Path, log: str, *, file: str = "access.log", duration: str = "20s", **group) -> Path:
     (tmp_path / file).write_text(log)
-    path = tmp_path / "s.toml"
-    path.write_text(SCENARIO.format(file=file, duration=duration, extra=extra))
-    return path
+    return write(tmp_path, replay_toml(file, duration=duration, **group), file="s.toml")
 
 
 def entries(loaded: config.LoadedScenario) -> list[tuple[float, str, str, list[tuple[str, str]]]]:
@@ -113,7 +106,7 @@ def test_har_keeps_every_request_header_but_the_connections_own(tmp_path):
 
 
 def test_the_format_given_overrides_the_extension(tmp_path):
-    loaded = config.load(scenario(tmp_path, JSONL, file="requests.txt", extra='replay_format = "jsonl"'))
+    loaded = config.load(scenario(tmp_path, JSONL, file="requests.txt", replay_format="jsonl"))
     assert len(loaded.replays[0].entries) == 3
 
 
@@ -130,7 +123,7 @@ def test_the_schedule_both_drivers_send_speed_halves_the_span_and_builds_the_log
     (plan,) = plan_traffic(config.load(scenario(tmp_path, CLF)), seed=1)
     assert isinstance(plan.arrivals, ReplaySchedule) and plan.mix is plan.arrivals
     assert _times(plan.arrivals) == [0.0, 0.5, 2.0]  # without loop the file ends the group
-    (fast,) = plan_traffic(config.load(scenario(tmp_path, CLF, extra="speed = 2")), seed=1)
+    (fast,) = plan_traffic(config.load(scenario(tmp_path, CLF, speed=2)), seed=1)
     sent = []
     at = 0.0
     while (at := fast.arrivals.after(at, math.inf)) != math.inf:
@@ -141,7 +134,7 @@ def test_the_schedule_both_drivers_send_speed_halves_the_span_and_builds_the_log
 
 
 def test_loop_repeats_the_file_one_mean_gap_apart_until_the_run_ends(tmp_path):
-    path = scenario(tmp_path, CLF, duration="10s", extra="loop = true")
+    path = scenario(tmp_path, CLF, duration="10s", loop=True)
     (plan,) = plan_traffic(config.load(path), seed=1)
     # span 2s over 3 requests: a pass every 3s (2s + the mean gap of 1s).
     assert _times(plan.arrivals, until=10.0) == [0.0, 0.5, 2.0, 3.0, 3.5, 5.0, 6.0, 6.5, 8.0, 9.0, 9.5]
@@ -151,7 +144,7 @@ def test_loop_repeats_the_file_one_mean_gap_apart_until_the_run_ends(tmp_path):
 
 
 def test_the_report_describes_the_replayed_file(tmp_path):
-    path = scenario(tmp_path, CLF, extra="speed = 2\nloop = true")
+    path = scenario(tmp_path, CLF, speed=2, loop=True)
     done = edge("run", path, "--json", tmp_path / "r.json", "--duration", "5s")
     assert done.returncode == 0, done.stderr
     written = json.loads((tmp_path / "r.json").read_text())
@@ -166,7 +159,7 @@ def test_the_report_describes_the_replayed_file(tmp_path):
 
 
 def test_same_file_and_seed_give_byte_identical_reports(tmp_path):
-    path = scenario(tmp_path, json.dumps(HAR), file="session.har", extra="loop = true")
+    path = scenario(tmp_path, json.dumps(HAR), file="session.har", loop=True)
     first, second = (edge("run", path, "--seed", "3", "--quiet", "--json", tmp_path / name, hash_seed=h) for name, h in (("a.json", "1"), ("b.json", "2")))
     assert first.returncode == second.returncode == 0, first.stderr
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
@@ -221,29 +214,29 @@ def test_the_replay_path_is_relative_to_the_scenario_and_run_exits_2_on_a_bad_fi
 @pytest.mark.parametrize(
     ("extra", "path", "expected"),
     [
-        ('requests = [{ url = "https://example.com/" }]', "traffic[0].requests", "drop requests or replay"),
-        ('arrivals = "poisson(5/s)"', "traffic[0].arrivals", "drop arrivals or replay"),
-        ("users = 2", "traffic[0].users", "drop users or replay"),
-        ("speed = 0", "traffic[0].speed", "expected a positive factor"),
-        ('replay_format = "csv"', "traffic[0].replay_format", "expected one of"),
+        ({"requests": [{"url": "https://example.com/"}]}, "traffic[0].requests", "drop requests or replay"),
+        ({"arrivals": "poisson(5/s)"}, "traffic[0].arrivals", "drop arrivals or replay"),
+        ({"users": 2}, "traffic[0].users", "drop users or replay"),
+        ({"speed": 0}, "traffic[0].speed", "expected a positive factor"),
+        ({"replay_format": "csv"}, "traffic[0].replay_format", "expected one of"),
     ],
 )
 def test_bad_replay_groups_name_the_field(tmp_path, extra, path, expected):
     with pytest.raises(config.ConfigError) as raised:
-        config.load(scenario(tmp_path, CLF, extra=extra))
+        config.load(scenario(tmp_path, CLF, **extra))
     assert f": {path}: " in str(raised.value) and expected in str(raised.value), str(raised.value)
 
 
 def test_base_url_is_required_and_replay_fields_need_a_replay(tmp_path):
     (tmp_path / "access.log").write_text(CLF)
     path = tmp_path / "s.toml"
-    path.write_text(SCENARIO.format(file="access.log", duration="5s", extra="").replace('base_url = "https://example.com"', ""))
+    path.write_text(replay_toml(duration="5s", base_url=None))
     with pytest.raises(config.ConfigError, match=r"traffic\[0\]\.base_url: expected the scheme and host"):
         config.load(path)
-    path.write_text(SCENARIO.format(file="access.log", duration="5s", extra="").replace('base_url = "https://example.com"', 'base_url = "https://example.com/x"'))
+    path.write_text(replay_toml(duration="5s", base_url="https://example.com/x"))
     with pytest.raises(config.ConfigError, match=r"traffic\[0\]\.base_url"):
         config.load(path)
-    path.write_text(SCENARIO.format(file="x", duration="5s", extra="").replace('replay = "x"\nbase_url = "https://example.com"', 'loop = true\nrequests = [{ url = "https://example.com/" }]'))
+    path.write_text(replay_toml(duration="5s", replay=None, base_url=None, loop=True, requests=[{"url": "https://example.com/"}]))
     with pytest.raises(config.ConfigError, match=r"traffic\[0\]\.loop: only for a replayed group"):
         config.load(path)
 
@@ -251,7 +244,7 @@ def test_base_url_is_required_and_replay_fields_need_a_replay(tmp_path):
 def test_a_loop_needs_more_than_one_instant(tmp_path):
     one = '{"time": 5, "path": "/"}\n{"time": 5, "path": "/b"}\n'
     with pytest.raises(config.ConfigError, match=r"traffic\[0\]\.loop: .*r\.jsonl: a loop needs requests at more than one time"):
-        config.load(scenario(tmp_path, one, file="r.jsonl", extra="loop = true"))
+        config.load(scenario(tmp_path, one, file="r.jsonl", loop=True))
     assert len(config.load(scenario(tmp_path, one, file="r.jsonl")).replays[0].entries) == 2
 
 
@@ -269,34 +262,15 @@ def test_request_and_size_limits_at_the_boundary(tmp_path, monkeypatch):
         config.load(scenario(tmp_path, CLF + "\n"))  # just over
 
 
-TUNED = """
-[scenario]
-name = "tune-replay"
-duration = "2m"
-[[services]]
-name = "app"
-routes = ["app.test/*"]
-[services.environments.production]
-model = { latency = "2ms", errors = 0.002 }
-[services.environments.canary]
-model = { latency = "2ms", errors = 0.002 }
-[services.split]
-weights = { production = 100, canary = 0 }
-[services.rollout]
-steps = [10, 50, 100]
-interval = "30s"
-gates = ["error ratio < 3%"]
-min_requests = 20
-no_data = "hold"
-[[traffic]]
-replay = "r.jsonl"
-base_url = "https://app.test"
-loop = true
-[tune]
-bad = { errors = 0.5 }
-replications = 2
-candidates = [{ steps = [10, 50, 100], interval = "30s" }]
-"""
+TUNED = compose(
+    canary_service(
+        production={"model": {"latency": "2ms", "errors": 0.002}}, canary={"model": {"latency": "2ms", "errors": 0.002}},
+        rollout={"steps": [10, 50, 100], "interval": "30s", "gates": ["error ratio < 3%"], "min_requests": 20, "no_data": "hold"},
+    ),
+    traffic=[traffic(None, None, replay="r.jsonl", base_url="https://app.test", loop=True)],
+    tune={"bad": {"errors": 0.5}, "replications": 2, "candidates": [{"steps": [10, 50, 100], "interval": "30s"}]},
+    name="tune-replay", duration="2m",
+)
 
 
 def test_tune_accepts_a_replayed_group(tmp_path):
@@ -397,16 +371,16 @@ def test_an_unterminated_quote_on_a_long_line_fails_fast_and_small(tmp_path):
 @pytest.mark.parametrize(
     ("extra", "log", "field", "refused"),
     [
-        ("loop = true", '{"time": 0, "path": "/"}\n{"time": 1e-9, "path": "/"}\n', "traffic[0].speed", True),  # 1e9/s
-        ("loop = true\nspeed = 1e300", CLF, "traffic[0].speed", True),
-        ("loop = true\nspeed = 500000", '{"time": 0, "path": "/"}\n{"time": 1, "path": "/"}\n', "traffic[0].speed", False),  # 500,000/s
-        ("loop = true\nspeed = 1000000", '{"time": 0, "path": "/"}\n{"time": 1, "path": "/"}\n', "traffic[0].speed", False),  # exactly at
-        ("loop = true\nspeed = 1000001", '{"time": 0, "path": "/"}\n{"time": 1, "path": "/"}\n', "traffic[0].speed", True),  # one over
-        ("", '{"time": 0, "path": "/"}\n{"time": 1e-9, "path": "/"}\n', "", False),  # not looped: two requests, however close
+        ({"loop": True}, '{"time": 0, "path": "/"}\n{"time": 1e-9, "path": "/"}\n', "traffic[0].speed", True),  # 1e9/s
+        ({"loop": True, "speed": 1e300}, CLF, "traffic[0].speed", True),
+        ({"loop": True, "speed": 500000}, '{"time": 0, "path": "/"}\n{"time": 1, "path": "/"}\n', "traffic[0].speed", False),  # 500,000/s
+        ({"loop": True, "speed": 1000000}, '{"time": 0, "path": "/"}\n{"time": 1, "path": "/"}\n', "traffic[0].speed", False),  # exactly at
+        ({"loop": True, "speed": 1000001}, '{"time": 0, "path": "/"}\n{"time": 1, "path": "/"}\n', "traffic[0].speed", True),  # one over
+        ({}, '{"time": 0, "path": "/"}\n{"time": 1e-9, "path": "/"}\n', "", False),  # not looped: two requests, however close
     ],
 )
 def test_a_replay_rate_over_the_limit_is_refused_with_the_limit_named(tmp_path, extra, log, field, refused):
-    path = scenario(tmp_path, log, file="r.jsonl" if log.startswith("{") else "access.log", extra=extra)
+    path = scenario(tmp_path, log, file="r.jsonl" if log.startswith("{") else "access.log", **extra)
     if not refused:
         config.load(path)
         return
@@ -416,29 +390,18 @@ def test_a_replay_rate_over_the_limit_is_refused_with_the_limit_named(tmp_path, 
 
 
 @pytest.mark.parametrize(
-    ("traffic", "meta", "refused"),
+    ("group", "meta", "refused"),
     [
-        ('arrivals = "constant(1000000000/s)"', "", True),
-        ('arrivals = "constant(1000000/s)"', "", False),  # exactly at the limit
-        ('arrivals = "poisson(1000001/s)"', "", True),
-        ('arrivals = "poisson(600000/s)"\nbursts = [{ at = "1s", duration = "1s", factor = 2 }]', "", True),  # 1.2M at the burst
-        ('arrivals = "constant(1000000000/s)"', "max_rate = 2e9", False),  # raised
-        ("users = 100000000", "", False),  # closed: each user waits for its answer
+        ({"arrivals": "constant(1000000000/s)"}, {}, True),
+        ({"arrivals": "constant(1000000/s)"}, {}, False),  # exactly at the limit
+        ({"arrivals": "poisson(1000001/s)"}, {}, True),
+        ({"arrivals": "poisson(600000/s)", "bursts": [{"at": "1s", "duration": "1s", "factor": 2}]}, {}, True),  # 1.2M at the burst
+        ({"arrivals": "constant(1000000000/s)"}, {"max_rate": 2e9}, False),  # raised
+        ({"users": 100000000}, {}, False),  # closed: each user waits for its answer
     ],
 )
-def test_an_arrival_rate_over_the_limit_is_refused_and_max_rate_raises_it(tmp_path, traffic, meta, refused):
-    path = tmp_path / "s.toml"
-    path.write_text(f"""
-[scenario]
-{meta}
-[[services]]
-name = "app"
-routes = ["example.com/*"]
-model = {{ latency = "1ms" }}
-[[traffic]]
-{traffic}
-requests = [{{ url = "https://example.com/" }}]
-""")
+def test_an_arrival_rate_over_the_limit_is_refused_and_max_rate_raises_it(tmp_path, group, meta, refused):
+    path = write(tmp_path, compose(APP, traffic=[traffic(**{"arrivals": None, "url": "https://example.com/", **group})], **meta), file="s.toml")
     if not refused:
         config.load(path)
         return
@@ -534,7 +497,7 @@ def test_nginx_lines_are_spread_over_their_second_then_moved_back_by_their_reque
     ],
 )
 def test_a_format_without_what_replay_needs_is_a_config_error_exit_2_naming_the_field(tmp_path, format, expected):
-    path = scenario(tmp_path, CLF, extra=f"replay_format = '{format}'")
+    path = scenario(tmp_path, CLF, replay_format=format)
     with pytest.raises(config.ConfigError) as raised:
         config.load(path)
     assert str(raised.value).startswith(f"{path}: traffic[0].replay_format: ") and expected in str(raised.value), str(raised.value)
@@ -550,7 +513,7 @@ def _noisy(noise: int) -> str:
 
 
 def test_on_error_abort_is_the_default_and_names_the_file_line_and_what_was_expected(tmp_path):
-    path = scenario(tmp_path, _noisy(2), extra=f"replay_format = '{NGINX_TIMED}'")
+    path = scenario(tmp_path, _noisy(2), replay_format=NGINX_TIMED)
     with pytest.raises(config.ConfigError) as raised:
         config.load(path)
     message = str(raised.value)
@@ -565,7 +528,7 @@ def test_on_error_abort_is_the_default_and_names_the_file_line_and_what_was_expe
     [(0, [], False), (4, [2, 3, 4, 5], False), (5, [2, 3, 4, 5, 6], False), (6, [2, 3, 4, 5, 6], True)],  # under, at and over five
 )
 def test_on_error_skip_counts_the_unreadable_lines_and_lists_the_first_five(tmp_path, noise, listed, more):
-    path = scenario(tmp_path, _noisy(noise), extra=f"replay_format = '{NGINX_TIMED}'\non_error = \"skip\"")
+    path = scenario(tmp_path, _noisy(noise), replay_format=NGINX_TIMED, on_error="skip")
     loaded = config.load(path)
     assert [e.target for e in loaded.replays[0].entries] == ["/a", "/b", "/c"]
     assert (loaded.replays[0].skipped, loaded.replays[0].skipped_lines) == (noise, listed)
@@ -599,24 +562,24 @@ def test_skip_covers_every_problem_of_a_line_but_not_the_files(tmp_path):
 @pytest.mark.parametrize(
     ("extra", "field", "expected"),
     [
-        ('on_error = "ignore"', "traffic[0].on_error", 'expected "abort" or "skip", got "ignore"'),
-        ('service_time = "recorded"', "traffic[0].service_time", 'expected "logged" or "model", got "recorded"'),
+        ({"on_error": "ignore"}, "traffic[0].on_error", 'expected "abort" or "skip", got "ignore"'),
+        ({"service_time": "recorded"}, "traffic[0].service_time", 'expected "logged" or "model", got "recorded"'),
     ],
 )
 def test_bad_on_error_and_service_time_values_name_the_field(tmp_path, extra, field, expected):
     with pytest.raises(config.ConfigError) as raised:
-        config.load(scenario(tmp_path, CLF, extra=extra))
+        config.load(scenario(tmp_path, CLF, **extra))
     assert f": {field}: " in str(raised.value) and expected in str(raised.value), str(raised.value)
 
 
 def test_on_error_and_service_time_need_a_replay_and_skip_is_not_for_a_har(tmp_path):
-    plain = SCENARIO.format(file="x", duration="5s", extra="").replace('replay = "x"\nbase_url = "https://example.com"', 'requests = [{ url = "https://example.com/" }]')
-    for extra, field in (('on_error = "skip"', "on_error"), ('service_time = "model"', "service_time")):
-        (tmp_path / "s.toml").write_text(plain + extra + "\n")
+    plain = {"replay": None, "base_url": None, "requests": [{"url": "https://example.com/"}]}
+    for extra, field in (({"on_error": "skip"}, "on_error"), ({"service_time": "model"}, "service_time")):
+        (tmp_path / "s.toml").write_text(replay_toml("x", duration="5s", **plain, **extra))
         with pytest.raises(config.ConfigError, match=rf"traffic\[0\]\.{field}: only for a replayed group"):
             config.load(tmp_path / "s.toml")
     with pytest.raises(config.ConfigError, match=r'traffic\[0\]\.on_error: a HAR file is one JSON document, read whole or refused'):
-        config.load(scenario(tmp_path, json.dumps(HAR), file="s.har", extra='on_error = "skip"'))
+        config.load(scenario(tmp_path, json.dumps(HAR), file="s.har", on_error="skip"))
 
 
 @pytest.mark.parametrize(("rt", "refused"), [("31622399.999", False), ("31622400", False), ("31622400.001", True), ("9" * 400, True)])
@@ -635,9 +598,9 @@ TIMED_SCENARIO_LOG = "\n".join(
 ) + "\n"
 
 
-def _latencies(tmp_path: Path, *, model: str = '{ latency = "1ms" }', extra: str = "", timeline: str = "", setup=None) -> list[float]:
-    text = SCENARIO.format(file="access.log", duration="10s", extra=f"replay_format = '{NGINX_TIMED}'\n{extra}").replace(
-        'model = { latency = "1ms" }', f"model = {model}") + timeline
+def _latencies(tmp_path: Path, *, model: dict | None = None, timeline: tuple = (), setup=None, **group) -> list[float]:
+    app = service("app", routes=["example.com/*"], model=model or {"latency": "1ms"})
+    text = replay_toml(duration="10s", app=app, timeline=timeline, replay_format=NGINX_TIMED, **group)
     (tmp_path / "access.log").write_text(TIMED_SCENARIO_LOG)
     (tmp_path / "s.toml").write_text(text)
     report = build_report(simulate(config.load(tmp_path / "s.toml"), interval=1.0, setup=setup))
@@ -649,9 +612,9 @@ def test_a_synthetic_model_serves_a_logged_request_in_its_logged_time(tmp_path):
     # The upstream's time when nginx logs one, else the request's own ("-": nginx served it)
     assert _latencies(tmp_path) == pytest.approx([0.200, 0.500, 0.002, 0.050], rel=0.02)
     # The model's CPU is spent within the logged time; a request faster than the CPU takes the CPU's time
-    assert _latencies(tmp_path, model='{ latency = "1ms", cpu = "10ms" }') == pytest.approx([0.200, 0.500, 0.010, 0.050], rel=0.02)
+    assert _latencies(tmp_path, model={"latency": "1ms", "cpu": "10ms"}) == pytest.approx([0.200, 0.500, 0.010, 0.050], rel=0.02)
     # service_time = "model": the model's latency, as for any request
-    assert _latencies(tmp_path, extra='service_time = "model"') == pytest.approx([0.001] * 4, rel=0.02)
+    assert _latencies(tmp_path, service_time="model") == pytest.approx([0.001] * 4, rel=0.02)
 
 
 @pytest.mark.parametrize(
@@ -666,7 +629,7 @@ def test_a_latency_a_hypothesis_or_the_timeline_sets_scales_or_replaces_the_logg
         behaviour = config.Behaviour(latency=ScaledDistribution(latency))
         got = _latencies(tmp_path, setup=lambda topology, *_: change_behaviour(topology.environments[EnvironmentKey("app", "production")], behaviour))
     else:
-        got = _latencies(tmp_path, timeline=f'\n[[timeline]]\nat = "0.5s"\naction = "set"\ntarget = "app@production"\nlatency = "{latency}"\n')
+        got = _latencies(tmp_path, timeline=[{"at": "0.5s", "action": "set", "target": "app@production", "latency": latency}])
     assert got == pytest.approx(expected, rel=0.02)
 
 

@@ -14,23 +14,7 @@ from edge.metrics.recorders import RunMetrics
 from edge.report.build import build_report
 from edge.engine.simulate import simulate
 from conftest import send, text
-
-SCENARIO = """
-[scenario]
-name = "router"
-
-[[services]]
-name = "app"
-routes = ["app.test/*"]
-worker = "who.py"
-[services.environments.production]
-vars = {{ WHO = "production" }}
-[services.environments.canary]
-vars = {{ WHO = "canary" }}
-[services.split]
-weights = {{ production = {production}, canary = {canary} }}
-{split}
-"""
+from scenario_builder import canary_service, compose, traffic
 
 WHO = {
     "who.py": """
@@ -42,8 +26,11 @@ WHO = {
 }
 
 
-def scenario(make_scenario, canary: float, split: str = ""):
-    return make_scenario(SCENARIO.format(production=100 - canary, canary=canary, split=split), WHO)
+def scenario(make_scenario, canary: float, **split):
+    """app's environments answer with their names; ``canary`` percent of the traffic goes to the canary."""
+    app = canary_service(worker="who.py", production={"vars": {"WHO": "production"}}, canary={"vars": {"WHO": "canary"}},
+                         weight=canary, split=split)
+    return make_scenario(compose(app, name="router"), WHO)
 
 
 def who(loaded, requests: list[Request]) -> list[str]:
@@ -56,7 +43,7 @@ def users(n: int, **headers: str) -> list[Request]:
 
 
 def test_affinity_keeps_each_key_on_one_environment(make_scenario):
-    loaded = scenario(make_scenario, 20, 'affinity = { header = "x-user" }')
+    loaded = scenario(make_scenario, 20, affinity={"header": "x-user"})
     first = who(loaded, users(2000))
     again = who(loaded, users(2000))
     assert first == again  # every user, the same environment, run after run
@@ -66,14 +53,14 @@ def test_affinity_keeps_each_key_on_one_environment(make_scenario):
 
 
 def test_raising_the_canary_weight_only_moves_users_onto_it(make_scenario):
-    at_5 = who(scenario(make_scenario, 5, 'affinity = { header = "x-user" }'), users(3000))
-    at_25 = who(scenario(make_scenario, 25, 'affinity = { header = "x-user" }'), users(3000))
+    at_5 = who(scenario(make_scenario, 5, affinity={"header": "x-user"}), users(3000))
+    at_25 = who(scenario(make_scenario, 25, affinity={"header": "x-user"}), users(3000))
     assert all(later == "canary" for earlier, later in zip(at_5, at_25) if earlier == "canary")
     assert at_25.count("canary") > 4 * at_5.count("canary")
 
 
 def test_cookie_affinity(make_scenario):
-    loaded = scenario(make_scenario, 50, 'affinity = { cookie = "session" }')
+    loaded = scenario(make_scenario, 50, affinity={"cookie": "session"})
     cookies = [Request("https://app.test/", headers={"cookie": f"theme=dark; session={i % 10}"}) for i in range(200)]
     seen = who(loaded, cookies)
     for session in range(10):
@@ -90,7 +77,7 @@ def test_key_points_are_stable_and_uniform():
 
 
 def test_override_header_pins_a_request_even_at_weight_zero(make_scenario):
-    loaded = scenario(make_scenario, 0, 'override = "x-edge-environment"')
+    loaded = scenario(make_scenario, 0, override="x-edge-environment")
     pinned = who(loaded, [Request("https://app.test/", headers={"x-edge-environment": "canary"}) for _ in range(50)])
     assert pinned == ["canary"] * 50
     unknown, _ = send(loaded, [Request("https://app.test/", headers={"x-edge-environment": "staging"}) for _ in range(50)])
@@ -119,29 +106,11 @@ def test_retry_budget_window():
     assert sum(budget.spend(16.0) for _ in range(100)) == 10
 
 
-FLAKY = """
-[scenario]
-name = "budget"
-
-[[services]]
-name = "app"
-routes = ["app.test/*"]
-[services.environments.production]
-model = {{ latency = "1ms" }}
-[services.environments.canary]
-model = {{ latency = "1ms", errors = 1.0 }}
-[services.split]
-weights = {{ production = 50, canary = 50 }}
-retry = {{ to = "production" {budget} }}
-
-[[traffic]]
-arrivals = "constant(100/s)"
-requests = [{{ url = "https://app.test/" }}]
-"""
-
-
-def run_flaky(make_scenario, budget: str = ""):
-    result = simulate(make_scenario(FLAKY.format(budget=budget)), seed=1, duration=60)
+def run_flaky(make_scenario, **budget):
+    """A canary that always fails, half the traffic, each failure retried on production (within ``budget``)."""
+    app = canary_service(production={"model": {"latency": "1ms"}}, canary={"model": {"latency": "1ms", "errors": 1.0}}, weight=50,
+                         split={"retry": {"to": "production"} | budget})
+    result = simulate(make_scenario(compose(app, traffic=[traffic()], name="budget")), seed=1, duration=60)
     return build_report(result).routers["app"]
 
 
@@ -153,7 +122,7 @@ def test_without_a_budget_every_failure_is_retried(make_scenario):
 
 
 def test_a_retry_budget_caps_retries_and_the_rest_fail(make_scenario):
-    router = run_flaky(make_scenario, ', budget = { ratio = 0.1, min_per_second = 1, window = "10s" }')
+    router = run_flaky(make_scenario, budget={"ratio": 0.1, "min_per_second": 1, "window": "10s"})
     attempts = router.actual["canary"].requests  # half of 6000
     retried = router.retries["canary->production"]
     # 10% of the window's requests plus 1/s: about 0.1 x 100/s + 1/s = 11/s of the 50/s that fail.
@@ -167,16 +136,16 @@ def test_a_retry_budget_caps_retries_and_the_rest_fail(make_scenario):
 @pytest.mark.parametrize(
     "split, path, expected",
     [
-        ('affinity = { header = "x-user", cookie = "s" }', "services[0].split.affinity.header", "either `header` or `cookie`"),
-        ("affinity = {}", "services[0].split.affinity.header", "either `header` or `cookie`"),
-        ('retry = { budget = { ratio = -1 } }', "services[0].split.retry.budget.ratio", "retries per request >= 0"),
-        ('retry = { budget = { window = "0s" } }', "services[0].split.retry.budget.window", "positive duration"),
-        ('retry = { budget = { min_per_second = "many" } }', "services[0].split.retry.budget.min_per_second", "expected `int | float`"),
+        ({"affinity": {"header": "x-user", "cookie": "s"}}, "services[0].split.affinity.header", "either `header` or `cookie`"),
+        ({"affinity": {}}, "services[0].split.affinity.header", "either `header` or `cookie`"),
+        ({"retry": {"budget": {"ratio": -1}}}, "services[0].split.retry.budget.ratio", "retries per request >= 0"),
+        ({"retry": {"budget": {"window": "0s"}}}, "services[0].split.retry.budget.window", "positive duration"),
+        ({"retry": {"budget": {"min_per_second": "many"}}}, "services[0].split.retry.budget.min_per_second", "expected `int | float`"),
     ],
 )
 def test_bad_split_options_name_the_path(make_scenario, split, path, expected):
     from edge.scenario import config
 
     with pytest.raises(config.ConfigError) as raised:
-        scenario(make_scenario, 10, split)
+        scenario(make_scenario, 10, **split)
     assert path in str(raised.value) and expected in str(raised.value), str(raised.value)

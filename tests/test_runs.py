@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import textwrap
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,34 +18,16 @@ from edge.platform import redact, runs, trio_internals
 from edge.report.build import build_report, write_json
 from edge.scenario import config
 from edge.scenario import load as scenario_load
+from scenario_builder import compose, load, service, traffic
 
-SCENARIO = """
-[scenario]
-name = "{name}"
-duration = "{duration}"
-seed = {seed}
-cores = 4
-
-[[services]]
-name = "{name}"
-routes = ["{name}.example.com/*"]
-worker = "front.py"
-bindings = {{ BACK = "{name}-back" }}
-
-[[services]]
-name = "{name}-back"
-worker = "back.py"
-concurrency = 4
-secrets = {{ KEY = "{secret}" }}
-
-[[traffic]]
-name = "users"
-arrivals = "poisson({rate}/s)"
-requests = [
-  {{ weight = 9, url = "https://{name}.example.com/" }},
-  {{ weight = 1, url = "https://{name}.example.com/fail" }},
-]
-"""
+def run_toml(name: str, *, secret: str, seed: int, rate: int, duration: str) -> str:
+    """NAME's front calls NAME-back, which holds the run's secret; one request in ten fails."""
+    front = service(name, routes=[f"{name}.example.com/*"], worker="front.py", bindings={"BACK": f"{name}-back"})
+    back = service(f"{name}-back", routes=None, worker="back.py", concurrency=4, secrets={"KEY": secret})
+    users = traffic(f"poisson({rate}/s)", name="users", requests=[
+        {"weight": 9, "url": f"https://{name}.example.com/"}, {"weight": 1, "url": f"https://{name}.example.com/fail"},
+    ])
+    return compose(front, back, traffic=[users], name=name, duration=duration, seed=seed, cores=4)
 
 FRONT = """
 async def fetch(request, env, ctx):
@@ -79,12 +60,7 @@ RUNS = {
 
 
 def _scenario(tmp_path: Path, name: str) -> config.LoadedScenario:
-    folder = tmp_path / name
-    folder.mkdir(exist_ok=True)
-    (folder / "front.py").write_text(textwrap.dedent(FRONT))
-    (folder / "back.py").write_text(textwrap.dedent(BACK))
-    (folder / "scenario.toml").write_text(SCENARIO.format(name=name, **RUNS[name]))
-    return config.load(folder / "scenario.toml")
+    return load(tmp_path / name, run_toml(name, **RUNS[name]), {"front.py": FRONT, "back.py": BACK})
 
 
 def _report(loaded: config.LoadedScenario, path: Path, setup=None) -> bytes:

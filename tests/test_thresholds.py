@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -14,31 +13,16 @@ from edge.scenario import config
 from edge.report.build import abort_check, build_report
 from edge.engine.simulate import simulate
 from edge.scenario.thresholds import CLIENT_COUNTS, ENVIRONMENT_COUNTS, ThresholdResult, parse_threshold
+from scenario_builder import canary_service, compose, service, traffic, write
 
 ROOT = Path(__file__).resolve().parent.parent
 
-SCENARIO = """
-thresholds = [{thresholds}]
-
-[scenario]
-name = "thresholds"
-duration = "10s"
-
-[[services]]
-name = "api"
-routes = ["api.test/*"]
-model = {{ latency = "2ms", errors = 0.5, error_status = 503 }}
-
-[[traffic]]
-arrivals = "constant(100/s)"
-requests = [{{ url = "https://api.test/" }}]
-"""
+API = service("api", model={"latency": "2ms", "errors": 0.5, "error_status": 503})
 
 
 def scenario(tmp_path: Path, *thresholds: str) -> Path:
-    path = tmp_path / "t.toml"
-    path.write_text(textwrap.dedent(SCENARIO.format(thresholds=", ".join(json.dumps(t) for t in thresholds))))
-    return path
+    return write(tmp_path, compose(API, traffic=[traffic(url="https://api.test/")], thresholds=thresholds,
+                                 name="thresholds", duration="10s"), file="t.toml")
 
 
 def edge_run(*args: str) -> subprocess.CompletedProcess:
@@ -128,38 +112,21 @@ def test_bad_thresholds_exit_2_naming_the_path(tmp_path, threshold, expected):
     assert "thresholds[0]" in done.stderr and expected in done.stderr, done.stderr
 
 
-ABORTING = """
-thresholds = [{rules}]
-
-[scenario]
-name = "abort"
-duration = "10m"
-
-[[services]]
-name = "api"
-routes = ["api.test/*"]
-model = {{ latency = "2ms" }}
-
-[[traffic]]
-arrivals = "constant(100/s)"
-requests = [{{ url = "https://api.test/" }}]
-
-[[timeline]]
-at = "2m"
-action = "set"
-target = "api@production"
-errors = 0.5
-"""
+def aborting_toml(*rules: str | dict) -> str:
+    """Errors from 2m on, ten minutes of traffic: an aborting rule stops the run early."""
+    return compose(service("api", model={"latency": "2ms"}), traffic=[traffic(url="https://api.test/")],
+                 timeline=[{"at": "2m", "action": "set", "target": "api@production", "errors": 0.5}],
+                 thresholds=rules, name="abort", duration="10m")
 
 
-def aborting(make_scenario, rules: str):
-    loaded = make_scenario(ABORTING.format(rules=rules))
+def aborting(make_scenario, *rules: str | dict):
+    loaded = make_scenario(aborting_toml(*rules))
     result = simulate(loaded, seed=1, interval=10, stop_when=abort_check(loaded))
     return result, build_report(result)
 
 
 def test_an_aborting_threshold_stops_the_traffic_at_the_first_interval_it_fails(make_scenario):
-    result, report = aborting(make_scenario, '{ threshold = "error ratio < 5%", abort = true }')
+    result, report = aborting(make_scenario, {"threshold": "error ratio < 5%", "abort": True})
     # Errors start at 2m; at 50% the cumulative ratio passes 5% 13.3 s later: the 2m20s check sees it.
     assert report.stopped_early is not None
     assert report.stopped_early.at_s == 140.0 and report.stopped_early.threshold == "error ratio < 5%"
@@ -169,12 +136,12 @@ def test_an_aborting_threshold_stops_the_traffic_at_the_first_interval_it_fails(
 
 
 def test_abort_waits_for_its_delay(make_scenario):
-    _, report = aborting(make_scenario, '{ threshold = "requests > 1000000", abort = true, delay = "1m" }')
+    _, report = aborting(make_scenario, {"threshold": "requests > 1000000", "abort": True, "delay": "1m"})
     assert report.stopped_early is not None and report.stopped_early.at_s == 60.0
 
 
 def test_thresholds_without_abort_let_the_run_finish(make_scenario):
-    _, report = aborting(make_scenario, '"error ratio < 5%", { threshold = "requests > 1", abort = true }')
+    _, report = aborting(make_scenario, "error ratio < 5%", {"threshold": "requests > 1", "abort": True})
     assert report.stopped_early is None
     assert report.clients.requests == 600 * 100
     assert [t.passed for t in report.thresholds] == [False, True]
@@ -182,7 +149,7 @@ def test_thresholds_without_abort_let_the_run_finish(make_scenario):
 
 def test_edge_run_says_where_it_stopped_and_exits_1(tmp_path):
     path = tmp_path / "a.toml"
-    path.write_text(ABORTING.format(rules='{ threshold = "error ratio < 5%", abort = true }'))
+    path.write_text(aborting_toml({"threshold": "error ratio < 5%", "abort": True}))
     done = edge_run(str(path), "--no-progress", "--interval", "10s", "--json", str(tmp_path / "r.json"))
     assert done.returncode == 1
     assert "run stopped at 2m20s of 10m0s: threshold failed: error ratio < 5%" in done.stderr
@@ -192,52 +159,32 @@ def test_edge_run_says_where_it_stopped_and_exits_1(tmp_path):
 @pytest.mark.parametrize(
     "rule, path, expected",
     [
-        ('{ threshold = "p99 latency < soon", abort = true }', "thresholds[0].threshold", "duration"),
-        ('{ threshold = "requests > 1", abortt = true }', "thresholds[0]", "abortt"),
-        ('{ threshold = "requests > 1", abort = true, delay = "-1s" }', "thresholds[0].delay", "duration"),
-        ('{ abort = true }', "thresholds[0]", "threshold"),
+        ({"threshold": "p99 latency < soon", "abort": True}, "thresholds[0].threshold", "duration"),
+        ({"threshold": "requests > 1", "abortt": True}, "thresholds[0]", "abortt"),
+        ({"threshold": "requests > 1", "abort": True, "delay": "-1s"}, "thresholds[0].delay", "duration"),
+        ({"abort": True}, "thresholds[0]", "threshold"),
     ],
 )
 def test_bad_threshold_rules_exit_2_naming_the_path(tmp_path, rule, path, expected):
     scenario_path = tmp_path / "a.toml"
-    scenario_path.write_text(ABORTING.format(rules=rule))
+    scenario_path.write_text(aborting_toml(rule))
     done = edge_run(str(scenario_path), "-q")
     assert done.returncode == 2, done.stderr
     assert path in done.stderr and expected in done.stderr, done.stderr
 
 
-NO_DATA = """
-thresholds = [{rules}]
-
-[scenario]
-name = "no-data"
-duration = "10s"
-
-[[services]]
-name = "api"
-routes = ["api.test/*"]
-[services.environments.production]
-model = {{ latency = "2ms" }}
-[services.environments.canary]
-model = {{ latency = "2ms" }}
-[services.split]
-weights = {{ production = 100, canary = 0 }}
-
-[[traffic]]
-arrivals = "constant({rate}/s)"
-duration = "{sending}"
-requests = [{{ url = "https://api.test/" }}]
-"""
-
-
-def no_data_report(make_scenario, rules: str, *, rate: int = 100, sending: str = "10s"):
-    loaded = make_scenario(NO_DATA.format(rules=rules, rate=rate, sending=sending))
+def no_data_report(make_scenario, *rules: str | dict, rate: int = 100, sending: str = "10s"):
+    loaded = make_scenario(compose(
+        canary_service("api", production={"model": {"latency": "2ms"}}, canary={"model": {"latency": "2ms"}}),
+        traffic=[traffic(f"constant({rate}/s)", "https://api.test/", duration=sending)],
+        thresholds=rules, name="no-data", duration="10s",
+    ))
     return build_report(simulate(loaded, seed=1, stop_when=abort_check(loaded), interval=1))
 
 
 def test_a_threshold_over_an_environment_that_answered_nothing_fails_with_no_data(make_scenario):
-    report = no_data_report(make_scenario, '"error ratio of api@canary < 5%", "p99 latency of api@canary < 1s", '
-                            '"errors of api@canary == 0", "requests of api@canary == 0", "error ratio < 5%"')
+    report = no_data_report(make_scenario, "error ratio of api@canary < 5%", "p99 latency of api@canary < 1s",
+                            "errors of api@canary == 0", "requests of api@canary == 0", "error ratio < 5%")
     verdicts = {t.threshold: (t.passed, t.no_data, t.shown()) for t in report.thresholds}
     assert verdicts == {
         "error ratio of api@canary < 5%": (False, True, "no data"),
@@ -249,20 +196,20 @@ def test_a_threshold_over_an_environment_that_answered_nothing_fails_with_no_dat
 
 
 def test_no_data_pass_lets_a_rule_accept_an_idle_subject(make_scenario):
-    report = no_data_report(make_scenario, '{ threshold = "error ratio of api@canary < 5%", no_data = "pass" }')
+    report = no_data_report(make_scenario, {"threshold": "error ratio of api@canary < 5%", "no_data": "pass"})
     assert report.thresholds[0].passed and report.thresholds[0].no_data
 
 
 @pytest.mark.parametrize("rate, sending, requests, no_data", [("1", "1500ms", 1, False), ("1", "500ms", 0, True)])
 def test_one_request_is_data_and_none_is_not(make_scenario, rate, sending, requests, no_data):
     # constant(1/s) sends at 1 s: before 1 s nothing is sent, up to 1.5 s exactly one request.
-    report = no_data_report(make_scenario, '"p99 latency < 1s"', rate=int(rate), sending=sending)
+    report = no_data_report(make_scenario, "p99 latency < 1s", rate=int(rate), sending=sending)
     assert report.clients.requests == requests
     assert report.thresholds[0].no_data is no_data and report.thresholds[0].passed is not no_data
 
 
 def test_an_aborting_threshold_does_not_stop_the_run_for_no_data_yet(make_scenario):
-    report = no_data_report(make_scenario, '{ threshold = "error ratio of api@canary < 5%", abort = true }')
+    report = no_data_report(make_scenario, {"threshold": "error ratio of api@canary < 5%", "abort": True})
     assert report.stopped_early is None and report.clients.requests == 1000
     assert not report.thresholds[0].passed and report.thresholds[0].no_data
 
@@ -285,7 +232,7 @@ def test_no_data_is_left_out_of_the_json_when_there_is_data(tmp_path):
 
 def test_a_bad_no_data_choice_exits_2_naming_the_path(tmp_path):
     path = tmp_path / "a.toml"
-    path.write_text(ABORTING.format(rules='{ threshold = "requests > 1", no_data = "hold" }'))
+    path.write_text(aborting_toml({"threshold": "requests > 1", "no_data": "hold"}))
     done = edge_run(str(path), "-q")
     assert done.returncode == 2 and "thresholds[0].no_data" in done.stderr, done.stderr
 

@@ -24,6 +24,7 @@ from edge.engine.simulate import simulate
 from edge.tune.budget import Budget, parse_budget
 from edge.tune.intervals import bounded_mean, mean, more_for_gap, more_for_proportion, proportion
 from edge.tune.tuner import Task, replicate, tune, wald_expected_requests
+from scenario_builder import canary_service, compose, traffic
 
 SCENARIO = """
 [scenario]
@@ -510,43 +511,19 @@ def test_edge_tune_bad_input_exits_2(args, expected):
     assert done.returncode == 2 and expected in done.stderr and "Traceback" not in done.stderr, done.stderr
 
 
-LATENCY = """
-[scenario]
-name = "tune-latency"
-duration = "5m"
-
-[[services]]
-name = "app"
-routes = ["app.test/*"]
-[services.environments.production]
-model = { latency = "lognormal(p50=2ms, p99=15ms)" }
-[services.environments.canary]
-model = { latency = "lognormal(p50=2ms, p99=15ms)" }
-[services.split]
-weights = { production = 100, canary = 0 }
-
-[services.rollout]
-steps = [10, 50, 100]
-interval = "30s"
-min_requests = 20
-no_data = "hold"
-
-[[traffic]]
-arrivals = "poisson(50/s)"
-requests = [{ url = "https://app.test/" }]
-
-[tune]
-bad = { latency = "%s" }
-limits = { false_rollback = "5%%", caught = "95%%" }
-candidates = [
-  { steps = [10, 50, 100], interval = "30s", gates = ["p99 latency < 50ms"] },
-  { steps = [10, 50, 100], interval = "30s", compare = { alpha = 0.01 } },
-]
-"""
+def latency(bad: str, *, alpha: float = 0.01, canary: dict | None = None, **tune_fields) -> str:
+    """A canary with ``bad`` latency tuned over a gate and a comparison at ``alpha``; ``canary`` is its
+    table (default: production's model)."""
+    app = canary_service(production={"model": {"latency": "lognormal(p50=2ms, p99=15ms)"}}, canary=canary,
+                         rollout={"steps": [10, 50, 100], "interval": "30s", "min_requests": 20, "no_data": "hold"})
+    candidates = [{"steps": [10, 50, 100], "interval": "30s", "gates": ["p99 latency < 50ms"]},
+                  {"steps": [10, 50, 100], "interval": "30s", "compare": {"alpha": alpha}}]
+    tune_table = {"bad": {"latency": bad}, "limits": {"false_rollback": "5%", "caught": "95%"}, "candidates": candidates}
+    return compose(app, traffic=[traffic("poisson(50/s)")], tune=tune_table | tune_fields, name="tune-latency", duration="5m")
 
 
 def test_a_latency_bug_is_caught_by_the_comparison_and_no_bug_as_often_as_a_good_canary(tmp_path):
-    (tmp_path / "x3.toml").write_text(LATENCY % "x3")
+    (tmp_path / "x3.toml").write_text(latency("x3"))
     slow = tune(config.load(tmp_path / "x3.toml"), budget=Budget(fixed=12), executor=None)
     gated, compared = slow.candidates
     # Three times the latency (p99 15ms -> 45ms) stays mostly under the 50ms gate; Mann-Whitney
@@ -559,7 +536,7 @@ def test_a_latency_bug_is_caught_by_the_comparison_and_no_bug_as_often_as_a_good
     # x1 is the canary's own model: with common random numbers each "bad" replication is the good
     # one, to the request, so a bug-free canary is caught exactly as often as it is falsely rolled
     # back (here with a loose alpha, so that some are).
-    loose = (LATENCY % "x1").replace("alpha = 0.01", "alpha = 0.3")
+    loose = latency("x1", alpha=0.3)
     (tmp_path / "x1.toml").write_text(loose)
     path = str((tmp_path / "x1.toml").resolve())
     pairs = [tuple(replicate(Task(path, 1, h, seed)) for h in ("bad", "good")) for seed in range(4)]
@@ -570,15 +547,11 @@ def test_a_latency_bug_is_caught_by_the_comparison_and_no_bug_as_often_as_a_good
 
 def test_a_factor_needs_a_model_canary(tmp_path):
     (tmp_path / "worker.py").write_text("async def fetch(request, env, ctx):\n    return None\n")
-    text = (LATENCY % "x2").replace(
-        '[services.environments.canary]\nmodel = { latency = "lognormal(p50=2ms, p99=15ms)" }',
-        '[services.environments.canary]\nworker = "worker.py"',
-    )
-    (tmp_path / "code.toml").write_text(text)
+    (tmp_path / "code.toml").write_text(latency("x2", canary={"worker": "worker.py"}))
     with pytest.raises(config.ConfigError) as raised:
         config.load(tmp_path / "code.toml")
     assert "tune.bad.latency" in str(raised.value) and "app@canary runs code" in str(raised.value), str(raised.value)
-    (tmp_path / "plain.toml").write_text(text.replace('"x2"', '"20ms"'))  # a distribution is an extra wait for code
+    (tmp_path / "plain.toml").write_text(latency("20ms", canary={"worker": "worker.py"}))  # a distribution is an extra wait for code
     assert config.load(tmp_path / "plain.toml").spec.tune.bad.latency.distribution.mean == 0.02
 
 
@@ -682,10 +655,7 @@ def test_a_grid_of_two_growing_bugs_with_two_replications_is_accepted(tmp_path):
 
 def test_a_latency_grid_needs_a_model_canary(tmp_path):
     (tmp_path / "worker.py").write_text("async def fetch(request, env, ctx):\n    return None\n")
-    text = (LATENCY % "20ms").replace(
-        '[services.environments.canary]\nmodel = { latency = "lognormal(p50=2ms, p99=15ms)" }', '[services.environments.canary]\nworker = "worker.py"',
-    )
-    (tmp_path / "code.toml").write_text(text + 'grid = { latency = ["x1", "x2"] }\n')
+    (tmp_path / "code.toml").write_text(latency("20ms", canary={"worker": "worker.py"}, grid={"latency": ["x1", "x2"]}))
     with pytest.raises(config.ConfigError, match=r"tune\.grid\.latency.*runs code"):
         config.load(tmp_path / "code.toml")
 
