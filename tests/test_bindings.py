@@ -6,25 +6,19 @@ from __future__ import annotations
 
 import pytest
 from conftest import send, text
+from scenario_builder import compose, service
 
 from edge.engine.front_door import LATER_POLL
 from edge.platform.fetch import MAX_REDIRECTS, ImmutableHeaders, Request, Response, follow_redirect
 from edge.scenario.values import EnvironmentKey
 
-PAIR = """
-[scenario]
-cpu_limit = "50ms"
+def pair(**meta: object) -> str:
+    """caller, public, bound to callee as CALLEE."""
+    return compose(service("caller", routes=["example.com/*"], worker="caller.py", bindings={"CALLEE": "callee"}),
+                   service("callee", routes=None, worker="callee.py"), cpu_limit="50ms", **meta)
 
-[[services]]
-name = "caller"
-routes = ["example.com/*"]
-worker = "caller.py"
-bindings = { CALLEE = "callee" }
 
-[[services]]
-name = "callee"
-worker = "callee.py"
-"""
+PAIR = pair()
 
 
 def run_pair(make_scenario, caller: str, callee: str, *requests: Request):
@@ -111,8 +105,7 @@ async def fetch(request, env, ctx):
     ],
 )
 def test_a_binding_follows_redirects_as_fetch_does(make_scenario, mode, hops, seen):
-    toml_limit = PAIR.replace('cpu_limit = "50ms"', 'cpu_limit = "50ms"\nmax_invocations = 64')
-    loaded = make_scenario(toml_limit, {"caller.py": _following_caller(mode), "callee.py": REDIRECTING_CALLEE})
+    loaded = make_scenario(pair(max_invocations=64), {"caller.py": _following_caller(mode), "callee.py": REDIRECTING_CALLEE})
     [response], result = send(loaded, [Request(f"https://example.com/{hops}")])
     assert text(response) == seen
     expected_calls = min(hops, MAX_REDIRECTS) + 1 if mode in ("default", "follow") else 1

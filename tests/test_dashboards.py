@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 from live import ROOT, admin_headers, serve
+from scenario_builder import canary_service, compose, service, write
 
 from edge.metrics.families import FAMILIES
 
@@ -285,51 +286,19 @@ WORKERS = ROOT / "edge" / "bundled" / "workers"
 # The bundled seed topology with a canary that fails often (30% rather than 2%) and cold starts on
 # app, so that within seconds every panel has data: retries, 5xx, cold starts. Worker paths are
 # absolute: the scenario file lives in tmp_path.
-SCENARIO = f"""
-[scenario]
-name = "dashboards"
-seed = 1
-cpu_limit = "50ms"
-cores = 8
-
-[[services]]
-name = "gateway"
-routes = ["example.com/*"]
-worker = {json.dumps(str(WORKERS / "gateway.py"))}
-vars = {{ CPU_PER_REQUEST = "300us" }}
-bindings = {{ AUTH = "auth", APP = "app" }}
-
-[[services]]
-name = "auth"
-worker = {json.dumps(str(WORKERS / "auth.py"))}
-vars = {{ CPU_PER_REQUEST = "150us" }}
-secrets = {{ SECRET_TOKEN = "{TOKEN}" }}
-
-[[services]]
-name = "app"
-cold_start = "1ms"
-keep_warm = "1s"
-
-[services.environments.production]
-version = 41
-model = {{ cpu = "exp(500us)", latency = "lognormal(p50=2ms, p99=15ms)", errors = 0.001, size = "exp(2KiB)" }}
-
-[services.environments.canary]
-version = 42
-model = {{ cpu = "exp(550us)", latency = "lognormal(p50=2ms, p99=18ms)", errors = 0.3, size = "exp(2KiB)" }}
-
-[services.split]
-weights = {{ production = 99, canary = 1 }}
-retry = {{ on = "5xx", methods = ["GET", "HEAD"], to = "production", budget = {{ ratio = 0.5, min_per_second = 5 }} }}
-
-# A rollout that holds at half the traffic (no interval ever has a million answers): its phase and
-# its analyses feed the rollout panels. It owns the split: the admin API refuses to set it.
-[services.rollout]
-steps = [50]
-interval = "2s"
-min_requests = 1000000
-no_data = "hold"
-"""
+GATEWAY = service("gateway", routes=["example.com/*"], worker=str(WORKERS / "gateway.py"), vars={"CPU_PER_REQUEST": "300us"},
+                  bindings={"AUTH": "auth", "APP": "app"})
+AUTH = service("auth", routes=None, worker=str(WORKERS / "auth.py"), vars={"CPU_PER_REQUEST": "150us"}, secrets={"SECRET_TOKEN": TOKEN})
+APP = canary_service(
+    "app", routes=None, cold_start="1ms", keep_warm="1s",
+    production={"version": 41, "model": {"cpu": "exp(500us)", "latency": "lognormal(p50=2ms, p99=15ms)", "errors": 0.001, "size": "exp(2KiB)"}},
+    canary={"version": 42, "model": {"cpu": "exp(550us)", "latency": "lognormal(p50=2ms, p99=18ms)", "errors": 0.3, "size": "exp(2KiB)"}},
+    weight=1, split={"retry": {"on": "5xx", "methods": ["GET", "HEAD"], "to": "production", "budget": {"ratio": 0.5, "min_per_second": 5}}},
+    # A rollout that holds at half the traffic (no interval ever has a million answers): its phase and
+    # its analyses feed the rollout panels. It owns the split: the admin API refuses to set it.
+    rollout={"steps": [50], "interval": "2s", "min_requests": 1000000, "no_data": "hold"},
+)
+SCENARIO = compose(GATEWAY, AUTH, APP, name="dashboards", seed=1, cpu_limit="50ms", cores=8)
 
 RATE_WINDOW = "15s"  # $__rate_interval: 15 scrapes at the test's 1 s interval
 DEADLINE = 45.0  # seconds from the start of traffic for every panel to have data
@@ -503,8 +472,7 @@ def test_every_panel_query_returns_data_from_a_live_server(tmp_path):
     binary = shutil.which("prometheus")
     if binary is None:
         pytest.fail("the `prometheus` binary is not on PATH: install it (apt-get install prometheus) to run this test")
-    scenario = tmp_path / "scenario.toml"
-    scenario.write_text(SCENARIO)
+    scenario = write(tmp_path, SCENARIO)
     boards = dashboards()
 
     with serve(str(scenario)) as served:

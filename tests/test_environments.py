@@ -9,7 +9,7 @@ import pytest
 from edge.platform.fetch import Request
 from edge.scenario.config import ConfigError
 from conftest import send, text
-from scenario_builder import compose, service
+from scenario_builder import compose, service, traffic
 from live import serve
 
 WHO = {
@@ -82,22 +82,10 @@ def test_private_services_get_no_preview_hostname(make_scenario):
 
 
 def test_a_service_with_only_environment_routes_is_public(make_scenario):
-    loaded = make_scenario(
-        """
-        [[services]]
-        name = "app"
-        worker = "who.py"
-        [services.environments.production]
-        vars = { WHO = "production" }
-        [services.environments.preview]
-        vars = { WHO = "preview" }
-        routes = ["preview.test/*"]
-
-        [[traffic]]
-        requests = [{ url = "https://preview.test/" }]
-        """,
-        WHO,
-    )
+    app = service(routes=None, worker="who.py", environments={
+        "production": {"vars": {"WHO": "production"}}, "preview": {"vars": {"WHO": "preview"}, "routes": ["preview.test/*"]},
+    })
+    loaded = make_scenario(compose(app, traffic=[traffic(None, "https://preview.test/")]), WHO)
     assert who(loaded, ["https://preview.test/", "https://production.app.edge.workers.dev/"]) == ["preview", "production"]
     responses, _ = send(loaded, [Request("https://app.test/")])
     assert responses[0].status == 404

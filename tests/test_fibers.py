@@ -13,21 +13,11 @@ from edge.platform.clock import VirtualClock
 from edge.engine.simulate import simulate
 from edge.platform.fetch import Request
 from edge.scenario.values import EnvironmentKey
+from scenario_builder import compose, service
 
-ONE = """
-[scenario]
-cores = 64
-
-[[services]]
-name = "app"
-routes = ["example.com/*"]
-worker = "app.py"
-{limits}
-"""
-
-
-def one(make_scenario, worker: str, limits: str = ""):
-    return make_scenario(ONE.format(limits=limits), {"app.py": worker})
+def one(make_scenario, worker: str, drain: str | None = None, **limits: object):
+    """app, running ``worker``, with ``limits`` (concurrency, mailbox), on 64 cores."""
+    return make_scenario(compose(service("app", routes=["example.com/*"], worker="app.py", **limits), cores=64, drain=drain), {"app.py": worker})
 
 
 def test_step_runs_a_fiber_until_it_suspends_and_reports_its_end():
@@ -108,7 +98,7 @@ def test_a_worker_awaiting_trio_in_virtual_time_gets_a_500_and_the_slot_goes_on(
         await ctx.sleep("1ms")
         return Response("fine")
     """
-    loaded = one(make_scenario, worker, "concurrency = 1")
+    loaded = one(make_scenario, worker, concurrency=1)
     responses, result = send(loaded, [Request("https://example.com/trio"), Request("https://example.com/ok")])
     assert [r.status for r in responses] == [500, 200]
     assert text(responses[1]) == "fine"
@@ -122,7 +112,7 @@ def slots_after(make_scenario, calls: int, concurrency: int, mailbox: int):
         await ctx.sleep("10ms")
         return Response("ok")
     """
-    loaded = one(make_scenario, worker, f"concurrency = {concurrency}\nmailbox = {mailbox}")
+    loaded = one(make_scenario, worker, concurrency=concurrency, mailbox=mailbox)
     seen = {}
 
     def setup(topology, front, clock):
@@ -182,7 +172,7 @@ def test_worker_finally_runs_when_the_run_ends_mid_call(make_scenario, tmp_path)
             open({str(marker)!r}, "w").close()
         return Response("never")
     """
-    loaded = make_scenario(ONE.format(limits="").replace("cores = 64", 'cores = 64\ndrain = "1s"'), {"app.py": worker})
+    loaded = one(make_scenario, worker, drain="1s")
 
     def setup(topology, front, clock):
         clock.call_later(0.0, front.submit, Request("https://example.com/"), 0.0)

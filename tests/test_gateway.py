@@ -11,6 +11,7 @@ import sys
 import pytest
 from conftest import send, text
 from live import ROOT, serve
+from scenario_builder import compose, service
 
 from edge.platform.fetch import Request
 from edge.platform.routes import PathTemplate
@@ -72,47 +73,23 @@ async def spin(env, ctx, request, context):
 '''
 
 
-def gateway_scenario(make_scenario, paths: str, extra: str = "", meta: str = ""):
-    return make_scenario(
-        f"""
-        [scenario]
-        cpu_limit = "50ms"
-        {meta}
-
-        [[services]]
-        name = "api"
-        routes = ["api.example.com/*"]
-        bindings = {{ HOOKS = "hooks", TARGET = "target" }}
-
-        [services.gateway]
-        serviceBindings = [{{ alias = "hooks", binding = "HOOKS" }}, {{ alias = "target", binding = "TARGET" }}]
-        {paths}
-
-        [[services]]
-        name = "hooks"
-        worker = "hooks.py"
-
-        [[services]]
-        name = "target"
-        worker = "target.py"
-        {extra}
-        """,
-        {"hooks.py": HOOKS, "target.py": TARGET},
-    )
+def gateway_scenario(make_scenario, *paths: dict):
+    """api, a gateway over hooks (its pre/post_process functions) and target (its integrations), with ``paths``."""
+    aliases = [{"alias": "hooks", "binding": "HOOKS"}, {"alias": "target", "binding": "TARGET"}]
+    api = service("api", routes=["api.example.com/*"], bindings={"HOOKS": "hooks", "TARGET": "target"},
+                  gateway={"serviceBindings": aliases, "paths": list(paths)})
+    return make_scenario(compose(api, service("hooks", routes=None, worker="hooks.py"), service("target", routes=None, worker="target.py"),
+                                 cpu_limit="50ms"), {"hooks.py": HOOKS, "target.py": TARGET})
 
 
-def path(method: str, template: str, function: str, pre: bool = False, post: bool = False) -> str:
-    hooks = ""
+def path(method: str, template: str, function: str, pre: bool = False, post: bool = False) -> dict:
+    """A ``[[services.gateway.paths]]`` entry: ``function`` of target, hooks' before / after if ``pre`` / ``post``."""
+    entry = {"method": method, "path": template, "integration": {"type": "service_binding", "binding": "target", "function": function}}
     if pre:
-        hooks += 'pre_process = { binding = "hooks", function = "before" }\n'
+        entry["pre_process"] = {"binding": "hooks", "function": "before"}
     if post:
-        hooks += 'post_process = { binding = "hooks", function = "after" }\n'
-    return f"""
-        [[services.gateway.paths]]
-        method = "{method}"
-        path = "{template}"
-        integration = {{ type = "service_binding", binding = "target", function = "{function}" }}
-        {hooks}"""
+        entry["post_process"] = {"binding": "hooks", "function": "after"}
+    return entry
 
 
 def envelope(response) -> dict:
@@ -230,7 +207,7 @@ def test_post_process_is_never_called_for_a_service_binding_as_in_the_reference(
 @pytest.mark.parametrize("method", ["DELETE", "HEAD", "GET"])
 def test_no_entry_for_the_path_and_method_is_a_404_no_match_found(make_scenario, method):
     # A path that exists for other methods, and HEAD on a GET path, are no match there either.
-    loaded = gateway_scenario(make_scenario, path("GET", "/users/{id}", "get") + path("PUT", "/users/{id}", "get"))
+    loaded = gateway_scenario(make_scenario, path("GET", "/users/{id}", "get"), path("PUT", "/users/{id}", "get"))
     target = "https://api.example.com/customers" if method == "GET" else "https://api.example.com/users/1"
     [response], result = send(loaded, [Request(target, method=method)])
     assert response.status == 404 and response.headers.get("allow") is None
@@ -240,10 +217,10 @@ def test_no_entry_for_the_path_and_method_is_a_404_no_match_found(make_scenario,
 
 
 def test_entries_are_ranked_as_the_reference_ranks_them(make_scenario):
-    paths = (path("GET", "/files/{.+}", "which") + path("GET", "/files/{name}", "get") + path("GET", "/items/{.+}", "which")
-             + path("GET", "/items/{id}", "get") + path("GET", "/items/special", "get") + path("ANY", "/method", "which")
-             + path("GET", "/method", "get") + path("GET", "/a/{x}/{y}", "which") + path("GET", "/a/b/{y}", "get"))
-    loaded = gateway_scenario(make_scenario, paths)
+    paths = [path("GET", "/files/{.+}", "which"), path("GET", "/files/{name}", "get"), path("GET", "/items/{.+}", "which"),
+             path("GET", "/items/{id}", "get"), path("GET", "/items/special", "get"), path("ANY", "/method", "which"),
+             path("GET", "/method", "get"), path("GET", "/a/{x}/{y}", "which"), path("GET", "/a/b/{y}", "get")]
+    loaded = gateway_scenario(make_scenario, *paths)
     answers = [envelope(r)["data"] for r in send(loaded, [
         Request("https://api.example.com/files/a"), Request("https://api.example.com/files/a/b"),
         Request("https://api.example.com/items/special"), Request("https://api.example.com/method"),
@@ -285,26 +262,15 @@ def test_a_chain_over_its_cpu_budget_is_the_platforms_1102_not_an_envelope(make_
 
 
 def test_each_environment_may_have_its_own_gateway_table(make_scenario):
-    loaded = make_scenario(
-        """
-        [[services]]
-        name = "api"
-        routes = ["api.example.com/*"]
-        bindings = { TARGET = "target" }
-        [services.environments.production.gateway]
-        serviceBindings = [{ alias = "t", binding = "TARGET" }]
-        paths = [{ method = "GET", path = "/v1/{id}", integration = { binding = "t", function = "get" } }]
-        [services.environments.canary]
-        routes = ["canary.example.com/*"]
-        [services.environments.canary.gateway]
-        serviceBindings = [{ alias = "t", binding = "TARGET" }]
-        paths = [{ method = "GET", path = "/v2/{id}", integration = { binding = "t", function = "which" } }]
-        [[services]]
-        name = "target"
-        worker = "target.py"
-        """,
-        {"target.py": TARGET},
-    )
+    def table(template: str, function: str) -> dict:
+        return {"serviceBindings": [{"alias": "t", "binding": "TARGET"}],
+                "paths": [{"method": "GET", "path": template, "integration": {"binding": "t", "function": function}}]}
+
+    api = service("api", routes=["api.example.com/*"], bindings={"TARGET": "target"}, environments={
+        "production": {"gateway": table("/v1/{id}", "get")},
+        "canary": {"routes": ["canary.example.com/*"], "gateway": table("/v2/{id}", "which")},
+    })
+    loaded = make_scenario(compose(api, service("target", routes=None, worker="target.py")), {"target.py": TARGET})
     responses, _ = send(loaded, [Request("https://api.example.com/v1/1"), Request("https://api.example.com/v2/1"),
                                  Request("https://canary.example.com/v2/1")])
     assert [r.status for r in responses] == [200, 404, 200]

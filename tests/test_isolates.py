@@ -11,24 +11,22 @@ from edge import cli
 from edge.metrics.exposition import registry_for
 from edge.platform.fetch import Request
 from edge.scenario.values import EnvironmentKey
+from scenario_builder import compose, service, traffic, write
+
+
+def api(timeline: list[dict] | tuple[()] = (), groups: list[dict] | tuple[()] = (), **fields: object) -> str:
+    """api: cold starts of 50 ms, isolates warm for 1 s after their last call, ``fields`` besides."""
+    table = service("api", routes=["api.example.com/*"], model={"latency": "0s"}, cold_start="50ms", keep_warm="1s", concurrency=16, **fields)
+    return compose(table, traffic=groups, timeline=timeline)
+
 
 # No model latency: a cold call ends at exactly 0.05 s, so its isolate is warm until exactly 1.05 s.
-API = """
-[[services]]
-name = "api"
-routes = ["api.example.com/*"]
-model = {{ latency = "0s" }}
-cold_start = "50ms"
-keep_warm = "1s"
-concurrency = 16
-{extra}
-"""
 IDLE_FROM = 0.05
 KEEP_WARM = 1.0
 
 
-def run(make_scenario, arrivals: list[float], extra: str = ""):
-    loaded = make_scenario(API.format(extra=extra))
+def run(make_scenario, arrivals: list[float], **fields: object):
+    loaded = make_scenario(api(**fields))
     latencies: dict[float, list[float]] = {}
 
     def submit(topology, front, clock):
@@ -58,7 +56,7 @@ def test_an_isolate_idle_for_keep_warm_is_gone_and_counted_as_expired(make_scena
 def test_one_idle_isolate_more_than_max_isolates_evicts_one_and_costs_a_cold_start(make_scenario, calls, evicted):
     # Two bursts of concurrent calls, 0.5 s apart (well within keep_warm): only the isolates the
     # cache kept serve the second burst warm.
-    latencies, cold_starts, evictions = run(make_scenario, [0.0] * calls + [0.5] * calls, extra="max_isolates = 2")
+    latencies, cold_starts, evictions = run(make_scenario, [0.0] * calls + [0.5] * calls, max_isolates=2)
     assert evictions == {"capacity": 2 * evicted, "expired": 0}  # one as each burst ends
     assert cold_starts == calls + evicted
     assert sorted(latencies[0.5]) == pytest.approx([0.0] * (calls - evicted) + [0.05] * evicted)
@@ -70,7 +68,7 @@ def test_without_max_isolates_every_slot_keeps_its_isolate(make_scenario):
 
 
 def test_evictions_are_exported_by_reason(make_scenario):
-    loaded = make_scenario(API.format(extra="max_isolates = 1"))
+    loaded = make_scenario(api(max_isolates=1))
 
     def submit(topology, front, clock):
         for at in (0.0, 0.0, 3.0):
@@ -103,7 +101,7 @@ def test_a_call_takes_the_most_recently_used_isolate_and_the_least_recently_used
 
 
 def test_a_cold_timeline_event_drops_every_isolate_without_counting_an_eviction(make_scenario):
-    loaded = make_scenario(API.format(extra='\n[[timeline]]\nat = "1s"\naction = "cold"\ntarget = "api@production"\n'))
+    loaded = make_scenario(api(timeline=[{"at": "1s", "action": "cold", "target": "api@production"}]))
     latencies: list[float] = []
 
     def submit(topology, front, clock):
@@ -117,15 +115,14 @@ def test_a_cold_timeline_event_drops_every_isolate_without_counting_an_eviction(
 
 
 @pytest.mark.parametrize(
-    "extra, path, expected",
+    "fields, path, expected",
     [
-        ("max_isolates = 0", "services[0].max_isolates", "expected at least 1 isolate, got 0"),
-        ('[services.environments.production]\nmax_isolates = -1', "services[0].environments.production.max_isolates", "at least 1"),
+        ({"max_isolates": 0}, "services[0].max_isolates", "expected at least 1 isolate, got 0"),
+        ({"environments": {"production": {"max_isolates": -1}}}, "services[0].environments.production.max_isolates", "at least 1"),
     ],
 )
-def test_max_isolates_below_one_is_refused_with_its_path(tmp_path, capsys, extra, path, expected):
-    scenario = tmp_path / "s.toml"
-    scenario.write_text(API.format(extra=extra) + '\n[[traffic]]\nrequests = [{ url = "https://api.example.com/" }]\n')
+def test_max_isolates_below_one_is_refused_with_its_path(tmp_path, capsys, fields, path, expected):
+    scenario = write(tmp_path, api(groups=[traffic(None, "https://api.example.com/")], **fields), file="s.toml")
     assert cli.main(["check", str(scenario)]) == 2
     err = capsys.readouterr().err
     assert f"{scenario}: {path}" in err and expected in err, err

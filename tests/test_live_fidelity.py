@@ -24,6 +24,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from scenario_builder import compose, service, traffic, write
+
 BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "live_vs_virtual.py"
 REALTIME = hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -49,40 +51,20 @@ def test_the_default_scenario_served_live_keeps_its_modelled_mean_latencies(tmp_
         assert app["ratio"] <= 1.5, app
 
 
-PACED = """
-[scenario]
-name = "pacing"
-seed = 3
-cores = 8
-
-[[services]]
-name = "chain"                  # waits on a binding, then spends 1 ms of modelled CPU: 3 ms
-routes = ["chain.example.com/*"]
-worker = "chain.py"
-bindings = { SLOW = "slow" }
-
-[[services]]
-name = "busy"                   # 0.4 ms of Python, then 1 ms of modelled CPU: 1 ms
-routes = ["busy.example.com/*"]
-worker = "busy.py"
-
-[[services]]
-name = "heavy"                  # 1.5 ms of Python for 0.5 ms of modelled CPU
-routes = ["heavy.example.com/*"]
-worker = "heavy.py"
-
-[[services]]
-name = "slow"
-model = { cpu = "0us", latency = "const(2ms)", errors = 0 }
-
-[[traffic]]
-arrivals = "poisson(150/s)"
-requests = [  # heavy is rare: while it spins, the event loop is blocked and every timer waits
-  { weight = 45, method = "GET", url = "https://chain.example.com/" },
-  { weight = 45, method = "GET", url = "https://busy.example.com/" },
-  { weight = 10, method = "GET", url = "https://heavy.example.com/" },
-]
-"""
+PACED = compose(
+    # chain: waits on a binding, then spends 1 ms of modelled CPU: 3 ms; busy: 0.4 ms of Python, then
+    # 1 ms of modelled CPU: 1 ms; heavy: 1.5 ms of Python for 0.5 ms of modelled CPU
+    service("chain", routes=["chain.example.com/*"], worker="chain.py", bindings={"SLOW": "slow"}),
+    service("busy", routes=["busy.example.com/*"], worker="busy.py"),
+    service("heavy", routes=["heavy.example.com/*"], worker="heavy.py"),
+    service("slow", routes=None, model={"cpu": "0us", "latency": "const(2ms)", "errors": 0}),
+    traffic=[traffic("poisson(150/s)", requests=[  # heavy is rare: while it spins, the event loop is blocked and every timer waits
+        {"weight": 45, "method": "GET", "url": "https://chain.example.com/"},
+        {"weight": 45, "method": "GET", "url": "https://busy.example.com/"},
+        {"weight": 10, "method": "GET", "url": "https://heavy.example.com/"},
+    ])],
+    name="pacing", seed=3, cores=8,
+)
 
 SPIN = """
 import time
@@ -108,10 +90,7 @@ def test_a_live_call_pays_its_own_python_time_out_of_its_modelled_cpu_and_no_mor
     (0.4 ms of Python inside a 1 ms model) takes 1 ms, not 1.4. A binding wait is the model's own
     time and is not taken back (chain: 2 ms waited, then 1 ms of CPU, is 3 ms, not 2). And a
     worker whose Python costs more than its model is never made faster than that Python (heavy)."""
-    scenario = tmp_path / "pacing.toml"
-    scenario.write_text(PACED)
-    for name, code in WORKERS.items():
-        (tmp_path / name).write_text(code)
+    scenario = write(tmp_path, PACED, WORKERS, file="pacing.toml")
     out = tmp_path / "figures.json"
     proc = subprocess.run(
         [sys.executable, str(BENCHMARK), str(scenario), "--seconds", "6", "--warmup", "2", "--json", str(out),

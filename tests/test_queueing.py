@@ -6,6 +6,7 @@ import math
 
 from edge.engine.simulate import simulate
 from edge.scenario.values import EnvironmentKey
+from scenario_builder import compose, service, traffic
 
 
 def erlang_c_wait(arrival_rate: float, service_rate: float, servers: int) -> float:
@@ -19,27 +20,16 @@ def erlang_c_wait(arrival_rate: float, service_rate: float, servers: int) -> flo
     return probability_of_waiting / (servers * service_rate - arrival_rate)
 
 
-MMC = """
-[scenario]
-duration = "{duration}s"
-
-[[services]]
-name = "queue"
-routes = ["example.com/*"]
-model = {{ latency = "exp({mean_ms}ms)" }}
-concurrency = {servers}
-mailbox = 1000000
-
-[[traffic]]
-arrivals = "poisson({rate}/s)"
-requests = [{{ url = "https://example.com/" }}]
-"""
+def mmc(duration: int, rate: float, mean_ms: float, servers: int) -> str:
+    """An M/M/c queue: Poisson arrivals at ``rate``, exponential service of ``mean_ms``, ``servers`` slots, no refusals."""
+    queue = service("queue", routes=["example.com/*"], model={"latency": f"exp({mean_ms}ms)"}, concurrency=servers, mailbox=1000000)
+    return compose(queue, traffic=[traffic(f"poisson({rate}/s)", "https://example.com/")], duration=f"{duration}s")
 
 
 def test_mmc_mean_wait_matches_erlang_c(make_scenario):
     servers, rate, mean_ms = 4, 300.0, 10.0  # utilisation 0.75
     duration = 1500
-    loaded = make_scenario(MMC.format(duration=duration, rate=rate, mean_ms=mean_ms, servers=servers))
+    loaded = make_scenario(mmc(duration, rate, mean_ms, servers))
     result = simulate(loaded, seed=11)
     stats = result.metrics.environments[EnvironmentKey("queue", "production")]
     expected_wait = erlang_c_wait(rate, 1000 / mean_ms, servers)

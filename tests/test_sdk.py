@@ -5,23 +5,14 @@ from __future__ import annotations
 
 import pytest
 from conftest import send, text
+from scenario_builder import compose, service
 
 from edge.platform.fetch import Request
 from edge.platform.workers import WorkerLoadError, load_worker
 from edge.scenario.values import EnvironmentKey
 
-PAIR = """
-[[services]]
-name = "front"
-routes = ["example.com/*"]
-worker = "front.py"
-vars = { GREETING = "hello" }
-bindings = { BACK = "back" }
-
-[[services]]
-name = "back"
-worker = "back.py"
-"""
+PAIR = compose(service("front", routes=["example.com/*"], worker="front.py", vars={"GREETING": "hello"}, bindings={"BACK": "back"}),
+               service("back", routes=None, worker="back.py"))
 
 FRONT = """
 from workers import Response, WorkerEntrypoint
@@ -82,8 +73,7 @@ def test_an_entrypoints_rpc_methods_are_its_public_coroutine_methods(tmp_path):
     ],
 )
 def test_the_older_on_fetch_handler_runs_with_one_two_or_three_arguments(make_scenario, on_fetch):
-    toml = '[[services]]\nname = "old"\nroutes = ["example.com/*"]\nworker = "old.py"\n'
-    loaded = make_scenario(toml, {"old.py": "from workers import Response\n" + on_fetch + "\n"})
+    loaded = make_scenario(compose(service("old", routes=["example.com/*"], worker="old.py")), {"old.py": "from workers import Response\n" + on_fetch + "\n"})
     [response], _ = send(loaded, [Request("https://example.com/x")])
     assert (response.status, text(response)) == (200, "old style /x")
 

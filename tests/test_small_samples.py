@@ -10,26 +10,12 @@ import pytest
 from edge.engine.simulate import simulate
 from edge.metrics.charts import needed, quantile, quantile_ms, sections, with_samples
 from edge.report.build import build_report
+from scenario_builder import canary_service, compose, traffic
 
-SPLIT = """
-[scenario]
-name = "small-canary"
-duration = "1m"
-
-[[services]]
-name = "app"
-routes = ["app.test/*"]
-[services.environments.production]
-model = {{ latency = "lognormal(p50=2ms, p99=10ms)" }}
-[services.environments.canary]
-model = {{ latency = "lognormal(p50=2ms, p99=50ms)" }}
-[services.split]
-weights = {{ production = {production}, canary = {canary} }}
-
-[[traffic]]
-arrivals = "constant(500/s)"
-requests = [{{ url = "https://app.test/" }}]
-"""
+# A canary of 2% at 500/s: ten answers a second, too few for its p99 of an interval.
+SPLIT = compose(canary_service(production={"model": {"latency": "lognormal(p50=2ms, p99=10ms)"}},
+                               canary={"model": {"latency": "lognormal(p50=2ms, p99=50ms)"}}, weight=2),
+                traffic=[traffic("constant(500/s)", "https://app.test/")], name="small-canary", duration="1m")
 
 
 @pytest.mark.parametrize("q, least", [(0.5, 2), (0.9, 10), (0.99, 100), (0.999, 1000)])
@@ -65,7 +51,7 @@ def p99_lines(report) -> dict[str, dict]:
 
 def test_a_small_canarys_p99_is_a_gap_while_productions_is_drawn(make_scenario):
     """2% of 500/s: about 10 canary answers a second interval, production about 490."""
-    report = build_report(simulate(make_scenario(SPLIT.format(production=98, canary=2)), seed=3, interval=1))
+    report = build_report(simulate(make_scenario(SPLIT), seed=3, interval=1))
     lines = p99_lines(report)
     canary, production = lines["app@canary"], lines["app@production"]
     assert all(n < 100 for n in canary["samples"]) and canary["values"] == [None] * len(canary["values"])
@@ -80,7 +66,7 @@ def test_a_small_canarys_p99_is_a_gap_while_productions_is_drawn(make_scenario):
 def test_the_png_legend_says_which_lines_had_too_few_samples(make_scenario, tmp_path):
     from edge.report import plots
 
-    report = build_report(simulate(make_scenario(SPLIT.format(production=98, canary=2)), seed=3, interval=1))
+    report = build_report(simulate(make_scenario(SPLIT), seed=3, interval=1))
     figure = plots._canary(report)
     legend = [text.get_text() for ax in figure.axes if ax.get_legend() for text in ax.get_legend().get_texts()]
     [canary] = [t for t in legend if t.startswith("app@canary, n ")]

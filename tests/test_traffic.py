@@ -11,27 +11,17 @@ from edge.scenario import config
 from edge.scenario.arrivals import Arrivals, Burst, Diurnal, RateProfile
 from edge.platform.clock import random_stream
 from edge.engine.simulate import simulate
-
-SERVICE = """
-[scenario]
-name = "traffic"
-cores = 64
-
-[[services]]
-name = "api"
-routes = ["api.test/*"]
-model = {{ latency = "{latency}" }}
-concurrency = 100000
-mailbox = 100000
-
-[[traffic]]
-requests = [{{ url = "https://api.test/" }}]
-{traffic}
-"""
+from scenario_builder import compose, service, traffic, write
 
 
-def run(make_scenario, traffic: str, duration: float, latency: str = "1ms", seed: int = 1):
-    loaded = make_scenario(SERVICE.format(latency=latency, traffic=traffic))
+def scenario(latency: str = "1ms", arrivals: str | None = None, **group: object) -> str:
+    """api answering after ``latency``, with room for any load, and one traffic group to it of ``group``'s fields."""
+    api = service("api", model={"latency": latency}, concurrency=100000, mailbox=100000)
+    return compose(api, traffic=[traffic(arrivals, "https://api.test/", **group)], name="traffic", cores=64)
+
+
+def run(make_scenario, duration: float, latency: str = "1ms", seed: int = 1, **group: object):
+    loaded = make_scenario(scenario(latency, **group))
     return simulate(loaded, seed=seed, duration=duration).metrics
 
 
@@ -40,20 +30,20 @@ def within_poisson(count: int, expected: float, sds: float = 4.0) -> bool:
 
 
 def test_poisson_rate(make_scenario):
-    metrics = run(make_scenario, 'arrivals = "poisson(200/s)"', 60)
+    metrics = run(make_scenario, 60, arrivals="poisson(200/s)")
     assert within_poisson(metrics.clients.requests, 12_000)
 
 
 def test_constant_rate_is_exact(make_scenario):
-    metrics = run(make_scenario, 'arrivals = "constant(50/s)"', 10)
+    metrics = run(make_scenario, 10, arrivals="constant(50/s)")
     assert metrics.clients.requests in (499, 500)
 
 
 @pytest.mark.parametrize("kind", ["poisson", "constant"])
 def test_stages_ramp_linearly(make_scenario, kind):
-    stages = f'arrivals = "{kind}(0/s)"\nstages = [{{ duration = "30s", rate = "400/s" }}, {{ duration = "30s", rate = "400/s" }}]'
-    ramp_only = run(make_scenario, stages, 30).clients.requests
-    whole = run(make_scenario, stages, 60).clients.requests
+    stages = {"arrivals": f"{kind}(0/s)", "stages": [{"duration": "30s", "rate": "400/s"}, {"duration": "30s", "rate": "400/s"}]}
+    ramp_only = run(make_scenario, 30, **stages).clients.requests
+    whole = run(make_scenario, 60, **stages).clients.requests
     if kind == "poisson":
         assert within_poisson(ramp_only, 6_000)  # half of 400/s over the 30 s ramp
         assert within_poisson(whole, 18_000)
@@ -62,8 +52,7 @@ def test_stages_ramp_linearly(make_scenario, kind):
 
 
 def test_diurnal_curve_averages_between_trough_and_peak(make_scenario):
-    traffic = 'arrivals = "poisson(100/s)"\ndiurnal = { period = "60s", trough = 0.2, peak = "30s" }'
-    metrics = run(make_scenario, traffic, 60)
+    metrics = run(make_scenario, 60, arrivals="poisson(100/s)", diurnal={"period": "60s", "trough": 0.2, "peak": "30s"})
     assert within_poisson(metrics.clients.requests, 100 * 60 * 0.6)  # mean of the curve: (1 + 0.2) / 2
 
 
@@ -75,8 +64,7 @@ def test_diurnal_profile_peaks_and_troughs_where_asked():
 
 
 def test_bursts_multiply_the_rate_while_they_last(make_scenario):
-    traffic = 'arrivals = "poisson(100/s)"\nbursts = [{ at = "10s", duration = "10s", factor = 5 }]'
-    metrics = run(make_scenario, traffic, 60)
+    metrics = run(make_scenario, 60, arrivals="poisson(100/s)", bursts=[{"at": "10s", "duration": "10s", "factor": 5}])
     assert within_poisson(metrics.clients.requests, 100 * 50 + 500 * 10)
 
 
@@ -93,22 +81,21 @@ def test_thinned_poisson_follows_the_profile_in_each_window():
 
 
 def test_closed_users_follow_littles_law(make_scenario):
-    traffic = 'users = 10\nthink = "exp(100ms)"'
-    metrics = run(make_scenario, traffic, 60, latency="50ms")
+    metrics = run(make_scenario, 60, latency="50ms", users=10, think="exp(100ms)")
     expected = 10 / (0.050 + 0.100) * 60  # users / (response + think) per second
     assert abs(metrics.clients.requests - expected) / expected < 0.05
     assert metrics.clients.latency.quantile(0.5) == pytest.approx(0.050, rel=0.02)
 
 
 def test_closed_users_slow_down_with_the_system(make_scenario):
-    fast = run(make_scenario, 'users = 5\nthink = "100ms"', 30, latency="10ms").clients.requests
-    slow = run(make_scenario, 'users = 5\nthink = "100ms"', 30, latency="400ms").clients.requests
+    fast = run(make_scenario, 30, latency="10ms", users=5, think="100ms").clients.requests
+    slow = run(make_scenario, 30, latency="400ms", users=5, think="100ms").clients.requests
     assert fast == pytest.approx(5 / 0.110 * 30, rel=0.02)
     assert slow == pytest.approx(5 / 0.500 * 30, rel=0.03)
 
 
 def test_client_timeouts_count_as_errors_at_the_timeout(make_scenario):
-    metrics = run(make_scenario, 'arrivals = "constant(10/s)"\ntimeout = "500ms"', 10, latency="2s")
+    metrics = run(make_scenario, 10, latency="2s", arrivals="constant(10/s)", timeout="500ms")
     clients = metrics.clients
     assert clients.timeouts == clients.requests == clients.errors >= 95
     assert clients.latency.max == pytest.approx(0.5)
@@ -117,12 +104,12 @@ def test_client_timeouts_count_as_errors_at_the_timeout(make_scenario):
 
 
 def test_closed_users_move_on_after_a_timeout(make_scenario):
-    metrics = run(make_scenario, 'users = 2\nthink = "0s"\ntimeout = "100ms"', 10, latency="1s")
+    metrics = run(make_scenario, 10, latency="1s", users=2, think="0s", timeout="100ms")
     assert metrics.clients.timeouts == metrics.clients.requests == pytest.approx(2 * 10 / 0.1, abs=2)
 
 
 def test_open_group_drops_arrivals_beyond_max_inflight(make_scenario):
-    metrics = run(make_scenario, 'name = "web"\narrivals = "constant(100/s)"\nmax_inflight = 10', 20, latency="1s")
+    metrics = run(make_scenario, 20, latency="1s", name="web", arrivals="constant(100/s)", max_inflight=10)
     sent = metrics.clients.requests
     dropped = metrics.groups["web"].dropped
     assert sent + dropped in (1999, 2000)
@@ -130,42 +117,31 @@ def test_open_group_drops_arrivals_beyond_max_inflight(make_scenario):
 
 
 @pytest.mark.parametrize(
-    "traffic, path, expected",
+    "group, path, expected",
     [
-        ('users = 5\narrivals = "poisson(1/s)"', "traffic[0].arrivals", "closed group"),
-        ('users = 0', "traffic[0].users", "at least one user"),
-        ('users = 3\nthink = "exp(1 parsec)"', "traffic[0].think", "expected"),
-        ('stages = [{ duration = "1m", rate = "-5/s" }]', "traffic[0].stages[0].rate", "non-negative rate"),
-        ('stages = [{ duration = "soon", rate = "5/s" }]', "traffic[0].stages[0].duration", "duration"),
-        ('diurnal = { trough = 0 }', "traffic[0].diurnal.trough", "fraction"),
-        ('bursts = [{ at = "1m", duration = "10s", factor = -2 }]', "traffic[0].bursts[0].factor", "non-negative"),
-        ('timeout = "0s"', "traffic[0].timeout", "positive duration"),
-        ('max_inflight = 0', "traffic[0].max_inflight", "at least 1"),
+        ({"users": 5, "arrivals": "poisson(1/s)"}, "traffic[0].arrivals", "closed group"),
+        ({"users": 0}, "traffic[0].users", "at least one user"),
+        ({"users": 3, "think": "exp(1 parsec)"}, "traffic[0].think", "expected"),
+        ({"stages": [{"duration": "1m", "rate": "-5/s"}]}, "traffic[0].stages[0].rate", "non-negative rate"),
+        ({"stages": [{"duration": "soon", "rate": "5/s"}]}, "traffic[0].stages[0].duration", "duration"),
+        ({"diurnal": {"trough": 0}}, "traffic[0].diurnal.trough", "fraction"),
+        ({"bursts": [{"at": "1m", "duration": "10s", "factor": -2}]}, "traffic[0].bursts[0].factor", "non-negative"),
+        ({"timeout": "0s"}, "traffic[0].timeout", "positive duration"),
+        ({"max_inflight": 0}, "traffic[0].max_inflight", "at least 1"),
     ],
 )
-def test_traffic_errors_name_the_path(make_scenario, traffic, path, expected):
+def test_traffic_errors_name_the_path(make_scenario, group, path, expected):
     with pytest.raises(config.ConfigError) as error:
-        make_scenario(SERVICE.format(latency="1ms", traffic=traffic))
+        make_scenario(scenario(**group))
     message = str(error.value)
     assert f": {path}: " in message and expected in message, message
 
 
-SIZED = """
-[scenario]
-name = "sized"
+def sized(size: str) -> str:
+    """POSTs with a body of ``size`` and GETs, half each, to a worker that notes each body's length."""
+    requests = [{"method": "POST", "url": "https://api.test/", "body_size": size}, {"method": "GET", "url": "https://api.test/", "weight": 1}]
+    return compose(service("api", worker="sizes.py"), traffic=[traffic("constant(100/s)", requests=requests)], name="sized")
 
-[[services]]
-name = "api"
-routes = ["api.test/*"]
-worker = "sizes.py"
-
-[[traffic]]
-arrivals = "constant(100/s)"
-requests = [
-  {{ method = "POST", url = "https://api.test/", body_size = "{size}" }},
-  {{ method = "GET", url = "https://api.test/", weight = 1 }},
-]
-"""
 
 SIZES_WORKER = '''
 from edge.platform.fetch import Response
@@ -182,7 +158,7 @@ async def fetch(request, env, ctx):
 def test_body_size_draws_a_body_per_request(make_scenario, size, mean):
     import sys
 
-    loaded = make_scenario(SIZED.format(size=size), {"sizes.py": SIZES_WORKER})
+    loaded = make_scenario(sized(size), {"sizes.py": SIZES_WORKER})
     simulate(loaded, seed=1, duration=20)
     copies = [name for name in sys.modules if name.startswith("edge_worker_sizes_")]
     seen = sys.modules[max(copies, key=lambda name: int(name.rsplit("_", 1)[1]))].SEEN  # the run's copy: the last loaded
@@ -196,14 +172,14 @@ def test_body_size_draws_a_body_per_request(make_scenario, size, mean):
 @pytest.mark.parametrize(
     "template, path, expected",
     [
-        ('{ method = "GET", url = "https://api.test/", body_size = "1KiB" }', "body_size", "cannot have a body"),
-        ('{ method = "POST", url = "https://api.test/", body_size = "1 parsec" }', "body_size", "expected"),
-        ('{ method = "POST", url = "https://api.test/", body = "x", body_size = "1KiB" }', "body_size", "not both"),
+        ({"method": "GET", "url": "https://api.test/", "body_size": "1KiB"}, "body_size", "cannot have a body"),
+        ({"method": "POST", "url": "https://api.test/", "body_size": "1 parsec"}, "body_size", "expected"),
+        ({"method": "POST", "url": "https://api.test/", "body": "x", "body_size": "1KiB"}, "body_size", "not both"),
     ],
 )
 def test_bad_body_sizes_name_the_path(make_scenario, template, path, expected):
     with pytest.raises(config.ConfigError) as raised:
-        make_scenario(SERVICE.format(latency="1ms", traffic="").replace('requests = [{ url = "https://api.test/" }]', f"requests = [{template}]"))
+        make_scenario(scenario(requests=[template]))
     assert f"traffic[0].requests[0].{path}" in str(raised.value) and expected in str(raised.value)
 
 
@@ -213,27 +189,10 @@ def test_one_plan_serves_both_drivers(tmp_path):
     from edge.engine.traffic import plan_traffic
     from edge.scenario import config
 
-    path = tmp_path / "s.toml"
-    path.write_text("""
-[scenario]
-name = "plans"
-duration = "10s"
-[[services]]
-name = "app"
-routes = ["example.com/*"]
-model = { latency = "1ms" }
-[[traffic]]
-name = "open"
-arrivals = "poisson(5/s)"
-requests = [{ url = "https://example.com/" }]
-[[traffic]]
-name = "closed"
-start = "2s"
-duration = "3s"
-users = 4
-think = "100ms"
-requests = [{ url = "https://example.com/a" }]
-""")
+    app = service("app", routes=["example.com/*"], model={"latency": "1ms"})
+    groups = [traffic("poisson(5/s)", "https://example.com/", name="open"),
+              traffic(None, "https://example.com/a", name="closed", start="2s", duration="3s", users=4, think="100ms")]
+    path = write(tmp_path, compose(app, traffic=groups, name="plans", duration="10s"), file="s.toml")
     spec = config.load(path)
     open_group, closed = plan_traffic(spec, seed=7)
     assert (open_group.name, open_group.start, open_group.length, open_group.users) == ("open", 0.0, math.inf, None)

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import urllib.error
 import urllib.request
 
@@ -21,50 +20,25 @@ from edge.metrics.exposition import registry_for
 from edge.platform.versions import ROLLBACK_LIMIT, UnknownVersion, Version, VersionError, VersionHistory
 from edge.report.build import build_report, print_summary
 from live import ADMIN_TOKEN, ROOT, serve
-
-# The issue's bug: staging at v4, production at v12; `promote api@staging` made production v4.
-ISSUE = """
-[scenario]
-name = "versions"
-
-[[services]]
-name = "api"
-routes = ["api.test/*"]
-
-[services.environments.production]
-version = 12
-tags = {{ git = "prod12" }}
-model = {{ latency = "1ms" }}
-
-[services.environments.staging]
-version = 4
-tags = {{ git = "stage4" }}
-model = {{ latency = "1ms", errors = {staging_errors} }}
-
-[services.split]
-weights = {{ production = 100, staging = 0 }}
-
-[[traffic]]
-arrivals = "constant(10/s)"
-requests = [{{ url = "https://api.test/" }}]
-
-{timeline}
-"""
+from scenario_builder import compose, service, traffic, write
 
 
-def toml(value: object) -> str:
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {toml(v)}" for k, v in value.items()) + " }"
-    return json.dumps(value)
+def issue(timeline: list[dict], staging_errors: float = 0.0) -> str:
+    """The issue's bug: staging at v4, production at v12; `promote api@staging` made production v4."""
+    api = service("api", environments={
+        "production": {"version": 12, "tags": {"git": "prod12"}, "model": {"latency": "1ms"}},
+        "staging": {"version": 4, "tags": {"git": "stage4"}, "model": {"latency": "1ms", "errors": staging_errors}},
+    }, split={"weights": {"production": 100, "staging": 0}})
+    return compose(api, traffic=[traffic("constant(10/s)", "https://api.test/")], timeline=timeline, name="versions")
 
 
-def event(at: str, action: str, target: str, **fields: object) -> str:
-    extra = "".join(f"\n{k} = {toml(v)}" for k, v in fields.items())
-    return f'[[timeline]]\nat = "{at}"\naction = "{action}"\ntarget = "{target}"{extra}\n'
+def event(at: str, action: str, target: str, **fields: object) -> list[dict]:
+    """A ``[[timeline]]`` event, as a list: events add up to a timeline."""
+    return [{"at": at, "action": action, "target": target, **fields}]
 
 
-def run(make_scenario, timeline: str, *, staging_errors: float = 0.0, duration: float = 30.0):
-    loaded = make_scenario(ISSUE.format(timeline=timeline, staging_errors=staging_errors))
+def run(make_scenario, timeline: list[dict], *, staging_errors: float = 0.0, duration: float = 30.0):
+    loaded = make_scenario(issue(timeline, staging_errors))
     result = simulate(loaded, seed=3, duration=duration)
     return result, build_report(result)
 
@@ -138,27 +112,14 @@ async def fetch(request, env, ctx):
     return Response(env.MODE)
 '''
 
-CODE_SCENARIO = """
-[scenario]
-name = "vars"
-
-[[services]]
-name = "api"
-routes = ["api.test/*"]
-worker = "api.py"
-vars = { MODE = "fine" }
-concurrency = 4
-
-[[traffic]]
-arrivals = "constant(10/s)"
-requests = [{ url = "https://api.test/" }]
-
-"""
+def code_scenario(timeline: list[dict]) -> str:
+    api = service("api", worker="api.py", vars={"MODE": "fine"}, concurrency=4)
+    return compose(api, traffic=[traffic("constant(10/s)", "https://api.test/")], timeline=timeline, name="vars")
 
 
 def test_a_deploy_of_new_vars_reaches_running_slots_and_a_rollback_brings_the_old_ones_back(make_scenario):
     timeline = event("10s", "deploy", "api@production", vars={"MODE": "broken"}) + event("20s", "rollback", "api@production")
-    loaded = make_scenario(CODE_SCENARIO + timeline, {"api.py": CODE})
+    loaded = make_scenario(code_scenario(timeline), {"api.py": CODE})
     report = build_report(simulate(loaded, seed=1, duration=30))
     by_number = {v.number: v for v in report.environments["api@production"].versions}
     assert report.timeline[0].detail == "version 2; vars MODE"
@@ -178,9 +139,8 @@ def test_the_summary_shows_a_row_per_version_when_the_version_changed(make_scena
     assert unchanged == []  # one version all run long: one row
 
 
-def edge_check(tmp_path, timeline: str) -> subprocess.CompletedProcess:
-    path = tmp_path / "s.toml"
-    path.write_text(ISSUE.format(timeline=timeline, staging_errors=0))
+def edge_check(tmp_path, timeline: list[dict]) -> subprocess.CompletedProcess:
+    path = write(tmp_path, issue(timeline, staging_errors=0), file="s.toml")
     return subprocess.run([sys.executable, "-m", "edge.cli", "check", str(path)], capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
 
@@ -237,27 +197,13 @@ def test_the_default_rollback_is_the_version_deployed_before_the_current_one():
 
 # -- live: the admin API and the commands against a real `edge serve` ---------------------------
 
-LIVE = """
-[scenario]
-name = "live-versions"
-
-[[services]]
-name = "api"
-routes = ["api.test/*"]
-worker = "api.py"
-vars = { MODE = "fine" }
-secrets = { TOKEN = "live-secret-0123" }
-
-[services.environments.production]
-version = 12
-"""
+LIVE = compose(service("api", worker="api.py", vars={"MODE": "fine"}, secrets={"TOKEN": "live-secret-0123"},
+                      environments={"production": {"version": 12}}), name="live-versions")
 
 
 @pytest.fixture
 def live_server(tmp_path):
-    (tmp_path / "api.py").write_text(textwrap.dedent(CODE))
-    (tmp_path / "live.toml").write_text(LIVE)
-    with serve(str(tmp_path / "live.toml")) as running:
+    with serve(str(write(tmp_path, LIVE, {"api.py": CODE}, file="live.toml"))) as running:
         yield running
 
 
