@@ -15,7 +15,7 @@ import msgspec
 import pytest
 
 from edge.engine.simulate import simulate
-from edge.engine.timeline import change_behaviour
+from edge.engine.behaviour import change_behaviour
 from edge.engine.traffic import ReplaySchedule, plan_traffic
 from edge.report.build import build_report
 from edge.scenario import config, logformat, replay

@@ -153,3 +153,13 @@ def test_a_timeline_target_with_an_empty_environment_is_a_config_error(tmp_path)
         resolved(SPLIT.format(service="", production="", canary="", weights="production = 90, canary = 10")
                  + '\n[[timeline]]\nat = "1s"\naction = "cold"\ntarget = "app@"\n', tmp_path)
     assert caught.value.path == "timeline[0].target"
+
+
+def test_a_change_laid_over_one_environment_leaves_the_rest_and_the_original_as_they_were(tmp_path):
+    loaded = split(tmp_path, canary='model = { latency = "5ms" }')
+    production, canary = EnvironmentKey("app", "production"), EnvironmentKey("app", "canary")
+    over = loaded.resolved.with_environment(canary, model=loaded.resolved.environment(production).model)
+    assert over.environment(canary).model == over.environment(production).model == loaded.resolved.environment(production).model
+    assert loaded.resolved.environment(canary).model != loaded.resolved.environment(production).model
+    assert over.environment(production) is loaded.resolved.environment(production)
+    assert [env.key for env in over.environments()] == [production, canary]

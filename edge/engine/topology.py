@@ -19,6 +19,7 @@ from actors.environment import EnvironmentActor, Post
 from actors.gateway import gateway_worker
 from actors.router import Affinity, RetryBudget, RetryPolicy, RouterActor
 from actors.supervisor import Supervisor
+from edge.engine.behaviour import change_behaviour
 from edge.metrics.recorders import RunMetrics
 from edge.platform.clock import ModelClock, random_stream
 from edge.platform.cpu import CorePool
@@ -76,6 +77,8 @@ def build(loaded: LoadedScenario, *, seed: int, clock: ModelClock, metrics: RunM
                 tags=env.tags,
                 measure_cpu=meta.measure_cpu,
             )
+            if env.behaviour is not None:
+                change_behaviour(topology.environments[env.key], env.behaviour)
         topology.entries[service.name] = _entry(topology, service, seed=seed, clock=clock, metrics=metrics)
         for pattern in service.routes:
             topology.routes.add(pattern, (service.name, topology.entries[service.name]))

@@ -16,14 +16,14 @@ came from, and its resolution, recomputed whenever the spec is replaced
 
 from __future__ import annotations
 
-from typing import Iterator, Literal, TypeVar
+from typing import Any, Iterator, Literal, TypeVar
 
 import msgspec
 
 from edge.platform.routes import RoutePattern
 from edge.scenario.gateway import Gateway
 from edge.scenario.replay import Replay
-from edge.scenario.schema import Environment, Meta, Model, Rollout, Scenario, Service, Split
+from edge.scenario.schema import Behaviour, Environment, Meta, Model, Rollout, Scenario, Service, Split
 from edge.scenario.values import DurationDistribution, EnvironmentKey, Target
 
 DEFAULT_CONCURRENCY = 256
@@ -58,6 +58,9 @@ class ResolvedEnvironment(msgspec.Struct, frozen=True):
     """Its generated preview hostname's route; None in a private service (only bindings reach it)."""
     own_routes: list[RoutePattern]
     """The routes the file gives it."""
+    behaviour: Behaviour | None = None
+    """A change it starts the run with, as a timeline ``set`` at time 0 would make but without a new
+    version: what ``edge tune`` lays over a canary for a hypothesis (never from the file)."""
 
     @property
     def name(self) -> str:
@@ -103,6 +106,13 @@ class ResolvedScenario(msgspec.Struct, frozen=True):
 
     def environment(self, key: EnvironmentKey) -> ResolvedEnvironment:
         return self.services[key.service].environments[key.environment]
+
+    def with_environment(self, key: EnvironmentKey, **changes: Any) -> ResolvedScenario:
+        """A copy with ``changes`` laid over one environment (``edge tune``'s hypotheses)."""
+        service = self.services[key.service]
+        environment = msgspec.structs.replace(service.environments[key.environment], **changes)
+        environments = {**service.environments, key.environment: environment}
+        return ResolvedScenario({**self.services, key.service: msgspec.structs.replace(service, environments=environments)})
 
     def secret(self, reference: tuple[str, str]) -> str:
         """The value behind "secret:SERVICE.NAME" (the checks refuse a reference to none)."""
@@ -212,7 +222,8 @@ class LoadedScenario(msgspec.Struct):
     """What loading found worth saying but not refusing (a worker outside the scenario's folder):
     each command prints them to stderr."""
     resolved: ResolvedScenario = ResolvedScenario({})
-    """Computed from ``spec`` (whatever is passed is replaced)."""
+    """Computed from ``spec`` (whatever is passed is replaced); a tool running a derived copy may
+    lay changes over it afterwards (``ResolvedScenario.with_environment``)."""
 
     def __post_init__(self) -> None:
         self.resolved = resolve(self.spec)

@@ -33,7 +33,7 @@ from typing import Protocol
 import msgspec
 
 from edge.scenario.load import SCHEDULE_FIELDS, load
-from edge.scenario.resolved import LoadedScenario
+from edge.scenario.resolved import LoadedScenario, ResolvedScenario
 from edge.scenario.schema import Behaviour, Compare, Rollout, Service, Tune, TuneLimits, rollout_steps, tuned_service
 from edge.tune import decide, schedules
 from edge.tune.budget import Budget
@@ -146,16 +146,12 @@ def _per_request(loaded: LoadedScenario, task: Task, behaviour: Behaviour | None
         thresholds=[],
     )
     run_loaded = msgspec.structs.replace(loaded, spec=spec)
-
-    def setup(topology, front, clock) -> None:
-        canary = topology.environments[EnvironmentKey(service.name, rollout.canary)]
-        stable = topology.environments[EnvironmentKey(service.name, rollout.stable)]
-        _apply(behaviour, canary, stable)
+    run_loaded.resolved = _under(run_loaded.resolved, service.name, rollout, behaviour)
 
     def ended(result: RunResult) -> str | None:
         return "rollout over" if result.topology.rollouts[service.name].ended else None
 
-    result = simulate(run_loaded, seed=task.seed, setup=setup, stop_when=ended, stop_every=_check_every(rollout))
+    result = simulate(run_loaded, seed=task.seed, stop_when=ended, stop_every=_check_every(rollout))
     report = build_report(result)
     r = report.rollouts[service.name]
     router = report.routers[service.name]
@@ -192,20 +188,23 @@ def _check_every(rollout: Rollout) -> float:
     return rollout.interval.seconds / 10
 
 
-def _apply(behaviour: Behaviour | None, canary, stable) -> None:
-    """Give the canary its hypothesised behaviour, as a timeline ``set`` at time 0 would."""
-    from edge.engine.timeline import change_behaviour
-
-    if isinstance(canary.worker, ModelWorker) and isinstance(stable.worker, ModelWorker):
-        canary.worker = canary_model(behaviour, canary.worker, stable.worker)
-    elif behaviour is not None:  # code: a good canary runs its own code; a bad one gets faults
-        change_behaviour(canary, behaviour)
+def _under(resolved: ResolvedScenario, service: str, rollout: Rollout, behaviour: Behaviour | None) -> ResolvedScenario:
+    """The scenario with its canary under a hypothesis: a synthetic canary beside a synthetic
+    stable runs the stable's model when good (no behaviour), its own changed by the behaviour
+    when not (``canary_model``, as the batched engine does); a canary running code keeps its code,
+    with the behaviour's faults when there is one."""
+    canary, stable = (resolved.environment(EnvironmentKey(service, name)) for name in (rollout.canary, rollout.stable))
+    if behaviour is not None:
+        return resolved.with_environment(canary.key, behaviour=behaviour)
+    if canary.model is not None and stable.model is not None:
+        return resolved.with_environment(canary.key, model=stable.model)
+    return resolved
 
 
 def canary_model(behaviour: Behaviour | None, canary: ModelWorker, stable: ModelWorker) -> ModelWorker:
     """A synthetic canary under a hypothesis: the stable model when good (no behaviour), else its
     own with the behaviour's changes (a factor scales its model)."""
-    from edge.engine.timeline import changed_model
+    from edge.engine.behaviour import changed_model
 
     return copy.copy(stable) if behaviour is None else changed_model(canary, behaviour)
 
