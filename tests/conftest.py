@@ -8,7 +8,7 @@ from typing import Any, Callable
 import pytest
 
 import scenario_builder
-from edge.scenario import config
+from edge.scenario.resolved import LoadedScenario
 from edge.platform.fetch import Request, Response
 from edge.engine.simulate import RunResult, simulate
 
@@ -24,18 +24,18 @@ class Sent:
 
 
 @pytest.fixture
-def make_scenario(tmp_path: Path) -> Callable[..., config.LoadedScenario]:
+def make_scenario(tmp_path: Path) -> Callable[..., LoadedScenario]:
     """``scenario_builder.load`` into the test's folder: TOML text (a literal, or composed by
     ``scenario_builder.compose``) and the workers it names."""
 
-    def make(toml: str, workers: dict[str, str] | None = None) -> config.LoadedScenario:
+    def make(toml: str, workers: dict[str, str] | None = None) -> LoadedScenario:
         return scenario_builder.load(tmp_path, toml, workers)
 
     return make
 
 
 def send(
-    loaded: config.LoadedScenario,
+    loaded: LoadedScenario,
     requests: list[Request | tuple[float, Request]],
     *,
     seed: int = 1,

@@ -21,7 +21,8 @@ from typing import Any
 
 import tomli_w
 
-from edge.scenario import config
+from edge.scenario import load as scenario_load
+from edge.scenario.resolved import LoadedScenario
 
 PUBLIC: Any = object()
 """``service``'s default routes: ``["NAME.test/*"]``."""
@@ -106,6 +107,6 @@ def write(folder: Path, toml: str, workers: dict[str, str] | None = None, *, fil
     return path
 
 
-def load(folder: Path, toml: str, workers: dict[str, str] | None = None, *, file: str = "scenario.toml") -> config.LoadedScenario:
+def load(folder: Path, toml: str, workers: dict[str, str] | None = None, *, file: str = "scenario.toml") -> LoadedScenario:
     """``write``, then the scenario loaded."""
-    return config.load(write(folder, toml, workers, file=file))
+    return scenario_load.load(write(folder, toml, workers, file=file))

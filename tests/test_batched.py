@@ -20,7 +20,8 @@ from scipy import stats
 
 from actors.router import RetryBudget
 from edge.engine import batched
-from edge.scenario import config
+from edge.scenario.load import load
+from edge.scenario.schema import tuned_service
 from edge.tune import tuner
 from edge.tune.budget import Budget
 from edge.tune.tuner import Task, replicate
@@ -70,8 +71,8 @@ def write(tmp_path, *, duration="2m", meta="", service="", production="", rate=5
 
 
 def plan_of(path: str) -> batched.Plan | str:
-    loaded = config.load(path)
-    service = config.tuned_service(loaded.spec)
+    loaded = load(path)
+    service = tuned_service(loaded.spec)
     return batched.plan_for(loaded, service, service.rollout, 2.0)
 
 
@@ -309,7 +310,7 @@ def test_a_scenario_whose_requests_meet_runs_per_request_and_says_why(tmp_path, 
     path = write(tmp_path, **change)
     plan, why, bound = tuner.batch_engine(path, 0, "good")
     assert plan is None and part in why and bound > batched.COUPLING_LIMIT
-    result = tuner.tune(config.load(path), budget=Budget(fixed=3), executor=None)
-    forced = tuner.tune(config.load(path), budget=Budget(fixed=3), executor=None, per_request=True)
+    result = tuner.tune(load(path), budget=Budget(fixed=3), executor=None)
+    forced = tuner.tune(load(path), budget=Budget(fixed=3), executor=None, per_request=True)
     assert result.engine.batched == 0 and result.engine.per_request == 6 and result.engine.why_per_request == [why]
     assert msgspec.json.encode(result.candidates) == msgspec.json.encode(forced.candidates)  # the same simulations

@@ -8,18 +8,22 @@ import tomllib
 import pytest
 
 from edge import cli
-from edge.scenario import checks, config
+from edge.scenario import checks
+from edge.scenario.errors import ConfigError
+from edge.scenario.load import convert
+from edge.scenario.resolved import LoadedScenario
+from edge.scenario.schema import Scenario
 from test_config import GOOD, GW
 
 ROLLOUT = '\n[services.rollout]\nsteps = [1, 50]\n'
 SECRET = 'secrets = { TOKEN = "t" }\n'
 
 
-def decoded(tmp_path, toml: str) -> config.LoadedScenario:
+def decoded(tmp_path, toml: str) -> LoadedScenario:
     """Decoded (typed, each table valid) but not checked across tables."""
     (tmp_path / "gw.py").write_text(GW)
     raw = tomllib.loads(textwrap.dedent(toml))
-    return config.LoadedScenario(spec=config.convert(raw, config.Scenario, "s.toml"), file="s.toml", base_dir=str(tmp_path))
+    return LoadedScenario(spec=convert(raw, Scenario, "s.toml"), file="s.toml", base_dir=str(tmp_path))
 
 
 CASES = [
@@ -64,7 +68,7 @@ def test_each_check_names_the_path_and_what_was_expected(tmp_path, name, toml, p
     check = getattr(checks, name)
     assert check in checks.CHECKS
     loaded = decoded(tmp_path, toml)
-    with pytest.raises(config.ConfigError) as info:
+    with pytest.raises(ConfigError) as info:
         check(loaded)
     assert info.value.path == path and expected in info.value.expected, str(info.value)
     for other in checks.CHECKS[: checks.CHECKS.index(check)]:
@@ -81,7 +85,7 @@ def test_every_check_passes_the_good_scenario(tmp_path, gates):
 def test_timeline_weights_need_a_router_of_two_environments(tmp_path):
     toml = GOOD.replace('[services.environments.canary]\nmodel = { cpu = "1ms" }\n', "").replace("production = 99, canary = 1", "production = 100")
     toml += '\n[[timeline]]\nat = "1s"\naction = "weights"\ntarget = "app"\nweights = { production = 100 }\n'
-    with pytest.raises(config.ConfigError) as info:
+    with pytest.raises(ConfigError) as info:
         checks.check_timeline_targets(decoded(tmp_path, toml))
     assert info.value.path == "timeline[0].target" and "two or more environments" in info.value.expected
 

@@ -12,7 +12,9 @@ import pytest
 
 from edge import cli
 
-from edge.scenario import config
+from edge.scenario import load as scenario_load
+from edge.scenario.errors import ConfigError
+from edge.scenario.resolved import LoadedScenario
 from edge.engine.simulate import default_scenario_path
 
 GOOD = """
@@ -40,15 +42,15 @@ ROOT = Path(__file__).resolve().parent.parent
 GW = "async def fetch(request, env, ctx):\n    return await env.APP.fetch(request)\n"
 
 
-def load(tmp_path, toml: str, worker: str = GW) -> config.LoadedScenario:
+def load(tmp_path, toml: str, worker: str = GW) -> LoadedScenario:
     (tmp_path / "gw.py").write_text(worker)
     path = tmp_path / "s.toml"
     path.write_text(textwrap.dedent(toml))
-    return config.load(path)
+    return scenario_load.load(path)
 
 
-def error(tmp_path, toml: str, worker: str = GW) -> config.ConfigError:
-    with pytest.raises(config.ConfigError) as info:
+def error(tmp_path, toml: str, worker: str = GW) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
         load(tmp_path, toml, worker)
     assert info.value.file.endswith("s.toml")
     return info.value
@@ -60,7 +62,7 @@ def test_good_scenario_loads(tmp_path):
 
 
 def test_default_scenario_is_valid():
-    loaded = config.load(default_scenario_path())
+    loaded = scenario_load.load(default_scenario_path())
     assert loaded.spec.scenario.name == "seed-chain"
 
 
@@ -136,7 +138,7 @@ def test_a_worker_outside_the_scenarios_folder_is_a_warning(tmp_path):
     (tmp_path / "inside").mkdir()
     (tmp_path / "gw.py").write_text(GW)
     (tmp_path / "inside" / "s.toml").write_text(GOOD.replace('worker = "gw.py"', 'worker = "../gw.py"'))
-    loaded = config.load(tmp_path / "inside" / "s.toml")
+    loaded = scenario_load.load(tmp_path / "inside" / "s.toml")
     assert loaded.warnings == [f"{tmp_path / 'inside' / 's.toml'}: services[0].worker: '../gw.py' is outside the scenario's folder; "
                                "`edge run` and `edge serve` will run it"]
     done = subprocess.run([sys.executable, "-m", "edge.cli", "check", str(tmp_path / "inside" / "s.toml")], capture_output=True, text=True,
@@ -144,7 +146,7 @@ def test_a_worker_outside_the_scenarios_folder_is_a_warning(tmp_path):
     assert done.returncode == 0 and done.stderr == f"edge: warning: {loaded.warnings[0]}\n"
     (tmp_path / "inside" / "gw.py").write_text(GW)
     (tmp_path / "inside" / "s.toml").write_text(GOOD)
-    assert config.load(tmp_path / "inside" / "s.toml").warnings == []
+    assert scenario_load.load(tmp_path / "inside" / "s.toml").warnings == []
 
 
 def test_secret_references_are_checked(tmp_path):

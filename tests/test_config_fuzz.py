@@ -10,7 +10,8 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge.scenario import config
+from edge.scenario.errors import ConfigError
+from edge.scenario.load import loads
 from edge.engine.simulate import default_scenario_path
 
 DEFAULT = default_scenario_path()
@@ -40,8 +41,8 @@ PATHS = [p for p in paths(BASE) if p]
 
 def check(text: str) -> None:
     try:
-        config.loads(text, file="fuzz.toml", base_dir=str(DEFAULT.parent))
-    except config.ConfigError as exc:
+        loads(text, file="fuzz.toml", base_dir=str(DEFAULT.parent))
+    except ConfigError as exc:
         assert str(exc).startswith("fuzz.toml"), str(exc)
 
 

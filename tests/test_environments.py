@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from edge.platform.fetch import Request
-from edge.scenario.config import ConfigError
+from edge.scenario.errors import ConfigError
 from conftest import send, text
 from scenario_builder import compose, service, traffic
 from live import serve

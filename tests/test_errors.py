@@ -78,7 +78,7 @@ def test_the_errors_a_user_meets_are_edge_errors():
     from edge.metrics.openmetrics import BackfillError
     from edge.platform.files import InputError, OutputError
     from edge.platform.trio_internals import UnsupportedTrio
-    from edge.scenario.config import ConfigError, ConfigErrors
+    from edge.scenario.errors import ConfigError, ConfigErrors
 
     for kind in (AdminError, ListenError, BackfillError, InputError, OutputError, UnsupportedTrio, ConfigError, ConfigErrors, UsageError):
         assert issubclass(kind, EdgeError), kind

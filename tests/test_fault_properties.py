@@ -73,12 +73,12 @@ CHEAP = [name for name in EXPECTED if name not in ("spin", "block")]
 
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory):
-    from edge.scenario import config
+    from edge.scenario.load import load
 
     folder = tmp_path_factory.mktemp("faults")
     (folder / "app.py").write_text(WORKER)
     (folder / "scenario.toml").write_text(SCENARIO)
-    return config.load(folder / "scenario.toml")
+    return load(folder / "scenario.toml")
 
 
 FAULTS = st.lists(st.sampled_from(list(EXPECTED)), min_size=1, max_size=8).filter(

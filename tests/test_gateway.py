@@ -15,7 +15,9 @@ from scenario_builder import compose, service
 
 from edge.platform.fetch import Request
 from edge.platform.routes import PathTemplate
-from edge.scenario import config
+from edge.scenario.errors import ConfigError, ConfigErrors
+from edge.scenario.load import load
+from edge.scenario.resolved import LoadedScenario
 from edge.scenario.values import EnvironmentKey
 
 KEY = "k-7d41c0e2"  # scenarios/api-gateway.toml's API key
@@ -341,7 +343,7 @@ BAD_PROBLEMS = {
 
 
 def test_every_problem_of_a_gateway_table_is_reported_at_once_with_its_path(make_scenario):
-    with pytest.raises(config.ConfigErrors) as caught:
+    with pytest.raises(ConfigErrors) as caught:
         make_scenario(BAD, {"hooks.py": HOOKS, "target.py": TARGET})
     assert dict(caught.value.problems) == BAD_PROBLEMS
     assert len(caught.value.problems) == len(BAD_PROBLEMS)  # each once
@@ -361,13 +363,13 @@ def test_edge_check_lists_every_gateway_problem_and_exits_2(tmp_path):
 
 
 def test_one_gateway_problem_reads_as_any_config_error(make_scenario):
-    with pytest.raises(config.ConfigError, match=r"scenario.toml: services\[0\].gateway.paths\[0\].integration.function: "
+    with pytest.raises(ConfigError, match=r"scenario.toml: services\[0\].gateway.paths\[0\].integration.function: "
                        r"expected an RPC method of target@production \(.*\), got 'nope'$"):
         gateway_scenario(make_scenario, path("GET", "/x", "nope"))
 
 
 def test_a_gateway_service_runs_no_code_or_model_and_all_its_environments_are_gateways(make_scenario):
-    with pytest.raises(config.ConfigErrors) as caught:
+    with pytest.raises(ConfigErrors) as caught:
         make_scenario(
             """
             [[services]]
@@ -394,7 +396,7 @@ def test_a_gateway_service_runs_no_code_or_model_and_all_its_environments_are_ga
 
 
 def test_gateway_and_worker_in_one_table_is_refused(make_scenario):
-    with pytest.raises(config.ConfigError, match=r"services\[0\].gateway: expected either `gateway`"):
+    with pytest.raises(ConfigError, match=r"services\[0\].gateway: expected either `gateway`"):
         make_scenario(
             """
             [[services]]
@@ -407,15 +409,15 @@ def test_gateway_and_worker_in_one_table_is_refused(make_scenario):
 
 
 def test_a_gateway_that_is_not_a_table_is_refused_with_its_path(make_scenario):
-    with pytest.raises(config.ConfigError, match=r"services\[0\].gateway: expected a table with `serviceBindings` and `paths`, got str"):
+    with pytest.raises(ConfigError, match=r"services\[0\].gateway: expected a table with `serviceBindings` and `paths`, got str"):
         make_scenario('[[services]]\nname = "api"\ngateway = "yes"\n')
 
 
 # -- the library scenario, virtual and live ---------------------------------------------------------
 
 
-def library() -> config.LoadedScenario:
-    return config.load(ROOT / "scenarios" / "api-gateway.toml")
+def library() -> LoadedScenario:
+    return load(ROOT / "scenarios" / "api-gateway.toml")
 
 
 def test_the_library_scenario_answers_as_its_comments_say_in_virtual_time():

@@ -180,14 +180,14 @@ def test_a_command_given_no_scenario_takes_the_project_folders_scenario_toml(tmp
 
 def test_every_template_with_a_rollout_has_a_tune_table_that_edge_tune_runs(tmp_path):
     """`edge tune scenario.toml` in a fresh canary project failed: the template had no [tune]."""
-    from edge.scenario import config
+    from edge.scenario.load import load
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with_rollout = []
     for template in TEMPLATES:
         project = tmp_path / template
         assert subprocess.run([sys.executable, "-m", "edge.cli", "init", str(project), "--template", template], capture_output=True, env=env, timeout=60).returncode == 0
-        if any(s.rollout for s in config.load(project / "scenario.toml").spec.services):
+        if any(s.rollout for s in load(project / "scenario.toml").spec.services):
             with_rollout.append(template)
     assert "canary" in with_rollout
     for template in with_rollout:

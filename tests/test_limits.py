@@ -12,7 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from edge.scenario import config
+from edge.scenario import load as scenario_load
+from edge.scenario.errors import ConfigError
+from edge.scenario.load import loads
+from edge.scenario.resolved import LoadedScenario
+from edge.scenario.schema import MAX_FILE_BYTES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,12 +28,12 @@ model = { cpu = "1ms" }
 """
 
 
-def load(text: str) -> config.LoadedScenario:
-    return config.loads(text, file="s.toml", base_dir=".")
+def load(text: str) -> LoadedScenario:
+    return loads(text, file="s.toml", base_dir=".")
 
 
 def refused(text: str) -> str:
-    with pytest.raises(config.ConfigError) as caught:
+    with pytest.raises(ConfigError) as caught:
         load(text)
     return str(caught.value)
 
@@ -54,18 +58,18 @@ def test_a_fifo_is_refused_at_once_instead_of_hanging(tmp_path):
 def test_a_device_a_folder_and_a_link_to_a_fifo_are_refused(tmp_path):
     done = edge("check", "/dev/zero")
     assert (done.returncode, done.stderr) == (2, "edge: error: /dev/zero: expected a regular file, got a character device\n")
-    with pytest.raises(config.ConfigError, match="expected a regular file, got a folder"):
-        config.load(tmp_path)
+    with pytest.raises(ConfigError, match="expected a regular file, got a folder"):
+        scenario_load.load(tmp_path)
     os.mkfifo(tmp_path / "fifo")
     (tmp_path / "link.toml").symlink_to("fifo")
-    with pytest.raises(config.ConfigError, match="link.toml: expected a regular file, got a FIFO"):
-        config.load(tmp_path / "link.toml")
+    with pytest.raises(ConfigError, match="link.toml: expected a regular file, got a FIFO"):
+        scenario_load.load(tmp_path / "link.toml")
 
 
 def test_a_link_to_a_regular_file_is_followed(tmp_path):
     (tmp_path / "real.toml").write_text(ONE)
     (tmp_path / "link.toml").symlink_to("real.toml")
-    assert config.load(tmp_path / "link.toml").spec.services[0].name == "app"
+    assert scenario_load.load(tmp_path / "link.toml").spec.services[0].name == "app"
 
 
 # --- size ---------------------------------------------------------------------------------------
@@ -78,12 +82,12 @@ def padded(size: int) -> bytes:
 
 def test_a_file_of_exactly_8_mib_loads_and_one_byte_more_is_refused(tmp_path):
     path = tmp_path / "s.toml"
-    path.write_bytes(padded(config.MAX_FILE_BYTES))
+    path.write_bytes(padded(MAX_FILE_BYTES))
     assert os.path.getsize(path) == 8 * 1024 * 1024
-    assert config.load(path).spec.services[0].name == "app"
-    path.write_bytes(padded(config.MAX_FILE_BYTES + 1))
-    with pytest.raises(config.ConfigError) as caught:
-        config.load(path)
+    assert scenario_load.load(path).spec.services[0].name == "app"
+    path.write_bytes(padded(MAX_FILE_BYTES + 1))
+    with pytest.raises(ConfigError) as caught:
+        scenario_load.load(path)
     assert str(caught.value) == f"{path}: expected a scenario of at most 8,388,608 bytes (8 MiB), got more"
 
 

@@ -21,7 +21,7 @@ from edge.engine.traffic import plan_traffic
 from edge.live.ingress import HttpServer, Limits
 from edge.live.loadgen import LAG_WARNING, REQUEST_TIMEOUT, WARNING_WINDOW, GroupProgress, LoadGenerator, OpenSchedule
 from edge.platform.fetch import Request, Response
-from edge.scenario import config
+from edge.scenario.resolved import LoadedScenario
 from scenario_builder import compose, load, service, traffic
 
 APP = service(routes=["example.com/*"], model={"latency": "1ms"})
@@ -75,7 +75,7 @@ def open_toml(rate: float) -> str:
     return compose(APP, traffic=[steady], name="open")
 
 
-def _open_scenario(tmp_path, rate: float) -> config.LoadedScenario:
+def _open_scenario(tmp_path, rate: float) -> LoadedScenario:
     return load(tmp_path, open_toml(rate), file="open.toml")
 
 

@@ -116,19 +116,19 @@ def test_a_run_collects_cycles_less_often_and_puts_the_process_thresholds_back()
     import gc
 
     from edge.engine.simulate import GC_THRESHOLDS, default_scenario_path, simulate
-    from edge.scenario import config
+    from edge.scenario.load import load
 
     before = gc.get_threshold()
     assert before != GC_THRESHOLDS
     during = []
-    simulate(config.load(default_scenario_path()), duration=0.5, setup=lambda *_: during.append(gc.get_threshold()))
+    simulate(load(default_scenario_path()), duration=0.5, setup=lambda *_: during.append(gc.get_threshold()))
     assert during == [GC_THRESHOLDS] and gc.get_threshold() == before
 
     def fail(*_):
         raise RuntimeError("a setup that fails")
 
     with pytest.raises(ExceptionGroup):  # put back however the run ends (here: out of the nursery)
-        simulate(config.load(default_scenario_path()), duration=0.5, setup=fail)
+        simulate(load(default_scenario_path()), duration=0.5, setup=fail)
     assert gc.get_threshold() == before
 
 

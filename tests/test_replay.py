@@ -18,7 +18,11 @@ from edge.engine.simulate import simulate
 from edge.engine.behaviour import change_behaviour
 from edge.engine.traffic import ReplaySchedule, plan_traffic
 from edge.report.build import build_report
-from edge.scenario import config, logformat, replay
+from edge.scenario import load as scenario_load, logformat, replay
+from edge.scenario.errors import ConfigError
+from edge.scenario.load import load
+from edge.scenario.resolved import LoadedScenario
+from edge.scenario.schema import Behaviour
 from edge.scenario.values import ScaledDistribution
 from edge.tune.budget import Budget
 from edge.tune.tuner import tune
@@ -65,7 +69,7 @@ def scenario(tmp_path: Path, log: str, *, file: str = "access.log", duration: st
     return write(tmp_path, replay_toml(file, duration=duration, **group), file="s.toml")
 
 
-def entries(loaded: config.LoadedScenario) -> list[tuple[float, str, str, list[tuple[str, str]]]]:
+def entries(loaded: LoadedScenario) -> list[tuple[float, str, str, list[tuple[str, str]]]]:
     return [(e.at, e.method, e.target, e.headers) for e in loaded.replays[0].entries]
 
 
@@ -75,14 +79,14 @@ def edge(*args, hash_seed: str = "0", cwd: Path = ROOT) -> subprocess.CompletedP
 
 
 def test_common_log_format_gives_times_methods_and_paths_and_spreads_a_second(tmp_path):
-    loaded = config.load(scenario(tmp_path, CLF))
+    loaded = load(scenario(tmp_path, CLF))
     # Two requests logged in one second are spread over it, not sent as a burst.
     assert entries(loaded) == [(0.0, "GET", "/apache_pb.gif", []), (0.5, "POST", "/orders?id=7", []), (2.0, "DELETE", "/orders/7", [])]
     assert loaded.replays[0].format == "clf" and loaded.replays[0].file == "access.log"
 
 
 def test_combined_log_format_adds_referer_and_user_agent(tmp_path):
-    loaded = config.load(scenario(tmp_path, COMBINED))
+    loaded = load(scenario(tmp_path, COMBINED))
     assert entries(loaded) == [
         (0.0, "GET", "/a", [("referer", "https://ref.test/start"), ("user-agent", 'Mozilla/5.0 (X11; \\"quoted\\")')]),
         (1.0, "GET", "/b", [("user-agent", "curl/8.0")]),  # "-": no referer
@@ -90,7 +94,7 @@ def test_combined_log_format_adds_referer_and_user_agent(tmp_path):
 
 
 def test_json_lines_take_numbers_or_iso_times_sorted_and_ignore_other_fields(tmp_path):
-    loaded = config.load(scenario(tmp_path, JSONL, file="requests.jsonl"))
+    loaded = load(scenario(tmp_path, JSONL, file="requests.jsonl"))
     assert loaded.replays[0].format == "jsonl"
     assert entries(loaded) == [
         (0.0, "GET", "/items?page=2", []), (0.25, "PUT", "/items/1", [("x-tenant", "a")]), (3.0, "GET", "/", []),
@@ -98,7 +102,7 @@ def test_json_lines_take_numbers_or_iso_times_sorted_and_ignore_other_fields(tmp
 
 
 def test_har_keeps_every_request_header_but_the_connections_own(tmp_path):
-    loaded = config.load(scenario(tmp_path, json.dumps(HAR), file="session.har"))
+    loaded = load(scenario(tmp_path, json.dumps(HAR), file="session.har"))
     assert entries(loaded) == [
         (0.0, "POST", "/", []),
         (1.5, "GET", "/api/x?q=1", [("accept", "application/json"), ("cookie", "s=1")]),
@@ -106,7 +110,7 @@ def test_har_keeps_every_request_header_but_the_connections_own(tmp_path):
 
 
 def test_the_format_given_overrides_the_extension(tmp_path):
-    loaded = config.load(scenario(tmp_path, JSONL, file="requests.txt", replay_format="jsonl"))
+    loaded = load(scenario(tmp_path, JSONL, file="requests.txt", replay_format="jsonl"))
     assert len(loaded.replays[0].entries) == 3
 
 
@@ -120,10 +124,10 @@ def _times(plan_arrivals, until=math.inf) -> list[float]:
 
 
 def test_the_schedule_both_drivers_send_speed_halves_the_span_and_builds_the_logged_requests(tmp_path):
-    (plan,) = plan_traffic(config.load(scenario(tmp_path, CLF)), seed=1)
+    (plan,) = plan_traffic(load(scenario(tmp_path, CLF)), seed=1)
     assert isinstance(plan.arrivals, ReplaySchedule) and plan.mix is plan.arrivals
     assert _times(plan.arrivals) == [0.0, 0.5, 2.0]  # without loop the file ends the group
-    (fast,) = plan_traffic(config.load(scenario(tmp_path, CLF, speed=2)), seed=1)
+    (fast,) = plan_traffic(load(scenario(tmp_path, CLF, speed=2)), seed=1)
     sent = []
     at = 0.0
     while (at := fast.arrivals.after(at, math.inf)) != math.inf:
@@ -135,12 +139,12 @@ def test_the_schedule_both_drivers_send_speed_halves_the_span_and_builds_the_log
 
 def test_loop_repeats_the_file_one_mean_gap_apart_until_the_run_ends(tmp_path):
     path = scenario(tmp_path, CLF, duration="10s", loop=True)
-    (plan,) = plan_traffic(config.load(path), seed=1)
+    (plan,) = plan_traffic(load(path), seed=1)
     # span 2s over 3 requests: a pass every 3s (2s + the mean gap of 1s).
     assert _times(plan.arrivals, until=10.0) == [0.0, 0.5, 2.0, 3.0, 3.5, 5.0, 6.0, 6.5, 8.0, 9.0, 9.5]
-    report = build_report(simulate(config.load(path)))
+    report = build_report(simulate(load(path)))
     assert report.groups["log"].requests == report.clients.requests == 11
-    assert build_report(simulate(config.load(scenario(tmp_path, CLF, duration="10s")))).clients.requests == 3
+    assert build_report(simulate(load(scenario(tmp_path, CLF, duration="10s")))).clients.requests == 3
 
 
 def test_the_report_describes_the_replayed_file(tmp_path):
@@ -153,7 +157,7 @@ def test_the_report_describes_the_replayed_file(tmp_path):
     assert "replay log: access.log (clf), 3 requests over 2s recorded (1.5/s), sent at x2, looped" in done.stdout
     # A run without a replayed group has no such section (the golden reports stay as they were).
     (tmp_path / "plain").mkdir()
-    plain = config.load(scenario(tmp_path / "plain", CLF))
+    plain = load(scenario(tmp_path / "plain", CLF))
     plain.replays, plain.spec.traffic = {}, []
     assert "replays" not in msgspec.to_builtins(build_report(simulate(plain, duration=1.0)))
 
@@ -189,8 +193,8 @@ def test_same_file_and_seed_give_byte_identical_reports(tmp_path):
 )
 def test_a_line_that_cannot_be_read_is_named_by_file_and_number_and_check_exits_2(tmp_path, file, log, where, expected):
     path = scenario(tmp_path, log, file=file)
-    with pytest.raises(config.ConfigError) as raised:
-        config.load(path)
+    with pytest.raises(ConfigError) as raised:
+        load(path)
     message = str(raised.value)
     assert message.startswith(f"{path}: traffic[0].replay: {tmp_path / where}: ") and expected in message, message
     done = edge("check", path)
@@ -222,8 +226,8 @@ def test_the_replay_path_is_relative_to_the_scenario_and_run_exits_2_on_a_bad_fi
     ],
 )
 def test_bad_replay_groups_name_the_field(tmp_path, extra, path, expected):
-    with pytest.raises(config.ConfigError) as raised:
-        config.load(scenario(tmp_path, CLF, **extra))
+    with pytest.raises(ConfigError) as raised:
+        load(scenario(tmp_path, CLF, **extra))
     assert f": {path}: " in str(raised.value) and expected in str(raised.value), str(raised.value)
 
 
@@ -231,35 +235,35 @@ def test_base_url_is_required_and_replay_fields_need_a_replay(tmp_path):
     (tmp_path / "access.log").write_text(CLF)
     path = tmp_path / "s.toml"
     path.write_text(replay_toml(duration="5s", base_url=None))
-    with pytest.raises(config.ConfigError, match=r"traffic\[0\]\.base_url: expected the scheme and host"):
-        config.load(path)
+    with pytest.raises(ConfigError, match=r"traffic\[0\]\.base_url: expected the scheme and host"):
+        load(path)
     path.write_text(replay_toml(duration="5s", base_url="https://example.com/x"))
-    with pytest.raises(config.ConfigError, match=r"traffic\[0\]\.base_url"):
-        config.load(path)
+    with pytest.raises(ConfigError, match=r"traffic\[0\]\.base_url"):
+        load(path)
     path.write_text(replay_toml(duration="5s", replay=None, base_url=None, loop=True, requests=[{"url": "https://example.com/"}]))
-    with pytest.raises(config.ConfigError, match=r"traffic\[0\]\.loop: only for a replayed group"):
-        config.load(path)
+    with pytest.raises(ConfigError, match=r"traffic\[0\]\.loop: only for a replayed group"):
+        load(path)
 
 
 def test_a_loop_needs_more_than_one_instant(tmp_path):
     one = '{"time": 5, "path": "/"}\n{"time": 5, "path": "/b"}\n'
-    with pytest.raises(config.ConfigError, match=r"traffic\[0\]\.loop: .*r\.jsonl: a loop needs requests at more than one time"):
-        config.load(scenario(tmp_path, one, file="r.jsonl", loop=True))
-    assert len(config.load(scenario(tmp_path, one, file="r.jsonl")).replays[0].entries) == 2
+    with pytest.raises(ConfigError, match=r"traffic\[0\]\.loop: .*r\.jsonl: a loop needs requests at more than one time"):
+        load(scenario(tmp_path, one, file="r.jsonl", loop=True))
+    assert len(load(scenario(tmp_path, one, file="r.jsonl")).replays[0].entries) == 2
 
 
 def test_request_and_size_limits_at_the_boundary(tmp_path, monkeypatch):
     monkeypatch.setattr(replay, "MAX_REPLAY_REQUESTS", 3)
-    assert len(config.load(scenario(tmp_path, CLF)).replays[0].entries) == 3  # exactly at
-    with pytest.raises(config.ConfigError, match=r"access\.log:4: expected at most 3 requests"):
-        config.load(scenario(tmp_path, CLF + CLF.splitlines(keepends=True)[0]))
+    assert len(load(scenario(tmp_path, CLF)).replays[0].entries) == 3  # exactly at
+    with pytest.raises(ConfigError, match=r"access\.log:4: expected at most 3 requests"):
+        load(scenario(tmp_path, CLF + CLF.splitlines(keepends=True)[0]))
     size = len(CLF.encode())
     monkeypatch.setattr(replay, "MAX_REPLAY_BYTES", size)
-    monkeypatch.setattr(config, "MAX_REPLAY_BYTES", size)
-    assert len(config.load(scenario(tmp_path, CLF)).replays[0].entries) == 3  # exactly at
-    assert len(config.load(scenario(tmp_path, CLF[:-1])).replays[0].entries) == 3  # just under
-    with pytest.raises(config.ConfigError, match=rf"access\.log:size: expected a replay file of at most {size:,} bytes"):
-        config.load(scenario(tmp_path, CLF + "\n"))  # just over
+    monkeypatch.setattr(scenario_load, "MAX_REPLAY_BYTES", size)  # the loader reads the limit it imported
+    assert len(load(scenario(tmp_path, CLF)).replays[0].entries) == 3  # exactly at
+    assert len(load(scenario(tmp_path, CLF[:-1])).replays[0].entries) == 3  # just under
+    with pytest.raises(ConfigError, match=rf"access\.log:size: expected a replay file of at most {size:,} bytes"):
+        load(scenario(tmp_path, CLF + "\n"))  # just over
 
 
 TUNED = compose(
@@ -276,7 +280,7 @@ TUNED = compose(
 def test_tune_accepts_a_replayed_group(tmp_path):
     (tmp_path / "r.jsonl").write_text("".join(json.dumps({"time": i / 20, "path": f"/p{i % 3}"}) + "\n" for i in range(40)))
     (tmp_path / "t.toml").write_text(TUNED)
-    result = tune(config.load(tmp_path / "t.toml"), budget=Budget(fixed=2), executor=None)
+    result = tune(load(tmp_path / "t.toml"), budget=Budget(fixed=2), executor=None)
     (candidate,) = result.candidates
     assert candidate.caught.value == 1.0  # half the canary's answers are errors: every replication catches it
     assert candidate.canary_requests_to_rollback.value > 0
@@ -285,7 +289,7 @@ def test_tune_accepts_a_replayed_group(tmp_path):
 def test_a_replayed_log_reproduces_its_rate_profile():
     # The shipped minute of a shop's log ramps from 2/s to 10/s: the run's clients, read every 10 s,
     # see the file's own count in each of those 10 s, and the second (looped) pass sends it all again.
-    loaded = config.load(ROOT / "scenarios" / "replay.toml")
+    loaded = load(ROOT / "scenarios" / "replay.toml")
     log = (ROOT / "scenarios" / "replay" / "access.log").read_text().splitlines()
     per_window = [sum(1 for line in log if int(line.split(":", 3)[3][:2]) // 10 == w) for w in range(6)]
     assert per_window[0] < per_window[-1]  # a ramp, so the comparison says something
@@ -302,7 +306,7 @@ def test_a_file_of_one_request_plays_it_once(tmp_path, command):
     path = scenario(tmp_path, '{"time": 1, "path": "/"}\n', file="one.jsonl", duration="2s")
     done = edge(command, path, "--quiet") if command == "run" else edge(command, path)
     assert done.returncode == 0, done.stderr
-    result = simulate(config.load(path), duration=2.0)
+    result = simulate(load(path), duration=2.0)
     assert result.metrics.clients.requests == 1
 
 
@@ -321,8 +325,8 @@ def test_a_file_of_one_request_plays_it_once(tmp_path, command):
 )
 def test_a_hostile_line_is_refused_with_its_place_and_exit_2(tmp_path, log, where, expected):
     path = scenario(tmp_path, log, file="r.jsonl")
-    with pytest.raises(config.ConfigError) as raised:
-        config.load(path)
+    with pytest.raises(ConfigError) as raised:
+        load(path)
     assert f"{tmp_path / where}: " in str(raised.value) and expected in str(raised.value), str(raised.value)[:300]
     done = edge("check", path)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-500:]
@@ -330,7 +334,7 @@ def test_a_hostile_line_is_refused_with_its_place_and_exit_2(tmp_path, log, wher
 
 def test_a_path_exactly_at_the_url_limit_and_a_year_exactly_are_read(tmp_path):
     log = '{"time": 0, "path": "/' + "p" * 16383 + '"}\n{"time": 31622400, "path": "/b"}\n'
-    loaded = config.load(scenario(tmp_path, log, file="r.jsonl"))
+    loaded = load(scenario(tmp_path, log, file="r.jsonl"))
     assert [len(e.target) for e in loaded.replays[0].entries] == [16384, 2]
     assert loaded.replays[0].span == 366 * 86400
 
@@ -343,7 +347,7 @@ def test_a_deep_har_is_refused_not_a_traceback(tmp_path):
 
 def test_the_connections_own_headers_are_dropped_from_json_lines(tmp_path):
     log = '{"time": 1, "path": "/", "headers": {"Host": "evil.test", "content-length": "5", "transfer-encoding": "chunked", "x-kept": "1"}}\n'
-    assert entries(config.load(scenario(tmp_path, log, file="r.jsonl"))) == [(0.0, "GET", "/", [("x-kept", "1")])]
+    assert entries(load(scenario(tmp_path, log, file="r.jsonl"))) == [(0.0, "GET", "/", [("x-kept", "1")])]
 
 
 def test_an_unterminated_quote_on_a_long_line_fails_fast_and_small(tmp_path):
@@ -382,10 +386,10 @@ def test_an_unterminated_quote_on_a_long_line_fails_fast_and_small(tmp_path):
 def test_a_replay_rate_over_the_limit_is_refused_with_the_limit_named(tmp_path, extra, log, field, refused):
     path = scenario(tmp_path, log, file="r.jsonl" if log.startswith("{") else "access.log", **extra)
     if not refused:
-        config.load(path)
+        load(path)
         return
-    with pytest.raises(config.ConfigError) as raised:
-        config.load(path)
+    with pytest.raises(ConfigError) as raised:
+        load(path)
     assert f": {field}: expected at most 1e+06 requests per second at the peak (`max_rate` under [scenario] raises the limit)" in str(raised.value)
 
 
@@ -403,10 +407,10 @@ def test_a_replay_rate_over_the_limit_is_refused_with_the_limit_named(tmp_path, 
 def test_an_arrival_rate_over_the_limit_is_refused_and_max_rate_raises_it(tmp_path, group, meta, refused):
     path = write(tmp_path, compose(APP, traffic=[traffic(**{"arrivals": None, "url": "https://example.com/", **group})], **meta), file="s.toml")
     if not refused:
-        config.load(path)
+        load(path)
         return
-    with pytest.raises(config.ConfigError, match=r"traffic\[0\]\.arrivals: expected at most 1e\+06 requests per second at the peak"):
-        config.load(path)
+    with pytest.raises(ConfigError, match=r"traffic\[0\]\.arrivals: expected at most 1e\+06 requests per second at the peak"):
+        load(path)
     done = edge("run", path, "--duration", "1s")
     assert done.returncode == 2 and "max_rate" in done.stderr
 
@@ -468,7 +472,7 @@ def test_clf_reads_nginx_main_and_the_fields_any_server_adds_after_combined(tmp_
     log = (f'203.0.113.9 - - {STAMP} "GET /a HTTP/1.1" 200 512 "-" "curl/8.5.0" "198.51.100.7, 10.0.0.1"\n'
            f'203.0.113.9 - - {STAMP} "GET /b HTTP/1.1" 200 512 "-" "curl/8.5.0" "-" rt=0.012 urt="0.010, 0.002"\n'
            f'203.0.113.9 - - {STAMP} "GET /c HTTP/1.1" 200 512 1234\n')
-    read = config.load(scenario(tmp_path, log)).replays[0]
+    read = load(scenario(tmp_path, log)).replays[0]
     assert [(e.method, e.target, e.headers) for e in read.entries] == [
         ("GET", "/a", [("user-agent", "curl/8.5.0")]), ("GET", "/b", [("user-agent", "curl/8.5.0")]), ("GET", "/c", []),
     ]
@@ -498,8 +502,8 @@ def test_nginx_lines_are_spread_over_their_second_then_moved_back_by_their_reque
 )
 def test_a_format_without_what_replay_needs_is_a_config_error_exit_2_naming_the_field(tmp_path, format, expected):
     path = scenario(tmp_path, CLF, replay_format=format)
-    with pytest.raises(config.ConfigError) as raised:
-        config.load(path)
+    with pytest.raises(ConfigError) as raised:
+        load(path)
     assert str(raised.value).startswith(f"{path}: traffic[0].replay_format: ") and expected in str(raised.value), str(raised.value)
     done = edge("check", path)
     assert done.returncode == 2 and "traffic[0].replay_format: " in done.stderr and expected in done.stderr, done.stderr
@@ -514,8 +518,8 @@ def _noisy(noise: int) -> str:
 
 def test_on_error_abort_is_the_default_and_names_the_file_line_and_what_was_expected(tmp_path):
     path = scenario(tmp_path, _noisy(2), replay_format=NGINX_TIMED)
-    with pytest.raises(config.ConfigError) as raised:
-        config.load(path)
+    with pytest.raises(ConfigError) as raised:
+        load(path)
     message = str(raised.value)
     assert message.startswith(f"{path}: traffic[0].replay: {tmp_path / 'access.log'}:2: expected a request line "), message
     assert r'got "\x16\x03\x01' in message and 'on_error = "skip" skips unreadable lines' in message
@@ -529,7 +533,7 @@ def test_on_error_abort_is_the_default_and_names_the_file_line_and_what_was_expe
 )
 def test_on_error_skip_counts_the_unreadable_lines_and_lists_the_first_five(tmp_path, noise, listed, more):
     path = scenario(tmp_path, _noisy(noise), replay_format=NGINX_TIMED, on_error="skip")
-    loaded = config.load(path)
+    loaded = load(path)
     assert [e.target for e in loaded.replays[0].entries] == ["/a", "/b", "/c"]
     assert (loaded.replays[0].skipped, loaded.replays[0].skipped_lines) == (noise, listed)
     done = edge("run", path, "--json", tmp_path / "r.json")
@@ -567,8 +571,8 @@ def test_skip_covers_every_problem_of_a_line_but_not_the_files(tmp_path):
     ],
 )
 def test_bad_on_error_and_service_time_values_name_the_field(tmp_path, extra, field, expected):
-    with pytest.raises(config.ConfigError) as raised:
-        config.load(scenario(tmp_path, CLF, **extra))
+    with pytest.raises(ConfigError) as raised:
+        load(scenario(tmp_path, CLF, **extra))
     assert f": {field}: " in str(raised.value) and expected in str(raised.value), str(raised.value)
 
 
@@ -576,10 +580,10 @@ def test_on_error_and_service_time_need_a_replay_and_skip_is_not_for_a_har(tmp_p
     plain = {"replay": None, "base_url": None, "requests": [{"url": "https://example.com/"}]}
     for extra, field in (({"on_error": "skip"}, "on_error"), ({"service_time": "model"}, "service_time")):
         (tmp_path / "s.toml").write_text(replay_toml("x", duration="5s", **plain, **extra))
-        with pytest.raises(config.ConfigError, match=rf"traffic\[0\]\.{field}: only for a replayed group"):
-            config.load(tmp_path / "s.toml")
-    with pytest.raises(config.ConfigError, match=r'traffic\[0\]\.on_error: a HAR file is one JSON document, read whole or refused'):
-        config.load(scenario(tmp_path, json.dumps(HAR), file="s.har", on_error="skip"))
+        with pytest.raises(ConfigError, match=rf"traffic\[0\]\.{field}: only for a replayed group"):
+            load(tmp_path / "s.toml")
+    with pytest.raises(ConfigError, match=r'traffic\[0\]\.on_error: a HAR file is one JSON document, read whole or refused'):
+        load(scenario(tmp_path, json.dumps(HAR), file="s.har", on_error="skip"))
 
 
 @pytest.mark.parametrize(("rt", "refused"), [("31622399.999", False), ("31622400", False), ("31622400.001", True), ("9" * 400, True)])
@@ -603,7 +607,7 @@ def _latencies(tmp_path: Path, *, model: dict | None = None, timeline: tuple = (
     text = replay_toml(duration="10s", app=app, timeline=timeline, replay_format=NGINX_TIMED, **group)
     (tmp_path / "access.log").write_text(TIMED_SCENARIO_LOG)
     (tmp_path / "s.toml").write_text(text)
-    report = build_report(simulate(config.load(tmp_path / "s.toml"), interval=1.0, setup=setup))
+    report = build_report(simulate(load(tmp_path / "s.toml"), interval=1.0, setup=setup))
     # A request every other second: each second's p50 is that of the one request answered in it
     return [p for p, n in zip(report.series.clients.latency_p50_s, report.series.clients.requests) if n]
 
@@ -626,7 +630,7 @@ def test_a_latency_a_hypothesis_or_the_timeline_sets_scales_or_replaces_the_logg
     # A tuning hypothesis "x3" is a latency bug of the model's shape: logged times slow with it; a
     # latency written out is the new model, for logged requests too
     if how == "tune":
-        behaviour = config.Behaviour(latency=ScaledDistribution(latency))
+        behaviour = Behaviour(latency=ScaledDistribution(latency))
         got = _latencies(tmp_path, setup=lambda topology, *_: change_behaviour(topology.environments[EnvironmentKey("app", "production")], behaviour))
     else:
         got = _latencies(tmp_path, timeline=[{"at": "0.5s", "action": "set", "target": "app@production", "latency": latency}])

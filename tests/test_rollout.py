@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge.scenario import config
+from edge.scenario.errors import ConfigError
 from edge.metrics.exposition import registry_for
 from edge.report.build import build_report
 from edge.engine.simulate import simulate
@@ -205,7 +205,7 @@ def test_rollout_metrics_are_exported(make_scenario):
     ],
 )
 def test_bad_rollouts_name_the_path(make_scenario, rollout, path, expected):
-    with pytest.raises(config.ConfigError) as raised:
+    with pytest.raises(ConfigError) as raised:
         run(make_scenario, rollout)
     assert path in str(raised.value) and expected in str(raised.value), str(raised.value)
 
@@ -214,7 +214,7 @@ def test_approve_needs_a_rollout(make_scenario):
     text = SCENARIO.format(duration="1m", canary_errors=0, canary_latency="1ms", rollout="steps = [10]",
                            timeline='[[timeline]]\nat = "1m"\naction = "approve"\ntarget = "app"')
     text = text.replace("[services.rollout]\nsteps = [10]\n", "")
-    with pytest.raises(config.ConfigError) as raised:
+    with pytest.raises(ConfigError) as raised:
         make_scenario(text)
     assert "timeline[0].target" in str(raised.value) and "with a rollout" in str(raised.value)
 

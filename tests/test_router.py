@@ -144,8 +144,8 @@ def test_a_retry_budget_caps_retries_and_the_rest_fail(make_scenario):
     ],
 )
 def test_bad_split_options_name_the_path(make_scenario, split, path, expected):
-    from edge.scenario import config
+    from edge.scenario.errors import ConfigError
 
-    with pytest.raises(config.ConfigError) as raised:
+    with pytest.raises(ConfigError) as raised:
         scenario(make_scenario, 10, **split)
     assert path in str(raised.value) and expected in str(raised.value), str(raised.value)

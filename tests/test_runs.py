@@ -16,8 +16,9 @@ from edge import cli
 from edge.engine.simulate import simulate
 from edge.platform import redact, runs, trio_internals
 from edge.report.build import build_report, write_json
-from edge.scenario import config
 from edge.scenario import load as scenario_load
+from edge.scenario.resolved import LoadedScenario
+from edge.scenario.values import enc_hook
 from scenario_builder import compose, load, service, traffic
 
 def run_toml(name: str, *, secret: str, seed: int, rate: int, duration: str) -> str:
@@ -59,11 +60,11 @@ RUNS = {
 }
 
 
-def _scenario(tmp_path: Path, name: str) -> config.LoadedScenario:
+def _scenario(tmp_path: Path, name: str) -> LoadedScenario:
     return load(tmp_path / name, run_toml(name, **RUNS[name]), {"front.py": FRONT, "back.py": BACK})
 
 
-def _report(loaded: config.LoadedScenario, path: Path, setup=None) -> bytes:
+def _report(loaded: LoadedScenario, path: Path, setup=None) -> bytes:
     write_json(build_report(simulate(loaded, setup=setup)), path)
     return path.read_bytes()
 
@@ -161,8 +162,8 @@ def test_a_traceback_that_escapes_a_run_masks_that_runs_secrets_after_it(tmp_pat
 
 def test_edge_run_flags_leave_the_loaded_scenario_as_it_was(tmp_path, monkeypatch):
     scenario = _scenario(tmp_path, "alpha").file
-    real_load = config.load
-    loads: list[config.LoadedScenario] = []
+    real_load = scenario_load.load
+    loads: list[LoadedScenario] = []
 
     def load(path):  # the command's own load, kept to look at after the run
         loads.append(real_load(path))
@@ -175,7 +176,7 @@ def test_edge_run_flags_leave_the_loaded_scenario_as_it_was(tmp_path, monkeypatc
     assert report["measured_cpu"] is True and report["seed"] == 5 and report["duration_s"] == 1
     [loaded] = loads
     assert loaded.spec.scenario.measure_cpu is False
-    assert msgspec.to_builtins(loaded, enc_hook=config.enc_hook) == msgspec.to_builtins(real_load(scenario), enc_hook=config.enc_hook)
+    assert msgspec.to_builtins(loaded, enc_hook=enc_hook) == msgspec.to_builtins(real_load(scenario), enc_hook=enc_hook)
 
 
 def test_the_flags_derive_a_new_scenario_only_when_they_change_it(tmp_path):

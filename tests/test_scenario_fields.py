@@ -9,7 +9,7 @@ from pathlib import Path
 
 import msgspec
 
-from edge.scenario import config
+from edge.scenario.schema import Environment, Meta, Model, Scenario, Service, ThresholdRule
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "scenario-fields.md"
@@ -36,7 +36,7 @@ def scenario_structs() -> set[type]:
         for arg in typing.get_args(hint):
             visit(arg)
 
-    visit(config.Scenario)
+    visit(Scenario)
     return found
 
 
@@ -48,7 +48,7 @@ def test_every_field_of_every_scenario_table_is_documented_under_its_table():
     text = DOC.read_text()
     sections = dict(re.findall(r"^## (\w+)\n(.*?)(?=^## |\Z)", text, re.M | re.S))
     structs = scenario_structs()
-    assert {config.Scenario, config.Meta, config.Service, config.Environment, config.Model, config.ThresholdRule} <= structs
+    assert {Scenario, Meta, Service, Environment, Model, ThresholdRule} <= structs
     for cls in structs:
         assert cls.__name__ in sections, cls
         for field in msgspec.structs.fields(cls):

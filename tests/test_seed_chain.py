@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from conftest import send, text
 
-from edge.scenario import config
+from edge.scenario.load import load
+from edge.scenario.resolved import LoadedScenario
 from edge.platform.fetch import Request
 from edge.engine.simulate import default_scenario_path
 from edge.scenario.values import EnvironmentKey
 
-TOKEN = config.load(default_scenario_path()).resolved.secret(("auth", "SECRET_TOKEN"))
+TOKEN = load(default_scenario_path()).resolved.secret(("auth", "SECRET_TOKEN"))
 
 
-def default() -> config.LoadedScenario:
-    return config.load(default_scenario_path())
+def default() -> LoadedScenario:
+    return load(default_scenario_path())
 
 
 def test_right_token_goes_through_all_three_services():

@@ -13,7 +13,7 @@ from edge.engine.simulate import simulate
 from edge.platform.units import format_duration
 from edge.report.build import SUMMARY_PRIORITY, build_report, print_summary
 from edge.report.terminal import Column, clauses, fitted, print_parts
-from edge.scenario.config import load
+from edge.scenario.load import load
 
 
 def lines_of(console: Console) -> list[str]:

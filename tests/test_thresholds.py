@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.scenario import config
+from edge.scenario.load import load
 from edge.report.build import abort_check, build_report
 from edge.engine.simulate import simulate
 from edge.scenario.thresholds import CLIENT_COUNTS, ENVIRONMENT_COUNTS, ThresholdResult, parse_threshold
@@ -73,7 +73,7 @@ def test_values_come_from_the_run(tmp_path):
         "error ratio < 1%",
         "errors of api@production > 400",
     )
-    report = build_report(simulate(config.load(path), seed=1, duration=10))
+    report = build_report(simulate(load(path), seed=1, duration=10))
     results = {t.threshold: t for t in report.thresholds}
     assert results["requests == 1000"].passed and results["requests == 1000"].value == 1000
     assert results["p99 latency of api@production < 3ms"].passed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge.scenario import config
+from edge.scenario.errors import ConfigError
 from edge.report.build import build_report
 from edge.engine.simulate import simulate
 from edge.scenario.values import EnvironmentKey
@@ -131,7 +131,7 @@ def test_promote_gives_production_the_canarys_code_as_its_next_version_and_all_t
     ],
 )
 def test_timeline_errors_name_the_path(make_scenario, event, path, expected):
-    with pytest.raises(config.ConfigError) as error:
+    with pytest.raises(ConfigError) as error:
         make_scenario(BASE.format(api=SPLIT, timeline="[[timeline]]\n" + event))
     message = str(error.value)
     assert f": {path}: " in message and expected in message, message

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from edge.scenario import config
+from edge.scenario.errors import ConfigError
 from edge.scenario.arrivals import Arrivals, Burst, Diurnal, RateProfile
 from edge.platform.clock import random_stream
 from edge.engine.simulate import simulate
@@ -131,7 +131,7 @@ def test_open_group_drops_arrivals_beyond_max_inflight(make_scenario):
     ],
 )
 def test_traffic_errors_name_the_path(make_scenario, group, path, expected):
-    with pytest.raises(config.ConfigError) as error:
+    with pytest.raises(ConfigError) as error:
         make_scenario(scenario(**group))
     message = str(error.value)
     assert f": {path}: " in message and expected in message, message
@@ -178,7 +178,7 @@ def test_body_size_draws_a_body_per_request(make_scenario, size, mean):
     ],
 )
 def test_bad_body_sizes_name_the_path(make_scenario, template, path, expected):
-    with pytest.raises(config.ConfigError) as raised:
+    with pytest.raises(ConfigError) as raised:
         make_scenario(scenario(requests=[template]))
     assert f"traffic[0].requests[0].{path}" in str(raised.value) and expected in str(raised.value)
 
@@ -187,13 +187,13 @@ def test_one_plan_serves_both_drivers(tmp_path):
     """``plan_traffic`` is what the simulation and ``edge serve --traffic`` both send: each group's
     kind, window and request stream come from it alone."""
     from edge.engine.traffic import plan_traffic
-    from edge.scenario import config
+    from edge.scenario.load import load
 
     app = service("app", routes=["example.com/*"], model={"latency": "1ms"})
     groups = [traffic("poisson(5/s)", "https://example.com/", name="open"),
               traffic(None, "https://example.com/a", name="closed", start="2s", duration="3s", users=4, think="100ms")]
     path = write(tmp_path, compose(app, traffic=groups, name="plans", duration="10s"), file="s.toml")
-    spec = config.load(path)
+    spec = load(path)
     open_group, closed = plan_traffic(spec, seed=7)
     assert (open_group.name, open_group.start, open_group.length, open_group.users) == ("open", 0.0, math.inf, None)
     assert open_group.arrivals is not None and open_group.think is None

@@ -3,7 +3,6 @@ gets the public-API path (same virtual times, more scheduler passes) or, for see
 
 from __future__ import annotations
 
-import collections
 import signal
 import subprocess
 import sys

@@ -13,7 +13,7 @@ from conftest import send, text
 from edge.engine.simulate import simulate
 from edge.platform.fetch import Request
 from edge.report.build import build_report, failed_thresholds
-from edge.scenario import config
+from edge.scenario.errors import ConfigError
 
 SLEEPER = """
 from edge.platform.fetch import Response
@@ -98,7 +98,7 @@ def test_request_limit_cuts_at_the_limit(make_scenario, sleep_ms, status):
 
 
 def test_request_limit_must_be_positive(make_scenario):
-    with pytest.raises(config.ConfigError, match=r"scenario\.request_limit: expected a positive duration"):
+    with pytest.raises(ConfigError, match=r"scenario\.request_limit: expected a positive duration"):
         make_scenario(SCENARIO.format(extra='request_limit = "0s"'), {"app.py": SLEEPER})
 
 

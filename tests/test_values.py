@@ -7,7 +7,7 @@ import pytest
 
 from edge.platform.distributions import Const, Exponential
 from edge.platform.routes import RoutePattern, RouteTable
-from edge.scenario import config
+from edge.scenario.schema import threshold_rules
 from edge.scenario.values import ArrivalProcess, Duration, Gate, Ratio, ScaledDistribution, dec_hook, enc_hook
 from test_config import GOOD, error, load
 
@@ -123,7 +123,7 @@ def test_route_patterns_match_most_specific_first():
 
 def test_thresholds_are_parsed_at_load_with_their_path(tmp_path):
     spec = load(tmp_path, 'thresholds = ["p99 latency < 200ms", { threshold = "errors == 0", delay = "5s" }]\n' + GOOD).spec
-    rules = config.threshold_rules(spec)
+    rules = threshold_rules(spec)
     assert [(r.threshold.metric, r.threshold.value, r.delay.seconds) for r in rules] == [("latency", 0.2, 0.0), ("errors", 0.0, 5.0)]
     exc = error(tmp_path, 'thresholds = ["latency < 200ms"]\n' + GOOD)
     assert exc.path == "thresholds[0]" and "needs a statistic" in exc.expected

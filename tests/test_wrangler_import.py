@@ -12,7 +12,10 @@ from pathlib import Path
 import pytest
 
 from edge import cli
-from edge.scenario import config, wrangler
+from edge.scenario import wrangler
+from edge.scenario.errors import ConfigError
+from edge.scenario.load import load
+from edge.scenario.schema import Meta, Scenario, Service
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "wrangler"
@@ -23,13 +26,13 @@ def edge(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str
                           cwd=cwd, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
 
 
-def imported(tmp_path: Path, *files: str | Path) -> tuple[str, config.Scenario]:
+def imported(tmp_path: Path, *files: str | Path) -> tuple[str, Scenario]:
     """Import through the command, then hand the scenario to `edge check` and `edge run`."""
     out = tmp_path / "scenario.toml"
     assert cli.main(["import", *map(str, files), "-o", str(out)]) == 0
     assert cli.main(["check", str(out)]) == 0
     assert cli.main(["run", str(out), "--duration", "2s", "-q"]) == 0
-    return out.read_text(), config.load(out).spec
+    return out.read_text(), load(out).spec
 
 
 def header(text: str) -> str:
@@ -37,7 +40,7 @@ def header(text: str) -> str:
     return text.split("\n\n[scenario]", 1)[0]
 
 
-def by_name(spec: config.Scenario) -> dict[str, config.Service]:
+def by_name(spec: Scenario) -> dict[str, Service]:
     return {s.name: s for s in spec.services}
 
 
@@ -256,7 +259,7 @@ def test_a_worker_imported_twice_is_refused(tmp_path: Path) -> None:
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "wrangler.toml").write_text('name = "api"\n')
-    with pytest.raises(config.ConfigError, match=r"b/wrangler.toml: name: expected a worker not imported already, got 'api' again"):
+    with pytest.raises(ConfigError, match=r"b/wrangler.toml: name: expected a worker not imported already, got 'api' again"):
         wrangler.import_files([str(tmp_path / "a/wrangler.toml"), str(tmp_path / "b/wrangler.toml")])
 
 
@@ -267,14 +270,14 @@ def test_file_size_limit_at_and_over_the_boundary(tmp_path: Path) -> None:
     assert path.stat().st_size == wrangler.MAX_FILE_BYTES
     assert wrangler.read(path)["name"] == "api"
     path.write_text(start + "x" * (wrangler.MAX_FILE_BYTES - len(start) + 1))
-    with pytest.raises(config.ConfigError, match=r"at most 131,072 bytes \(128 KiB\)"):
+    with pytest.raises(ConfigError, match=r"at most 131,072 bytes \(128 KiB\)"):
         wrangler.read(path)
 
 
 def test_nesting_too_deep_for_the_parser_is_an_error_not_a_crash(tmp_path: Path) -> None:
     path = tmp_path / "wrangler.json"
     path.write_text('{"name": "api", "vars": ' + "[" * 50_000 + "]" * 50_000 + "}")
-    with pytest.raises(config.ConfigError, match="nested a few levels deep"):
+    with pytest.raises(ConfigError, match="nested a few levels deep"):
         wrangler.read(path)
 
 
@@ -337,7 +340,7 @@ def test_cpu_limits_that_differ_between_files_keep_the_default_and_say_so(tmp_pa
         (tmp_path / name).mkdir()
         (tmp_path / name / "wrangler.toml").write_text(f'name = "{name}"\n[limits]\ncpu_ms = {cpu}\n')
     text, spec = imported(tmp_path, tmp_path / "a/wrangler.toml", tmp_path / "b/wrangler.toml")
-    assert spec.scenario.cpu_limit.raw == config.Meta().cpu_limit.raw
+    assert spec.scenario.cpu_limit.raw == Meta().cpu_limit.raw
     assert "limits.cpu_ms differs between the files" in header(text)
 
 
@@ -346,5 +349,5 @@ def test_a_cpu_limit_that_is_not_a_positive_number_is_listed_not_imported(tmp_pa
     path = tmp_path / "wrangler.toml"
     path.write_text(f'name = "api"\n[limits]\ncpu_ms = {value}\n')
     text, spec = imported(tmp_path, path)
-    assert spec.scenario.cpu_limit.raw == config.Meta().cpu_limit.raw
+    assert spec.scenario.cpu_limit.raw == Meta().cpu_limit.raw
     assert f"limits.cpu_ms = {value.strip(chr(34))}: expected a positive number of milliseconds" in header(text)

@@ -12,7 +12,7 @@ A threshold is ``[STAT] METRIC [of SUBJECT] OP VALUE``:
 * OP: ``<``, ``<=``, ``>``, ``>=``, ``==``, ``!=``.
 
 A threshold over a subject that saw no requests has no data and fails with that reason, as k6's
-do, unless its rule says ``no_data = "pass"`` (``config.ThresholdRule``); ``requests`` thresholds
+do, unless its rule says ``no_data = "pass"`` (``schema.ThresholdRule``); ``requests`` thresholds
 always have data.
 
 This module parses (at scenario load, so a typo fails before the run) and compares; what a metric's

@@ -3,7 +3,7 @@
 Scenario authors write "250ms", "500/s", "5%", "exp(1ms)", "app@canary"; each such field is
 declared with one of the types below, and ``dec_hook`` (given to ``msgspec.convert``) parses the
 value as written into it. A parser's ValueError becomes a msgspec error carrying the path of the
-field, so ``config.convert`` reports it like any other. Past decoding nothing parses these strings
+field, so ``load.convert`` reports it like any other. Past decoding nothing parses these strings
 again: the runtime reads ``.seconds``, ``.fraction``, ``.distribution``...
 
 Each value keeps ``raw``, what the file said (a string, or a bare TOML number): reports and logs
