@@ -185,3 +185,23 @@ def test_the_flags_derive_a_new_scenario_only_when_they_change_it(tmp_path):
     derived = cli._with_flags(loaded, argparse.Namespace(measure_cpu=True))
     assert derived.spec.scenario.measure_cpu and not loaded.spec.scenario.measure_cpu
     assert derived.spec.services is loaded.spec.services  # the rest is shared, not copied
+
+
+def test_a_runs_worker_modules_leave_sys_modules_when_it_ends(tmp_path):
+    """Each run imports a fresh copy of its worker modules; a process running hundreds (tune's
+    replications) would otherwise keep every copy."""
+    import sys
+
+    worker = "from edge.platform.fetch import Response\n\nasync def fetch(request, env, ctx):\n    return Response('ok')\n"
+    loaded = load(tmp_path, compose(service("app", worker="leakcheck.py"), traffic=[traffic("constant(10/s)", url="https://app.test/")],
+                                    duration="1s"), {"leakcheck.py": worker})
+    seen = []
+
+    def setup(topology, front, clock):
+        seen.extend(name for name in sys.modules if name.startswith("edge_worker_leakcheck_"))
+
+    for _ in range(2):
+        result = simulate(loaded, seed=1, setup=setup)
+        assert result.metrics.clients.requests == 10
+    assert len(seen) == 2  # one copy while each run ran
+    assert not [name for name in sys.modules if name.startswith("edge_worker_leakcheck_")]

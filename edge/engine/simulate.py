@@ -175,7 +175,10 @@ def _simulate(
             supervisor.stop()
 
     seed_scheduler(seed)
-    trio.run(main, clock=clock)
+    try:
+        trio.run(main, clock=clock)
+    finally:
+        topology.release()
     return RunResult(loaded, seed, duration, state["simulated"], metrics, topology, clock.events, state["unanswered"], timeline, recorder.series,
                      state.get("stopped"))
 

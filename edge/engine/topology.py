@@ -24,7 +24,7 @@ from edge.metrics.recorders import RunMetrics
 from edge.platform.clock import ModelClock, random_stream
 from edge.platform.cpu import CorePool
 from edge.platform.routes import RouteTable
-from edge.platform.workers import ModelWorker, WorkerCode, WorkerLoadError, load_worker
+from edge.platform.workers import ModelWorker, WorkerCode, WorkerLoadError, load_worker, release_worker
 from edge.scenario.errors import ConfigError
 from edge.scenario.resolved import LoadedScenario, ResolvedEnvironment, ResolvedService
 from edge.scenario.schema import Model, Retry
@@ -41,6 +41,12 @@ class Topology:
         self.entries: dict[str, Post] = {}  # service -> where its (unpinned) traffic goes
         self.routes: RouteTable[tuple[str, Post]] = RouteTable()  # -> (service, where the request goes)
         self.rollouts: dict[str, Any] = {}  # service -> its rollout controller (edge.engine.rollout)
+        self.code: list[WorkerCode] = []  # every worker module loaded for this topology
+
+    def release(self) -> None:
+        """The run is over: its worker modules leave ``sys.modules`` (``workers.release_worker``)."""
+        for code in self.code:
+            release_worker(code)
 
     def actors(self) -> list[tuple[str, Any]]:
         """Every actor by the name its supervisor knows it by ("app@canary", "app@router")."""
@@ -60,7 +66,7 @@ def build(loaded: LoadedScenario, *, seed: int, clock: ModelClock, metrics: RunM
                 service=service.name,
                 environment=env.name,
                 version=env.version,
-                worker=_worker(loaded, service, env),
+                worker=_worker(loaded, topology, service, env),
                 values={**env.vars, **env.secrets},
                 bindings=bindings[env.key],
                 secrets=list(env.secrets.values()),
@@ -113,7 +119,7 @@ def _entry(topology: Topology, service: ResolvedService, *, seed: int, clock: Mo
     return router.post
 
 
-def _worker(loaded: LoadedScenario, service: ResolvedService, env: ResolvedEnvironment) -> WorkerCode | ModelWorker:
+def _worker(loaded: LoadedScenario, topology: Topology, service: ResolvedService, env: ResolvedEnvironment) -> WorkerCode | ModelWorker:
     if env.gateway is not None:
         return gateway_worker(env.gateway)
     if env.model is not None:
@@ -123,9 +129,10 @@ def _worker(loaded: LoadedScenario, service: ResolvedService, env: ResolvedEnvir
     # so what only running it shows (an import that fails) is a configuration error here, named
     # as the check names its problems.
     try:
-        return load_worker(Path(loaded.base_dir) / env.worker)
+        topology.code.append(load_worker(Path(loaded.base_dir) / env.worker))
     except WorkerLoadError as exc:
         raise ConfigError(loaded.file, f"services[{service.index}].{env.worker_field}", str(exc)) from None
+    return topology.code[-1]
 
 
 def model_worker(model: Model) -> ModelWorker:

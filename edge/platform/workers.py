@@ -41,13 +41,20 @@ class WorkerLoadError(Exception):
 
 
 class WorkerCode:
-    """The callables of one loaded worker."""
+    """The callables of one loaded worker, and the name its module is registered under while it runs."""
 
-    __slots__ = ("fetch", "rpc")
+    __slots__ = ("fetch", "rpc", "module")
 
-    def __init__(self, fetch: Callable[..., Any], rpc: dict[str, Callable[..., Any]]) -> None:
+    def __init__(self, fetch: Callable[..., Any], rpc: dict[str, Callable[..., Any]], module: str = "") -> None:
         self.fetch = fetch
         self.rpc = rpc
+        self.module = module
+
+
+def release_worker(code: WorkerCode) -> None:
+    """Take the worker's module out of ``sys.modules`` once its run is over: each load registers a
+    fresh copy, and a process that runs many (``edge tune``'s replications) would keep them all."""
+    sys.modules.pop(code.module, None)
 
 
 @functools.lru_cache(maxsize=64)
@@ -76,10 +83,12 @@ def load_worker(path: str | Path) -> WorkerCode:
         del sys.modules[name]
         raise WorkerLoadError(f"worker module {str(path)!r} failed to import: {type(exc).__name__}: {exc}") from None
     try:
-        return _handlers(module, name)
+        code = _handlers(module, name)
     except WorkerLoadError as exc:
         del sys.modules[name]
         raise WorkerLoadError(f"worker module {str(path)!r}: {exc}") from None
+    code.module = name
+    return code
 
 
 def _handlers(module: types.ModuleType, name: str) -> WorkerCode:
