@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import http.client
 import json
 import os
@@ -93,6 +94,17 @@ def ensure_workerd(cache_dir: Path) -> Path:
             "(Debian: apt-get install npm)"
         )
     cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(cache_dir / ".install.lock", "w") as lock:
+        # Another process may be installing it (the test suite runs on two pytest-xdist workers):
+        # wait for it, then look again rather than run a second npm into the same folder.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        binary = _installed_binary(cache_dir)
+        if binary is not None:
+            return binary
+        return _npm_install(npm, cache_dir)
+
+
+def _npm_install(npm: str, cache_dir: Path) -> Path:
     cmd = [npm, "install", "--prefix", str(cache_dir), "--no-audit", "--no-fund", f"workerd@{WORKERD_VERSION}"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:

@@ -18,20 +18,20 @@ import os
 import signal
 import sys
 import time
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import msgspec
-from rich.console import Console
-
-from edge.scenario import load
+# Only what every command needs is imported here: numpy, trio, rich, the scenario and the admin
+# API are imported by the commands that use them (`edge serve` starts twice, on jemalloc).
 from edge.scenario.errors import ConfigError
-from edge.scenario.resolved import LoadedScenario
-from edge.scenario.schema import Scenario
-from edge.live.admin import DEFAULT_ADMIN_PORT, TOKEN_ENV
+from edge.live.admin_defaults import DEFAULT_ADMIN_PORT, TOKEN_ENV
 from edge.platform import memory, redact
 from edge.platform.files import OutputError, check_directory, check_file
 from edge.platform.units import format_duration, parse_duration, parse_size
 from edge.platform.user_errors import EdgeError, UsageError
+
+if TYPE_CHECKING:
+    from edge.scenario.resolved import LoadedScenario
+    from edge.scenario.schema import Scenario
 
 EXIT_OK = 0
 EXIT_THRESHOLDS_FAILED = 1
@@ -46,12 +46,16 @@ PROJECT_SCENARIO = "scenario.toml"
 
 def _load(path: str | None) -> LoadedScenario:
     """The scenario at ``path``; none given: ./scenario.toml in a project folder, else the bundled one."""
-    from edge.engine.simulate import default_scenario_path
+    from edge.scenario import load
 
     if path is None and os.path.isfile(PROJECT_SCENARIO):
         path = PROJECT_SCENARIO
         print(f"edge: note: {PROJECT_SCENARIO} of this folder (give a scenario to take another)", file=sys.stderr)
-    loaded = load.load(path or default_scenario_path())
+    if not path:
+        from edge.engine.simulate import default_scenario_path  # the engine only when it is needed (not for `edge check FILE`)
+
+        path = default_scenario_path()
+    loaded = load.load(path)
     for warning in loaded.warnings:
         print(f"edge: warning: {warning}", file=sys.stderr)
     return loaded
@@ -62,12 +66,15 @@ def _with_flags(loaded: LoadedScenario, args: argparse.Namespace) -> LoadedScena
     value, the loaded one left as it was (``--duration`` and ``--seed`` are the run's arguments)."""
     if not args.measure_cpu:
         return loaded
+    import msgspec
+
     scenario = msgspec.structs.replace(loaded.spec.scenario, measure_cpu=True)
     return msgspec.structs.replace(loaded, spec=msgspec.structs.replace(loaded.spec, scenario=scenario))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from edge.metrics.openmetrics import OpenMetricsRecorder
+    from rich.console import Console
+
     from edge.report.progress import RunProgress
     from edge.report.build import abort_check, build_report, failed_thresholds, print_summary, write_json
     from edge.engine.simulate import simulate
@@ -82,6 +89,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     def setup(topology, front, clock) -> None:
         nonlocal recorder, progress
         if args.openmetrics:
+            from edge.metrics.openmetrics import OpenMetricsRecorder  # prometheus_client: only for --openmetrics
+
             # Samples are stamped from a wall-clock time read here, in the shell: the model itself
             # never reads the wall clock (the JSON report stays byte-identical for a seed).
             start = 0.0 if args.openmetrics_start is None else args.openmetrics_start
@@ -158,6 +167,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
     from edge.tune.budget import Budget
     from edge.tune.progress import TuneProgress
     from edge.tune.table import print_table
@@ -187,6 +198,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 def _power(loaded: LoadedScenario, args: argparse.Namespace) -> int:
     """``edge tune --power``: the curves of ``tune.grid`` instead of the adaptive run."""
+    from rich.console import Console
+
     from edge.tune.plots import write_power_plot
     from edge.tune.power import power
     from edge.tune.progress import TuneProgress
@@ -221,7 +234,7 @@ def _executor(args: argparse.Namespace):
         @contextlib.contextmanager
         def dask():
             try:
-                client = Client(args.dask, timeout="10s")
+                client = Client(args.dask, timeout=args.dask_timeout)
             except (OSError, TimeoutError) as exc:
                 raise UsageError(f"--dask: cannot reach the Dask scheduler at {args.dask}: {exc}") from None
             with client:
@@ -584,6 +597,8 @@ def parser() -> argparse.ArgumentParser:
     tune.add_argument("--seed", type=int, default=None, help="first seed (replication i uses seed + i under every schedule)")
     tune.add_argument("--jobs", type=int, default=None, help="worker processes (default: every core; 1 runs in this process)")
     tune.add_argument("--dask", metavar="ADDRESS", help="run the replications on this Dask scheduler (e.g. tcp://10.0.0.5:8786)")
+    tune.add_argument("--dask-timeout", type=_positive_duration, default=10.0, metavar="D",
+                      help='how long to keep trying to reach the --dask scheduler before exit 2 (default "10s")')
     tune.add_argument("--json", metavar="PATH", help="write the estimates as JSON")
     tune.add_argument("--plot", metavar="PATH", help="draw the trade-off curves as a PNG")
     tune.add_argument("--power", metavar="PATH", help="instead: P(caught) and time to rollback at each bug of tune.grid, drawn as a PNG "

@@ -94,6 +94,7 @@ candidates = [{{ steps = {steps}, interval = "10s" }}]
 N = 1500
 
 
+@pytest.mark.slow  # statistical agreement: the slow tier (pytest -m slow)
 @pytest.mark.parametrize(("steps", "spending", "low", "high"), [
     ("[10, 20, 30, 40, 50, 100]", "per-look", 0.15, 1.0),  # 5 comparisons at 5% each: measured 22%
     ("[20, 50, 100]", "obrien-fleming", 0.0, 0.05),

@@ -70,6 +70,7 @@ def write(tmp_path, *, rollout=GATED, candidates=SAME, rate=50, p0=0.002, p1=0.0
     return path
 
 
+@pytest.mark.slow  # statistical agreement: the slow tier (pytest -m slow)
 def test_estimates_agree_with_a_brute_force_replay_of_the_chosen_schedule(tmp_path):
     result = tune(config.load(write(tmp_path)), budget=Budget(fixed=24), executor=None)
     chosen = result.candidates[0]
@@ -96,6 +97,7 @@ def _overlap(a, b) -> bool:
     return a.low <= b.high and b.low <= a.high
 
 
+@pytest.mark.slow  # statistical agreement: the slow tier (pytest -m slow)
 def test_the_closed_form_matches_the_simulation_for_a_sequential_test(tmp_path):
     # The canary takes all the traffic at once and is judged every half second on a handful of
     # answers: the SPRT sees nearly every observation, as Wald's formula assumes. The other gates
@@ -502,7 +504,7 @@ def test_fixed_sample_closed_form():
     "args, expected",
     [
         (["scenarios/default.toml"], "expected a [tune] table"),
-        (["scenarios/tune-canary.toml", "--dask", "tcp://127.0.0.1:9", "--replications", "2"], "cannot reach the Dask scheduler"),
+        (["scenarios/tune-canary.toml", "--dask", "tcp://127.0.0.1:9", "--dask-timeout", "1s", "--replications", "2"], "cannot reach the Dask scheduler"),
     ],
 )
 def test_edge_tune_bad_input_exits_2(args, expected):

@@ -59,6 +59,7 @@ import msgspec
 
 from actors.environment import EnvironmentActor
 from actors.router import RouterActor
+from edge.live.admin_defaults import DEFAULT_ADMIN_PORT, TOKEN_ENV  # noqa: F401  (the CLI's defaults, importable from here too)
 from edge.platform.fetch import Request, Response
 from edge.platform.versions import UnknownVersion, VersionError
 from edge.platform.user_errors import EdgeError
@@ -66,8 +67,6 @@ from edge.scenario.values import EnvironmentKey
 
 log = logging.getLogger("edge.live.admin")
 
-DEFAULT_ADMIN_PORT = 8788
-TOKEN_ENV = "EDGE_ADMIN_TOKEN"
 MIN_TOKEN_LENGTH = 16
 
 

@@ -35,8 +35,6 @@ import sys
 from collections.abc import Mapping
 from typing import Callable
 
-import trio
-
 
 class _MallInfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in (
@@ -87,6 +85,8 @@ async def give_back(
 
     Growth, not level: pages a trim gave back stay in malloc's free lists (``fordblks`` counts
     them), so after one trim the level alone would call for another at every look."""
+    import trio  # here, not above: `edge` reads this module before it starts again on jemalloc
+
     level = free()
     while True:
         await trio.sleep(period)
