@@ -33,7 +33,7 @@ from edge.engine.simulate import default_scenario_path, simulate  # noqa: E402
 
 
 def run_edge(path: Path, seconds: float, seed: int) -> dict:
-    loaded = load.load(path)
+    loaded = load(path)
     started = time.perf_counter()
     result = simulate(loaded, seed=seed, duration=seconds)
     wall = time.perf_counter() - started

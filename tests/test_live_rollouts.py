@@ -20,6 +20,7 @@ from scenario_builder import canary_service, compose, write
 APP = canary_service(routes=["example.com/*"], production={"model": {"latency": "1ms"}}, rollout={
     "steps": [10, {"weight": 50, "manual": True}, {"weight": 100, "manual": True}], "interval": "300ms", "no_data": "pass",
 })
+SCENARIO = compose(APP, name="live-rollout")  # the browser test serves it too
 
 
 def edge(served, *args: str) -> subprocess.CompletedProcess:
@@ -44,7 +45,7 @@ def wait_for(served, phase: str) -> dict:
 
 @pytest.fixture
 def served(tmp_path):
-    path = write(tmp_path, compose(APP, name="live-rollout"), file="rollout.toml")
+    path = write(tmp_path, SCENARIO, file="rollout.toml")
     with serve(str(path)) as running:
         yield running
 

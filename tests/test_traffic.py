@@ -159,9 +159,14 @@ def test_body_size_draws_a_body_per_request(make_scenario, size, mean):
     import sys
 
     loaded = make_scenario(sized(size), {"sizes.py": SIZES_WORKER})
-    simulate(loaded, seed=1, duration=20)
-    copies = [name for name in sys.modules if name.startswith("edge_worker_sizes_")]
-    seen = sys.modules[max(copies, key=lambda name: int(name.rsplit("_", 1)[1]))].SEEN  # the run's copy: the last loaded
+    modules = []
+
+    def setup(topology, front, clock):  # the run's copy of the worker module, while it is loaded
+        modules.extend(module for name, module in sys.modules.items() if name.startswith("edge_worker_sizes_"))
+
+    simulate(loaded, seed=1, duration=20, setup=setup)
+    [module] = modules
+    seen = module.SEEN
     posted = [n for method, n in seen if method == "POST"]
     assert all(n == 0 for method, n in seen if method == "GET")
     assert len(posted) == pytest.approx(1000, abs=150)
