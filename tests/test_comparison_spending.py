@@ -132,9 +132,10 @@ def test_edge_check_shows_the_levels_per_comparison_and_over_the_rollout(tmp_pat
 
 
 def test_a_spending_that_does_not_exist_is_refused_naming_the_field(tmp_path):
-    from edge.scenario import config
+    from edge.scenario.errors import ConfigError
+    from edge.scenario.load import load
 
     path = tmp_path / "bad.toml"
     path.write_text(SCENARIO.format(steps="[20, 50, 100]", spending="bonferroni"))
-    with pytest.raises(config.ConfigError, match=r"services\[0\].rollout.compare.spending: expected one of obrien-fleming, pocock, per-look"):
-        config.load(path)
+    with pytest.raises(ConfigError, match=r"services\[0\].rollout.compare.spending: expected one of obrien-fleming, pocock, per-look"):
+        load(path)

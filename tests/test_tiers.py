@@ -35,7 +35,7 @@ def example(source: str) -> object:
     pytest.param("from live import exchange\ndef test():\n    exchange(1, b'')", "integration", id="a-socket-through-live.py"),
     pytest.param("from conftest import send\ndef test(make_scenario):\n    send(make_scenario(''), [])", "integration", id="a-simulation"),
     pytest.param("from edge import cli\ndef test():\n    cli.main(['check'])", "integration", id="the-cli-in-process"),
-    pytest.param("from edge.scenario import config\ndef test():\n    config.load('scenario.toml')", "unit", id="loading-a-scenario"),
+    pytest.param("from edge.scenario.load import load\ndef test():\n    load('scenario.toml')", "unit", id="loading-a-scenario"),
 ])
 def test_a_test_is_in_the_tier_of_what_it_names(source, tier):
     assert tiers.tier_of([example(source)], SYSTEM, INTEGRATION)[0] == tier

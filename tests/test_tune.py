@@ -18,11 +18,12 @@ import pytest
 from rich.cells import cell_len
 from rich.text import Text
 
-from edge.scenario import config
+from edge.scenario.errors import ConfigError
+from edge.scenario.load import load
 from edge.report.build import build_report
 from edge.engine.simulate import simulate
 from edge.tune.budget import Budget, parse_budget
-from edge.tune.intervals import bounded_mean, mean, more_for_gap, more_for_proportion, proportion
+from edge.tune.intervals import bounded_mean, mean, proportion
 from edge.tune.tuner import Task, replicate, tune, wald_expected_requests
 from scenario_builder import canary_service, compose, traffic
 
@@ -72,14 +73,14 @@ def write(tmp_path, *, rollout=GATED, candidates=SAME, rate=50, p0=0.002, p1=0.0
 
 @pytest.mark.slow  # statistical agreement: the slow tier (pytest -m slow)
 def test_estimates_agree_with_a_brute_force_replay_of_the_chosen_schedule(tmp_path):
-    result = tune(config.load(write(tmp_path)), budget=Budget(fixed=24), executor=None)
+    result = tune(load(write(tmp_path)), budget=Budget(fixed=24), executor=None)
     chosen = result.candidates[0]
     # The replay: the schedule as a plain scenario, the canary's bug written into its model, other
     # seeds, judged by `edge run`'s own report.
     (tmp_path / "bad").mkdir()
     (tmp_path / "good").mkdir()
-    bad = config.load(write(tmp_path / "bad", canary_errors=0.025))
-    good = config.load(write(tmp_path / "good", canary_errors=0.002))
+    bad = load(write(tmp_path / "bad", canary_errors=0.025))
+    good = load(write(tmp_path / "good", canary_errors=0.002))
     seeds = range(1000, 1024)
     caught = sum(build_report(simulate(bad, seed=seed)).rollouts["app"].phase == "rolled back" for seed in seeds)
     times = []
@@ -109,7 +110,7 @@ def test_the_closed_form_matches_the_simulation_for_a_sequential_test(tmp_path):
     candidates = 'candidates = [{ steps = [100], interval = "500ms" }]'
     # 400 replications (batched, a second): the mean's standard error is 3% of Wald's figure, so
     # the band below is several errors wide (with 40, one seed range fell below Wald's figure).
-    loaded = config.load(write(tmp_path, rollout=rollout, candidates=candidates, rate=10, p0=0.01, p1=0.03, replications=400, duration="2m"))
+    loaded = load(write(tmp_path, rollout=rollout, candidates=candidates, rate=10, p0=0.01, p1=0.03, replications=400, duration="2m"))
     result = tune(loaded, budget=Budget(fixed=400), executor=None)
     assert result.engine.batched == 800
     c = result.candidates[0]
@@ -128,7 +129,7 @@ def test_every_executor_gives_the_same_answer(tmp_path):
 
     # A 20% bug: #0 catches it every time, which 4 replications cannot show to be >= 99%, so a
     # second round runs (#1, which never catches it, is dropped after the first).
-    loaded = config.load(write(tmp_path, candidates=TWO, replications=5, rate=20, duration="3m", p1=0.2))
+    loaded = load(write(tmp_path, candidates=TWO, replications=5, rate=20, duration="3m", p1=0.2))
     alone = tune(loaded, executor=None)
     assert alone.rounds == 2  # the rounds' sizes, not just one batch, are the same everywhere
     here = msgspec.json.encode(alone)
@@ -139,7 +140,7 @@ def test_every_executor_gives_the_same_answer(tmp_path):
 
 
 def test_a_bad_canary_costs_fewer_errors_with_the_fallback(tmp_path):
-    result = tune(config.load(write(tmp_path, replications=8)), budget=Budget(fixed=8), executor=None)
+    result = tune(load(write(tmp_path, replications=8)), budget=Budget(fixed=8), executor=None)
     c = result.candidates[0]
     assert c.errors_seen.value < c.errors_without_fallback.value  # GETs retried on production
     assert c.errors_seen.value > 0  # the POSTs are not retried
@@ -189,7 +190,7 @@ def test_a_schedule_that_surely_fails_is_dropped_and_the_run_stops_once_decided(
 
     slower = '{ steps = [10, 50, 100], interval = "1m" }'
     three = TWO[: TWO.rindex("]")] + ", " + slower + "]"
-    loaded = config.load(write(tmp_path, candidates=three + "\n" + CLEAR_LIMITS, p1=0.2, rate=20, replications=60))
+    loaded = load(write(tmp_path, candidates=three + "\n" + CLEAR_LIMITS, p1=0.2, rate=20, replications=60))
     terminal = io.StringIO()
     with TuneProgress(Console(file=terminal, force_terminal=True, width=120)) as progress:
         result = tune(loaded, executor=None, progress=progress)
@@ -218,7 +219,7 @@ def test_a_long_fixed_run_recommends_what_the_adaptive_run_decided_with_a_third_
     recommendation, on 180 replications where the adaptive run needed 57 (39 + 3 + 15)."""
     slower = '{ steps = [10, 50, 100], interval = "1m" }'
     three = TWO[: TWO.rindex("]")] + ", " + slower + "]"
-    loaded = config.load(write(tmp_path, candidates=three + "\n" + CLEAR_LIMITS, p1=0.2, rate=20, replications=60))
+    loaded = load(write(tmp_path, candidates=three + "\n" + CLEAR_LIMITS, p1=0.2, rate=20, replications=60))
     adaptive = tune(loaded, executor=None)
     with ProcessPoolExecutor(max_workers=2) as pool:
         fixed = tune(loaded, budget=Budget(fixed=60), executor=pool)
@@ -232,7 +233,7 @@ def test_the_run_goes_to_the_budget_when_it_cannot_decide_and_says_what_is_open(
     # The same schedule twice: common random numbers make their replications identical, so
     # neither is ever surely faster than the other.
     twins = 'candidates = [{ steps = [10, 50, 100], interval = "30s" }, { steps = [10, 50, 100], interval = "30s" }]'
-    loaded = config.load(write(tmp_path, candidates=twins + "\n" + CLEAR_LIMITS, p1=0.2, rate=20, replications=60))
+    loaded = load(write(tmp_path, candidates=twins + "\n" + CLEAR_LIMITS, p1=0.2, rate=20, replications=60))
     result = tune(loaded, budget=Budget(replications=10), executor=None)
     assert (result.replications, result.rounds, result.stopped, result.decided) == (10, 3, "budget", False)  # 4 + 4 + 2
     assert [c.replications for c in result.candidates] == [10, 10]
@@ -244,7 +245,7 @@ def test_the_run_goes_to_the_budget_when_it_cannot_decide_and_says_what_is_open(
 
 
 def test_a_wall_time_budget_stops_between_rounds(tmp_path):
-    loaded = config.load(write(tmp_path, candidates=TWO + "\n" + CLEAR_LIMITS, p1=0.2, rate=20, replications=60))
+    loaded = load(write(tmp_path, candidates=TWO + "\n" + CLEAR_LIMITS, p1=0.2, rate=20, replications=60))
     # 1 ms: less than a round takes even batched (the budget is looked at between rounds).
     result = tune(loaded, budget=parse_budget("1ms"), executor=None)
     assert (result.rounds, result.replications, result.stopped, result.budget) == (1, 4, "budget", "wall time 1ms")
@@ -315,7 +316,7 @@ def test_the_table_fits_120_columns_and_says_too_few(tmp_path):
 
     long = ('candidates = [{ steps = [1, 2, 3, 5, 8, 13, 21, 34, 55, 100], interval = "30s", gates = ["error ratio < 3%", '
             '"p99 latency < 500ms", "p50 latency < 400ms"], failure_limit = 3 }]')
-    result = tune(config.load(write(tmp_path, candidates=long, rate=20, duration="3m")), budget=Budget(fixed=2), executor=None)
+    result = tune(load(write(tmp_path, candidates=long, rate=20, duration="3m")), budget=Budget(fixed=2), executor=None)
     out = io.StringIO()
     print_table(result, Console(file=out, width=120))
     lines = out.getvalue().splitlines()
@@ -336,7 +337,7 @@ def three_schedules(tmp_path, limits=CLEAR_LIMITS):
     """The winner, the gate that never fires, and the slower one: quick to run, every verdict."""
     slower = '{ steps = [10, 50, 100], interval = "1m" }'
     three = TWO[: TWO.rindex("]")] + ", " + slower + "]"
-    return config.load(write(tmp_path, candidates=three + "\n" + limits, p1=0.2, rate=20, replications=60))
+    return load(write(tmp_path, candidates=three + "\n" + limits, p1=0.2, rate=20, replications=60))
 
 
 def rendered(print_function, result, width):
@@ -481,8 +482,8 @@ def test_bad_tune_tables_name_the_path(tmp_path, tune_table, path, expected):
     text = write(tmp_path).read_text()
     text = text[: text.index("[tune]")] + "[tune]\n" + tune_table + "\n"
     (tmp_path / "bad.toml").write_text(text)
-    with pytest.raises(config.ConfigError) as raised:
-        config.load(tmp_path / "bad.toml")
+    with pytest.raises(ConfigError) as raised:
+        load(tmp_path / "bad.toml")
     assert path in str(raised.value) and expected in str(raised.value), str(raised.value)
 
 
@@ -526,7 +527,7 @@ def latency(bad: str, *, alpha: float = 0.01, canary: dict | None = None, **tune
 
 def test_a_latency_bug_is_caught_by_the_comparison_and_no_bug_as_often_as_a_good_canary(tmp_path):
     (tmp_path / "x3.toml").write_text(latency("x3"))
-    slow = tune(config.load(tmp_path / "x3.toml"), budget=Budget(fixed=12), executor=None)
+    slow = tune(load(tmp_path / "x3.toml"), budget=Budget(fixed=12), executor=None)
     gated, compared = slow.candidates
     # Three times the latency (p99 15ms -> 45ms) stays mostly under the 50ms gate; Mann-Whitney
     # sees the shift in every interval.
@@ -550,11 +551,11 @@ def test_a_latency_bug_is_caught_by_the_comparison_and_no_bug_as_often_as_a_good
 def test_a_factor_needs_a_model_canary(tmp_path):
     (tmp_path / "worker.py").write_text("async def fetch(request, env, ctx):\n    return None\n")
     (tmp_path / "code.toml").write_text(latency("x2", canary={"worker": "worker.py"}))
-    with pytest.raises(config.ConfigError) as raised:
-        config.load(tmp_path / "code.toml")
+    with pytest.raises(ConfigError) as raised:
+        load(tmp_path / "code.toml")
     assert "tune.bad.latency" in str(raised.value) and "app@canary runs code" in str(raised.value), str(raised.value)
     (tmp_path / "plain.toml").write_text(latency("20ms", canary={"worker": "worker.py"}))  # a distribution is an extra wait for code
-    assert config.load(tmp_path / "plain.toml").spec.tune.bad.latency.distribution.mean == 0.02
+    assert load(tmp_path / "plain.toml").spec.tune.bad.latency.distribution.mean == 0.02
 
 
 GRID = '\ngrid = {{ errors = ["0.5%", "2.5%", "5%", "10%"], replications = {n} }}'
@@ -569,7 +570,7 @@ def with_grid(tmp_path, grid=GRID.format(n=8), **kwargs):
 def test_a_power_curve_rises_with_the_bug_and_each_point_is_a_tune_run_with_that_bug(tmp_path):
     from edge.tune.power import power
 
-    result = power(config.load(with_grid(tmp_path)), executor=None)
+    result = power(load(with_grid(tmp_path)), executor=None)
     (curve,) = result.curves
     caught = [p.caught.value for p in curve.points]
     assert caught == sorted(caught) and caught[0] < 0.5 and caught[-1] == 1.0, caught  # the gate is "error ratio < 3%"
@@ -577,13 +578,13 @@ def test_a_power_curve_rises_with_the_bug_and_each_point_is_a_tune_run_with_that
     # Common random numbers: the point "2.5%" is `edge tune` with bad = 2.5%, seed for seed (and 10% likewise).
     for index, p1 in ((1, 0.025), (3, 0.1)):
         (tmp_path / str(index)).mkdir()
-        brute = tune(config.load(write(tmp_path / str(index), p1=p1)), budget=Budget(fixed=8), executor=None).candidates[0]
+        brute = tune(load(write(tmp_path / str(index), p1=p1)), budget=Budget(fixed=8), executor=None).candidates[0]
         assert curve.points[index].caught == brute.caught and curve.points[index].time_to_rollback_s == brute.time_to_rollback_s
         assert curve.false_rollback == brute.false_rollback
     target = result.target  # the default limits: caught >= 99%
     assert curve.smallest_caught == next(p.bug for p in curve.points if p.caught.value >= target)
-    assert msgspec.json.encode(power(config.load(with_grid(tmp_path, grid=GRID.format(n=3))), executor=None)) == msgspec.json.encode(
-        power(config.load(with_grid(tmp_path, grid=GRID.format(n=3))), executor=None))  # seeded: the same bytes
+    assert msgspec.json.encode(power(load(with_grid(tmp_path, grid=GRID.format(n=3))), executor=None)) == msgspec.json.encode(
+        power(load(with_grid(tmp_path, grid=GRID.format(n=3))), executor=None))  # seeded: the same bytes
 
 
 @pytest.mark.parametrize("width", [80, 120])
@@ -593,7 +594,7 @@ def test_the_power_table_and_plot_show_every_interval(tmp_path, width):
     from edge.tune.table import print_power_table, shown
 
     schedules = 'candidates = [{ steps = [10, 50, 100], interval = "30s" }, { steps = [50, 100], interval = "20s" }]'
-    result = power(config.load(with_grid(tmp_path, grid=GRID.format(n=3), candidates=schedules)), executor=None)
+    result = power(load(with_grid(tmp_path, grid=GRID.format(n=3), candidates=schedules)), executor=None)
     text = rendered(print_power_table, result, width)
     assert "not shown" not in text  # two schedules and four bugs fit 80 columns
     assert_whole(text, width, [shown(c.false_rollback, as_percent=True) for c in result.curves])
@@ -644,22 +645,22 @@ def test_the_smallest_bug_caught_is_the_one_from_which_every_larger_is():
 )
 def test_bad_grids_name_the_path(tmp_path, grid, path, expected):
     (tmp_path / "bad.toml").write_text(write(tmp_path).read_text() + grid + "\n")
-    with pytest.raises(config.ConfigError) as raised:
-        config.load(tmp_path / "bad.toml")
+    with pytest.raises(ConfigError) as raised:
+        load(tmp_path / "bad.toml")
     assert path in str(raised.value) and expected in str(raised.value), str(raised.value)
 
 
 def test_a_grid_of_two_growing_bugs_with_two_replications_is_accepted(tmp_path):
     (tmp_path / "ok.toml").write_text(write(tmp_path).read_text() + 'grid = { latency = ["x1", "x1.000001"], replications = 2 }\n')
-    grid = config.load(tmp_path / "ok.toml").spec.tune.grid
+    grid = load(tmp_path / "ok.toml").spec.tune.grid
     assert grid.sizes == [1.0, 1.000001] and grid.behaviour(1).latency.factor == 1.000001
 
 
 def test_a_latency_grid_needs_a_model_canary(tmp_path):
     (tmp_path / "worker.py").write_text("async def fetch(request, env, ctx):\n    return None\n")
     (tmp_path / "code.toml").write_text(latency("20ms", canary={"worker": "worker.py"}, grid={"latency": ["x1", "x2"]}))
-    with pytest.raises(config.ConfigError, match=r"tune\.grid\.latency.*runs code"):
-        config.load(tmp_path / "code.toml")
+    with pytest.raises(ConfigError, match=r"tune\.grid\.latency.*runs code"):
+        load(tmp_path / "code.toml")
 
 
 def test_edge_tune_power_writes_the_curves(tmp_path):
