@@ -59,7 +59,6 @@ import msgspec
 
 from actors.environment import EnvironmentActor
 from actors.router import RouterActor
-from edge.live.admin_defaults import DEFAULT_ADMIN_PORT, TOKEN_ENV  # noqa: F401  (the CLI's defaults, importable from here too)
 from edge.platform.fetch import Request, Response
 from edge.platform.versions import UnknownVersion, VersionError
 from edge.platform.user_errors import EdgeError
@@ -108,7 +107,7 @@ class AdminApi:
     """The admin endpoints over a running topology's routers."""
 
     def __init__(self, routers: dict[str, RouterActor], rollouts: dict[str, Any] | None = None, *, token: str,
-                 environments: dict[str, EnvironmentActor] | None = None) -> None:
+                 environments: dict[EnvironmentKey, EnvironmentActor] | None = None) -> None:
         self.routers = routers
         self.rollouts = {} if rollouts is None else rollouts  # service -> edge.engine.rollout.RolloutController
         self.environments = {} if environments is None else environments  # app@production -> its actor
