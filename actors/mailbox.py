@@ -114,7 +114,8 @@ class Mailbox:
             try:
                 return await fibers.suspend()
             except GeneratorExit:  # the fiber is closed (end of run): it consumes nothing more
-                self._idle.remove(wake)
+                if wake in self._idle:  # not if a post woke it and the run ended before it resumed
+                    self._idle.remove(wake)
                 raise
         task = current_task()
 

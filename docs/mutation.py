@@ -33,7 +33,14 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     "edge/platform/cpu.py": (["tests/test_cpu.py", "tests/test_actors.py", "tests/test_bindings.py", "tests/test_fibers.py", "tests/test_capacity.py"], []),
     "edge/live/admission.py": (["tests/test_admission.py"], []),
     "edge/tune/intervals.py": (["tests/test_intervals.py", "tests/test_decide.py"], []),
-    "actors/mailbox.py": (["tests/test_live_slots.py", "tests/test_actors.py", "tests/test_fibers.py"], []),
+    "actors/mailbox.py": (["tests/test_mailbox.py", "tests/test_live_slots.py"], []),
+    "actors/router.py": (["tests/test_router_limits.py"], []),
+    "actors/environment.py": (
+        ["tests/test_environment_limits.py", "tests/test_bindings.py", "tests/test_fibers.py", "tests/test_isolates.py",
+         "tests/test_live_slots.py", "tests/test_live_hops.py"],
+        # a system test: the spinning worker runs in `edge serve`, a subprocess that sees no mutant
+        ["tests/test_live_hops.py::test_a_bound_worker_that_spins_inline_is_stopped_at_the_chains_budget_for_its_call_only"],
+    ),
 }
 
 # mutmut's names of the survivors that cannot be killed, each with why (docs/mutation.md).
@@ -75,8 +82,6 @@ EQUIVALENT: dict[str, str] = {
     "edge.live.admission.xǁAdaptiveLimitǁdecide__mutmut_15": "the same: in_flight < limit always holds there",
     "edge.live.admission.xǁAdaptiveLimitǁdecide__mutmut_17": "a delay equal to the least so far sets the least to the same value",
     "edge.tune.intervals.x__betting__mutmut_102": "a wealth exactly at log(1/alpha) on a grid point: no sample found that lands on it",
-    "edge.tune.intervals.x__betting__mutmut_107": "NOT KILLED: the every-candidate-rejected branch; no sample found that reaches it",
-    "edge.tune.intervals.x__betting__mutmut_108": "NOT KILLED: the same unreached branch",
     "edge.tune.intervals.x_bounded_mean__mutmut_11": "a zero span maps any interval to the bound itself: the same Estimate(m, low, low, n)",
     "edge.tune.intervals.x_bounded_mean__mutmut_31": "values are floats: asarray gives float64 with or without dtype",
     "edge.tune.intervals.x_bounded_mean__mutmut_33": "the same",
@@ -94,13 +99,44 @@ EQUIVALENT: dict[str, str] = {
     "edge.tune.intervals.x_more_for_proportion__mutmut_24": "the same",
     "edge.tune.intervals.x_more_for_proportion__mutmut_34": "bracketing by x3 instead of x2: the bisection finds the same least count (the bound is monotone in m)",
     "edge.tune.intervals.x_more_for_proportion__mutmut_35": "only when the doubling lands exactly on 10**6 with the answer in (5e5, 1e6]: no case found",
-    "edge.tune.intervals.x_mean__mutmut_48": "NOT KILLED: scipy's BCa answering NaN once min != max; no such sample of 80 counts found",
-    "edge.tune.intervals.x_mean__mutmut_51": "NOT KILLED: scipy's BCa answering NaN once min != max; no such sample of 80 counts found",
-    "edge.tune.intervals.x_mean__mutmut_52": "NOT KILLED: scipy's BCa answering NaN once min != max; no such sample of 80 counts found",
-    "edge.tune.intervals.x_mean__mutmut_53": "NOT KILLED: scipy's BCa answering NaN once min != max; no such sample of 80 counts found",
-    "edge.tune.intervals.x_mean__mutmut_54": "NOT KILLED: scipy's BCa answering NaN once min != max; no such sample of 80 counts found",
-    "edge.tune.intervals.x_mean__mutmut_55": "NOT KILLED: scipy's BCa answering NaN once min != max; no such sample of 80 counts found",
-    "edge.tune.intervals.x_mean__mutmut_56": "NOT KILLED: scipy's BCa answering NaN once min != max; no such sample of 80 counts found",
+    "edge.tune.intervals.x_mean__mutmut_48": "`or` made `and`: a degenerate BCa (NaN acceleration) makes both bounds NaN at once; no sample found with one NaN bound",
+    "actors.mailbox.xǁMailboxǁpost__mutmut_3": "len(idle) == the mark sets the mark to the value it has",
+    "actors.router.xǁAffinityǁpoint__mutmut_11": "header names are case-insensitive: COOKIE is cookie",
+    "actors.router.xǁRetryBudgetǁ__init____mutmut_13": "the first bucket index: every bucket starts empty, so clearing from 1 instead of 0 clears nothing that holds a count",
+    "actors.router.xǁRouterActorǁ__init____mutmut_11": "the router's mailbox only gets force()d answers, which no capacity refuses",
+    "actors.router.xǁRouterActorǁ__init____mutmut_12": "set_weights sets the table two lines below, before anything reads it",
+    "actors.router.xǁRouterActorǁ_route__mutmut_3": "a call with a method (RPC) is always built with request None (Binding._call), so the condition only restates it",
+    "actors.router.xǁRouterActorǁ_settle__mutmut_27": "retries_denied holds 0 for every non-fallback environment from __init__ whenever a budget exists (the only way to a denial), so get's default is never used",
+    "actors.router.xǁRouterActorǁ_settle__mutmut_29": "the same: the key is always there",
+    "actors.router.xǁRouterActorǁ_settle__mutmut_30": "the same: the key is always there",
+    "actors.router.xǁRouterActorǁset_weights__mutmut_16": "abs(total - 100) is a multiple of 2**-46 near 100, never exactly 1e-9",
+    "actors.environment.xǁBindingǁ_redirected__mutmut_15": "a fetch call's args are never read (only an RPC method's): () or None alike",
+    "actors.environment.xǁBindingǁfetch__mutmut_45": "the same: a fetch call's args are never read",
+    "actors.environment.xǁBindingǁfetch__mutmut_1": "the default redirect mode: only 'manual' and 'error' are told apart, any other value follows",
+    "actors.environment.xǁBindingǁfetch__mutmut_2": "the same: 'XXfollowXX' follows as 'follow' does",
+    "actors.environment.xǁBindingǁfetch__mutmut_3": "the same: 'FOLLOW' follows as 'follow' does",
+    "actors.environment.xǁBindingǁ_rpc__mutmut_12": "RpcError's detail defaults to its message, and every RpcFailure's detail is its message",
+    "actors.environment.xǁBindingǁ_rpc__mutmut_16": "the same: detail left out is the message",
+    "actors.environment.xǁEnvironmentActorǁ_failed__mutmut_47": "RpcFailure's detail defaults to its message, which _failed sets to the same text",
+    "actors.environment.xǁEnvironmentActorǁ_failed__mutmut_51": "the same",
+    "actors.environment.xǁEnvironmentActorǁ_fiber_slot__mutmut_2": "config None: the first call rebuilds an env identical to the one the slot just built",
+    "actors.environment.xǁEnvironmentActorǁ_inject__mutmut_3": "errors 0: `0 or random() < 0` is False as `0 and ...` is",
+    "actors.environment.xǁEnvironmentActorǁ_inject__mutmut_4": "`<=` differs only when random() returns exactly the error rate",
+    "actors.environment.xǁEnvironmentActorǁ_post_to_fiber__mutmut_17": "_fibers is an ordered set: its values are never read",
+    "actors.environment.xǁEnvironmentActorǁ_rpc__mutmut_2": "typing.cast does nothing at run time",
+    "actors.environment.xǁEnvironmentActorǁ_rpc__mutmut_8": "_rpc is only called for a call with a method",
+    "actors.environment.xǁEnvironmentActorǁnew_version__mutmut_11": "_config is a generation counter, only compared for inequality: -= 1 is a change too",
+    "actors.environment.xǁEnvironmentActorǁnew_version__mutmut_12": "the same: += 2 is a change too",
+    "actors.environment.xǁBindingǁ_call__mutmut_43": "200 or 201: the same status class, the only use of the status there",
+    "actors.environment.xǁBindingǁ_call__mutmut_47": "the binding's own cache missed: metrics.histogram returns the same histogram for the same labels",
+    "actors.environment.xǁBindingǁ_call__mutmut_48": "the same",
+    "actors.environment.xǁBindingǁfetch__mutmut_30": "a fetch call's args are never read: () or None alike",
+    "actors.environment.xǁBindingǁfetch__mutmut_31": "redirect None: only 'manual' and 'error' are told apart, None follows as 'follow' does",
+    "actors.environment.xǁBindingǁfetch__mutmut_42": "header names are case-insensitive: CONTENT-LENGTH is content-length",
+    "actors.environment.xǁEnvironmentActorǁrollback__mutmut_15": "the same values and bindings put back, and an extra rebuild of identical envs",
+    "actors.environment.xǁEnvironmentActorǁrollback__mutmut_18": "_config is a generation counter, only compared for inequality: -= 1 is a change too",
+    "actors.environment.xǁEnvironmentActorǁrollback__mutmut_19": "the same: += 2 is a change too",
+    "actors.environment.xǁEnvironmentActorǁpost__mutmut_1": "__init__ rebinds post for every kind of worker: the class's own post is never called",
 }
 
 
@@ -113,7 +149,8 @@ def run(module: str, source: Path, keep: bool, show: bool) -> int:
         shutil.copy2(source / "pyproject.toml", work / "pyproject.toml")
         lines = ["[mutmut]", "source_paths =", "    edge", "    actors", f"only_mutate = {module}",
                  "pytest_add_cli_args_test_selection =", *(f"    {t}" for t in tests),
-                 "pytest_add_cli_args =", "    -p", "    no:randomly", *(f"    --deselect\n    {d}" for d in deselected)]
+                 "pytest_add_cli_args =", "    -p", "    no:randomly", "    -n", "    0", *(f"    --deselect\n    {d}" for d in deselected)]
+        # -n 0: in one process, as mutmut's pytest plugin needs; pyproject's addopts runs the suite on pytest-xdist.
         (work / "setup.cfg").write_text("\n".join(lines) + "\n")
         subprocess.run(["mutmut", "run", "--max-children", "1"], cwd=work, check=True, stdout=subprocess.DEVNULL)
         results = subprocess.run(["mutmut", "results", "--all", "true"], cwd=work, check=True, capture_output=True, text=True).stdout

@@ -142,6 +142,24 @@ def test_a_mean_of_counts_gets_an_interval_from_count_min_n():
     assert mean([3.0] * COUNT_MIN_N, 0.95, 0) == Estimate(3.0, 3.0, 3.0, COUNT_MIN_N)  # every resample the same
 
 
+def test_a_mean_of_counts_whose_bootstrap_degenerates_gets_no_interval_rather_than_nan():
+    """Values that differ by less than their sum's rounding: every resample and every jackknife
+    mean is the same float, so BCa's acceleration is 0/0 and scipy answers NaN. The estimate
+    keeps its value and says there is no interval (the table's "too few replications"), never
+    NaN bounds, which compare false with every limit and would decide nothing silently."""
+    values = [1.0] * (COUNT_MIN_N - 1) + [1.0000000000000002]
+    assert min(values) != max(values)
+    assert mean(values, 0.95, 0) == Estimate(1.0, None, None, COUNT_MIN_N)
+
+
+def test_a_bounded_mean_that_rejects_every_candidate_spans_the_whole_range():
+    """A sample whose mean moved mid-way (22 values at the middle of the span, then 86 at its top):
+    the bettors win against every candidate mean, so none is kept. The interval is then the whole
+    span, as with no evidence, not an empty or inverted one."""
+    values = [15.0] * 22 + [20.0] * 86
+    assert bounded_mean(values, 0.95, 10.0, 20.0) == Estimate(rounded(sum(values) / len(values)), 10.0, 20.0, len(values))
+
+
 def _counts() -> list[float]:
     return np.random.default_rng(3).negative_binomial(0.5, 0.2, COUNT_MIN_N).astype(float).tolist()
 
