@@ -36,7 +36,7 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     "actors/mailbox.py": (["tests/test_mailbox.py", "tests/test_live_slots.py"], []),
     "actors/router.py": (["tests/test_router_limits.py"], []),
     "actors/environment.py": (
-        ["tests/test_environment_limits.py", "tests/test_bindings.py", "tests/test_fibers.py", "tests/test_isolates.py",
+        ["tests/test_environment_limits.py", "tests/test_environment_faults.py", "tests/test_bindings.py", "tests/test_fibers.py", "tests/test_isolates.py",
          "tests/test_live_slots.py", "tests/test_live_hops.py"],
         # a system test: the spinning worker runs in `edge serve`, a subprocess that sees no mutant
         ["tests/test_live_hops.py::test_a_bound_worker_that_spins_inline_is_stopped_at_the_chains_budget_for_its_call_only"],
@@ -137,6 +137,21 @@ EQUIVALENT: dict[str, str] = {
     "actors.environment.xǁEnvironmentActorǁrollback__mutmut_18": "_config is a generation counter, only compared for inequality: -= 1 is a change too",
     "actors.environment.xǁEnvironmentActorǁrollback__mutmut_19": "the same: += 2 is a change too",
     "actors.environment.xǁEnvironmentActorǁpost__mutmut_1": "__init__ rebinds post for every kind of worker: the class's own post is never called",
+    "actors.environment.xǁEnvironmentActorǁ__init____mutmut_1": "keep_warm's default: the only constructor (topology.build) always passes keep_warm",
+    "actors.environment.xǁEnvironmentActorǁ__init____mutmut_2": "live's default: topology.build always passes live",
+    "actors.environment.xǁEnvironmentActorǁ__init____mutmut_3": "measure_cpu's default: topology.build always passes measure_cpu",
+    "actors.environment.xǁEnvironmentActorǁ__init____mutmut_23": "_waiting is never read",
+    "actors.environment.xǁEnvironmentActorǁ__init____mutmut_46": "down is only read for its truth: None is falsy like False",
+    "actors.environment.xǁEnvironmentActorǁ__init____mutmut_51": "_config is a generation counter compared only for inequality: starting at 1 changes nothing",
+    "actors.environment.xǁEnvironmentActorǁ__init____mutmut_93": "inline is only acted on through has_room_inline, which needs the nursery only a live code worker's run sets (a synthetic worker's post is SyntheticCalls', never the actor's)",
+    "actors.environment.xǁEnvironmentActorǁ_serve__mutmut_7": "MeteredContext reads declared and measured only through their differences and increments: both starting at 1.0 charges the same",
+    "actors.environment.xǁEnvironmentActorǁ_serve__mutmut_33": "typing.cast does nothing at run time",
+    "actors.environment.xǁEnvironmentActorǁfinish__mutmut_6": "200 and 201 are one status class, the only thing finish counts by",
+    "actors.environment.xǁEnvironmentActorǁfinish__mutmut_11": "stats.counts(self.version) is the very list self._counts holds: the lookup only costs time",
+    "actors.environment.xǁEnvironmentActorǁ_interrupted__mutmut_11": "the charge of a CPU interruption runs only if the account is not yet exceeded, and it always is: cpu.metered charges the interrupted step's own CPU, more than the budget it had left (the breach), as the interruption unwinds through it",
+    "actors.environment.xǁEnvironmentActorǁ_interrupted__mutmut_12": "the same: that charge is never reached",
+    "actors.environment.xǁEnvironmentActorǁ_interrupted__mutmut_13": "the same: that charge is never reached",
+    "actors.environment.xǁEnvironmentActorǁ_interrupted__mutmut_14": "the same: that charge is never reached",
 }
 
 
