@@ -23,7 +23,7 @@ from edge.platform import watchdog
 from edge.platform.cpu import CpuAccount
 from edge.platform.fetch import Request
 from scenario_builder import compose, service
-from test_environment_limits import ENOUGH, actor, serve
+from test_environment_limits import ENOUGH, LIVE_FRONT, actor, serve
 
 STEP_LIMIT = 0.2  # seconds of wall time a virtual worker step may hold the loop
 
@@ -325,17 +325,6 @@ def test_the_first_version_is_the_initial_one(make_scenario):
 
 # --- live: a bound call served inline, its ctx.wait_until work and new vars ---------------------
 
-INLINE_FRONT = """
-import trio
-from edge.platform.fetch import Response
-
-async def fetch(request, env, ctx):
-    mine = id(trio.lowlevel.current_task())
-    answer = await env.BACK.fetch(request.url)
-    inline = answer.headers.get("x-task") == str(mine)
-    return Response(await answer.text(), status=answer.status, headers={"x-inline": str(inline)})
-"""
-
 INLINE_BACK = """
 import trio
 from edge.platform.fetch import Response
@@ -360,7 +349,7 @@ async def test_live_a_call_served_inline_runs_its_wait_until_work_after_the_answ
     loaded = make_scenario(compose(
         service("front", routes=["front.test/*"], worker="front.py", bindings={"BACK": "back"}),
         service("back", routes=["back.test/*"], worker="back.py", concurrency=2, mailbox=1, vars={"V": "a"}),
-    ), {"front.py": INLINE_FRONT, "back.py": INLINE_BACK})
+    ), {"front.py": LIVE_FRONT, "back.py": INLINE_BACK})
     live = LiveRuntime(loaded, admin_token=new_token())
     back = actor(live.topology, "back")
 
