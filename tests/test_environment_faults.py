@@ -416,3 +416,14 @@ def test_an_rpc_methods_deliberate_failure_counts_under_its_status_class(make_sc
     assert answer.status == 200 and answer.text() == f"refused {status}"
     back = actor(topology, "back")
     assert list(back.stats.counts(back.version)) == counts
+
+
+def test_the_queue_wait_is_the_time_a_call_spent_in_the_mailbox_not_when_it_arrived(make_scenario):
+    loaded = make_scenario(app(), {"app.py": WORKER})
+    answers, topology, _ = serve(loaded, [(2.0, "app", req("slow")), (2.0, "app", req("fine"))])
+    assert [a.status for a in answers] == [200, 200]
+    waits = actor(topology, "app").stats.queue_wait
+    waits.settle()
+    assert waits.count == 2
+    assert waits.min == 0.0  # the first found its slot idle at once, posted at 2 s
+    assert waits.max == pytest.approx(1.001)  # the second waited out the first's 1 ms of CPU and 1 s asleep
