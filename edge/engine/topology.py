@@ -129,10 +129,11 @@ def _worker(loaded: LoadedScenario, topology: Topology, service: ResolvedService
     # so what only running it shows (an import that fails) is a configuration error here, named
     # as the check names its problems.
     try:
-        topology.code.append(load_worker(Path(loaded.base_dir) / env.worker))
+        code = load_worker(Path(loaded.base_dir) / env.worker)
     except WorkerLoadError as exc:
         raise ConfigError(loaded.file, f"services[{service.index}].{env.worker_field}", str(exc)) from None
-    return topology.code[-1]
+    topology.code.append(code)  # released when the run ends (Topology.release)
+    return code
 
 
 def model_worker(model: Model) -> ModelWorker:
