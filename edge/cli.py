@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, TypeVar
 
 # Only what every command needs is imported here: numpy, trio, rich, the scenario and the admin
@@ -724,9 +725,20 @@ class _Signals:
     received = signal.SIGINT
 
     @classmethod
-    def install(cls) -> None:
-        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-            signal.signal(signal.SIGTERM, cls._terminate)
+    @contextlib.contextmanager
+    def installed(cls) -> Iterator[None]:
+        """The handler, for the command's length: ``main`` called from Python (a test, a tool) must
+        leave the process as it found it, or a process it forks later inherits the handler and
+        answers SIGTERM with KeyboardInterrupt."""
+        cls.received = signal.SIGINT
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            yield
+            return
+        signal.signal(signal.SIGTERM, cls._terminate)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     @classmethod
     def _terminate(cls, signum: int, frame) -> None:
@@ -788,8 +800,8 @@ def main(argv: list[str] | None = None) -> int:
         if argv is None:  # the command line itself, not a call from Python: only then may the process be replaced
             _run_on_jemalloc(args)
         logging.basicConfig(level=logging.WARNING, format="edge: %(levelname)s %(name)s: %(message)s")
-        _Signals.install()
-        return args.func(args)
+        with _Signals.installed():
+            return args.func(args)
     except BaseException as exc:
         # An error raised inside a nursery (edge serve's listeners) comes in an exception group.
         problem = _only(exc, EdgeError)

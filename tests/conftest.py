@@ -5,12 +5,28 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+import signal
+
 import pytest
 
 import scenario_builder
 from edge.scenario.resolved import LoadedScenario
 from edge.platform.fetch import Request, Response
 from edge.engine.simulate import RunResult, simulate
+
+
+@pytest.fixture(autouse=True)
+def signal_handlers_restored():
+    """A test that leaves a signal handler behind changes every later test in its worker process,
+    and every process it forks: ``edge.cli.main`` called in-process once left its SIGTERM handler,
+    and a pool's forked children then answered SIGTERM with KeyboardInterrupt."""
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    after = {signum: signal.getsignal(signum) for signum in before}
+    changed = [signal.Signals(signum).name for signum in before if after[signum] != before[signum]]
+    for signum in before:
+        signal.signal(signum, before[signum])
+    assert not changed, f"the test left its own handler for {', '.join(changed)}"
 
 
 class Sent:
