@@ -291,35 +291,36 @@ def test_a_histogram_settled_a_few_values_at_a_time_holds_what_one_settled_at_on
 
 
 def test_the_latest_values_are_read_only_while_they_wait_and_are_few():
-    from edge.metrics.histogram import _FEW, _bin_index_of
+    from edge.metrics.histogram import _FEW
 
     hist = LogHistogram()
     values = [0.001 * (i + 1) for i in range(_FEW + 1)]
     for value in values[:_FEW]:
         hist.observe(value)
-    assert hist.latest_bins(_FEW) == [_bin_index_of(v) for v in values[:_FEW]]  # exactly the limit
-    assert hist.latest_bins(2) == [_bin_index_of(v) for v in values[_FEW - 2 : _FEW]]
-    assert hist.latest_bins(0) == []
-    assert hist.latest_bins(_FEW + 1) is None  # more than wait
+    assert hist.latest(_FEW) == values[:_FEW]  # exactly the limit
+    assert hist.latest(2) == values[_FEW - 2 : _FEW]
+    assert hist.latest(0) == []
+    assert hist.latest(_FEW + 1) is None  # more than wait
     hist.observe(values[_FEW])
-    assert hist.latest_bins(_FEW + 1) is None  # they wait, but are more than a handful
+    assert hist.latest(_FEW + 1) is None  # they wait, but are more than a handful
     assert hist.waiting == _FEW + 1 and hist.observed == _FEW + 1  # reading bins nothing
     hist.settle()
-    assert hist.latest_bins(1) is None and hist.latest_bins(0) == [] and hist.observed == _FEW + 1
+    assert hist.latest(1) is None and hist.latest(0) == [] and hist.observed == _FEW + 1
 
 
 @settings(max_examples=300, deadline=None)
 @given(values=_latencies, qs=st.lists(st.sampled_from([0.0, 0.1, 0.5, 0.9, 0.99, 0.999]), min_size=1, max_size=4))
-def test_quantiles_of_a_few_bins_are_the_bins_quantiles(values, qs):
-    from edge.metrics.histogram import _bin_index_of, quantiles_of_bins
+def test_quantiles_of_a_few_values_are_their_bins_quantiles(values, qs):
+    from edge.metrics.histogram import _bin_index_of, bin_indices_of, quantiles_of_values
 
-    assert quantiles_of_bins([_bin_index_of(v) for v in values], tuple(qs)) == Bins.of(np.asarray(values)).quantiles(tuple(qs))
+    assert quantiles_of_values(values, tuple(qs)) == Bins.of(np.asarray(values)).quantiles(tuple(qs))
+    assert bin_indices_of(values) == [_bin_index_of(v) for v in values]  # with numpy above a handful, one by one below: the same bins
 
 
-def test_quantiles_of_no_bins_are_zero():
-    from edge.metrics.histogram import quantiles_of_bins
+def test_quantiles_of_no_values_are_zero():
+    from edge.metrics.histogram import quantiles_of_values
 
-    assert quantiles_of_bins([], (0.5, 0.99)) == [0.0, 0.0] == Bins().quantiles((0.5, 0.99))
+    assert quantiles_of_values([], (0.5, 0.99)) == [0.0, 0.0] == Bins().quantiles((0.5, 0.99))
 
 
 # One reading's worth: some values observed, then perhaps a settle by another reader (a scrape,

@@ -3,12 +3,14 @@ Default(WorkerEntrypoint)``, RPC methods on it, ``self.env``/``self.ctx``, and `
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from conftest import send, text
 from scenario_builder import compose, service
 
 from edge.platform.fetch import Request
-from edge.platform.workers import WorkerLoadError, load_worker
+from edge.platform.workers import WorkerLoadError, load_worker, release_worker
 from edge.scenario.values import EnvironmentKey
 
 PAIR = compose(service("front", routes=["example.com/*"], worker="front.py", vars={"GREETING": "hello"}, bindings={"BACK": "back"}),
@@ -60,6 +62,7 @@ def test_a_cloudflare_python_worker_runs_unchanged(make_scenario):
 def test_an_entrypoints_rpc_methods_are_its_public_coroutine_methods(tmp_path):
     (tmp_path / "back.py").write_text(BACK)
     code = load_worker(tmp_path / "back.py")
+    release_worker(code)
     assert sorted(code.rpc) == ["add"]
 
 
@@ -92,6 +95,46 @@ def test_a_module_without_a_handler_is_refused_naming_the_shapes_it_could_have(t
     with pytest.raises(WorkerLoadError, match="w.py") as raised:
         load_worker(tmp_path / "w.py")
     assert said in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("missing.py", "does not exist"),
+        ("folder.py", "does not exist"),  # a folder named like a module
+        ("x" * 300 + ".py", "cannot be read: File name too long"),
+        ("w.txt", "expected a Python module (.py)"),
+    ],
+)
+def test_a_worker_file_that_cannot_be_read_is_refused_saying_why(tmp_path, name, said):
+    (tmp_path / "folder.py").mkdir()
+    (tmp_path / "w.txt").write_text("async def fetch(request, env, ctx):\n    pass\n")
+    before = set(sys.modules)
+    with pytest.raises(WorkerLoadError) as raised:
+        load_worker(tmp_path / name)
+    assert said in str(raised.value)
+    assert set(sys.modules) == before  # nothing is left registered
+
+
+def test_a_loaded_worker_is_a_module_of_its_file_as_an_import_makes_it(tmp_path):
+    # What a worker (or a library it uses: dataclasses, pickle, inspect) may read of its module.
+    (tmp_path / "w.py").write_text(
+        "import dataclasses, inspect, sys\n"
+        "@dataclasses.dataclass\nclass Point:\n    x: int\n"
+        "async def fetch(request, env, ctx):\n    pass\n"
+        "SOURCE = inspect.getsource(fetch)\n"
+        "FILE, ORIGIN = __file__, __spec__.origin\n"
+        "REGISTERED = sys.modules[__name__].__dict__ is globals()\n"
+    )
+    code = load_worker(tmp_path / "w.py")
+    module = sys.modules[code.module]
+    try:
+        assert module.SOURCE.startswith("async def fetch(request, env, ctx):")
+        assert module.FILE == module.ORIGIN == str(tmp_path / "w.py") and module.REGISTERED
+        assert module.Point(1) == module.Point(1) and module.__spec__.name == code.module
+    finally:
+        release_worker(code)
+    assert code.module not in sys.modules
 
 
 def test_a_worker_never_needs_edge_platform(make_scenario):

@@ -24,7 +24,7 @@ from edge.metrics.recorders import RunMetrics
 from edge.platform.clock import ModelClock, random_stream
 from edge.platform.cpu import CorePool
 from edge.platform.routes import RouteTable
-from edge.platform.workers import ModelWorker, WorkerCode, WorkerLoadError, load_worker, release_worker
+from edge.platform.workers import ModelWorker, WorkerCode, WorkerLoadError, load_worker, release_worker, worker_source
 from edge.scenario.errors import ConfigError
 from edge.scenario.resolved import LoadedScenario, ResolvedEnvironment, ResolvedService
 from edge.scenario.schema import Model, Retry
@@ -42,6 +42,7 @@ class Topology:
         self.routes: RouteTable[tuple[str, Post]] = RouteTable()  # -> (service, where the request goes)
         self.rollouts: dict[str, Any] = {}  # service -> its rollout controller (edge.engine.rollout)
         self.code: list[WorkerCode] = []  # every worker module loaded for this topology
+        self.sources: dict[str, tuple[Path, bytes]] = {}  # a worker file named in the scenario -> its text, read once per build
 
     def release(self) -> None:
         """The run is over: its worker modules leave ``sys.modules`` (``workers.release_worker``)."""
@@ -129,7 +130,11 @@ def _worker(loaded: LoadedScenario, topology: Topology, service: ResolvedService
     # so what only running it shows (an import that fails) is a configuration error here, named
     # as the check names its problems.
     try:
-        code = load_worker(Path(loaded.base_dir) / env.worker)
+        read = topology.sources.get(env.worker)
+        if read is None:
+            path = Path(loaded.base_dir) / env.worker
+            read = topology.sources[env.worker] = (path, worker_source(path))
+        code = load_worker(*read)
     except WorkerLoadError as exc:
         raise ConfigError(loaded.file, f"services[{service.index}].{env.worker_field}", str(exc)) from None
     topology.code.append(code)  # released when the run ends (Topology.release)

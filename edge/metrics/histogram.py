@@ -90,14 +90,14 @@ class LogHistogram:
         self._max = max(self._max, max(pending))
         del pending[:]
 
-    def latest_bins(self, n: int) -> list[int] | None:
-        """The bins of the last ``n`` values observed, if they still wait unbinned and are a
-        handful (``_FEW``); None otherwise. Nothing is binned: for a reader of windows
-        (``series``), which reads a window of a few values without copying the counts."""
+    def latest(self, n: int) -> list[float] | None:
+        """The last ``n`` values observed, if they still wait unbinned and are a handful
+        (``_FEW``); None otherwise. Nothing is binned: for a reader of windows (``series``),
+        which reads a window of a few values without copying the counts."""
         pending = self._pending
         if n > len(pending) or n > _FEW:
             return None
-        return [_bin_index_of(value) for value in pending[len(pending) - n :]]
+        return pending[len(pending) - n :].tolist()
 
     def add(self, other: LogHistogram) -> None:
         """Merge ``other``'s observations into this histogram."""
@@ -317,24 +317,34 @@ def _bin_index_of(value: float) -> int:
     return (exponent - _E_MIN) * _PER_DECADE + step
 
 
+def bin_indices_of(values: list[float]) -> list[int]:
+    """The bin of each value: in Python for a handful, with numpy for more (the same bins)."""
+    if len(values) <= _FEW:
+        return [_bin_index_of(value) for value in values]
+    return _bin_indices(np.array(values, dtype=np.float64)).tolist()
+
+
 @functools.lru_cache(maxsize=256)  # the bucket bounds of every scrape: a handful of values, many times
 def _bin_index(value: float) -> int:
     return int(_bin_indices(np.array([value]))[0])
 
 
-def quantiles_of_bins(indices: list[int], qs: tuple[float, ...]) -> list[float]:
-    """``Bins.quantiles`` of the bins of a few values, given as bin indices, without building the
-    counts: the q-quantile falls in the bin of the (floor(q * n) + 1)-th smallest, as the
-    cumulative search does."""
-    if not indices:
+def quantiles_of_values(values: list[float], qs: tuple[float, ...]) -> list[float]:
+    """``Bins.quantiles`` of the bins of a few values, without building the counts: the
+    q-quantile falls in the bin of the (floor(q * n) + 1)-th smallest, as the cumulative search
+    does, and binning keeps the order, so only the values a quantile falls on are binned."""
+    if not values:
         return [0.0] * len(qs)
-    ordered = sorted(indices)
+    ordered = sorted(values)
     n = len(ordered)
     found = []
+    k_before, quantile = -1, 0.0
     for q in qs:
         k = int(q * n)
-        index = _BINS - 1 if k >= n else ordered[k]
-        found.append(0.0 if index == 0 else _bin_mid(index))
+        if k != k_before:  # a window of a value or two: its quantiles are mostly the same one
+            index = _BINS - 1 if k >= n else _bin_index_of(ordered[k])
+            k_before, quantile = k, 0.0 if index == 0 else _bin_mid(index)
+        found.append(quantile)
     return found
 
 

@@ -14,7 +14,7 @@ import functools
 import msgspec
 
 from edge.platform.clock import ModelClock
-from edge.metrics.histogram import Bins, LogHistogram, quantiles_of_bins
+from edge.metrics.histogram import Bins, LogHistogram, bin_indices_of, quantiles_of_values
 from edge.metrics.recorders import RunMetrics
 from edge.scenario.values import EnvironmentKey
 
@@ -90,7 +90,7 @@ class _Window:
 
     def __init__(self) -> None:
         self.last = Bins()
-        self.added: list[int] = []  # bins read since ``last`` was brought up to date (``quantiles``)
+        self.added: list[float] = []  # values read since ``last`` was brought up to date (``quantiles``)
         self.seen = 0  # values a single histogram had observed at the last reading
 
     def take(self, histograms: list[LogHistogram]) -> Bins:
@@ -108,35 +108,37 @@ class _Window:
         thousands of such windows, and copying and subtracting counts for each was most of what
         its series cost."""
         since = histogram.observed - self.seen
-        indices = histogram.latest_bins(since)
-        if indices is None:
+        values = histogram.latest(since)
+        if values is None:
             return self.take([histogram]).quantiles(qs)
-        self.added += indices
+        self.added += values
         if len(self.added) > _ADDED_LIMIT:
             self._brought_up_to_date()
         self.seen += since
-        return quantiles_of_bins(indices, qs)
+        return quantiles_of_values(values, qs)
 
     def _brought_up_to_date(self) -> Bins:
         if self.added:
-            self.last, self.added = self.last.adding(self.added), []
+            self.last, self.added = self.last.adding(bin_indices_of(self.added)), []
         return self.last
 
 
 _ADDED_LIMIT = 1024
-"""Bins read by ``_Window.quantiles`` that wait to be added to the last reading's: bounds the
-memory of a window that is never ``take``n."""
+"""Values read by ``_Window.quantiles`` that wait to be added to the last reading's bins: bounds
+the memory of a window that is never ``take``n. They are binned only then, most windows of a
+large topology never are, and reading a window bins only the values its quantiles fall on."""
 
 
 class _Readings:
-    """An environment's counters at the last reading, and its latency window."""
+    """An environment's counters at the last reading, its latency window, and its columns."""
 
-    __slots__ = ("answered", "errors", "shed", "cpu", "latency")
+    __slots__ = ("answered", "errors", "shed", "cpu", "latency", "columns")
 
-    def __init__(self) -> None:
+    def __init__(self, columns: EnvironmentSeries) -> None:
         self.answered = self.errors = self.shed = 0
         self.cpu = 0.0
         self.latency = _Window()
+        self.columns = columns
 
 
 class SeriesRecorder:
@@ -155,7 +157,7 @@ class SeriesRecorder:
         )
         self._counts: dict[str, float] = {}  # counter -> its value at the last reading
         self._windows: dict[str, _Window] = {}
-        self._environments: dict[str, _Readings] = {}
+        self._environments: dict[EnvironmentKey, _Readings] = {}
         self._last = 0.0
 
     def begin(self) -> None:
@@ -203,32 +205,41 @@ class SeriesRecorder:
         c.cpu_samples.append(cpu.count)
 
         readings = self._environments
+        quantiles = (0.5, 0.9, 0.99)
         for key, stats in metrics.environments.items():
-            e = series.environments.get(str(key))
-            if e is None:  # an environment's first call: earlier intervals had nothing from it
+            last = readings.get(key)
+            if last is None:  # an environment's first call: earlier intervals had nothing from it
                 e = series.environments[str(key)] = EnvironmentSeries(*([0] * points for _ in range(3)), *([0.0] * points for _ in range(4)))
-                readings[key] = _Readings()
-            last = readings[key]
+                last = readings[key] = _Readings(e)
+            else:
+                e = last.columns
             answered, shed, cpu = stats.answered, stats.shed, stats.cpu_seconds
-            e.requests.append(answered - last.answered)
             e.shed.append(shed - last.shed)
-            e.cpu_s.append(_round(cpu - last.cpu))
             if answered == last.answered:
                 # Nothing answered, so nothing observed: no errors, and an empty window's quantiles
                 # are 0 (as its bins would say). A large topology has many such environments each
                 # interval, and reading their histograms was most of what the series cost.
+                e.requests.append(0)
                 e.errors.append(0)
-                for column in (e.latency_p50_s, e.latency_p90_s, e.latency_p99_s):
-                    column.append(0.0)
+                e.latency_p50_s.append(0.0)
+                e.latency_p90_s.append(0.0)
+                e.latency_p99_s.append(0.0)
             else:
-                errors = sum(counts[4] for counts in stats.requests.values())
+                e.requests.append(answered - last.answered)
+                by_version = stats.requests
+                if len(by_version) == 1:
+                    errors = next(iter(by_version.values()))[4]
+                else:
+                    errors = sum(counts[4] for counts in by_version.values())
                 e.errors.append(errors - last.errors)
-                p50, p90, p99 = last.latency.quantiles(stats.latency, (0.5, 0.9, 0.99))
+                p50, p90, p99 = last.latency.quantiles(stats.latency, quantiles)
                 e.latency_p50_s.append(_round_quantile(p50))
                 e.latency_p90_s.append(_round_quantile(p90))
                 e.latency_p99_s.append(_round_quantile(p99))
                 last.errors = errors
-            last.answered, last.shed, last.cpu = answered, shed, cpu
+                last.answered = answered
+            e.cpu_s.append(0.0 if cpu == last.cpu else _round(cpu - last.cpu))
+            last.shed, last.cpu = shed, cpu
 
         for (service, environment), percent in metrics.canary_weights.items():
             column = series.weights.setdefault(str(EnvironmentKey(service, environment)), [0.0] * points)
