@@ -22,6 +22,7 @@ import math
 import re
 import shutil
 import socket
+import sys
 import subprocess
 import threading
 import time
@@ -369,14 +370,22 @@ class Prometheus:
             assert old in config, f"grafana/prometheus.yml no longer contains {old!r}: update this test"
             config = config.replace(old, new)
         (workdir / "prometheus.yml").write_text(config)
+        self.command = [binary, f"--config.file={workdir / 'prometheus.yml'}", f"--storage.tsdb.path={workdir / 'data'}", *flags]
+        self.workdir = workdir
+        self.log = workdir / "prometheus.log"
+        self.starts = 0
+        self._start()
+
+    def _start(self) -> None:
+        # A free port is only free until someone takes it: another test's server may, between
+        # ``free_port`` and Prometheus's bind (tests run in parallel). Then Prometheus exits at
+        # once, saying so, and ``wait_until`` starts it again on another port.
+        self.starts += 1
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = workdir / "prometheus.log"
         with self.log.open("w") as log:
             self.process = subprocess.Popen(
-                [binary, f"--config.file={workdir / 'prometheus.yml'}", f"--storage.tsdb.path={workdir / 'data'}",
-                 f"--web.listen-address=127.0.0.1:{self.port}", *flags],
-                stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
+                [*self.command, f"--web.listen-address=127.0.0.1:{self.port}"], stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
             )
 
     def stop(self) -> None:
@@ -410,6 +419,9 @@ class Prometheus:
     def wait_until(self, what: str, check: Callable[[], bool], deadline: float) -> None:
         while not check():
             if self.process.poll() is not None:
+                if "address already in use" in self.output() and self.starts < 3:
+                    self._start()
+                    continue
                 pytest.fail(f"prometheus exited ({self.process.returncode}):\n{self.output()}")
             if time.monotonic() > deadline:
                 pytest.fail(f"timed out waiting for {what}; prometheus log:\n{self.output()}")
@@ -520,3 +532,22 @@ def test_every_panel_query_returns_data_from_a_live_server(tmp_path):
     assert statuses[200] > 100 and statuses[403] > 0 and statuses[500] > 0, summary
     assert not [k for k in statuses if isinstance(k, str)], f"client errors: {summary}"
     assert weight and float(weight[0]["value"][1]) == 50.0, f"edge_canary_weight of app@canary, the rollout's step: {weight}"
+
+
+def test_a_prometheus_whose_port_was_taken_meanwhile_starts_again_on_another(tmp_path, monkeypatch):
+    # What a parallel test run can do to ``free_port``: the port it found is taken before
+    # Prometheus binds it. The test's Prometheus must come up anyway, not fail the test.
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.fail("the `prometheus` binary is not on PATH: install it (apt-get install prometheus) to run this test")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        ports = iter([taken.getsockname()[1], free_port()])
+        monkeypatch.setattr(sys.modules[__name__], "free_port", lambda: next(ports))
+        prometheus = Prometheus(binary, tmp_path, "127.0.0.1:9")
+        try:
+            prometheus.wait_until("Prometheus to answer", lambda: prometheus.query("vector(1)")[0] is not None, time.monotonic() + 30)
+            assert prometheus.starts == 2 and prometheus.port != taken.getsockname()[1]
+        finally:
+            prometheus.stop()
