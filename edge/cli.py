@@ -235,9 +235,10 @@ def _executor(args: argparse.Namespace):
         @contextlib.contextmanager
         def dask():
             try:
+                _dask_handshake(args.dask, args.dask_timeout)
                 client = Client(args.dask, timeout=args.dask_timeout)
             except (OSError, TimeoutError) as exc:
-                raise UsageError(f"--dask: cannot reach the Dask scheduler at {args.dask}: {exc}") from None
+                raise UsageError(f"--dask: cannot reach the Dask scheduler at {args.dask}: {exc or 'no Dask handshake'}") from None
             with client:
                 yield client.get_executor()
 
@@ -258,6 +259,23 @@ def _executor(args: argparse.Namespace):
         executor.shutdown()
 
     return processes()
+
+
+def _dask_handshake(address: str, timeout: float) -> None:
+    """Shake hands with the Dask scheduler at ``address`` within ``timeout``, or raise.
+
+    ``Client`` keeps its timeout for a server that does not answer the connection, but one that
+    accepts it and never speaks Dask (a web server, a port forwarded to nothing) holds it for
+    ever: distributed's handshake waits past its own timeout. This bound is on the whole of it."""
+    import asyncio
+
+    from distributed.comm import connect
+
+    async def handshake() -> None:
+        comm = await connect(address, timeout=timeout)
+        await comm.close()
+
+    asyncio.run(asyncio.wait_for(handshake(), timeout))
 
 
 def _replication_process() -> None:
@@ -333,6 +351,45 @@ def cmd_import(args: argparse.Namespace) -> int:
     _check_outputs(files=(args.output,))
     write_output(args.output, text.encode())
     return EXIT_OK
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    """A scenario's model and arrivals fitted to an access log (``edge.fit``): the figures as
+    comments and the scenario text on stdout, or a whole scenario written with ``-o``."""
+    from pathlib import Path
+
+    from edge.fit.command import fit_log, output, plots
+    from edge.fit.logs import split
+    from edge.platform.files import write_output
+
+    if args.output is not None and Path(args.output).is_file() and not args.force:
+        raise OutputError(f"{args.output}: exists; pass --force to replace it")
+    _check_outputs(files=(args.output,), directories=(args.plot,))
+    log, header, fits = fit_log(args.log, args.format, args.service)
+    for fit in fits:
+        for choice in (fit.latency, fit.size):
+            if choice is not None and choice.warning:
+                print(f"edge: warning: {fit.name}: {choice.warning}", file=sys.stderr)
+    if args.output is not None:
+        write_output(args.output, output(header, fits, scenario=True).encode())
+        print("\n".join("# " + line for line in header))
+        print(f"edge: scenario written to {args.output}; check it with: edge check {args.output}", file=sys.stderr)
+    else:
+        print(output(header, fits, scenario=False), end="")
+    if args.plot:
+        groups = split(log.records, args.service) if args.service else {"app": log.records}
+        for path in plots(args.plot, groups, fits):
+            print(f"edge: plot written to {path}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _service_rule(text: str):
+    from edge.fit.logs import parse_rule
+
+    try:
+        return parse_rule(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -622,6 +679,22 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("-o", "--output", metavar="PATH", help="write the scenario here (default: stdout)")
     imp.add_argument("--force", action="store_true", help="replace PATH if it exists")
     imp.set_defaults(func=cmd_import)
+
+    fit = sub.add_parser("fit", help="fit a scenario's model (latency, size, errors) and arrivals to an access log with request times",
+                         description="Maximum-likelihood fits of lognormal, gamma, Weibull and exponential (chosen by AIC, tested by "
+                                     "Kolmogorov-Smirnov or chi-square; the empirical distribution when none fits), the error ratio and "
+                                     "the arrival rate, each with its uncertainty, printed as scenario text to paste.")
+    fit.add_argument("log", help="an access log with request times, e.g. nginx's $request_time or $upstream_response_time, Apache's %%D")
+    fit.add_argument("--format", metavar="FORMAT", default=None,
+                     help="the log's format as replay_format takes it: nginx's log_format or Apache's LogFormat text "
+                          "(default from the extension, as replay: clf, jsonl, har, none of which logs request times)")
+    fit.add_argument("--service", metavar="NAME=HOST/PATH", type=_service_rule, action="append", default=[],
+                     help='a service and the requests it served, as a route: "api=example.com/api/*", "*" for any host '
+                          '("api=*/api/*"); repeat for several (the most specific wins). Default: one service, "app"')
+    fit.add_argument("-o", "--output", metavar="SCENARIO", default=None, help="write a whole scenario here (default: print the fragment)")
+    fit.add_argument("--force", action="store_true", help="replace SCENARIO if it exists")
+    fit.add_argument("--plot", metavar="DIR", default=None, help="write a PNG per fitted distribution here: the data against each fit")
+    fit.set_defaults(func=cmd_fit)
 
     from edge.scenario.templates import DEFAULT_TEMPLATE, TEMPLATES
 

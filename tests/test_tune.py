@@ -9,6 +9,7 @@ import io
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -509,6 +510,20 @@ def test_fixed_sample_closed_form():
     ],
 )
 def test_edge_tune_bad_input_exits_2(args, expected):
+    _edge_tune_exits_2(args, expected)
+
+
+def test_a_dask_address_that_accepts_and_never_speaks_dask_exits_2():
+    # A listening socket nobody accepts from: the kernel completes the connection, and nothing is ever said.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+        _edge_tune_exits_2(["scenarios/tune-canary.toml", "--dask", address, "--dask-timeout", "1s", "--replications", "2"],
+                           "cannot reach the Dask scheduler")
+
+
+def _edge_tune_exits_2(args, expected):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     done = subprocess.run([sys.executable, "-m", "edge.cli", "tune", *args], capture_output=True, text=True, cwd=root, timeout=120)
     assert done.returncode == 2 and expected in done.stderr and "Traceback" not in done.stderr, done.stderr
