@@ -34,7 +34,7 @@ from edge.platform.units import shown
 
 N = 200_000
 FUZZ = settings(max_examples=300, database=None, deadline=None)
-NAMES = "const, exp, uniform, normal, lognormal, pareto, gamma, mix"
+NAMES = "const, exp, uniform, normal, lognormal, pareto, gamma, weibull, empirical, mix"
 LOGNORMAL_FORMS = "lognormal(p50=..., p99=...) or lognormal(mean=..., sd=...)"
 
 

@@ -13,7 +13,8 @@ terms for reports. Every sample is non-negative: these are durations, sizes and 
 
 The text is read by a small recursive-descent parser (no eval): a distribution is a bare value
 or ``NAME(ARGS)``; ARGS are values, positional or ``key=value``, except for ``mix`` whose
-arguments are ``WEIGHT: DISTRIBUTION`` pairs and so may nest.
+arguments are ``WEIGHT: DISTRIBUTION`` pairs and so may nest, and ``empirical`` whose keys are its
+knots' percents (``p0=``, ``p99.9=``, ``p100=``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from edge.platform.units import format_duration, format_size, parse_duration, pa
 Z_99 = 2.3263478740408408
 """The standard normal 0.99-quantile: how many sigmas p99 lies above p50 on a log scale."""
 
-NAMES = ("const", "exp", "uniform", "normal", "lognormal", "pareto", "gamma", "mix")
+NAMES = ("const", "exp", "uniform", "normal", "lognormal", "pareto", "gamma", "weibull", "empirical", "mix")
 _STANDARD_NORMAL = NormalDist()
 _MAX_DEPTH = 8
 """How deeply ``mix`` may nest: deep enough for any real model, shallow enough for the stack."""
@@ -389,6 +390,149 @@ class Gamma(Distribution):
         return Gamma(self.mean * factor, self.cv, self.unit)
 
 
+WEIBULL_SHAPES = (0.1, 100.0)
+"""Weibull shapes accepted: below 0.1 the mean is a factorial of ten or more and draws overflow in
+practice; above 100 the spread is under 1.3% of the mean (a constant says that better)."""
+WEIBULL_CVS = (0.02, 400.0)
+"""The cvs given for a ``weibull(mean=, cv=)``: inside those of the shapes above."""
+
+
+def _weibull_cv(shape: float) -> float:
+    """The coefficient of variation of a Weibull of this shape: sqrt(Γ(1+2/k) / Γ(1+1/k)² - 1)."""
+    return math.sqrt(math.expm1(math.lgamma(1 + 2 / shape) - 2 * math.lgamma(1 + 1 / shape)))
+
+
+def _weibull_shape(cv: float) -> float:
+    """The shape whose cv is ``cv``: the cv falls as the shape grows, so bisection (on log shape,
+    a fixed number of steps: the same float for the same cv, on every machine)."""
+    low, high = math.log(WEIBULL_SHAPES[0] / 2), math.log(WEIBULL_SHAPES[1] * 2)
+    for _ in range(100):
+        middle = (low + high) / 2
+        if _weibull_cv(math.exp(middle)) > cv:
+            low = middle
+        else:
+            high = middle
+    return math.exp((low + high) / 2)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Weibull(Distribution):
+    """P(X > x) = exp(-(x / scale) ** shape): shape 1 is exponential, below 1 a heavier tail (many
+    short, a few long), above 1 more regular (times to wear-out, service times with a floor).
+
+    Given by ``shape`` and ``scale`` (the textbook's k and λ; what a fit estimates) or, as
+    ``gamma``, by mean and cv. ``given`` is the pair the scenario gave, kept for ``str()`` as
+    lognormal's. One ``rng.random()`` a draw (inverse CDF, as ``rng.weibullvariate``).
+    """
+
+    shape: float
+    scale: float
+    given: tuple[str, float, str, float] = dataclasses.field(compare=False)
+    unit: str = "duration"
+    _exponent: float = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_exponent", 1 / self.shape)
+
+    @classmethod
+    def from_shape(cls, shape: float, scale: float, unit: str = "duration") -> Weibull:
+        return cls(shape, scale, ("shape", shape, "scale", scale), unit)
+
+    @classmethod
+    def from_moments(cls, mean: float, cv: float, unit: str = "duration") -> Weibull:
+        shape = _weibull_shape(cv)
+        return cls(shape, mean / math.exp(math.lgamma(1 + 1 / shape)), ("mean", mean, "cv", cv), unit)
+
+    def sample(self, rng: random.Random) -> float:
+        return float(self.scale * (-math.log(1.0 - rng.random())) ** self._exponent)
+
+    def survival(self, x: float) -> float:
+        return 1.0 if x <= 0 else math.exp(-((x / self.scale) ** self.shape))
+
+    def draw(self, gen: np.random.Generator, n: int) -> np.ndarray:
+        return self.scale * gen.weibull(self.shape, n)
+
+    @property
+    def mean(self) -> float:
+        return self.scale * math.exp(math.lgamma(1 + self._exponent))
+
+    def quantile(self, q: float) -> float:
+        _check_q(q)
+        return math.inf if q == 1 else self.scale * (-math.log1p(-q)) ** self._exponent
+
+    def __str__(self) -> str:
+        fmt = _UNITS[self.unit][1]
+        first, a, second, b = self.given
+        if first == "shape":
+            return f"weibull(shape={_format_number(a)}, scale={fmt(b)})"
+        return f"weibull(mean={fmt(a)}, cv={_format_number(b)})"
+
+    def scaled(self, factor: float) -> Distribution:
+        first, a, _, b = self.given
+        if first == "shape":
+            return Weibull.from_shape(a, b * factor, self.unit)
+        return Weibull.from_moments(a * factor, b, self.unit)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Empirical(Distribution):
+    """A distribution given by its quantiles, ``empirical(p0=0.4ms, p50=2ms, p99=15ms, p100=40ms)``:
+    what was measured, with no family assumed (``edge fit`` writes it when no family fits).
+
+    Between two knots the CDF is a straight line (a draw is uniform between their values, with
+    the probability between their levels); two knots of one value are an atom there. Knots run
+    from p0 (the least value) to p100 (the greatest): nothing is drawn outside them. One
+    ``rng.random()`` a draw (inverse CDF). ``percents`` are kept as written (99.9, not 0.999),
+    so ``str()`` gives them back exactly.
+    """
+
+    percents: tuple[float, ...]
+    values: tuple[float, ...]
+    unit: str = "duration"
+    _levels: tuple[float, ...] = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_levels", tuple(p / 100 for p in self.percents))
+
+    def sample(self, rng: random.Random) -> float:
+        return self._at(rng.random())
+
+    def _at(self, u: float) -> float:
+        levels, values = self._levels, self.values
+        i = min(bisect.bisect_right(levels, u), len(levels) - 1)  # the knot above u (u < 1, so never past the last)
+        low, high = levels[i - 1], levels[i]
+        return values[i - 1] + (values[i] - values[i - 1]) * (u - low) / (high - low)
+
+    def survival(self, x: float) -> float:
+        values, levels = self.values, self._levels
+        j = bisect.bisect_right(values, x)  # knots at or below x: the last of them has the highest level at x
+        if j == 0:
+            return 1.0
+        if j == len(values):
+            return 0.0
+        below = levels[j - 1] + (levels[j] - levels[j - 1]) * (x - values[j - 1]) / (values[j] - values[j - 1])
+        return 1.0 - below
+
+    def draw(self, gen: np.random.Generator, n: int) -> np.ndarray:
+        return np.interp(gen.random(n), self._levels, self.values)
+
+    @property
+    def mean(self) -> float:
+        levels, values = self._levels, self.values
+        return math.fsum((levels[i + 1] - levels[i]) * (values[i] + values[i + 1]) / 2 for i in range(len(levels) - 1))
+
+    def quantile(self, q: float) -> float:
+        _check_q(q)
+        return self.values[-1] if q == 1 else self._at(q)
+
+    def __str__(self) -> str:
+        fmt = _UNITS[self.unit][1]
+        return "empirical(" + ", ".join(f"p{_format_number(p)}={fmt(v)}" for p, v in zip(self.percents, self.values)) + ")"
+
+    def scaled(self, factor: float) -> Distribution:
+        return Empirical(self.percents, tuple(v * factor for v in self.values), self.unit)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Mixture(Distribution):
     """With probability ``weights[i]`` a draw from ``components[i]``: bimodal latency (cache hit
@@ -470,6 +614,7 @@ _FORMS: dict[str, tuple[tuple[str, ...], ...]] = {
     "lognormal": (("p50", "p99"), ("mean", "sd")),
     "pareto": (("min", "alpha"),),
     "gamma": (("mean", "cv"),),
+    "weibull": (("shape", "scale"), ("mean", "cv")),
 }
 _USAGE = {
     "const": "const(value)",
@@ -479,8 +624,10 @@ _USAGE = {
     "lognormal": "lognormal(p50=..., p99=...) or lognormal(mean=..., sd=...)",
     "pareto": "pareto(min=..., alpha=...)",
     "gamma": "gamma(mean=..., cv=...)",
+    "weibull": "weibull(shape=..., scale=...) or weibull(mean=..., cv=...)",
+    "empirical": "empirical(p0=..., p50=..., ..., p100=...)",
 }
-_PLAIN_NUMBERS = frozenset({"alpha", "cv"})
+_PLAIN_NUMBERS = frozenset({"alpha", "cv", "shape"})
 _TOKEN = re.compile(r"[(),:=]|[^(),:=]+")
 _PUNCTUATION = frozenset("(),:=")
 
@@ -530,6 +677,8 @@ class _Parser:
             if depth >= _MAX_DEPTH:
                 raise ValueError(f"expected mix nested at most {_MAX_DEPTH} deep, got {shown(self.text)}")
             distribution = self.mixture(depth)
+        elif word == "empirical":
+            distribution = _empirical(self.arguments(word), self.unit)
         else:
             distribution = _build(word, self.arguments(word), self.unit)
         self.take(")")
@@ -626,6 +775,16 @@ def _build(name: str, arguments: list[tuple[str | None, str]], unit: str) -> Dis
         require(values["min"] > 0, "min", "a positive minimum")
         require(values["alpha"] > 1, "alpha", "alpha > 1 (so that the mean exists)")
         return Pareto(values["min"], values["alpha"], unit)
+    if name == "weibull" and form == ("shape", "scale"):
+        low, high = WEIBULL_SHAPES
+        require(low <= values["shape"] <= high, "shape", f"a shape between {low:g} and {high:g}")
+        require(values["scale"] > 0, "scale", "a positive scale")
+        return Weibull.from_shape(values["shape"], values["scale"], unit)
+    if name == "weibull":
+        low, high = WEIBULL_CVS
+        require(values["mean"] > 0, "mean", "a positive mean")
+        require(low <= values["cv"] <= high, "cv", f"a cv between {low:g} and {high:g}")
+        return Weibull.from_moments(values["mean"], values["cv"], unit)
     require(values["mean"] > 0, "mean", "a positive mean")
     # Outside this range shape = 1/cv² or scale = mean·cv² can under- or overflow a float; for no
     # spread at all there is the constant.
@@ -633,14 +792,49 @@ def _build(name: str, arguments: list[tuple[str | None, str]], unit: str) -> Dis
     return Gamma(values["mean"], values["cv"], unit)
 
 
+_KNOT = re.compile(r"p(\d+(?:\.\d+)?)")
+_MAX_KNOTS = 1000
+
+
+def _empirical(arguments: list[tuple[str | None, str]], unit: str) -> Distribution:
+    """``empirical(p0=..., ..., p100=...)``: knots named by their percent, in increasing order, from
+    p0 to p100, their values never decreasing."""
+    usage = _USAGE["empirical"]
+    given = ", ".join(value if key is None else f"{key}={value}" for key, value in arguments)
+    percents: list[float] = []
+    values: list[float] = []
+    if len(arguments) > _MAX_KNOTS:
+        raise ValueError(f"expected at most {_MAX_KNOTS} knots in {usage}, got {len(arguments)}")
+    for key, text in arguments:
+        match = _KNOT.fullmatch(key or "")
+        if match is None or float(match[1]) > 100:
+            raise ValueError(f"empirical: expected knots like p50=2ms (a percent from 0 to 100 and a value), got {shown(key or text)}")
+        percent = float(match[1])
+        try:
+            value = _UNITS[unit][0](text)
+        except ValueError as exc:
+            raise ValueError(f"empirical {key}: {exc}") from None
+        if percents and percent <= percents[-1]:
+            raise ValueError(f"empirical {key}: expected knots in increasing order, after p{_format_number(percents[-1])}, got {shown(key)}")
+        if values and value < values[-1]:
+            raise ValueError(f"empirical {key}: expected {key} >= p{_format_number(percents[-1])} ({_UNITS[unit][1](values[-1])}), "
+                             f"got {shown(text)}")
+        percents.append(percent)
+        values.append(value)
+    if not percents or percents[0] != 0 or percents[-1] != 100:
+        raise ValueError(f"expected {usage}: knots from p0 (the least value) to p100 (the greatest), got {shown(f'empirical({given})')}")
+    return Empirical(tuple(percents), tuple(values), unit)
+
+
 def parse_distribution(value: str | int | float, *, unit: str = "duration") -> Distribution:
     """A distribution from scenario text: a bare value ("2ms", 3) is a constant, otherwise one of
     const(v), exp(mean), uniform(low, high), normal(mean=, sd=), lognormal(p50=, p99=),
-    lognormal(mean=, sd=), pareto(min=, alpha=), gamma(mean=, cv=) or mix(w: dist, w: dist, ...).
+    lognormal(mean=, sd=), pareto(min=, alpha=), gamma(mean=, cv=), weibull(shape=, scale=),
+    weibull(mean=, cv=), empirical(p0=, ..., p100=) or mix(w: dist, w: dist, ...).
 
     ``unit`` says how values read: "duration" (``parse_duration``; samples in seconds), "size"
     (``parse_size``; samples rounded to whole bytes) or "number" (plain non-negative floats).
-    ``alpha``, ``cv`` and mix weights are always plain numbers.
+    ``alpha``, ``cv``, ``shape``, mix weights and empirical's percents are always plain numbers.
     """
     if unit not in _UNITS:
         raise ValueError(f"expected unit one of {', '.join(_UNITS)}, got {shown(unit)}")
