@@ -178,8 +178,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     loaded = _load(args.scenario)
     if loaded.spec.tune is None:
         raise ConfigError(loaded.file, "tune", "expected a [tune] table (the hypothesis and the schedules to compare)")
-    _check_outputs(files=(args.json, args.plot, args.power))
+    _check_outputs(files=(args.json, args.plot, args.power, *(path for _, path in args.export)))
     if args.power:
+        if args.export:
+            raise UsageError("--export writes the schedule a tune chose; --power compares schedules and chooses none")
         return _power(loaded, args)
     budget = Budget(fixed=args.replications) if args.replications is not None else args.budget
     progress = None if args.quiet else TuneProgress(Console(stderr=True))
@@ -194,7 +196,24 @@ def cmd_tune(args: argparse.Namespace) -> int:
         write_tune_plot(result, args.plot)
     if not args.quiet:
         print_table(result)
+    if args.export:
+        from edge.platform.files import write_output
+        from edge.tune.export import DEFAULT_PROMETHEUS, export
+
+        for format, path in args.export:
+            write_output(path, export(loaded, result, format, args.prometheus_url or DEFAULT_PROMETHEUS).encode())
+            if not args.quiet:
+                print(f"edge: {format}: {path}", file=sys.stderr)
     return EXIT_OK
+
+
+def _export_target(text: str) -> tuple[str, str]:
+    from edge.tune.export import FORMATS
+
+    format, equals, path = text.partition("=")
+    if not equals or format not in FORMATS or not path:
+        raise argparse.ArgumentTypeError(f"expected FORMAT=PATH with FORMAT one of {', '.join(FORMATS)}, e.g. argo=rollout.yaml; got {text!r}")
+    return format, path
 
 
 def _power(loaded: LoadedScenario, args: argparse.Namespace) -> int:
@@ -663,6 +682,12 @@ def parser() -> argparse.ArgumentParser:
                       "(--replications per point, default the grid's)")
     tune.add_argument("--per-request", action="store_true",
                       help="simulate every request as an event, even where requests cannot meet and the batched engine would draw them at once")
+    tune.add_argument("--export", metavar="FORMAT=PATH", action="append", type=_export_target, default=[],
+                      help="write the chosen schedule for the rollout tool: argo (a Rollout and its AnalysisTemplate), "
+                           "flagger (a Canary and its MetricTemplates) or wrangler (a script of `wrangler versions deploy` "
+                           "steps); repeatable, e.g. --export argo=rollout.yaml")
+    tune.add_argument("--prometheus-url", metavar="URL", default=None,
+                      help="the Prometheus the exported gates query (default http://prometheus:9090)")
     tune.add_argument("-q", "--quiet", action="store_true", help="print nothing")
     tune.set_defaults(func=cmd_tune)
 
