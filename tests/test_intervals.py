@@ -152,6 +152,21 @@ def test_a_mean_of_counts_whose_bootstrap_degenerates_gets_no_interval_rather_th
     assert mean(values, 0.95, 0) == Estimate(1.0, None, None, COUNT_MIN_N)
 
 
+def test_a_mean_of_counts_is_scipys_bca_interval_from_2000_resamples_drawn_by_its_seed():
+    """The documented resampling: scipy's BCa bootstrap, 2000 resamples from numpy's generator
+    seeded with ``seed``. The reference is computed here with the installed scipy, so the test
+    pins the call, not scipy's Monte Carlo digits (2001 or 9999 resamples move a bound here)."""
+    from scipy.stats import bootstrap
+
+    values = [float((i * 7) % 11) for i in range(COUNT_MIN_N)]
+    seed = (7, 1)
+    ci = bootstrap((np.asarray(values),), np.mean, confidence_level=0.95, method="BCa", n_resamples=2000,
+                   rng=np.random.default_rng(seed)).confidence_interval
+    estimate = mean(values, 0.95, seed)
+    assert (estimate.low, estimate.high) == (rounded(float(ci.low)), rounded(float(ci.high)))
+    assert estimate.value == rounded(sum(values) / COUNT_MIN_N) and estimate.n == COUNT_MIN_N
+
+
 def test_a_bounded_mean_that_rejects_every_candidate_spans_the_whole_range():
     """A sample whose mean moved mid-way (22 values at the middle of the span, then 86 at its top):
     the bettors win against every candidate mean, so none is kept. The interval is then the whole
