@@ -55,7 +55,7 @@ def serve_chain(limits: dict[str, float]) -> None:
     import msgspec
     import trio
 
-    from edge.live.admin import new_token
+    from edge.live.admin_client import new_token
     from edge.live.ingress import Limits
     from edge.live.serve import serve
     from edge.scenario.load import load

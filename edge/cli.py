@@ -436,7 +436,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from edge.live.ingress import Limits
     from edge.live.serve import serve
 
-    from edge.live.admin import new_token
+    from edge.live.admin_client import new_token
 
     loaded = _load(args.scenario)
     # Operator actions (weights, approvals) are logged at INFO: a record of what was done, not a
@@ -477,7 +477,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_weight(args: argparse.Namespace) -> int:
-    from edge.live.admin import set_weight
+    from edge.live.admin_client import set_weight
 
     weights = set_weight(args.admin, args.service, args.environment, args.percent, token=_required_token(args), pause_rollout=args.pause_rollout)
     print(f"{args.service}: " + ", ".join(f"{env} {pct:g}%" for env, pct in weights.items()))
@@ -487,7 +487,7 @@ def cmd_weight(args: argparse.Namespace) -> int:
 def cmd_rollout(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from edge.live.admin import rollout_action, rollouts
+    from edge.live.admin_client import rollout_action, rollouts
     from edge.report.rollouts import decode, print_rollout
 
     if args.action != "status" and args.service is None:
@@ -510,7 +510,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
 
 
 def cmd_versions(args: argparse.Namespace) -> int:
-    from edge.live.admin import versions
+    from edge.live.admin_client import versions
 
     history = versions(args.admin, _environment(args), token=_required_token(args))
     if args.json:
@@ -521,7 +521,7 @@ def cmd_versions(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from edge.live.admin import rollback
+    from edge.live.admin_client import rollback
 
     history = rollback(args.admin, _environment(args), args.to, args.message, token=_required_token(args))
     print(f"{args.environment}: version {history['active']} serves again ({history['deployments'][-1]['message']})")
@@ -555,7 +555,7 @@ def _required_token(args: argparse.Namespace) -> str:
 def _admin_token(args: argparse.Namespace) -> str | None:
     """The operator's admin token: ``--admin-token``, else the environment (which, unlike a flag,
     other users cannot read in ``ps``); None when neither is set."""
-    from edge.live.admin import token_problem
+    from edge.live.admin_client import token_problem
 
     token = args.admin_token if args.admin_token is not None else os.environ.get(TOKEN_ENV) or None
     if token is not None and (problem := token_problem(token)) is not None:

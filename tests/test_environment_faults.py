@@ -343,7 +343,7 @@ async def fetch(request, env, ctx):
 async def test_live_a_call_served_inline_runs_its_wait_until_work_after_the_answer_then_sees_new_vars(make_scenario, caplog):
     import trio
 
-    from edge.live.admin import new_token
+    from edge.live.admin_client import new_token
     from edge.live.serve import LiveRuntime
 
     loaded = make_scenario(compose(

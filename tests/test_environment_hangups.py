@@ -119,7 +119,7 @@ def topology(concurrency: int, mailbox: int = 1) -> str:
 def live_runtime(make_scenario, monkeypatch, autojump_clock):
     """A ``LiveRuntime`` of ``topology(concurrency)`` on trio's mock clock (no timerfd: the clock
     waits on trio's deadlines, which the mock clock jumps to)."""
-    from edge.live.admin import new_token
+    from edge.live.admin_client import new_token
     from edge.live.serve import LiveRuntime
 
     monkeypatch.setattr(timerfd, "open_timer", lambda: None)

@@ -617,7 +617,7 @@ async def fetch(request, env, ctx):
 
 
 def _live(make_scenario):
-    from edge.live.admin import new_token
+    from edge.live.admin_client import new_token
     from edge.live.serve import LiveRuntime
 
     return LiveRuntime(make_scenario(LIVE, {"front.py": LIVE_FRONT, "back.py": LIVE_BACK}), admin_token=new_token())

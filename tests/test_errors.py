@@ -73,7 +73,7 @@ def test_an_unexpected_exception_is_a_traceback_and_a_request_for_a_bug_report(m
 
 
 def test_the_errors_a_user_meets_are_edge_errors():
-    from edge.live.admin import AdminError
+    from edge.live.admin_client import AdminError
     from edge.live.serve import ListenError
     from edge.metrics.openmetrics import BackfillError
     from edge.platform.files import InputError, OutputError

@@ -15,7 +15,7 @@ import time
 
 import trio
 
-from edge.live.admin import new_token
+from edge.live.admin_client import new_token
 from edge.live.serve import LiveRuntime
 from edge.platform.fetch import Request
 import delays

@@ -13,7 +13,7 @@ import trio.testing
 
 import actors.environment as environment
 from actors.mailbox import Mailbox
-from edge.live.admin import new_token
+from edge.live.admin_client import new_token
 from edge.live.serve import LiveRuntime, _count_tasks
 from edge.platform.fetch import Request
 from edge.scenario.values import EnvironmentKey
