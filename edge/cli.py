@@ -373,7 +373,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    """A scenario's model and arrivals fitted to an access log (``edge.fit``): the figures as
+    """A scenario's model and arrivals fitted to an access log or to Prometheus (``edge.fit``): the figures as
     comments and the scenario text on stdout, or a whole scenario written with ``-o``."""
     from pathlib import Path
 
@@ -381,10 +381,25 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from edge.fit.logs import split
     from edge.platform.files import write_output
 
+    prometheus = ("--prometheus", "--selector", "--window", "--at", "--histogram", "--requests", "--status-label")
+    given = [flag for flag in prometheus if getattr(args, flag[2:].replace("-", "_")) is not None]
+    if (args.log is None) == (args.prometheus is None):
+        raise UsageError("expected a log to fit or --prometheus URL, one of the two" + (", got both" if args.log else ""))
+    if args.log is not None and given:
+        raise UsageError(f"{given[0]} goes with --prometheus, not with a log")
+    if args.prometheus is not None and (args.format is not None or args.service):
+        raise UsageError(f"{'--format' if args.format is not None else '--service'} goes with a log, not with --prometheus")
     if args.output is not None and Path(args.output).is_file() and not args.force:
         raise OutputError(f"{args.output}: exists; pass --force to replace it")
     _check_outputs(files=(args.output,), directories=(args.plot,))
-    log, header, fits = fit_log(args.log, args.format, args.service)
+    if args.prometheus is not None:
+        from edge.fit.command import binned_plot
+        from edge.fit.prometheus import fit_prometheus, source_of
+
+        header, fits, histogram = fit_prometheus(source_of(args.prometheus, args.selector, args.window, args.at,
+                                                           args.histogram, args.requests, args.status_label))
+    else:
+        log, header, fits = fit_log(args.log, args.format, args.service)
     for fit in fits:
         for choice in (fit.latency, fit.size):
             if choice is not None and choice.warning:
@@ -396,8 +411,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
     else:
         print(output(header, fits, scenario=False), end="")
     if args.plot:
-        groups = split(log.records, args.service) if args.service else {"app": log.records}
-        for path in plots(args.plot, groups, fits):
+        if args.prometheus is not None:
+            written = binned_plot(args.plot, fits[0].name, histogram, fits[0].latency)
+        else:
+            written = plots(args.plot, split(log.records, args.service) if args.service else {"app": log.records}, fits)
+        for path in written:
             print(f"edge: plot written to {path}", file=sys.stderr)
     return EXIT_OK
 
@@ -705,14 +723,28 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("--force", action="store_true", help="replace PATH if it exists")
     imp.set_defaults(func=cmd_import)
 
-    fit = sub.add_parser("fit", help="fit a scenario's model (latency, size, errors) and arrivals to an access log with request times",
+    fit = sub.add_parser("fit", help="fit a scenario's model (latency, size, errors) and arrivals to an access log or to Prometheus",
                          description="Maximum-likelihood fits of lognormal, gamma, Weibull and exponential (chosen by AIC, tested by "
                                      "Kolmogorov-Smirnov or chi-square; the empirical distribution when none fits), the error ratio and "
                                      "the arrival rate, each with its uncertainty, printed as scenario text to paste.")
-    fit.add_argument("log", help="an access log with request times, e.g. nginx's $request_time or $upstream_response_time, Apache's %%D")
+    fit.add_argument("log", nargs="?", default=None,
+                     help="an access log with request times, e.g. nginx's $request_time or $upstream_response_time, Apache's %%D, "
+                          "JSON lines with a duration, a HAR (or --prometheus instead)")
     fit.add_argument("--format", metavar="FORMAT", default=None,
-                     help="the log's format as replay_format takes it: nginx's log_format or Apache's LogFormat text "
-                          "(default from the extension, as replay: clf, jsonl, har, none of which logs request times)")
+                     help="the log's format as replay_format takes it: nginx's log_format or Apache's LogFormat text, "
+                          "jsonl or har (default from the extension, as replay; clf logs no request time)")
+    source = fit.add_argument_group("from Prometheus", "instead of a log: what a running Prometheus recorded over a window")
+    source.add_argument("--prometheus", metavar="URL", default=None, help="Prometheus's base URL, e.g. http://127.0.0.1:9090")
+    source.add_argument("--selector", metavar="MATCHERS", default=None,
+                        help='label matchers added to every series read, e.g. \'{service="app",environment="production"}\' (default: all)')
+    source.add_argument("--window", metavar="DURATION", default=None, help="how far back from now (or --at) to read, a PromQL duration (default 1h)")
+    source.add_argument("--at", metavar="TIME", default=None,
+                        help="the window's end: seconds since the epoch or an ISO 8601 time (default: now)")
+    source.add_argument("--histogram", metavar="NAME", default=None,
+                        help="the latency histogram, classic (NAME_bucket) or native (default edge_environment_duration_seconds)")
+    source.add_argument("--requests", metavar="NAME", default=None, help="the request counter (default edge_requests_total)")
+    source.add_argument("--status-label", metavar="LABEL", default=None,
+                        help='the counter\'s status label, a 5xx being a value matching "5.." (default status_class)')
     fit.add_argument("--service", metavar="NAME=HOST/PATH", type=_service_rule, action="append", default=[],
                      help='a service and the requests it served, as a route: "api=example.com/api/*", "*" for any host '
                           '("api=*/api/*"); repeat for several (the most specific wins). Default: one service, "app"')

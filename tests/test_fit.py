@@ -210,6 +210,47 @@ def test_services_split_by_rules_the_most_specific_winning(tmp_path: Path) -> No
     assert all(r.path.startswith("/api/") for r in groups["api"]) and len(groups["api"]) == pytest.approx(900, abs=90)
 
 
+def test_json_lines_with_a_duration_are_read_with_status_bytes_and_host(tmp_path: Path) -> None:
+    path = tmp_path / "access.jsonl"
+    path.write_text('{"time": 10, "path": "/a?x=1", "duration": 0.012, "status": 200, "bytes": 512, "host": "API.example.com"}\n'
+                    '{"time": 11, "path": "/b", "duration": "0.5", "status": "503"}\n'
+                    '{"time": 12, "path": "/c", "duration": "fast", "status": "-", "bytes": -1}\n')
+    log = read_log(str(path), None)
+    assert log.format == "jsonl"
+    assert [(r.at, r.host, r.path, r.time, r.status, r.bytes) for r in log.records] == [
+        (0.0, "api.example.com", "/a", 0.012, 200, 512), (1.0, None, "/b", 0.5, 503, None), (2.0, None, "/c", None, None, None)]
+
+
+def test_a_har_is_read_with_entry_times_or_the_sum_of_timings(tmp_path: Path) -> None:
+    import json
+
+    def entry(second: int, url: str, **fields: object) -> dict[str, object]:
+        return {"startedDateTime": f"2024-05-01T12:00:0{second}Z", "request": {"method": "GET", "url": url, "headers": []}, **fields}
+
+    path = tmp_path / "site.har"
+    path.write_text(json.dumps({"log": {"entries": [
+        entry(0, "https://www.site.test:8443/a?q", time=120.5, response={"status": 200, "bodySize": 2048}),
+        entry(1, "https://cdn.site.test/b", timings={"blocked": -1, "dns": 2, "connect": 10, "ssl": 6, "send": 1, "wait": 30, "receive": 7},
+              response={"status": 502, "bodySize": -1}),
+        entry(2, "https://cdn.site.test/c"),
+    ]}}))
+    records = read_log(str(path), None).records
+    assert [(r.host, r.path, r.time, r.status, r.bytes) for r in records] == [
+        ("www.site.test", "/a", 0.1205, 200, 2048), ("cdn.site.test", "/b", 0.05, 502, None), ("cdn.site.test", "/c", None, None, None)]
+
+
+def test_hosts_are_read_from_host_or_a_host_header(tmp_path: Path) -> None:
+    path = tmp_path / "access.log"
+    path.write_text('1.2.3.4 [01/May/2024:12:00:00 +0000] "GET /a HTTP/1.1" 200 0.010 Example.COM\n')
+    (record,) = read_log(str(path), '$remote_addr [$time_local] "$request" $status $request_time $host').records
+    assert record.host == "example.com"
+    (record,) = read_log(str(path), '$remote_addr [$time_local] "$request" $status $request_time $http_host').records
+    assert record.host == "example.com"
+    path.write_text('1.2.3.4 - - [01/May/2024:12:00:00 +0000] "GET /a HTTP/1.1" 200 10 1500 api.test\n')
+    (record,) = read_log(str(path), APACHE + " %v").records
+    assert (record.host, record.time, record.status, record.bytes) == ("api.test", 0.0015, 200, 10)
+
+
 @pytest.mark.parametrize("text", ["api", "api=", "=example.com/*", "api=example.com", "api=ex*ample.com/*"])
 def test_bad_rules(text: str) -> None:
     with pytest.raises(ValueError, match="expected"):
@@ -225,13 +266,17 @@ def test_a_log_without_timed_lines_is_an_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("name", "format", "message"), [
     ("access.log", None, "a Common/Combined Log Format line logs no request time; give the log's own format"),
-    ("access.jsonl", None, "edge's JSON-lines reader keeps no request time"),
+    ("access.jsonl", None, 'got none: no line has a "duration" (the request time in seconds, as Caddy logs it)'),
+    ("access.har", None, "got none: no entry has a time or timings"),
     ("access.log", '$remote_addr [$time_local] "$request" $status', "got none: its format logs no request time"),
     ("missing.log", NGINX, "missing.log: cannot read: No such file or directory"),
 ])
 def test_logs_that_cannot_be_fitted(tmp_path: Path, name: str, format: str | None, message: str) -> None:
+    text = {"access.jsonl": '{"time": 1, "path": "/", "status": 200}\n',
+            "access.har": '{"log": {"entries": [{"startedDateTime": "2024-05-01T12:00:00Z", "request": {"method": "GET", '
+                          '"url": "https://h.test/", "headers": []}, "time": -1}]}}'}
     if name != "missing.log":
-        (tmp_path / name).write_text('10.0.0.1 [01/May/2024:12:00:00 +0000] "GET / HTTP/1.1" 200\n')
+        (tmp_path / name).write_text(text.get(name, '10.0.0.1 [01/May/2024:12:00:00 +0000] "GET / HTTP/1.1" 200\n'))
     with pytest.raises(LogError) as info:
         read_log(str(tmp_path / name), format)
     assert message in str(info.value) and "\n" not in str(info.value)

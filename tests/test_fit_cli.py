@@ -54,3 +54,28 @@ def test_no_family_fits_is_a_warning_on_stderr(tmp_path: Path, capsys: pytest.Ca
     captured = capsys.readouterr()
     assert "edge: warning: app: no family fits" in captured.err
     assert 'latency = "empirical(p0=' in captured.out
+
+
+def test_rules_print_as_given_and_requests_no_rule_matches_are_counted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = write_nginx_log(tmp_path / "access.log")
+    assert main(["fit", str(log), "--format", NGINX, "--service", "api=*/api/*"]) == 0
+    out = capsys.readouterr().out
+    assert "# api: 942 requests matching */api/*\n" in out and "any.invalid" not in out
+    assert "; 2,058 requests match no --service and are not fitted" in out.splitlines()[0]
+
+
+def test_a_host_rule_on_a_log_without_hosts_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Every service's table is shown, or the command says why not: a rule with a host matched
+    # nothing in a log that records none, and its service was left out without a word.
+    log = write_nginx_log(tmp_path / "access.log")
+    assert main(["fit", str(log), "--format", NGINX, "--service", "api=example.com/api/*", "--service", "web=*/*"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edge: error: --service api=example.com/api/*: the log records no host") and err.count("\n") == 1
+    assert err.rstrip().endswith("write api=*/api/* for any host")
+
+
+def test_every_service_gets_its_tables(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = write_nginx_log(tmp_path / "access.log")
+    assert main(["fit", str(log), "--format", NGINX, "--service", "api=*/api/*", "--service", "web=*/*"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("#   latency: n=") == 2 and out.count("#   size: n=") == 2 and out.count("#   errors (5xx): ") == 2

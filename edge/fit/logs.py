@@ -1,15 +1,13 @@
 """An access log read for fitting, by edge replay's own readers (``edge.scenario.replay``).
 
-The replay readers read a line's time, request, headers and request time (``$request_time``,
-``$upstream_response_time``, Apache's ``%D``...), but not its status, its bytes or its host:
-replay sends requests, it does not need them. Rather than a second parser, the format is given to
-the same reader with those fields renamed as headers it does read: ``$status`` as
-``$http_x_edge_fit_status``, ``$body_bytes_sent`` as ``$http_x_edge_fit_bytes``, ``$host`` as
-``$http_x_edge_fit_host`` (Apache: ``%>s``, ``%b``/``%B``, ``%v``/``%{Host}i`` likewise), so each
-line's status, size and host arrive among its headers, read by the code that reads the rest.
+The replay readers read each line's time, request, headers and request time (``$request_time``,
+``$upstream_response_time``, Apache's ``%D``, a JSON line's ``duration``, a HAR entry's ``time``),
+and with them its status, its body's bytes and its host (``$status``, ``$body_bytes_sent``,
+``$host``; ``%>s``, ``%b``, ``%v``; a JSON line's ``status``, ``bytes``, ``host``; a HAR's
+response): one parser for what replay sends and what fit reads.
 
-What replay reads of the other formats carries no request time (CLF logs none; its JSON-lines and
-HAR readers keep none), so a log in them cannot be fitted: that is an error saying so.
+A Common/Combined Log Format line logs no request time, so a CLF log cannot be fitted; nor can
+JSON lines or a HAR none of whose records has one: both are errors saying so.
 """
 
 from __future__ import annotations
@@ -23,23 +21,11 @@ from edge.platform.routes import RoutePattern, RoutePatternError
 from edge.platform.user_errors import EdgeError
 from edge.scenario.replay import FORMATS, MAX_REPLAY_BYTES, ReplayError, format_of, parse
 
-STATUS, BYTES, HOST = "x-edge-fit-status", "x-edge-fit-bytes", "x-edge-fit-host"
-_NGINX = (
-    (re.compile(r"\$(?:status|\{status\})(?!\w)"), "$http_x_edge_fit_status"),
-    (re.compile(r"\$(?:body_bytes_sent|\{body_bytes_sent\})(?!\w)"), "$http_x_edge_fit_bytes"),
-    (re.compile(r"\$(?:host|http_host|server_name|\{host\})(?!\w)"), "$http_x_edge_fit_host"),
-)
-_APACHE = (
-    (re.compile(r"%>?s"), "%{X-Edge-Fit-Status}i"),
-    (re.compile(r"%[bB]"), "%{X-Edge-Fit-Bytes}i"),
-    (re.compile(r"%[vV]|%\{Host\}i", re.I), "%{X-Edge-Fit-Host}i"),
-)
-_NO_TIMES = {
-    "clf": "a Common/Combined Log Format line logs no request time",
-    "jsonl": "edge's JSON-lines reader keeps no request time",
-    "har": "edge's HAR reader keeps no request time",
-}
 _EXAMPLE = "'$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent $request_time'"
+_NO_TIMES = {
+    "jsonl": 'no line has a "duration" (the request time in seconds, as Caddy logs it)',
+    "har": "no entry has a time or timings",
+}
 
 
 class LogError(EdgeError):
@@ -69,21 +55,13 @@ class Log:
     """The times are ``$upstream_response_time``'s (the application's, without the client's network)."""
 
 
-def with_fields(format: str) -> str:
-    """``format`` with its status, bytes and host fields renamed as headers replay reads."""
-    rules = _NGINX if "$" in format else _APACHE
-    for pattern, replacement in rules:
-        format = pattern.sub(replacement, format)
-    return format
-
-
 def read_log(path: str, format: str | None) -> Log:
     """The log at ``path`` in ``format`` (as ``replay_format``: default from the extension); a
     LogError when it cannot be read or records no request time."""
     chosen = format_of(path, format)
-    if chosen in _NO_TIMES:
-        raise LogError(f"{path}: expected a log with request times: {_NO_TIMES[chosen]}; give the log's own format, "
-                       f"e.g. --format {_EXAMPLE} (nginx) or '%h %l %u %t \"%r\" %>s %b %D' (Apache)")
+    if chosen == "clf":
+        raise LogError(f"{path}: expected a log with request times: a Common/Combined Log Format line logs no request time; give the "
+                       f"log's own format, e.g. --format {_EXAMPLE} (nginx) or '%h %l %u %t \"%r\" %>s %b %D' (Apache)")
     try:
         file = Path(path)
         if file.stat().st_size > MAX_REPLAY_BYTES:
@@ -92,26 +70,24 @@ def read_log(path: str, format: str | None) -> Log:
     except OSError as exc:
         raise LogError(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
-        replay = parse(data, file=path, format=with_fields(chosen), on_error="skip")
+        replay = parse(data, file=path, format=chosen, on_error="skip")
     except ReplayError as exc:
         raise LogError(f"{path}: {exc}") from None
     except ValueError as exc:  # the format itself
         raise LogError(f"--format: {exc}") from None
     upstream = "$upstream_response_time" in chosen
-    records = []
-    for entry in replay.entries:
-        headers = dict(entry.headers)
-        records.append(Record(entry.at, (headers.get(HOST) or "").lower() or None, entry.target.partition("?")[0],
-                              entry.time, _int(headers.get(STATUS)), _int(headers.get(BYTES))))
+    records = [Record(entry.at, entry.host, entry.target.partition("?")[0], entry.time, entry.status, entry.bytes)
+               for entry in replay.entries]
     if not any(r.time is not None for r in records):
-        where = "its format logs no request time" if not re.search(r"\$request_time|\$upstream_response_time|%D|%\{?\w*\}?T", chosen) \
-            else "no line has one"
-        raise LogError(f"{path}: expected request times ($request_time, $upstream_response_time; Apache %D), got none: {where}")
+        if chosen in _NO_TIMES:
+            where = _NO_TIMES[chosen]
+        elif not re.search(r"\$request_time|\$upstream_response_time|%D|%\{?\w*\}?T", chosen):
+            where = "its format logs no request time"
+        else:
+            where = "no line has one"
+        raise LogError(f"{path}: expected request times ($request_time, $upstream_response_time; Apache %D; a JSON line's "
+                       f"duration; a HAR entry's time), got none: {where}")
     return Log(path, replay.format, records, replay.skipped, upstream)
-
-
-def _int(text: str | None) -> int | None:
-    return int(text) if text is not None and text.isdigit() else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +98,10 @@ class Rule:
     name: str
     pattern: RoutePattern
     any_host: bool
+
+    def __str__(self) -> str:
+        """The pattern as given: ``*/api/*`` for any host."""
+        return "*" + str(self.pattern).removeprefix("any.invalid") if self.any_host else str(self.pattern)
 
     @property
     def route(self) -> str:

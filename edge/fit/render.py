@@ -55,8 +55,10 @@ def choice_lines(what: str, choice: Choice) -> list[str]:
 
 
 def arrival_lines(arrivals: Arrivals) -> list[str]:
+    dispersion = (f", counts per second: variance/mean {_number(arrivals.dispersion, 3)} (1 for Poisson arrivals)"
+                  if math.isfinite(arrivals.dispersion) else "")
     lines = [f"arrivals: {arrivals.count:,} requests over {format_duration(arrivals.span)}: "
-             f"{_interval(arrivals.rate, lambda r: rate_text(r))}, counts per second: variance/mean {_number(arrivals.dispersion, 3)} (1 for Poisson arrivals)"]
+             f"{_interval(arrivals.rate, lambda r: rate_text(r))}{dispersion}"]
     if arrivals.daily is not None:
         d = arrivals.daily
         lines.append(f"  daily: peak {rate_text(d.peak_rate)} at {format_duration(d.peak)} after the first request, "
@@ -67,7 +69,7 @@ def arrival_lines(arrivals: Arrivals) -> list[str]:
 
 
 def service_lines(fit: ServiceFit) -> list[str]:
-    lines = [f"{fit.name}: {fit.requests:,} requests" + (f" matching {fit.rule.pattern}" if fit.rule else "")]
+    lines = [f"{fit.name}: {fit.requests:,} requests" + (f" matching {fit.rule}" if fit.rule else "")]
     body: list[str] = []
     if fit.arrivals is not None:
         body += arrival_lines(fit.arrivals)

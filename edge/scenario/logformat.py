@@ -14,7 +14,12 @@ A format is given as nginx's ``log_format`` writes it (``$remote_addr - $remote_
   ("-" when nginx answered itself, "0.010, 0.020" or "0.010 : 0.020" when it tried several
   upstreams or redirected internally: their sum, all the request spent upstream); Apache ``%D``
   (microseconds), ``%T`` (whole seconds), ``%{s}T``, ``%{ms}T``, ``%{us}T``. With both, the
-  upstream's when it has one: the application's time, without the client's network.
+  upstream's when it has one: the application's time, without the client's network;
+* what the request got, which replay does not send but ``edge fit`` reads: the status
+  (``$status``; Apache ``%s``, ``%>s``), the body's bytes (``$body_bytes_sent``; ``%b``, ``%B``)
+  and the host (``$host``, ``$server_name``; ``%v``, ``%V``; else a logged ``Host`` header,
+  ``$http_host`` or ``%{Host}i``, which stays a header). Each matches what any other field
+  would, so a line reads as it did before they were read; a value that is not a number ("-") is None.
 
 nginx writes a line when its request ends, and stamps it then: the request arrived its
 ``$request_time`` (else its upstream time) before the stamp. Apache's ``%t`` is when it arrived.
@@ -53,7 +58,8 @@ _PATTERNS = {
 }
 _PER_SECOND = {"s": 1.0, "ms": 1e3, "us": 1e6}
 _UPSTREAM_SEPARATOR = re.compile(r", | : ")
-Kind = Literal["time_local", "time_iso", "msec", "apache_time", "request", "method", "uri", "seconds", "upstream", "header", "field"]
+Kind = Literal["time_local", "time_iso", "msec", "apache_time", "request", "method", "uri", "seconds", "upstream", "header", "field",
+               "status", "bytes", "host"]
 
 
 class Unreadable(Exception):
@@ -81,6 +87,12 @@ class LogFormat(msgspec.Struct, frozen=True):
     """Units of the request time in a second (1e6: Apache's %D, microseconds)."""
     stamped_at_end: bool = False
     """nginx writes the time a request ended (its line is written then); Apache's %t is when it arrived."""
+    status: bool = False
+    """The format logs the status (group ``status``)."""
+    bytes: bool = False
+    """The format logs the body's bytes (group ``bytes``)."""
+    host_groups: tuple[str, ...] = ()
+    """The groups a host is read from, the first logged one winning: ``host``, then a ``Host`` header's."""
 
     @property
     def whole_seconds(self) -> bool:
@@ -99,13 +111,19 @@ class Line(msgspec.Struct, array_like=True):
     """The request's service time, seconds: its upstreams' when logged, else its own (None: the line has neither)."""
     elapsed: float = 0.0
     """Seconds from the request's arrival to the stamp (nginx stamps a line when its request ends)."""
+    status: int | None = None
+    """The status answered, when the line logs it (replay does not need it; ``edge fit`` does)."""
+    bytes: int | None = None
+    """The response body's bytes, when logged."""
+    host: str | None = None
+    """The host the request was for, lower case, when logged."""
 
 
 _QUOTED = r'"(?P<{}>' + _QUOTED_TEXT + ')"'
 CLF = LogFormat(
     label="clf",
     pattern=re.compile(
-        r'^\S+ \S+ \S+ \[(?P<time>[^\]]+)\] ' + _QUOTED.format("request") + r' (?:\d{3}|-) (?:\d+|-)'
+        r'^\S+ \S+ \S+ \[(?P<time>[^\]]+)\] ' + _QUOTED.format("request") + r' (?P<status>\d{3}|-) (?P<bytes>\d+|-)'
         + r'(?: ' + _QUOTED.format("h0") + ' ' + _QUOTED.format("h1") + r')?+'
         # and any further fields a server adds (nginx's main adds "$http_x_forwarded_for"; others
         # `rt=0.012 urt="0.010"`): each a run of quoted strings and other characters, unread
@@ -115,6 +133,8 @@ CLF = LogFormat(
              '["REFERER" "USER-AGENT"], then any other fields',
     time="time_local",
     headers=(("h0", "referer"), ("h1", "user-agent")),
+    status=True,
+    bytes=True,
 )
 
 
@@ -163,6 +183,9 @@ def compile_format(text: str) -> LogFormat:
         headers=tuple((group, str(header)) for group, (kind, _, header) in named.items() if kind == "header"),
         per_second=float(named["rt"][2]) if "rt" in named else 1.0,
         stamped_at_end=nginx,
+        status="status" in named,
+        bytes="bytes" in named,
+        host_groups=tuple(group for group, (kind, _, header) in named.items() if kind == "host" or (kind == "header" and header == "host")),
     )
 
 
@@ -175,6 +198,7 @@ def _nginx_items(text: str) -> list[Item]:
         "time_local": ("time_local", None), "time_iso8601": ("time_iso", None), "msec": ("msec", None),
         "request": ("request", None), "request_method": ("method", None), "request_uri": ("uri", None),
         "request_time": ("seconds", 1.0), "upstream_response_time": ("upstream", None),
+        "status": ("status", None), "body_bytes_sent": ("bytes", None), "host": ("host", None), "server_name": ("host", None),
     }
     items: list[Item] = []
     at = 0
@@ -207,6 +231,12 @@ def _apache_items(text: str) -> list[Item]:
             item = ("seconds", match[0], _PER_SECOND[argument or "s"])
         elif letter == "i" and argument:
             item = ("header", match[0], argument.lower())
+        elif letter == "s" and argument is None:
+            item = ("status", match[0], None)
+        elif letter in "bB" and argument is None:
+            item = ("bytes", match[0], None)
+        elif letter in "vV" and argument is None:
+            item = ("host", match[0], None)
         else:
             item = ("field", match[0], None)
         items.append(item)
@@ -239,8 +269,16 @@ def read_line(fmt: LogFormat, line: str) -> Line:
     headers = [(name, value) for group, name in fmt.headers if (value := match[group]) not in (None, "", "-")]
     whole, upstream = _request_times(fmt, match)
     took = whole if whole is not None else upstream
+    host = None
+    for group in fmt.host_groups:
+        if (value := match[group]) not in (None, "", "-"):
+            host = value.lower()
+            break
+    # a status or a size as logged; None for "-" or anything else that is not a whole number (inlined: every line)
+    status = int(text) if fmt.status and (text := match["status"]).isdigit() and len(text) < 20 else None
+    size = int(text) if fmt.bytes and (text := match["bytes"]).isdigit() and len(text) < 20 else None
     return Line(at, method, target, headers, upstream if upstream is not None else whole,
-                took if fmt.stamped_at_end and took is not None else 0.0)
+                took if fmt.stamped_at_end and took is not None else 0.0, status, size, host)
 
 
 def _time(kind: str, text: str) -> float:

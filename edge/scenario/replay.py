@@ -10,11 +10,19 @@ The formats, each giving what it records and nothing more:
   request, the ``$http_*`` headers and the request time it logs (``edge.scenario.logformat``).
 * ``jsonl``: one JSON object per line with ``time`` (seconds as a number, or an ISO 8601 string),
   ``path`` (starting with "/", query included), ``method`` (default GET) and ``headers`` (an
-  object of strings); other fields are ignored, so a structured access log can be read as it is.
+  object of strings); and, when present, ``duration``: the request time in seconds (a number or a
+  numeric string, as Caddy's JSON access log writes it), which ``service_time = "logged"`` serves
+  the request in. Other fields are ignored, so a structured access log can be read as it is
+  (``status``, ``bytes`` and ``host`` are kept for ``edge fit``; a ``duration``, ``status`` or
+  ``bytes`` that is not a number is ignored as well).
 * ``har``: a browser's HTTP Archive: each ``log.entries[i]`` gives ``startedDateTime``, and its
   ``request``'s method, URL (path and query kept: the host is the traffic group's ``base_url``)
   and every header except those the connection itself sets (``host``, ``content-length``,
-  ``connection``, ``transfer-encoding``, HTTP/2 pseudo-headers such as ``:authority``).
+  ``connection``, ``transfer-encoding``, HTTP/2 pseudo-headers such as ``:authority``). The
+  entry's ``time`` (milliseconds, as the browser saw the whole exchange), else the sum of its
+  ``timings`` (-1: not applicable, left out; ``ssl``, within ``connect``, not counted twice), is
+  its request time; its ``response.status``,
+  ``response.bodySize`` and the URL's host are kept for ``edge fit``.
 
 A log with one-second resolution spreads the k requests logged in one second evenly over it (at s,
 s + 1/k, ...) rather than sending a burst the original traffic never was. Bodies are not
@@ -41,7 +49,7 @@ from typing import Any, Callable, Iterator
 import msgspec
 
 from edge.platform.fetch import Request
-from edge.scenario.logformat import CLF, Line, Unreadable, compile_format, read_line
+from edge.scenario.logformat import CLF, MAX_REQUEST_TIME, Line, Unreadable, compile_format, read_line
 
 MAX_REPLAY_BYTES = 64 * 1024 * 1024
 MAX_REPLAY_REQUESTS = 1_000_000
@@ -79,6 +87,12 @@ class Entry(msgspec.Struct, array_like=True):
     headers: list[tuple[str, str]]
     time: float | None = None
     """The request time the log records, in seconds (None: it records none)."""
+    status: int | None = None
+    """The status the log records (replay sends requests and does not need it; ``edge fit`` does)."""
+    bytes: int | None = None
+    """The response body's bytes the log records."""
+    host: str | None = None
+    """The host the request was for, lower case, when the log records it."""
 
 
 class Replay(msgspec.Struct):
@@ -179,7 +193,8 @@ def parse(data: bytes, *, file: str, format: str, on_error: str = "abort") -> Re
     if not last.at - first <= MAX_REPLAY_SPAN:  # `not`: an infinite span too (times of -1e308 and 1e308)
         raise ReplayError(where, f"expected every request within {MAX_REPLAY_SPAN / 86400:.0f} days (a year) of the first, "
                                  f"this one is {last.at - first:.3g} s after it")
-    return Replay(file=file, format=label, entries=[Entry(row.at - first, row.method, row.target, row.headers, row.time) for _, row in timed],
+    return Replay(file=file, format=label, entries=[Entry(row.at - first, row.method, row.target, row.headers, row.time, row.status, row.bytes, row.host)
+                                                         for _, row in timed],
                   skipped=skips.count, skipped_lines=skips.first)
 
 
@@ -225,7 +240,32 @@ def _jsonl(line: str) -> Line:
     if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
         raise Unreadable("headers: expected an object of strings")
     kept = [(name, value) for name, value in headers.items() if name.lower() not in _DROPPED_HEADERS]
-    return Line(float(when), method, path, kept, None)
+    host = record.get("host")
+    return Line(float(when), method, path, kept, _seconds(record.get("duration")), 0.0, _whole(record.get("status")),
+                _whole(record.get("bytes")), host.lower() if isinstance(host, str) and host else None)
+
+
+def _seconds(value: Any, per_second: float = 1.0) -> float | None:
+    """A logged request time (a number or a numeric string, in 1/``per_second`` s) in seconds; None
+    for anything else, negative, or over a year."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    seconds = value / per_second
+    return float(seconds) if 0 <= seconds <= MAX_REQUEST_TIME else None  # a NaN fails both
+
+
+def _whole(value: Any) -> int | None:
+    """A status or a size: a non-negative whole number, or a string of digits; None otherwise."""
+    if isinstance(value, str) and value.isdigit() and len(value) < 20:
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
 
 
 def _json(text: str) -> Any:
@@ -268,12 +308,29 @@ def _har(text: str) -> Iterator[tuple[str, Line]]:
         target = "/" + rest.partition("/")[2].partition("#")[0]
         kept = [(h["name"], h["value"]) for h in headers
                 if not h["name"].startswith(":") and h["name"].lower() not in _DROPPED_HEADERS]
+        response = entry.get("response")
+        response = response if isinstance(response, dict) else {}
+        host = re.sub(r":\d*$", "", rest.partition("/")[0].partition("?")[0].rpartition("@")[2]).lower() or None
         try:
-            row = Line(_iso("startedDateTime", entry["startedDateTime"]), method, target, kept, None)
+            row = Line(_iso("startedDateTime", entry["startedDateTime"]), method, target, kept, _har_time(entry), 0.0,
+                       _whole(response.get("status")), _whole(response.get("bodySize")), host)
             _check(row)
         except Unreadable as exc:
             raise ReplayError(where, str(exc)) from None
         yield where, row
+
+
+def _har_time(entry: dict[str, Any]) -> float | None:
+    """An entry's ``time`` (ms), else the sum of its ``timings`` that apply (-1: not applicable), in seconds."""
+    whole = _seconds(entry.get("time"), 1000.0)
+    if whole is not None:
+        return whole
+    timings = entry.get("timings")
+    if not isinstance(timings, dict):
+        return None
+    parts = [_seconds(value) for name, value in timings.items() if name != "ssl"]  # ssl is within connect
+    known = [part for part in parts if part is not None]
+    return _seconds(sum(known), 1000.0) if known else None  # summed in ms, then divided: 50 ms is 0.05 s
 
 
 def _iso(field: str, text: str) -> float:
