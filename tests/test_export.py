@@ -388,3 +388,16 @@ def test_the_exports_name_what_the_scenario_names(tmp_path):
     assert schedule.checks[0].query == ('histogram_quantile(0.9, sum by (le) (rate(edge_queue_wait_seconds_bucket'
                                         '{service="app",environment="canary"}[1m])))')
     assert msgspec.json.encode(result(loaded))  # the hand-made result is a valid TuneResult
+
+
+EXAMPLES = ROOT / "docs" / "examples"
+
+
+@pytest.mark.parametrize(("format", "file"), [("argo", "rollout.yaml"), ("flagger", "canary.yaml"), ("wrangler", "rollout.sh")])
+def test_the_worked_examples_exports_are_what_its_tune_result_gives(format, file):
+    # docs/examples holds the worked example's tune result and its three exports (README); they are
+    # made again from that result here, so they cannot drift from what the exporter writes.
+    loaded = load_example()
+    result_ = msgspec.json.decode((EXAMPLES / "tune-canary.json").read_bytes(), type=TuneResult)
+    assert result_.decided and result_.recommended == 3
+    assert export(loaded, result_, format) == (EXAMPLES / file).read_text()
