@@ -227,7 +227,7 @@ def test_a_gate_the_tool_cannot_express_is_left_out_and_said_so(tmp_path):
     assert [m["name"] for m in canary["spec"]["analysis"]["metrics"]] == ["requests"]
     assert canary["spec"]["analysis"]["metrics"][0]["thresholdRange"] == {"min": 50}
     assert "not exported: \"errors == 0\": Flagger has only ranges" in flagger_text
-    assert 'no_data = "pass": Flagger holds the step on no data instead of passing it' in flagger_text
+    assert 'no_data = "pass": Flagger counts a check that finds no data as failed, where edge passes it' in flagger_text
 
 
 def test_the_header_says_what_edge_predicted_and_whether_it_was_decided():

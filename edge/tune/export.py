@@ -222,9 +222,9 @@ def _tool_differences(schedule: Schedule, tool: str) -> list[str]:
     elif tool == "flagger":
         if gates:
             found.append("Flagger's thresholdRange is inclusive: a value exactly at a strict gate's limit passes")
-            if no_data != "hold":
-                found.append(f'no_data = "{no_data}": Flagger holds the step on no data instead of '
-                             + ("counting a failure" if no_data == "fail" else "passing it"))
+            if no_data != "fail":
+                found.append(f'no_data = "{no_data}": Flagger counts a check that finds no data as failed, where edge '
+                             + ("passes it" if no_data == "pass" else "analyses the step again"))
         if len(gates) < len(schedule.checks):
             found.append("the SPRT's crossing counts toward the threshold like any failed check, not at once")
         if schedule.interval_s != int(schedule.interval_s):
