@@ -144,6 +144,7 @@ EQUIVALENT: dict[str, str] = {
     "actors.environment.xǁEnvironmentActorǁ__init____mutmut_98": "inline is only acted on through has_room_inline, which needs the nursery only a live code worker's run sets (a synthetic worker's post is SyntheticCalls', never the actor's)",
     "actors.environment.xǁEnvironmentActorǁ_serve__mutmut_7": "MeteredContext reads declared and measured only through their differences and increments: both starting at 1.0 charges the same",
     "actors.environment.xǁEnvironmentActorǁ_serve__mutmut_33": "typing.cast does nothing at run time",
+    "actors.environment.xǁEnvironmentActorǁ_serve__mutmut_52": "type(None) is not Response: checked_response runs for every answer, and gives a plain Response back as it is; the type test before it only skips the call",
     "actors.environment.xǁEnvironmentActorǁfinish__mutmut_6": "200 and 201 are one status class, the only thing finish counts by",
     "actors.environment.xǁEnvironmentActorǁfinish__mutmut_11": "stats.counts(self.version) is the very list self._counts holds: the lookup only costs time",
     "actors.environment.xǁEnvironmentActorǁ_interrupted__mutmut_11": "the charge of a CPU interruption runs only if the account is not yet exceeded, and it always is: cpu.metered charges the interrupted step's own CPU, more than the budget it had left (the breach), as the interruption unwinds through it",
