@@ -269,13 +269,14 @@ def test_a_log_without_timed_lines_is_an_error(tmp_path: Path) -> None:
     ("access.jsonl", None, 'got none: no line has a "duration" (the request time in seconds, as Caddy logs it)'),
     ("access.har", None, "got none: no entry has a time or timings"),
     ("access.log", '$remote_addr [$time_local] "$request" $status', "got none: its format logs no request time"),
-    ("missing.log", NGINX, "missing.log: cannot read: No such file or directory"),
+    ("missing.log", NGINX, "missing.log: cannot read file: No such file or directory"),
+    ("/dev/zero", NGINX, "/dev/zero: expected a regular file, got a character device"),  # never ends: refused before reading
 ])
 def test_logs_that_cannot_be_fitted(tmp_path: Path, name: str, format: str | None, message: str) -> None:
     text = {"access.jsonl": '{"time": 1, "path": "/", "status": 200}\n',
             "access.har": '{"log": {"entries": [{"startedDateTime": "2024-05-01T12:00:00Z", "request": {"method": "GET", '
                           '"url": "https://h.test/", "headers": []}, "time": -1}]}}'}
-    if name != "missing.log":
+    if name not in ("missing.log", "/dev/zero"):
         (tmp_path / name).write_text(text.get(name, '10.0.0.1 [01/May/2024:12:00:00 +0000] "GET / HTTP/1.1" 200\n'))
     with pytest.raises(LogError) as info:
         read_log(str(tmp_path / name), format)

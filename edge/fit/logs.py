@@ -15,8 +15,8 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Sequence
-from pathlib import Path
 
+from edge.platform.files import InputError, read_input
 from edge.platform.routes import RoutePattern, RoutePatternError
 from edge.platform.user_errors import EdgeError
 from edge.scenario.replay import FORMATS, MAX_REPLAY_BYTES, ReplayError, format_of, parse
@@ -62,13 +62,10 @@ def read_log(path: str, format: str | None) -> Log:
     if chosen == "clf":
         raise LogError(f"{path}: expected a log with request times: a Common/Combined Log Format line logs no request time; give the "
                        f"log's own format, e.g. --format {_EXAMPLE} (nginx) or '%h %l %u %t \"%r\" %>s %b %D' (Apache)")
-    try:
-        file = Path(path)
-        if file.stat().st_size > MAX_REPLAY_BYTES:
-            raise LogError(f"{path}: expected a log of at most {MAX_REPLAY_BYTES:,} bytes (64 MiB), got more")
-        data = file.read_bytes()
-    except OSError as exc:
-        raise LogError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:  # as replay reads a log: a regular file only (not /dev/zero, a FIFO), at most one byte over the limit
+        data = read_input(path, MAX_REPLAY_BYTES)
+    except InputError as exc:
+        raise LogError(f"{path}: {exc}") from None
     try:
         replay = parse(data, file=path, format=chosen, on_error="skip")
     except ReplayError as exc:
