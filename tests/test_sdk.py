@@ -101,19 +101,39 @@ def test_a_module_without_a_handler_is_refused_naming_the_shapes_it_could_have(t
     ("name", "said"),
     [
         ("missing.py", "does not exist"),
-        ("folder.py", "does not exist"),  # a folder named like a module
-        ("x" * 300 + ".py", "cannot be read: File name too long"),
+        ("folder.py", "expected a regular file, got a folder"),  # a folder named like a module
+        ("fifo.py", "expected a regular file, got a FIFO"),  # would hold the load for ever
+        ("x" * 300 + ".py", "cannot read file: File name too long"),
         ("w.txt", "expected a Python module (.py)"),
+        ("large.py", "expected a worker module of at most 8,388,608 bytes (8 MiB)"),
     ],
 )
 def test_a_worker_file_that_cannot_be_read_is_refused_saying_why(tmp_path, name, said):
+    import os
+
+    from edge.platform.workers import MAX_WORKER_BYTES, read_worker
+
     (tmp_path / "folder.py").mkdir()
+    os.mkfifo(tmp_path / "fifo.py")
+    with open(tmp_path / "large.py", "wb") as large:
+        large.truncate(MAX_WORKER_BYTES + 1)
+    with pytest.raises(WorkerLoadError) as checked:  # edge check reads it the same way
+        read_worker(tmp_path / name)
+    assert said in str(checked.value)
     (tmp_path / "w.txt").write_text("async def fetch(request, env, ctx):\n    pass\n")
     before = set(sys.modules)
     with pytest.raises(WorkerLoadError) as raised:
         load_worker(tmp_path / name)
     assert said in str(raised.value)
     assert set(sys.modules) == before  # nothing is left registered
+
+
+def test_a_worker_file_of_exactly_the_size_limit_is_read(tmp_path):
+    from edge.platform.workers import MAX_WORKER_BYTES, read_worker
+
+    code = b"async def fetch(request, env, ctx):\n    pass\n# "
+    (tmp_path / "w.py").write_bytes(code + b"x" * (MAX_WORKER_BYTES - len(code)))  # one byte more is refused (above)
+    assert read_worker(tmp_path / "w.py") == []
 
 
 def test_a_loaded_worker_is_a_module_of_its_file_as_an_import_makes_it(tmp_path):

@@ -23,6 +23,7 @@ import importlib.machinery
 import inspect
 import itertools
 import json
+import os
 import random
 import sys
 import types
@@ -31,6 +32,7 @@ from typing import Any, Callable
 
 from edge.platform import sdk
 from edge.platform.distributions import Distribution
+from edge.platform.files import InputError, read_input
 from edge.platform.fetch import Response, freeze
 
 _module_ids = itertools.count()
@@ -65,16 +67,29 @@ def _compiled(path: str, source: bytes) -> types.CodeType:
     return compile(source, path, "exec", dont_inherit=True)
 
 
+MAX_WORKER_BYTES = 8 * 1024 * 1024
+"""A worker module, at most (as a scenario file): far above any hand-written module."""
+
+
 def worker_source(path: Path) -> bytes:
-    """The source of the worker module at ``path``, or ``WorkerLoadError`` saying why not."""
+    """The source of the worker module at ``path``, or ``WorkerLoadError`` saying why not: read as
+    every input is (``read_input``: a regular file only, so a FIFO or a device named ``x.py``
+    cannot hold the load for ever; at most one byte past the limit)."""
     if path.suffix not in importlib.machinery.SOURCE_SUFFIXES:
         raise WorkerLoadError(f"expected a Python module (.py), got {str(path)!r}")
     try:
-        return path.read_bytes()
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        os.stat(path)
+    except FileNotFoundError:
         raise WorkerLoadError(f"expected a readable Python worker module, {str(path)!r} does not exist") from None
-    except OSError as exc:
-        raise WorkerLoadError(f"expected a readable Python worker module, {str(path)!r} cannot be read: {exc.strerror}") from None
+    except OSError:
+        pass  # read_input says why
+    try:
+        source = read_input(path, MAX_WORKER_BYTES)
+    except InputError as exc:
+        raise WorkerLoadError(f"expected a readable Python worker module, {str(path)!r}: {exc}") from None
+    if len(source) > MAX_WORKER_BYTES:
+        raise WorkerLoadError(f"expected a worker module of at most {MAX_WORKER_BYTES:,} bytes (8 MiB), {str(path)!r} is larger")
+    return source
 
 
 def load_worker(path: Path, source: bytes | None = None) -> WorkerCode:
@@ -188,10 +203,9 @@ def read_worker(path: str | Path) -> list[str]:
     inherited from a class of another module) shows when ``edge run`` or ``serve`` loads it.
     """
     path = Path(path)
-    if not path.is_file():
-        raise WorkerLoadError(f"expected a readable Python worker module, {str(path)!r} does not exist")
+    source = worker_source(path)
     try:
-        tree = ast.parse(path.read_bytes(), str(path))
+        tree = ast.parse(source, str(path))
     except SyntaxError as exc:
         raise WorkerLoadError(f"worker module {str(path)!r}: line {exc.lineno}: {exc.msg}") from None
     except (OSError, ValueError, RecursionError) as exc:
