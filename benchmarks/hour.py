@@ -25,9 +25,9 @@ from rich.console import Console  # noqa: E402
 from edge.scenario.load import load  # noqa: E402
 from edge.scenario.resolved import LoadedScenario  # noqa: E402
 from edge.metrics.openmetrics import OpenMetricsRecorder  # noqa: E402
-from edge.report.plots import write_plots  # noqa: E402
+from edge.report.outputs import write_outputs  # noqa: E402
 from edge.report.progress import RunProgress  # noqa: E402
-from edge.report.build import build_report, write_json  # noqa: E402
+from edge.report.build import build_report  # noqa: E402
 from edge.engine.simulate import default_scenario_path, simulate  # noqa: E402
 
 
@@ -37,7 +37,8 @@ def bare(loaded: LoadedScenario, seconds: float) -> tuple[float, int]:
     return time.perf_counter() - started, result.metrics.clients.requests
 
 
-def reported(loaded: LoadedScenario, seconds: float, out: Path) -> tuple[float, int]:
+def reported(loaded: LoadedScenario, seconds: float, out: Path) -> tuple[float, float, int]:
+    """The whole wall time, and the part of it after the run: the report and its files."""
     recorders = []
     console = Console(file=io.StringIO(), force_terminal=True, width=160)
 
@@ -52,12 +53,12 @@ def reported(loaded: LoadedScenario, seconds: float, out: Path) -> tuple[float, 
         result = simulate(loaded, seed=1, duration=seconds, setup=record)
     finally:
         recorders[1].__exit__()
+    ran = time.perf_counter()
     report = build_report(result)
-    write_json(report, out / "report.json")
     recorders[0].scrape()
-    recorders[0].write(out / "run.om")
-    write_plots(report, out / "plots")
-    return time.perf_counter() - started, result.metrics.clients.requests
+    write_outputs(report, json=out / "report.json", openmetrics=(recorders[0], out / "run.om"), plots=out / "plots")
+    ended = time.perf_counter()
+    return ended - started, ended - ran, result.metrics.clients.requests
 
 
 def main() -> None:
@@ -68,16 +69,19 @@ def main() -> None:
     loaded = load(default_scenario_path())
     seconds = args.minutes * 60
     best = {"bare": float("inf"), "with reporting": float("inf")}
+    files = float("inf")
     requests = 0
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.repeat):
             wall, requests = bare(loaded, seconds)
             best["bare"] = min(best["bare"], wall)
-            wall, _ = reported(loaded, seconds, Path(tmp))
-            best["with reporting"] = min(best["with reporting"], wall)
+            wall, after, _ = reported(loaded, seconds, Path(tmp))
+            if wall < best["with reporting"]:
+                best["with reporting"], files = wall, after
     print(f"default scenario, {args.minutes:g} simulated minutes, {requests:,} requests (best of {args.repeat})")
     for name, wall in best.items():
         print(f"  {name:<16}{wall:8.1f} s wall   {requests / wall:10,.0f} simulated req/s")
+    print(f"  of which after the run (report, OpenMetrics, plots): {files:.2f} s")
     print(f"  reporting overhead: {best['with reporting'] / best['bare'] - 1:+.1%}   (aim: the bare hour under 30 s, reporting under 10% on top)")
 
 

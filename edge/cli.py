@@ -77,7 +77,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from edge.report.progress import RunProgress
-    from edge.report.build import abort_check, build_report, failed_thresholds, print_summary, write_json
+    from edge.report.build import abort_check, build_report, failed_thresholds, print_summary
+    from edge.report.outputs import write_outputs
     from edge.engine.simulate import simulate
 
     loaded = _with_flags(_load(args.scenario), args)
@@ -110,23 +111,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             progress.__exit__()
     wall = time.perf_counter() - started
     report = build_report(result)
-    if args.json:
-        write_json(report, args.json)
     if recorder is not None:
         recorder.scrape()  # the state at the end of the run
         if args.openmetrics_start is None:
             recorder.ends_at(time.time())  # the run ends now: a dashboard's last 30 minutes show it whole
-        recorder.write(args.openmetrics)
-    if args.html:
-        from edge.report.page import write_html
-
-        write_html(report, args.html)
-    if args.plots:
-        from edge.report.plots import write_plots
-
-        written = write_plots(report, args.plots)
-        if not args.quiet:
-            err.print(f"[dim]plots: {', '.join(str(p) for p in written)}[/dim]")
+    written = write_outputs(report, json=args.json, openmetrics=(recorder, args.openmetrics) if recorder is not None else None,
+                            html=args.html, plots=args.plots)
+    if written and not args.quiet:
+        err.print(f"[dim]plots: {', '.join(str(p) for p in written)}[/dim]")
     if not args.quiet:
         print_summary(report)
         err.print(

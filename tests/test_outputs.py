@@ -4,6 +4,7 @@ leaves nothing half-written. Real ``edge`` processes, real signals."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
@@ -246,3 +247,58 @@ def _running(pid: int) -> bool:
         return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return False
+
+
+# --- written side by side -----------------------------------------------------------------------
+
+_OUTPUTS = """
+import json, sys
+from pathlib import Path
+from edge.engine.simulate import default_scenario_path, simulate
+from edge.report.build import build_report
+from edge.report.outputs import write_outputs
+from edge.scenario.load import load
+
+out = Path(sys.argv[1])
+report = build_report(simulate(load(default_scenario_path()), seed=1, duration=20.0))
+asked = json.loads(sys.argv[2])
+written = write_outputs(report, **{name: out / path for name, path in asked.items()})
+print(json.dumps([str(p.relative_to(out)) for p in written]), "matplotlib" in sys.modules)
+"""
+
+
+def test_plots_are_drawn_aside_while_the_other_outputs_are_written_and_alone_here(tmp_path):
+    """Asked with another output, the plots are drawn by a child (matplotlib never loaded here);
+    asked alone, here. The same figures either way, byte for byte."""
+    runs = {}
+    for name, asked in (("aside", {"json": "r.json", "html": "r.html", "plots": "plots"}), ("here", {"plots": "plots"})):
+        (tmp_path / name).mkdir()
+        done = subprocess.run([sys.executable, "-c", _OUTPUTS, str(tmp_path / name), json.dumps(asked)],
+                              capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert done.returncode == 0, done.stderr
+        runs[name] = done.stdout.rsplit(" ", 1)
+    assert runs["aside"] == ['["plots/latency.png", "plots/traffic.png", "plots/canary.png", "plots/cpu.png"]', "False\n"]
+    assert runs["here"] == [runs["aside"][0], "True\n"]
+    assert sorted(p.name for p in (tmp_path / "aside").iterdir()) == ["plots", "r.html", "r.json"]
+    for png in ("latency.png", "traffic.png", "canary.png", "cpu.png"):
+        assert (tmp_path / "aside" / "plots" / png).read_bytes() == (tmp_path / "here" / "plots" / png).read_bytes()
+
+
+def test_plots_that_cannot_be_drawn_aside_fail_the_run_and_the_other_outputs_are_kept(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    blocker = out / "plots"
+    done_once = edge("run", str(scenario(tmp_path)), "-q", "--json", str(out / "r.json"), "--plots", str(blocker),
+                     "--openmetrics", str(out / "r.om"))
+    assert done_once.returncode == 0, done_once.stderr
+    # latency.png made a folder: the child cannot write it, while the parent writes its outputs.
+    (blocker / "latency.png").unlink()
+    (blocker / "latency.png").mkdir()
+    (out / "r.json").unlink()
+    done = edge("run", str(scenario(tmp_path)), "-q", "--json", str(out / "r.json"), "--plots", str(blocker),
+                "--openmetrics", str(out / "r.om"))
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"edge: error: cannot write output: {blocker / 'latency.png'}: "), done.stderr
+    assert "Traceback" not in done.stderr
+    assert json.loads((out / "r.json").read_text())["seed"] == 1
+    assert (out / "r.om").read_bytes().endswith(b"# EOF\n")

@@ -94,6 +94,7 @@ def integration_objects() -> dict[Any, str]:
 EXCEPTIONS: dict[str, str] = {
     # A test file's name, or file::test function (all its parameters) -> its tier, and why.
     "test_receive.py": "unit",  # trio.socket names sockets, but these are socketpairs: nothing connects or binds
+    "test_aside.py": "system",  # edge.platform.aside forks: the test names only Aside
 }
 """Tests whose tier what they name does not show. The guard holds them to it like any other."""
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Sample
 from prometheus_client.openmetrics.exposition import generate_latest
 
 from edge.platform.clock import ModelClock
@@ -40,7 +41,10 @@ class OpenMetricsRecorder:
         self.start = start
         self.until = until  # the last scheduled scrape: a chain of callbacks must end for the run to
         self.scrapes = 0
-        self._families: dict[str, Metric] = {}
+        # Per family, its samples by series (labels but ``le``: a histogram's buckets, count and
+        # sum are one series), each with the simulated time of its scrape. Kept apart as they
+        # come, so that writing them is a walk, not a sort of every sample of the run.
+        self._families: dict[str, tuple[Metric, dict[tuple[tuple[str, str], ...], list[tuple[Sample, float]]]]] = {}
         self._last: float | None = None
 
     def begin(self) -> None:
@@ -59,26 +63,28 @@ class OpenMetricsRecorder:
             return
         self._last = stamp
         for family in self.collector.collect():
-            merged = self._families.get(family.name)
-            if merged is None:
-                merged = self._families[family.name] = Metric(family.name, family.documentation, family.type, family.unit)
-            merged.samples.extend(sample._replace(timestamp=stamp) for sample in family.samples)
+            kept = self._families.get(family.name)
+            if kept is None:
+                kept = self._families[family.name] = (Metric(family.name, family.documentation, family.type, family.unit), {})
+            series = kept[1]
+            for sample in family.samples:
+                key = tuple(sorted(item for item in sample.labels.items() if item[0] != "le"))
+                samples = series.get(key)
+                if samples is None:
+                    samples = series[key] = []
+                samples.append((sample, stamp))
         self.scrapes += 1
         if self.clock.now() + self.interval <= self.until:
             self.clock.call_later(self.interval, self.scrape)
 
     def collect(self) -> Iterator[Metric]:
         """The recorded families, each series' samples together and in time order."""
-        for family in self._families.values():
+        make, start = Sample._make, self.start
+        for family, series in self._families.values():
             ordered = Metric(family.name, family.documentation, family.type, family.unit)
-            position = {id(sample): index for index, sample in enumerate(family.samples)}
-
-            def series(sample) -> tuple:
-                labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k != "le"))
-                return (labels, sample.timestamp, position[id(sample)])
-
-            ordered.samples = [sample._replace(timestamp=round(self.start + sample.timestamp, 3))
-                               for sample in sorted(family.samples, key=series)]
+            # Each series' samples were kept in scrape order, and a scrape's in the collector's.
+            ordered.samples = [make((*sample[:3], round(start + stamp, 3), *sample[4:]))
+                               for key in sorted(series) for sample, stamp in series[key]]
             yield ordered
 
     def write(self, path: str | Path) -> None:
