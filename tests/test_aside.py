@@ -157,3 +157,33 @@ def test_what_was_buffered_before_the_fork_is_written_once():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert (done.returncode, done.stdout, done.stderr) == (0, "before\nchild\nafter\n", "")
+
+
+def test_interrupted_while_waiting_for_the_answer_ends_the_child(tmp_path):
+    unwound = tmp_path / "unwound"
+
+    def forever():  # 20 s: long enough to tell an ended child from one waited out, without hanging
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                time.sleep(0.01)
+        finally:
+            unwound.write_text("yes")
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    started = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with Aside(forever) as aside:
+                pid = aside._pid
+                signal.setitimer(signal.ITIMER_REAL, 0.3)
+                aside.result()  # waits: the alarm lands here
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert time.monotonic() - started < 10
+    assert unwound.read_text() == "yes"
+    assert _gone(pid)

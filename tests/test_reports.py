@@ -181,3 +181,32 @@ def test_progress_bar_shows_the_run_and_changes_nothing(tmp_path):
     rate = int(lines[-2].split(": ")[1].split(" req/s")[0].replace(",", ""))
     assert 450 < rate < 550  # the default scenario's 500/s, over the last tenth
     assert "simulating" not in hidden.stderr
+
+
+def test_the_progress_bar_leaves_no_thread_behind():
+    """rich's refresh thread is waited for when the bar ends: the plots after a run are drawn in a
+    forked child only when no other thread runs (``edge.platform.aside``)."""
+    import io
+    import threading
+
+    from rich.console import Console
+
+    from edge.report.progress import RunProgress
+
+    class Clock:
+        def now(self) -> float:
+            return 1.0
+
+        def call_later(self, delay, callback) -> None:
+            pass
+
+    class Metrics:
+        groups: dict = {}
+
+    before = threading.active_count()
+    for _ in range(20):
+        progress = RunProgress(Metrics(), Clock(), 10.0, Console(file=io.StringIO(), force_terminal=True, width=120))
+        progress.__enter__()
+        assert threading.active_count() == before + 1  # rich draws a terminal's bar from its thread
+        progress.__exit__()
+        assert threading.active_count() == before

@@ -91,6 +91,10 @@ class Aside(Generic[T]):
         try:
             while chunk := os.read(self._reader, 1 << 16):
                 chunks.append(chunk)
+        except BaseException:  # interrupted while waiting: the child is ended, not waited out
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._pid, signal.SIGTERM)
+            raise
         finally:
             os.close(self._reader)
             _, status = os.waitpid(self._pid, 0)

@@ -68,7 +68,13 @@ class RunProgress:
 
     def __exit__(self, *exc: object) -> None:
         self.show(last=True)  # the end of the drain
+        # rich tells its refresh thread to stop but does not wait for it; what comes next (the
+        # plots drawn in a forked child, ``edge.report.outputs``) is only done aside when no
+        # other thread runs.
+        refresher = getattr(self.bar.live, "_refresh_thread", None)
         self.bar.stop()
+        if refresher is not None:
+            refresher.join()
 
     def begin(self) -> None:
         self.clock.call_later(self.step, self.tick)
