@@ -88,7 +88,7 @@ def test_common_log_format_gives_times_methods_and_paths_and_spreads_a_second(tm
 def test_combined_log_format_adds_referer_and_user_agent(tmp_path):
     loaded = load(scenario(tmp_path, COMBINED))
     assert entries(loaded) == [
-        (0.0, "GET", "/a", [("referer", "https://ref.test/start"), ("user-agent", 'Mozilla/5.0 (X11; \\"quoted\\")')]),
+        (0.0, "GET", "/a", [("referer", "https://ref.test/start"), ("user-agent", 'Mozilla/5.0 (X11; "quoted")')]),  # \" as it came
         (1.0, "GET", "/b", [("user-agent", "curl/8.0")]),  # "-": no referer
     ]
 
@@ -465,6 +465,47 @@ def test_each_log_format_gives_the_time_request_headers_and_request_time_in_seco
     read = replay.parse(f"{line}\n{line}\n".encode(), file="a.log", format=format)  # the same through the file reader
     assert [(e.method, e.target, e.headers, e.time) for e in read.entries] == [("GET", "/a?x=1", headers, time)] * 2
     assert read.format == ("nginx log_format" if format.startswith("$") else "Apache LogFormat")
+
+
+@pytest.mark.parametrize(
+    ("format", "logged", "agent"),
+    [
+        # nginx (escape=default): ", \\ and bytes outside 0x20-0x7E as \\xHH; a UTF-8 path's bytes too
+        (NGINX_MAIN, r"GET /caf\xC3\xA9/q?s=\x22a\x22&b=\x5C HTTP/1.1", r"Mozilla \x22x\x22 caf\xC3\xA9"),
+        # Apache: \" and \\ and \xhh
+        (r'%h %l %u %t \"%r\" %>s %b \"%{Referer}i\" \"%{User-Agent}i\"',
+         r'GET /caf\xc3\xa9/q?s=\"a\"&b=\\ HTTP/1.1', r'Mozilla \"x\" caf\xc3\xa9'),
+        # nginx escape=json: \" and \\, \u00HH for control characters, other characters as they are
+        (NGINX_MAIN, r'GET /café/q?s=\"a\"&b=\\ HTTP/1.1', r'Mozilla \"x\" caf\u00c3\u00a9'),
+    ],
+)
+def test_escaped_requests_and_headers_are_replayed_as_they_came(format, logged, agent):
+    """A logged escape is read back as the byte it stands for: left as it is, a quote logged as
+    ``\\x22`` would be replayed as a backslash that a URL parser makes a slash (``/x22``)."""
+    line = f'203.0.113.9 - - {STAMP} "{logged}" 200 512 "-" "{agent}"' + (' "-"' if format == NGINX_MAIN else "")
+    _, method, target, headers, _ = _one(line, format)
+    assert method == "GET"
+    assert target.endswith('/q?s="a"&b=\\')
+    assert headers == [("user-agent", 'Mozilla "x" caf\xc3\xa9')]  # a header's bytes, one character each, as fetch's Headers hold them
+    from edge.platform.fetch import Request
+
+    # What the worker is given: the URL the request's target makes, as Cloudflare's URL parser makes it.
+    assert Request("https://example.com" + target).url == "https://example.com/caf%C3%A9/q?s=%22a%22&b=\\"
+
+
+@pytest.mark.parametrize(("escaped", "expected"), [
+    (r"/a\x0Ab", "expected a path without control characters"),  # a logged newline is a newline: refused, as a Request would
+    (r"/a\x00", "expected a path without control characters"),
+])
+def test_an_escaped_control_character_in_a_path_is_refused_by_name(escaped, expected):
+    line = f'203.0.113.9 - - {STAMP} "GET {escaped} HTTP/1.1" 200 512 "-" "-" "-"\n'
+    with pytest.raises(replay.ReplayError, match=expected):
+        replay.parse(line.encode(), file="a.log", format=NGINX_MAIN)
+
+
+def test_a_backslash_before_anything_else_is_kept():
+    assert logformat.unescape(r"a\qb\x4") == r"a\qb\x4"
+    assert logformat.unescape(r"\\x41") == r"\x41"  # an escaped backslash, then "x41": not A
 
 
 def test_clf_reads_nginx_main_and_the_fields_any_server_adds_after_combined(tmp_path):

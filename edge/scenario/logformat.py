@@ -21,6 +21,9 @@ A format is given as nginx's ``log_format`` writes it (``$remote_addr - $remote_
   ``$http_host`` or ``%{Host}i``, which stays a header). Each matches what any other field
   would, so a line reads as it did before they were read; a value that is not a number ("-") is None.
 
+A server's escapes in the request, headers and host (nginx's ``\\xHH``, Apache's ``\\"``) are read
+back as what came (``unescape``).
+
 nginx writes a line when its request ends, and stamps it then: the request arrived its
 ``$request_time`` (else its upstream time) before the stamp. Apache's ``%t`` is when it arrived.
 
@@ -34,7 +37,7 @@ from __future__ import annotations
 import datetime
 import functools
 import re
-from typing import Any, Literal, cast
+from typing import Any, Callable, Literal, cast
 
 import msgspec
 
@@ -266,19 +269,59 @@ def read_line(fmt: LogFormat, line: str) -> Line:
         method, target = parts[0], parts[1]
     else:
         method, target = match["method"], match["uri"]
-    headers = [(name, value) for group, name in fmt.headers if (value := match[group]) not in (None, "", "-")]
+    if "\\" in target:
+        target = unescape(target, _target_byte)
+    if "\\" in method:
+        method = unescape(method)
+    headers = [(name, unescape(value) if "\\" in value else value)
+               for group, name in fmt.headers if (value := match[group]) not in (None, "", "-")]
     whole, upstream = _request_times(fmt, match)
     took = whole if whole is not None else upstream
     host = None
     for group in fmt.host_groups:
         if (value := match[group]) not in (None, "", "-"):
-            host = value.lower()
+            host = (unescape(value) if "\\" in value else value).lower()
             break
     # a status or a size as logged; None for "-" or anything else that is not a whole number (inlined: every line)
     status = int(text) if fmt.status and (text := match["status"]).isdigit() and len(text) < 20 else None
     size = int(text) if fmt.bytes and (text := match["bytes"]).isdigit() and len(text) < 20 else None
     return Line(at, method, target, headers, upstream if upstream is not None else whole,
                 took if fmt.stamped_at_end and took is not None else 0.0, status, size, host)
+
+
+_ESCAPE = re.compile(r'\\(?:x([0-9A-Fa-f]{2})|u([0-9A-Fa-f]{4})|(["\\/bfnrtv]))')
+_SIMPLE = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+
+
+def _header_byte(code: int) -> str:
+    """A logged byte in a header or a method: the character of that code, as a fetch ``Headers``
+    holds a byte it received (a ByteString: one code unit a byte)."""
+    return chr(code)
+
+
+def _target_byte(code: int) -> str:
+    """A logged byte in a request target: ASCII as itself, any other percent-encoded, as a URL
+    parser encodes the bytes of a raw UTF-8 target (``/caf\\xC3\\xA9`` is ``/caf%C3%A9``)."""
+    return chr(code) if code < 0x80 else f"%{code:02X}"
+
+
+def unescape(text: str, byte: Callable[[int], str] = _header_byte) -> str:
+    """A logged value as it was received. Servers escape what would break a line or its quotes:
+    nginx writes ``"``, ``\\`` and bytes below 0x20 or above 0x7E as ``\\xHH`` (``escape=json``:
+    ``\\"``, ``\\\\``, ``\\n``, ``\\u00HH``); Apache writes ``\\"``, ``\\\\``, ``\\n``, ``\\t`` and other bytes
+    as ``\\xhh``. Read as they are, a quote in a query would be replayed as ``\\x22``, which a URL
+    parser turns into ``/x22`` (a backslash is a slash in an http URL): another path. A backslash
+    before anything else stays as it is."""
+
+    def one(match: re.Match[str]) -> str:
+        hexa, code, simple = match.groups()
+        if hexa is not None:
+            return byte(int(hexa, 16))
+        if code is not None:
+            return chr(int(code, 16))
+        return _SIMPLE[simple]
+
+    return _ESCAPE.sub(one, text)
 
 
 def _time(kind: str, text: str) -> float:
