@@ -34,9 +34,9 @@ from typing import Any, Callable, Iterator
 
 import pytest
 from live import ROOT, admin_headers, serve
-from scenario_builder import canary_service, compose, service, write
+from scenario_builder import canary_service, compose, service, traffic, write
 
-from edge.metrics.families import FAMILIES
+from edge.metrics.families import FAMILIES, LOADGEN_FAMILIES
 
 GRAFANA = ROOT / "grafana"
 DASHBOARD_DIR = GRAFANA / "dashboards"
@@ -185,9 +185,11 @@ METRIC = re.compile(r"\bedge_[a-z0-9_]+")
 
 def test_every_metric_a_query_selects_is_a_declared_series():
     # What PromQL selects is a series name: a counter's name with its _total, a histogram's stem with
-    # _bucket, _sum or _count (a bare stem selects nothing). Every family is on some dashboard.
-    series = {name: family for family in FAMILIES for name in family.samples}
-    prose = {family.name for family in FAMILIES} | set(series)
+    # _bucket, _sum or _count (a bare stem selects nothing). Every family is on some dashboard, the
+    # load generator's (edge serve --traffic) too.
+    declared = (*FAMILIES, *LOADGEN_FAMILIES)
+    series = {name: family for family in declared for name in family.samples}
+    prose = {family.name for family in declared} | set(series)
     used = set()
     for name, board in dashboards().items():
         variables = [var for var in board["templating"]["list"] if var["type"] == "query"]
@@ -201,7 +203,7 @@ def test_every_metric_a_query_selects_is_a_declared_series():
         for panel in panels(board):
             named = set(METRIC.findall(panel.get("description", "")))
             assert named <= prose, f"{name}/{panel['title']}: the description names undeclared {sorted(named - prose)}"
-    assert used == set(FAMILIES), f"on no dashboard: {sorted(f.name for f in set(FAMILIES) - used)}"
+    assert used == set(declared), f"on no dashboard: {sorted(f.name for f in set(declared) - used)}"
 
 
 def compose_services() -> dict[str, str]:
@@ -299,7 +301,10 @@ APP = canary_service(
     # its analyses feed the rollout panels. It owns the split: the admin API refuses to set it.
     rollout={"steps": [50], "interval": "2s", "min_requests": 1000000, "no_data": "hold"},
 )
-SCENARIO = compose(GATEWAY, AUTH, APP, name="dashboards", seed=1, cpu_limit="50ms", cores=8)
+# A light traffic group of its own, sent by `edge serve --traffic`, for the load generator's panels;
+# the test's clients (``Traffic``) send the rest.
+USERS = traffic("poisson(20/s)", url=None, requests=[{"url": "https://example.com/", "headers": {"x-custom-token": TOKEN}}], name="users")
+SCENARIO = compose(GATEWAY, AUTH, APP, traffic=[USERS], name="dashboards", seed=1, cpu_limit="50ms", cores=8, duration="10m")
 
 RATE_WINDOW = "15s"  # $__rate_interval: 15 scrapes at the test's 1 s interval
 DEADLINE = 45.0  # seconds from the start of traffic for every panel to have data
@@ -487,7 +492,7 @@ def test_every_panel_query_returns_data_from_a_live_server(tmp_path):
     scenario = write(tmp_path, SCENARIO)
     boards = dashboards()
 
-    with serve(str(scenario)) as served:
+    with serve(str(scenario), "--traffic") as served:
         # The rollout sends half the app traffic to the flaky canary: 5xx, fallbacks and canary
         # latency within seconds. It owns that split: a weight set by hand is refused (issue 28, item 2).
         status, answer = put_weight(served.admin, "app", "canary", 10)

@@ -232,6 +232,20 @@ def overview() -> dict[str, Any]:
                     (f"sum by (kind) ({rate(fam.INGRESS_FAULTS.name)})", "fault {{kind}}")),
             "reqps", w=24,
         ),
+        # A generator behind its schedule sends less than the scenario says: without these, that
+        # would pass for a server answering less (edge serve --traffic exports them; empty otherwise).
+        timeseries("Load generator: share of its schedule sent",
+                   "edge serve --traffic only: requests sent over requests due by each traffic group's schedule, over the "
+                   "rate window (edge_loadgen_sent_total / edge_loadgen_planned_total). Under 100%, the server is offered "
+                   "less than the scenario's rate: the generator, not the server, is short (a busy machine, a full "
+                   "max_inflight).",
+                   queries((f"sum by (group) ({rate(fam.LOADGEN_SENT.name)})\n/ sum by (group) ({rate(fam.LOADGEN_PLANNED.name)})",
+                            "{{group}}")),
+                   "percentunit"),
+        timeseries("Load generator: lag behind its schedule",
+                   "edge serve --traffic only: time since the oldest request due and not yet sent fell due, per traffic "
+                   "group (edge_loadgen_lag_seconds; 0 on time). edge serve warns on stderr past half a second.",
+                   queries((f"max by (group) ({fam.LOADGEN_LAG.name})", "{{group}}")), "s"),
     ]
     return board("edge-overview", "edge / Overview", "Traffic, errors and latency of every service environment.",
                      [variable("service", "service", f"label_values({fam.REQUESTS.name}, service)")], panels)
