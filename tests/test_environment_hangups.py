@@ -14,10 +14,11 @@ Virtual-time tests use ``test_environment_limits.serve`` or drive an actor's ``r
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import warnings
-from typing import Any
+from typing import Any, AsyncIterator
 
 import pytest
 import trio
@@ -131,6 +132,17 @@ def live_runtime(make_scenario, monkeypatch, autojump_clock):
     return make
 
 
+@contextlib.asynccontextmanager
+async def running(live: Any, after: float) -> AsyncIterator[trio.Nursery]:
+    """The live runtime's actors running in a nursery, ``after`` seconds in (the clock autojumps);
+    they are stopped when the block ends."""
+    async with trio.open_nursery() as nursery:
+        await live.run_actors(nursery)
+        await trio.sleep(after)
+        yield nursery
+        nursery.cancel_scope.cancel()
+
+
 class Replies:
     """Calls posted straight to an actor, as the front door posts them, and their answers with the
     (virtual) time each came."""
@@ -154,9 +166,7 @@ async def test_live_a_client_hanging_up_on_a_call_in_a_slot_task_gets_it_answere
     live = live_runtime(2)
     back = actor(live.topology, "back")
     replies = Replies()
-    async with trio.open_nursery() as nursery:
-        await live.run_actors(nursery)
-        await trio.sleep(1.0)
+    async with running(live, 1.0):
         held = replies.post(back, "held", "hold")  # to the idle slot task
         replies.post(back, "kept", "kept")  # a second slot task: it uses the held call's ctx at 3 s
         await trio.sleep(1.0)
@@ -176,7 +186,6 @@ async def test_live_a_client_hanging_up_on_a_call_in_a_slot_task_gets_it_answere
         assert [replies.got[n][:2] for n in ("next", "caught", "after")] == [(3.5, 200), (4.5, 200), (5.5, 200)]
         assert await replies.text("caught") == "caught"
         assert back.stats.inflight == 0
-        nursery.cancel_scope.cancel()
     assert list(back.stats.counts("1")) == [0, 3, 0, 1, 1]  # 200 x3, the 499, the 500
     assert back.stats.exceptions == 1
     assert warnings_logged(caplog) == [f"{back.key} threw (answered 500, error 1101): AssertionError: ctx.cpu() outside a call"]
@@ -186,9 +195,7 @@ async def test_live_a_queued_call_whose_client_hung_up_is_answered_499_without_r
     live = live_runtime(1)
     back = actor(live.topology, "back")
     replies = Replies()
-    async with trio.open_nursery() as nursery:
-        await live.run_actors(nursery)
-        await trio.sleep(1.0)
+    async with running(live, 1.0):
         held = replies.post(back, "held", "hold")
         queued = replies.post(back, "queued", "")
         assert len(back.mailbox) == 1
@@ -199,7 +206,6 @@ async def test_live_a_queued_call_whose_client_hung_up_is_answered_499_without_r
         await trio.sleep(1.0)
         assert replies.got["held"][:2] == (3.0, 499) and replies.got["queued"][:2] == (3.0, 499)
         assert len(back.mailbox) == 0 and back.stats.inflight == 0
-        nursery.cancel_scope.cancel()
     assert list(back.stats.counts("1")) == [0, 0, 0, 2, 0]
     assert crashes(caplog) == []
 
@@ -208,16 +214,13 @@ async def test_live_a_call_begins_on_its_model_timeline_when_posted_to_an_idle_s
     live = live_runtime(1)
     back = actor(live.topology, "back")
     replies = Replies()
-    async with trio.open_nursery() as nursery:
-        await live.run_actors(nursery)
-        await trio.sleep(10.0)
+    async with running(live, 10.0):
         replies.post(back, "handed", "slow1")  # to the idle slot task, which runs 250 ms later
         autojump_clock.jump(0.25)  # the hand-over is the platform's overhead: the call began when posted
         await trio.sleep(5.0)
         replies.post(back, "first", "slow1")
         replies.post(back, "second", "slow1")  # queued: the second's model time begins when a slot takes it
         await trio.sleep(5.0)
-        nursery.cancel_scope.cancel()
     assert replies.got["handed"][0] == pytest.approx(11.0)
     assert (replies.got["first"][0], replies.got["second"][0]) == pytest.approx((16.25, 17.25))
 
@@ -226,15 +229,12 @@ async def test_live_wait_until_work_of_a_call_in_a_slot_task_runs_after_the_answ
     live = live_runtime(1)
     back = actor(live.topology, "back")
     replies = Replies()
-    async with trio.open_nursery() as nursery:
-        await live.run_actors(nursery)
-        await trio.sleep(1.0)
+    async with running(live, 1.0):
         replies.post(back, "later", "later")
         replies.post(back, "next", "")  # waits for the slot, busy with the work
         await trio.sleep(1.0)
         assert (replies.got["later"][:2], replies.got["next"][:2]) == ((1.0, 200), (1.1, 200))
         assert back.later_running == 0
-        nursery.cancel_scope.cancel()
     assert back.stats.exceptions == 1
     assert warnings_logged(caplog) == [f"{back.key} raised in ctx.wait_until work, after its answer: ValueError: after the answer"]
 
@@ -243,9 +243,7 @@ async def test_live_new_vars_reach_a_slot_task_and_its_bindings_still_work(live_
     live = live_runtime(1)
     back = actor(live.topology, "back")
     replies = Replies()
-    async with trio.open_nursery() as nursery:
-        await live.run_actors(nursery)
-        await trio.sleep(1.0)
+    async with running(live, 1.0):
         replies.post(back, "before", "")
         await trio.sleep(1.0)
         back.new_version("new vars", vars={"V": "b"})
@@ -254,7 +252,6 @@ async def test_live_new_vars_reach_a_slot_task_and_its_bindings_still_work(live_
         replies.post(back, "leaf", "leaf")
         await trio.sleep(1.0)
         texts = [await replies.text(n) for n in ("before", "after", "leaf")]
-        nursery.cancel_scope.cancel()
     assert texts == ["v=a", "v=b", "leaf"]
     assert crashes(caplog) == []
 
@@ -264,9 +261,7 @@ async def test_live_a_client_hanging_up_on_a_call_served_inline_gets_it_answered
     back = actor(live.topology, "back")
     replies = Replies()
     mine = str(id(trio.lowlevel.current_task()))
-    async with trio.open_nursery() as nursery:
-        await live.run_actors(nursery)
-        await trio.sleep(1.0)
+    async with running(live, 1.0):
         with trio.move_on_after(1.0) as hung:  # the client hangs up after 1 s
             await live.fetch(Request("https://back.test/hold"))  # served in this task
         assert hung.cancelled_caught
@@ -279,7 +274,6 @@ async def test_live_a_client_hanging_up_on_a_call_served_inline_gets_it_answered
         back.new_version("new vars", vars={"V": "b"})
         bound = await live.fetch(Request("https://back.test/leaf"))  # the kept inline slot's new env has working bindings
         assert (bound.status, await bound.text()) == (200, "leaf")
-        nursery.cancel_scope.cancel()
     assert list(back.stats.counts("1")) == [0, 1, 0, 1, 1] and list(back.stats.counts("2")) == [0, 1, 0, 0, 0]
     assert warnings_logged(caplog) == [f"{back.key} threw (answered 500, error 1101): AssertionError: ctx.cpu() outside a call"]
 
@@ -334,9 +328,7 @@ async def test_live_a_slot_task_is_started_for_a_queued_call_when_an_inline_call
     back = actor(live.topology, "back")
     replies = Replies()
     mine = str(id(trio.lowlevel.current_task()))
-    async with trio.open_nursery() as nursery:
-        await live.run_actors(nursery)
-        await trio.sleep(1.0)
+    async with running(live, 1.0) as nursery:
         replies.post(back, "long", "slow3")  # the slot task, until 4 s
         inline = await live.fetch(Request("https://back.test/slow1"))  # inline beside it, until 2 s
         assert inline.headers.get("x-task") == mine
@@ -346,7 +338,6 @@ async def test_live_a_slot_task_is_started_for_a_queued_call_when_an_inline_call
         await trio.sleep(0.5)
         replies.post(back, "queued", "slow1")  # no room: queued, until the inline call ends at 3 s
         await trio.sleep(3.0)
-        nursery.cancel_scope.cancel()
     assert replies.got["queued"][0] == pytest.approx(4.0)  # a new slot task took it at 3 s
     assert replies.got["long"][0] == pytest.approx(4.0)
 
@@ -364,13 +355,10 @@ async def test_live_a_callers_pacing_counts_a_binding_call_until_it_was_answered
         response = await live.fetch(Request(f"https://front.test/{path}"))
         took.append((await response.text(), trio.current_time() - began))
 
-    async with trio.open_nursery() as nursery:
-        await live.run_actors(nursery)
-        await trio.sleep(5.0)
+    async with running(live, 5.0):
         await fetch("hop")
         back.down = True
         await fetch("")
-        nursery.cancel_scope.cancel()
     assert took == [("200", pytest.approx(1.2)), ("503", pytest.approx(1.0))]
 
 

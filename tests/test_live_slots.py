@@ -17,6 +17,7 @@ from edge.live.admin_client import new_token
 from edge.live.serve import LiveRuntime, _count_tasks
 from edge.platform.fetch import Request
 from edge.scenario.values import EnvironmentKey
+from consumers import recording
 
 SCENARIO = """
 [scenario]
@@ -43,13 +44,7 @@ async def _park(nursery: trio.Nursery, mailbox: Mailbox, count: int, got: list) 
     """Park ``count`` trio tasks in ``mailbox.receive``, 0 first; each records (its index, message)
     and parks again, until it gets "retire"."""
 
-    async def consumer(index: int) -> None:
-        while True:
-            message = await mailbox.receive()
-            got.append((index, message))
-            if message == "retire":
-                return
-
+    consumer = recording(mailbox, got)
     for index in range(count):
         nursery.start_soon(consumer, index)
         await trio.testing.wait_all_tasks_blocked()

@@ -16,6 +16,7 @@ import trio.testing
 
 from actors.mailbox import Call, Mailbox, RpcFailure, ask, discard_reply
 from edge.platform import fibers
+from consumers import recording
 
 
 def _fiber(coro, ready: deque, ended: list) -> fibers.Fiber:
@@ -33,13 +34,7 @@ def _parked_fibers(mailbox: Mailbox, count: int, got: list, ready: deque, ended:
     """``count`` fibers parked in ``mailbox.receive`` (0 parked first), each recording (index, message)
     and parking again, until it gets "retire"."""
 
-    async def consumer(index: int) -> None:
-        while True:
-            message = await mailbox.receive()
-            got.append((index, message))
-            if message == "retire":
-                return
-
+    consumer = recording(mailbox, got)
     return [_fiber(consumer(index), ready, ended) for index in range(count)]
 
 
