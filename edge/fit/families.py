@@ -389,6 +389,8 @@ def fit_binned(bins: Bins, *, unit: str = "duration", empirical_values: np.ndarr
         ))
     if empirical_values is not None:
         values = empirical_values
+        if bins.resolution is not None:
+            return _choose(fits, lambda: empirical_quantised(bins, values, unit), binned=True)
         return _choose(fits, lambda: empirical_raw(values, unit), binned=True)
     return _choose(fits, lambda: empirical_binned(bins, unit), binned=True)
 
@@ -501,6 +503,29 @@ def empirical_raw(values: np.ndarray, unit: str) -> Fit:
         percents = sorted(set(percents) | {level})
     ks = stats.kstest(xs, fit.cdf)
     return dataclasses.replace(fit, statistic=float(ks.statistic), pvalue=float(ks.pvalue))
+
+
+def empirical_quantised(bins: Bins, values: np.ndarray, unit: str) -> Fit:
+    """A quantised log's empirical distribution (``quantised``: values logged to a resolution).
+
+    Its knots are placed on the logged values spread evenly over the interval each stands for (the
+    ``bins``): read as they are, tied values put each value's whole share at the value itself,
+    half a resolution from where most of its requests fell, and leave the knot search nothing
+    between ties to work with (milliseconds of a 2 ms service: 8 knots, 0s up to p5.4 and a mean 16%
+    high). It is tested as the families are on such a log: chi-square over ``regrid``'s bins of
+    the logged values, not Kolmogorov-Smirnov, which ties make meaningless."""
+    counts = bins.counts.astype(int)
+    offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+    share = (offsets + 0.5) / np.repeat(counts, counts)
+    spread = np.repeat(bins.lower, counts) + np.repeat(bins.upper - bins.lower, counts) * share
+    fit = empirical_raw(spread, unit)
+
+    def ppf(q: np.ndarray) -> np.ndarray:  # the knots follow the spread values' quantiles (``empirical_raw``)
+        return np.asarray(np.quantile(spread, q))
+
+    assert bins.resolution is not None
+    statistic, pvalue, df = chi_square(*regrid(values, bins.resolution, fit.cdf, ppf), fit.cdf, 0)
+    return dataclasses.replace(fit, test="chi-square", statistic=statistic, pvalue=pvalue, df=df)
 
 
 def empirical_binned(bins: Bins, unit: str) -> Fit:
