@@ -227,7 +227,8 @@ def console_panel(panel: Panel) -> str:
         f'<div class="edge-panel" style="width: {panel.w / 24:.2%}">\n'
         f'<h3 title="{escape(panel.description)}">{escape(panel.title)}</h3>\n'
         f'<div class="edge-chart" data-kind="{panel.kind}" data-unit="{panel.unit}" data-stack="{str(panel.stack).lower()}" '
-        f'data-min="{attribute(panel.minimum)}" data-queries="{attribute(queries)}"></div>\n'
+        f'data-min="{attribute(panel.minimum)}" data-queries="{attribute(queries)}"'
+        + (f' data-needs="{escape(panel.needs)}"' if panel.needs else "") + "></div>\n"
         "</div>"
     )
 

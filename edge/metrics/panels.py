@@ -51,6 +51,10 @@ class Panel:
     minimum: float | None = 0
     step: bool = False
     decimals: int | None = None
+    needs: str = ""
+    """What must run for the panel to have data, when not every run has it ("edge serve --traffic":
+    the load generator's families): a console page marks its chart, and a backfilled virtual run
+    leaves it empty."""
 
 
 @dataclass(frozen=True)
@@ -86,9 +90,9 @@ def queries(*pairs: tuple[str, str]) -> tuple[Query, ...]:
 
 def timeseries(
     title: str, description: str, queries: tuple[Query, ...], unit: str, *,
-    w: int = 12, h: int = 8, stack: bool = False, minimum: float | None = 0, step: bool = False,
+    w: int = 12, h: int = 8, stack: bool = False, minimum: float | None = 0, step: bool = False, needs: str = "",
 ) -> Panel:
-    return Panel("timeseries", title, description, tuple(queries), unit, w, h, stack=stack, minimum=minimum, step=step)
+    return Panel("timeseries", title, description, tuple(queries), unit, w, h, stack=stack, minimum=minimum, step=step, needs=needs)
 
 
 def stat(title: str, description: str, queries: list[Query], unit: str, *, w: int = 6, h: int = 4, decimals: int | None = None) -> Panel:
@@ -241,11 +245,11 @@ def overview() -> dict[str, Any]:
                    "max_inflight).",
                    queries((f"sum by (group) ({rate(fam.LOADGEN_SENT.name)})\n/ sum by (group) ({rate(fam.LOADGEN_PLANNED.name)})",
                             "{{group}}")),
-                   "percentunit"),
+                   "percentunit", needs="edge serve --traffic"),
         timeseries("Load generator: lag behind its schedule",
                    "edge serve --traffic only: time since the oldest request due and not yet sent fell due, per traffic "
                    "group (edge_loadgen_lag_seconds; 0 on time). edge serve warns on stderr past half a second.",
-                   queries((f"max by (group) ({fam.LOADGEN_LAG.name})", "{{group}}")), "s"),
+                   queries((f"max by (group) ({fam.LOADGEN_LAG.name})", "{{group}}")), "s", needs="edge serve --traffic"),
     ]
     return board("edge-overview", "edge / Overview", "Traffic, errors and latency of every service environment.",
                      [variable("service", "service", f"label_values({fam.REQUESTS.name}, service)")], panels)
