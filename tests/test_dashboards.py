@@ -301,10 +301,11 @@ APP = canary_service(
     # its analyses feed the rollout panels. It owns the split: the admin API refuses to set it.
     rollout={"steps": [50], "interval": "2s", "min_requests": 1000000, "no_data": "hold"},
 )
-# A light traffic group of its own, sent by `edge serve --traffic`, for the load generator's panels;
-# the test's clients (``Traffic``) send the rest.
+SCENARIO = compose(GATEWAY, AUTH, APP, name="dashboards", seed=1, cpu_limit="50ms", cores=8)
+# Served with a light traffic group of its own, sent by `edge serve --traffic`, for the load
+# generator's panels; the test's clients (``Traffic``) send the rest.
 USERS = traffic("poisson(20/s)", url=None, requests=[{"url": "https://example.com/", "headers": {"x-custom-token": TOKEN}}], name="users")
-SCENARIO = compose(GATEWAY, AUTH, APP, traffic=[USERS], name="dashboards", seed=1, cpu_limit="50ms", cores=8, duration="10m")
+SERVED = compose(GATEWAY, AUTH, APP, traffic=[USERS], name="dashboards", seed=1, cpu_limit="50ms", cores=8, duration="10m")
 
 RATE_WINDOW = "15s"  # $__rate_interval: 15 scrapes at the test's 1 s interval
 DEADLINE = 45.0  # seconds from the start of traffic for every panel to have data
@@ -489,7 +490,7 @@ def test_every_panel_query_returns_data_from_a_live_server(tmp_path):
     binary = shutil.which("prometheus")
     if binary is None:
         pytest.fail("the `prometheus` binary is not on PATH: install it (apt-get install prometheus) to run this test")
-    scenario = write(tmp_path, SCENARIO)
+    scenario = write(tmp_path, SERVED)
     boards = dashboards()
 
     with serve(str(scenario), "--traffic") as served:
