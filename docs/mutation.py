@@ -173,7 +173,10 @@ def run(module: str, source: Path, keep: bool, show: bool) -> int:
                  "pytest_add_cli_args =", "    -p", "    no:randomly", "    -n", "    0", *(f"    --deselect\n    {d}" for d in deselected)]
         # -n 0: in one process, as mutmut's pytest plugin needs; pyproject's addopts runs the suite on pytest-xdist.
         (work / "setup.cfg").write_text("\n".join(lines) + "\n")
-        subprocess.run(["mutmut", "run", "--max-children", "1"], cwd=work, check=True, stdout=subprocess.DEVNULL)
+        # A session of its own: a mutant of code that signals a process may signal pid 0, its whole
+        # process group, which must not be this script's or its shell's. (edge/platform/aside.py is
+        # not run here for that reason: such a mutant ends mutmut itself, which shares the group.)
+        subprocess.run(["mutmut", "run", "--max-children", "1"], cwd=work, check=True, stdout=subprocess.DEVNULL, start_new_session=True)
         results = subprocess.run(["mutmut", "results", "--all", "true"], cwd=work, check=True, capture_output=True, text=True).stdout
         statuses = dict(line.strip().rsplit(": ", 1) for line in results.splitlines() if ": " in line)
         counts: dict[str, int] = {}
