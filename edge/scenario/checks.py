@@ -67,6 +67,9 @@ def check_worker_modules(loaded: LoadedScenario) -> None:
     it (``read_worker``); a module outside the scenario's folder is a warning: checking a scenario
     someone sent must not run code from elsewhere on the machine unnoticed."""
     base = Path(loaded.base_dir).resolve()
+    # Each module named is read and resolved once, however many environments run it: 10,000
+    # services sharing one file spent 2.7 s of a 3.9 s load reading and parsing it 10,000 times.
+    read: dict[str, tuple[WorkerLoadError | None, bool]] = {}  # as named -> (why it is refused, inside the folder)
     for service in loaded.resolved.services.values():
         for env in service.environments.values():
             if env.runs == "nothing":
@@ -76,11 +79,17 @@ def check_worker_modules(loaded: LoadedScenario) -> None:
             if worker is None:
                 continue
             where = f"services[{service.index}].{env.worker_field}"
-            try:
-                read_worker(Path(loaded.base_dir) / worker)
-            except WorkerLoadError as exc:
-                raise ConfigError(loaded.file, where, str(exc)) from None
-            if not (base / worker).resolve().is_relative_to(base):
+            if worker not in read:
+                refused = None
+                try:
+                    read_worker(Path(loaded.base_dir) / worker)
+                except WorkerLoadError as exc:
+                    refused = exc
+                read[worker] = (refused, (base / worker).resolve().is_relative_to(base))
+            refused, inside = read[worker]
+            if refused is not None:
+                raise ConfigError(loaded.file, where, str(refused)) from None
+            if not inside:
                 loaded.warnings.append(f"{loaded.file}: {where}: {worker!r} is outside the scenario's folder; `edge run` and `edge serve` will run it")
 
 
