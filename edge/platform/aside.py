@@ -7,9 +7,10 @@ second of a simulated hour's reporting). ``fork`` rather than a process pool: th
 has the report and the scrapes, so nothing is pickled on the way in, only the result on the way
 back.
 
-The work runs here, in this process, where a fork is not safe or not possible: where ``os.fork``
-does not exist, and where another thread runs (a child would inherit locks that thread may hold,
-and Python 3.12 warns of it). Either way the caller sees the same thing: ``result()`` returns what
+The work runs here, in this process, where a fork is not safe or not possible: off Linux (Windows
+has no ``fork``; on macOS a forked child may crash in system frameworks the parent loaded, which is
+why Python's own process pools spawn there), and where another thread runs (a child would inherit
+locks that thread may hold, and Python 3.12 warns of it). Either way the caller sees the same thing: ``result()`` returns what
 the work returned or raises what it raised.
 """
 
@@ -42,7 +43,7 @@ class Aside(Generic[T]):
         self._pid = 0
         self._reader = -1
         self._done: tuple[bool, object] | None = None
-        if not hasattr(os, "fork") or threading.active_count() > 1:
+        if not sys.platform.startswith("linux") or threading.active_count() > 1:
             self._done = _outcome(work)
             return
         for stream in (sys.stdout, sys.stderr):  # or the child could write their buffers a second time
