@@ -4,7 +4,7 @@ The handler answers by path: ``/`` 200, ``/slow?s=SECONDS`` after that long,
 ``/block?s=SECONDS&hold=SECONDS`` after blocking the event loop ``s`` (a CPU-bound worker: every
 other request waits) and then waiting ``hold`` more without blocking it, ``/big`` 4 MB,
 ``/size`` the size of the request's body, ``/euro`` a redirect whose ``location`` holds a character outside Latin-1, ``/reason`` such a
-reason phrase.
+reason phrase, ``/agent`` 200 after keeping its ``user-agent`` in ``AGENTS``.
 """
 
 from __future__ import annotations
@@ -20,8 +20,13 @@ from edge.live.ingress import HttpServer, Limits
 from edge.platform.fetch import Request, Response
 
 
+AGENTS: list[str | None] = []
+
+
 async def handler(request: Request) -> Response:
-    if request.path == "/slow":
+    if request.path == "/agent":
+        AGENTS.append(request.headers.get("user-agent"))
+    elif request.path == "/slow":
         await trio.sleep(float(request.query.partition("=")[2] or 1))
     elif request.path == "/block":
         query = parse_qs(request.query)

@@ -67,6 +67,42 @@ def test_a_connection_still_open_is_reused(tmp_path):
     assert generator.groups["group0"].sent >= 5 and generator.stats.failed == 0 and len(opened) == 1
 
 
+def test_header_values_outside_ascii_are_sent_as_their_bytes_not_a_crash(tmp_path):
+    """A replayed log's user agent with bytes above 0x7F (nginx logs them as \\xHH; read back, one
+    character a byte, as fetch's Headers hold them) and one a scenario writes outside Latin-1: each
+    is sent (Latin-1 as its bytes, anything else as UTF-8), and the server gets the logged bytes.
+    h11 encodes a str value as ASCII: such a value ended the generator with UnicodeEncodeError."""
+    from ingress_server import AGENTS
+
+    (tmp_path / "access.log").write_text(
+        '203.0.113.9 - - [02/Mar/2026:09:00:10 +0100] "GET /agent HTTP/1.1" 200 5 "-" "caf\\xC3\\xA9"\n' * 2)
+    logged = traffic(None, None, name="log", replay="access.log", base_url="https://example.com", replay_format="clf")
+    written = traffic("constant(5/s)", name="written", requests=[{"url": "https://example.com/agent", "headers": {"user-agent": "\u20ac"}}])
+    loaded = load(tmp_path, compose(APP, traffic=[logged, written], duration="1s"))
+    AGENTS.clear()
+
+    async def main() -> None:
+        with trio.move_on_after(1.5):
+            await generator.run()
+
+    with RunningServer() as server:
+        generator = LoadGenerator(loaded, "127.0.0.1", server.port, seed=1)
+        trio.run(main)
+    assert generator.stats.failed == 0
+    # the ingress reads header bytes as Latin-1, as workerd gives a worker a header's bytes
+    assert AGENTS.count("caf\xc3\xa9") == 2
+    assert set(AGENTS) == {"caf\xc3\xa9", "\u20ac".encode().decode("latin-1")} and len(AGENTS) >= 5
+
+
+def test_a_header_value_is_one_byte_a_character_up_to_0xff_and_utf8_past_it():
+    from edge.live.loadgen import _header_bytes
+
+    assert _header_bytes("ok") == b"ok"
+    assert _header_bytes("\xff") == b"\xff"  # the last one-byte character
+    assert _header_bytes("\u0100") == b"\xc4\x80"  # the first that is not: UTF-8
+    assert _header_bytes("x\ud800") == b"x\xed\xa0\x80"  # a lone surrogate from a JSON log: sent, not a crash
+
+
 # -- keeping to the schedule ---------------------------------------------------------------------------
 
 def open_toml(rate: float) -> str:

@@ -506,6 +506,7 @@ def test_an_escaped_control_character_in_a_path_is_refused_by_name(escaped, expe
 def test_a_backslash_before_anything_else_is_kept():
     assert logformat.unescape(r"a\qb\x4") == r"a\qb\x4"
     assert logformat.unescape(r"\\x41") == r"\x41"  # an escaped backslash, then "x41": not A
+    assert logformat.unescape(r"a\uD800b\uDFFF\u00e9\uE000") == "a\\uD800b\\uDFFF\u00e9\ue000"  # half a UTF-16 pair: as written
 
 
 def test_clf_reads_nginx_main_and_the_fields_any_server_adds_after_combined(tmp_path):

@@ -141,6 +141,18 @@ class _Stale(Exception):
     nothing of an answer arrived. Any HTTP client sends the request again on a new connection."""
 
 
+def _header_bytes(value: str) -> bytes:
+    """A header value as the bytes to send: one byte a character where each is one (a fetch
+    ``Headers`` value holds a received header's bytes so, and the ingress reads them back so),
+    UTF-8 otherwise. h11 would encode a str as ASCII, and a replayed user agent with a byte above
+    0x7F ended the generator with UnicodeEncodeError. (A lone surrogate, which a JSON log may hold,
+    is sent as its three bytes rather than ending it.)"""
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogatepass")
+
+
 class _Connection:
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
@@ -151,7 +163,7 @@ class _Connection:
         """Send one request (``written`` is called once it is) and read its whole answer; returns the status."""
         target = request.url.split("://", 1)[1]
         host, _, rest = target.partition("/")
-        headers = [("host", host), *request.headers.raw(), ("content-length", str(len(body)))]
+        headers = [("host", host), *((name, _header_bytes(value)) for name, value in request.headers.raw()), ("content-length", str(len(body)))]
         out = self.h11.send(h11.Request(method=request.method, target="/" + rest, headers=headers))
         if body:
             out += self.h11.send(h11.Data(data=body))

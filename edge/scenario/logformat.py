@@ -318,7 +318,9 @@ def unescape(text: str, byte: Callable[[int], str] = _header_byte) -> str:
         if hexa is not None:
             return byte(int(hexa, 16))
         if code is not None:
-            return chr(int(code, 16))
+            point = int(code, 16)
+            # no server writes half of a UTF-16 pair: kept as written rather than made a lone surrogate
+            return match.group(0) if 0xD800 <= point <= 0xDFFF else chr(point)
         return _SIMPLE[simple]
 
     return _ESCAPE.sub(one, text)
