@@ -845,29 +845,52 @@ class _Signals:
     between here and the signal unwinds (``finally`` blocks remove temporary files)."""
 
     received = signal.SIGINT
+    sigint_blocked = False
+    """Started with SIGINT ignored (in the background): SIGINT is blocked instead, for the
+    command's length, under the handlers SIGTERM goes through."""
 
     @classmethod
     @contextlib.contextmanager
     def installed(cls) -> Iterator[None]:
         """The handler, for the command's length: ``main`` called from Python (a test, a tool) must
         leave the process as it found it, or a process it forks later inherits the handler and
-        answers SIGTERM with KeyboardInterrupt."""
+        answers SIGTERM with KeyboardInterrupt.
+
+        A process started with SIGINT ignored (by a shell, in the background) still gets
+        SIGTERM's interrupt through SIGINT's handlers, trio's and the watchdog's: they raise
+        KeyboardInterrupt only where it is safe. So SIGINT gets Python's handler, which trio and
+        the watchdog build on, and is blocked meanwhile, so that a real one stays as ignored as
+        the shell asked. Raising KeyboardInterrupt straight from the SIGTERM handler, as before,
+        landed it anywhere: inside trio (exit 70, TrioInternalError), or inside a worker step,
+        which answered it as a 500 and ran on to exit 0."""
         cls.received = signal.SIGINT
         if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
             yield
             return
+        cls.sigint_blocked = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        if cls.sigint_blocked:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, cls._terminate)
         try:
             yield
         finally:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            if cls.sigint_blocked:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # first: a SIGINT that came meanwhile is dropped
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+                cls.sigint_blocked = False
 
     @classmethod
     def _terminate(cls, signum: int, frame) -> None:
         cls.received = signal.SIGTERM
-        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started in the background: nobody relays SIGINT
+        if not cls.sigint_blocked:
+            signal.raise_signal(signal.SIGINT)
+            return
+        handler = signal.getsignal(signal.SIGINT)  # as a delivered SIGINT would call it
+        if not callable(handler):
             raise KeyboardInterrupt
-        signal.raise_signal(signal.SIGINT)
+        handler(signal.SIGINT, frame)
 
 
 def _only(exc: BaseException, kind: type[E]) -> E | None:

@@ -204,6 +204,40 @@ def test_an_interrupted_run_prints_one_line_and_leaves_no_output(tmp_path, sig, 
     assert list(out.iterdir()) == []
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell starts a job in the background
+
+
+def test_a_run_started_in_the_background_ignores_sigint_and_sigterm_interrupts_it_cleanly_wherever_it_lands(tmp_path):
+    """SIGINT ignored (a background job): SIGTERM's interrupt goes through trio's and the watchdog's
+    handlers. Raised straight from the SIGTERM handler it landed anywhere: in trio (exit 70,
+    TrioInternalError) or in a worker step, answered as a 500, the run going on to exit 0. Three
+    interrupts at different moments of the run, each a clean 143 with one line and no output."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for n, after in enumerate((0.0, 0.3, 0.7)):
+        out = tmp_path / f"out{n}"
+        out.mkdir()
+        (tmp_path / "started").unlink(missing_ok=True)
+        process = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", str(scenario(tmp_path, "10h")), "-q", "--json", str(out / "r.json"),
+                                    "--openmetrics", str(out / "r.om")],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_ignore_sigint)
+        wait_for(tmp_path / "started", process)
+        if n == 0:
+            process.send_signal(signal.SIGINT)  # ignored, as the shell asked
+            time.sleep(0.5)
+            assert process.poll() is None
+        time.sleep(after)
+        process.send_signal(signal.SIGTERM)
+        try:
+            _, err = process.communicate(timeout=60)  # a swallowed interrupt runs on: 10 simulated hours
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        assert (process.returncode, err) == (143, "edge: interrupted by SIGTERM\n"), after
+        assert list(out.iterdir()) == []
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
