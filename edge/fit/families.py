@@ -482,11 +482,18 @@ def _monotone(percents: list[float], values: list[float]) -> tuple[list[float], 
 
 
 def empirical_raw(values: np.ndarray, unit: str) -> Fit:
+    """``_knots``, tested by Kolmogorov-Smirnov."""
+    xs = np.sort(np.asarray(values, dtype=float))
+    fit = _knots(xs, unit)
+    ks = stats.kstest(xs, fit.cdf)
+    return dataclasses.replace(fit, statistic=float(ks.statistic), pvalue=float(ks.pvalue))
+
+
+def _knots(xs: np.ndarray, unit: str) -> Fit:
     """Quantile knots chosen where they are needed: from p0, p1, p50, p99 (p99.9 from 1,000
     values on) and p100, the knot is added where the interpolated CDF strays furthest from the
-    data's, until it strays by less than half the KS test's 1% critical distance (or
-    ``MAX_KNOTS`` knots): a bimodal sample gets its knots around the gap."""
-    xs = np.sort(np.asarray(values, dtype=float))
+    data's (``xs``, sorted), until it strays by less than half the KS test's 1% critical distance
+    (or ``MAX_KNOTS`` knots): a bimodal sample gets its knots around the gap. Not yet tested."""
     n = len(xs)
     ecdf_low, ecdf_high = np.arange(n) / n, np.arange(1, n + 1) / n
     tolerance = 0.8 / math.sqrt(n)
@@ -501,8 +508,7 @@ def empirical_raw(values: np.ndarray, unit: str) -> Fit:
         if gaps[worst] <= tolerance or len(percents) >= MAX_KNOTS or level in percents:
             break
         percents = sorted(set(percents) | {level})
-    ks = stats.kstest(xs, fit.cdf)
-    return dataclasses.replace(fit, statistic=float(ks.statistic), pvalue=float(ks.pvalue))
+    return fit
 
 
 def empirical_quantised(bins: Bins, values: np.ndarray, unit: str) -> Fit:
@@ -517,8 +523,8 @@ def empirical_quantised(bins: Bins, values: np.ndarray, unit: str) -> Fit:
     counts = bins.counts.astype(int)
     offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
     share = (offsets + 0.5) / np.repeat(counts, counts)
-    spread = np.repeat(bins.lower, counts) + np.repeat(bins.upper - bins.lower, counts) * share
-    fit = empirical_raw(spread, unit)
+    spread = np.repeat(bins.lower, counts) + np.repeat(bins.upper - bins.lower, counts) * share  # sorted, as the bins are
+    fit = _knots(spread, unit)
 
     def ppf(q: np.ndarray) -> np.ndarray:  # the knots follow the spread values' quantiles (``empirical_raw``)
         return np.asarray(np.quantile(spread, q))
